@@ -1,0 +1,340 @@
+//! A response body wrapper that reports, exactly once, how the body ended.
+//!
+//! "Done" for a Vitals layer means the last byte of the body was produced, not that the
+//! response head was returned. [`CompletionBody`] wraps any [`http_body::Body`] and calls its
+//! [`BodyObserver`] once, with a [`BodyEnd`]:
+//!
+//! - [`BodyEnd::Completed`] as soon as the inner body reports end of stream — checked after
+//!   *every* frame, because hyper stops polling a body once `Content-Length` bytes were sent;
+//! - [`BodyEnd::Errored`] when the inner body yields an error;
+//! - [`BodyEnd::Dropped`] when the body is dropped before its end (the client went away, or the
+//!   server gave up on the connection).
+//!
+//! A body that is already at its end when dropped (an empty body that hyper never polled, say)
+//! counts as completed.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use vitals_core::body::{BodyEnd, CompletionBody};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! let body = CompletionBody::new(Full::new(Bytes::from_static(b"hi")), move |end: BodyEnd| {
+//!     let _ = tx.send(end);
+//! });
+//! body.collect().await.unwrap();
+//! assert_eq!(rx.recv().unwrap(), BodyEnd::Completed);
+//! # }
+//! ```
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+/// How a response body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BodyEnd {
+    /// The inner body reached its end of stream: the last byte was produced.
+    Completed,
+    /// The inner body yielded an error.
+    Errored,
+    /// The body was dropped before its end: the client went away or the connection closed.
+    Dropped,
+}
+
+impl BodyEnd {
+    /// A short, stable name for logs: `completed`, `errored` or `dropped`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Errored => "errored",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// Receives the end of a [`CompletionBody`].
+///
+/// `on_end` is called exactly once. Closures `FnOnce(BodyEnd)` implement this trait; implement
+/// it on a struct to keep per-request state without boxing, or to read trailers (gRPC sends its
+/// status there).
+pub trait BodyObserver {
+    /// Called for each trailers frame, before the frame is handed on.
+    fn on_trailers(&mut self, trailers: &HeaderMap) {
+        let _ = trailers;
+    }
+
+    /// Called exactly once, when the body ended.
+    fn on_end(self, end: BodyEnd);
+}
+
+impl<F> BodyObserver for F
+where
+    F: FnOnce(BodyEnd),
+{
+    fn on_end(self, end: BodyEnd) {
+        self(end);
+    }
+}
+
+pin_project! {
+    /// A body that tells its [`BodyObserver`] exactly once how it ended.
+    ///
+    /// Data, trailers, errors and size hints pass through unchanged. See the
+    /// [module documentation](self) for what counts as each ending.
+    pub struct CompletionBody<B, O>
+    where
+        B: Body,
+        O: BodyObserver,
+    {
+        #[pin]
+        inner: B,
+        observer: Option<O>,
+    }
+
+    impl<B, O> PinnedDrop for CompletionBody<B, O>
+    where
+        B: Body,
+        O: BodyObserver,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(observer) = this.observer.take() {
+                // hyper may drop a body it never needed to poll (empty, or exactly sized and
+                // fully written): that body did end.
+                let end = if this.inner.is_end_stream() {
+                    BodyEnd::Completed
+                } else {
+                    BodyEnd::Dropped
+                };
+                observer.on_end(end);
+            }
+        }
+    }
+}
+
+impl<B, O> CompletionBody<B, O>
+where
+    B: Body,
+    O: BodyObserver,
+{
+    /// Wraps `inner`, reporting its end to `observer`.
+    pub fn new(inner: B, observer: O) -> Self {
+        Self {
+            inner,
+            observer: Some(observer),
+        }
+    }
+
+    /// Whether the observer was already told how the body ended.
+    pub fn has_ended(&self) -> bool {
+        self.observer.is_none()
+    }
+}
+
+impl<B, O> std::fmt::Debug for CompletionBody<B, O>
+where
+    B: Body + std::fmt::Debug,
+    O: BodyObserver,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionBody")
+            .field("inner", &self.inner)
+            .field("ended", &self.has_ended())
+            .finish()
+    }
+}
+
+impl<B, O> Body for CompletionBody<B, O>
+where
+    B: Body,
+    O: BodyObserver,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = ready!(this.inner.as_mut().poll_frame(cx));
+        let end = match &polled {
+            None => Some(BodyEnd::Completed),
+            Some(Err(_)) => Some(BodyEnd::Errored),
+            Some(Ok(frame)) => {
+                if let (Some(trailers), Some(observer)) =
+                    (frame.trailers_ref(), this.observer.as_mut())
+                {
+                    observer.on_trailers(trailers);
+                }
+                this.inner.is_end_stream().then_some(BodyEnd::Completed)
+            }
+        };
+        if let Some(end) = end {
+            if let Some(observer) = this.observer.take() {
+                observer.on_end(end);
+            }
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::HeaderValue;
+    use http_body_util::{BodyExt, Empty, Full};
+    use std::sync::{Arc, Mutex};
+
+    /// Records every call the body makes, to prove "exactly once".
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<String>>>);
+
+    impl Log {
+        fn entries(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl BodyObserver for Log {
+        fn on_trailers(&mut self, trailers: &HeaderMap) {
+            let status = trailers
+                .get("grpc-status")
+                .map_or("-", |v| v.to_str().unwrap());
+            self.0.lock().unwrap().push(format!("trailers:{status}"));
+        }
+
+        fn on_end(self, end: BodyEnd) {
+            self.0.lock().unwrap().push(end.as_str().to_owned());
+        }
+    }
+
+    /// A chunked body: frames from a queue, end of stream known only when the queue is empty
+    /// and polled (like a streaming body with no size).
+    struct Chunks(std::collections::VecDeque<Result<Frame<Bytes>, &'static str>>);
+
+    fn chunks(frames: impl IntoIterator<Item = Result<Frame<Bytes>, &'static str>>) -> Chunks {
+        Chunks(frames.into_iter().collect())
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+
+    #[tokio::test]
+    async fn content_length_body_completes_with_its_last_frame() {
+        let log = Log::default();
+        let mut body = CompletionBody::new(Full::new(Bytes::from_static(b"12345")), log.clone());
+        assert_eq!(body.size_hint().exact(), Some(5));
+
+        // Poll exactly one frame, the way hyper does for a sized body, and never poll again.
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"12345"));
+        assert_eq!(log.entries(), ["completed"]);
+        assert!(body.has_ended());
+
+        drop(body);
+        assert_eq!(log.entries(), ["completed"], "drop after the end must not report again");
+    }
+
+    #[tokio::test]
+    async fn chunked_stream_completes_at_end_of_stream() {
+        let log = Log::default();
+        let frames = (0..3).map(|i| Ok(Frame::data(Bytes::from(vec![b'a'; i + 1]))));
+        let body = CompletionBody::new(chunks(frames), log.clone());
+
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"aaaaaa");
+        assert_eq!(log.entries(), ["completed"]);
+    }
+
+    #[tokio::test]
+    async fn trailers_are_observed_before_completion() {
+        let log = Log::default();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("13"));
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"msg"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = CompletionBody::new(chunks(frames), log.clone());
+
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "13");
+        assert_eq!(log.entries(), ["trailers:13", "completed"]);
+    }
+
+    #[tokio::test]
+    async fn body_error_reports_errored_once() {
+        let log = Log::default();
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"partial"))),
+            Err("disk on fire"),
+            Ok(Frame::data(Bytes::from_static(b"never"))),
+        ];
+        let mut body = CompletionBody::new(chunks(frames), log.clone());
+
+        assert!(body.frame().await.unwrap().is_ok());
+        assert_eq!(body.frame().await.unwrap().unwrap_err(), "disk on fire");
+        assert_eq!(log.entries(), ["errored"]);
+
+        // Polling on after the error, then dropping, reports nothing more.
+        let _ = body.frame().await;
+        drop(body);
+        assert_eq!(log.entries(), ["errored"]);
+    }
+
+    #[tokio::test]
+    async fn early_drop_reports_dropped() {
+        let log = Log::default();
+        let frames = (0..10).map(|_| Ok(Frame::data(Bytes::from_static(b"x"))));
+        let mut body = CompletionBody::new(chunks(frames), log.clone());
+
+        body.frame().await.unwrap().unwrap();
+        assert!(log.entries().is_empty());
+        drop(body);
+        assert_eq!(log.entries(), ["dropped"]);
+    }
+
+    #[test]
+    fn unpolled_empty_body_counts_as_completed_on_drop() {
+        let log = Log::default();
+        let body = CompletionBody::new(Empty::<Bytes>::new(), log.clone());
+        assert!(body.is_end_stream());
+        drop(body);
+        assert_eq!(log.entries(), ["completed"]);
+    }
+
+    #[test]
+    fn closures_are_observers() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let body = CompletionBody::new(Full::new(Bytes::from_static(b"x")), move |end| {
+            tx.send(end).unwrap();
+        });
+        drop(body);
+        assert_eq!(rx.try_recv().unwrap(), BodyEnd::Dropped);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,405 @@
+//! One `Server-Timing` header shared by every layer of a request.
+//!
+//! The first (outermost) layer that wants a `Server-Timing` header calls
+//! [`ServerTiming::attach`] on the request: it inserts a collector into the request extensions
+//! and becomes its *owner*. Inner layers calling `attach` join the same collector. Any layer
+//! adds [`Metric`]s; the owner renders them once, as the response head passes back through
+//! it, with [`ServerTiming::append_to`]. So each layer works alone, and stacked layers share
+//! one header line. A `Server-Timing` header the handler set is kept: ours is appended.
+//!
+//! Rendering follows the W3C Server Timing grammar: metric names must be tokens (others are
+//! dropped), `dur` is in milliseconds with at most three decimals, and descriptions are sent
+//! as a token or a quoted string with `"` and `\` escaped (control and non-ASCII characters
+//! become `?`). At most [`MAX_METRICS`] metrics are kept per request and the rendered line is
+//! capped at [`MAX_HEADER_LEN`] bytes, so a chatty layer cannot grow a response header
+//! without bound.
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{Request, Response};
+//! use vitals_core::server_timing::{Metric, ServerTiming};
+//!
+//! let mut request = Request::new(());
+//! // Outer layer: attaches first, so it owns the header.
+//! let outer = ServerTiming::attach(request.extensions_mut());
+//! assert!(outer.is_owner());
+//! // Inner layer: joins the same collector.
+//! let inner = ServerTiming::attach(request.extensions_mut());
+//! assert!(!inner.is_owner());
+//! inner.add(Metric::new("db").with_duration(Duration::from_micros(4100)).with_description("7 queries"));
+//! outer.add(Metric::new("total").with_duration(Duration::from_millis(12)));
+//!
+//! let mut response = Response::new(());
+//! outer.append_to(response.headers_mut());
+//! assert_eq!(response.headers()["server-timing"], r#"db;dur=4.1;desc="7 queries", total;dur=12"#);
+//! ```
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::{Extensions, HeaderMap, HeaderValue};
+
+/// The `server-timing` header name.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// The most metrics one request keeps; further ones are dropped.
+pub const MAX_METRICS: usize = 32;
+/// The longest `Server-Timing` line Vitals renders, in bytes; metrics that would pass it are
+/// left out.
+pub const MAX_HEADER_LEN: usize = 2048;
+/// The longest description kept, in bytes; longer ones are cut at a character boundary.
+pub const MAX_DESCRIPTION_LEN: usize = 256;
+
+/// One `Server-Timing` metric: a name, and optionally a duration and a description.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    name: Cow<'static, str>,
+    duration_ms: Option<f64>,
+    description: Option<Cow<'static, str>>,
+}
+
+impl Metric {
+    /// A metric named `name`. The name must be an HTTP token (`db`, `total`, `cache-hit`); a
+    /// metric with any other name is dropped when rendering.
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            name: name.into(),
+            duration_ms: None,
+            description: None,
+        }
+    }
+
+    /// Sets the duration (rendered as `dur=` in milliseconds).
+    #[must_use]
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration_ms = Some(duration.as_secs_f64() * 1000.0);
+        self
+    }
+
+    /// Sets the duration in milliseconds; negative or non-finite values are not rendered.
+    #[must_use]
+    pub fn with_duration_ms(mut self, milliseconds: f64) -> Self {
+        self.duration_ms = Some(milliseconds);
+        self
+    }
+
+    /// Sets the description (rendered as `desc=`).
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<Cow<'static, str>>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The duration in milliseconds, if set.
+    pub fn duration_ms(&self) -> Option<f64> {
+        self.duration_ms
+    }
+
+    /// The description, if set.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// Writes the metric by the Server Timing grammar; `false` if its name is not a token.
+    fn render(&self, out: &mut String) -> bool {
+        if !is_token(&self.name) {
+            return false;
+        }
+        out.push_str(&self.name);
+        if let Some(ms) = self.duration_ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+            out.push_str(";dur=");
+            write_millis(out, ms);
+        }
+        if let Some(desc) = &self.description {
+            out.push_str(";desc=");
+            write_param_value(out, truncate(desc, MAX_DESCRIPTION_LEN));
+        }
+        true
+    }
+}
+
+/// The per-request `Server-Timing` collector. Clones share the same metrics.
+#[derive(Clone)]
+pub struct ServerTiming {
+    shared: Arc<Mutex<Collected>>,
+    owner: bool,
+}
+
+#[derive(Default)]
+struct Collected {
+    metrics: Vec<Metric>,
+    dropped: usize,
+}
+
+/// The collector as stored in request extensions (never the owner).
+#[derive(Clone)]
+struct Slot(Arc<Mutex<Collected>>);
+
+impl ServerTiming {
+    /// Joins the request's collector, inserting one if there is none. The handle that
+    /// inserted it [is the owner](Self::is_owner) and should render the header.
+    pub fn attach(extensions: &mut Extensions) -> Self {
+        if let Some(slot) = extensions.get::<Slot>() {
+            return Self {
+                shared: Arc::clone(&slot.0),
+                owner: false,
+            };
+        }
+        let shared = Arc::new(Mutex::new(Collected::default()));
+        extensions.insert(Slot(Arc::clone(&shared)));
+        Self {
+            shared,
+            owner: true,
+        }
+    }
+
+    /// The request's collector, if an outer layer attached one. Use this to add metrics only
+    /// when some layer will render them.
+    pub fn get(extensions: &Extensions) -> Option<Self> {
+        extensions.get::<Slot>().map(|slot| Self {
+            shared: Arc::clone(&slot.0),
+            owner: false,
+        })
+    }
+
+    /// Whether this handle inserted the collector, and so should render the header.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// Adds a metric. Beyond [`MAX_METRICS`] it is dropped (and counted).
+    pub fn add(&self, metric: Metric) {
+        let mut collected = self.lock();
+        if collected.metrics.len() < MAX_METRICS {
+            collected.metrics.push(metric);
+        } else {
+            collected.dropped += 1;
+        }
+    }
+
+    /// A copy of the metrics added so far.
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.lock().metrics.clone()
+    }
+
+    /// How many metrics were dropped for passing [`MAX_METRICS`].
+    pub fn dropped(&self) -> usize {
+        self.lock().dropped
+    }
+
+    /// Renders the metrics as one header value; `None` when there is nothing valid to send.
+    pub fn render(&self) -> Option<HeaderValue> {
+        let collected = self.lock();
+        let mut line = String::with_capacity(64);
+        let mut piece = String::new();
+        for metric in &collected.metrics {
+            piece.clear();
+            if !metric.render(&mut piece) {
+                continue;
+            }
+            let separator = if line.is_empty() { 0 } else { 2 };
+            if line.len() + separator + piece.len() > MAX_HEADER_LEN {
+                continue;
+            }
+            if separator > 0 {
+                line.push_str(", ");
+            }
+            line.push_str(&piece);
+        }
+        if line.is_empty() {
+            return None;
+        }
+        // Everything written is visible ASCII or space, so this cannot fail; stay total anyway.
+        HeaderValue::from_str(&line).ok()
+    }
+
+    /// Appends the rendered metrics as a `Server-Timing` line, keeping any existing lines.
+    pub fn append_to(&self, headers: &mut HeaderMap) {
+        if let Some(value) = self.render() {
+            headers.append(SERVER_TIMING, value);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
+        // A panic elsewhere while holding the lock leaves a valid Vec: keep using it.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for ServerTiming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let collected = self.lock();
+        f.debug_struct("ServerTiming")
+            .field("owner", &self.owner)
+            .field("metrics", &collected.metrics)
+            .field("dropped", &collected.dropped)
+            .finish()
+    }
+}
+
+/// RFC 9110 `token`: one or more `tchar`.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Milliseconds with at most three decimals, trailing zeros trimmed (`12`, `4.1`, `0.125`).
+fn write_millis(out: &mut String, ms: f64) {
+    let start = out.len();
+    let _ = write!(out, "{ms:.3}");
+    if out[start..].contains('.') {
+        let trimmed = out.trim_end_matches('0').trim_end_matches('.').len();
+        out.truncate(trimmed);
+    }
+}
+
+/// A token as is, anything else as a quoted string.
+fn write_param_value(out: &mut String, value: &str) {
+    if is_token(value) {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' | '\t' | '!'..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(metrics: impl IntoIterator<Item = Metric>) -> Option<String> {
+        let mut extensions = Extensions::new();
+        let timing = ServerTiming::attach(&mut extensions);
+        for metric in metrics {
+            timing.add(metric);
+        }
+        timing.render().map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn the_first_attacher_owns_and_later_ones_join() {
+        let mut extensions = Extensions::new();
+        assert!(ServerTiming::get(&extensions).is_none());
+        let owner = ServerTiming::attach(&mut extensions);
+        let joined = ServerTiming::attach(&mut extensions);
+        let looked_up = ServerTiming::get(&extensions).unwrap();
+        assert!(owner.is_owner());
+        assert!(!joined.is_owner() && !looked_up.is_owner());
+
+        joined.add(Metric::new("db"));
+        looked_up.add(Metric::new("cache"));
+        assert_eq!(owner.metrics().len(), 2);
+    }
+
+    #[test]
+    fn durations_have_at_most_three_decimals() {
+        let line = render([
+            Metric::new("a").with_duration(Duration::from_millis(12)),
+            Metric::new("b").with_duration(Duration::from_micros(4100)),
+            Metric::new("c").with_duration(Duration::from_nanos(1_234_567)),
+            Metric::new("d").with_duration_ms(0.0004),
+            Metric::new("e").with_duration_ms(f64::NAN),
+            Metric::new("f").with_duration_ms(-1.0),
+        ]);
+        assert_eq!(line.unwrap(), "a;dur=12, b;dur=4.1, c;dur=1.235, d;dur=0, e, f");
+    }
+
+    #[test]
+    fn descriptions_are_tokens_or_escaped_quoted_strings() {
+        let line = render([
+            Metric::new("db").with_description("7 queries"),
+            Metric::new("cache").with_description("hit"),
+            Metric::new("x").with_description(r#"say "hi" \ bye"#),
+            Metric::new("y").with_description("line\r\nbreak é"),
+            Metric::new("z").with_description(""),
+        ]);
+        assert_eq!(
+            line.unwrap(),
+            r#"db;desc="7 queries", cache;desc=hit, x;desc="say \"hi\" \\ bye", y;desc="line??break ?", z;desc="""#
+        );
+    }
+
+    #[test]
+    fn invalid_names_are_dropped() {
+        let line = render([
+            Metric::new(""),
+            Metric::new("has space"),
+            Metric::new("semi;colon"),
+            Metric::new("ok"),
+            Metric::new("ünï"),
+        ]);
+        assert_eq!(line.unwrap(), "ok");
+        assert_eq!(render([Metric::new("bad name")]), None);
+        assert_eq!(render([]), None);
+    }
+
+    #[test]
+    fn metric_count_and_line_length_are_capped() {
+        let mut extensions = Extensions::new();
+        let timing = ServerTiming::attach(&mut extensions);
+        for i in 0..MAX_METRICS + 5 {
+            timing.add(Metric::new(format!("m{i}")));
+        }
+        assert_eq!(timing.metrics().len(), MAX_METRICS);
+        assert_eq!(timing.dropped(), 5);
+
+        let huge = "d".repeat(10 * MAX_DESCRIPTION_LEN);
+        let line = render((0..40).map(|i| Metric::new(format!("m{i}")).with_description(huge.clone())))
+            .unwrap();
+        assert!(line.len() <= MAX_HEADER_LEN, "{} bytes", line.len());
+        assert!(line.starts_with(&format!("m0;desc={}", "d".repeat(MAX_DESCRIPTION_LEN))));
+        // A description cut inside a multi-byte character stays valid.
+        let accents = "é".repeat(200);
+        let cut = truncate(&accents, MAX_DESCRIPTION_LEN - 1);
+        assert_eq!(cut.len(), MAX_DESCRIPTION_LEN - 2);
+    }
+
+    #[test]
+    fn existing_header_lines_are_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(SERVER_TIMING, HeaderValue::from_static("app;dur=3"));
+        let mut extensions = Extensions::new();
+        let timing = ServerTiming::attach(&mut extensions);
+        timing.add(Metric::new("total").with_duration_ms(5.0));
+        timing.append_to(&mut headers);
+        let lines: Vec<_> = headers.get_all(SERVER_TIMING).iter().collect();
+        assert_eq!(lines, ["app;dur=3", "total;dur=5"]);
+
+        // Nothing to render: no empty header line.
+        let empty = ServerTiming::attach(&mut Extensions::new());
+        empty.append_to(&mut headers);
+        assert_eq!(headers.get_all(SERVER_TIMING).iter().count(), 2);
+    }
+}
