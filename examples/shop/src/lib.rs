@@ -1,1 +1,103 @@
-//! shop
+//! An axum shop on a real database that shows common production problems and their fixes.
+//!
+//! `cargo run -p shop` starts it on an in-memory SQLite database, created and seeded at start;
+//! `--database-url postgres://…` runs the same code on PostgreSQL. See [`routes`] for what
+//! each route demonstrates.
+//!
+//! The library part lets tests and benchmarks start the shop in-process:
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let shop = shop::Shop::start(shop::Config::with_defaults()).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, shop.router()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod logging;
+pub mod payment;
+pub mod report;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+pub use config::{Config, LogFormat};
+use db::Db;
+use payment::{PaymentClient, PaymentStub};
+use report::Workload;
+use routes::AppState;
+
+/// A started shop: database open and seeded, payment service reachable.
+#[derive(Debug)]
+pub struct Shop {
+    state: Arc<AppState>,
+    payment_stub: Option<PaymentStub>,
+}
+
+/// Why the shop could not start.
+#[derive(Debug)]
+pub struct StartError(String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl Shop {
+    /// Opens the database (creating and seeding it), calibrates the report's workload and
+    /// starts the stub payment service unless `config.payment_url` names one.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let db = Db::connect(&config.database_url)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
+        let workload = tokio::task::spawn_blocking(|| Workload::calibrate(report::TARGET))
+            .await
+            .map_err(|e| StartError(format!("workload calibration failed: {e}")))?;
+        let (payment_url, payment_stub) = match config.payment_url {
+            Some(url) => (url, None),
+            None => {
+                let stub = PaymentStub::start(Duration::from_millis(config.payment_latency_ms))
+                    .await
+                    .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
+                (stub.url(), Some(stub))
+            }
+        };
+        let payment = PaymentClient::new(&payment_url, Duration::from_millis(config.payment_timeout_ms))
+            .map_err(StartError)?;
+        let state = Arc::new(AppState {
+            db,
+            workload,
+            payment,
+        });
+        Ok(Self { state, payment_stub })
+    }
+
+    /// The shop's router, ready to serve.
+    pub fn router(&self) -> Router {
+        routes::router(Arc::clone(&self.state))
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// The report's calibrated workload.
+    pub fn workload(&self) -> Workload {
+        self.state.workload
+    }
+
+    /// The URL of the built-in payment stub, if it runs.
+    pub fn payment_stub_url(&self) -> Option<String> {
+        self.payment_stub.as_ref().map(PaymentStub::url)
+    }
+}

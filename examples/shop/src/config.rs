@@ -1,0 +1,76 @@
+//! Command-line configuration of the shop.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// The default database: an in-memory SQLite database, created and seeded at start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite::memory:";
+
+/// How the shop is started. Every field has a default, so `cargo run -p shop` needs no setup.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "shop", version, about = "An axum shop that shows production problems and their fixes")]
+pub struct Config {
+    /// Database URL: `sqlite::memory:` (default), `sqlite://shop.db`, or `postgres://…`.
+    #[arg(long, default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Base URL of the payment service `GET /checkout` calls. Without it, the shop starts its
+    /// own stub payment service on a free loopback port.
+    #[arg(long)]
+    pub payment_url: Option<String>,
+
+    /// Latency of the built-in stub payment service, in milliseconds.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub payment_latency_ms: u64,
+
+    /// How long `GET /checkout` waits for the payment service, in milliseconds.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub payment_timeout_ms: u64,
+
+    /// Log format; JSON by default when stdout is not a terminal, pretty otherwise.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// The defaults, as `shop` with no arguments would use them.
+    pub fn with_defaults() -> Self {
+        Self::parse_from(["shop"])
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_setup() {
+        let config = Config::with_defaults();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert!(config.payment_url.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_an_error() {
+        assert!(Config::try_parse_from(["shop", "--listen", "not-an-address"]).is_err());
+        assert!(Config::try_parse_from(["shop", "--payment-timeout-ms", "0"]).is_err());
+        assert!(Config::try_parse_from(["shop", "--log-format", "xml"]).is_err());
+        let config = Config::try_parse_from(["shop", "--log-format", "json"]).unwrap();
+        assert_eq!(config.log_format, Some(LogFormat::Json));
+    }
+}

@@ -1,0 +1,397 @@
+//! The shop's database: one code path for SQLite and PostgreSQL through sqlx's `Any` driver.
+//!
+//! Every statement here is portable: `$N` placeholders (SQLite accepts them too), `BIGINT`
+//! and `TEXT` columns, no database-specific functions.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Which database the shop runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (embedded; the default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names, if it is one the shop supports.
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// How many rows the seed creates.
+pub mod seed {
+    /// Products in the catalogue.
+    pub const PRODUCTS: i64 = 24;
+    /// Customers.
+    pub const CUSTOMERS: i64 = 60;
+    /// Orders (spread over customers and products).
+    pub const ORDERS: i64 = 240;
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Product {
+    /// Identifier.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Price in cents.
+    pub price_cents: i64,
+    /// Units in stock.
+    pub stock: i64,
+}
+
+/// A customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Customer {
+    /// Identifier.
+    pub id: i64,
+    /// Full name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+/// An order with its customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Order {
+    /// Identifier.
+    pub id: i64,
+    /// Product ordered.
+    pub product_id: i64,
+    /// Units ordered.
+    pub quantity: i64,
+    /// Total in cents.
+    pub total_cents: i64,
+    /// When the order was placed (RFC 3339, UTC).
+    pub placed_at: String,
+    /// Who placed it.
+    pub customer: Customer,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The URL names no supported database.
+    UnsupportedUrl(String),
+    /// sqlx failed to connect, create the schema or seed.
+    Sqlx(sqlx::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnsupportedUrl(url) => write!(
+                f,
+                "unsupported database URL {url:?}: use sqlite::memory:, sqlite://FILE or postgres://…"
+            ),
+            Self::Sqlx(error) => write!(f, "database error: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::UnsupportedUrl(_) => None,
+            Self::Sqlx(error) => Some(error),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ConnectError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Sqlx(error)
+    }
+}
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS customers (
+        id BIGINT PRIMARY KEY,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS products (
+        id BIGINT PRIMARY KEY,
+        name TEXT NOT NULL,
+        price_cents BIGINT NOT NULL,
+        stock BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS orders (
+        id BIGINT PRIMARY KEY,
+        customer_id BIGINT NOT NULL REFERENCES customers (id),
+        product_id BIGINT NOT NULL REFERENCES products (id),
+        quantity BIGINT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        placed_at TEXT NOT NULL
+    )",
+];
+
+impl Db {
+    /// Connects, creates the schema if missing, and seeds an empty database.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        let backend =
+            Backend::of_url(url).ok_or_else(|| ConnectError::UnsupportedUrl(url.to_owned()))?;
+        sqlx::any::install_default_drivers();
+        let url = match backend {
+            // sqlx's `Any` driver parses the URL again for every new connection, and each
+            // parse of `sqlite::memory:` names a new database. Name one database for the pool.
+            Backend::Sqlite if url == "sqlite::memory:" => {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                format!("sqlite:file:vitals-shop-{}-{n}?mode=memory&cache=shared", std::process::id())
+            }
+            // Create the file if it does not exist yet.
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        // An in-memory SQLite database lives as long as one connection to it: keep one open.
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        let db = Self { pool, backend };
+        db.create_schema().await?;
+        db.seed_if_empty().await?;
+        Ok(db)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for callers that run their own statements.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_schema(&self) -> Result<(), sqlx::Error> {
+        for statement in SCHEMA {
+            sqlx::query(statement).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Deterministic data: the same rows on every start and every backend.
+    async fn seed_if_empty(&self) -> Result<(), sqlx::Error> {
+        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM products")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if existing > 0 {
+            return Ok(());
+        }
+        const ADJECTIVES: [&str; 6] = ["Classic", "Large", "Travel", "Ceramic", "Steel", "Tiny"];
+        const NOUNS: [&str; 4] = ["mug", "teapot", "grinder", "kettle"];
+        const FIRST: [&str; 10] = [
+            "Ada", "Grace", "Alan", "Barbara", "Edsger", "Frances", "Donald", "Radia", "Ken",
+            "Margaret",
+        ];
+        const LAST: [&str; 6] = ["Lovelace", "Hopper", "Turing", "Liskov", "Dijkstra", "Allen"];
+
+        let products: Vec<String> = (1..=seed::PRODUCTS)
+            .map(|id| {
+                let name = format!(
+                    "{} {}",
+                    ADJECTIVES[index(id, ADJECTIVES.len())],
+                    NOUNS[index(id / 6, NOUNS.len())]
+                );
+                format!("({id}, '{name} #{id}', {}, {})", price_of(id), 5 + (id * 7) % 40)
+            })
+            .collect();
+        let customers: Vec<String> = (1..=seed::CUSTOMERS)
+            .map(|id| {
+                let first = FIRST[index(id, FIRST.len())];
+                let last = LAST[index(id / 10, LAST.len())];
+                let email = format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase());
+                format!("({id}, '{first} {last}', '{email}')")
+            })
+            .collect();
+        let orders: Vec<String> = (1..=seed::ORDERS)
+            .map(|id| {
+                let customer = 1 + (id * 37) % seed::CUSTOMERS;
+                let product = 1 + (id * 11) % seed::PRODUCTS;
+                let quantity = 1 + id % 4;
+                let day = 1 + id % 28;
+                let hour = id % 24;
+                format!(
+                    "({id}, {customer}, {product}, {quantity}, {}, '2026-10-{day:02}T{hour:02}:00:00Z')",
+                    quantity * price_of(product)
+                )
+            })
+            .collect();
+
+        let mut tx = self.pool.begin().await?;
+        for (table, columns, rows) in [
+            ("products", "id, name, price_cents, stock", products),
+            ("customers", "id, name, email", customers),
+            ("orders", "id, customer_id, product_id, quantity, total_cents, placed_at", orders),
+        ] {
+            let sql = format!("INSERT INTO {table} ({columns}) VALUES {}", rows.join(", "));
+            // Built from the constants above only: no outside input.
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// All products, by id.
+    pub async fn products(&self) -> Result<Vec<Product>, sqlx::Error> {
+        sqlx::query("SELECT id, name, price_cents, stock FROM products ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(product_from_row)
+            .collect()
+    }
+
+    /// One product.
+    pub async fn product(&self, id: i64) -> Result<Option<Product>, sqlx::Error> {
+        sqlx::query("SELECT id, name, price_cents, stock FROM products WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(product_from_row)
+            .transpose()
+    }
+
+    /// One customer.
+    pub async fn customer(&self, id: i64) -> Result<Option<Customer>, sqlx::Error> {
+        sqlx::query("SELECT id, name, email FROM customers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| {
+                Ok(Customer {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    email: row.try_get("email")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// All orders with their customers, in one query (a JOIN): the fix for N+1.
+    pub async fn orders_joined(&self) -> Result<Vec<Order>, sqlx::Error> {
+        sqlx::query(
+            "SELECT o.id, o.product_id, o.quantity, o.total_cents, o.placed_at,
+                    c.id AS customer_id, c.name AS customer_name, c.email AS customer_email
+             FROM orders o JOIN customers c ON c.id = o.customer_id
+             ORDER BY o.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Order {
+                id: row.try_get("id")?,
+                product_id: row.try_get("product_id")?,
+                quantity: row.try_get("quantity")?,
+                total_cents: row.try_get("total_cents")?,
+                placed_at: row.try_get("placed_at")?,
+                customer: Customer {
+                    id: row.try_get("customer_id")?,
+                    name: row.try_get("customer_name")?,
+                    email: row.try_get("customer_email")?,
+                },
+            })
+        })
+        .collect()
+    }
+
+    /// The same orders, built the naive way: one query for the orders, then one query per
+    /// order for its customer — the classic N+1.
+    pub async fn orders_n_plus_one(&self) -> Result<Vec<Order>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, customer_id, product_id, quantity, total_cents, placed_at
+             FROM orders ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut orders = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let customer_id: i64 = row.try_get("customer_id")?;
+            let customer = self
+                .customer(customer_id)
+                .await?
+                .ok_or_else(|| sqlx::Error::RowNotFound)?;
+            orders.push(Order {
+                id: row.try_get("id")?,
+                product_id: row.try_get("product_id")?,
+                quantity: row.try_get("quantity")?,
+                total_cents: row.try_get("total_cents")?,
+                placed_at: row.try_get("placed_at")?,
+                customer,
+            });
+        }
+        Ok(orders)
+    }
+
+    /// `(customer_id, total_cents)` of every order, for the report.
+    pub async fn order_totals(&self) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        sqlx::query("SELECT customer_id, total_cents FROM orders ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("customer_id")?, row.try_get("total_cents")?)))
+            .collect()
+    }
+
+    /// How many orders a customer placed.
+    pub async fn order_count(&self, customer_id: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")
+    }
+}
+
+fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        price_cents: row.try_get("price_cents")?,
+        stock: row.try_get("stock")?,
+    })
+}
+
+fn price_of(product_id: i64) -> i64 {
+    499 + (product_id * 250) % 4500
+}
+
+/// `n mod len` as an index; the seed only uses small positive numbers.
+fn index(n: i64, len: usize) -> usize {
+    usize::try_from(n).unwrap_or(0) % len
+}

@@ -1,0 +1,58 @@
+//! Errors as JSON responses: `{"error": "..."}` with the right status.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error a handler answers with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request was malformed.
+    BadRequest(String),
+    /// 401: credentials missing or wrong.
+    Unauthorized,
+    /// 404: no such resource.
+    NotFound(&'static str),
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 502: a downstream service failed.
+    BadGateway(String),
+    /// 504: a downstream service did not answer in time.
+    GatewayTimeout(String),
+    /// 500: a database failure (details are logged, not sent).
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid bearer token (try `Authorization: Bearer demo`)".to_owned(),
+            ),
+            Self::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned()),
+            Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, message),
+            Self::GatewayTimeout(message) => (StatusCode::GATEWAY_TIMEOUT, message),
+            Self::Database(error) => {
+                tracing::error!(%error, "database error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+            }
+        };
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,183 @@
+//! The shop's routes. Each one shows a production behaviour (or its fix).
+//!
+//! | route                   | shows                                                        |
+//! |-------------------------|--------------------------------------------------------------|
+//! | `GET /healthz`          | a cheap liveness probe                                       |
+//! | `GET /products`         | every product, unpaginated: a response that grows with data  |
+//! | `GET /products/{id}`    | a point lookup; 404 as JSON                                  |
+//! | `GET /orders`           | orders with customers in one JOIN: the fix                   |
+//! | `GET /orders/n-plus-one`| the same JSON with one query per order: the N+1 problem      |
+//! | `GET /report`           | CPU work moved off the executor (`spawn_blocking`): the fix  |
+//! | `GET /report/blocking`  | the same work inline on the executor: blocks other requests  |
+//! | `GET /slow?ms=N`        | a request held open (0–60000 ms)                             |
+//! | `GET /me`               | an authenticated, per-user response (`Bearer demo`)         |
+//! | `GET /checkout`         | a call to a downstream payment service with a timeout        |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::db::{Customer, Db, Order, Product};
+use crate::error::ApiError;
+use crate::payment::{PaymentClient, PaymentError, PaymentRequest};
+use crate::report::{self, Report, Workload};
+
+/// The longest `GET /slow` may sleep, in milliseconds.
+pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// The bearer token `GET /me` accepts.
+pub const DEMO_TOKEN: &str = "demo";
+
+/// The customer the demo token belongs to.
+pub const DEMO_CUSTOMER_ID: i64 = 1;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The report's calibrated CPU work.
+    pub workload: Workload,
+    /// The payment service client.
+    pub payment: PaymentClient,
+}
+
+/// The shop's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/products", get(products))
+        .route("/products/{id}", get(product))
+        .route("/orders", get(orders))
+        .route("/orders/n-plus-one", get(orders_n_plus_one))
+        .route("/report", get(report_off_executor))
+        .route("/report/blocking", get(report_blocking))
+        .route("/slow", get(slow))
+        .route("/me", get(me))
+        .route("/checkout", get(checkout))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn products(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Product>>, ApiError> {
+    Ok(Json(state.db.products().await?))
+}
+
+async fn product(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Product>, ApiError> {
+    let Path(id) = id.map_err(|_| ApiError::BadRequest("product id must be an integer".to_owned()))?;
+    state
+        .db
+        .product(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("product"))
+}
+
+async fn orders(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, ApiError> {
+    Ok(Json(state.db.orders_joined().await?))
+}
+
+async fn orders_n_plus_one(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, ApiError> {
+    Ok(Json(state.db.orders_n_plus_one().await?))
+}
+
+async fn report_off_executor(State(state): State<Arc<AppState>>) -> Result<Json<Report>, ApiError> {
+    let totals = state.db.order_totals().await?;
+    let workload = state.workload;
+    let report = tokio::task::spawn_blocking(move || report::build(&totals, workload))
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("report task failed: {e}")))?;
+    Ok(Json(report))
+}
+
+/// The bad example: CPU work inline on the async executor, stalling every task on this worker.
+async fn report_blocking(State(state): State<Arc<AppState>>) -> Result<Json<Report>, ApiError> {
+    let totals = state.db.order_totals().await?;
+    Ok(Json(report::build(&totals, state.workload)))
+}
+
+#[derive(Debug, Deserialize)]
+struct SlowQuery {
+    ms: u64,
+}
+
+async fn slow(query: Result<Query<SlowQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(SlowQuery { ms }) = query.map_err(|_| {
+        ApiError::BadRequest(format!("query parameter ms must be an integer from 0 to {MAX_SLOW_MS}"))
+    })?;
+    if ms > MAX_SLOW_MS {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter ms must be an integer from 0 to {MAX_SLOW_MS}"
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(Json(json!({ "slept_ms": ms })))
+}
+
+async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let authorized = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| token.trim() == DEMO_TOKEN);
+    if !authorized {
+        return Err(ApiError::Unauthorized);
+    }
+    let customer: Customer = state
+        .db
+        .customer(DEMO_CUSTOMER_ID)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    let orders = state.db.order_count(DEMO_CUSTOMER_ID).await?;
+    Ok(Json(json!({ "customer": customer, "orders": orders })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckoutQuery {
+    product_id: Option<i64>,
+}
+
+async fn checkout(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<CheckoutQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(CheckoutQuery { product_id }) = query
+        .map_err(|_| ApiError::BadRequest("query parameter product_id must be an integer".to_owned()))?;
+    let product_id = product_id.unwrap_or(1);
+    let product = state
+        .db
+        .product(product_id)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    let request = PaymentRequest {
+        product_id,
+        amount_cents: product.price_cents,
+    };
+    match state.payment.pay(&request).await {
+        Ok(receipt) => Ok(Json(json!({ "status": "paid", "product": product, "payment": receipt }))),
+        Err(PaymentError::Timeout) => {
+            tracing::warn!(product_id, "payment service timed out");
+            Err(ApiError::GatewayTimeout("payment service timed out".to_owned()))
+        }
+        Err(PaymentError::Failed(reason)) => {
+            tracing::warn!(product_id, %reason, "payment failed");
+            Err(ApiError::BadGateway("payment service failed".to_owned()))
+        }
+    }
+}
