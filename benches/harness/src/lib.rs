@@ -123,7 +123,7 @@ impl<'c> Comparison<'c> {
             group,
             runtime: runtime(),
         };
-        comparison = comparison.service("bare", BareService);
+        comparison = comparison.service("bare", &BareService);
         comparison
     }
 
@@ -138,12 +138,12 @@ impl<'c> Comparison<'c> {
         ResB::Error: std::fmt::Debug,
     {
         let service = layer.layer(BareService);
-        self.service(label, service)
+        self.service(label, &service)
     }
 
     /// Benchmarks any service, as `label` (for stacks built by hand).
     #[must_use]
-    pub fn service<S, ResB>(mut self, label: &str, service: S) -> Self
+    pub fn service<S, ResB>(mut self, label: &str, service: &S) -> Self
     where
         S: Service<Request<RequestBody>, Response = Response<ResB>> + Clone,
         S::Error: std::fmt::Debug,

@@ -9,7 +9,11 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite::memory:";
 
 /// How the shop is started. Every field has a default, so `cargo run -p shop` needs no setup.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "shop", version, about = "An axum shop that shows production problems and their fixes")]
+#[command(
+    name = "shop",
+    version,
+    about = "An axum shop that shows production problems and their fixes"
+)]
 pub struct Config {
     /// Database URL: `sqlite::memory:` (default), `sqlite://shop.db`, or `postgres://…`.
     #[arg(long, default_value = DEFAULT_DATABASE_URL)]

@@ -160,7 +160,10 @@ impl Db {
             Backend::Sqlite if url == "sqlite::memory:" => {
                 static NEXT: AtomicUsize = AtomicUsize::new(0);
                 let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                format!("sqlite:file:vitals-shop-{}-{n}?mode=memory&cache=shared", std::process::id())
+                format!(
+                    "sqlite:file:vitals-shop-{}-{n}?mode=memory&cache=shared",
+                    std::process::id()
+                )
             }
             // Create the file if it does not exist yet.
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
@@ -212,14 +215,6 @@ impl Db {
         if existing > 0 {
             return Ok(());
         }
-        const ADJECTIVES: [&str; 6] = ["Classic", "Large", "Travel", "Ceramic", "Steel", "Tiny"];
-        const NOUNS: [&str; 4] = ["mug", "teapot", "grinder", "kettle"];
-        const FIRST: [&str; 10] = [
-            "Ada", "Grace", "Alan", "Barbara", "Edsger", "Frances", "Donald", "Radia", "Ken",
-            "Margaret",
-        ];
-        const LAST: [&str; 6] = ["Lovelace", "Hopper", "Turing", "Liskov", "Dijkstra", "Allen"];
-
         let products: Vec<String> = (1..=seed::PRODUCTS)
             .map(|id| {
                 let name = format!(
@@ -227,14 +222,22 @@ impl Db {
                     ADJECTIVES[index(id, ADJECTIVES.len())],
                     NOUNS[index(id / 6, NOUNS.len())]
                 );
-                format!("({id}, '{name} #{id}', {}, {})", price_of(id), 5 + (id * 7) % 40)
+                format!(
+                    "({id}, '{name} #{id}', {}, {})",
+                    price_of(id),
+                    5 + (id * 7) % 40
+                )
             })
             .collect();
         let customers: Vec<String> = (1..=seed::CUSTOMERS)
             .map(|id| {
                 let first = FIRST[index(id, FIRST.len())];
                 let last = LAST[index(id / 10, LAST.len())];
-                let email = format!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase());
+                let email = format!(
+                    "{}.{}{id}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                );
                 format!("({id}, '{first} {last}', '{email}')")
             })
             .collect();
@@ -256,11 +259,17 @@ impl Db {
         for (table, columns, rows) in [
             ("products", "id, name, price_cents, stock", products),
             ("customers", "id, name, email", customers),
-            ("orders", "id, customer_id, product_id, quantity, total_cents, placed_at", orders),
+            (
+                "orders",
+                "id, customer_id, product_id, quantity, total_cents, placed_at",
+                orders,
+            ),
         ] {
             let sql = format!("INSERT INTO {table} ({columns}) VALUES {}", rows.join(", "));
             // Built from the constants above only: no outside input.
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     }
@@ -386,6 +395,15 @@ fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
         stock: row.try_get("stock")?,
     })
 }
+
+const ADJECTIVES: [&str; 6] = ["Classic", "Large", "Travel", "Ceramic", "Steel", "Tiny"];
+const NOUNS: [&str; 4] = ["mug", "teapot", "grinder", "kettle"];
+const FIRST: [&str; 10] = [
+    "Ada", "Grace", "Alan", "Barbara", "Edsger", "Frances", "Donald", "Radia", "Ken", "Margaret",
+];
+const LAST: [&str; 6] = [
+    "Lovelace", "Hopper", "Turing", "Liskov", "Dijkstra", "Allen",
+];
 
 fn price_of(product_id: i64) -> i64 {
     499 + (product_id * 250) % 4500

@@ -39,12 +39,18 @@ impl IntoResponse for ApiError {
                 "missing or invalid bearer token (try `Authorization: Bearer demo`)".to_owned(),
             ),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned()),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed".to_owned(),
+            ),
             Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, message),
             Self::GatewayTimeout(message) => (StatusCode::GATEWAY_TIMEOUT, message),
             Self::Database(error) => {
                 tracing::error!(%error, "database error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
             }
         };
         let mut response = (status, Json(json!({ "error": message }))).into_response();

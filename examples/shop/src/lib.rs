@@ -62,23 +62,28 @@ impl Shop {
         let workload = tokio::task::spawn_blocking(|| Workload::calibrate(report::TARGET))
             .await
             .map_err(|e| StartError(format!("workload calibration failed: {e}")))?;
-        let (payment_url, payment_stub) = match config.payment_url {
-            Some(url) => (url, None),
-            None => {
-                let stub = PaymentStub::start(Duration::from_millis(config.payment_latency_ms))
-                    .await
-                    .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
-                (stub.url(), Some(stub))
-            }
+        let (payment_url, payment_stub) = if let Some(url) = config.payment_url {
+            (url, None)
+        } else {
+            let stub = PaymentStub::start(Duration::from_millis(config.payment_latency_ms))
+                .await
+                .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
+            (stub.url(), Some(stub))
         };
-        let payment = PaymentClient::new(&payment_url, Duration::from_millis(config.payment_timeout_ms))
-            .map_err(StartError)?;
+        let payment = PaymentClient::new(
+            &payment_url,
+            Duration::from_millis(config.payment_timeout_ms),
+        )
+        .map_err(StartError)?;
         let state = Arc::new(AppState {
             db,
             workload,
             payment,
         });
-        Ok(Self { state, payment_stub })
+        Ok(Self {
+            state,
+            payment_stub,
+        })
     }
 
     /// The shop's router, ready to serve.

@@ -138,7 +138,10 @@ struct StubState {
     next_id: AtomicU64,
 }
 
-async fn pay(State(state): State<Arc<StubState>>, Json(request): Json<PaymentRequest>) -> Json<PaymentReceipt> {
+async fn pay(
+    State(state): State<Arc<StubState>>,
+    Json(request): Json<PaymentRequest>,
+) -> Json<PaymentReceipt> {
     tokio::time::sleep(state.latency).await;
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     Json(PaymentReceipt {

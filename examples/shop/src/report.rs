@@ -92,7 +92,11 @@ pub fn build(order_totals: &[(i64, i64)], workload: Workload) -> Report {
             revenue_cents,
         })
         .collect();
-    ranked.sort_by(|a, b| b.revenue_cents.cmp(&a.revenue_cents).then(a.customer_id.cmp(&b.customer_id)));
+    ranked.sort_by(|a, b| {
+        b.revenue_cents
+            .cmp(&a.revenue_cents)
+            .then(a.customer_id.cmp(&b.customer_id))
+    });
     let revenue_cents = ranked.iter().map(|c| c.revenue_cents).sum();
     let seed = ranked.iter().fold(0u64, |acc, c| {
         acc.rotate_left(7) ^ c.customer_id.unsigned_abs() ^ c.revenue_cents.unsigned_abs()
@@ -132,10 +136,23 @@ mod tests {
         assert_eq!(report.orders, 4);
         assert_eq!(report.customers, 3);
         assert_eq!(report.revenue_cents, 700);
-        assert_eq!(report.top_customers[0], TopCustomer { customer_id: 1, revenue_cents: 350 });
+        assert_eq!(
+            report.top_customers[0],
+            TopCustomer {
+                customer_id: 1,
+                revenue_cents: 350
+            }
+        );
         assert_eq!(report.top_customers[1].customer_id, 2);
-        assert_eq!(report, build(&totals, Workload::with_rounds(10)), "deterministic");
-        assert_ne!(report.score, build(&totals, Workload::with_rounds(11)).score);
+        assert_eq!(
+            report,
+            build(&totals, Workload::with_rounds(10)),
+            "deterministic"
+        );
+        assert_ne!(
+            report.score,
+            build(&totals, Workload::with_rounds(11)).score
+        );
     }
 
     #[test]

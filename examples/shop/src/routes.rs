@@ -80,7 +80,8 @@ async fn product(
     State(state): State<Arc<AppState>>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Product>, ApiError> {
-    let Path(id) = id.map_err(|_| ApiError::BadRequest("product id must be an integer".to_owned()))?;
+    let Path(id) =
+        id.map_err(|_| ApiError::BadRequest("product id must be an integer".to_owned()))?;
     state
         .db
         .product(id)
@@ -93,7 +94,9 @@ async fn orders(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, 
     Ok(Json(state.db.orders_joined().await?))
 }
 
-async fn orders_n_plus_one(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, ApiError> {
+async fn orders_n_plus_one(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<Order>>, ApiError> {
     Ok(Json(state.db.orders_n_plus_one().await?))
 }
 
@@ -119,7 +122,9 @@ struct SlowQuery {
 
 async fn slow(query: Result<Query<SlowQuery>, QueryRejection>) -> Result<Json<Value>, ApiError> {
     let Query(SlowQuery { ms }) = query.map_err(|_| {
-        ApiError::BadRequest(format!("query parameter ms must be an integer from 0 to {MAX_SLOW_MS}"))
+        ApiError::BadRequest(format!(
+            "query parameter ms must be an integer from 0 to {MAX_SLOW_MS}"
+        ))
     })?;
     if ms > MAX_SLOW_MS {
         return Err(ApiError::BadRequest(format!(
@@ -130,7 +135,10 @@ async fn slow(query: Result<Query<SlowQuery>, QueryRejection>) -> Result<Json<Va
     Ok(Json(json!({ "slept_ms": ms })))
 }
 
-async fn me(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn me(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let authorized = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -157,8 +165,9 @@ async fn checkout(
     State(state): State<Arc<AppState>>,
     query: Result<Query<CheckoutQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(CheckoutQuery { product_id }) = query
-        .map_err(|_| ApiError::BadRequest("query parameter product_id must be an integer".to_owned()))?;
+    let Query(CheckoutQuery { product_id }) = query.map_err(|_| {
+        ApiError::BadRequest("query parameter product_id must be an integer".to_owned())
+    })?;
     let product_id = product_id.unwrap_or(1);
     let product = state
         .db
@@ -170,10 +179,14 @@ async fn checkout(
         amount_cents: product.price_cents,
     };
     match state.payment.pay(&request).await {
-        Ok(receipt) => Ok(Json(json!({ "status": "paid", "product": product, "payment": receipt }))),
+        Ok(receipt) => Ok(Json(
+            json!({ "status": "paid", "product": product, "payment": receipt }),
+        )),
         Err(PaymentError::Timeout) => {
             tracing::warn!(product_id, "payment service timed out");
-            Err(ApiError::GatewayTimeout("payment service timed out".to_owned()))
+            Err(ApiError::GatewayTimeout(
+                "payment service timed out".to_owned(),
+            ))
         }
         Err(PaymentError::Failed(reason)) => {
             tracing::warn!(product_id, %reason, "payment failed");

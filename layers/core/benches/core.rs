@@ -81,17 +81,26 @@ fn overhead(c: &mut Criterion) {
         .layer(
             "completion_body",
             MapResponseLayer::new(|response: Response<_>| {
-                response.map(|body| CompletionBody::new(body, |end: BodyEnd| drop(end)))
+                response.map(|body| {
+                    CompletionBody::new(body, |end: BodyEnd| {
+                        std::hint::black_box(end);
+                    })
+                })
             }),
         )
         .layer(
             "completion_body_with_outcome",
             MapResponseLayer::new(|response: Response<_>| {
-                let observer = OnOutcome::new(&response, |outcome| drop(outcome));
+                let observer = OnOutcome::new(&response, |outcome| {
+                    std::hint::black_box(outcome);
+                });
                 response.map(|body| CompletionBody::new(body, observer))
             }),
         )
-        .layer("route_label", layer_fn(|inner| WithRouteLabel(inner, RouteLabeler::new())))
+        .layer(
+            "route_label",
+            layer_fn(|inner| WithRouteLabel(inner, RouteLabeler::new())),
+        )
         .layer("server_timing_boxed", box_layer)
         .finish();
 }

@@ -145,7 +145,7 @@ where
         f.debug_struct("CompletionBody")
             .field("inner", &self.inner)
             .field("ended", &self.has_ended())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,10 +175,10 @@ where
                 this.inner.is_end_stream().then_some(BodyEnd::Completed)
             }
         };
-        if let Some(end) = end {
-            if let Some(observer) = this.observer.take() {
-                observer.on_end(end);
-            }
+        if let Some(end) = end
+            && let Some(observer) = this.observer.take()
+        {
+            observer.on_end(end);
         }
         Poll::Ready(polled)
     }
@@ -256,7 +256,11 @@ mod tests {
         assert!(body.has_ended());
 
         drop(body);
-        assert_eq!(log.entries(), ["completed"], "drop after the end must not report again");
+        assert_eq!(
+            log.entries(),
+            ["completed"],
+            "drop after the end must not report again"
+        );
     }
 
     #[tokio::test]

@@ -304,8 +304,14 @@ mod tests {
         let mut timed_out = response(504, None);
         OutcomeHint::Timeout.mark(&mut timed_out);
         for end in [BodyEnd::Completed, BodyEnd::Dropped, BodyEnd::Errored] {
-            assert_eq!(OutcomeClassifier::from_response(&rejected).finish(end), Outcome::Rejected);
-            assert_eq!(OutcomeClassifier::from_response(&timed_out).finish(end), Outcome::Timeout);
+            assert_eq!(
+                OutcomeClassifier::from_response(&rejected).finish(end),
+                Outcome::Rejected
+            );
+            assert_eq!(
+                OutcomeClassifier::from_response(&timed_out).finish(end),
+                Outcome::Timeout
+            );
         }
     }
 
@@ -335,8 +341,15 @@ mod tests {
     fn malformed_grpc_status_is_unknown() {
         for bad in ["", "x", "17", "-1", "1000", "٣"] {
             let mut headers = HeaderMap::new();
-            headers.insert("grpc-status", HeaderValue::from_str(bad).unwrap_or(HeaderValue::from_static("?")));
-            assert_eq!(GrpcStatus::from_headers(&headers).unwrap().name(), "UNKNOWN", "{bad:?}");
+            headers.insert(
+                "grpc-status",
+                HeaderValue::from_str(bad).unwrap_or(HeaderValue::from_static("?")),
+            );
+            assert_eq!(
+                GrpcStatus::from_headers(&headers).unwrap().name(),
+                "UNKNOWN",
+                "{bad:?}"
+            );
         }
         assert_eq!(GrpcStatus::from_headers(&HeaderMap::new()), None);
         assert_eq!(GrpcStatus::from_code(16).unwrap().name(), "UNAUTHENTICATED");
@@ -346,6 +359,15 @@ mod tests {
     #[test]
     fn labels_are_stable() {
         let labels: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(labels, ["completed", "server_error", "cancelled", "rejected", "timeout"]);
+        assert_eq!(
+            labels,
+            [
+                "completed",
+                "server_error",
+                "cancelled",
+                "rejected",
+                "timeout"
+            ]
+        );
     }
 }

@@ -185,10 +185,10 @@ impl RouteLabeler {
 
     /// The route label of `request`.
     pub fn label<B>(&self, request: &Request<B>) -> RouteLabel {
-        if let Some(custom) = &self.custom {
-            if let Some(label) = custom.extract_route(RequestHead::of(request)) {
-                return label;
-            }
+        if let Some(custom) = &self.custom
+            && let Some(label) = custom.extract_route(RequestHead::of(request))
+        {
+            return label;
         }
         matched_path(request.extensions()).unwrap_or_default()
     }
@@ -322,7 +322,9 @@ mod tests {
                 let seen = Arc::clone(&seen);
                 let labeler = labeler.clone();
                 async move {
-                    seen.lock().unwrap().push(labeler.label(&req).as_str().to_owned());
+                    seen.lock()
+                        .unwrap()
+                        .push(labeler.label(&req).as_str().to_owned());
                     next.run(req).await
                 }
             }
@@ -361,16 +363,23 @@ mod tests {
 
     #[test]
     fn grpc_known_methods_only() {
-        let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::new([
-            "/grpc.health.v1.Health/Check",
-        ]));
+        let labeler =
+            RouteLabeler::with_extractor(GrpcMethodRoute::new(["/grpc.health.v1.Health/Check"]));
         assert_eq!(
-            labeler.label(&grpc("/grpc.health.v1.Health/Check")).as_str(),
+            labeler
+                .label(&grpc("/grpc.health.v1.Health/Check"))
+                .as_str(),
             "/grpc.health.v1.Health/Check"
         );
-        assert!(labeler.label(&grpc("/grpc.health.v1.Health/Invented")).is_unmatched());
+        assert!(
+            labeler
+                .label(&grpc("/grpc.health.v1.Health/Invented"))
+                .is_unmatched()
+        );
         // Not gRPC: no label from the gRPC extractor.
-        let plain = Request::post("/grpc.health.v1.Health/Check").body(()).unwrap();
+        let plain = Request::post("/grpc.health.v1.Health/Check")
+            .body(())
+            .unwrap();
         assert!(labeler.label(&plain).is_unmatched());
     }
 
@@ -379,8 +388,20 @@ mod tests {
         let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::any_method());
         assert_eq!(labeler.label(&grpc("/a.b.C/Do_1")).as_str(), "/a.b.C/Do_1");
         let long = format!("/svc/{}", "m".repeat(MAX_GRPC_METHOD_LEN));
-        for bad in ["/", "/svc", "/svc/", "/svc/m/x", "/1svc/M", "/svc/M%20", "/a..b/M", &long] {
-            assert!(labeler.label(&grpc(bad)).is_unmatched(), "{bad} must not be a label");
+        for bad in [
+            "/",
+            "/svc",
+            "/svc/",
+            "/svc/m/x",
+            "/1svc/M",
+            "/svc/M%20",
+            "/a..b/M",
+            &long,
+        ] {
+            assert!(
+                labeler.label(&grpc(bad)).is_unmatched(),
+                "{bad} must not be a label"
+            );
         }
     }
 

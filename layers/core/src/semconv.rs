@@ -94,13 +94,19 @@ mod tests {
             assert_eq!(method_label(&method), method.as_str());
         }
         for other in ["get", "PROPFIND", "X"] {
-            assert_eq!(method_label(&Method::from_bytes(other.as_bytes()).unwrap()), OTHER_METHOD);
+            assert_eq!(
+                method_label(&Method::from_bytes(other.as_bytes()).unwrap()),
+                OTHER_METHOD
+            );
         }
     }
 
     #[test]
     fn prometheus_names() {
-        assert_eq!(prometheus_name(HTTP_SERVER_REQUEST_DURATION), "http_server_request_duration");
+        assert_eq!(
+            prometheus_name(HTTP_SERVER_REQUEST_DURATION),
+            "http_server_request_duration"
+        );
         assert!(matches!(prometheus_name("plain"), Cow::Borrowed("plain")));
     }
 

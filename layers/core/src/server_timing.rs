@@ -241,7 +241,7 @@ impl fmt::Debug for ServerTiming {
             .field("owner", &self.owner)
             .field("metrics", &collected.metrics)
             .field("dropped", &collected.dropped)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -333,7 +333,10 @@ mod tests {
             Metric::new("e").with_duration_ms(f64::NAN),
             Metric::new("f").with_duration_ms(-1.0),
         ]);
-        assert_eq!(line.unwrap(), "a;dur=12, b;dur=4.1, c;dur=1.235, d;dur=0, e, f");
+        assert_eq!(
+            line.unwrap(),
+            "a;dur=12, b;dur=4.1, c;dur=1.235, d;dur=0, e, f"
+        );
     }
 
     #[test]
@@ -376,8 +379,9 @@ mod tests {
         assert_eq!(timing.dropped(), 5);
 
         let huge = "d".repeat(10 * MAX_DESCRIPTION_LEN);
-        let line = render((0..40).map(|i| Metric::new(format!("m{i}")).with_description(huge.clone())))
-            .unwrap();
+        let line =
+            render((0..40).map(|i| Metric::new(format!("m{i}")).with_description(huge.clone())))
+                .unwrap();
         assert!(line.len() <= MAX_HEADER_LEN, "{} bytes", line.len());
         assert!(line.starts_with(&format!("m0;desc={}", "d".repeat(MAX_DESCRIPTION_LEN))));
         // A description cut inside a multi-byte character stays valid.
