@@ -2,7 +2,9 @@
 //!
 //! `cargo bench -p vitals-core --bench core`
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -10,7 +12,7 @@ use http::{Request, Response};
 use tower::util::MapResponseLayer;
 use tower_layer::layer_fn;
 use tower_service::Service;
-use vitals_bench::{BareService, Comparison, RequestBody};
+use vitals_bench::{Comparison, RequestBody};
 use vitals_core::body::{BodyEnd, CompletionBody};
 use vitals_core::outcome::OnOutcome;
 use vitals_core::route::RouteLabeler;
@@ -23,14 +25,10 @@ struct WithServerTiming<S>(S);
 impl<S, ResB> Service<Request<RequestBody>> for WithServerTiming<S>
 where
     S: Service<Request<RequestBody>, Response = Response<ResB>>,
-    S::Future: Send + 'static,
-    ResB: Send + 'static,
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response<ResB>, S::Error>> + Send>,
-    >;
+    type Future = TimedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.0.poll_ready(cx)
@@ -39,13 +37,36 @@ where
     fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
         let start = Instant::now();
         let timing = ServerTiming::attach(request.extensions_mut());
-        let future = self.0.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            timing.add(Metric::new("total").with_duration(start.elapsed()));
-            timing.append_to(response.headers_mut());
-            Ok(response)
-        })
+        TimedFuture {
+            inner: self.0.call(request),
+            start,
+            timing,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct TimedFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        timing: ServerTiming,
+    }
+}
+
+impl<F, ResB, E> Future for TimedFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        this.timing
+            .add(Metric::new("total").with_duration(this.start.elapsed()));
+        this.timing.append_to(response.headers_mut());
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -72,11 +93,6 @@ where
 }
 
 fn overhead(c: &mut Criterion) {
-    let box_layer = layer_fn(|inner: BareService| {
-        // Boxed on purpose: the Server-Timing cost is measured including a boxed future, an
-        // upper bound for a hand-written layer.
-        WithServerTiming(inner)
-    });
     Comparison::new(c, "core")
         .layer(
             "completion_body",
@@ -101,7 +117,7 @@ fn overhead(c: &mut Criterion) {
             "route_label",
             layer_fn(|inner| WithRouteLabel(inner, RouteLabeler::new())),
         )
-        .layer("server_timing_boxed", box_layer)
+        .layer("server_timing", layer_fn(WithServerTiming))
         .finish();
 }
 

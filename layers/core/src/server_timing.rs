@@ -57,7 +57,8 @@ pub const MAX_DESCRIPTION_LEN: usize = 256;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
     name: Cow<'static, str>,
-    duration_ms: Option<f64>,
+    /// Whole nanoseconds: formatting integers is several times cheaper than formatting floats.
+    duration_nanos: Option<u64>,
     description: Option<Cow<'static, str>>,
 }
 
@@ -67,7 +68,7 @@ impl Metric {
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
         Self {
             name: name.into(),
-            duration_ms: None,
+            duration_nanos: None,
             description: None,
         }
     }
@@ -75,14 +76,18 @@ impl Metric {
     /// Sets the duration (rendered as `dur=` in milliseconds).
     #[must_use]
     pub fn with_duration(mut self, duration: Duration) -> Self {
-        self.duration_ms = Some(duration.as_secs_f64() * 1000.0);
+        self.duration_nanos = Some(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
         self
     }
 
     /// Sets the duration in milliseconds; negative or non-finite values are not rendered.
     #[must_use]
     pub fn with_duration_ms(mut self, milliseconds: f64) -> Self {
-        self.duration_ms = Some(milliseconds);
+        self.duration_nanos = (milliseconds.is_finite() && milliseconds >= 0.0).then(|| {
+            Duration::try_from_secs_f64(milliseconds / 1000.0).map_or(u64::MAX, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+            })
+        });
         self
     }
 
@@ -100,7 +105,7 @@ impl Metric {
 
     /// The duration in milliseconds, if set.
     pub fn duration_ms(&self) -> Option<f64> {
-        self.duration_ms
+        self.duration_nanos.map(|nanos| nanos as f64 / 1e6)
     }
 
     /// The description, if set.
@@ -114,9 +119,9 @@ impl Metric {
             return false;
         }
         out.push_str(&self.name);
-        if let Some(ms) = self.duration_ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+        if let Some(nanos) = self.duration_nanos {
             out.push_str(";dur=");
-            write_millis(out, ms);
+            write_millis(out, nanos);
         }
         if let Some(desc) = &self.description {
             out.push_str(";desc=");
@@ -199,26 +204,22 @@ impl ServerTiming {
     pub fn render(&self) -> Option<HeaderValue> {
         let collected = self.lock();
         let mut line = String::with_capacity(64);
-        let mut piece = String::new();
         for metric in &collected.metrics {
-            piece.clear();
-            if !metric.render(&mut piece) {
-                continue;
-            }
-            let separator = if line.is_empty() { 0 } else { 2 };
-            if line.len() + separator + piece.len() > MAX_HEADER_LEN {
-                continue;
-            }
-            if separator > 0 {
+            let before = line.len();
+            if before > 0 {
                 line.push_str(", ");
             }
-            line.push_str(&piece);
+            // Render in place; take it back if it is invalid or would pass the length cap.
+            if !metric.render(&mut line) || line.len() > MAX_HEADER_LEN {
+                line.truncate(before);
+            }
         }
         if line.is_empty() {
             return None;
         }
         // Everything written is visible ASCII or space, so this cannot fail; stay total anyway.
-        HeaderValue::from_str(&line).ok()
+        // `from_maybe_shared` takes the buffer over instead of copying it.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
     }
 
     /// Appends the rendered metrics as a `Server-Timing` line, keeping any existing lines.
@@ -254,13 +255,22 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Milliseconds with at most three decimals, trailing zeros trimmed (`12`, `4.1`, `0.125`).
-fn write_millis(out: &mut String, ms: f64) {
-    let start = out.len();
-    let _ = write!(out, "{ms:.3}");
-    if out[start..].contains('.') {
-        let trimmed = out.trim_end_matches('0').trim_end_matches('.').len();
-        out.truncate(trimmed);
+/// Milliseconds with at most three decimals, rounded, trailing zeros trimmed (`12`, `4.1`,
+/// `0.125`), from whole nanoseconds.
+fn write_millis(out: &mut String, nanos: u64) {
+    let micros = nanos / 1_000 + u64::from(nanos % 1_000 >= 500);
+    let (whole, mut fraction) = (micros / 1_000, micros % 1_000);
+    let _ = write!(out, "{whole}");
+    if fraction == 0 {
+        return;
+    }
+    out.push('.');
+    let mut divisor = 100;
+    while fraction > 0 {
+        let digit = u8::try_from(fraction / divisor).unwrap_or(0);
+        out.push(char::from(b'0' + digit));
+        fraction %= divisor;
+        divisor /= 10;
     }
 }
 
