@@ -6,7 +6,7 @@
 //!
 //! - [`BodyEnd::Completed`] as soon as the inner body reports end of stream — checked after
 //!   *every* frame, because hyper stops polling a body once `Content-Length` bytes were sent;
-//! - [`BodyEnd::Errored`] when the inner body yields an error;
+//! - [`BodyEnd::Errored`] when the inner body yields an error (or panics while polled);
 //! - [`BodyEnd::Dropped`] when the body is dropped before its end (the client went away, or the
 //!   server gave up on the connection).
 //!
@@ -94,6 +94,8 @@ pin_project! {
         #[pin]
         inner: B,
         observer: Option<O>,
+        // Set while the inner body is polled: still set at drop means its poll panicked.
+        polling: bool,
     }
 
     impl<B, O> PinnedDrop for CompletionBody<B, O>
@@ -106,7 +108,9 @@ pin_project! {
             if let Some(observer) = this.observer.take() {
                 // hyper may drop a body it never needed to poll (empty, or exactly sized and
                 // fully written): that body did end.
-                let end = if this.inner.is_end_stream() {
+                let end = if *this.polling {
+                    BodyEnd::Errored
+                } else if this.inner.is_end_stream() {
                     BodyEnd::Completed
                 } else {
                     BodyEnd::Dropped
@@ -127,6 +131,7 @@ where
         Self {
             inner,
             observer: Some(observer),
+            polling: false,
         }
     }
 
@@ -162,7 +167,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let polled = ready!(this.inner.as_mut().poll_frame(cx));
+        *this.polling = true;
+        let polled = this.inner.as_mut().poll_frame(cx);
+        *this.polling = false;
+        let polled = ready!(polled);
         let end = match &polled {
             None => Some(BodyEnd::Completed),
             Some(Err(_)) => Some(BodyEnd::Errored),
@@ -320,6 +328,35 @@ mod tests {
         assert!(log.entries().is_empty());
         drop(body);
         assert_eq!(log.entries(), ["dropped"]);
+    }
+
+    /// A body whose poll panics, like a buggy stream.
+    struct Explodes;
+
+    impl Body for Explodes {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            panic!("stream bug")
+        }
+    }
+
+    #[test]
+    fn a_panicking_body_poll_reports_errored_when_dropped() {
+        let log = Log::default();
+        let mut body = Box::pin(CompletionBody::new(Explodes, log.clone()));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = body.as_mut().poll_frame(&mut cx);
+        }));
+        assert!(caught.is_err());
+        assert!(log.entries().is_empty());
+        drop(body);
+        assert_eq!(log.entries(), ["errored"]);
     }
 
     #[test]

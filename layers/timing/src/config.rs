@@ -1,0 +1,241 @@
+//! What the timing layer is told: thresholds, the `Server-Timing` policy, sampling, the hook.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use vitals_core::route::{RouteLabel, RouteLabeler};
+
+use crate::report::TimingReport;
+
+/// The default blocking-poll threshold: a single poll longer than this blocked the executor.
+pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
+
+/// The default slow-request threshold, on the total time to the last byte.
+pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_secs(1);
+
+/// When the layer adds `Server-Timing` to responses.
+///
+/// Timings reveal internals — how long the database took, whether a cache hit — which can help
+/// an attacker probe a service (timing side channels, fingerprinting). Public services may
+/// prefer [`ServerTimingMode::when_header`], so only clients that know a token (developers,
+/// synthetic monitoring) see them. Slow-request and blocking warnings are logged either way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ServerTimingMode {
+    /// On every response (the default).
+    #[default]
+    Always,
+    /// Never.
+    Off,
+    /// Only when the request carries header `name`, with value `value` when one is given.
+    WhenHeader {
+        /// The request header to look for.
+        name: HeaderName,
+        /// The value it must have; any value counts when `None`.
+        value: Option<HeaderValue>,
+    },
+}
+
+impl ServerTimingMode {
+    /// On only for requests whose header `name` equals `token`.
+    pub fn when_header(name: HeaderName, token: HeaderValue) -> Self {
+        Self::WhenHeader {
+            name,
+            value: Some(token),
+        }
+    }
+
+    pub(crate) fn wants_header(&self, headers: &HeaderMap) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Off => false,
+            Self::WhenHeader { name, value } => headers
+                .get_all(name)
+                .iter()
+                .any(|v| value.as_ref().is_none_or(|expected| v == expected)),
+        }
+    }
+}
+
+/// A threshold with per-route overrides; `None` switches the check off.
+#[derive(Clone, Debug)]
+pub(crate) struct Threshold {
+    default: Option<Duration>,
+    per_route: HashMap<Box<str>, Option<Duration>>,
+}
+
+impl Threshold {
+    pub(crate) fn new(default: Duration) -> Self {
+        Self {
+            default: Some(default),
+            per_route: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn set_default(&mut self, threshold: Option<Duration>) {
+        self.default = threshold;
+    }
+
+    pub(crate) fn set_route(&mut self, route: &str, threshold: Option<Duration>) {
+        self.per_route.insert(route.into(), threshold);
+    }
+
+    /// The threshold for `route`: its override, else the default.
+    pub(crate) fn for_route(&self, route: &RouteLabel) -> Option<Duration> {
+        if self.per_route.is_empty() {
+            return self.default;
+        }
+        self.per_route
+            .get(route.as_str())
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+/// Picks an exact share of requests, evenly spread: rate 0.25 logs every fourth request.
+/// One relaxed atomic add per request, no randomness to pay for.
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    rate: f64,
+    seen: AtomicU64,
+}
+
+impl Sampler {
+    pub(crate) fn new(rate: f64) -> Option<Self> {
+        let rate = if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        };
+        (rate > 0.0).then(|| Self {
+            rate,
+            seen: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub(crate) fn sample(&self) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.rate).floor() > (n * self.rate).floor()
+    }
+}
+
+impl Clone for Sampler {
+    fn clone(&self) -> Self {
+        Self {
+            rate: self.rate,
+            seen: AtomicU64::new(self.seen.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A callback that receives every finished request's [`TimingReport`].
+pub(crate) type OnFinish = Arc<dyn Fn(&TimingReport<'_>) + Send + Sync>;
+
+/// The layer's configuration, shared by every clone of the layer and its services.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) labeler: RouteLabeler,
+    pub(crate) server_timing: ServerTimingMode,
+    pub(crate) poll_timing: bool,
+    pub(crate) blocking: Threshold,
+    pub(crate) slow: Threshold,
+    pub(crate) completion_events: Option<Sampler>,
+    pub(crate) on_finish: Option<OnFinish>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            labeler: RouteLabeler::new(),
+            server_timing: ServerTimingMode::Always,
+            poll_timing: true,
+            blocking: Threshold::new(DEFAULT_BLOCKING_THRESHOLD),
+            slow: Threshold::new(DEFAULT_SLOW_THRESHOLD),
+            completion_events: None,
+            on_finish: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("labeler", &self.labeler)
+            .field("server_timing", &self.server_timing)
+            .field("poll_timing", &self.poll_timing)
+            .field("blocking", &self.blocking)
+            .field("slow", &self.slow)
+            .field(
+                "completion_event_rate",
+                &self.completion_events.as_ref().map(Sampler::rate),
+            )
+            .field("on_finish", &self.on_finish.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_picks_an_exact_evenly_spread_share() {
+        let sampler = Sampler::new(0.25).unwrap();
+        let picks: Vec<bool> = (0..8).map(|_| sampler.sample()).collect();
+        assert_eq!(
+            picks,
+            [false, false, false, true, false, false, false, true]
+        );
+
+        let all = Sampler::new(1.0).unwrap();
+        assert!((0..100).all(|_| all.sample()));
+        let third = Sampler::new(1.0 / 3.0).unwrap();
+        assert_eq!((0..300).filter(|_| third.sample()).count(), 100);
+
+        assert!(Sampler::new(0.0).is_none());
+        assert!(Sampler::new(-1.0).is_none());
+        assert!(Sampler::new(f64::NAN).is_none());
+        assert_eq!(Sampler::new(7.0).unwrap().rate(), 1.0);
+    }
+
+    #[test]
+    fn thresholds_have_per_route_overrides() {
+        let mut threshold = Threshold::new(Duration::from_secs(1));
+        let report = RouteLabel::from_static("/report");
+        let other = RouteLabel::from_static("/other");
+        assert_eq!(threshold.for_route(&report), Some(Duration::from_secs(1)));
+        threshold.set_route("/report", Some(Duration::from_secs(5)));
+        threshold.set_route("/healthz", None);
+        assert_eq!(threshold.for_route(&report), Some(Duration::from_secs(5)));
+        assert_eq!(
+            threshold.for_route(&RouteLabel::from_static("/healthz")),
+            None
+        );
+        assert_eq!(threshold.for_route(&other), Some(Duration::from_secs(1)));
+        threshold.set_default(None);
+        assert_eq!(threshold.for_route(&other), None);
+    }
+
+    #[test]
+    fn server_timing_modes() {
+        let mut headers = HeaderMap::new();
+        assert!(ServerTimingMode::Always.wants_header(&headers));
+        assert!(!ServerTimingMode::Off.wants_header(&headers));
+        let name = HeaderName::from_static("x-debug-timing");
+        let mode = ServerTimingMode::when_header(name.clone(), HeaderValue::from_static("s3cret"));
+        assert!(!mode.wants_header(&headers));
+        headers.append(&name, HeaderValue::from_static("wrong"));
+        assert!(!mode.wants_header(&headers));
+        headers.append(&name, HeaderValue::from_static("s3cret"));
+        assert!(mode.wants_header(&headers));
+        let any = ServerTimingMode::WhenHeader { name, value: None };
+        assert!(any.wants_header(&headers));
+    }
+}

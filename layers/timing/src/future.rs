@@ -1,0 +1,188 @@
+//! The response future: times the handler's polls and hands over to the body at the head.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{Method, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use vitals_core::identity::RequestIdentity;
+use vitals_core::outcome::{GrpcStatus, Outcome, OutcomeClassifier};
+use vitals_core::route::RouteLabel;
+use vitals_core::server_timing::{Metric, ServerTiming};
+
+use crate::body::{Finish, TimedBody};
+use crate::config::Config;
+use crate::report::{self, TimingReport};
+
+/// What is known about a request from its call until it is reported.
+pub(crate) struct InFlight {
+    pub(crate) config: Arc<Config>,
+    pub(crate) start: Instant,
+    pub(crate) method: Method,
+    pub(crate) route: RouteLabel,
+    pub(crate) identity: Option<RequestIdentity>,
+    pub(crate) server_timing: Option<ServerTiming>,
+    /// Whether this layer adds `total` (the header is on for this request).
+    pub(crate) adds_total: bool,
+}
+
+/// Executor time of the handler future.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PollStats {
+    pub(crate) busy: Duration,
+    pub(crate) longest: Duration,
+    pub(crate) polls: u32,
+}
+
+impl PollStats {
+    fn record(&mut self, poll: Duration) {
+        self.busy += poll;
+        self.longest = self.longest.max(poll);
+        self.polls = self.polls.saturating_add(1);
+    }
+}
+
+/// How a request ended, for [`InFlight::report`].
+pub(crate) struct Ending {
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) grpc_status: Option<GrpcStatus>,
+    pub(crate) outcome: Outcome,
+    pub(crate) head: Option<Duration>,
+    pub(crate) total: Duration,
+}
+
+impl InFlight {
+    pub(crate) fn report(&self, ending: &Ending, stats: &PollStats) {
+        let poll_timing = self.config.poll_timing;
+        let report = TimingReport {
+            method: &self.method,
+            route: &self.route,
+            status: ending.status,
+            grpc_status: ending.grpc_status,
+            outcome: ending.outcome,
+            head: ending.head,
+            total: ending.total,
+            busy: poll_timing.then_some(stats.busy),
+            longest_poll: poll_timing.then_some(stats.longest),
+            polls: stats.polls,
+            blocking_threshold: self.config.blocking.for_route(&self.route),
+            identity: self.identity.as_ref(),
+            server_timing: self.server_timing.as_ref(),
+        };
+        report::finish(&self.config, &report);
+    }
+}
+
+pin_project! {
+    /// The response future of [`RequestTiming`](crate::RequestTiming).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+        stats: PollStats,
+        // Set while the inner future is polled: still set at drop means a panic unwound
+        // through our poll (a `CatchPanic` outside us caught it).
+        polling: bool,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped before the handler answered: the client went away (or a timeout outside
+            // gave up), or the handler panicked.
+            if let Some(in_flight) = this.in_flight.take() {
+                let outcome = if *this.polling || std::thread::panicking() {
+                    Outcome::ServerError
+                } else {
+                    Outcome::Cancelled
+                };
+                let ending = Ending {
+                    status: None,
+                    grpc_status: None,
+                    outcome,
+                    head: None,
+                    total: in_flight.start.elapsed(),
+                };
+                in_flight.report(&ending, this.stats);
+            }
+        }
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, in_flight: InFlight) -> Self {
+        Self {
+            inner,
+            in_flight: Some(in_flight),
+            stats: PollStats::default(),
+            polling: false,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<TimedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(in_flight) = this.in_flight.as_ref() else {
+            panic!("vitals_timing::ResponseFuture polled after completion");
+        };
+        let poll_timing = in_flight.config.poll_timing;
+        // The first poll is measured from the call, which saves a clock read and counts the
+        // inner service's synchronous `call` work as executor time, which it is.
+        let poll_start = (poll_timing && this.stats.polls > 0).then(Instant::now);
+        *this.polling = true;
+        let polled = this.inner.poll(cx);
+        *this.polling = false;
+        if !poll_timing && polled.is_pending() {
+            return Poll::Pending;
+        }
+        let now = Instant::now();
+        if poll_timing {
+            let began = poll_start.unwrap_or(in_flight.start);
+            this.stats.record(now.saturating_duration_since(began));
+        }
+        let Poll::Ready(result) = polled else {
+            return Poll::Pending;
+        };
+        let Some(in_flight) = this.in_flight.take() else {
+            return Poll::Pending;
+        };
+        let head = now.saturating_duration_since(in_flight.start);
+        match result {
+            Err(error) => {
+                let ending = Ending {
+                    status: None,
+                    grpc_status: None,
+                    outcome: Outcome::ServerError,
+                    head: None,
+                    total: head,
+                };
+                in_flight.report(&ending, this.stats);
+                Poll::Ready(Err(error))
+            }
+            Ok(mut response) => {
+                if let Some(timing) = &in_flight.server_timing {
+                    if in_flight.adds_total {
+                        timing.add(Metric::new("total").with_duration(head));
+                    }
+                    if timing.is_owner() {
+                        timing.append_to(response.headers_mut());
+                    }
+                }
+                let classifier = OutcomeClassifier::from_response(&response);
+                let finish = Finish::new(in_flight, classifier, head, *this.stats);
+                Poll::Ready(Ok(response.map(|body| TimedBody::new(body, finish))))
+            }
+        }
+    }
+}

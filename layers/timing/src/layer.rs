@@ -1,0 +1,120 @@
+//! `RequestTimingLayer`: the builder and the layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+use vitals_core::route::RouteLabeler;
+
+use crate::config::{Config, Sampler, ServerTimingMode};
+use crate::report::TimingReport;
+use crate::service::RequestTiming;
+
+/// Times every request to the last byte of its body; see the [crate documentation](crate).
+///
+/// Cheap to clone: clones (axum makes one per route) share one configuration.
+#[derive(Clone, Debug, Default)]
+pub struct RequestTimingLayer {
+    config: Arc<Config>,
+}
+
+impl RequestTimingLayer {
+    /// Production defaults: `Server-Timing` on every response, poll timing on, blocking
+    /// threshold 10 ms, slow threshold 1 s, no per-request completion events.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// When to add `Server-Timing` to responses (see [`ServerTimingMode`] for the trade-off).
+    #[must_use]
+    pub fn with_server_timing(mut self, mode: ServerTimingMode) -> Self {
+        self.config().server_timing = mode;
+        self
+    }
+
+    /// Measures the handler future's polls (executor time, longest poll) — on by default.
+    /// Off, the layer reads the clock three times per request whatever the handler does; on,
+    /// two more times per poll after the first.
+    #[must_use]
+    pub fn with_poll_timing(mut self, enabled: bool) -> Self {
+        self.config().poll_timing = enabled;
+        self
+    }
+
+    /// A single poll at least this long is reported as blocking the executor (default 10 ms).
+    /// `None` switches the check off.
+    #[must_use]
+    pub fn with_blocking_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.config().blocking.set_default(threshold.into());
+        self
+    }
+
+    /// The blocking threshold for one route template (`"/report"`); `None` switches the check
+    /// off for it.
+    #[must_use]
+    pub fn with_route_blocking_threshold(
+        mut self,
+        route: &str,
+        threshold: impl Into<Option<Duration>>,
+    ) -> Self {
+        self.config().blocking.set_route(route, threshold.into());
+        self
+    }
+
+    /// A request whose total time reaches this is logged as slow (default 1 s). `None`
+    /// switches the check off.
+    #[must_use]
+    pub fn with_slow_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.config().slow.set_default(threshold.into());
+        self
+    }
+
+    /// The slow threshold for one route template; `None` switches the check off for it.
+    #[must_use]
+    pub fn with_route_slow_threshold(
+        mut self,
+        route: &str,
+        threshold: impl Into<Option<Duration>>,
+    ) -> Self {
+        self.config().slow.set_route(route, threshold.into());
+        self
+    }
+
+    /// Logs an INFO `request finished` event for this share of requests (0.0–1.0, evenly
+    /// spread). Off by default: an event per request is not free.
+    #[must_use]
+    pub fn with_completion_events(mut self, sample_rate: f64) -> Self {
+        self.config().completion_events = Sampler::new(sample_rate);
+        self
+    }
+
+    /// How requests get their route label (default: axum's `MatchedPath`, else `unmatched`).
+    #[must_use]
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.config().labeler = labeler;
+        self
+    }
+
+    /// Calls `hook` with every finished request's [`TimingReport`], after the layer's own
+    /// events. Runs on the request path: keep it short.
+    #[must_use]
+    pub fn on_finish<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&TimingReport<'_>) + Send + Sync + 'static,
+    {
+        self.config().on_finish = Some(Arc::new(hook));
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestTimingLayer {
+    type Service = RequestTiming<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTiming::new(inner, Arc::clone(&self.config))
+    }
+}

@@ -1,0 +1,145 @@
+//! What the layer knows when a request is over, and the events it logs from it.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use vitals_core::identity::RequestIdentity;
+use vitals_core::outcome::{GrpcStatus, Outcome};
+use vitals_core::route::RouteLabel;
+use vitals_core::server_timing::ServerTiming;
+
+use crate::config::Config;
+
+/// The timing of one finished request, handed to the
+/// [`on_finish`](crate::RequestTimingLayer::on_finish) hook.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TimingReport<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The route label (template or `unmatched`).
+    pub route: &'a RouteLabel,
+    /// The response status; `None` when no response was produced (the handler was dropped,
+    /// panicked, or the inner service failed).
+    pub status: Option<StatusCode>,
+    /// The gRPC status from the response headers or trailers, for gRPC calls.
+    pub grpc_status: Option<GrpcStatus>,
+    /// How the request ended.
+    pub outcome: Outcome,
+    /// From the call to the response head; `None` when there was no response.
+    pub head: Option<Duration>,
+    /// From the call to the last byte of the body (or to the error or disconnect).
+    pub total: Duration,
+    /// Executor time of the handler future: the sum of its polls (`None` with poll timing off).
+    pub busy: Option<Duration>,
+    /// The longest single poll of the handler future (`None` with poll timing off).
+    pub longest_poll: Option<Duration>,
+    /// How many times the handler future was polled (0 with poll timing off).
+    pub polls: u32,
+    /// The blocking threshold that applied to this request's route, if any.
+    pub blocking_threshold: Option<Duration>,
+    /// The trace id and request id, when the trace-context layer filled them.
+    pub identity: Option<&'a RequestIdentity>,
+    /// The request's `Server-Timing` collector, with what every layer added.
+    pub server_timing: Option<&'a ServerTiming>,
+}
+
+impl TimingReport<'_> {
+    /// Whether a single poll of the handler blocked the executor past the threshold.
+    pub fn blocked_executor(&self) -> bool {
+        matches!((self.longest_poll, self.blocking_threshold), (Some(longest), Some(threshold)) if longest >= threshold)
+    }
+}
+
+const TARGET: &str = "vitals_timing";
+
+/// Milliseconds, rounded to the microsecond so log lines stay short.
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Logs what the report calls for and hands it to the hook.
+pub(crate) fn finish(config: &Config, report: &TimingReport<'_>) {
+    let status = report.status.map(|s| s.as_u16());
+    let head_ms = report.head.map(millis);
+    let trace_id = report
+        .identity
+        .and_then(|i| i.trace_id)
+        .map(tracing::field::display);
+    let request_id = report
+        .identity
+        .and_then(|i| i.request_id.as_ref())
+        .map(tracing::field::display);
+
+    if report.blocked_executor() {
+        tracing::warn!(
+            target: TARGET,
+            longest_poll_ms = report.longest_poll.map(millis),
+            http.request.method = %report.method,
+            http.route = %report.route,
+            http.response.status_code = status,
+            threshold_ms = report.blocking_threshold.map(millis),
+            busy_ms = report.busy.map(millis),
+            polls = report.polls,
+            trace_id,
+            request_id,
+            "handler blocked the async executor: a single poll ran longer than the threshold \
+             (move CPU-heavy or blocking work to spawn_blocking)"
+        );
+    }
+
+    let slow = config
+        .slow
+        .for_route(report.route)
+        .filter(|threshold| report.total >= *threshold);
+    if let Some(threshold) = slow {
+        let server_timing = rendered(report.server_timing);
+        tracing::warn!(
+            target: TARGET,
+            total_ms = millis(report.total),
+            http.request.method = %report.method,
+            http.route = %report.route,
+            http.response.status_code = status,
+            vitals.outcome = report.outcome.as_str(),
+            head_ms,
+            threshold_ms = millis(threshold),
+            busy_ms = report.busy.map(millis),
+            longest_poll_ms = report.longest_poll.map(millis),
+            server_timing,
+            trace_id,
+            request_id,
+            "slow request"
+        );
+    }
+
+    if config
+        .completion_events
+        .as_ref()
+        .is_some_and(|s| s.sample())
+    {
+        tracing::info!(
+            target: TARGET,
+            total_ms = millis(report.total),
+            http.request.method = %report.method,
+            http.route = %report.route,
+            http.response.status_code = status,
+            vitals.outcome = report.outcome.as_str(),
+            head_ms,
+            busy_ms = report.busy.map(millis),
+            longest_poll_ms = report.longest_poll.map(millis),
+            trace_id,
+            request_id,
+            "request finished"
+        );
+    }
+
+    if let Some(hook) = &config.on_finish {
+        hook(report);
+    }
+}
+
+/// The collector's metrics as one `Server-Timing` value, for a log field.
+fn rendered(timing: Option<&ServerTiming>) -> Option<String> {
+    let value = timing?.render()?;
+    value.to_str().ok().map(str::to_owned)
+}

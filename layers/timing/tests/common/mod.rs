@@ -1,0 +1,135 @@
+//! Test helpers: capture finished-request reports and `vitals_timing` log events.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use vitals_core::outcome::{GrpcStatus, Outcome};
+use vitals_timing::{RequestTimingLayer, TimingReport};
+
+/// An owned copy of a [`TimingReport`].
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub method: String,
+    pub route: String,
+    pub status: Option<u16>,
+    pub grpc_status: Option<GrpcStatus>,
+    pub outcome: Outcome,
+    pub head: Option<Duration>,
+    pub total: Duration,
+    pub busy: Option<Duration>,
+    pub longest_poll: Option<Duration>,
+    pub polls: u32,
+    pub blocked: bool,
+}
+
+/// Collects every report the layer makes.
+#[derive(Clone, Default)]
+pub struct Reports(Arc<Mutex<Vec<Record>>>);
+
+impl Reports {
+    /// `layer` with a hook that records into `self`.
+    pub fn attach(&self, layer: RequestTimingLayer) -> RequestTimingLayer {
+        let records = Arc::clone(&self.0);
+        layer.on_finish(move |report: &TimingReport<'_>| {
+            records.lock().unwrap().push(Record {
+                method: report.method.to_string(),
+                route: report.route.to_string(),
+                status: report.status.map(|s| s.as_u16()),
+                grpc_status: report.grpc_status,
+                outcome: report.outcome,
+                head: report.head,
+                total: report.total,
+                busy: report.busy,
+                longest_poll: report.longest_poll,
+                polls: report.polls,
+                blocked: report.blocked_executor(),
+            });
+        })
+    }
+
+    pub fn all(&self) -> Vec<Record> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The only report so far.
+    pub fn single(&self) -> Record {
+        let all = self.all();
+        assert_eq!(all.len(), 1, "expected exactly one report: {all:#?}");
+        all.into_iter().next().unwrap()
+    }
+
+    /// Waits (up to 5 s) until `n` reports arrived; for reports made on server tasks.
+    pub async fn wait_for(&self, n: usize) -> Vec<Record> {
+        for _ in 0..500 {
+            if self.0.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.all()
+    }
+}
+
+/// One captured log event.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub level: tracing::Level,
+    pub message: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Captures `vitals_timing` events on the current thread while the guard lives.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<Event>>>);
+
+impl Events {
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::registry().with(self.clone());
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn all(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn with_message(&self, message: &str) -> Vec<Event> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.message.starts_with(message))
+            .collect()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != "vitals_timing" {
+            return;
+        }
+        let mut visitor = Fields::default();
+        event.record(&mut visitor);
+        let message = visitor.0.remove("message").unwrap_or_default();
+        self.0.lock().unwrap().push(Event {
+            level: *event.metadata().level(),
+            message,
+            fields: visitor.0,
+        });
+    }
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
