@@ -8,7 +8,7 @@ use vitals_core::outcome::{GrpcStatus, Outcome};
 use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::ServerTiming;
 
-use crate::config::Config;
+use crate::config::{Config, Sampler};
 
 /// The timing of one finished request, handed to the
 /// [`on_finish`](crate::RequestTimingLayer::on_finish) hook.
@@ -115,7 +115,7 @@ pub(crate) fn finish(config: &Config, report: &TimingReport<'_>) {
     if config
         .completion_events
         .as_ref()
-        .is_some_and(|s| s.sample())
+        .is_some_and(Sampler::sample)
     {
         tracing::info!(
             target: TARGET,

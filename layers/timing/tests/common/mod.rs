@@ -1,6 +1,6 @@
 //! Test helpers: capture finished-request reports and `vitals_timing` log events.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
