@@ -35,6 +35,17 @@ async fn check_every_route(shop: &TestShop) {
 }
 
 async fn check_catalogue(shop: &TestShop) {
+    // Every response is timed: one `Server-Timing` line with `total`.
+    let response = shop.get("/orders").await;
+    let timing: Vec<_> = response.headers().get_all("server-timing").iter().collect();
+    assert_eq!(timing.len(), 1, "{timing:?}");
+    assert!(
+        timing[0]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("total;dur=")),
+        "{timing:?}"
+    );
+
     assert_eq!(
         shop.get_json("/healthz", 200).await,
         serde_json::json!({ "status": "ok" })

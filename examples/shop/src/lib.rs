@@ -26,12 +26,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use vitals_timing::RequestTimingLayer;
 
 pub use config::{Config, LogFormat};
 use db::Db;
 use payment::{PaymentClient, PaymentStub};
 use report::Workload;
 use routes::AppState;
+
+/// Request timing on every route: `Server-Timing: total;dur=…` on each response, a WARN event
+/// for requests slower than 1 s (`/slow?ms=1500`), and one for handlers that block the executor
+/// for 10 ms or more in a single poll (`/report/blocking`).
+fn timing_layer() -> RequestTimingLayer {
+    RequestTimingLayer::new()
+}
 
 /// A started shop: database open and seeded, payment service reachable.
 #[derive(Debug)]
@@ -86,9 +94,9 @@ impl Shop {
         })
     }
 
-    /// The shop's router, ready to serve.
+    /// The shop's router with the Vitals layers, ready to serve.
     pub fn router(&self) -> Router {
-        routes::router(Arc::clone(&self.state))
+        routes::router(Arc::clone(&self.state)).layer(timing_layer())
     }
 
     /// The database.

@@ -27,7 +27,19 @@
 
 use std::fmt;
 
+use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Response, StatusCode};
+
+/// The `grpc-status` header (and trailer) name, built once: looking a header up by `&str`
+/// parses the name on every call.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// Whether `headers` describe a gRPC response (`content-type: application/grpc…`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
 
 use crate::body::{BodyEnd, BodyObserver};
 
@@ -132,7 +144,7 @@ impl GrpcStatus {
     /// The `grpc-status` in `headers` (response headers of a trailers-only response, or
     /// trailers). Malformed values count as `UNKNOWN`, as gRPC clients treat them.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let value = headers.get("grpc-status")?;
+        let value = headers.get(GRPC_STATUS)?;
         let parsed = std::str::from_utf8(value.as_bytes())
             .ok()
             .and_then(|s| s.parse::<u8>().ok())
@@ -175,9 +187,16 @@ pub struct OutcomeClassifier {
 impl OutcomeClassifier {
     /// What the response head says.
     pub fn from_response<B>(response: &Response<B>) -> Self {
+        let headers = response.headers();
         Self {
             status: response.status(),
-            grpc: GrpcStatus::from_headers(response.headers()),
+            // Only gRPC responses carry a status in their head (trailers-only responses);
+            // checking the content type first keeps plain HTTP responses cheap.
+            grpc: if is_grpc(headers) {
+                GrpcStatus::from_headers(headers)
+            } else {
+                None
+            },
             hint: OutcomeHint::of(response),
         }
     }
@@ -276,7 +295,9 @@ mod tests {
     fn response(status: u16, grpc: Option<&'static str>) -> Response<()> {
         let mut builder = Response::builder().status(status);
         if let Some(code) = grpc {
-            builder = builder.header("grpc-status", code);
+            builder = builder
+                .header("content-type", "application/grpc")
+                .header("grpc-status", code);
         }
         builder.body(()).unwrap()
     }
@@ -335,6 +356,17 @@ mod tests {
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         streamed.observe_trailers(&trailers);
         assert_eq!(streamed.finish(BodyEnd::Completed), Outcome::Completed);
+    }
+
+    #[test]
+    fn grpc_status_in_the_head_of_a_non_grpc_response_is_ignored() {
+        let plain = Response::builder()
+            .header("grpc-status", "13")
+            .body(())
+            .unwrap();
+        let classifier = OutcomeClassifier::from_response(&plain);
+        assert_eq!(classifier.grpc_status(), None);
+        assert_eq!(classifier.finish(BodyEnd::Completed), Outcome::Completed);
     }
 
     #[test]

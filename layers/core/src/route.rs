@@ -270,11 +270,7 @@ impl GrpcMethodRoute {
 
 impl ExtractRoute for GrpcMethodRoute {
     fn extract_route(&self, head: RequestHead<'_>) -> Option<RouteLabel> {
-        let is_grpc = head
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
-        if !is_grpc {
+        if !crate::outcome::is_grpc(head.headers) {
             return None;
         }
         let path = head.uri.path();

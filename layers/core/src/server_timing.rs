@@ -35,7 +35,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -113,21 +113,22 @@ impl Metric {
         self.description.as_deref()
     }
 
-    /// Writes the metric by the Server Timing grammar; `false` if its name is not a token.
-    fn render(&self, out: &mut String) -> bool {
+    /// Writes the metric by the Server Timing grammar. `Ok(false)` if its name is not a token;
+    /// `Err` if `out` is full.
+    fn render(&self, out: &mut impl Write) -> Result<bool, fmt::Error> {
         if !is_token(&self.name) {
-            return false;
+            return Ok(false);
         }
-        out.push_str(&self.name);
+        out.write_str(&self.name)?;
         if let Some(nanos) = self.duration_nanos {
-            out.push_str(";dur=");
-            write_millis(out, nanos);
+            out.write_str(";dur=")?;
+            write_millis(out, nanos)?;
         }
         if let Some(desc) = &self.description {
-            out.push_str(";desc=");
-            write_param_value(out, truncate(desc, MAX_DESCRIPTION_LEN));
+            out.write_str(";desc=")?;
+            write_param_value(out, truncate(desc, MAX_DESCRIPTION_LEN))?;
         }
-        true
+        Ok(true)
     }
 }
 
@@ -138,10 +139,63 @@ pub struct ServerTiming {
     owner: bool,
 }
 
+/// Metrics stored in the collector's own allocation; most requests have one to four.
+const INLINE_METRICS: usize = 4;
+
 #[derive(Default)]
 struct Collected {
-    metrics: Vec<Metric>,
+    inline: [Option<Metric>; INLINE_METRICS],
+    spilled: Vec<Metric>,
+    len: usize,
     dropped: usize,
+}
+
+impl Collected {
+    fn push(&mut self, metric: Metric) {
+        if self.len >= MAX_METRICS {
+            self.dropped += 1;
+        } else if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = Some(metric);
+            self.len += 1;
+        } else {
+            self.spilled.push(metric);
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Metric> {
+        self.inline.iter().flatten().chain(&self.spilled)
+    }
+}
+
+/// A fixed buffer for one header line: rendering needs no allocation until the header value
+/// is made. Writing past [`MAX_HEADER_LEN`] fails.
+struct Line {
+    buf: [u8; MAX_HEADER_LEN],
+    len: usize,
+}
+
+impl Line {
+    fn new() -> Self {
+        Self {
+            buf: [0; MAX_HEADER_LEN],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dest = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dest.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The collector as stored in request extensions (never the owner).
@@ -182,17 +236,12 @@ impl ServerTiming {
 
     /// Adds a metric. Beyond [`MAX_METRICS`] it is dropped (and counted).
     pub fn add(&self, metric: Metric) {
-        let mut collected = self.lock();
-        if collected.metrics.len() < MAX_METRICS {
-            collected.metrics.push(metric);
-        } else {
-            collected.dropped += 1;
-        }
+        self.lock().push(metric);
     }
 
     /// A copy of the metrics added so far.
     pub fn metrics(&self) -> Vec<Metric> {
-        self.lock().metrics.clone()
+        self.lock().iter().cloned().collect()
     }
 
     /// How many metrics were dropped for passing [`MAX_METRICS`].
@@ -203,23 +252,20 @@ impl ServerTiming {
     /// Renders the metrics as one header value; `None` when there is nothing valid to send.
     pub fn render(&self) -> Option<HeaderValue> {
         let collected = self.lock();
-        let mut line = String::with_capacity(64);
-        for metric in &collected.metrics {
-            let before = line.len();
-            if before > 0 {
-                line.push_str(", ");
-            }
+        let mut line = Line::new();
+        for metric in collected.iter() {
+            let before = line.len;
+            let separated = before == 0 || line.write_str(", ").is_ok();
             // Render in place; take it back if it is invalid or would pass the length cap.
-            if !metric.render(&mut line) || line.len() > MAX_HEADER_LEN {
-                line.truncate(before);
+            if !(separated && metric.render(&mut line) == Ok(true)) {
+                line.len = before;
             }
         }
-        if line.is_empty() {
+        if line.len == 0 {
             return None;
         }
         // Everything written is visible ASCII or space, so this cannot fail; stay total anyway.
-        // `from_maybe_shared` takes the buffer over instead of copying it.
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
+        HeaderValue::from_bytes(line.as_bytes()).ok()
     }
 
     /// Appends the rendered metrics as a `Server-Timing` line, keeping any existing lines.
@@ -240,7 +286,7 @@ impl fmt::Debug for ServerTiming {
         let collected = self.lock();
         f.debug_struct("ServerTiming")
             .field("owner", &self.owner)
-            .field("metrics", &collected.metrics)
+            .field("metrics", &collected.iter().collect::<Vec<_>>())
             .field("dropped", &collected.dropped)
             .finish_non_exhaustive()
     }
@@ -257,41 +303,41 @@ fn is_tchar(b: u8) -> bool {
 
 /// Milliseconds with at most three decimals, rounded, trailing zeros trimmed (`12`, `4.1`,
 /// `0.125`), from whole nanoseconds.
-fn write_millis(out: &mut String, nanos: u64) {
+fn write_millis(out: &mut impl Write, nanos: u64) -> fmt::Result {
     let micros = nanos / 1_000 + u64::from(nanos % 1_000 >= 500);
     let (whole, mut fraction) = (micros / 1_000, micros % 1_000);
-    let _ = write!(out, "{whole}");
+    write!(out, "{whole}")?;
     if fraction == 0 {
-        return;
+        return Ok(());
     }
-    out.push('.');
+    out.write_char('.')?;
     let mut divisor = 100;
     while fraction > 0 {
         let digit = u8::try_from(fraction / divisor).unwrap_or(0);
-        out.push(char::from(b'0' + digit));
+        out.write_char(char::from(b'0' + digit))?;
         fraction %= divisor;
         divisor /= 10;
     }
+    Ok(())
 }
 
 /// A token as is, anything else as a quoted string.
-fn write_param_value(out: &mut String, value: &str) {
+fn write_param_value(out: &mut impl Write, value: &str) -> fmt::Result {
     if is_token(value) {
-        out.push_str(value);
-        return;
+        return out.write_str(value);
     }
-    out.push('"');
+    out.write_char('"')?;
     for c in value.chars() {
         match c {
             '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
+                out.write_char('\\')?;
+                out.write_char(c)?;
             }
-            ' ' | '\t' | '!'..='~' => out.push(c),
-            _ => out.push('?'),
+            ' ' | '\t' | '!'..='~' => out.write_char(c)?,
+            _ => out.write_char('?')?,
         }
     }
-    out.push('"');
+    out.write_char('"')
 }
 
 fn truncate(s: &str, max: usize) -> &str {

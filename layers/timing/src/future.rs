@@ -24,7 +24,8 @@ pub(crate) struct InFlight {
     pub(crate) start: Instant,
     pub(crate) method: Method,
     pub(crate) route: RouteLabel,
-    pub(crate) identity: Option<RequestIdentity>,
+    /// Boxed: most of the time there is none, and this struct is moved several times.
+    pub(crate) identity: Option<Box<RequestIdentity>>,
     pub(crate) server_timing: Option<ServerTiming>,
     /// Whether this layer adds `total` (the header is on for this request).
     pub(crate) adds_total: bool,
@@ -70,7 +71,7 @@ impl InFlight {
             longest_poll: poll_timing.then_some(stats.longest),
             polls: stats.polls,
             blocking_threshold: self.config.blocking.for_route(&self.route),
-            identity: self.identity.as_ref(),
+            identity: self.identity.as_deref(),
             server_timing: self.server_timing.as_ref(),
         };
         report::finish(&self.config, &report);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use vitals_core::identity::RequestIdentity;
+use vitals_core::identity::{RequestId, RequestIdentity, TraceId};
 use vitals_core::outcome::{GrpcStatus, Outcome};
 use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::ServerTiming;
@@ -60,82 +60,125 @@ fn millis(duration: Duration) -> f64 {
 
 /// Logs what the report calls for and hands it to the hook.
 pub(crate) fn finish(config: &Config, report: &TimingReport<'_>) {
-    let status = report.status.map(|s| s.as_u16());
-    let head_ms = report.head.map(millis);
-    let trace_id = report
-        .identity
-        .and_then(|i| i.trace_id)
-        .map(tracing::field::display);
-    let request_id = report
-        .identity
-        .and_then(|i| i.request_id.as_ref())
-        .map(tracing::field::display);
-
     if report.blocked_executor() {
-        tracing::warn!(
-            target: TARGET,
-            longest_poll_ms = report.longest_poll.map(millis),
-            http.request.method = %report.method,
-            http.route = %report.route,
-            http.response.status_code = status,
-            threshold_ms = report.blocking_threshold.map(millis),
-            busy_ms = report.busy.map(millis),
-            polls = report.polls,
-            trace_id,
-            request_id,
-            "handler blocked the async executor: a single poll ran longer than the threshold \
-             (move CPU-heavy or blocking work to spawn_blocking)"
-        );
+        warn_blocking(report);
     }
-
     let slow = config
         .slow
         .for_route(report.route)
         .filter(|threshold| report.total >= *threshold);
     if let Some(threshold) = slow {
-        let server_timing = rendered(report.server_timing);
-        tracing::warn!(
-            target: TARGET,
-            total_ms = millis(report.total),
-            http.request.method = %report.method,
-            http.route = %report.route,
-            http.response.status_code = status,
-            vitals.outcome = report.outcome.as_str(),
-            head_ms,
-            threshold_ms = millis(threshold),
-            busy_ms = report.busy.map(millis),
-            longest_poll_ms = report.longest_poll.map(millis),
-            server_timing,
-            trace_id,
-            request_id,
-            "slow request"
-        );
+        warn_slow(report, threshold);
     }
-
     if config
         .completion_events
         .as_ref()
         .is_some_and(Sampler::sample)
     {
-        tracing::info!(
-            target: TARGET,
-            total_ms = millis(report.total),
-            http.request.method = %report.method,
-            http.route = %report.route,
-            http.response.status_code = status,
-            vitals.outcome = report.outcome.as_str(),
-            head_ms,
-            busy_ms = report.busy.map(millis),
-            longest_poll_ms = report.longest_poll.map(millis),
-            trace_id,
-            request_id,
-            "request finished"
-        );
+        info_finished(report);
     }
-
     if let Some(hook) = &config.on_finish {
         hook(report);
     }
+}
+
+/// Log fields every event shares, computed only when an event is logged.
+struct Common<'a> {
+    status: Option<u16>,
+    head_ms: Option<f64>,
+    trace_id: Option<tracing::field::DisplayValue<TraceId>>,
+    request_id: Option<tracing::field::DisplayValue<&'a RequestId>>,
+}
+
+impl<'a> Common<'a> {
+    fn of(report: &TimingReport<'a>) -> Self {
+        Self {
+            status: report.status.map(|s| s.as_u16()),
+            head_ms: report.head.map(millis),
+            trace_id: report
+                .identity
+                .and_then(|i| i.trace_id)
+                .map(tracing::field::display),
+            request_id: report
+                .identity
+                .and_then(|i| i.request_id.as_ref())
+                .map(tracing::field::display),
+        }
+    }
+}
+
+#[cold]
+fn warn_blocking(report: &TimingReport<'_>) {
+    let Common {
+        status,
+        trace_id,
+        request_id,
+        ..
+    } = Common::of(report);
+    tracing::warn!(
+        target: TARGET,
+        longest_poll_ms = report.longest_poll.map(millis),
+        http.request.method = %report.method,
+        http.route = %report.route,
+        http.response.status_code = status,
+        threshold_ms = report.blocking_threshold.map(millis),
+        busy_ms = report.busy.map(millis),
+        polls = report.polls,
+        trace_id,
+        request_id,
+        "handler blocked the async executor: a single poll ran longer than the threshold \
+         (move CPU-heavy or blocking work to spawn_blocking)"
+    );
+}
+
+#[cold]
+fn warn_slow(report: &TimingReport<'_>, threshold: Duration) {
+    let Common {
+        status,
+        head_ms,
+        trace_id,
+        request_id,
+    } = Common::of(report);
+    let server_timing = rendered(report.server_timing);
+    tracing::warn!(
+        target: TARGET,
+        total_ms = millis(report.total),
+        http.request.method = %report.method,
+        http.route = %report.route,
+        http.response.status_code = status,
+        vitals.outcome = report.outcome.as_str(),
+        head_ms,
+        threshold_ms = millis(threshold),
+        busy_ms = report.busy.map(millis),
+        longest_poll_ms = report.longest_poll.map(millis),
+        server_timing,
+        trace_id,
+        request_id,
+        "slow request"
+    );
+}
+
+fn info_finished(report: &TimingReport<'_>) {
+    let Common {
+        status,
+        head_ms,
+        trace_id,
+        request_id,
+    } = Common::of(report);
+    tracing::info!(
+        target: TARGET,
+        total_ms = millis(report.total),
+        http.request.method = %report.method,
+        http.route = %report.route,
+        http.response.status_code = status,
+        vitals.outcome = report.outcome.as_str(),
+        head_ms,
+        busy_ms = report.busy.map(millis),
+        longest_poll_ms = report.longest_poll.map(millis),
+        trace_id,
+        request_id,
+        "request finished"
+    );
 }
 
 /// The collector's metrics as one `Server-Timing` value, for a log field.

@@ -66,7 +66,10 @@ where
         } else {
             (ServerTiming::get(request.extensions()), false)
         };
-        let identity = request.extensions().get::<RequestIdentity>().cloned();
+        let identity = request
+            .extensions()
+            .get::<RequestIdentity>()
+            .map(|identity| Box::new(identity.clone()));
         let method = request.method().clone();
         let inner = self.inner.call(request);
         ResponseFuture::new(
