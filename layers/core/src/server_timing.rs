@@ -168,32 +168,61 @@ impl Collected {
     }
 }
 
-/// A fixed buffer for one header line: rendering needs no allocation until the header value
-/// is made. Writing past [`MAX_HEADER_LEN`] fails.
+/// One header line being rendered: on the stack while it is short (the usual case), on the
+/// heap past [`INLINE_LINE`] bytes. Writing past [`MAX_HEADER_LEN`] fails.
 struct Line {
-    buf: [u8; MAX_HEADER_LEN],
+    inline: [u8; INLINE_LINE],
     len: usize,
+    spilled: Option<Vec<u8>>,
 }
+
+/// Bytes of a line rendered without allocating.
+const INLINE_LINE: usize = 256;
 
 impl Line {
     fn new() -> Self {
         Self {
-            buf: [0; MAX_HEADER_LEN],
+            inline: [0; INLINE_LINE],
             len: 0,
+            spilled: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.spilled.as_ref().map_or(self.len, Vec::len)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match &mut self.spilled {
+            Some(spilled) => spilled.truncate(len),
+            None => self.len = self.len.min(len),
         }
     }
 
     fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        match &self.spilled {
+            Some(spilled) => spilled,
+            None => &self.inline[..self.len],
+        }
     }
 }
 
 impl Write for Line {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dest = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dest.copy_from_slice(s.as_bytes());
-        self.len = end;
+        if self.len() + s.len() > MAX_HEADER_LEN {
+            return Err(fmt::Error);
+        }
+        if let Some(spilled) = &mut self.spilled {
+            spilled.extend_from_slice(s.as_bytes());
+        } else if let Some(dest) = self.inline.get_mut(self.len..self.len + s.len()) {
+            dest.copy_from_slice(s.as_bytes());
+            self.len += s.len();
+        } else {
+            let mut spilled = Vec::with_capacity(MAX_HEADER_LEN);
+            spilled.extend_from_slice(&self.inline[..self.len]);
+            spilled.extend_from_slice(s.as_bytes());
+            self.spilled = Some(spilled);
+        }
         Ok(())
     }
 }
@@ -254,14 +283,14 @@ impl ServerTiming {
         let collected = self.lock();
         let mut line = Line::new();
         for metric in collected.iter() {
-            let before = line.len;
+            let before = line.len();
             let separated = before == 0 || line.write_str(", ").is_ok();
             // Render in place; take it back if it is invalid or would pass the length cap.
             if !(separated && metric.render(&mut line) == Ok(true)) {
-                line.len = before;
+                line.truncate(before);
             }
         }
-        if line.len == 0 {
+        if line.len() == 0 {
             return None;
         }
         // Everything written is visible ASCII or space, so this cannot fail; stay total anyway.
@@ -306,7 +335,7 @@ fn is_tchar(b: u8) -> bool {
 fn write_millis(out: &mut impl Write, nanos: u64) -> fmt::Result {
     let micros = nanos / 1_000 + u64::from(nanos % 1_000 >= 500);
     let (whole, mut fraction) = (micros / 1_000, micros % 1_000);
-    write!(out, "{whole}")?;
+    write_integer(out, whole)?;
     if fraction == 0 {
         return Ok(());
     }
@@ -319,6 +348,21 @@ fn write_millis(out: &mut impl Write, nanos: u64) -> fmt::Result {
         divisor /= 10;
     }
     Ok(())
+}
+
+/// Decimal digits of `n`, without the formatting machinery (it shows in the profile).
+fn write_integer(out: &mut impl Write, mut n: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.write_str(std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?)
 }
 
 /// A token as is, anything else as a quoted string.
