@@ -79,6 +79,19 @@ pub fn request() -> Request<RequestBody> {
         .unwrap_or_default()
 }
 
+/// A request's route, as a router leaves it in the request extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutedBy(pub &'static str);
+
+/// [`request`] as it looks once a router has handled it: its extension map already exists (axum
+/// inserts `MatchedPath` and `OriginalUri`), so a layer's first extension insert does not pay
+/// for creating the map.
+pub fn routed_request() -> Request<RequestBody> {
+    let mut request = request();
+    request.extensions_mut().insert(RoutedBy("/products/{id}"));
+    request
+}
+
 /// A single-threaded runtime, so measurements are not spread across cores.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -86,7 +99,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap_or_else(|e| panic!("cannot build a tokio runtime for benchmarks: {e}"))
 }
 
-/// Sends one request through `service` and reads the response body to its end.
+/// Sends one [`request`] through `service` and reads the response body to its end.
 pub async fn call_once<S, ResB>(service: S) -> Bytes
 where
     S: Service<Request<RequestBody>, Response = Response<ResB>>,
@@ -94,8 +107,19 @@ where
     ResB: Body,
     ResB::Error: std::fmt::Debug,
 {
+    call_with(service, request()).await
+}
+
+/// Sends `request` through `service` and reads the response body to its end.
+pub async fn call_with<S, ResB>(service: S, request: Request<RequestBody>) -> Bytes
+where
+    S: Service<Request<RequestBody>, Response = Response<ResB>>,
+    S::Error: std::fmt::Debug,
+    ResB: Body,
+    ResB::Error: std::fmt::Debug,
+{
     let response = service
-        .oneshot(request())
+        .oneshot(request)
         .await
         .unwrap_or_else(|e| panic!("benchmarked service failed: {e:?}"));
     response
@@ -110,11 +134,21 @@ where
 pub struct Comparison<'c> {
     group: BenchmarkGroup<'c, WallTime>,
     runtime: tokio::runtime::Runtime,
+    request: fn() -> Request<RequestBody>,
 }
 
 impl<'c> Comparison<'c> {
-    /// Starts group `name` and benchmarks the bare service as `bare`.
+    /// Starts group `name` and benchmarks the bare service as `bare`, sending [`request`].
     pub fn new(criterion: &'c mut Criterion, name: &str) -> Self {
+        Self::with_request(criterion, name, request)
+    }
+
+    /// Like [`Comparison::new`], sending what `request` makes (e.g. [`routed_request`]).
+    pub fn with_request(
+        criterion: &'c mut Criterion,
+        name: &str,
+        request: fn() -> Request<RequestBody>,
+    ) -> Self {
         let mut group = criterion.benchmark_group(name);
         group
             .warm_up_time(Duration::from_secs(1))
@@ -122,6 +156,7 @@ impl<'c> Comparison<'c> {
         let mut comparison = Self {
             group,
             runtime: runtime(),
+            request,
         };
         comparison = comparison.service("bare", &BareService);
         comparison
@@ -151,12 +186,13 @@ impl<'c> Comparison<'c> {
         ResB::Error: std::fmt::Debug,
     {
         let runtime = &self.runtime;
+        let request = self.request;
         self.group.bench_function(label, |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {
                     let start = Instant::now();
                     for _ in 0..iterations {
-                        black_box(call_once(service.clone()).await);
+                        black_box(call_with(service.clone(), request()).await);
                     }
                     start.elapsed()
                 })

@@ -19,7 +19,7 @@
 //! use vitals_core::body::BodyEnd;
 //! use vitals_core::outcome::{Outcome, OutcomeClassifier};
 //!
-//! let response = Response::builder().status(StatusCode::BAD_GATEWAY).body(()).unwrap();
+//! let response = Response::builder().status(StatusCode::BAD_GATEWAY).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
 //! let classifier = OutcomeClassifier::from_response(&response);
 //! assert_eq!(classifier.finish(BodyEnd::Completed), Outcome::ServerError);
 //! assert_eq!(classifier.finish(BodyEnd::Dropped), Outcome::Cancelled);
@@ -29,6 +29,7 @@ use std::fmt;
 
 use http::header::{CONTENT_TYPE, HeaderName};
 use http::{HeaderMap, Response, StatusCode};
+use http_body::Body;
 
 /// The `grpc-status` header (and trailer) name, built once: looking a header up by `&str`
 /// parses the name on every call.
@@ -186,13 +187,14 @@ pub struct OutcomeClassifier {
 
 impl OutcomeClassifier {
     /// What the response head says.
-    pub fn from_response<B>(response: &Response<B>) -> Self {
+    pub fn from_response<B: Body>(response: &Response<B>) -> Self {
         let headers = response.headers();
         Self {
             status: response.status(),
-            // Only gRPC responses carry a status in their head (trailers-only responses);
-            // checking the content type first keeps plain HTTP responses cheap.
-            grpc: if is_grpc(headers) {
+            // gRPC puts a status in the head only in trailers-only responses, whose body is
+            // empty; other responses carry it in trailers. Checking the body first keeps plain
+            // HTTP responses free of two header lookups.
+            grpc: if response.body().is_end_stream() && is_grpc(headers) {
                 GrpcStatus::from_headers(headers)
             } else {
                 None
@@ -266,7 +268,7 @@ where
     F: FnOnce(Outcome),
 {
     /// Classifies `response` (its head now, its trailers and end later) for `callback`.
-    pub fn new<B>(response: &Response<B>, callback: F) -> Self {
+    pub fn new<B: Body>(response: &Response<B>, callback: F) -> Self {
         Self {
             classifier: OutcomeClassifier::from_response(response),
             callback,
@@ -290,16 +292,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http::HeaderValue;
+    use http_body_util::{Empty, Full};
 
-    fn response(status: u16, grpc: Option<&'static str>) -> Response<()> {
+    fn response(status: u16, grpc: Option<&'static str>) -> Response<Empty<Bytes>> {
         let mut builder = Response::builder().status(status);
         if let Some(code) = grpc {
             builder = builder
                 .header("content-type", "application/grpc")
                 .header("grpc-status", code);
         }
-        builder.body(()).unwrap()
+        builder.body(Empty::new()).unwrap()
     }
 
     #[test]
@@ -362,11 +366,24 @@ mod tests {
     fn grpc_status_in_the_head_of_a_non_grpc_response_is_ignored() {
         let plain = Response::builder()
             .header("grpc-status", "13")
-            .body(())
+            .body(Empty::<Bytes>::new())
             .unwrap();
         let classifier = OutcomeClassifier::from_response(&plain);
         assert_eq!(classifier.grpc_status(), None);
         assert_eq!(classifier.finish(BodyEnd::Completed), Outcome::Completed);
+    }
+
+    #[test]
+    fn grpc_status_in_the_head_counts_only_for_trailers_only_responses() {
+        let with_body = Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "13")
+            .body(Full::new(Bytes::from_static(b"message")))
+            .unwrap();
+        assert_eq!(
+            OutcomeClassifier::from_response(&with_body).grpc_status(),
+            None
+        );
     }
 
     #[test]
