@@ -1,4 +1,52 @@
-//! `vitals-queries`: Per-request database query counts, SQL fingerprints and N+1 detection.
+//! `vitals-queries`: per-request database query counts and time, SQL fingerprints, and N+1
+//! detection.
 //!
-//! Status: planned. This crate is an empty placeholder so the workspace layout is in place;
-//! it will hold a per-request query ledger fed by sqlx's query events, OpenTelemetry DB spans, diesel instrumentation or a plain API; SQL fingerprints, N+1 detection, and a test helper that fails a test when a handler goes over its query budget.
+//! N+1 queries — one query for a list, then one more per item — are the most common reason an
+//! API that was instant on a developer's ten rows crawls on production's ten thousand.
+//! [`QueryTrackingLayer`] gives every request a [`QueryLedger`]; the code that runs queries
+//! reports into it; at the response head the layer adds `db;dur=<ms>;desc="<n> queries"` to the
+//! `Server-Timing` header and reports statements repeated within the request as N+1 findings.
+//!
+//! # Wiring (axum + sqlx)
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tracing_subscriber::{filter::EnvFilter, fmt, prelude::*};
+//! use vitals_queries::QueryTrackingLayer;
+//!
+//! // 1. sqlx reports every statement as a DEBUG `tracing` event: install the query event layer
+//! //    with its own filter, so your logs can stay at INFO.
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(fmt::layer().with_filter(EnvFilter::new("info")))
+//!     .with(vitals_queries::query_events());
+//! # let _ = subscriber;
+//!
+//! // 2. The layer, innermost, so the ledger covers the handler's work.
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "[]" }))
+//!     .layer(QueryTrackingLayer::new());
+//! ```
+//!
+//! Queries reach the ledger through a task-local set around the request future, or through
+//! the request's tracing span for work on other threads (sqlx-sqlite's worker) and spawned
+//! tasks ([`in_current_request`]). Clients that do not report through `tracing` call
+//! [`record`].
+
+pub mod fingerprint;
+
+mod events;
+mod layer;
+mod ledger;
+mod n_plus_one;
+mod scope;
+mod service;
+
+pub use events::{QueryEventLayer, REQUEST_SPAN_TARGET, SQLX_TARGET, query_events};
+pub use layer::{NPlusOneAction, QueryTrackingLayer};
+pub use ledger::{
+    FingerprintGroup, MAX_RECORDED, MAX_STATEMENT_LEN, Query, QueryLedger, QueryReport,
+    RecordedQuery,
+};
+pub use n_plus_one::{DEFAULT_THRESHOLD, NPlusOneFinding, NPlusOneRule};
+pub use scope::{current_ledger, in_current_request, record, record_query};
+pub use service::{QueryBody, QueryTracking, ResponseFuture};

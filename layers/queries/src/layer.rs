@@ -1,0 +1,128 @@
+//! `QueryTrackingLayer`: configuration and the layer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+use vitals_core::route::{RouteLabel, RouteLabeler};
+
+use crate::n_plus_one::NPlusOneRule;
+use crate::service::QueryTracking;
+
+/// What the layer does with an N+1 finding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NPlusOneAction {
+    /// One WARN event per finding (the default).
+    #[default]
+    Log,
+    /// Log, and name the finding in the `Server-Timing` `db` entry's description.
+    Header,
+    /// Log, and answer `500` with the findings as JSON instead of the handler's response — for
+    /// development and tests, to make N+1 queries impossible to miss.
+    Fail,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) labeler: RouteLabeler,
+    pub(crate) rule: NPlusOneRule,
+    pub(crate) action: NPlusOneAction,
+    pub(crate) route_actions: HashMap<Box<str>, NPlusOneAction>,
+    pub(crate) server_timing: bool,
+}
+
+impl Config {
+    pub(crate) fn action_for(&self, route: &RouteLabel) -> NPlusOneAction {
+        if self.route_actions.is_empty() {
+            return self.action;
+        }
+        self.route_actions
+            .get(route.as_str())
+            .copied()
+            .unwrap_or(self.action)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            labeler: RouteLabeler::new(),
+            rule: NPlusOneRule::default(),
+            action: NPlusOneAction::Log,
+            route_actions: HashMap::new(),
+            server_timing: true,
+        }
+    }
+}
+
+/// Gives each request a query ledger and reports on it; see the [crate documentation](crate).
+///
+/// Put it innermost (closest to the handler), so the ledger covers exactly the handler's work.
+/// Clones share one configuration.
+#[derive(Clone, Debug, Default)]
+pub struct QueryTrackingLayer {
+    config: Arc<Config>,
+}
+
+impl QueryTrackingLayer {
+    /// Defaults: N+1 at 5 repeats of one statement, logged; `db` in `Server-Timing`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Repeats of one statement shape within a request that make an N+1 finding (default 5;
+    /// at least 2).
+    #[must_use]
+    pub fn with_n_plus_one_threshold(mut self, repeats: u64) -> Self {
+        self.config().rule.threshold = repeats.max(2);
+        self
+    }
+
+    /// The repeated statements' total time must also reach this (default zero).
+    #[must_use]
+    pub fn with_n_plus_one_min_total(mut self, min_total: Duration) -> Self {
+        self.config().rule.min_total = min_total;
+        self
+    }
+
+    /// What to do with findings (default [`NPlusOneAction::Log`]).
+    #[must_use]
+    pub fn with_n_plus_one_action(mut self, action: NPlusOneAction) -> Self {
+        self.config().action = action;
+        self
+    }
+
+    /// What to do with findings on one route template.
+    #[must_use]
+    pub fn with_route_n_plus_one_action(mut self, route: &str, action: NPlusOneAction) -> Self {
+        self.config().route_actions.insert(route.into(), action);
+        self
+    }
+
+    /// Whether to add `db;dur=<ms>;desc="<n> queries"` to `Server-Timing` (default on).
+    #[must_use]
+    pub fn with_server_timing(mut self, enabled: bool) -> Self {
+        self.config().server_timing = enabled;
+        self
+    }
+
+    /// How requests get their route label (default: axum's `MatchedPath`, else `unmatched`).
+    #[must_use]
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.config().labeler = labeler;
+        self
+    }
+}
+
+impl<S> Layer<S> for QueryTrackingLayer {
+    type Service = QueryTracking<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        QueryTracking::new(inner, Arc::clone(&self.config))
+    }
+}

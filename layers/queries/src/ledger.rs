@@ -1,0 +1,232 @@
+//! The per-request query ledger: every statement a request ran, grouped by fingerprint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::fingerprint::{fingerprint, fingerprint_hash};
+
+/// The most statements one ledger keeps in full; beyond it only counts and groups grow.
+pub const MAX_RECORDED: usize = 1_000;
+
+/// The longest statement text kept, in bytes (cut at a character boundary).
+pub const MAX_STATEMENT_LEN: usize = 2_048;
+
+/// One executed statement, as a source reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    /// The SQL text.
+    pub statement: &'a str,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Rows it returned, if known.
+    pub rows_returned: Option<u64>,
+    /// Rows it changed, if known.
+    pub rows_affected: Option<u64>,
+    /// Its error, if it failed.
+    pub error: Option<&'a str>,
+}
+
+impl<'a> Query<'a> {
+    /// A statement that ran for `duration`.
+    pub fn new(statement: &'a str, duration: Duration) -> Self {
+        Self {
+            statement,
+            duration,
+            rows_returned: None,
+            rows_affected: None,
+            error: None,
+        }
+    }
+}
+
+/// One statement as recorded in the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedQuery {
+    /// The SQL text (at most [`MAX_STATEMENT_LEN`] bytes).
+    pub statement: String,
+    /// Its fingerprint.
+    pub fingerprint: Arc<str>,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Rows returned, if known.
+    pub rows_returned: Option<u64>,
+    /// Rows changed, if known.
+    pub rows_affected: Option<u64>,
+    /// The error, if it failed.
+    pub error: Option<String>,
+}
+
+/// The statements of one fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FingerprintGroup {
+    /// The fingerprint.
+    pub fingerprint: Arc<str>,
+    /// How many statements had it.
+    pub count: u64,
+    /// Their total time.
+    pub total: Duration,
+    /// The first statement seen with it.
+    pub sample: String,
+}
+
+/// What a ledger holds at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryReport {
+    /// Statements recorded.
+    pub count: u64,
+    /// Their total time.
+    pub total: Duration,
+    /// The statements in order (the first [`MAX_RECORDED`]).
+    pub queries: Vec<RecordedQuery>,
+    /// Statements grouped by fingerprint, most frequent first.
+    pub groups: Vec<FingerprintGroup>,
+}
+
+/// A request's query ledger. Clones share it; it is cheap to clone and safe to share across
+/// threads (sqlx-sqlite reports from its worker thread).
+#[derive(Clone, Debug, Default)]
+pub struct QueryLedger {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    count: u64,
+    total: Duration,
+    queries: Vec<RecordedQuery>,
+    groups: HashMap<u64, FingerprintGroup>,
+}
+
+impl QueryLedger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one statement.
+    pub fn record(&self, query: Query<'_>) {
+        let statement = truncate(query.statement.trim(), MAX_STATEMENT_LEN);
+        let print = fingerprint(statement);
+        let key = fingerprint_hash(&print);
+        let mut state = self.lock();
+        state.count += 1;
+        state.total += query.duration;
+        let group = state.groups.entry(key).or_insert_with(|| FingerprintGroup {
+            fingerprint: Arc::from(print),
+            count: 0,
+            total: Duration::ZERO,
+            sample: statement.to_owned(),
+        });
+        group.count += 1;
+        group.total += query.duration;
+        let fingerprint = Arc::clone(&group.fingerprint);
+        if state.queries.len() < MAX_RECORDED {
+            state.queries.push(RecordedQuery {
+                statement: statement.to_owned(),
+                fingerprint,
+                duration: query.duration,
+                rows_returned: query.rows_returned,
+                rows_affected: query.rows_affected,
+                error: query.error.map(str::to_owned),
+            });
+        }
+    }
+
+    /// How many statements were recorded.
+    pub fn count(&self) -> u64 {
+        self.lock().count
+    }
+
+    /// Their total time.
+    pub fn total(&self) -> Duration {
+        self.lock().total
+    }
+
+    /// The N+1 findings of what the ledger holds now, without copying every statement.
+    pub fn findings(&self, rule: &crate::NPlusOneRule) -> Vec<crate::NPlusOneFinding> {
+        let state = self.lock();
+        if state.count < rule.threshold {
+            return Vec::new();
+        }
+        rule.findings_in(state.groups.values())
+    }
+
+    /// A copy of what the ledger holds now.
+    pub fn report(&self) -> QueryReport {
+        let state = self.lock();
+        let mut groups: Vec<FingerprintGroup> = state.groups.values().cloned().collect();
+        groups.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+        });
+        QueryReport {
+            count: state.count,
+            total: state.total,
+            queries: state.queries.clone(),
+            groups,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_statements_by_fingerprint() {
+        let ledger = QueryLedger::new();
+        ledger.record(Query::new("SELECT * FROM orders", Duration::from_millis(2)));
+        for id in 1..=3 {
+            let sql = format!("SELECT name FROM customers WHERE id = {id}");
+            ledger.record(Query::new(&sql, Duration::from_millis(1)));
+        }
+        let report = ledger.report();
+        assert_eq!(report.count, 4);
+        assert_eq!(report.total, Duration::from_millis(5));
+        assert_eq!(report.queries.len(), 4);
+        assert_eq!(report.groups.len(), 2);
+        let top = &report.groups[0];
+        assert_eq!(&*top.fingerprint, "SELECT name FROM customers WHERE id = ?");
+        assert_eq!(top.count, 3);
+        assert_eq!(top.total, Duration::from_millis(3));
+        assert_eq!(top.sample, "SELECT name FROM customers WHERE id = 1");
+    }
+
+    #[test]
+    fn keeps_counting_past_the_recorded_cap() {
+        let ledger = QueryLedger::new();
+        for _ in 0..MAX_RECORDED + 10 {
+            ledger.record(Query::new("SELECT 1", Duration::ZERO));
+        }
+        let report = ledger.report();
+        assert_eq!(report.count, (MAX_RECORDED + 10) as u64);
+        assert_eq!(report.queries.len(), MAX_RECORDED);
+        assert_eq!(report.groups[0].count, (MAX_RECORDED + 10) as u64);
+    }
+
+    #[test]
+    fn long_statements_are_cut_safely() {
+        let ledger = QueryLedger::new();
+        let long = format!("SELECT '{}'", "é".repeat(MAX_STATEMENT_LEN));
+        ledger.record(Query::new(&long, Duration::ZERO));
+        let report = ledger.report();
+        assert!(report.queries[0].statement.len() <= MAX_STATEMENT_LEN);
+    }
+}

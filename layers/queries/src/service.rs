@@ -1,0 +1,218 @@
+//! `QueryTracking`: the service, and its response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{Either, Full};
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower_service::Service;
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
+use vitals_core::identity::RequestIdentity;
+use vitals_core::route::RouteLabel;
+use vitals_core::server_timing::{Metric, ServerTiming};
+
+use crate::events::REQUEST_SPAN_TARGET;
+use crate::layer::{Config, NPlusOneAction};
+use crate::ledger::QueryLedger;
+use crate::n_plus_one::NPlusOneFinding;
+use crate::scope;
+
+/// Tracks the queries of each request; made by
+/// [`QueryTrackingLayer`](crate::QueryTrackingLayer).
+#[derive(Clone, Debug)]
+pub struct QueryTracking<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> QueryTracking<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The response body: the handler's, or the JSON report of an N+1 failure
+/// ([`NPlusOneAction::Fail`]).
+pub type QueryBody<B> = Either<B, Full<<B as Body>::Data>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for QueryTracking<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Data: From<Bytes>,
+{
+    type Response = Response<QueryBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let ledger = QueryLedger::new();
+        let route = self.config.labeler.label(&request);
+        let method = request.method().clone();
+        let identity = request.extensions().get::<RequestIdentity>().cloned();
+        let server_timing = self
+            .config
+            .server_timing
+            .then(|| ServerTiming::attach(request.extensions_mut()));
+        // A span of our own carries the ledger to threads and tasks outside this one. It is
+        // enabled when the query event layer is installed (its filter enables our target).
+        let span = tracing::trace_span!(target: REQUEST_SPAN_TARGET, "vitals_queries.request");
+        if !span.is_disabled() {
+            scope::attach_to_span(&span, &ledger);
+        }
+        let inner = span.in_scope(|| scope::sync_with_ledger(&ledger, || self.inner.call(request)));
+        ResponseFuture {
+            inner: scope::with_ledger(ledger.clone(), inner).instrument(span),
+            state: Some(State {
+                config: Arc::clone(&self.config),
+                ledger,
+                route,
+                method,
+                identity,
+                server_timing,
+            }),
+        }
+    }
+}
+
+struct State {
+    config: Arc<Config>,
+    ledger: QueryLedger,
+    route: RouteLabel,
+    method: Method,
+    identity: Option<RequestIdentity>,
+    server_timing: Option<ServerTiming>,
+}
+
+pin_project! {
+    /// The response future of [`QueryTracking`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Instrumented<TaskLocalFuture<QueryLedger, F>>,
+        state: Option<State>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    B::Data: From<Bytes>,
+{
+    type Output = Result<Response<QueryBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let Some(state) = this.state.take() else {
+            panic!("vitals_queries::ResponseFuture polled after completion");
+        };
+        Poll::Ready(Ok(state.finish(response)))
+    }
+}
+
+impl State {
+    /// At the response head: the `db` entry, the N+1 findings and their action.
+    fn finish<B>(self, response: Response<B>) -> Response<QueryBody<B>>
+    where
+        B: Body,
+        B::Data: From<Bytes>,
+    {
+        let (count, total) = (self.ledger.count(), self.ledger.total());
+        let findings = self.ledger.findings(&self.config.rule);
+        let action = self.config.action_for(&self.route);
+        for finding in &findings {
+            self.log(finding);
+        }
+        let mut response = if action == NPlusOneAction::Fail && !findings.is_empty() {
+            failure(&findings).map(Either::Right)
+        } else {
+            response.map(Either::Left)
+        };
+        if let Some(timing) = &self.server_timing {
+            if count > 0 {
+                let mut description = format!("{count} queries");
+                if action == NPlusOneAction::Header
+                    && let Some(worst) = findings.first()
+                {
+                    description =
+                        format!("{description}; N+1 {}x: {}", worst.count, worst.fingerprint);
+                }
+                timing.add(
+                    Metric::new("db")
+                        .with_duration(total)
+                        .with_description(description),
+                );
+            }
+            if timing.is_owner() {
+                timing.append_to(response.headers_mut());
+            }
+        }
+        response.extensions_mut().insert(self.ledger);
+        response
+    }
+
+    #[cold]
+    fn log(&self, finding: &NPlusOneFinding) {
+        let trace_id = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.trace_id)
+            .map(tracing::field::display);
+        tracing::warn!(
+            target: "vitals_queries",
+            count = finding.count,
+            http.request.method = %self.method,
+            http.route = %self.route,
+            fingerprint = %finding.fingerprint,
+            total_ms = (finding.total.as_secs_f64() * 1e6).round() / 1e3,
+            sample = %finding.sample,
+            trace_id,
+            "N+1 queries: the same statement ran {} times in one request",
+            finding.count
+        );
+    }
+}
+
+fn failure<D: bytes::Buf + From<Bytes>>(findings: &[NPlusOneFinding]) -> Response<Full<D>> {
+    let findings: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "fingerprint": &*f.fingerprint,
+                "count": f.count,
+                "total_ms": (f.total.as_secs_f64() * 1e6).round() / 1e3,
+                "sample": f.sample,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "error": "N+1 queries detected", "findings": findings });
+    let mut response = Response::new(Full::new(D::from(Bytes::from(body.to_string()))));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,289 @@
+//! QueryTrackingLayer on a real SQLite database through sqlx, with sqlx's own query events.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqlitePoolOptions;
+use tower::ServiceExt;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use vitals_queries::{NPlusOneAction, QueryLedger, QueryTrackingLayer};
+
+/// `(route, message)` of every `vitals_queries` WARN event.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<(String, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != "vitals_queries" {
+            return;
+        }
+        let mut fields = RouteAndMessage::default();
+        event.record(&mut fields);
+        self.0.lock().unwrap().push((fields.route, fields.message));
+    }
+}
+
+#[derive(Default)]
+struct RouteAndMessage {
+    route: String,
+    message: String,
+}
+
+impl Visit for RouteAndMessage {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "http.route" => self.route = format!("{value:?}"),
+            _ => {}
+        }
+    }
+}
+
+impl Warnings {
+    fn for_route(&self, route: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+/// One global subscriber for this test binary: every test's requests have their own ledger.
+fn warnings() -> &'static Warnings {
+    static WARNINGS: OnceLock<Warnings> = OnceLock::new();
+    WARNINGS.get_or_init(|| {
+        let warnings = Warnings::default();
+        tracing_subscriber::registry()
+            .with(vitals_queries::query_events())
+            .with(warnings.clone())
+            .init();
+        warnings
+    })
+}
+
+async fn pool() -> SqlitePool {
+    // One connection, opened here: a request that makes the pool open a connection also runs
+    // its setup statements (sqlx-sqlite's PRAGMAs), which would count toward that request.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for id in 1..=20 {
+        sqlx::query("INSERT INTO items (id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(format!("item {id}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool
+}
+
+/// One query for the list, then one per item: 1 + n statements.
+async fn n_plus_one(State(pool): State<SqlitePool>, Path(n): Path<i64>) -> String {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM items WHERE id <= $1 ORDER BY id")
+        .bind(n)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    for id in ids {
+        let name: String = sqlx::query_scalar("SELECT name FROM items WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    names.join(",")
+}
+
+async fn app(layer: QueryTrackingLayer) -> Router {
+    warnings();
+    Router::new()
+        .route("/items/{n}", get(n_plus_one))
+        .route("/none", get(|| async { "no queries" }))
+        .route(
+            "/spawned",
+            get(|State(pool): State<SqlitePool>| async move {
+                let task = tokio::spawn(vitals_queries::in_current_request(async move {
+                    sqlx::query("SELECT count(*) FROM items")
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                }));
+                task.await.unwrap();
+                "spawned"
+            }),
+        )
+        .route(
+            "/manual",
+            get(|| async {
+                assert!(vitals_queries::record(
+                    "SELECT * FROM cache WHERE k = 'a'",
+                    Duration::from_millis(2)
+                ));
+                "manual"
+            }),
+        )
+        .with_state(pool().await)
+        .layer(layer)
+}
+
+async fn get_path(app: &Router, path: &str) -> axum::response::Response {
+    app.clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+fn db_timing(response: &axum::response::Response) -> Option<String> {
+    response
+        .headers()
+        .get("server-timing")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_every_statement_and_reports_n_plus_one() {
+    let app = app(QueryTrackingLayer::new()).await;
+    let response = get_path(&app, "/items/8").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let timing = db_timing(&response).unwrap();
+    assert!(timing.starts_with("db;dur="), "{timing}");
+    assert!(timing.ends_with(r#";desc="9 queries""#), "{timing}");
+
+    let ledger = response.extensions().get::<QueryLedger>().unwrap().report();
+    assert_eq!(ledger.count, 9);
+    assert_eq!(
+        &*ledger.groups[0].fingerprint,
+        "SELECT name FROM items WHERE id = ?"
+    );
+    assert_eq!(ledger.groups[0].count, 8);
+
+    let warnings = warnings().for_route("/items/{n}");
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.contains("N+1") && m.contains("8 times")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_threshold_is_no_finding() {
+    let app =
+        app(QueryTrackingLayer::new()
+            .with_route_n_plus_one_action("/items/{n}", NPlusOneAction::Fail))
+        .await;
+    let response = get_path(&app, "/items/4").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "4 repeats are under the default 5"
+    );
+    assert!(
+        db_timing(&response)
+            .unwrap()
+            .ends_with(r#"desc="5 queries""#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_action_answers_500_with_the_findings() {
+    let app = app(QueryTrackingLayer::new().with_n_plus_one_action(NPlusOneAction::Fail)).await;
+    let response = get_path(&app, "/items/6").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"], "N+1 queries detected");
+    assert_eq!(json["findings"][0]["count"], 6);
+    assert_eq!(
+        json["findings"][0]["fingerprint"],
+        "SELECT name FROM items WHERE id = ?"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_action_names_the_finding_in_server_timing() {
+    let app = app(QueryTrackingLayer::new().with_n_plus_one_action(NPlusOneAction::Header)).await;
+    let response = get_path(&app, "/items/5").await;
+    let timing = db_timing(&response).unwrap();
+    assert!(
+        timing.contains(r#"desc="6 queries; N+1 5x: SELECT name FROM items WHERE id = ?""#),
+        "{timing}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_queries_no_db_entry() {
+    let app = app(QueryTrackingLayer::new()).await;
+    let response = get_path(&app, "/none").await;
+    assert_eq!(db_timing(&response), None);
+    assert_eq!(
+        response.extensions().get::<QueryLedger>().unwrap().count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_work_and_the_plain_api_count_toward_the_request() {
+    let app = app(QueryTrackingLayer::new()).await;
+    let spawned = get_path(&app, "/spawned").await;
+    assert!(
+        db_timing(&spawned)
+            .unwrap()
+            .ends_with(r#"desc="1 queries""#)
+    );
+    let manual = get_path(&app, "/manual").await;
+    let timing = db_timing(&manual).unwrap();
+    assert_eq!(timing, r#"db;dur=2;desc="1 queries""#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_never_mix_their_ledgers() {
+    let app = app(QueryTrackingLayer::new().with_n_plus_one_threshold(1_000)).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let app = app.clone();
+        let n = i % 10;
+        tasks.push(tokio::spawn(async move {
+            let response = get_path(&app, &format!("/items/{n}")).await;
+            let report = response.extensions().get::<QueryLedger>().unwrap().report();
+            // A request that made the pool open a connection also ran its setup statement
+            // (sqlx-sqlite's PRAGMAs): real work on its behalf, counted, but not the handler's.
+            let handler = report
+                .queries
+                .iter()
+                .filter(|q| !q.statement.starts_with("PRAGMA"));
+            (n, handler.count() as u64)
+        }));
+    }
+    for task in tasks {
+        let (n, count) = task.await.unwrap();
+        assert_eq!(
+            count,
+            u64::try_from(n).unwrap() + 1,
+            "request for {n} items"
+        );
+    }
+}
