@@ -16,6 +16,8 @@
 //! to a throwaway cluster); each [`TestShop::start_postgres`] gets a database of its own,
 //! dropped at [`TestShop::shutdown`].
 
+pub mod events;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -65,6 +67,7 @@ impl TestShop {
 
     /// Starts the shop with `config` (its `listen` address is ignored: a free port is used).
     pub async fn start(config: Config) -> Self {
+        install_query_events();
         let shop = Shop::start(config)
             .await
             .unwrap_or_else(|e| panic!("the shop did not start: {e}"));
@@ -139,6 +142,17 @@ impl TestShop {
             database.drop_database().await;
         }
     }
+}
+
+/// Installs a global subscriber with the query event layer, as the shop's `main` does, unless
+/// the test installed its own first (which should then include
+/// `vitals_queries::query_events()`).
+pub fn install_query_events() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(vitals_queries::query_events())
+        .try_init();
 }
 
 /// The PostgreSQL server for the Postgres variants, or `None` (with a note on stderr saying the

@@ -98,7 +98,10 @@ fn is_connection_setup(summary: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_plus_one_route_issues_one_query_per_order() {
     let counter = QueryCounter::default();
-    tracing_subscriber::registry().with(counter.clone()).init();
+    tracing_subscriber::registry()
+        .with(vitals_queries::query_events())
+        .with(counter.clone())
+        .init();
 
     let sqlite = TestShop::start_sqlite().await;
     check(&counter, &sqlite).await;

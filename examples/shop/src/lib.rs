@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use vitals_queries::QueryTrackingLayer;
 use vitals_timing::RequestTimingLayer;
 
 pub use config::{Config, LogFormat};
@@ -96,7 +97,10 @@ impl Shop {
 
     /// The shop's router with the Vitals layers, ready to serve.
     pub fn router(&self) -> Router {
-        routes::router(Arc::clone(&self.state)).layer(timing_layer())
+        // Outermost first: timing sees the whole request, queries only the handler's work.
+        routes::router(Arc::clone(&self.state))
+            .layer(QueryTrackingLayer::new())
+            .layer(timing_layer())
     }
 
     /// The database.

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -34,10 +35,14 @@ pub fn init(format: Option<LogFormat>) -> Result<WorkerGuard, String> {
     };
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
-    let registry = tracing_subscriber::registry().with(filter);
+    // The log filter applies to the log layer only: sqlx's DEBUG query events still reach the
+    // query layer, which has its own filter.
+    let registry = tracing_subscriber::registry().with(vitals_queries::query_events());
     let installed = match format {
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
-        LogFormat::Pretty => registry.with(fmt.pretty()).try_init(),
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_filter(filter))
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt.pretty().with_filter(filter)).try_init(),
     };
     installed.map_err(|e| format!("cannot install the log subscriber: {e}"))?;
     if let Some(message) = filter_error {
