@@ -34,13 +34,17 @@
 
 pub mod fingerprint;
 
+mod body;
 mod events;
 mod layer;
 mod ledger;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod n_plus_one;
 mod scope;
 mod service;
 
+pub use body::QueryBody;
 pub use events::{QueryEventLayer, REQUEST_SPAN_TARGET, SQLX_TARGET, query_events};
 pub use layer::{NPlusOneAction, QueryTrackingLayer};
 pub use ledger::{
@@ -49,4 +53,4 @@ pub use ledger::{
 };
 pub use n_plus_one::{DEFAULT_THRESHOLD, NPlusOneFinding, NPlusOneRule};
 pub use scope::{current_ledger, in_current_request, record, record_query};
-pub use service::{QueryBody, QueryTracking, ResponseFuture};
+pub use service::{QueryTracking, ResponseFuture};

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
@@ -18,6 +18,7 @@ use vitals_core::identity::RequestIdentity;
 use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::{Metric, ServerTiming};
 
+use crate::body::{Either, QueryBody};
 use crate::events::REQUEST_SPAN_TARGET;
 use crate::layer::{Config, NPlusOneAction};
 use crate::ledger::QueryLedger;
@@ -48,15 +49,11 @@ impl<S> QueryTracking<S> {
     }
 }
 
-/// The response body: the handler's, or the JSON report of an N+1 failure
-/// ([`NPlusOneAction::Fail`]).
-pub type QueryBody<B> = Either<B, Full<<B as Body>::Data>>;
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for QueryTracking<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body,
-    ResBody::Data: From<Bytes>,
+    ResBody::Data: From<Bytes> + bytes::Buf,
 {
     type Response = Response<QueryBody<ResBody>>;
     type Error = S::Error;
@@ -83,8 +80,9 @@ where
         }
         let inner = span.in_scope(|| scope::sync_with_ledger(&ledger, || self.inner.call(request)));
         ResponseFuture {
-            inner: scope::with_ledger(ledger.clone(), inner).instrument(span),
+            inner: scope::with_ledger(ledger.clone(), inner).instrument(span.clone()),
             state: Some(State {
+                span,
                 config: Arc::clone(&self.config),
                 ledger,
                 route,
@@ -96,7 +94,8 @@ where
     }
 }
 
-struct State {
+pub(crate) struct State {
+    span: tracing::Span,
     config: Arc<Config>,
     ledger: QueryLedger,
     route: RouteLabel,
@@ -118,7 +117,7 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
-    B::Data: From<Bytes>,
+    B::Data: From<Bytes> + bytes::Buf,
 {
     type Output = Result<Response<QueryBody<B>>, E>;
 
@@ -133,23 +132,26 @@ where
 }
 
 impl State {
-    /// At the response head: the `db` entry, the N+1 findings and their action.
+    /// At the response head: the `db` entry, and the N+1 failure when configured. Logs and
+    /// metrics wait for the end of the body, so queries made while streaming count too.
     fn finish<B>(self, response: Response<B>) -> Response<QueryBody<B>>
     where
         B: Body,
-        B::Data: From<Bytes>,
+        B::Data: From<Bytes> + bytes::Buf,
     {
         let (count, total) = (self.ledger.count(), self.ledger.total());
-        let findings = self.ledger.findings(&self.config.rule);
         let action = self.config.action_for(&self.route);
-        for finding in &findings {
-            self.log(finding);
-        }
-        let mut response = if action == NPlusOneAction::Fail && !findings.is_empty() {
-            failure(&findings).map(Either::Right)
+        let findings = if action == NPlusOneAction::Log {
+            Vec::new()
         } else {
-            response.map(Either::Left)
+            self.ledger.findings(&self.config.rule)
         };
+        let mut response: Response<Either<B, B::Data>> =
+            if action == NPlusOneAction::Fail && !findings.is_empty() {
+                failure(&findings).map(|body| Either::Failure { body })
+            } else {
+                response.map(|body| Either::Handler { body })
+            };
         if let Some(timing) = &self.server_timing {
             if count > 0 {
                 let mut description = format!("{count} queries");
@@ -169,8 +171,21 @@ impl State {
                 timing.append_to(response.headers_mut());
             }
         }
-        response.extensions_mut().insert(self.ledger);
-        response
+        response.extensions_mut().insert(self.ledger.clone());
+        let span = self.span.clone();
+        let ledger = self.ledger.clone();
+        response.map(|body| QueryBody::new(body, span, ledger, self))
+    }
+
+    /// At the end of the body: the findings over every query the request made, logged, and
+    /// the metrics.
+    pub(crate) fn report(self) {
+        let findings = self.ledger.findings(&self.config.rule);
+        for finding in &findings {
+            self.log(finding);
+        }
+        #[cfg(feature = "metrics")]
+        crate::metrics::record(&self.route, self.ledger.count(), findings.len());
     }
 
     #[cold]

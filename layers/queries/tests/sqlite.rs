@@ -177,7 +177,14 @@ async fn counts_every_statement_and_reports_n_plus_one() {
         "SELECT name FROM items WHERE id = ?"
     );
     assert_eq!(ledger.groups[0].count, 8);
+    assert!(
+        warnings().for_route("/items/{n}").is_empty(),
+        "findings are logged when the body has ended"
+    );
 
+    axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let warnings = warnings().for_route("/items/{n}");
     assert!(
         warnings
@@ -257,6 +264,93 @@ async fn spawned_work_and_the_plain_api_count_toward_the_request() {
     let manual = get_path(&app, "/manual").await;
     let timing = db_timing(&manual).unwrap();
     assert_eq!(timing, r#"db;dur=2;desc="1 queries""#);
+}
+
+/// A body that runs one query per frame while it streams.
+struct QueryingBody {
+    pool: SqlitePool,
+    remaining: i64,
+    pending: Option<std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>>,
+}
+
+impl http_body::Body for QueryingBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let id = self.remaining;
+        let pool = self.pool.clone();
+        let pending = self.pending.get_or_insert_with(|| {
+            Box::pin(async move {
+                sqlx::query_scalar("SELECT name FROM items WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            })
+        });
+        let name = std::task::ready!(pending.as_mut().poll(cx));
+        self.pending = None;
+        self.remaining -= 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from(
+            name + "\n",
+        )))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_while_the_body_streams_are_counted_and_logged_not_in_the_header() {
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(|State(pool): State<SqlitePool>| async move {
+                sqlx::query("SELECT count(*) FROM items")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                Body::new(QueryingBody {
+                    pool,
+                    remaining: 6,
+                    pending: None,
+                })
+            }),
+        )
+        .with_state(pool().await)
+        .layer(QueryTrackingLayer::new());
+    warnings();
+    let response = get_path(&app, "/stream").await;
+    assert!(
+        db_timing(&response)
+            .unwrap()
+            .ends_with(r#"desc="1 queries""#),
+        "the head saw one"
+    );
+    let ledger = response.extensions().get::<QueryLedger>().unwrap().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        6
+    );
+    assert_eq!(
+        ledger.count(),
+        7,
+        "queries made while streaming land in the ledger"
+    );
+    let warnings = warnings().for_route("/stream");
+    assert!(
+        warnings.iter().any(|m| m.contains("6 times")),
+        "{warnings:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

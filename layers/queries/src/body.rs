@@ -1,0 +1,131 @@
+//! The response body: polled inside the request's query scope, reporting at its end.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
+
+use crate::ledger::QueryLedger;
+use crate::scope;
+use crate::service::State;
+
+/// Reports the request when its body ended.
+pub(crate) struct Finish(State);
+
+impl BodyObserver for Finish {
+    fn on_end(self, _: BodyEnd) {
+        self.0.report();
+    }
+}
+
+pin_project! {
+    /// The handler's body, or the failure report that replaced it.
+    #[project = EitherProj]
+    pub(crate) enum Either<B, D> {
+        Handler { #[pin] body: B },
+        Failure { #[pin] body: Full<D> },
+    }
+}
+
+impl<B> Body for Either<B, B::Data>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        match self.project() {
+            EitherProj::Handler { body } => body.poll_frame(cx),
+            EitherProj::Failure { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Handler { body } => body.is_end_stream(),
+            Self::Failure { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Handler { body } => body.size_hint(),
+            Self::Failure { body } => body.size_hint(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`QueryTracking`](crate::QueryTracking): the handler's body, or
+    /// the JSON report of an N+1 failure ([`NPlusOneAction::Fail`](crate::NPlusOneAction)).
+    /// Queries run while it streams still land in the request's ledger.
+    pub struct QueryBody<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        inner: CompletionBody<Either<B, B::Data>, Finish>,
+        span: tracing::Span,
+        ledger: QueryLedger,
+    }
+}
+
+impl<B: Body> QueryBody<B> {
+    pub(crate) fn new(
+        body: Either<B, B::Data>,
+        span: tracing::Span,
+        ledger: QueryLedger,
+        state: State,
+    ) -> Self {
+        Self {
+            inner: CompletionBody::new(body, Finish(state)),
+            span,
+            ledger,
+        }
+    }
+}
+
+impl<B> Body for QueryBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        scope::sync_with_ledger(this.ledger, || this.inner.poll_frame(cx))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Body> std::fmt::Debug for QueryBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryBody")
+            .field("ended", &self.inner.has_ended())
+            .finish_non_exhaustive()
+    }
+}
