@@ -43,6 +43,8 @@ pub mod metrics;
 mod n_plus_one;
 mod scope;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::QueryBody;
 pub use events::{QueryEventLayer, REQUEST_SPAN_TARGET, SQLX_TARGET, query_events};
