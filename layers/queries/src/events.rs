@@ -1,12 +1,13 @@
 //! Sources of queries that report through `tracing`: sqlx's query events and spans or events
 //! that follow the OpenTelemetry database conventions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{Filtered, Targets};
+use tracing_subscriber::filter::{FilterFn, Filtered};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -16,8 +17,16 @@ use crate::scope;
 /// The target of sqlx's per-statement events.
 pub const SQLX_TARGET: &str = "sqlx::query";
 
+/// The target of sqlx's connection-acquire events (off unless
+/// `PoolOptions::acquire_time_level` turns them on).
+pub const SQLX_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+
 /// The target of the span the tracking layer opens around each request.
 pub const REQUEST_SPAN_TARGET: &str = "vitals_queries";
+
+/// Fields that carry a statement's text in OpenTelemetry's database conventions (current and
+/// legacy names).
+pub const DB_TEXT_FIELDS: [&str; 2] = ["db.query.text", "db.statement"];
 
 /// A `tracing_subscriber::Layer` that feeds query events into the current request's ledger.
 ///
@@ -46,18 +55,27 @@ impl QueryEventLayer {
         Self::default()
     }
 
-    /// The filter the layer needs: sqlx's query events at DEBUG and the tracking layer's
-    /// request spans. Everything else stays as your other filters decide.
-    pub fn filter() -> Targets {
-        Targets::new()
-            .with_target(SQLX_TARGET, tracing::Level::DEBUG)
-            .with_target(REQUEST_SPAN_TARGET, tracing::Level::TRACE)
+    /// The filter the layer needs: sqlx's query and acquire events, spans and events that carry
+    /// a statement by the OpenTelemetry database conventions (`db.query.text`,
+    /// `db.statement`), and the tracking layer's request spans — at any level. Everything
+    /// else stays as your other filters decide.
+    pub fn filter() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+        FilterFn::new(is_query_callsite)
     }
+}
+
+fn is_query_callsite(metadata: &Metadata<'_>) -> bool {
+    matches!(
+        metadata.target(),
+        SQLX_TARGET | SQLX_ACQUIRE_TARGET | REQUEST_SPAN_TARGET
+    ) || DB_TEXT_FIELDS
+        .iter()
+        .any(|name| metadata.fields().field(name).is_some())
 }
 
 /// [`QueryEventLayer`] with its own [`QueryEventLayer::filter`], ready for
 /// `tracing_subscriber::registry().with(..)`.
-pub fn query_events<S>() -> Filtered<QueryEventLayer, Targets, S>
+pub fn query_events<S>() -> Filtered<QueryEventLayer, FilterFn<fn(&Metadata<'_>) -> bool>, S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -69,7 +87,17 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if event.metadata().target() != SQLX_TARGET {
+        let target = event.metadata().target();
+        if target == SQLX_ACQUIRE_TARGET {
+            let mut fields = SqlxFields::default();
+            event.record(&mut fields);
+            if let (Some(waited), Some(ledger)) = (fields.acquired_after, ledger_for(event, &ctx)) {
+                ledger.record_pool_wait(waited);
+            }
+            return;
+        }
+        let is_sqlx = target == SQLX_TARGET;
+        if !is_sqlx && !has_db_text(event.metadata()) {
             return;
         }
         let Some(ledger) = ledger_for(event, &ctx) else {
@@ -83,6 +111,9 @@ where
         } else {
             statement
         };
+        if statement.is_empty() {
+            return;
+        }
         ledger.record(Query {
             statement,
             duration: fields.elapsed,
@@ -91,6 +122,64 @@ where
             error: None,
         });
     }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !has_db_text(attrs.metadata()) {
+            return;
+        }
+        let mut fields = SqlxFields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(DbSpan {
+                statement: fields.statement,
+                started: Instant::now(),
+            });
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(db) = extensions.get_mut::<DbSpan>() {
+            let mut fields = SqlxFields::default();
+            values.record(&mut fields);
+            if !fields.statement.is_empty() {
+                db.statement = fields.statement;
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(db) = span.extensions_mut().remove::<DbSpan>() else {
+            return;
+        };
+        let statement = db.statement.trim();
+        if statement.is_empty() {
+            return;
+        }
+        // The span's own extensions never hold a ledger: look at its parents.
+        let ledger = span
+            .scope()
+            .skip(1)
+            .find_map(|parent| parent.extensions().get::<QueryLedger>().cloned())
+            .or_else(scope::task_ledger);
+        if let Some(ledger) = ledger {
+            ledger.record(Query::new(statement, db.started.elapsed()));
+        }
+    }
+}
+
+/// A database span in flight: its statement and when it started.
+struct DbSpan {
+    statement: String,
+    started: Instant,
+}
+
+fn has_db_text(metadata: &Metadata<'_>) -> bool {
+    DB_TEXT_FIELDS
+        .iter()
+        .any(|name| metadata.fields().field(name).is_some())
 }
 
 /// The task-local ledger, else the one on the event's span or its parents.
@@ -111,20 +200,24 @@ struct SqlxFields {
     elapsed: Duration,
     rows_returned: Option<u64>,
     rows_affected: Option<u64>,
+    acquired_after: Option<Duration>,
 }
 
 impl Visit for SqlxFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "db.statement" => value.clone_into(&mut self.statement),
+            "db.statement" | "db.query.text" => value.clone_into(&mut self.statement),
             "summary" => value.clone_into(&mut self.summary),
             _ => {}
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if field.name() == "elapsed_secs" {
-            self.elapsed = Duration::try_from_secs_f64(value).unwrap_or_default();
+        let seconds = || Duration::try_from_secs_f64(value).unwrap_or_default();
+        match field.name() {
+            "elapsed_secs" => self.elapsed = seconds(),
+            "acquired_after_secs" => self.acquired_after = Some(seconds()),
+            _ => {}
         }
     }
 
@@ -140,5 +233,10 @@ impl Visit for SqlxFields {
         self.record_u64(field, u64::try_from(value).unwrap_or_default());
     }
 
-    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // Instrumented clients may record the statement with `%` or `?`.
+        if DB_TEXT_FIELDS.contains(&field.name()) && self.statement.is_empty() {
+            self.statement = format!("{value:?}");
+        }
+    }
 }

@@ -81,6 +81,10 @@ pub struct QueryReport {
     pub queries: Vec<RecordedQuery>,
     /// Statements grouped by fingerprint, most frequent first.
     pub groups: Vec<FingerprintGroup>,
+    /// Time spent waiting for pooled connections (when the source reports it).
+    pub pool_wait: Duration,
+    /// Connection acquires seen.
+    pub acquires: u64,
 }
 
 /// A request's query ledger. Clones share it; it is cheap to clone and safe to share across
@@ -96,6 +100,8 @@ struct State {
     total: Duration,
     queries: Vec<RecordedQuery>,
     groups: HashMap<u64, FingerprintGroup>,
+    pool_wait: Duration,
+    acquires: u64,
 }
 
 impl QueryLedger {
@@ -133,6 +139,19 @@ impl QueryLedger {
         }
     }
 
+    /// Records time spent waiting for a pooled connection (sqlx's acquire events).
+    pub fn record_pool_wait(&self, waited: Duration) {
+        let mut state = self.lock();
+        state.pool_wait += waited;
+        state.acquires += 1;
+    }
+
+    /// Time spent waiting for pooled connections, and how many acquires were seen.
+    pub fn pool_wait(&self) -> (Duration, u64) {
+        let state = self.lock();
+        (state.pool_wait, state.acquires)
+    }
+
     /// How many statements were recorded.
     pub fn count(&self) -> u64 {
         self.lock().count
@@ -166,6 +185,8 @@ impl QueryLedger {
             total: state.total,
             queries: state.queries.clone(),
             groups,
+            pool_wait: state.pool_wait,
+            acquires: state.acquires,
         }
     }
 

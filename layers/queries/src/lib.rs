@@ -47,7 +47,10 @@ mod service;
 pub mod testing;
 
 pub use body::QueryBody;
-pub use events::{QueryEventLayer, REQUEST_SPAN_TARGET, SQLX_TARGET, query_events};
+pub use events::{
+    DB_TEXT_FIELDS, QueryEventLayer, REQUEST_SPAN_TARGET, SQLX_ACQUIRE_TARGET, SQLX_TARGET,
+    query_events,
+};
 pub use layer::{NPlusOneAction, QueryTrackingLayer};
 pub use ledger::{
     FingerprintGroup, MAX_RECORDED, MAX_STATEMENT_LEN, Query, QueryLedger, QueryReport,

@@ -167,6 +167,14 @@ impl State {
                         .with_description(description),
                 );
             }
+            let (pool_wait, acquires) = self.ledger.pool_wait();
+            if acquires > 0 {
+                timing.add(
+                    Metric::new("db-pool")
+                        .with_duration(pool_wait)
+                        .with_description(format!("{acquires} acquires")),
+                );
+            }
             if timing.is_owner() {
                 timing.append_to(response.headers_mut());
             }

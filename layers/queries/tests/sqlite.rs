@@ -354,6 +354,81 @@ async fn queries_while_the_body_streams_are_counted_and_logged_not_in_the_header
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_convention_spans_and_events_count() {
+    warnings();
+    let app = Router::new()
+        .route(
+            "/instrumented",
+            get(|| async {
+                // What an instrumented client (or sea-orm) emits: a span per statement with the
+                // OpenTelemetry database attributes, and sometimes an event.
+                for id in 0..5 {
+                    let span = tracing::info_span!(
+                        "db.query",
+                        db.system.name = "postgresql",
+                        db.query.text = tracing::field::Empty,
+                    );
+                    span.record(
+                        "db.query.text",
+                        format!("SELECT * FROM carts WHERE id = {id}"),
+                    );
+                    span.in_scope(|| std::thread::sleep(Duration::from_millis(1)));
+                }
+                tracing::debug!(db.statement = "UPDATE carts SET seen = true", "statement");
+                "instrumented"
+            }),
+        )
+        .layer(QueryTrackingLayer::new());
+    let response = get_path(&app, "/instrumented").await;
+    let report = response.extensions().get::<QueryLedger>().unwrap().report();
+    assert_eq!(report.count, 6, "{report:#?}");
+    assert_eq!(
+        &*report.groups[0].fingerprint,
+        "SELECT * FROM carts WHERE id = ?"
+    );
+    assert!(
+        report.groups[0].total >= Duration::from_millis(5),
+        "span durations are the query times"
+    );
+    axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let warnings = warnings().for_route("/instrumented");
+    assert!(
+        warnings.iter().any(|m| m.contains("5 times")),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_waits_are_a_figure_of_their_own() {
+    warnings();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_time_level(tracing::log::LevelFilter::Debug)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/pooled",
+            get(|State(pool): State<SqlitePool>| async move {
+                for _ in 0..3 {
+                    sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+                }
+                "pooled"
+            }),
+        )
+        .with_state(pool)
+        .layer(QueryTrackingLayer::new());
+    let response = get_path(&app, "/pooled").await;
+    let timing = db_timing(&response).unwrap();
+    assert!(timing.contains(r#"desc="3 queries""#), "{timing}");
+    assert!(timing.contains("db-pool;dur="), "{timing}");
+    assert!(timing.contains(r#"desc="3 acquires""#), "{timing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_mix_their_ledgers() {
     let app = app(QueryTrackingLayer::new().with_n_plus_one_threshold(1_000)).await;
     let mut tasks = Vec::new();
