@@ -59,10 +59,13 @@ impl QueryEventLayer {
     /// a statement by the OpenTelemetry database conventions (`db.query.text`,
     /// `db.statement`), and the tracking layer's request spans — at any level. Everything
     /// else stays as your other filters decide.
-    pub fn filter() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+    pub fn filter() -> QueryFilter {
         FilterFn::new(is_query_callsite)
     }
 }
+
+/// The filter [`QueryEventLayer`] is installed with.
+pub type QueryFilter = FilterFn<fn(&Metadata<'_>) -> bool>;
 
 fn is_query_callsite(metadata: &Metadata<'_>) -> bool {
     matches!(
@@ -75,7 +78,7 @@ fn is_query_callsite(metadata: &Metadata<'_>) -> bool {
 
 /// [`QueryEventLayer`] with its own [`QueryEventLayer::filter`], ready for
 /// `tracing_subscriber::registry().with(..)`.
-pub fn query_events<S>() -> Filtered<QueryEventLayer, FilterFn<fn(&Metadata<'_>) -> bool>, S>
+pub fn query_events<S>() -> Filtered<QueryEventLayer, QueryFilter, S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {

@@ -48,8 +48,8 @@ pub mod testing;
 
 pub use body::QueryBody;
 pub use events::{
-    DB_TEXT_FIELDS, QueryEventLayer, REQUEST_SPAN_TARGET, SQLX_ACQUIRE_TARGET, SQLX_TARGET,
-    query_events,
+    DB_TEXT_FIELDS, QueryEventLayer, QueryFilter, REQUEST_SPAN_TARGET, SQLX_ACQUIRE_TARGET,
+    SQLX_TARGET, query_events,
 };
 pub use layer::{NPlusOneAction, QueryTrackingLayer};
 pub use ledger::{
