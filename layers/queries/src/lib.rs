@@ -32,6 +32,8 @@
 //! tasks ([`in_current_request`]). Clients that do not report through `tracing` call
 //! [`record`].
 
+#[cfg(feature = "diesel")]
+pub mod diesel;
 pub mod fingerprint;
 
 mod body;
