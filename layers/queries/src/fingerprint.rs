@@ -106,6 +106,11 @@ fn tokenize(sql: &str) -> Vec<Token> {
                 i = skip_while(&chars, i + 1, is_word_char);
                 tokens.push(Token::Value);
             }
+            '-' if next.is_some_and(|n| n.is_ascii_digit()) && unary_position(&tokens) => {
+                // A negative literal (`= -1`, `VALUES (-2)`), not a subtraction.
+                i = skip_number(&chars, i + 1);
+                tokens.push(Token::Value);
+            }
             c if c.is_ascii_digit()
                 || (c == '.'
                     && next.is_some_and(|n| n.is_ascii_digit())
@@ -142,6 +147,16 @@ fn is_word_char(c: char) -> bool {
 
 fn after_identifier(tokens: &[Token]) -> bool {
     matches!(tokens.last(), Some(Token::Word(w)) if !is_keyword(w))
+}
+
+/// Whether a `-` here is a sign: at the start, after an operator, `(`, `,` or a keyword.
+fn unary_position(tokens: &[Token]) -> bool {
+    match tokens.last() {
+        None => true,
+        Some(Token::Symbol(c)) => !matches!(c, ')' | ']'),
+        Some(Token::Word(w)) => is_keyword(w),
+        Some(Token::Value | Token::Cast) => false,
+    }
 }
 
 fn after_word(tokens: &[Token]) -> bool {
@@ -435,7 +450,10 @@ mod tests {
                 "SELECT 1, 2.5, .5, 1e10, 3E-2, 0xFF",
                 "SELECT ?, ?, ?, ?, ?, ?",
             ),
-            ("SELECT -1", "SELECT - ?"),
+            (
+                "SELECT -1, a - 1, (-2.5), x = -3",
+                "SELECT ?, a - ?, (?), x = ?",
+            ),
             ("SELECT a::int FROM t", "SELECT a::int FROM t"),
             ("SELECT t.a, t2.b FROM t", "SELECT t.a, t2.b FROM t"),
             (
