@@ -25,7 +25,7 @@
 /// The fingerprint of `sql`. Total: any input gives an answer, never a panic.
 pub fn fingerprint(sql: &str) -> String {
     let tokens = collapse_lists(&tokenize(sql));
-    render(&tokens)
+    render(&tokens, sql.len())
 }
 
 /// A 64-bit hash of a fingerprint (FNV-1a), to group statements without comparing strings.
@@ -37,146 +37,148 @@ pub fn fingerprint_hash(fingerprint: &str) -> u64 {
         })
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Token {
+/// Tokens borrow from the statement: tokenizing allocates only the token list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token<'a> {
     /// A value: literal, number or placeholder.
     Value,
-    /// A keyword (upper-cased) or identifier (lower-cased, or quoted as written).
-    Word(String),
+    /// An unquoted word: a keyword (rendered upper-case) or an identifier (lower-case).
+    Word(&'a str),
+    /// A quoted identifier, rendered as written.
+    Quoted(&'a str),
     /// Any other character: operators and punctuation.
-    Symbol(char),
+    Symbol(u8),
     /// PostgreSQL's `::` cast.
     Cast,
 }
 
-fn tokenize(sql: &str) -> Vec<Token> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut tokens = Vec::new();
+fn tokenize(sql: &str) -> Vec<Token<'_>> {
+    let bytes = sql.as_bytes();
+    let slice = |from: usize, to: usize| sql.get(from..to.min(bytes.len())).unwrap_or_default();
+    let mut tokens = Vec::with_capacity(bytes.len() / 4);
     let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        let next = chars.get(i + 1).copied();
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '-' if next == Some('-') => i = skip_until(&chars, i, |ch| ch == '\n'),
-            '/' if next == Some('*') => i = skip_block_comment(&chars, i + 2),
-            '\'' => {
-                i = skip_quoted(&chars, i + 1, '\'');
+    while let Some(&b) = bytes.get(i) {
+        let next = bytes.get(i + 1).copied();
+        match b {
+            b if b.is_ascii_whitespace() => i += 1,
+            b'-' if next == Some(b'-') => i = skip_while(bytes, i, |c| c != b'\n'),
+            b'/' if next == Some(b'*') => i = skip_block_comment(bytes, i + 2),
+            b'\'' => {
+                i = skip_quoted(bytes, i + 1, b'\'');
                 tokens.push(Token::Value);
             }
-            'e' | 'E' | 'x' | 'X' | 'b' | 'B' | 'n' | 'N' if next == Some('\'') => {
-                i = skip_quoted(&chars, i + 2, '\'');
+            b'e' | b'E' | b'x' | b'X' | b'b' | b'B' | b'n' | b'N' if next == Some(b'\'') => {
+                i = skip_quoted(bytes, i + 2, b'\'');
                 tokens.push(Token::Value);
             }
-            '"' | '`' => {
-                let end = skip_quoted(&chars, i + 1, c);
-                tokens.push(Token::Word(chars[i..end].iter().collect()));
+            b'"' | b'`' => {
+                let end = skip_quoted(bytes, i + 1, b);
+                tokens.push(Token::Quoted(slice(i, end)));
                 i = end;
             }
-            '[' if !after_identifier(&tokens) => {
+            b'[' if !after_identifier(&tokens) => {
                 // SQL Server's [identifier]; a subscript after an identifier stays a symbol.
-                let end = skip_until(&chars, i, |ch| ch == ']')
-                    .saturating_add(1)
-                    .min(chars.len());
-                tokens.push(Token::Word(chars[i..end].iter().collect()));
-                i = end;
+                let end = skip_while(bytes, i, |c| c != b']').saturating_add(1);
+                tokens.push(Token::Quoted(slice(i, end)));
+                i = end.min(bytes.len());
             }
-            '$' if next.is_some_and(|n| n.is_ascii_digit()) => {
-                i = skip_while(&chars, i + 1, |ch| ch.is_ascii_digit());
+            b'$' if next.is_some_and(|n| n.is_ascii_digit()) => {
+                i = skip_while(bytes, i + 1, |c| c.is_ascii_digit());
                 tokens.push(Token::Value);
             }
-            '$' => {
-                if let Some(end) = dollar_quote_end(&chars, i) {
+            b'$' => {
+                if let Some(end) = dollar_quote_end(bytes, i) {
                     i = end;
                     tokens.push(Token::Value);
                 } else {
-                    tokens.push(Token::Symbol('$'));
+                    tokens.push(Token::Symbol(b'$'));
                     i += 1;
                 }
             }
-            '?' => {
-                i = skip_while(&chars, i + 1, |ch| ch.is_ascii_digit());
+            b'?' => {
+                i = skip_while(bytes, i + 1, |c| c.is_ascii_digit());
                 tokens.push(Token::Value);
             }
-            ':' if next == Some(':') => {
+            b':' if next == Some(b':') => {
                 tokens.push(Token::Cast);
                 i += 2;
             }
-            ':' | '@' if next.is_some_and(is_word_start) => {
-                // Named placeholders; `::type` casts are two colons and stay symbols.
-                i = skip_while(&chars, i + 1, is_word_char);
+            b':' | b'@' if next.is_some_and(is_word_start) => {
+                // Named placeholders.
+                i = skip_while(bytes, i + 1, is_word_byte);
                 tokens.push(Token::Value);
             }
-            '-' if next.is_some_and(|n| n.is_ascii_digit()) && unary_position(&tokens) => {
+            b'-' if next.is_some_and(|n| n.is_ascii_digit()) && unary_position(&tokens) => {
                 // A negative literal (`= -1`, `VALUES (-2)`), not a subtraction.
-                i = skip_number(&chars, i + 1);
+                i = skip_number(bytes, i + 1);
                 tokens.push(Token::Value);
             }
-            c if c.is_ascii_digit()
-                || (c == '.'
+            b if b.is_ascii_digit()
+                || (b == b'.'
                     && next.is_some_and(|n| n.is_ascii_digit())
                     && !after_word(&tokens)) =>
             {
-                i = skip_number(&chars, i);
+                i = skip_number(bytes, i);
                 tokens.push(Token::Value);
             }
-            c if is_word_start(c) => {
-                let end = skip_while(&chars, i, is_word_char);
-                let word: String = chars[i..end].iter().collect();
-                tokens.push(Token::Word(fold_word(&word)));
+            b if is_word_start(b) => {
+                let end = skip_while(bytes, i, is_word_byte);
+                tokens.push(Token::Word(slice(i, end)));
                 i = end;
             }
-            c => {
-                tokens.push(Token::Symbol(c));
+            b => {
+                tokens.push(Token::Symbol(b));
                 i += 1;
             }
         }
     }
-    while tokens.last() == Some(&Token::Symbol(';')) {
+    while tokens.last() == Some(&Token::Symbol(b';')) {
         tokens.pop();
     }
     tokens
 }
 
-fn is_word_start(c: char) -> bool {
-    c.is_alphabetic() || c == '_'
+/// Letters, `_`, and any non-ASCII byte: multi-byte characters are kept whole inside words.
+fn is_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || !b.is_ascii()
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+fn is_word_byte(b: u8) -> bool {
+    is_word_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
-fn after_identifier(tokens: &[Token]) -> bool {
-    matches!(tokens.last(), Some(Token::Word(w)) if !is_keyword(w))
-}
-
-/// Whether a `-` here is a sign: at the start, after an operator, `(`, `,` or a keyword.
-fn unary_position(tokens: &[Token]) -> bool {
+fn after_identifier(tokens: &[Token<'_>]) -> bool {
     match tokens.last() {
-        None => true,
-        Some(Token::Symbol(c)) => !matches!(c, ')' | ']'),
-        Some(Token::Word(w)) => is_keyword(w),
-        Some(Token::Value | Token::Cast) => false,
+        Some(Token::Word(w)) => !is_keyword(w),
+        Some(Token::Quoted(_)) => true,
+        _ => false,
     }
 }
 
-fn after_word(tokens: &[Token]) -> bool {
-    matches!(tokens.last(), Some(Token::Word(_)))
+/// Whether a `-` here is a sign: at the start, after an operator, `(`, `,` or a keyword.
+fn unary_position(tokens: &[Token<'_>]) -> bool {
+    match tokens.last() {
+        None => true,
+        Some(Token::Symbol(c)) => !matches!(c, b')' | b']'),
+        Some(Token::Word(w)) => is_keyword(w),
+        Some(Token::Value | Token::Cast | Token::Quoted(_)) => false,
+    }
 }
 
-fn skip_while(chars: &[char], mut i: usize, keep: impl Fn(char) -> bool) -> usize {
-    while chars.get(i).is_some_and(|&c| keep(c)) {
+fn after_word(tokens: &[Token<'_>]) -> bool {
+    matches!(tokens.last(), Some(Token::Word(_) | Token::Quoted(_)))
+}
+
+fn skip_while(bytes: &[u8], mut i: usize, keep: impl Fn(u8) -> bool) -> usize {
+    while bytes.get(i).is_some_and(|&b| keep(b)) {
         i += 1;
     }
     i
 }
 
-fn skip_until(chars: &[char], i: usize, stop: impl Fn(char) -> bool) -> usize {
-    skip_while(chars, i, |c| !stop(c))
-}
-
-fn skip_block_comment(chars: &[char], mut i: usize) -> usize {
-    while i < chars.len() {
-        if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+fn skip_block_comment(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() {
+        if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
             return i + 2;
         }
         i += 1;
@@ -185,12 +187,12 @@ fn skip_block_comment(chars: &[char], mut i: usize) -> usize {
 }
 
 /// Past the closing `quote` (a doubled quote is an escaped one; so is a backslash-escaped one).
-fn skip_quoted(chars: &[char], mut i: usize, quote: char) -> usize {
-    while let Some(&c) = chars.get(i) {
-        if c == '\\' && quote == '\'' {
+fn skip_quoted(bytes: &[u8], mut i: usize, quote: u8) -> usize {
+    while let Some(&b) = bytes.get(i) {
+        if b == b'\\' && quote == b'\'' {
             i += 2;
-        } else if c == quote {
-            if chars.get(i + 1) == Some(&quote) {
+        } else if b == quote {
+            if bytes.get(i + 1) == Some(&quote) {
                 i += 2;
             } else {
                 return i + 1;
@@ -199,75 +201,77 @@ fn skip_quoted(chars: &[char], mut i: usize, quote: char) -> usize {
             i += 1;
         }
     }
-    chars.len()
+    bytes.len()
 }
 
 /// A PostgreSQL dollar-quoted string starting at `start` (`$$…$$` or `$tag$…$tag$`).
-fn dollar_quote_end(chars: &[char], start: usize) -> Option<usize> {
-    let tag_end = skip_while(chars, start + 1, |c| c.is_alphanumeric() || c == '_');
-    if chars.get(tag_end) != Some(&'$') {
+fn dollar_quote_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let tag_end = skip_while(bytes, start + 1, |b| b.is_ascii_alphanumeric() || b == b'_');
+    if bytes.get(tag_end) != Some(&b'$') {
         return None;
     }
-    let tag = &chars[start..=tag_end];
+    let tag = &bytes[start..=tag_end];
     let body = tag_end + 1;
-    (body..=chars.len().saturating_sub(tag.len()))
-        .find(|&i| chars[i..i + tag.len()] == *tag)
-        .map(|i| i + tag.len())
-        .or(Some(chars.len()))
+    Some(
+        bytes
+            .get(body..)
+            .and_then(|rest| rest.windows(tag.len()).position(|w| w == tag))
+            .map_or(bytes.len(), |at| body + at + tag.len()),
+    )
 }
 
-fn skip_number(chars: &[char], i: usize) -> usize {
-    if chars.get(i) == Some(&'0') && matches!(chars.get(i + 1), Some('x' | 'X')) {
-        return skip_while(chars, i + 2, |c| c.is_ascii_hexdigit());
+fn skip_number(bytes: &[u8], i: usize) -> usize {
+    if bytes.get(i) == Some(&b'0') && matches!(bytes.get(i + 1), Some(b'x' | b'X')) {
+        return skip_while(bytes, i + 2, |b| b.is_ascii_hexdigit());
     }
-    let mut end = skip_while(chars, i, |c| c.is_ascii_digit() || c == '.');
-    if matches!(chars.get(end), Some('e' | 'E')) {
-        let exponent = if matches!(chars.get(end + 1), Some('+' | '-')) {
+    let mut end = skip_while(bytes, i, |b| b.is_ascii_digit() || b == b'.');
+    if matches!(bytes.get(end), Some(b'e' | b'E')) {
+        let exponent = if matches!(bytes.get(end + 1), Some(b'+' | b'-')) {
             end + 2
         } else {
             end + 1
         };
-        if chars.get(exponent).is_some_and(char::is_ascii_digit) {
-            end = skip_while(chars, exponent, |c| c.is_ascii_digit());
+        if bytes.get(exponent).is_some_and(u8::is_ascii_digit) {
+            end = skip_while(bytes, exponent, |b| b.is_ascii_digit());
         }
     }
     end
 }
 
+/// Whether `word` is a keyword, in any case, without allocating.
 fn is_keyword(word: &str) -> bool {
-    KEYWORDS.binary_search(&word).is_ok()
+    KEYWORDS
+        .binary_search_by(|keyword| {
+            keyword
+                .bytes()
+                .cmp(word.bytes().map(|b| b.to_ascii_uppercase()))
+        })
+        .is_ok()
 }
 
-/// Upper-cases keywords, lower-cases other words.
-fn fold_word(word: &str) -> String {
-    let upper = word.to_ascii_uppercase();
-    if KEYWORDS.binary_search(&upper.as_str()).is_ok() {
-        upper
-    } else {
-        word.to_lowercase()
-    }
+fn is_keyword_named(token: &Token<'_>, name: &str) -> bool {
+    matches!(token, Token::Word(w) if w.eq_ignore_ascii_case(name))
 }
 
 /// Replaces `IN (?, ?, …)` and `VALUES (…), (…)` (values only) with a single `(?)`.
-fn collapse_lists(tokens: &[Token]) -> Vec<Token> {
-    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+fn collapse_lists<'a>(tokens: &[Token<'a>]) -> Vec<Token<'a>> {
+    let mut out: Vec<Token<'a>> = Vec::with_capacity(tokens.len());
     let mut i = 0;
-    while i < tokens.len() {
-        let keyword = match &tokens[i] {
-            Token::Word(w) if w == "IN" || w == "VALUES" => Some(w.clone()),
-            _ => None,
-        };
-        out.push(tokens[i].clone());
+    while let Some(&token) = tokens.get(i) {
+        out.push(token);
         i += 1;
-        let Some(keyword) = keyword else { continue };
+        let is_values = is_keyword_named(&token, "VALUES");
+        if !is_values && !is_keyword_named(&token, "IN") {
+            continue;
+        }
         let mut end = i;
         let mut groups = 0;
         while let Some(after) = value_group_end(tokens, end) {
             groups += 1;
             end = after;
             // VALUES takes several groups separated by commas; IN takes one.
-            if keyword == "VALUES"
-                && tokens.get(end) == Some(&Token::Symbol(','))
+            if is_values
+                && tokens.get(end) == Some(&Token::Symbol(b','))
                 && value_group_end(tokens, end + 1).is_some()
             {
                 end += 1;
@@ -276,7 +280,7 @@ fn collapse_lists(tokens: &[Token]) -> Vec<Token> {
             break;
         }
         if groups > 0 {
-            out.extend([Token::Symbol('('), Token::Value, Token::Symbol(')')]);
+            out.extend([Token::Symbol(b'('), Token::Value, Token::Symbol(b')')]);
             i = end;
         }
     }
@@ -284,8 +288,8 @@ fn collapse_lists(tokens: &[Token]) -> Vec<Token> {
 }
 
 /// If `tokens[start..]` opens with `( value, value, … )`, the index just past `)`.
-fn value_group_end(tokens: &[Token], start: usize) -> Option<usize> {
-    if tokens.get(start) != Some(&Token::Symbol('(')) {
+fn value_group_end(tokens: &[Token<'_>], start: usize) -> Option<usize> {
+    if tokens.get(start) != Some(&Token::Symbol(b'(')) {
         return None;
     }
     let mut i = start + 1;
@@ -293,24 +297,25 @@ fn value_group_end(tokens: &[Token], start: usize) -> Option<usize> {
     loop {
         match (tokens.get(i)?, expect_value) {
             (Token::Value, true) => expect_value = false,
-            (Token::Symbol(','), false) => expect_value = true,
-            (Token::Symbol(')'), false) => return Some(i + 1),
+            (Token::Symbol(b','), false) => expect_value = true,
+            (Token::Symbol(b')'), false) => return Some(i + 1),
             _ => return None,
         }
         i += 1;
     }
 }
 
-fn render(tokens: &[Token]) -> String {
-    let mut out = String::new();
-    let mut previous: Option<&Token> = None;
+fn render(tokens: &[Token<'_>], capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    let mut previous: Option<&Token<'_>> = None;
     for token in tokens {
         let glue = match (previous, token) {
             // Casts, and calls or subscripts on names (`count(`, `t(a, b)`, `arr[`) read
             // better without spaces; keywords keep theirs (`IN (`, `VALUES (`).
-            (None | Some(Token::Symbol('(' | '[' | '.') | Token::Cast), _)
-            | (_, Token::Symbol(',' | ')' | ']' | '.' | ';') | Token::Cast) => true,
-            (Some(Token::Word(word)), Token::Symbol('(' | '[')) => !is_keyword(word),
+            (None | Some(Token::Symbol(b'(' | b'[' | b'.') | Token::Cast), _)
+            | (_, Token::Symbol(b',' | b')' | b']' | b'.' | b';') | Token::Cast)
+            | (Some(Token::Quoted(_)), Token::Symbol(b'(' | b'[')) => true,
+            (Some(Token::Word(word)), Token::Symbol(b'(' | b'[')) => !is_keyword(word),
             _ => false,
         };
         if !glue {
@@ -318,8 +323,15 @@ fn render(tokens: &[Token]) -> String {
         }
         match token {
             Token::Value => out.push('?'),
-            Token::Word(word) => out.push_str(word),
-            Token::Symbol(c) => out.push(*c),
+            Token::Word(word) if is_keyword(word) => {
+                out.extend(word.chars().map(|c| c.to_ascii_uppercase()));
+            }
+            Token::Word(word) if word.is_ascii() => {
+                out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+            }
+            Token::Word(word) => out.extend(word.chars().flat_map(char::to_lowercase)),
+            Token::Quoted(quoted) => out.push_str(quoted),
+            Token::Symbol(c) => out.push(char::from(*c)),
             Token::Cast => out.push_str("::"),
         }
         previous = Some(token);

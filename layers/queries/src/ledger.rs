@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::fingerprint::{fingerprint, fingerprint_hash};
+use crate::cache::fingerprint_of;
 
 /// The most statements one ledger keeps in full; beyond it only counts and groups grow.
 pub const MAX_RECORDED: usize = 1_000;
@@ -113,13 +113,12 @@ impl QueryLedger {
     /// Records one statement.
     pub fn record(&self, query: Query<'_>) {
         let statement = truncate(query.statement.trim(), MAX_STATEMENT_LEN);
-        let print = fingerprint(statement);
-        let key = fingerprint_hash(&print);
+        let (print, key) = fingerprint_of(statement);
         let mut state = self.lock();
         state.count += 1;
         state.total += query.duration;
         let group = state.groups.entry(key).or_insert_with(|| FingerprintGroup {
-            fingerprint: Arc::from(print),
+            fingerprint: print,
             count: 0,
             total: Duration::ZERO,
             sample: statement.to_owned(),

@@ -37,6 +37,7 @@ pub mod diesel;
 pub mod fingerprint;
 
 mod body;
+mod cache;
 mod events;
 mod layer;
 mod ledger;

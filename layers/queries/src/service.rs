@@ -14,7 +14,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
-use vitals_core::identity::RequestIdentity;
+use vitals_core::identity::{RequestIdentity, TraceId};
 use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::{Metric, ServerTiming};
 
@@ -67,7 +67,10 @@ where
         let ledger = QueryLedger::new();
         let route = self.config.labeler.label(&request);
         let method = request.method().clone();
-        let identity = request.extensions().get::<RequestIdentity>().cloned();
+        let trace_id = request
+            .extensions()
+            .get::<RequestIdentity>()
+            .and_then(|identity| identity.trace_id);
         let server_timing = self
             .config
             .server_timing
@@ -87,7 +90,7 @@ where
                 ledger,
                 route,
                 method,
-                identity,
+                trace_id,
                 server_timing,
             }),
         }
@@ -100,7 +103,7 @@ pub(crate) struct State {
     ledger: QueryLedger,
     route: RouteLabel,
     method: Method,
-    identity: Option<RequestIdentity>,
+    trace_id: Option<TraceId>,
     server_timing: Option<ServerTiming>,
 }
 
@@ -198,11 +201,7 @@ impl State {
 
     #[cold]
     fn log(&self, finding: &NPlusOneFinding) {
-        let trace_id = self
-            .identity
-            .as_ref()
-            .and_then(|i| i.trace_id)
-            .map(tracing::field::display);
+        let trace_id = self.trace_id.map(tracing::field::display);
         tracing::warn!(
             target: "vitals_queries",
             count = finding.count,
