@@ -39,9 +39,7 @@ pub(crate) fn fingerprint_of(statement: &str) -> (Arc<str>, u64) {
     entry
 }
 
-fn lock(
-    shard: &Shard,
-) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Arc<str>, u64), BuildHasherDefault<WordHasher>>> {
+fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, Entries> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
