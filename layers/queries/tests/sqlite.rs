@@ -429,6 +429,56 @@ async fn pool_waits_are_a_figure_of_their_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outer_spans_per_request_or_shared_do_not_disturb_attribution() {
+    use tracing::Instrument;
+
+    // An outer layer that opens a span per request, as tower-http's TraceLayer does.
+    let per_request_span = axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let span = tracing::info_span!("request", uri = %request.uri());
+            next.run(request).instrument(span).await
+        },
+    );
+    let app = app(QueryTrackingLayer::new().with_n_plus_one_threshold(1_000))
+        .await
+        .layer(per_request_span);
+    for n in [3, 7] {
+        let response = get_path(&app, &format!("/items/{n}")).await;
+        let timing = db_timing(&response).unwrap();
+        assert!(
+            timing.ends_with(&format!("desc=\"{} queries\"", n + 1)),
+            "{timing}"
+        );
+    }
+
+    // One long-lived span around many concurrent requests: each request's ledger still gets
+    // exactly its own statements.
+    let bare = self::app(QueryTrackingLayer::new().with_n_plus_one_threshold(1_000)).await;
+    let shared = tracing::info_span!("server");
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let app = bare.clone();
+        let n = i % 6;
+        let task = async move {
+            let response = get_path(&app, &format!("/items/{n}")).await;
+            (
+                n,
+                response.extensions().get::<QueryLedger>().unwrap().count(),
+            )
+        };
+        tasks.push(tokio::spawn(task.instrument(shared.clone())));
+    }
+    for task in tasks {
+        let (n, count) = task.await.unwrap();
+        assert_eq!(
+            count,
+            u64::try_from(n).unwrap() + 1,
+            "request for {n} items"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_mix_their_ledgers() {
     let app = app(QueryTrackingLayer::new().with_n_plus_one_threshold(1_000)).await;
     let mut tasks = Vec::new();
