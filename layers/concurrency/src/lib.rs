@@ -1,4 +1,46 @@
-//! `vitals-concurrency`: Concurrency limits, bounded queues and timeouts that answer 503/504 with Retry-After.
+//! `vitals-concurrency`: limits, bounded queues and timeouts that answer with a response.
 //!
-//! Status: planned. This crate is an empty placeholder so the workspace layout is in place;
-//! it will hold a concurrency limit shared by every clone of the layer, a bounded wait queue, request classes, timeouts and an adaptive limit, all answering with a response (503/504 with Retry-After) instead of an error.
+//! When traffic exceeds capacity a service must say "not now" quickly and keep serving what it
+//! admitted, instead of queueing without bound until everything times out.
+//!
+//! - [`ConcurrencyLimitLayer`]: at most N requests at once, shared by every clone of the layer;
+//!   a bounded queue (how many may wait, and how long); beyond either, an immediate
+//!   `503 Service Unavailable` with a jittered `Retry-After`. The permit is held until the
+//!   response body ends (or the client goes away), not just until the head.
+//! - [`TimeoutLayer`]: a deadline for the handler, answered with `503` (or `504`) and the
+//!   handler's future dropped.
+//!
+//! Both answer with a `Response` and keep the inner service's error type, so axum needs no
+//! `HandleErrorLayer`; both mark what they answered (`rejected`, `timeout`) for the outer
+//! Vitals layers.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+//!
+//! let app: Router = Router::new()
+//!     .route(
+//!         "/slow",
+//!         get(|| async { "done" }).route_layer(
+//!             ConcurrencyLimitLayer::new(8)
+//!                 .with_max_queued(16)
+//!                 .with_max_wait(Duration::from_millis(100)),
+//!         ),
+//!     )
+//!     .route("/healthz", get(|| async { "ok" }))
+//!     // A global limit: every route's copy shares it.
+//!     .layer(ConcurrencyLimitLayer::new(512));
+//! # let _ = TimeoutLayer::new(Duration::from_secs(5));
+//! ```
+
+mod body;
+mod limit;
+mod timeout;
+
+pub use body::{LayerResponse, LimitBody};
+pub use limit::{
+    ConcurrencyLimit, ConcurrencyLimitLayer, DEFAULT_MAX_WAIT, DEFAULT_RETRY_AFTER,
+    LimiterSnapshot, ResponseFuture,
+};
+pub use timeout::{Timeout, TimeoutFuture, TimeoutLayer};

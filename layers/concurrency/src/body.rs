@@ -1,0 +1,193 @@
+//! The response body of the limit and timeout layers: the handler's body, or the small body of
+//! a response the layer answered itself.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
+use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
+use vitals_core::outcome::OutcomeHint;
+
+/// Releases a permit when the body ends: the last byte was produced, the body failed, or the
+/// client went away.
+#[derive(Debug)]
+pub(crate) struct ReleaseOnEnd(pub(crate) Option<OwnedSemaphorePermit>);
+
+impl BodyObserver for ReleaseOnEnd {
+    fn on_end(mut self, _: BodyEnd) {
+        drop(self.0.take());
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B>
+    where
+        B: Body,
+    {
+        Inner {
+            #[pin]
+            body: CompletionBody<B, ReleaseOnEnd>,
+        },
+        Own {
+            #[pin]
+            body: Full<B::Data>,
+        },
+    }
+}
+
+pin_project! {
+    /// The handler's body (holding the concurrency permit, if any, to its end), or the body of a
+    /// response the layer made itself (503, 504).
+    pub struct LimitBody<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+impl<B: Body> LimitBody<B> {
+    pub(crate) fn inner(body: B, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            kind: Kind::Inner {
+                body: CompletionBody::new(body, ReleaseOnEnd(permit)),
+            },
+        }
+    }
+
+    pub(crate) fn own(body: Full<B::Data>) -> Self {
+        Self {
+            kind: Kind::Own { body },
+        }
+    }
+}
+
+impl<B> Body for LimitBody<B>
+where
+    B: Body,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Own { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Own { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Own { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B: Body> std::fmt::Debug for LimitBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Inner { .. } => f.write_str("LimitBody::Inner"),
+            Kind::Own { .. } => f.write_str("LimitBody::Own"),
+        }
+    }
+}
+
+/// A response the layer answers with instead of the handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerResponse {
+    status: StatusCode,
+    content_type: HeaderValue,
+    body: Bytes,
+}
+
+impl LayerResponse {
+    /// `{"error": message}` as JSON.
+    pub fn json(status: StatusCode, message: &str) -> Self {
+        let mut body = String::with_capacity(message.len() + 12);
+        body.push_str(r#"{"error":""#);
+        for c in message.chars() {
+            match c {
+                '"' => body.push_str("\\\""),
+                '\\' => body.push_str("\\\\"),
+                c if c.is_control() => {}
+                c => body.push(c),
+            }
+        }
+        body.push_str("\"}");
+        Self {
+            status,
+            content_type: HeaderValue::from_static("application/json"),
+            body: Bytes::from(body),
+        }
+    }
+
+    /// `message` as plain text.
+    pub fn plain(status: StatusCode, message: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            content_type: HeaderValue::from_static("text/plain; charset=utf-8"),
+            body: message.into(),
+        }
+    }
+
+    /// Any body with its content type.
+    pub fn custom(status: StatusCode, content_type: HeaderValue, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn to_response<B>(&self, hint: OutcomeHint) -> Response<LimitBody<B>>
+    where
+        B: Body,
+        B::Data: From<Bytes>,
+    {
+        let mut response =
+            Response::new(LimitBody::own(Full::new(B::Data::from(self.body.clone()))));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, self.content_type.clone());
+        hint.mark(&mut response);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_messages_are_escaped() {
+        let response = LayerResponse::json(StatusCode::SERVICE_UNAVAILABLE, "say \"no\"\\\n");
+        assert_eq!(&response.body[..], br#"{"error":"say \"no\"\\"}"#);
+    }
+}

@@ -1,0 +1,426 @@
+//! `ConcurrencyLimitLayer`: a shared limit, a bounded queue, and `503` + `Retry-After` beyond.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_layer::Layer;
+use tower_service::Service;
+use vitals_core::outcome::OutcomeHint;
+
+use crate::body::{LayerResponse, LimitBody};
+
+/// The default longest wait in the queue.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// The default `Retry-After` base: clients are told 1–2 s, spread so they do not come back at
+/// once.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What a limiter holds now and has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimiterSnapshot {
+    /// The limit.
+    pub limit: usize,
+    /// Requests holding a permit (until their response body ends).
+    pub in_flight: usize,
+    /// Requests waiting for a permit.
+    pub queued: usize,
+    /// Requests admitted, directly or after waiting.
+    pub admitted: u64,
+    /// Requests refused: queue full, or waited too long.
+    pub rejected: u64,
+    /// The longest wait of an admitted request.
+    pub longest_admitted_wait: Duration,
+}
+
+/// The state every clone of a layer shares.
+#[derive(Debug)]
+struct Limiter {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+    max_queued: usize,
+    max_wait: Duration,
+    retry_after: Duration,
+    rejection: LayerResponse,
+    queued: AtomicUsize,
+    admitted: AtomicU64,
+    rejected: AtomicU64,
+    longest_wait_nanos: AtomicU64,
+    jitter: AtomicU64,
+}
+
+impl Limiter {
+    fn snapshot(&self) -> LimiterSnapshot {
+        LimiterSnapshot {
+            limit: self.limit,
+            in_flight: self
+                .limit
+                .saturating_sub(self.semaphore.available_permits()),
+            queued: self.queued.load(Ordering::Relaxed),
+            admitted: self.admitted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            longest_admitted_wait: Duration::from_nanos(
+                self.longest_wait_nanos.load(Ordering::Relaxed),
+            ),
+        }
+    }
+
+    fn admitted_after(&self, waited: Duration) {
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.longest_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// The refusal: 503, `Retry-After` spread over [base, 2 × base] whole seconds.
+    fn reject<B>(&self) -> Response<LimitBody<B>>
+    where
+        B: Body,
+        B::Data: From<Bytes>,
+    {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        let mut response = self.rejection.to_response(OutcomeHint::Rejected);
+        let base = self.retry_after.as_secs().max(1);
+        let seconds = base + self.next_jitter() % (base + 1);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        response
+    }
+
+    /// A cheap pseudo-random number (xorshift on a shared state): jitter, not security.
+    fn next_jitter(&self) -> u64 {
+        let mut x = self
+            .jitter
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^ (x >> 33)
+    }
+}
+
+/// Limits how many requests are served at once; see the [crate documentation](crate).
+///
+/// Every clone shares one limit: add it with `Router::layer` for a global limit, or with
+/// `route_layer` on one route for that route's own.
+#[derive(Clone, Debug)]
+pub struct ConcurrencyLimitLayer {
+    limiter: Arc<Limiter>,
+}
+
+impl ConcurrencyLimitLayer {
+    /// At most `limit` requests at once (at least 1); as many may wait, each at most
+    /// [`DEFAULT_MAX_WAIT`].
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self::build(
+            limit,
+            limit,
+            DEFAULT_MAX_WAIT,
+            DEFAULT_RETRY_AFTER,
+            default_rejection(),
+        )
+    }
+
+    fn build(
+        limit: usize,
+        max_queued: usize,
+        max_wait: Duration,
+        retry_after: Duration,
+        rejection: LayerResponse,
+    ) -> Self {
+        let seed = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos(),
+        );
+        Self {
+            limiter: Arc::new(Limiter {
+                semaphore: Arc::new(Semaphore::new(limit)),
+                limit,
+                max_queued,
+                max_wait,
+                retry_after,
+                rejection,
+                queued: AtomicUsize::new(0),
+                admitted: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                longest_wait_nanos: AtomicU64::new(0),
+                jitter: AtomicU64::new(seed),
+            }),
+        }
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut (usize, Duration, Duration, LayerResponse))) -> Self {
+        let l = &self.limiter;
+        let mut settings = (l.max_queued, l.max_wait, l.retry_after, l.rejection.clone());
+        change(&mut settings);
+        let (max_queued, max_wait, retry_after, rejection) = settings;
+        Self::build(l.limit, max_queued, max_wait, retry_after, rejection)
+    }
+
+    /// How many requests may wait for a permit (default: the limit). `0` refuses at once.
+    #[must_use]
+    pub fn with_max_queued(self, max_queued: usize) -> Self {
+        self.rebuild(|s| s.0 = max_queued)
+    }
+
+    /// How long a request may wait for a permit (default [`DEFAULT_MAX_WAIT`]).
+    #[must_use]
+    pub fn with_max_wait(self, max_wait: Duration) -> Self {
+        self.rebuild(|s| s.1 = max_wait)
+    }
+
+    /// The `Retry-After` base, in whole seconds (at least 1): refusals say base to 2 × base.
+    #[must_use]
+    pub fn with_retry_after(self, base: Duration) -> Self {
+        self.rebuild(|s| s.2 = base)
+    }
+
+    /// The refusal's status and body (default: 503, `{"error": "..."}`). `Retry-After` is
+    /// added to it.
+    #[must_use]
+    pub fn with_rejection(self, rejection: LayerResponse) -> Self {
+        self.rebuild(|s| s.3 = rejection)
+    }
+
+    /// The limiter's state now.
+    pub fn snapshot(&self) -> LimiterSnapshot {
+        self.limiter.snapshot()
+    }
+}
+
+fn default_rejection() -> LayerResponse {
+    LayerResponse::json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is at capacity, retry later",
+    )
+}
+
+impl<S> Layer<S> for ConcurrencyLimitLayer {
+    type Service = ConcurrencyLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConcurrencyLimit {
+            inner,
+            limiter: Arc::clone(&self.limiter),
+        }
+    }
+}
+
+/// The service made by [`ConcurrencyLimitLayer`].
+#[derive(Clone, Debug)]
+pub struct ConcurrencyLimit<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConcurrencyLimit<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body,
+    ResBody::Data: From<Bytes> + Buf,
+{
+    type Response = Response<LimitBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Capacity is decided per request in `call`: routers call services with `oneshot`, so
+        // back-pressure through `poll_ready` would never reach them.
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let limiter = &self.limiter;
+        if let Ok(permit) = Arc::clone(&limiter.semaphore).try_acquire_owned() {
+            limiter.admitted_after(Duration::ZERO);
+            return ResponseFuture::running(self.inner.call(request), permit);
+        }
+        let Some(guard) = QueueSlot::take(limiter) else {
+            return ResponseFuture::rejected(limiter);
+        };
+        // The clone that is ready goes with the request; this service keeps the fresh one.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let semaphore = Arc::clone(&limiter.semaphore);
+        let acquire = tokio::time::timeout(limiter.max_wait, semaphore.acquire_owned());
+        ResponseFuture::waiting(Box::pin(acquire), inner, request, guard)
+    }
+}
+
+/// A place in the queue, given back when the request leaves it (admitted, refused, or gone).
+struct QueueSlot {
+    limiter: Arc<Limiter>,
+    since: Instant,
+}
+
+impl QueueSlot {
+    fn take(limiter: &Arc<Limiter>) -> Option<Self> {
+        let taken = limiter
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued < limiter.max_queued).then_some(queued + 1)
+            })
+            .is_ok();
+        taken.then(|| Self {
+            limiter: Arc::clone(limiter),
+            since: Instant::now(),
+        })
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type Acquire = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    Result<OwnedSemaphorePermit, tokio::sync::AcquireError>,
+                    tokio::time::error::Elapsed,
+                >,
+            > + Send,
+    >,
+>;
+
+pin_project! {
+    /// The response future of [`ConcurrencyLimit`].
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Waiting {
+            acquire: Acquire,
+            service: S,
+            request: Option<Req>,
+            slot: Option<QueueSlot>,
+            permit: Option<OwnedSemaphorePermit>,
+        },
+        Running {
+            #[pin]
+            future: S::Future,
+            permit: Option<OwnedSemaphorePermit>,
+        },
+        Refused {
+            limiter: Option<Arc<Limiter>>,
+        },
+    }
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    fn running(future: S::Future, permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            state: State::Running {
+                future,
+                permit: Some(permit),
+            },
+        }
+    }
+
+    fn rejected(limiter: &Arc<Limiter>) -> Self {
+        Self {
+            state: State::Refused {
+                limiter: Some(Arc::clone(limiter)),
+            },
+        }
+    }
+
+    fn waiting(acquire: Acquire, service: S, request: Req, slot: QueueSlot) -> Self {
+        Self {
+            state: State::Waiting {
+                acquire,
+                service,
+                request: Some(request),
+                slot: Some(slot),
+                permit: None,
+            },
+        }
+    }
+}
+
+impl<S, Req, ResBody> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Data: From<Bytes> + Buf,
+{
+    type Output = Result<Response<LimitBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Refused { limiter } => {
+                    let Some(limiter) = limiter.take() else {
+                        panic!("vitals_concurrency::ResponseFuture polled after completion");
+                    };
+                    return Poll::Ready(Ok(limiter.reject()));
+                }
+                StateProj::Waiting {
+                    acquire,
+                    service,
+                    request,
+                    slot,
+                    permit,
+                } => {
+                    if permit.is_none() {
+                        let acquired = ready!(acquire.as_mut().poll(cx));
+                        let Some(taken) = slot.take() else {
+                            panic!("vitals_concurrency::ResponseFuture polled after completion");
+                        };
+                        let waited = taken.since.elapsed();
+                        let limiter = Arc::clone(&taken.limiter);
+                        drop(taken);
+                        match acquired {
+                            // Measured here, not trusted to the timer: no request is admitted
+                            // after waiting longer than the limit allows.
+                            Ok(Ok(granted)) if waited <= limiter.max_wait => {
+                                limiter.admitted_after(waited);
+                                *permit = Some(granted);
+                            }
+                            _ => return Poll::Ready(Ok(limiter.reject())),
+                        }
+                    }
+                    ready!(service.poll_ready(cx))?;
+                    let Some(request) = request.take() else {
+                        panic!("vitals_concurrency::ResponseFuture polled after completion");
+                    };
+                    let future = service.call(request);
+                    let permit = permit.take();
+                    this.state.set(State::Running { future, permit });
+                }
+                StateProj::Running { future, permit } => {
+                    let response = ready!(future.poll(cx))?;
+                    let permit = permit.take();
+                    return Poll::Ready(Ok(response.map(|body| LimitBody::inner(body, permit))));
+                }
+            }
+        }
+    }
+}

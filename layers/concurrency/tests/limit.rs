@@ -1,0 +1,305 @@
+//! ConcurrencyLimitLayer and TimeoutLayer: invariants, not timings.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+use vitals_core::outcome::OutcomeHint;
+
+async fn send(app: &Router, path: &str) -> Response {
+    app.clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn read_body(response: Response) -> Vec<u8> {
+    axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+fn sleeper(ms: u64) -> Router {
+    Router::new().route(
+        "/",
+        get(move || async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "done"
+        }),
+    )
+}
+
+#[tokio::test]
+async fn the_permit_is_held_until_the_body_ends() {
+    let limit = ConcurrencyLimitLayer::new(2);
+    let app = sleeper(0).layer(limit.clone());
+    let response = send(&app, "/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        limit.snapshot().in_flight,
+        1,
+        "the head is out, the body is not"
+    );
+    assert_eq!(read_body(response).await, b"done");
+    let snapshot = limit.snapshot();
+    assert_eq!(
+        (snapshot.in_flight, snapshot.queued, snapshot.admitted),
+        (0, 0, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_at_once_with_retry_after() {
+    let limit = ConcurrencyLimitLayer::new(1).with_max_queued(0);
+    let app = sleeper(0).layer(limit.clone());
+    let first = send(&app, "/").await; // holds the only permit until its body is read
+    let refused = send(&app, "/").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(refused.headers()["content-type"], "application/json");
+    assert_eq!(OutcomeHint::of(&refused), Some(OutcomeHint::Rejected));
+    assert!(
+        String::from_utf8(read_body(refused).await)
+            .unwrap()
+            .contains("\"error\"")
+    );
+    read_body(first).await;
+    assert_eq!(limit.snapshot().rejected, 1);
+    assert_eq!(send(&app, "/").await.status(), StatusCode::OK, "free again");
+}
+
+#[tokio::test]
+async fn queued_requests_are_admitted_when_a_permit_frees_and_refused_after_max_wait() {
+    let limit = ConcurrencyLimitLayer::new(1)
+        .with_max_queued(4)
+        .with_max_wait(Duration::from_millis(300));
+    let app = sleeper(30).layer(limit.clone());
+    let (a, b) = tokio::join!(async { read_body(send(&app, "/").await).await }, async {
+        read_body(send(&app, "/").await).await
+    });
+    assert_eq!((a.as_slice(), b.as_slice()), (&b"done"[..], &b"done"[..]));
+    let snapshot = limit.snapshot();
+    assert_eq!(snapshot.admitted, 2);
+    assert!(snapshot.longest_admitted_wait > Duration::ZERO);
+    assert!(snapshot.longest_admitted_wait <= Duration::from_millis(300));
+
+    let slow = sleeper(1_000).layer(
+        ConcurrencyLimitLayer::new(1)
+            .with_max_queued(4)
+            .with_max_wait(Duration::from_millis(20)),
+    );
+    let (first, second) = tokio::join!(send(&slow, "/"), async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        send(&slow, "/").await
+    });
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        second.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "waited past max wait"
+    );
+}
+
+#[tokio::test]
+async fn cancelled_waiters_leave_nothing_behind() {
+    let limit = ConcurrencyLimitLayer::new(1).with_max_queued(20_000);
+    let app = sleeper(0).layer(limit.clone());
+    let holder = send(&app, "/").await;
+    for _ in 0..10_000 {
+        // Polled once (so it queues), then dropped: a client that went away while waiting.
+        let waiting = send(&app, "/");
+        assert!(tokio::time::timeout(Duration::ZERO, waiting).await.is_err());
+    }
+    assert_eq!(limit.snapshot().queued, 0);
+    read_body(holder).await;
+    let snapshot = limit.snapshot();
+    assert_eq!((snapshot.in_flight, snapshot.queued), (0, 0));
+    assert_eq!(read_body(send(&app, "/").await).await, b"done");
+}
+
+#[tokio::test]
+async fn panics_and_dropped_bodies_return_their_permits() {
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    async fn boom() -> &'static str {
+        panic!("handler bug")
+    }
+
+    let limit = ConcurrencyLimitLayer::new(2);
+    let panicking = tower::ServiceBuilder::new()
+        .layer(CatchPanicLayer::new())
+        .layer(limit.clone())
+        .service(Router::new().route("/", get(boom)));
+    for _ in 0..5 {
+        let response = panicking
+            .clone()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(limit.snapshot().in_flight, 0);
+
+    let app = sleeper(0).layer(limit.clone());
+    for _ in 0..5 {
+        drop(send(&app, "/").await); // the client went away before reading the body
+    }
+    assert_eq!(limit.snapshot().in_flight, 0);
+}
+
+#[tokio::test]
+async fn timeouts_answer_and_drop_the_handler() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&dropped);
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let flag = Arc::clone(&flag);
+                async move {
+                    struct SetOnDrop(Arc<AtomicBool>);
+                    impl Drop for SetOnDrop {
+                        fn drop(&mut self) {
+                            self.0.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    let _guard = SetOnDrop(flag);
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "never"
+                }
+            }),
+        )
+        .route("/quick", get(|| async { "quick" }))
+        .layer(TimeoutLayer::new(Duration::from_millis(20)));
+    let response = send(&app, "/").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(OutcomeHint::of(&response), Some(OutcomeHint::Timeout));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the handler's future was dropped"
+    );
+    assert_eq!(read_body(send(&app, "/quick").await).await, b"quick");
+
+    let gateway =
+        sleeper(1_000).layer(TimeoutLayer::new(Duration::from_millis(10)).with_gateway_timeout());
+    assert_eq!(
+        send(&gateway, "/").await.status(),
+        StatusCode::GATEWAY_TIMEOUT
+    );
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status and the `Retry-After` value.
+async fn raw_get(addr: std::net::SocketAddr) -> (u16, Option<String>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let retry_after = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .map(str::to_owned);
+    (status, retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_over_tcp_sheds_excess_and_never_exceeds_the_limit() {
+    let current = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let limit = ConcurrencyLimitLayer::new(4)
+        .with_max_queued(8)
+        .with_max_wait(Duration::from_millis(50));
+    let (c, p) = (Arc::clone(&current), Arc::clone(&peak));
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let (c, p) = (Arc::clone(&c), Arc::clone(&p));
+                async move {
+                    let now = c.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    c.fetch_sub(1, Ordering::SeqCst);
+                    "served"
+                }
+            }),
+        )
+        .layer(limit.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0u64, 0u64);
+            while tokio::time::Instant::now() < deadline {
+                match raw_get(addr).await {
+                    (200, _) => ok += 1,
+                    (503, Some(retry)) => {
+                        assert!(
+                            retry.parse::<u64>().is_ok_and(|s| (1..=2).contains(&s)),
+                            "{retry}"
+                        );
+                        refused += 1;
+                    }
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for client in clients {
+        let (o, r) = client.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    server.abort();
+
+    let snapshot = limit.snapshot();
+    assert!(
+        refused > 0,
+        "100 clients on a limit of 4 + 8 queued must be shed"
+    );
+    assert!(ok > 0);
+    assert!(
+        peak.load(Ordering::SeqCst) <= 4,
+        "never more than 4 in the handler"
+    );
+    assert!(
+        snapshot.longest_admitted_wait <= Duration::from_millis(50),
+        "{snapshot:?}"
+    );
+    assert_eq!(
+        (snapshot.admitted, snapshot.rejected),
+        (ok, refused),
+        "every request counted once"
+    );
+    assert_eq!(
+        (snapshot.in_flight, snapshot.queued),
+        (0, 0),
+        "{snapshot:?}"
+    );
+}
