@@ -92,9 +92,11 @@ pub fn routed_request() -> Request<RequestBody> {
     request
 }
 
-/// A single-threaded runtime, so measurements are not spread across cores.
+/// A single-threaded runtime, so measurements are not spread across cores (with timers, for
+/// layers that set deadlines).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap_or_else(|e| panic!("cannot build a tokio runtime for benchmarks: {e}"))
 }

@@ -36,6 +36,10 @@ pub struct Config {
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub payment_timeout_ms: u64,
 
+    /// Requests served at once across the whole shop; more wait briefly, then get 503.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_concurrency: u64,
+
     /// Log format; JSON by default when stdout is not a terminal, pretty otherwise.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use vitals_concurrency::ConcurrencyLimitLayer;
 use vitals_queries::QueryTrackingLayer;
 use vitals_timing::RequestTimingLayer;
 
@@ -46,6 +47,8 @@ fn timing_layer() -> RequestTimingLayer {
 #[derive(Debug)]
 pub struct Shop {
     state: Arc<AppState>,
+    /// The global limit, shared by every route (`--max-concurrency`).
+    limit: ConcurrencyLimitLayer,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -89,17 +92,24 @@ impl Shop {
             workload,
             payment,
         });
+        let limit = ConcurrencyLimitLayer::new(
+            usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
+        )
+        .with_max_wait(Duration::from_millis(250));
         Ok(Self {
             state,
+            limit,
             payment_stub,
         })
     }
 
     /// The shop's router with the Vitals layers, ready to serve.
     pub fn router(&self) -> Router {
-        // Outermost first: timing sees the whole request, queries only the handler's work.
+        // Applied inside out: queries sees only the handler's work, the global limit sits
+        // inside timing (time spent queueing for a permit is part of the total).
         routes::router(Arc::clone(&self.state))
             .layer(QueryTrackingLayer::new())
+            .layer(self.limit.clone())
             .layer(timing_layer())
     }
 
@@ -111,6 +121,11 @@ impl Shop {
     /// The report's calibrated workload.
     pub fn workload(&self) -> Workload {
         self.state.workload
+    }
+
+    /// The global limiter's state.
+    pub fn limit(&self) -> vitals_concurrency::LimiterSnapshot {
+        self.limit.snapshot()
     }
 
     /// The URL of the built-in payment stub, if it runs.

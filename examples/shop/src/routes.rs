@@ -25,6 +25,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+
 use crate::db::{Customer, Db, Order, Product};
 use crate::error::ApiError;
 use crate::payment::{PaymentClient, PaymentError, PaymentRequest};
@@ -60,13 +62,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/n-plus-one", get(orders_n_plus_one))
         .route("/report", get(report_off_executor))
         .route("/report/blocking", get(report_blocking))
-        .route("/slow", get(slow))
+        .route("/slow", get(slow).route_layer(slow_route_guard()))
         .route("/me", get(me))
         .route("/checkout", get(checkout))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
+
+/// `/slow` holds requests open on purpose, so it gets a tight limit of its own — 8 at once, 16
+/// waiting at most 100 ms, the rest refused with 503 + `Retry-After` — and a 5 s deadline
+/// (`/slow?ms=30000` is cut at 5 s). The rest of the shop keeps answering while it is flooded.
+fn slow_route_guard() -> tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        TimeoutLayer,
+        tower::layer::util::Stack<ConcurrencyLimitLayer, tower::layer::util::Identity>,
+    >,
+> {
+    tower::ServiceBuilder::new()
+        .layer(
+            ConcurrencyLimitLayer::new(8)
+                .with_max_queued(16)
+                .with_max_wait(Duration::from_millis(100)),
+        )
+        .layer(TimeoutLayer::new(SLOW_ROUTE_TIMEOUT))
+}
+
+/// The deadline of `GET /slow`.
+pub const SLOW_ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))

@@ -77,8 +77,10 @@ impl Limiter {
 
     fn admitted_after(&self, waited: Duration) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        self.longest_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        if !waited.is_zero() {
+            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            self.longest_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
+        }
     }
 
     /// The refusal: 503, `Retry-After` spread over [base, 2 × base] whole seconds.

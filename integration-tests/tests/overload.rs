@@ -1,0 +1,68 @@
+//! The shop under a flood on `/slow`: the route's own limit sheds the excess with 503 and
+//! `Retry-After`, the rest of the shop keeps answering, and the 5 s deadline cuts long requests.
+
+use std::time::{Duration, Instant};
+
+use vitals_integration_tests::TestShop;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_slow_is_shed_and_healthz_stays_up() {
+    let shop = TestShop::start_sqlite().await;
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        let client = shop.client().clone();
+        let url = shop.url("/slow?ms=300");
+        flood.push(tokio::spawn(async move {
+            let response = client.get(url).send().await.expect("GET /slow");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            (response.status().as_u16(), retry_after)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let health = shop.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "healthz waited behind /slow"
+    );
+
+    let (mut served, mut shed) = (0, 0);
+    for request in flood {
+        match request.await.expect("client task") {
+            (200, None) => served += 1,
+            (503, Some(seconds)) => {
+                assert!((1..=2).contains(&seconds), "Retry-After {seconds}");
+                shed += 1;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    // 8 at once and 16 waiting at most 100 ms: of 60 requests of 300 ms, most are shed.
+    assert!(served >= 8 && shed > 0, "{served} served, {shed} shed");
+    assert_eq!(served + shed, 60);
+    let limit = shop.shop().limit();
+    assert_eq!((limit.in_flight, limit.queued), (0, 0), "{limit:?}");
+    shop.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_requests_are_cut_at_the_route_deadline() {
+    let shop = TestShop::start_sqlite().await;
+    let started = Instant::now();
+    let body = shop.get_json("/slow?ms=30000", 503).await;
+    let took = started.elapsed();
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too long")),
+        "{body}"
+    );
+    assert!(took >= shop::routes::SLOW_ROUTE_TIMEOUT, "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    shop.shutdown().await;
+}
