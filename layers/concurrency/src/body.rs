@@ -9,14 +9,15 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
-use tokio::sync::OwnedSemaphorePermit;
 use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
 use vitals_core::outcome::OutcomeHint;
+
+use crate::limit::Permit;
 
 /// Releases a permit when the body ends: the last byte was produced, the body failed, or the
 /// client went away.
 #[derive(Debug)]
-pub(crate) struct ReleaseOnEnd(pub(crate) Option<OwnedSemaphorePermit>);
+pub(crate) struct ReleaseOnEnd(pub(crate) Option<Permit>);
 
 impl BodyObserver for ReleaseOnEnd {
     fn on_end(mut self, _: BodyEnd) {
@@ -54,7 +55,7 @@ pin_project! {
 }
 
 impl<B: Body> LimitBody<B> {
-    pub(crate) fn inner(body: B, permit: Option<OwnedSemaphorePermit>) -> Self {
+    pub(crate) fn inner(body: B, permit: Option<Permit>) -> Self {
         Self {
             kind: Kind::Inner {
                 body: CompletionBody::new(body, ReleaseOnEnd(permit)),

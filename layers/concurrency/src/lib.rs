@@ -34,10 +34,12 @@
 //! # let _ = TimeoutLayer::new(Duration::from_secs(5));
 //! ```
 
+pub mod adaptive;
 mod body;
 mod limit;
 mod timeout;
 
+pub use adaptive::AdaptiveLimit;
 pub use body::{LayerResponse, LimitBody};
 pub use limit::{
     ConcurrencyLimit, ConcurrencyLimitLayer, DEFAULT_MAX_WAIT, DEFAULT_RETRY_AFTER,

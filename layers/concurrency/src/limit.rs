@@ -2,8 +2,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use vitals_core::outcome::OutcomeHint;
 
+use crate::adaptive::{AdaptiveLimit, Aimd};
 use crate::body::{LayerResponse, LimitBody};
 
 /// The default longest wait in the queue.
@@ -41,6 +42,8 @@ pub struct LimiterSnapshot {
     pub rejected: u64,
     /// The longest wait of an admitted request.
     pub longest_admitted_wait: Duration,
+    /// Permits free right now (`limit - in_flight` when the books balance).
+    pub available: usize,
 }
 
 /// The state every clone of a layer shares.
@@ -57,14 +60,111 @@ struct Limiter {
     rejected: AtomicU64,
     longest_wait_nanos: AtomicU64,
     jitter: AtomicU64,
+    /// The limit in force (changes only when adaptive).
+    current: AtomicUsize,
+    /// Permits to forget as they come back, after the adaptive limit went down.
+    debt: AtomicUsize,
+    adaptive: Option<Mutex<Aimd>>,
+}
+
+/// A held permit. Given back when dropped (the response body ended, the request was cancelled,
+/// the handler panicked); with an adaptive limit it reports the request's latency first.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    permit: Option<OwnedSemaphorePermit>,
+    feedback: Option<Feedback>,
+}
+
+#[derive(Debug)]
+struct Feedback {
+    limiter: Arc<Limiter>,
+    admitted: Instant,
+    epoch: u64,
+}
+
+impl Permit {
+    fn new(permit: OwnedSemaphorePermit, limiter: &Arc<Limiter>) -> Self {
+        let feedback = limiter.adaptive.as_ref().map(|aimd| Feedback {
+            limiter: Arc::clone(limiter),
+            admitted: Instant::now(),
+            epoch: lock(aimd).epoch(),
+        });
+        Self {
+            permit: Some(permit),
+            feedback,
+        }
+    }
+
+    /// The request timed out inside: a congestion signal rather than a latency.
+    pub(crate) fn timed_out(&mut self) {
+        if let Some(feedback) = self.feedback.take() {
+            feedback.limiter.feedback(None, feedback.epoch);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let limiter = match self.feedback.take() {
+            Some(feedback) => {
+                let latency = feedback.admitted.elapsed();
+                feedback.limiter.feedback(Some(latency), feedback.epoch);
+                Some(feedback.limiter)
+            }
+            None => None,
+        };
+        // After the limit went down, returning permits pay the debt instead of freeing a slot.
+        let owes = limiter.is_some_and(|l| {
+            l.debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                .is_ok()
+        });
+        if owes {
+            permit.forget();
+        }
+    }
+}
+
+fn lock(aimd: &Mutex<Aimd>) -> std::sync::MutexGuard<'_, Aimd> {
+    aimd.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Limiter {
+    /// Feeds the adaptive limit and resizes the semaphore to what it answers.
+    fn feedback(&self, latency: Option<Duration>, epoch: u64) {
+        let Some(aimd) = &self.adaptive else { return };
+        let mut aimd = lock(aimd);
+        let wanted = aimd.on_sample(latency, epoch);
+        let current = self.current.load(Ordering::Acquire);
+        if wanted > current {
+            let mut grow = wanted - current;
+            // Cancel debt first: those permits were never forgotten.
+            while grow > 0
+                && self
+                    .debt
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+                    .is_ok()
+            {
+                grow -= 1;
+            }
+            self.semaphore.add_permits(grow);
+        } else if wanted < current {
+            let shrink = current - wanted;
+            let forgotten = self.semaphore.forget_permits(shrink);
+            self.debt.fetch_add(shrink - forgotten, Ordering::AcqRel);
+        }
+        self.current.store(wanted, Ordering::Release);
+    }
+
     fn snapshot(&self) -> LimiterSnapshot {
         LimiterSnapshot {
-            limit: self.limit,
-            in_flight: self
-                .limit
+            limit: self.current.load(Ordering::Acquire),
+            // Permits owed (the adaptive limit went down while they were out) are still held.
+            in_flight: (self.current.load(Ordering::Acquire) + self.debt.load(Ordering::Acquire))
                 .saturating_sub(self.semaphore.available_permits()),
             queued: self.queued.load(Ordering::Relaxed),
             admitted: self.admitted.load(Ordering::Relaxed),
@@ -72,6 +172,7 @@ impl Limiter {
             longest_admitted_wait: Duration::from_nanos(
                 self.longest_wait_nanos.load(Ordering::Relaxed),
             ),
+            available: self.semaphore.available_permits(),
         }
     }
 
@@ -90,6 +191,10 @@ impl Limiter {
         B::Data: From<Bytes>,
     {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        if let Some(aimd) = &self.adaptive {
+            let epoch = lock(aimd).epoch();
+            self.feedback(None, epoch);
+        }
         let mut response = self.rejection.to_response(OutcomeHint::Rejected);
         let base = self.retry_after.as_secs().max(1);
         let seconds = base + self.next_jitter() % (base + 1);
@@ -130,6 +235,25 @@ impl ConcurrencyLimitLayer {
             DEFAULT_MAX_WAIT,
             DEFAULT_RETRY_AFTER,
             default_rejection(),
+            None,
+        )
+    }
+
+    /// A limit that finds itself between `settings.min` and `settings.max` from the latency of
+    /// the requests it admits (see [`crate::adaptive`]). The queue holds up to `settings.max`.
+    pub fn adaptive(settings: AdaptiveLimit) -> Self {
+        let settings = AdaptiveLimit {
+            max: settings.max.clamp(1, Semaphore::MAX_PERMITS),
+            ..settings
+        };
+        let aimd = Aimd::new(settings);
+        Self::build(
+            aimd.limit(),
+            settings.max,
+            DEFAULT_MAX_WAIT,
+            DEFAULT_RETRY_AFTER,
+            default_rejection(),
+            Some(aimd),
         )
     }
 
@@ -139,6 +263,7 @@ impl ConcurrencyLimitLayer {
         max_wait: Duration,
         retry_after: Duration,
         rejection: LayerResponse,
+        adaptive: Option<Aimd>,
     ) -> Self {
         let seed = u64::from(
             std::time::SystemTime::now()
@@ -159,6 +284,9 @@ impl ConcurrencyLimitLayer {
                 rejected: AtomicU64::new(0),
                 longest_wait_nanos: AtomicU64::new(0),
                 jitter: AtomicU64::new(seed),
+                current: AtomicUsize::new(limit),
+                debt: AtomicUsize::new(0),
+                adaptive: adaptive.map(Mutex::new),
             }),
         }
     }
@@ -168,7 +296,15 @@ impl ConcurrencyLimitLayer {
         let mut settings = (l.max_queued, l.max_wait, l.retry_after, l.rejection.clone());
         change(&mut settings);
         let (max_queued, max_wait, retry_after, rejection) = settings;
-        Self::build(l.limit, max_queued, max_wait, retry_after, rejection)
+        let adaptive = l.adaptive.as_ref().map(|aimd| lock(aimd).clone());
+        Self::build(
+            l.limit,
+            max_queued,
+            max_wait,
+            retry_after,
+            rejection,
+            adaptive,
+        )
     }
 
     /// How many requests may wait for a permit (default: the limit). `0` refuses at once.
@@ -248,6 +384,7 @@ where
         let limiter = &self.limiter;
         if let Ok(permit) = Arc::clone(&limiter.semaphore).try_acquire_owned() {
             limiter.admitted_after(Duration::ZERO);
+            let permit = Permit::new(permit, limiter);
             return ResponseFuture::running(self.inner.call(request), permit);
         }
         let Some(guard) = QueueSlot::take(limiter) else {
@@ -322,12 +459,12 @@ pin_project! {
             service: S,
             request: Option<Req>,
             slot: Option<QueueSlot>,
-            permit: Option<OwnedSemaphorePermit>,
+            permit: Option<Permit>,
         },
         Running {
             #[pin]
             future: S::Future,
-            permit: Option<OwnedSemaphorePermit>,
+            permit: Option<Permit>,
         },
         Refused {
             limiter: Option<Arc<Limiter>>,
@@ -336,7 +473,7 @@ pin_project! {
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    fn running(future: S::Future, permit: OwnedSemaphorePermit) -> Self {
+    fn running(future: S::Future, permit: Permit) -> Self {
         Self {
             state: State::Running {
                 future,
@@ -404,7 +541,7 @@ where
                             // after waiting longer than the limit allows.
                             Ok(Ok(granted)) if waited <= limiter.max_wait => {
                                 limiter.admitted_after(waited);
-                                *permit = Some(granted);
+                                *permit = Some(Permit::new(granted, &limiter));
                             }
                             _ => return Poll::Ready(Ok(limiter.reject())),
                         }
@@ -419,7 +556,12 @@ where
                 }
                 StateProj::Running { future, permit } => {
                     let response = ready!(future.poll(cx))?;
-                    let permit = permit.take();
+                    let mut permit = permit.take();
+                    if OutcomeHint::of(&response) == Some(OutcomeHint::Timeout)
+                        && let Some(permit) = permit.as_mut()
+                    {
+                        permit.timed_out();
+                    }
                     return Poll::Ready(Ok(response.map(|body| LimitBody::inner(body, permit))));
                 }
             }

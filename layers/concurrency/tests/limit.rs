@@ -303,3 +303,87 @@ async fn overload_over_tcp_sheds_excess_and_never_exceeds_the_limit() {
         "{snapshot:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_limit_backs_off_from_a_saturated_server_and_keeps_its_books() {
+    use vitals_concurrency::AdaptiveLimit;
+
+    // A server that can do 4 things at once; beyond that, requests wait inside it and latency
+    // grows — what the adaptive limit watches for.
+    let capacity = Arc::new(tokio::sync::Semaphore::new(4));
+    let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 64).with_initial(32))
+        .with_max_wait(Duration::from_millis(50));
+    let app = Router::new()
+        .route(
+            "/",
+            get(move || {
+                let capacity = Arc::clone(&capacity);
+                async move {
+                    let _slot = capacity.acquire().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    "served"
+                }
+            }),
+        )
+        .layer(limit.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    let mut clients = Vec::new();
+    for _ in 0..48 {
+        let app = app.clone();
+        clients.push(tokio::spawn(async move {
+            while tokio::time::Instant::now() < deadline {
+                let response = send(&app, "/").await;
+                read_body(response).await;
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let snapshot = limit.snapshot();
+    assert!(
+        snapshot.limit < 32,
+        "the limit came down from 32 towards 4: {snapshot:?}"
+    );
+    assert!(snapshot.limit >= 1);
+    assert_eq!(
+        (snapshot.in_flight, snapshot.queued),
+        (0, 0),
+        "{snapshot:?}"
+    );
+    assert_eq!(
+        snapshot.available, snapshot.limit,
+        "every permit is back: {snapshot:?}"
+    );
+}
+#[tokio::test]
+async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() {
+    use vitals_concurrency::AdaptiveLimit;
+
+    let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 64).with_initial(8))
+        .with_max_queued(0);
+    let app = sleeper(0).layer(limit.clone());
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(send(&app, "/").await);
+    }
+    // Refusals are congestion signals: the limit goes down while all 8 permits are out.
+    for _ in 0..20 {
+        assert_eq!(
+            send(&app, "/").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    let shrunk = limit.snapshot();
+    assert!(shrunk.limit < 8, "{shrunk:?}");
+    assert_eq!(
+        shrunk.in_flight, 8,
+        "owed permits are still in flight: {shrunk:?}"
+    );
+    for response in held {
+        read_body(response).await;
+    }
+    let released = limit.snapshot();
+    assert_eq!(released.in_flight, 0, "{released:?}");
+    assert_eq!(released.available, released.limit, "{released:?}");
+}
