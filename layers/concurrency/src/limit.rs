@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use tower_service::Service;
 use vitals_core::outcome::OutcomeHint;
+use vitals_core::route::RequestHead;
 
 use crate::adaptive::{AdaptiveLimit, Aimd};
 use crate::body::{LayerResponse, LimitBody};
@@ -222,6 +223,29 @@ impl Limiter {
 #[derive(Clone, Debug)]
 pub struct ConcurrencyLimitLayer {
     limiter: Arc<Limiter>,
+    classes: Arc<Classes>,
+}
+
+/// A rule that picks requests out by their head.
+type Rule = Arc<dyn Fn(RequestHead<'_>) -> bool + Send + Sync>;
+
+/// Requests treated apart: some bypass the limit, some are shed first.
+#[derive(Clone, Default)]
+struct Classes {
+    bypass: Option<Rule>,
+    low_priority: Option<(Rule, f64)>,
+}
+
+impl std::fmt::Debug for Classes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classes")
+            .field("bypass", &self.bypass.is_some())
+            .field(
+                "low_priority_share",
+                &self.low_priority.as_ref().map(|(_, s)| *s),
+            )
+            .finish()
+    }
 }
 
 impl ConcurrencyLimitLayer {
@@ -272,6 +296,7 @@ impl ConcurrencyLimitLayer {
                 .subsec_nanos(),
         );
         Self {
+            classes: Arc::new(Classes::default()),
             limiter: Arc::new(Limiter {
                 semaphore: Arc::new(Semaphore::new(limit)),
                 limit,
@@ -297,14 +322,54 @@ impl ConcurrencyLimitLayer {
         change(&mut settings);
         let (max_queued, max_wait, retry_after, rejection) = settings;
         let adaptive = l.adaptive.as_ref().map(|aimd| lock(aimd).clone());
-        Self::build(
-            l.limit,
-            max_queued,
-            max_wait,
-            retry_after,
-            rejection,
-            adaptive,
-        )
+        Self {
+            classes: Arc::clone(&self.classes),
+            ..Self::build(
+                l.limit,
+                max_queued,
+                max_wait,
+                retry_after,
+                rejection,
+                adaptive,
+            )
+        }
+    }
+
+    /// Requests for which `rule` is true skip the limit entirely: health checks and admin
+    /// endpoints that must answer even when the service is saturated.
+    ///
+    /// ```
+    /// use vitals_concurrency::ConcurrencyLimitLayer;
+    /// use vitals_core::route::RequestHead;
+    ///
+    /// let limit = ConcurrencyLimitLayer::new(64)
+    ///     .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz");
+    /// ```
+    #[must_use]
+    pub fn with_bypass(
+        mut self,
+        rule: impl Fn(RequestHead<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.classes).bypass = Some(Arc::new(rule));
+        self
+    }
+
+    /// Requests for which `rule` is true are shed first: admitted only while less than
+    /// `share` (0–1) of the limit is in use, and never queued. Batch jobs, prefetches,
+    /// anything a user is not waiting for.
+    #[must_use]
+    pub fn with_low_priority(
+        mut self,
+        rule: impl Fn(RequestHead<'_>) -> bool + Send + Sync + 'static,
+        share: f64,
+    ) -> Self {
+        let share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
+        Arc::make_mut(&mut self.classes).low_priority = Some((Arc::new(rule), share));
+        self
     }
 
     /// How many requests may wait for a permit (default: the limit). `0` refuses at once.
@@ -352,6 +417,7 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
         ConcurrencyLimit {
             inner,
             limiter: Arc::clone(&self.limiter),
+            classes: Arc::clone(&self.classes),
         }
     }
 }
@@ -361,6 +427,7 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
 pub struct ConcurrencyLimit<S> {
     inner: S,
     limiter: Arc<Limiter>,
+    classes: Arc<Classes>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConcurrencyLimit<S>
@@ -382,12 +449,36 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let limiter = &self.limiter;
+        let classes = &self.classes;
+        let mut low_priority = false;
+        if classes.bypass.is_some() || classes.low_priority.is_some() {
+            let head = RequestHead::of(&request);
+            if classes.bypass.as_ref().is_some_and(|rule| rule(head)) {
+                return ResponseFuture::unlimited(self.inner.call(request));
+            }
+            if let Some((rule, share)) = &classes.low_priority
+                && rule(head)
+            {
+                low_priority = true;
+                let snapshot = limiter.snapshot();
+                #[allow(clippy::cast_precision_loss)]
+                let crowded = snapshot.in_flight as f64 >= share * snapshot.limit as f64;
+                if crowded {
+                    return ResponseFuture::rejected(limiter);
+                }
+            }
+        }
         if let Ok(permit) = Arc::clone(&limiter.semaphore).try_acquire_owned() {
             limiter.admitted_after(Duration::ZERO);
             let permit = Permit::new(permit, limiter);
             return ResponseFuture::running(self.inner.call(request), permit);
         }
-        let Some(guard) = QueueSlot::take(limiter) else {
+        let slot = if low_priority {
+            None
+        } else {
+            QueueSlot::take(limiter)
+        };
+        let Some(guard) = slot else {
             return ResponseFuture::rejected(limiter);
         };
         // The clone that is ready goes with the request; this service keeps the fresh one.
@@ -478,6 +569,15 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
             state: State::Running {
                 future,
                 permit: Some(permit),
+            },
+        }
+    }
+
+    fn unlimited(future: S::Future) -> Self {
+        Self {
+            state: State::Running {
+                future,
+                permit: None,
             },
         }
     }

@@ -390,3 +390,55 @@ async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() 
     assert_eq!(released.in_flight, 0, "{released:?}");
     assert_eq!(released.available, released.limit, "{released:?}");
 }
+
+#[tokio::test]
+async fn health_checks_bypass_and_low_priority_is_shed_first() {
+    use vitals_core::route::RequestHead;
+
+    let limit = ConcurrencyLimitLayer::new(4)
+        .with_max_queued(0)
+        .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz")
+        .with_low_priority(
+            |head: RequestHead<'_>| head.headers.contains_key("x-prefetch"),
+            0.5,
+        );
+    let app = Router::new()
+        .route("/", get(|| async { "page" }))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(limit.clone());
+    let prefetch = || {
+        Request::get("/")
+            .header("x-prefetch", "1")
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    // Half the limit in use: low priority is already refused, normal requests still go in.
+    let held = [send(&app, "/").await, send(&app, "/").await];
+    let refused = app.clone().oneshot(prefetch()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let normal = send(&app, "/").await;
+    assert_eq!(normal.status(), StatusCode::OK);
+
+    // Saturated: everything limited is refused, the health check still answers, unlimited.
+    let last = send(&app, "/").await;
+    assert_eq!(limit.snapshot().in_flight, 4);
+    assert_eq!(
+        send(&app, "/").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(read_body(send(&app, "/healthz").await).await, b"ok");
+    assert_eq!(limit.snapshot().in_flight, 4, "the bypass took no permit");
+
+    for response in held.into_iter().chain([normal, last]) {
+        read_body(response).await;
+    }
+    let prefetched = app.clone().oneshot(prefetch()).await.unwrap();
+    assert_eq!(
+        prefetched.status(),
+        StatusCode::OK,
+        "an idle server serves low priority too"
+    );
+    read_body(prefetched).await;
+    assert_eq!(limit.snapshot().in_flight, 0);
+}
