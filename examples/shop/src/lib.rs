@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use axum::Router;
 use vitals_concurrency::ConcurrencyLimitLayer;
+use vitals_core::route::RequestHead;
 use vitals_queries::QueryTrackingLayer;
 use vitals_timing::RequestTimingLayer;
 
@@ -95,7 +96,9 @@ impl Shop {
         let limit = ConcurrencyLimitLayer::new(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
         )
-        .with_max_wait(Duration::from_millis(250));
+        .with_max_wait(Duration::from_millis(250))
+        // Health checks answer even when the shop is saturated.
+        .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz");
         Ok(Self {
             state,
             limit,
