@@ -37,12 +37,14 @@
 pub mod adaptive;
 mod body;
 mod limit;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod timeout;
 
 pub use adaptive::AdaptiveLimit;
 pub use body::{LayerResponse, LimitBody};
 pub use limit::{
-    ConcurrencyLimit, ConcurrencyLimitLayer, DEFAULT_MAX_WAIT, DEFAULT_RETRY_AFTER,
+    ConcurrencyLimit, ConcurrencyLimitLayer, DEFAULT_MAX_WAIT, DEFAULT_NAME, DEFAULT_RETRY_AFTER,
     LimiterSnapshot, ResponseFuture,
 };
 pub use timeout::{Timeout, TimeoutFuture, TimeoutLayer};

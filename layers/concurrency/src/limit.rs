@@ -16,10 +16,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use tower_service::Service;
 use vitals_core::outcome::OutcomeHint;
-use vitals_core::route::RequestHead;
+use vitals_core::route::{RequestHead, RouteLabel, RouteLabeler};
 
 use crate::adaptive::{AdaptiveLimit, Aimd};
 use crate::body::{LayerResponse, LimitBody};
+
+/// The default name of a limiter (its gauges' `vitals.limiter` label).
+pub const DEFAULT_NAME: &str = "default";
 
 /// The default longest wait in the queue.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
@@ -66,14 +69,18 @@ struct Limiter {
     /// Permits to forget as they come back, after the adaptive limit went down.
     debt: AtomicUsize,
     adaptive: Option<Mutex<Aimd>>,
+    /// The `vitals.limiter` label of the gauges.
+    name: &'static str,
 }
 
 /// A held permit. Given back when dropped (the response body ended, the request was cancelled,
 /// the handler panicked); with an adaptive limit it reports the request's latency first.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    permit: Option<OwnedSemaphorePermit>,
+    held: Option<OwnedSemaphorePermit>,
     feedback: Option<Feedback>,
+    #[cfg(feature = "metrics")]
+    limiter: Arc<Limiter>,
 }
 
 #[derive(Debug)]
@@ -91,8 +98,10 @@ impl Permit {
             epoch: lock(aimd).epoch(),
         });
         Self {
-            permit: Some(permit),
+            held: Some(permit),
             feedback,
+            #[cfg(feature = "metrics")]
+            limiter: Arc::clone(limiter),
         }
     }
 
@@ -106,7 +115,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let Some(permit) = self.permit.take() else {
+        let Some(permit) = self.held.take() else {
             return;
         };
         let limiter = match self.feedback.take() {
@@ -125,7 +134,11 @@ impl Drop for Permit {
         });
         if owes {
             permit.forget();
+        } else {
+            drop(permit);
         }
+        #[cfg(feature = "metrics")]
+        crate::metrics::gauges(self.limiter.name, &self.limiter.snapshot());
     }
 }
 
@@ -177,8 +190,12 @@ impl Limiter {
         }
     }
 
-    fn admitted_after(&self, waited: Duration) {
+    fn admitted_after(&self, waited: Duration, route: Option<&RouteLabel>) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::admitted(self.name, &self.snapshot(), route);
+        #[cfg(not(feature = "metrics"))]
+        let _ = route;
         if !waited.is_zero() {
             let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
             self.longest_wait_nanos.fetch_max(nanos, Ordering::Relaxed);
@@ -186,12 +203,16 @@ impl Limiter {
     }
 
     /// The refusal: 503, `Retry-After` spread over [base, 2 × base] whole seconds.
-    fn reject<B>(&self) -> Response<LimitBody<B>>
+    fn reject<B>(&self, route: Option<&RouteLabel>) -> Response<LimitBody<B>>
     where
         B: Body,
         B::Data: From<Bytes>,
     {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::rejected(self.name, &self.snapshot(), route);
+        #[cfg(not(feature = "metrics"))]
+        let _ = route;
         if let Some(aimd) = &self.adaptive {
             let epoch = lock(aimd).epoch();
             self.feedback(None, epoch);
@@ -224,6 +245,7 @@ impl Limiter {
 pub struct ConcurrencyLimitLayer {
     limiter: Arc<Limiter>,
     classes: Arc<Classes>,
+    labeler: RouteLabeler,
 }
 
 /// A rule that picks requests out by their head.
@@ -260,6 +282,7 @@ impl ConcurrencyLimitLayer {
             DEFAULT_RETRY_AFTER,
             default_rejection(),
             None,
+            DEFAULT_NAME,
         )
     }
 
@@ -278,6 +301,7 @@ impl ConcurrencyLimitLayer {
             DEFAULT_RETRY_AFTER,
             default_rejection(),
             Some(aimd),
+            DEFAULT_NAME,
         )
     }
 
@@ -288,6 +312,7 @@ impl ConcurrencyLimitLayer {
         retry_after: Duration,
         rejection: LayerResponse,
         adaptive: Option<Aimd>,
+        name: &'static str,
     ) -> Self {
         let seed = u64::from(
             std::time::SystemTime::now()
@@ -297,6 +322,7 @@ impl ConcurrencyLimitLayer {
         );
         Self {
             classes: Arc::new(Classes::default()),
+            labeler: RouteLabeler::new(),
             limiter: Arc::new(Limiter {
                 semaphore: Arc::new(Semaphore::new(limit)),
                 limit,
@@ -312,6 +338,7 @@ impl ConcurrencyLimitLayer {
                 current: AtomicUsize::new(limit),
                 debt: AtomicUsize::new(0),
                 adaptive: adaptive.map(Mutex::new),
+                name,
             }),
         }
     }
@@ -324,6 +351,7 @@ impl ConcurrencyLimitLayer {
         let adaptive = l.adaptive.as_ref().map(|aimd| lock(aimd).clone());
         Self {
             classes: Arc::clone(&self.classes),
+            labeler: self.labeler.clone(),
             ..Self::build(
                 l.limit,
                 max_queued,
@@ -331,6 +359,28 @@ impl ConcurrencyLimitLayer {
                 retry_after,
                 rejection,
                 adaptive,
+                l.name,
+            )
+        }
+    }
+
+    /// The `vitals.limiter` label of this limiter's gauges (default `"default"`): name a
+    /// route's own limiter after its route.
+    #[must_use]
+    pub fn with_name(self, name: &'static str) -> Self {
+        let l = &self.limiter;
+        let adaptive = l.adaptive.as_ref().map(|aimd| lock(aimd).clone());
+        Self {
+            classes: Arc::clone(&self.classes),
+            labeler: self.labeler.clone(),
+            ..Self::build(
+                l.limit,
+                l.max_queued,
+                l.max_wait,
+                l.retry_after,
+                l.rejection.clone(),
+                adaptive,
+                name,
             )
         }
     }
@@ -340,7 +390,7 @@ impl ConcurrencyLimitLayer {
     ///
     /// ```
     /// use vitals_concurrency::ConcurrencyLimitLayer;
-    /// use vitals_core::route::RequestHead;
+    /// use vitals_core::route::{RequestHead, RouteLabel, RouteLabeler};
     ///
     /// let limit = ConcurrencyLimitLayer::new(64)
     ///     .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz");
@@ -397,6 +447,14 @@ impl ConcurrencyLimitLayer {
         self.rebuild(|s| s.3 = rejection)
     }
 
+    /// How requests get their `http.route` label in the `metrics` output (default: axum's
+    /// `MatchedPath`, else `unmatched`).
+    #[must_use]
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.labeler = labeler;
+        self
+    }
+
     /// The limiter's state now.
     pub fn snapshot(&self) -> LimiterSnapshot {
         self.limiter.snapshot()
@@ -418,6 +476,7 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
             inner,
             limiter: Arc::clone(&self.limiter),
             classes: Arc::clone(&self.classes),
+            labeler: self.labeler.clone(),
         }
     }
 }
@@ -428,6 +487,7 @@ pub struct ConcurrencyLimit<S> {
     inner: S,
     limiter: Arc<Limiter>,
     classes: Arc<Classes>,
+    labeler: RouteLabeler,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConcurrencyLimit<S>
@@ -450,6 +510,8 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let limiter = &self.limiter;
         let classes = &self.classes;
+        // The route is only needed for the `metrics` output.
+        let route = cfg!(feature = "metrics").then(|| self.labeler.label(&request));
         let mut low_priority = false;
         if classes.bypass.is_some() || classes.low_priority.is_some() {
             let head = RequestHead::of(&request);
@@ -464,12 +526,12 @@ where
                 #[allow(clippy::cast_precision_loss)]
                 let crowded = snapshot.in_flight as f64 >= share * snapshot.limit as f64;
                 if crowded {
-                    return ResponseFuture::rejected(limiter);
+                    return ResponseFuture::rejected(limiter, route);
                 }
             }
         }
         if let Ok(permit) = Arc::clone(&limiter.semaphore).try_acquire_owned() {
-            limiter.admitted_after(Duration::ZERO);
+            limiter.admitted_after(Duration::ZERO, route.as_ref());
             let permit = Permit::new(permit, limiter);
             return ResponseFuture::running(self.inner.call(request), permit);
         }
@@ -479,14 +541,14 @@ where
             QueueSlot::take(limiter)
         };
         let Some(guard) = slot else {
-            return ResponseFuture::rejected(limiter);
+            return ResponseFuture::rejected(limiter, route);
         };
         // The clone that is ready goes with the request; this service keeps the fresh one.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let semaphore = Arc::clone(&limiter.semaphore);
         let acquire = tokio::time::timeout(limiter.max_wait, semaphore.acquire_owned());
-        ResponseFuture::waiting(Box::pin(acquire), inner, request, guard)
+        ResponseFuture::waiting(Box::pin(acquire), inner, request, guard, route)
     }
 }
 
@@ -504,6 +566,8 @@ impl QueueSlot {
                 (queued < limiter.max_queued).then_some(queued + 1)
             })
             .is_ok();
+        #[cfg(feature = "metrics")]
+        crate::metrics::gauges(limiter.name, &limiter.snapshot());
         taken.then(|| Self {
             limiter: Arc::clone(limiter),
             since: Instant::now(),
@@ -514,6 +578,8 @@ impl QueueSlot {
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        crate::metrics::gauges(self.limiter.name, &self.limiter.snapshot());
     }
 }
 
@@ -551,6 +617,7 @@ pin_project! {
             request: Option<Req>,
             slot: Option<QueueSlot>,
             permit: Option<Permit>,
+            route: Option<RouteLabel>,
         },
         Running {
             #[pin]
@@ -559,6 +626,7 @@ pin_project! {
         },
         Refused {
             limiter: Option<Arc<Limiter>>,
+            route: Option<RouteLabel>,
         },
     }
 }
@@ -582,15 +650,22 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         }
     }
 
-    fn rejected(limiter: &Arc<Limiter>) -> Self {
+    fn rejected(limiter: &Arc<Limiter>, route: Option<RouteLabel>) -> Self {
         Self {
             state: State::Refused {
                 limiter: Some(Arc::clone(limiter)),
+                route,
             },
         }
     }
 
-    fn waiting(acquire: Acquire, service: S, request: Req, slot: QueueSlot) -> Self {
+    fn waiting(
+        acquire: Acquire,
+        service: S,
+        request: Req,
+        slot: QueueSlot,
+        route: Option<RouteLabel>,
+    ) -> Self {
         Self {
             state: State::Waiting {
                 acquire,
@@ -598,6 +673,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
                 request: Some(request),
                 slot: Some(slot),
                 permit: None,
+                route,
             },
         }
     }
@@ -615,11 +691,11 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Refused { limiter } => {
+                StateProj::Refused { limiter, route } => {
                     let Some(limiter) = limiter.take() else {
                         panic!("vitals_concurrency::ResponseFuture polled after completion");
                     };
-                    return Poll::Ready(Ok(limiter.reject()));
+                    return Poll::Ready(Ok(limiter.reject(route.as_ref())));
                 }
                 StateProj::Waiting {
                     acquire,
@@ -627,6 +703,7 @@ where
                     request,
                     slot,
                     permit,
+                    route,
                 } => {
                     if permit.is_none() {
                         let acquired = ready!(acquire.as_mut().poll(cx));
@@ -640,10 +717,10 @@ where
                             // Measured here, not trusted to the timer: no request is admitted
                             // after waiting longer than the limit allows.
                             Ok(Ok(granted)) if waited <= limiter.max_wait => {
-                                limiter.admitted_after(waited);
+                                limiter.admitted_after(waited, route.as_ref());
                                 *permit = Some(Permit::new(granted, &limiter));
                             }
-                            _ => return Poll::Ready(Ok(limiter.reject())),
+                            _ => return Poll::Ready(Ok(limiter.reject(route.as_ref()))),
                         }
                     }
                     ready!(service.poll_ready(cx))?;

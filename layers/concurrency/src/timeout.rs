@@ -13,6 +13,7 @@ use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 use vitals_core::outcome::OutcomeHint;
+use vitals_core::route::{RouteLabel, RouteLabeler};
 
 use crate::body::{LayerResponse, LimitBody};
 
@@ -97,7 +98,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let route = cfg!(feature = "metrics").then(|| RouteLabeler::new().label(&request));
         TimeoutFuture {
+            route,
             inner: Handler::Running {
                 future: self.inner.call(request),
             },
@@ -125,6 +128,7 @@ pin_project! {
         #[pin]
         sleep: Sleep,
         response: Option<LayerResponse>,
+        route: Option<RouteLabel>,
     }
 }
 
@@ -146,6 +150,8 @@ where
         }
         if this.sleep.poll(cx).is_ready() {
             this.inner.set(Handler::Gone);
+            #[cfg(feature = "metrics")]
+            crate::metrics::timed_out(this.route.as_ref());
             let Some(response) = this.response.take() else {
                 panic!("vitals_concurrency::TimeoutFuture polled after completion");
             };

@@ -1,0 +1,62 @@
+//! The limiter's state through the `metrics` facade (feature `metrics`).
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `vitals.concurrency.admitted` | counter | `http.route` |
+//! | `vitals.concurrency.rejected` | counter | `http.route` |
+//! | `vitals.concurrency.timed_out` | counter | `http.route` |
+//! | `vitals.concurrency.in_flight` | gauge | `vitals.limiter` |
+//! | `vitals.concurrency.queued` | gauge | `vitals.limiter` |
+//! | `vitals.concurrency.limit` | gauge | `vitals.limiter` |
+//!
+//! Counters are per route (the route of the request); gauges are per limiter, since one global
+//! limiter serves every route (name a limiter with
+//! [`with_name`](crate::ConcurrencyLimitLayer::with_name)).
+
+use vitals_core::route::RouteLabel;
+use vitals_core::semconv::HTTP_ROUTE;
+
+use crate::LimiterSnapshot;
+
+/// Requests admitted.
+pub const ADMITTED: &str = "vitals.concurrency.admitted";
+/// Requests refused (queue full, waited too long, low priority shed).
+pub const REJECTED: &str = "vitals.concurrency.rejected";
+/// Requests answered by the timeout layer.
+pub const TIMED_OUT: &str = "vitals.concurrency.timed_out";
+/// Requests holding a permit.
+pub const IN_FLIGHT: &str = "vitals.concurrency.in_flight";
+/// Requests waiting for a permit.
+pub const QUEUED: &str = "vitals.concurrency.queued";
+/// The limit in force.
+pub const LIMIT: &str = "vitals.concurrency.limit";
+/// The label naming a limiter.
+pub const LIMITER: &str = "vitals.limiter";
+
+fn route_of(route: Option<&RouteLabel>) -> String {
+    route.map_or_else(
+        || vitals_core::route::UNMATCHED.to_owned(),
+        |r| r.as_str().to_owned(),
+    )
+}
+
+pub(crate) fn admitted(name: &'static str, snapshot: &LimiterSnapshot, route: Option<&RouteLabel>) {
+    metrics::counter!(ADMITTED, HTTP_ROUTE => route_of(route)).increment(1);
+    gauges(name, snapshot);
+}
+
+pub(crate) fn rejected(name: &'static str, snapshot: &LimiterSnapshot, route: Option<&RouteLabel>) {
+    metrics::counter!(REJECTED, HTTP_ROUTE => route_of(route)).increment(1);
+    gauges(name, snapshot);
+}
+
+pub(crate) fn timed_out(route: Option<&RouteLabel>) {
+    metrics::counter!(TIMED_OUT, HTTP_ROUTE => route_of(route)).increment(1);
+}
+
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn gauges(name: &'static str, snapshot: &LimiterSnapshot) {
+    metrics::gauge!(IN_FLIGHT, LIMITER => name).set(snapshot.in_flight as f64);
+    metrics::gauge!(QUEUED, LIMITER => name).set(snapshot.queued as f64);
+    metrics::gauge!(LIMIT, LIMITER => name).set(snapshot.limit as f64);
+}
