@@ -17,7 +17,7 @@
 //! ```
 //!
 //! The tokenizer is small on purpose (no SQL parser): string literals (with `''` escapes and
-//! PostgreSQL's `E'…'` and `$tag$…$tag$` forms), numbers, and placeholders (`?`, `?1`, `$1`,
+//! PostgreSQL's `E'…'` and `$tag$…$tag$` forms), numbers, `TRUE`/`FALSE`, and placeholders (`?`, `?1`, `$1`,
 //! `:name`, `@name`) become `?`; `IN (…)` and `VALUES (…), (…)` lists of values collapse to one
 //! `(?)`; `--` and `/* */` comments go; whitespace folds; SQL keywords are upper-cased and other
 //! unquoted words lower-cased; quoted identifiers are kept as written; a trailing `;` goes.
@@ -123,7 +123,13 @@ fn tokenize(sql: &str) -> Vec<Token<'_>> {
             }
             b if is_word_start(b) => {
                 let end = skip_while(bytes, i, is_word_byte);
-                tokens.push(Token::Word(slice(i, end)));
+                let word = slice(i, end);
+                // Boolean literals are values like any other.
+                if word.eq_ignore_ascii_case("true") || word.eq_ignore_ascii_case("false") {
+                    tokens.push(Token::Value);
+                } else {
+                    tokens.push(Token::Word(word));
+                }
                 i = end;
             }
             b => {

@@ -360,21 +360,31 @@ async fn opentelemetry_convention_spans_and_events_count() {
         .route(
             "/instrumented",
             get(|| async {
-                // What an instrumented client (or sea-orm) emits: a span per statement with the
-                // OpenTelemetry database attributes, and sometimes an event.
+                use diesel::connection::SimpleConnection;
+                use diesel::{Connection, RunQueryDsl};
+
+                // What an instrumented client (or sea-orm) emits around each statement it runs
+                // on a real database: a span with the OpenTelemetry database attributes, and
+                // sometimes an event. (diesel runs the SQL here, not instrumented itself.)
+                let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+                conn.batch_execute("CREATE TABLE carts (id INTEGER PRIMARY KEY, seen BOOLEAN)")
+                    .unwrap();
                 for id in 0..5 {
+                    let sql = format!("INSERT INTO carts (id, seen) VALUES ({id}, false)");
                     let span = tracing::info_span!(
                         "db.query",
-                        db.system.name = "postgresql",
+                        db.system.name = "sqlite",
                         db.query.text = tracing::field::Empty,
                     );
-                    span.record(
-                        "db.query.text",
-                        format!("SELECT * FROM carts WHERE id = {id}"),
-                    );
-                    span.in_scope(|| std::thread::sleep(Duration::from_millis(1)));
+                    span.record("db.query.text", sql.as_str());
+                    span.in_scope(|| {
+                        diesel::sql_query(&sql).execute(&mut conn).unwrap();
+                        std::thread::sleep(Duration::from_millis(1));
+                    });
                 }
-                tracing::debug!(db.statement = "UPDATE carts SET seen = true", "statement");
+                let sql = "UPDATE carts SET seen = true";
+                diesel::sql_query(sql).execute(&mut conn).unwrap();
+                tracing::debug!(db.statement = sql, "statement");
                 "instrumented"
             }),
         )
@@ -384,7 +394,7 @@ async fn opentelemetry_convention_spans_and_events_count() {
     assert_eq!(report.count, 6, "{report:#?}");
     assert_eq!(
         &*report.groups[0].fingerprint,
-        "SELECT * FROM carts WHERE id = ?"
+        "INSERT INTO carts(id, seen) VALUES (?)"
     );
     assert!(
         report.groups[0].total >= Duration::from_millis(5),
