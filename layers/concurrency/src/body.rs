@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
-use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
+use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
 use vitals_core::outcome::OutcomeHint;
 
 use crate::limit::Permit;
@@ -26,23 +26,6 @@ impl BodyObserver for ReleaseOnEnd {
 }
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<B>
-    where
-        B: Body,
-    {
-        Inner {
-            #[pin]
-            body: CompletionBody<B, ReleaseOnEnd>,
-        },
-        Own {
-            #[pin]
-            body: Full<B::Data>,
-        },
-    }
-}
-
-pin_project! {
     /// The handler's body (holding the concurrency permit, if any, to its end), or the body of a
     /// response the layer made itself (503, 504).
     pub struct LimitBody<B>
@@ -50,22 +33,20 @@ pin_project! {
         B: Body,
     {
         #[pin]
-        kind: Kind<B>,
+        inner: CompletionBody<EitherBody<B>, ReleaseOnEnd>,
     }
 }
 
 impl<B: Body> LimitBody<B> {
     pub(crate) fn inner(body: B, permit: Option<Permit>) -> Self {
         Self {
-            kind: Kind::Inner {
-                body: CompletionBody::new(body, ReleaseOnEnd(permit)),
-            },
+            inner: CompletionBody::new(EitherBody::inner(body), ReleaseOnEnd(permit)),
         }
     }
 
     pub(crate) fn own(body: Full<B::Data>) -> Self {
         Self {
-            kind: Kind::Own { body },
+            inner: CompletionBody::new(EitherBody::own(body), ReleaseOnEnd(None)),
         }
     }
 }
@@ -82,35 +63,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Own { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
-        }
+        self.project().inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Own { body } => body.is_end_stream(),
-        }
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Own { body } => body.size_hint(),
-        }
+        self.inner.size_hint()
     }
 }
 
 impl<B: Body> std::fmt::Debug for LimitBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.kind {
-            Kind::Inner { .. } => f.write_str("LimitBody::Inner"),
-            Kind::Own { .. } => f.write_str("LimitBody::Own"),
-        }
+        f.debug_struct("LimitBody")
+            .field("ended", &self.inner.has_ended())
+            .finish_non_exhaustive()
     }
 }
 

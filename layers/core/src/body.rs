@@ -33,6 +33,7 @@ use std::task::{Context, Poll, ready};
 
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 /// How a response body ended.
@@ -197,6 +198,96 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B>
+    where
+        B: Body,
+    {
+        Inner { #[pin] body: B },
+        Own { #[pin] body: Full<B::Data> },
+    }
+}
+
+pin_project! {
+    /// A layer's response body: the inner service's, or a small one the layer made itself (a
+    /// 503 from a limiter, a failure report). Data and error types stay the inner body's, so
+    /// the layer keeps the inner service's types.
+    pub struct EitherBody<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+impl<B: Body> EitherBody<B> {
+    /// The inner service's body.
+    pub fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    /// A body the layer made.
+    pub fn own(body: Full<B::Data>) -> Self {
+        Self {
+            kind: Kind::Own { body },
+        }
+    }
+
+    /// Whether this is a body the layer made.
+    pub fn is_own(&self) -> bool {
+        matches!(self.kind, Kind::Own { .. })
+    }
+}
+
+impl<B> Body for EitherBody<B>
+where
+    B: Body,
+    B::Data: bytes::Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Own { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Own { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Own { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B: Body> std::fmt::Debug for EitherBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_own() {
+            "EitherBody::Own"
+        } else {
+            "EitherBody::Inner"
+        })
     }
 }
 
@@ -366,6 +457,19 @@ mod tests {
         assert!(body.is_end_stream());
         drop(body);
         assert_eq!(log.entries(), ["completed"]);
+    }
+
+    #[tokio::test]
+    async fn either_body_carries_the_inner_or_its_own_body() {
+        let inner: EitherBody<Chunks> =
+            EitherBody::inner(chunks([Ok(Frame::data(Bytes::from_static(b"handler")))]));
+        assert!(!inner.is_own());
+        assert_eq!(&inner.collect().await.unwrap().to_bytes()[..], b"handler");
+
+        let own: EitherBody<Chunks> = EitherBody::own(Full::new(Bytes::from_static(b"{}")));
+        assert!(own.is_own());
+        assert_eq!(own.size_hint().exact(), Some(2));
+        assert_eq!(&own.collect().await.unwrap().to_bytes()[..], b"{}");
     }
 
     #[test]

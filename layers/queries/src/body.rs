@@ -5,9 +5,8 @@ use std::task::{Context, Poll};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use pin_project_lite::pin_project;
-use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
+use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
 
 use crate::ledger::QueryLedger;
 use crate::scope;
@@ -23,50 +22,6 @@ impl BodyObserver for Finish {
 }
 
 pin_project! {
-    /// The handler's body, or the failure report that replaced it.
-    #[project = EitherProj]
-    pub(crate) enum Either<B, D> {
-        Handler { #[pin] body: B },
-        Failure { #[pin] body: Full<D> },
-    }
-}
-
-impl<B> Body for Either<B, B::Data>
-where
-    B: Body,
-    B::Data: Buf,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        match self.project() {
-            EitherProj::Handler { body } => body.poll_frame(cx),
-            EitherProj::Failure { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Handler { body } => body.is_end_stream(),
-            Self::Failure { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Handler { body } => body.size_hint(),
-            Self::Failure { body } => body.size_hint(),
-        }
-    }
-}
-
-pin_project! {
     /// The response body of [`QueryTracking`](crate::QueryTracking): the handler's body, or
     /// the JSON report of an N+1 failure ([`NPlusOneAction::Fail`](crate::NPlusOneAction)).
     /// Queries run while it streams still land in the request's ledger.
@@ -75,7 +30,7 @@ pin_project! {
         B: Body,
     {
         #[pin]
-        inner: CompletionBody<Either<B, B::Data>, Finish>,
+        inner: CompletionBody<EitherBody<B>, Finish>,
         span: tracing::Span,
         ledger: QueryLedger,
     }
@@ -83,7 +38,7 @@ pin_project! {
 
 impl<B: Body> QueryBody<B> {
     pub(crate) fn new(
-        body: Either<B, B::Data>,
+        body: EitherBody<B>,
         span: tracing::Span,
         ledger: QueryLedger,
         state: State,

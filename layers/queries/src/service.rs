@@ -14,11 +14,12 @@ use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
+use vitals_core::body::EitherBody;
 use vitals_core::identity::{RequestIdentity, TraceId};
 use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::{Metric, ServerTiming};
 
-use crate::body::{Either, QueryBody};
+use crate::body::QueryBody;
 use crate::events::REQUEST_SPAN_TARGET;
 use crate::layer::{Config, NPlusOneAction};
 use crate::ledger::QueryLedger;
@@ -149,11 +150,11 @@ impl State {
         } else {
             self.ledger.findings(&self.config.rule)
         };
-        let mut response: Response<Either<B, B::Data>> =
+        let mut response: Response<EitherBody<B>> =
             if action == NPlusOneAction::Fail && !findings.is_empty() {
-                failure(&findings).map(|body| Either::Failure { body })
+                failure(&findings).map(EitherBody::own)
             } else {
-                response.map(|body| Either::Handler { body })
+                response.map(EitherBody::inner)
             };
         if let Some(timing) = &self.server_timing {
             if count > 0 {
