@@ -47,4 +47,6 @@ pub use limit::{
     ConcurrencyLimit, ConcurrencyLimitLayer, DEFAULT_MAX_WAIT, DEFAULT_NAME, DEFAULT_RETRY_AFTER,
     LimiterSnapshot, ResponseFuture,
 };
-pub use timeout::{Timeout, TimeoutFuture, TimeoutLayer};
+pub use timeout::{
+    BodyDeadlineElapsed, BoxError, DeadlineBody, Timeout, TimeoutFuture, TimeoutLayer,
+};

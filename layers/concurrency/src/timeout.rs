@@ -34,6 +34,7 @@ use crate::body::{LayerResponse, LimitBody};
 pub struct TimeoutLayer {
     timeout: Duration,
     response: LayerResponse,
+    body_deadline: bool,
 }
 
 impl TimeoutLayer {
@@ -45,7 +46,17 @@ impl TimeoutLayer {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the request took too long and was stopped",
             ),
+            body_deadline: false,
         }
+    }
+
+    /// Let the deadline cover the response body too: a body still streaming when it passes
+    /// fails with [`BodyDeadlineElapsed`], so the server aborts the response (a client sees a
+    /// truncated response, never one that looks complete).
+    #[must_use]
+    pub fn with_body_deadline(mut self) -> Self {
+        self.body_deadline = true;
+        self
     }
 
     /// Answer with `504 Gateway Timeout` instead (for a service that mostly waits on others).
@@ -88,8 +99,9 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body,
     ResBody::Data: From<Bytes> + Buf,
+    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<LimitBody<ResBody>>;
+    type Response = Response<LimitBody<DeadlineBody<ResBody>>>;
     type Error = S::Error;
     type Future = TimeoutFuture<S::Future>;
 
@@ -99,12 +111,14 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let route = cfg!(feature = "metrics").then(|| RouteLabeler::new().label(&request));
+        let deadline = tokio::time::Instant::now() + self.layer.timeout;
         TimeoutFuture {
             route,
             inner: Handler::Running {
                 future: self.inner.call(request),
             },
-            sleep: tokio::time::sleep(self.layer.timeout),
+            sleep: tokio::time::sleep_until(deadline),
+            body_deadline: self.layer.body_deadline.then_some(deadline),
             response: Some(self.layer.response.clone()),
         }
     }
@@ -127,6 +141,7 @@ pin_project! {
         inner: Handler<F>,
         #[pin]
         sleep: Sleep,
+        body_deadline: Option<tokio::time::Instant>,
         response: Option<LayerResponse>,
         route: Option<RouteLabel>,
     }
@@ -137,8 +152,9 @@ where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
     B::Data: From<Bytes> + Buf,
+    B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<LimitBody<B>>, E>;
+    type Output = Result<Response<LimitBody<DeadlineBody<B>>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -146,7 +162,10 @@ where
             && let Poll::Ready(result) = future.poll(cx)
         {
             this.inner.set(Handler::Gone);
-            return Poll::Ready(result.map(|r| r.map(|body| LimitBody::inner(body, None))));
+            let deadline = *this.body_deadline;
+            return Poll::Ready(result.map(|response| {
+                response.map(|body| LimitBody::inner(DeadlineBody::new(body, deadline), None))
+            }));
         }
         if this.sleep.poll(cx).is_ready() {
             this.inner.set(Handler::Gone);
@@ -158,5 +177,81 @@ where
             return Poll::Ready(Ok(response.to_response(OutcomeHint::Timeout)));
         }
         Poll::Pending
+    }
+}
+
+/// The error type of bodies behind [`TimeoutLayer`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The error a body fails with when the [body deadline](TimeoutLayer::with_body_deadline)
+/// passes before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDeadlineElapsed;
+
+impl std::fmt::Display for BodyDeadlineElapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the response body did not end before the deadline")
+    }
+}
+
+impl std::error::Error for BodyDeadlineElapsed {}
+
+pin_project! {
+    /// The handler's body, failed with [`BodyDeadlineElapsed`] if it is still streaming when
+    /// the deadline passes (only with [`TimeoutLayer::with_body_deadline`]).
+    pub struct DeadlineBody<B> {
+        #[pin]
+        inner: B,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<B> DeadlineBody<B> {
+    fn new(inner: B, deadline: Option<tokio::time::Instant>) -> Self {
+        Self {
+            inner,
+            sleep: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+}
+
+impl<B> Body for DeadlineBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, BoxError>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if let Some(sleep) = this.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(BodyDeadlineElapsed))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> std::fmt::Debug for DeadlineBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineBody")
+            .field("deadline", &self.sleep.as_ref().map(|s| s.deadline()))
+            .finish_non_exhaustive()
     }
 }

@@ -442,3 +442,64 @@ async fn health_checks_bypass_and_low_priority_is_shed_first() {
     read_body(prefetched).await;
     assert_eq!(limit.snapshot().in_flight, 0);
 }
+
+/// A body of `chunks` frames, one every `every`.
+struct Drip {
+    chunks: usize,
+    every: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for Drip {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.chunks == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let every = self.every;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        std::task::ready!(sleep.as_mut().poll(cx));
+        self.sleep = None;
+        self.chunks -= 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b".",
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn the_body_deadline_cuts_a_body_that_streams_past_it() {
+    let streaming = || {
+        Router::new().route(
+            "/",
+            get(|| async {
+                Body::new(Drip {
+                    chunks: 100,
+                    every: Duration::from_millis(10),
+                    sleep: None,
+                })
+            }),
+        )
+    };
+    let cut = streaming().layer(TimeoutLayer::new(Duration::from_millis(50)).with_body_deadline());
+    let response = send(&cut, "/").await;
+    assert_eq!(response.status(), StatusCode::OK, "the head came in time");
+    let error = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:?}").contains("BodyDeadlineElapsed"),
+        "{error:?}"
+    );
+
+    // Without it, only the handler is timed: the same body streams to its end.
+    let uncut = streaming().layer(TimeoutLayer::new(Duration::from_millis(50)));
+    assert_eq!(read_body(send(&uncut, "/").await).await.len(), 100);
+}
