@@ -184,6 +184,21 @@ async fn check_checkout(shop: &TestShop) {
 }
 
 async fn check_fallbacks(shop: &TestShop) {
+    // The Prometheus endpoint: the layers' families, histograms not summaries.
+    let metrics = shop.get("/metrics").await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("metrics text");
+    for family in [
+        "# TYPE vitals_concurrency_admitted_total counter",
+        "# TYPE vitals_queries_per_request histogram",
+        "# HELP vitals_concurrency_in_flight ",
+    ] {
+        assert!(
+            text.contains(family),
+            "{family} missing from /metrics:\n{text}"
+        );
+    }
+
     // Anything else: JSON errors too.
     assert_error(&shop.get_json("/no/such/route", 404).await);
     let post = shop

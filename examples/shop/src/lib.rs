@@ -21,6 +21,7 @@ pub mod logging;
 pub mod payment;
 pub mod report;
 pub mod routes;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct Shop {
     state: Arc<AppState>,
     /// The global limit, shared by every route (`--max-concurrency`).
     limit: ConcurrencyLimitLayer,
+    /// What `GET /metrics` renders.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -102,6 +105,7 @@ impl Shop {
         Ok(Self {
             state,
             limit,
+            metrics: telemetry::prometheus(),
             payment_stub,
         })
     }
@@ -110,7 +114,7 @@ impl Shop {
     pub fn router(&self) -> Router {
         // Applied inside out: queries sees only the handler's work, the global limit sits
         // inside timing (time spent queueing for a permit is part of the total).
-        routes::router(Arc::clone(&self.state))
+        routes::router(Arc::clone(&self.state), self.metrics.clone())
             .layer(QueryTrackingLayer::new())
             .layer(self.limit.clone())
             .layer(timing_layer())

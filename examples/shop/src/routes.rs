@@ -20,6 +20,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -52,10 +53,32 @@ pub struct AppState {
     pub payment: PaymentClient,
 }
 
-/// The shop's router.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The shop's router. `metrics` renders `GET /metrics` (Prometheus text).
+pub fn router(
+    state: Arc<AppState>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/metrics",
+            get(move || {
+                let rendered = metrics.as_ref().map(|handle| handle.render());
+                async move {
+                    match rendered {
+                        Some(text) => (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        None => ApiError::NotFound("metrics recorder").into_response(),
+                    }
+                }
+            }),
+        )
         .route("/products", get(products))
         .route("/products/{id}", get(product))
         .route("/orders", get(orders))
