@@ -63,7 +63,9 @@ pub fn router(
         .route(
             "/metrics",
             get(move || {
-                let rendered = metrics.as_ref().map(|handle| handle.render());
+                let rendered = metrics
+                    .as_ref()
+                    .map(metrics_exporter_prometheus::PrometheusHandle::render);
                 async move {
                     match rendered {
                         Some(text) => (
