@@ -275,15 +275,7 @@ impl ConcurrencyLimitLayer {
     /// [`DEFAULT_MAX_WAIT`].
     pub fn new(limit: usize) -> Self {
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
-        Self::build(
-            limit,
-            limit,
-            DEFAULT_MAX_WAIT,
-            DEFAULT_RETRY_AFTER,
-            default_rejection(),
-            None,
-            DEFAULT_NAME,
-        )
+        Self::build(Settings::new(limit, limit, None))
     }
 
     /// A limit that finds itself between `settings.min` and `settings.max` from the latency of
@@ -294,32 +286,25 @@ impl ConcurrencyLimitLayer {
             ..settings
         };
         let aimd = Aimd::new(settings);
-        Self::build(
-            aimd.limit(),
-            settings.max,
-            DEFAULT_MAX_WAIT,
-            DEFAULT_RETRY_AFTER,
-            default_rejection(),
-            Some(aimd),
-            DEFAULT_NAME,
-        )
+        Self::build(Settings::new(aimd.limit(), settings.max, Some(aimd)))
     }
 
-    fn build(
-        limit: usize,
-        max_queued: usize,
-        max_wait: Duration,
-        retry_after: Duration,
-        rejection: LayerResponse,
-        adaptive: Option<Aimd>,
-        name: &'static str,
-    ) -> Self {
+    fn build(settings: Settings) -> Self {
         let seed = u64::from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
                 .subsec_nanos(),
         );
+        let Settings {
+            limit,
+            max_queued,
+            max_wait,
+            retry_after,
+            rejection,
+            adaptive,
+            name,
+        } = settings;
         Self {
             classes: Arc::new(Classes::default()),
             labeler: RouteLabeler::new(),
@@ -343,24 +328,24 @@ impl ConcurrencyLimitLayer {
         }
     }
 
-    fn rebuild(self, change: impl FnOnce(&mut (usize, Duration, Duration, LayerResponse))) -> Self {
+    /// The same layer with changed settings and a fresh limiter (builders run before the layer
+    /// serves, so nothing is in flight).
+    fn rebuild(self, change: impl FnOnce(&mut Settings)) -> Self {
         let l = &self.limiter;
-        let mut settings = (l.max_queued, l.max_wait, l.retry_after, l.rejection.clone());
+        let mut settings = Settings {
+            limit: l.limit,
+            max_queued: l.max_queued,
+            max_wait: l.max_wait,
+            retry_after: l.retry_after,
+            rejection: l.rejection.clone(),
+            adaptive: l.adaptive.as_ref().map(|aimd| lock(aimd).clone()),
+            name: l.name,
+        };
         change(&mut settings);
-        let (max_queued, max_wait, retry_after, rejection) = settings;
-        let adaptive = l.adaptive.as_ref().map(|aimd| lock(aimd).clone());
         Self {
             classes: Arc::clone(&self.classes),
             labeler: self.labeler.clone(),
-            ..Self::build(
-                l.limit,
-                max_queued,
-                max_wait,
-                retry_after,
-                rejection,
-                adaptive,
-                l.name,
-            )
+            ..Self::build(settings)
         }
     }
 
@@ -368,21 +353,7 @@ impl ConcurrencyLimitLayer {
     /// route's own limiter after its route.
     #[must_use]
     pub fn with_name(self, name: &'static str) -> Self {
-        let l = &self.limiter;
-        let adaptive = l.adaptive.as_ref().map(|aimd| lock(aimd).clone());
-        Self {
-            classes: Arc::clone(&self.classes),
-            labeler: self.labeler.clone(),
-            ..Self::build(
-                l.limit,
-                l.max_queued,
-                l.max_wait,
-                l.retry_after,
-                l.rejection.clone(),
-                adaptive,
-                name,
-            )
-        }
+        self.rebuild(|s| s.name = name)
     }
 
     /// Requests for which `rule` is true skip the limit entirely: health checks and admin
@@ -425,26 +396,26 @@ impl ConcurrencyLimitLayer {
     /// How many requests may wait for a permit (default: the limit). `0` refuses at once.
     #[must_use]
     pub fn with_max_queued(self, max_queued: usize) -> Self {
-        self.rebuild(|s| s.0 = max_queued)
+        self.rebuild(|s| s.max_queued = max_queued)
     }
 
     /// How long a request may wait for a permit (default [`DEFAULT_MAX_WAIT`]).
     #[must_use]
     pub fn with_max_wait(self, max_wait: Duration) -> Self {
-        self.rebuild(|s| s.1 = max_wait)
+        self.rebuild(|s| s.max_wait = max_wait)
     }
 
     /// The `Retry-After` base, in whole seconds (at least 1): refusals say base to 2 × base.
     #[must_use]
     pub fn with_retry_after(self, base: Duration) -> Self {
-        self.rebuild(|s| s.2 = base)
+        self.rebuild(|s| s.retry_after = base)
     }
 
     /// The refusal's status and body (default: 503, `{"error": "..."}`). `Retry-After` is
     /// added to it.
     #[must_use]
     pub fn with_rejection(self, rejection: LayerResponse) -> Self {
-        self.rebuild(|s| s.3 = rejection)
+        self.rebuild(|s| s.rejection = rejection)
     }
 
     /// How requests get their `http.route` label in the `metrics` output (default: axum's
@@ -458,6 +429,31 @@ impl ConcurrencyLimitLayer {
     /// The limiter's state now.
     pub fn snapshot(&self) -> LimiterSnapshot {
         self.limiter.snapshot()
+    }
+}
+
+/// What a limiter is built from.
+struct Settings {
+    limit: usize,
+    max_queued: usize,
+    max_wait: Duration,
+    retry_after: Duration,
+    rejection: LayerResponse,
+    adaptive: Option<Aimd>,
+    name: &'static str,
+}
+
+impl Settings {
+    fn new(limit: usize, max_queued: usize, adaptive: Option<Aimd>) -> Self {
+        Self {
+            limit,
+            max_queued,
+            max_wait: DEFAULT_MAX_WAIT,
+            retry_after: DEFAULT_RETRY_AFTER,
+            rejection: default_rejection(),
+            adaptive,
+            name: DEFAULT_NAME,
+        }
     }
 }
 
