@@ -151,6 +151,12 @@ impl QueryLedger {
         (state.pool_wait, state.acquires)
     }
 
+    /// How many statements were recorded and their total time, read together.
+    pub fn totals(&self) -> (u64, Duration) {
+        let state = self.lock();
+        (state.count, state.total)
+    }
+
     /// How many statements were recorded.
     pub fn count(&self) -> u64 {
         self.lock().count

@@ -143,7 +143,7 @@ impl State {
         B: Body,
         B::Data: From<Bytes> + bytes::Buf,
     {
-        let (count, total) = (self.ledger.count(), self.ledger.total());
+        let (count, total) = self.ledger.totals();
         let action = self.config.action_for(&self.route);
         let findings = if action == NPlusOneAction::Log {
             Vec::new()
