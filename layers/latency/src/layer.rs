@@ -1,0 +1,110 @@
+//! `LatencyLayer` and the service it makes.
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+use vitals_core::route::RouteLabeler;
+use vitals_core::semconv::method_label;
+
+use crate::body::LatencyBody;
+use crate::future::{InFlight, ResponseFuture};
+use crate::registry::LatencyRegistry;
+
+/// Records every request's duration, to the last byte of its body, into a
+/// [`LatencyRegistry`]; see the [crate documentation](crate).
+///
+/// Cheap to clone: clones (axum makes one per route) record into the same registry.
+#[derive(Clone, Debug)]
+pub struct LatencyLayer {
+    registry: LatencyRegistry,
+    labeler: RouteLabeler,
+}
+
+impl LatencyLayer {
+    /// Records into `registry`, labelling requests by axum's `MatchedPath` (else `unmatched`).
+    pub fn new(registry: LatencyRegistry) -> Self {
+        Self {
+            registry,
+            labeler: RouteLabeler::new(),
+        }
+    }
+
+    /// Labels requests with `labeler` (for routers other than axum, or gRPC methods).
+    #[must_use]
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.labeler = labeler;
+        self
+    }
+
+    /// The registry this layer records into.
+    pub fn registry(&self) -> &LatencyRegistry {
+        &self.registry
+    }
+}
+
+impl<S> Layer<S> for LatencyLayer {
+    type Service = Latency<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Latency {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`LatencyLayer`].
+#[derive(Clone, Debug)]
+pub struct Latency<S> {
+    inner: S,
+    layer: LatencyLayer,
+}
+
+impl<S> Latency<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Latency<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<LatencyBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let method = method_label(request.method());
+        let in_flight = InFlight {
+            route: self.layer.labeler.label(&request),
+            method,
+            start,
+            #[cfg(any(feature = "metrics", feature = "opentelemetry"))]
+            _active: self.layer.registry.active(method),
+            registry: self.layer.registry.clone(),
+        };
+        ResponseFuture::new(self.inner.call(request), in_flight)
+    }
+}

@@ -1,0 +1,111 @@
+//! One series: the requests of one route, method and status code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::histogram::bucket_index;
+use crate::window::{SlidingWindows, Window, WindowCounts};
+
+/// What identifies a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SeriesKey {
+    pub(crate) route: Arc<str>,
+    pub(crate) method: &'static str,
+    /// The response status; 0 when the request ended before a response (cancelled).
+    pub(crate) status: u16,
+}
+
+/// A borrowed [`SeriesKey`] for lookups that allocate nothing. Hashes as the owned key does
+/// (same fields, same order; `str` hashes alike behind `&` and `Arc`).
+#[derive(Hash)]
+pub(crate) struct SeriesRef<'a> {
+    pub(crate) route: &'a str,
+    pub(crate) method: &'static str,
+    pub(crate) status: u16,
+}
+
+impl hashbrown::Equivalent<SeriesKey> for SeriesRef<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        self.status == key.status && self.method == key.method && self.route == &*key.route
+    }
+}
+
+/// The counters of one series: cumulative export buckets and sliding windows.
+pub(crate) struct Series {
+    pub(crate) key: SeriesKey,
+    /// Cumulative counts per export bucket (`le` boundaries, then `+Inf`).
+    cumulative: Box<[AtomicU64]>,
+    sum_nanos: AtomicU64,
+    cancelled: AtomicU64,
+    windows: SlidingWindows,
+    #[cfg(feature = "metrics")]
+    pub(crate) facade: crate::metrics::SeriesHandles,
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel_attributes: Box<[opentelemetry::KeyValue]>,
+}
+
+/// A consistent-enough copy of the cumulative counters, for export.
+pub(crate) struct Cumulative {
+    /// Counts per export bucket, not yet accumulated.
+    pub(crate) buckets: Vec<u64>,
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
+    pub(crate) cancelled: u64,
+}
+
+impl Series {
+    pub(crate) fn new(key: SeriesKey, export_buckets: usize) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            facade: crate::metrics::SeriesHandles::new(&key),
+            #[cfg(feature = "opentelemetry")]
+            otel_attributes: crate::otel::attributes(&key),
+            key,
+            cumulative: (0..=export_buckets).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            windows: SlidingWindows::new(),
+        }
+    }
+
+    /// Counts a request that produced its response to the end (or failed doing so).
+    #[inline]
+    pub(crate) fn record(&self, boundaries: &[u64], epoch: u64, nanos: u64, error: bool) {
+        let export = boundaries.partition_point(|&le| le < nanos);
+        self.cumulative[export].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.windows
+            .record(epoch, bucket_index(nanos), nanos, error);
+    }
+
+    /// Counts a request that ended before its response did.
+    pub(crate) fn record_cancelled(&self, epoch: u64) {
+        self.cancelled.fetch_add(1, Relaxed);
+        self.windows.record_cancelled(epoch);
+    }
+
+    pub(crate) fn window(&self, now: u64, window: Window, into: &mut WindowCounts) {
+        self.windows.read(now, window, into);
+    }
+
+    pub(crate) fn cumulative(&self) -> Cumulative {
+        let buckets: Vec<u64> = self.cumulative.iter().map(|c| c.load(Relaxed)).collect();
+        #[allow(clippy::cast_precision_loss)]
+        let sum_seconds = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        Cumulative {
+            count: buckets.iter().sum(),
+            buckets,
+            sum_seconds,
+            cancelled: self.cancelled.load(Relaxed),
+        }
+    }
+
+    /// Bytes this series holds now, windows included.
+    pub(crate) fn memory(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.key.route.len()
+            + self.cumulative.len() * std::mem::size_of::<AtomicU64>()
+            + self.windows.memory()
+            - std::mem::size_of::<SlidingWindows>()
+    }
+}

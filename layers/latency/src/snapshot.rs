@@ -1,0 +1,96 @@
+//! Local quantiles over a sliding window, per series.
+
+use crate::histogram::quantile;
+use crate::window::{Window, WindowCounts};
+
+/// The quantiles over one window, per series; see [`LatencyRegistry::snapshot`].
+///
+/// [`LatencyRegistry::snapshot`]: crate::LatencyRegistry::snapshot
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
+pub struct Snapshot {
+    /// The window.
+    pub window: Window,
+    /// Seconds of data the window holds (60–90 for one minute, once the registry is that old).
+    pub window_seconds: f64,
+    /// Series with requests in the window, sorted by route, method and status.
+    pub series: Vec<SeriesSnapshot>,
+    /// Requests counted in the overflow series since the start (the series cap was reached).
+    pub overflowed: u64,
+}
+
+/// One series over one window. Quantiles are `None` when the window holds no finished request.
+/// Durations are in milliseconds, within 1% of the exact nearest-rank value.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
+pub struct SeriesSnapshot {
+    /// `http.request.method` (`_OTHER` for unknown methods).
+    pub method: String,
+    /// `http.route`: the route template, `unmatched`, or `_overflow`.
+    pub route: String,
+    /// The response status; `None` when merged over statuses, or for requests cancelled before
+    /// any response.
+    pub status: Option<u16>,
+    /// Requests finished in the window (cancelled ones not included).
+    pub count: u64,
+    /// Cancelled requests in the window: the client went away before the response ended.
+    pub cancelled: u64,
+    /// Finished requests per second over the window.
+    pub rate_per_s: f64,
+    /// The share of finished requests that failed (5xx, gRPC server errors, broken bodies,
+    /// rejections, timeouts).
+    pub error_rate: f64,
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 95th percentile.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_ms: Option<f64>,
+    /// The longest request (exact).
+    pub max_ms: Option<f64>,
+}
+
+impl SeriesSnapshot {
+    /// The quantiles of `counts`; `None` for a window with nothing in it.
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn from_counts(
+        method: &str,
+        route: &str,
+        status: Option<u16>,
+        counts: &WindowCounts,
+        window_seconds: f64,
+    ) -> Option<Self> {
+        if counts.count == 0 && counts.cancelled == 0 {
+            return None;
+        }
+        let ms = |nanos: u64| nanos as f64 / 1e6;
+        // A bucket's midpoint may lie above the largest sample in it: never report more than
+        // the exact maximum.
+        let at = |q: f64| {
+            quantile(&counts.buckets, counts.count, q).map(|n| ms(n.min(counts.max_nanos)))
+        };
+        Some(Self {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+            count: counts.count,
+            cancelled: counts.cancelled,
+            rate_per_s: counts.count as f64 / window_seconds,
+            error_rate: if counts.count == 0 {
+                0.0
+            } else {
+                counts.errors as f64 / counts.count as f64
+            },
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p95_ms: at(0.95),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: (counts.count > 0).then(|| ms(counts.max_nanos)),
+        })
+    }
+}
