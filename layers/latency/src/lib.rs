@@ -61,7 +61,7 @@ pub use body::LatencyBody;
 pub use future::ResponseFuture;
 pub use layer::{Latency, LatencyLayer};
 pub use registry::{DEFAULT_MAX_SERIES, LatencyRegistry, LatencyRegistryBuilder, OVERFLOW_ROUTE};
-pub use snapshot::{SeriesSnapshot, Snapshot};
+pub use snapshot::{CumulativeSeries, SeriesSnapshot, Snapshot};
 pub use window::Window;
 
 #[cfg(feature = "json")]

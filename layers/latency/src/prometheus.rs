@@ -34,14 +34,14 @@ impl LatencyRegistry {
             "histogram",
             "Duration of HTTP server requests, to the last byte of the response body.",
         );
-        for (key, cumulative) in all.iter().filter(|(_, c)| c.count > 0) {
+        for cumulative in all.iter().filter(|c| c.count > 0) {
             let mut labels = String::new();
-            label(&mut labels, "http_request_method", key.method);
-            label(&mut labels, "http_route", &key.route);
+            label(&mut labels, "http_request_method", cumulative.method);
+            label(&mut labels, "http_route", &cumulative.route);
             label(
                 &mut labels,
                 "http_response_status_code",
-                &key.status.to_string(),
+                &cumulative.status.to_string(),
             );
             let mut running = 0;
             for (le, count) in bounds.iter().zip(&cumulative.buckets) {
@@ -75,8 +75,10 @@ impl LatencyRegistry {
             "Requests whose client went away before the response ended (not in the histogram).",
         );
         let mut cancelled = std::collections::BTreeMap::<(&str, &str), u64>::new();
-        for (key, cumulative) in all.iter().filter(|(_, c)| c.cancelled > 0) {
-            *cancelled.entry((&key.route, key.method)).or_default() += cumulative.cancelled;
+        for cumulative in all.iter().filter(|c| c.cancelled > 0) {
+            *cancelled
+                .entry((&cumulative.route, cumulative.method))
+                .or_default() += cumulative.cancelled;
         }
         for ((route, method), count) in cancelled {
             let mut labels = String::new();

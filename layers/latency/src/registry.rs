@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use http::{Method, StatusCode};
 use vitals_core::semconv::{DURATION_BUCKETS_SECONDS, OTHER_METHOD, method_label};
 
-use crate::series::{Cumulative, Series, SeriesKey, SeriesRef};
-use crate::snapshot::{SeriesSnapshot, Snapshot};
+use crate::series::{Series, SeriesKey, SeriesRef};
+use crate::snapshot::{CumulativeSeries, SeriesSnapshot, Snapshot};
 use crate::window::{SLOT, Window, WindowCounts};
 
 /// The route label of the series that takes every request beyond the series cap.
@@ -379,17 +379,16 @@ impl LatencyRegistry {
         since_oldest.as_secs_f64().max(1e-3)
     }
 
-    /// Each series' cumulative counters, for the exporters, sorted by route, method, status.
-    pub(crate) fn cumulative(&self) -> Vec<(SeriesKey, Cumulative)> {
+    /// Each series' counters since the start (the overflow series included), sorted by route,
+    /// method and status: what an exporter needs.
+    pub fn cumulative(&self) -> Vec<CumulativeSeries> {
         let map = self.inner.series.load_full();
         let mut all: Vec<_> = map
             .values()
             .chain(std::iter::once(&self.inner.overflow))
-            .map(|series| (series.key.clone(), series.cumulative()))
+            .map(|series| series.cumulative())
             .collect();
-        all.sort_by(|(a, _), (b, _)| {
-            (&a.route, a.method, a.status).cmp(&(&b.route, b.method, b.status))
-        });
+        all.sort_by(|a, b| (&a.route, a.method, a.status).cmp(&(&b.route, b.method, b.status)));
         all
     }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::histogram::bucket_index;
+use crate::snapshot::CumulativeSeries;
 use crate::window::{SlidingWindows, Window, WindowCounts};
 
 /// What identifies a series.
@@ -44,15 +45,6 @@ pub(crate) struct Series {
     pub(crate) otel_attributes: Box<[opentelemetry::KeyValue]>,
 }
 
-/// A consistent-enough copy of the cumulative counters, for export.
-pub(crate) struct Cumulative {
-    /// Counts per export bucket, not yet accumulated.
-    pub(crate) buckets: Vec<u64>,
-    pub(crate) count: u64,
-    pub(crate) sum_seconds: f64,
-    pub(crate) cancelled: u64,
-}
-
 impl Series {
     pub(crate) fn new(key: SeriesKey, export_buckets: usize) -> Self {
         Self {
@@ -88,11 +80,14 @@ impl Series {
         self.windows.read(now, window, into);
     }
 
-    pub(crate) fn cumulative(&self) -> Cumulative {
+    pub(crate) fn cumulative(&self) -> CumulativeSeries {
         let buckets: Vec<u64> = self.cumulative.iter().map(|c| c.load(Relaxed)).collect();
         #[allow(clippy::cast_precision_loss)]
         let sum_seconds = self.sum_nanos.load(Relaxed) as f64 / 1e9;
-        Cumulative {
+        CumulativeSeries {
+            method: self.key.method,
+            route: self.key.route.to_string(),
+            status: self.key.status,
             count: buckets.iter().sum(),
             buckets,
             sum_seconds,

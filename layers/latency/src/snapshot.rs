@@ -94,3 +94,26 @@ impl SeriesSnapshot {
         })
     }
 }
+
+/// One series' counters since the start, as exporters need them: see
+/// [`LatencyRegistry::cumulative`](crate::LatencyRegistry::cumulative).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CumulativeSeries {
+    /// `http.request.method`.
+    pub method: &'static str,
+    /// `http.route`.
+    pub route: String,
+    /// The response status; 0 for requests cancelled before a response, and for the overflow
+    /// series.
+    pub status: u16,
+    /// Requests per export bucket, in the order of
+    /// [`LatencyRegistry::export_buckets`](crate::LatencyRegistry::export_buckets), then
+    /// `+Inf`; not accumulated.
+    pub buckets: Vec<u64>,
+    /// Finished requests.
+    pub count: u64,
+    /// The sum of their durations, in seconds.
+    pub sum_seconds: f64,
+    /// Cancelled requests.
+    pub cancelled: u64,
+}
