@@ -60,7 +60,9 @@ pub mod prometheus;
 pub use body::LatencyBody;
 pub use future::ResponseFuture;
 pub use layer::{Latency, LatencyLayer};
-pub use registry::{DEFAULT_MAX_SERIES, LatencyRegistry, LatencyRegistryBuilder, OVERFLOW_ROUTE};
+pub use registry::{
+    DEFAULT_MAX_SERIES, LatencyRegistry, LatencyRegistryBuilder, OVERFLOW_ROUTE, SeriesHandle,
+};
 pub use snapshot::{CumulativeSeries, SeriesSnapshot, Snapshot};
 pub use window::Window;
 

@@ -193,6 +193,26 @@ impl LatencyRegistry {
         self.record_finished(&key, duration, Instant::now(), error);
     }
 
+    /// The series of `route`, `method` and `status`, resolved once: recording through the handle
+    /// skips the lookup. Beyond the series cap this is the overflow series.
+    pub fn series(&self, route: &str, method: &Method, status: StatusCode) -> SeriesHandle {
+        let key = SeriesRef {
+            route,
+            method: method_label(method),
+            status: status.as_u16(),
+        };
+        let map = self.inner.series.load();
+        let series = match map.get(&key) {
+            Some(series) => Arc::clone(series),
+            None if map.len() >= self.inner.max_series => Arc::clone(&self.inner.overflow),
+            None => self.add(&key),
+        };
+        SeriesHandle {
+            registry: self.clone(),
+            series,
+        }
+    }
+
     /// Records a request that ended before its response did (the client went away). Cancelled
     /// requests are counted, never mixed into latency. `status` is `None` when no response
     /// head was produced.
@@ -213,16 +233,8 @@ impl LatencyRegistry {
         end: Instant,
         error: bool,
     ) {
-        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        let epoch = self.epoch(end);
         self.with_series(key, |series| {
-            series.record(&self.inner.boundaries, epoch, nanos, error);
-            #[cfg(feature = "metrics")]
-            series.facade.record(duration);
-            #[cfg(feature = "opentelemetry")]
-            if let Some(otel) = &self.inner.otel {
-                otel.record(duration, &series.otel_attributes);
-            }
+            self.record_into(series, duration, end, error);
         });
     }
 
@@ -233,6 +245,17 @@ impl LatencyRegistry {
             #[cfg(feature = "metrics")]
             series.facade.record_cancelled();
         });
+    }
+
+    fn record_into(&self, series: &Series, duration: Duration, end: Instant, error: bool) {
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        series.record(&self.inner.boundaries, self.epoch(end), nanos, error);
+        #[cfg(feature = "metrics")]
+        series.facade.record(duration);
+        #[cfg(feature = "opentelemetry")]
+        if let Some(otel) = &self.inner.otel {
+            otel.record(duration, &series.otel_attributes);
+        }
     }
 
     /// The 30-second epoch `at` falls in, counted from the registry's creation.
@@ -406,5 +429,37 @@ impl LatencyRegistry {
             #[cfg(feature = "opentelemetry")]
             self.inner.otel.as_ref(),
         )
+    }
+}
+
+/// One series, resolved once by [`LatencyRegistry::series`]: recording skips the lookup.
+#[derive(Clone)]
+pub struct SeriesHandle {
+    registry: LatencyRegistry,
+    series: Arc<Series>,
+}
+
+impl SeriesHandle {
+    /// Records a request that took `duration` and ended now.
+    pub fn record(&self, duration: Duration, error: bool) {
+        self.record_at(duration, Instant::now(), error);
+    }
+
+    /// Records a request that took `duration` and ended at `end` (saves a clock read when the
+    /// caller has one).
+    #[inline]
+    pub fn record_at(&self, duration: Duration, end: Instant, error: bool) {
+        self.registry
+            .record_into(&self.series, duration, end, error);
+    }
+}
+
+impl fmt::Debug for SeriesHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeriesHandle")
+            .field("route", &self.series.key.route)
+            .field("method", &self.series.key.method)
+            .field("status", &self.series.key.status)
+            .finish_non_exhaustive()
     }
 }
