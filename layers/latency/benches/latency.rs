@@ -1,6 +1,8 @@
 //! The cost of one record, and of the layer per request over a bare service.
 //!
-//! `cargo bench -p vitals-latency --all-features --bench latency`
+//! `cargo bench -p vitals-latency --bench latency`: the layer as most users build it (default
+//! features); add `--all-features` for the exporters' variants (the plain variant then carries
+//! the compiled-in active-requests bookkeeping too).
 
 use std::hint::black_box;
 use std::sync::{Barrier, Mutex};
@@ -8,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, StatusCode};
-use opentelemetry::metrics::MeterProvider;
 use vitals_bench::{Comparison, RoutedBy, routed_request};
 use vitals_core::route::{RouteLabel, RouteLabeler};
 use vitals_core::semconv::{DURATION_BUCKETS_SECONDS, HTTP_SERVER_REQUEST_DURATION};
@@ -126,6 +127,12 @@ fn per_request(c: &mut Criterion) {
         )
         .finish();
 
+    #[cfg(feature = "metrics")]
+    exporters(c);
+}
+
+#[cfg(feature = "metrics")]
+fn exporters(c: &mut Criterion) {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(HTTP_SERVER_REQUEST_DURATION.to_owned()),
@@ -142,6 +149,7 @@ fn per_request(c: &mut Criterion) {
             .finish();
     });
 
+    #[cfg(feature = "opentelemetry")]
     let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
         .with_reader(
             opentelemetry_sdk::metrics::PeriodicReader::builder(
@@ -150,16 +158,20 @@ fn per_request(c: &mut Criterion) {
             .build(),
         )
         .build();
-    let registry = LatencyRegistry::builder()
-        .meter(provider.meter("bench"))
-        .build();
-    Comparison::with_request(c, "latency_opentelemetry", routed_request)
-        .layer(
-            "latency_with_opentelemetry_sdk",
-            LatencyLayer::new(registry).with_route_labeler(labeler()),
-        )
-        .finish();
-    let _ = provider.shutdown();
+    #[cfg(feature = "opentelemetry")]
+    {
+        use opentelemetry::metrics::MeterProvider;
+        let registry = LatencyRegistry::builder()
+            .meter(provider.meter("bench"))
+            .build();
+        Comparison::with_request(c, "latency_opentelemetry", routed_request)
+            .layer(
+                "latency_with_opentelemetry_sdk",
+                LatencyLayer::new(registry).with_route_labeler(labeler()),
+            )
+            .finish();
+        let _ = provider.shutdown();
+    }
 }
 
 criterion_group!(benches, record, per_request);

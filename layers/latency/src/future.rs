@@ -13,25 +13,25 @@ use vitals_core::outcome::OutcomeClassifier;
 use vitals_core::route::RouteLabel;
 
 use crate::body::LatencyBody;
+use crate::method::MethodIndex;
 use crate::registry::LatencyRegistry;
 use crate::series::SeriesRef;
 
-/// A request from its call until it is recorded.
+/// A request from its call until it is recorded: consumed by [`InFlight::finished`] or
+/// [`InFlight::cancelled`], exactly once (the future's drop and the body's end see to it), which
+/// also takes the request off the active-requests count.
 pub(crate) struct InFlight {
     pub(crate) registry: LatencyRegistry,
     pub(crate) route: RouteLabel,
-    pub(crate) method: &'static str,
+    pub(crate) method: MethodIndex,
     pub(crate) start: Instant,
-    /// Held for its `Drop`: the active-requests gauge goes down however the request ends.
-    #[cfg(any(feature = "metrics", feature = "opentelemetry"))]
-    pub(crate) _active: crate::active::Active,
 }
 
 impl InFlight {
     fn key(&self, status: Option<StatusCode>) -> SeriesRef<'_> {
         SeriesRef {
             route: self.route.as_str(),
-            method: self.method,
+            method: self.method.label(),
             status: status.map_or(0, |s| s.as_u16()),
         }
     }
@@ -42,12 +42,14 @@ impl InFlight {
         let duration = end.saturating_duration_since(self.start);
         self.registry
             .record_finished(&self.key(Some(status)), duration, end, error);
+        self.registry.active(self.method, -1);
     }
 
     /// Records a request whose client went away; `status` if the head was produced.
     pub(crate) fn cancelled(self, status: Option<StatusCode>) {
         self.registry
             .record_cancelled_at(&self.key(status), Instant::now());
+        self.registry.active(self.method, -1);
     }
 }
 

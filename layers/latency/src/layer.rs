@@ -8,10 +8,10 @@ use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 use vitals_core::route::RouteLabeler;
-use vitals_core::semconv::method_label;
 
 use crate::body::LatencyBody;
 use crate::future::{InFlight, ResponseFuture};
+use crate::method::MethodIndex;
 use crate::registry::LatencyRegistry;
 
 /// Records every request's duration, to the last byte of its body, into a
@@ -96,13 +96,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let method = method_label(request.method());
+        let method = MethodIndex::of(request.method());
+        self.layer.registry.active(method, 1);
         let in_flight = InFlight {
             route: self.layer.labeler.label(&request),
             method,
             start,
-            #[cfg(any(feature = "metrics", feature = "opentelemetry"))]
-            _active: self.layer.registry.active(method),
             registry: self.layer.registry.clone(),
         };
         ResponseFuture::new(self.inner.call(request), in_flight)

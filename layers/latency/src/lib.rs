@@ -41,13 +41,13 @@ mod body;
 mod future;
 mod histogram;
 mod layer;
+mod method;
 mod registry;
 mod series;
+mod shards;
 mod snapshot;
 mod window;
 
-#[cfg(any(feature = "metrics", feature = "opentelemetry"))]
-mod active;
 #[cfg(feature = "json")]
 mod json;
 #[cfg(feature = "metrics")]

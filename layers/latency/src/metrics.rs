@@ -21,9 +21,10 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, Unit};
 use vitals_core::semconv::{
     HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, HTTP_SERVER_ACTIVE_REQUESTS,
-    HTTP_SERVER_REQUEST_DURATION, OTHER_METHOD,
+    HTTP_SERVER_REQUEST_DURATION,
 };
 
+use crate::method::{LABELS, MethodIndex};
 use crate::series::SeriesKey;
 
 /// Requests whose client went away before the response ended.
@@ -89,36 +90,16 @@ pub(crate) fn record_overflow() {
     metrics::counter!(OVERFLOW_REQUESTS).increment(1);
 }
 
-/// The methods `method_label` returns, in a fixed order.
-const METHODS: [&str; 10] = [
-    "GET",
-    "HEAD",
-    "POST",
-    "PUT",
-    "DELETE",
-    "CONNECT",
-    "OPTIONS",
-    "TRACE",
-    "PATCH",
-    OTHER_METHOD,
-];
-
 /// The active-requests gauge per method, resolved on first use.
 #[derive(Default)]
 pub(crate) struct ActiveGauges {
-    gauges: [OnceLock<Gauge>; METHODS.len()],
+    gauges: [OnceLock<Gauge>; LABELS.len()],
 }
 
 impl ActiveGauges {
-    pub(crate) fn for_method(&self, method: &'static str) -> Gauge {
-        let index = METHODS
-            .iter()
-            .position(|m| *m == method)
-            .unwrap_or(METHODS.len() - 1);
-        self.gauges[index]
-            .get_or_init(|| {
-                metrics::gauge!(HTTP_SERVER_ACTIVE_REQUESTS, HTTP_REQUEST_METHOD => METHODS[index])
-            })
-            .clone()
+    pub(crate) fn get(&self, method: MethodIndex) -> &Gauge {
+        self.gauges[method.index()].get_or_init(
+            || metrics::gauge!(HTTP_SERVER_ACTIVE_REQUESTS, HTTP_REQUEST_METHOD => method.label()),
+        )
     }
 }

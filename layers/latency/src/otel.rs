@@ -11,12 +11,15 @@ use vitals_core::semconv::{
     HTTP_SERVER_REQUEST_DURATION,
 };
 
+use crate::method::{LABELS, MethodIndex};
 use crate::series::SeriesKey;
 
 /// The instruments of one registry.
 pub(crate) struct Instruments {
     duration: Histogram<f64>,
     active: UpDownCounter<i64>,
+    /// The active counter's attributes per method, built once.
+    methods: [[KeyValue; 1]; LABELS.len()],
 }
 
 impl Instruments {
@@ -33,6 +36,7 @@ impl Instruments {
                 .with_unit("{request}")
                 .with_description("Number of active HTTP server requests.")
                 .build(),
+            methods: LABELS.map(|label| [KeyValue::new(HTTP_REQUEST_METHOD, label)]),
         }
     }
 
@@ -40,11 +44,8 @@ impl Instruments {
         self.duration.record(duration.as_secs_f64(), attributes);
     }
 
-    pub(crate) fn active(&self, method: &'static str) -> (UpDownCounter<i64>, [KeyValue; 1]) {
-        (
-            self.active.clone(),
-            [KeyValue::new(HTTP_REQUEST_METHOD, method)],
-        )
+    pub(crate) fn active(&self, method: MethodIndex, delta: i64) {
+        self.active.add(delta, &self.methods[method.index()]);
     }
 }
 

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use http::{Method, StatusCode};
 use vitals_core::semconv::{DURATION_BUCKETS_SECONDS, OTHER_METHOD, method_label};
 
+use crate::method::MethodIndex;
 use crate::series::{Series, SeriesKey, SeriesRef};
 use crate::snapshot::{CumulativeSeries, SeriesSnapshot, Snapshot};
 use crate::window::{SLOT, Window, WindowCounts};
@@ -420,15 +421,18 @@ impl LatencyRegistry {
         &self.inner.boundaries_seconds
     }
 
-    #[cfg(any(feature = "metrics", feature = "opentelemetry"))]
-    pub(crate) fn active(&self, method: &'static str) -> crate::active::Active {
-        crate::active::Active::start(
-            method,
-            #[cfg(feature = "metrics")]
-            &self.inner.active,
-            #[cfg(feature = "opentelemetry")]
-            self.inner.otel.as_ref(),
-        )
+    /// One more request of `method` being served (`delta` 1), or one fewer (-1), for the
+    /// exporters' `http.server.active_requests`.
+    #[inline]
+    #[allow(clippy::unused_self)] // Without exporters there is nothing to count.
+    pub(crate) fn active(&self, method: MethodIndex, delta: i8) {
+        let _ = (method, delta);
+        #[cfg(feature = "metrics")]
+        self.inner.active.get(method).increment(f64::from(delta));
+        #[cfg(feature = "opentelemetry")]
+        if let Some(otel) = &self.inner.otel {
+            otel.active(method, i64::from(delta));
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! One series: the requests of one route, method and status code.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::histogram::bucket_index;
+use crate::shards::ShardedCounters;
 use crate::snapshot::CumulativeSeries;
 use crate::window::{SlidingWindows, Window, WindowCounts};
 
@@ -31,13 +31,19 @@ impl hashbrown::Equivalent<SeriesKey> for SeriesRef<'_> {
     }
 }
 
+/// The cumulative counter of the sum of durations, in nanoseconds.
+const SUM: usize = 0;
+/// The cumulative counter of cancelled requests.
+const CANCELLED: usize = 1;
+/// The first export bucket's counter.
+const FIRST_BUCKET: usize = 2;
+
 /// The counters of one series: cumulative export buckets and sliding windows.
 pub(crate) struct Series {
     pub(crate) key: SeriesKey,
-    /// Cumulative counts per export bucket (`le` boundaries, then `+Inf`).
-    cumulative: Box<[AtomicU64]>,
-    sum_nanos: AtomicU64,
-    cancelled: AtomicU64,
+    /// Since the start: the sum of durations in nanoseconds ([`SUM`]), cancelled requests
+    /// ([`CANCELLED`]), then counts per export bucket (`le` boundaries, then `+Inf`).
+    cumulative: ShardedCounters,
     windows: SlidingWindows,
     #[cfg(feature = "metrics")]
     pub(crate) facade: crate::metrics::SeriesHandles,
@@ -53,9 +59,7 @@ impl Series {
             #[cfg(feature = "opentelemetry")]
             otel_attributes: crate::otel::attributes(&key),
             key,
-            cumulative: (0..=export_buckets).map(|_| AtomicU64::new(0)).collect(),
-            sum_nanos: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
+            cumulative: ShardedCounters::new(FIRST_BUCKET + export_buckets + 1),
             windows: SlidingWindows::new(),
         }
     }
@@ -64,15 +68,15 @@ impl Series {
     #[inline]
     pub(crate) fn record(&self, boundaries: &[u64], epoch: u64, nanos: u64, error: bool) {
         let export = boundaries.partition_point(|&le| le < nanos);
-        self.cumulative[export].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.cumulative
+            .add_two((SUM, nanos), (FIRST_BUCKET + export, 1));
         self.windows
             .record(epoch, bucket_index(nanos), nanos, error);
     }
 
     /// Counts a request that ended before its response did.
     pub(crate) fn record_cancelled(&self, epoch: u64) {
-        self.cancelled.fetch_add(1, Relaxed);
+        self.cumulative.add(CANCELLED, 1);
         self.windows.record_cancelled(epoch);
     }
 
@@ -81,9 +85,10 @@ impl Series {
     }
 
     pub(crate) fn cumulative(&self) -> CumulativeSeries {
-        let buckets: Vec<u64> = self.cumulative.iter().map(|c| c.load(Relaxed)).collect();
+        let counters = self.cumulative.sum();
+        let buckets = counters[FIRST_BUCKET..].to_vec();
         #[allow(clippy::cast_precision_loss)]
-        let sum_seconds = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let sum_seconds = counters[SUM] as f64 / 1e9;
         CumulativeSeries {
             method: self.key.method,
             route: self.key.route.to_string(),
@@ -91,7 +96,7 @@ impl Series {
             count: buckets.iter().sum(),
             buckets,
             sum_seconds,
-            cancelled: self.cancelled.load(Relaxed),
+            cancelled: counters[CANCELLED],
         }
     }
 
@@ -99,7 +104,7 @@ impl Series {
     pub(crate) fn memory(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.key.route.len()
-            + self.cumulative.len() * std::mem::size_of::<AtomicU64>()
+            + self.cumulative.memory()
             + self.windows.memory()
             - std::mem::size_of::<SlidingWindows>()
     }
