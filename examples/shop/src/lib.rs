@@ -29,6 +29,7 @@ use std::time::Duration;
 use axum::Router;
 use vitals_concurrency::ConcurrencyLimitLayer;
 use vitals_core::route::RequestHead;
+use vitals_latency::{LatencyLayer, LatencyRegistry};
 use vitals_queries::QueryTrackingLayer;
 use vitals_timing::RequestTimingLayer;
 
@@ -51,6 +52,8 @@ pub struct Shop {
     state: Arc<AppState>,
     /// The global limit, shared by every route (`--max-concurrency`).
     limit: ConcurrencyLimitLayer,
+    /// Every route's latency, for `GET /_vitals/latency` (and `/metrics` through the recorder).
+    latency: LatencyRegistry,
     /// What `GET /metrics` renders.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     payment_stub: Option<PaymentStub>,
@@ -105,6 +108,7 @@ impl Shop {
         Ok(Self {
             state,
             limit,
+            latency: LatencyRegistry::new(),
             metrics: telemetry::prometheus(),
             payment_stub,
         })
@@ -114,9 +118,10 @@ impl Shop {
     pub fn router(&self) -> Router {
         // Applied inside out: queries sees only the handler's work, the global limit sits
         // inside timing (time spent queueing for a permit is part of the total).
-        routes::router(Arc::clone(&self.state), self.metrics.clone())
+        routes::router(Arc::clone(&self.state), self.metrics.clone(), &self.latency)
             .layer(QueryTrackingLayer::new())
             .layer(self.limit.clone())
+            .layer(LatencyLayer::new(self.latency.clone()))
             .layer(timing_layer())
     }
 
@@ -128,6 +133,11 @@ impl Shop {
     /// The report's calibrated workload.
     pub fn workload(&self) -> Workload {
         self.state.workload
+    }
+
+    /// Every route's latency.
+    pub fn latency(&self) -> &LatencyRegistry {
+        &self.latency
     }
 
     /// The global limiter's state.

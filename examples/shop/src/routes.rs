@@ -53,10 +53,12 @@ pub struct AppState {
     pub payment: PaymentClient,
 }
 
-/// The shop's router. `metrics` renders `GET /metrics` (Prometheus text).
+/// The shop's router. `metrics` renders `GET /metrics` (Prometheus text); `latency` answers
+/// `GET /_vitals/latency` (local percentiles as JSON).
 pub fn router(
     state: Arc<AppState>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    latency: &vitals_latency::LatencyRegistry,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -81,6 +83,7 @@ pub fn router(
                 }
             }),
         )
+        .route_service("/_vitals/latency", latency.json_service())
         .route("/products", get(products))
         .route("/products/{id}", get(product))
         .route("/orders", get(orders))

@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use vitals_core::semconv::{DURATION_BUCKETS_SECONDS, HTTP_SERVER_REQUEST_DURATION};
 
 /// Buckets of the queries-per-request histogram: 1 is the ideal, tens mean trouble.
 const QUERY_COUNT_BUCKETS: [f64; 10] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0];
@@ -35,6 +36,10 @@ fn recorder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErr
         .set_buckets_for_metric(
             Matcher::Full(vitals_queries::metrics::QUERIES_PER_REQUEST.to_owned()),
             &QUERY_COUNT_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(HTTP_SERVER_REQUEST_DURATION.to_owned()),
+            &DURATION_BUCKETS_SECONDS,
         )
 }
 
@@ -67,4 +72,5 @@ fn describe() {
         "Database statements per request."
     );
     describe_counter!(queries::N_PLUS_ONE_FINDINGS, "N+1 query findings.");
+    vitals_latency::metrics::describe();
 }

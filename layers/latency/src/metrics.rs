@@ -56,24 +56,20 @@ pub fn describe() {
 /// The handles of one series.
 pub(crate) struct SeriesHandles {
     duration: Histogram,
-    cancelled: Counter,
+    /// Registered on the first cancellation: most series never see one.
+    cancelled: OnceLock<Counter>,
 }
 
 impl SeriesHandles {
     pub(crate) fn new(key: &SeriesKey) -> Self {
-        let route = key.route.to_string();
         Self {
             duration: metrics::histogram!(
                 HTTP_SERVER_REQUEST_DURATION,
                 HTTP_REQUEST_METHOD => key.method,
-                HTTP_ROUTE => route.clone(),
+                HTTP_ROUTE => key.route.to_string(),
                 HTTP_RESPONSE_STATUS_CODE => key.status.to_string(),
             ),
-            cancelled: metrics::counter!(
-                CANCELLED_REQUESTS,
-                HTTP_REQUEST_METHOD => key.method,
-                HTTP_ROUTE => route,
-            ),
+            cancelled: OnceLock::new(),
         }
     }
 
@@ -81,8 +77,16 @@ impl SeriesHandles {
         self.duration.record(duration.as_secs_f64());
     }
 
-    pub(crate) fn record_cancelled(&self) {
-        self.cancelled.increment(1);
+    pub(crate) fn record_cancelled(&self, key: &SeriesKey) {
+        self.cancelled
+            .get_or_init(|| {
+                metrics::counter!(
+                    CANCELLED_REQUESTS,
+                    HTTP_REQUEST_METHOD => key.method,
+                    HTTP_ROUTE => key.route.to_string(),
+                )
+            })
+            .increment(1);
     }
 }
 

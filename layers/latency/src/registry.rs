@@ -244,7 +244,7 @@ impl LatencyRegistry {
         self.with_series(key, |series| {
             series.record_cancelled(epoch);
             #[cfg(feature = "metrics")]
-            series.facade.record_cancelled();
+            series.facade.record_cancelled(&series.key);
         });
     }
 
@@ -388,7 +388,7 @@ impl LatencyRegistry {
             .sort_by(|a, b| (&a.route, &a.method, a.status).cmp(&(&b.route, &b.method, b.status)));
         Snapshot {
             window,
-            window_seconds: seconds,
+            window_seconds: crate::snapshot::round(seconds, 3),
             series,
             overflowed: self.overflowed(),
         }

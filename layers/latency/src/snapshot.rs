@@ -67,7 +67,9 @@ impl SeriesSnapshot {
         if counts.count == 0 && counts.cancelled == 0 {
             return None;
         }
-        let ms = |nanos: u64| nanos as f64 / 1e6;
+        // Five significant digits (±0.005%): spares JSON readers float noise and keeps the
+        // 1% bound.
+        let ms = |nanos: u64| significant(nanos as f64 / 1e6, 5);
         // A bucket's midpoint may lie above the largest sample in it: never report more than
         // the exact maximum.
         let at = |q: f64| {
@@ -79,11 +81,11 @@ impl SeriesSnapshot {
             status,
             count: counts.count,
             cancelled: counts.cancelled,
-            rate_per_s: counts.count as f64 / window_seconds,
+            rate_per_s: round(counts.count as f64 / window_seconds, 3),
             error_rate: if counts.count == 0 {
                 0.0
             } else {
-                counts.errors as f64 / counts.count as f64
+                round(counts.errors as f64 / counts.count as f64, 4)
             },
             p50_ms: at(0.5),
             p90_ms: at(0.9),
@@ -116,4 +118,34 @@ pub struct CumulativeSeries {
     pub sum_seconds: f64,
     /// Cancelled requests.
     pub cancelled: u64,
+}
+
+/// `value` rounded to `decimals` places.
+pub(crate) fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+/// `value` rounded to `digits` significant digits.
+fn significant(value: f64, digits: i32) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let magnitude = value.abs().log10().floor() as i32;
+    round(value, digits - 1 - magnitude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_keeps_five_significant_digits() {
+        assert!((significant(1.046_494, 5) - 1.0465).abs() < 1e-12);
+        assert!((significant(0.000_127_4, 5) - 0.000_127_4).abs() < 1e-15);
+        assert!((significant(123_456.7, 5) - 123_460.0).abs() < 1e-9);
+        assert!(significant(0.0, 5).abs() < f64::EPSILON);
+        assert!((round(0.246_305_67, 3) - 0.246).abs() < 1e-12);
+    }
 }
