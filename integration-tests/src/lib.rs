@@ -17,6 +17,7 @@
 //! dropped at [`TestShop::shutdown`].
 
 pub mod events;
+pub mod otlp;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
