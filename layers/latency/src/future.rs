@@ -15,7 +15,6 @@ use vitals_core::route::RouteLabel;
 use crate::body::LatencyBody;
 use crate::method::MethodIndex;
 use crate::registry::LatencyRegistry;
-use crate::series::SeriesRef;
 
 /// A request from its call until it is recorded: consumed by [`InFlight::finished`] or
 /// [`InFlight::cancelled`], exactly once (the future's drop and the body's end see to it), which
@@ -28,27 +27,28 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    fn key(&self, status: Option<StatusCode>) -> SeriesRef<'_> {
-        SeriesRef {
-            route: self.route.as_str(),
-            method: self.method.label(),
-            status: status.map_or(0, |s| s.as_u16()),
-        }
-    }
-
     /// Records a request that ended with `status` (its body ended, or it failed to answer).
     pub(crate) fn finished(self, status: StatusCode, error: bool) {
         let end = Instant::now();
         let duration = end.saturating_duration_since(self.start);
-        self.registry
-            .record_finished(&self.key(Some(status)), duration, end, error);
+        self.registry.record_route(
+            &self.route,
+            self.method.label(),
+            status.as_u16(),
+            (duration, end),
+            error,
+        );
         self.registry.active(self.method, -1);
     }
 
     /// Records a request whose client went away; `status` if the head was produced.
     pub(crate) fn cancelled(self, status: Option<StatusCode>) {
-        self.registry
-            .record_cancelled_at(&self.key(status), Instant::now());
+        self.registry.record_route_cancelled(
+            &self.route,
+            self.method.label(),
+            status.map_or(0, |s| s.as_u16()),
+            Instant::now(),
+        );
         self.registry.active(self.method, -1);
     }
 }

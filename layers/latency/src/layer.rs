@@ -1,5 +1,6 @@
 //! `LatencyLayer` and the service it makes.
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,6 +21,12 @@ use crate::registry::LatencyRegistry;
 /// Cheap to clone: clones (axum makes one per route) record into the same registry.
 #[derive(Clone, Debug)]
 pub struct LatencyLayer {
+    /// One reference count to bump per clone: tower services are cloned per request.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     registry: LatencyRegistry,
     labeler: RouteLabeler,
 }
@@ -28,21 +35,27 @@ impl LatencyLayer {
     /// Records into `registry`, labelling requests by axum's `MatchedPath` (else `unmatched`).
     pub fn new(registry: LatencyRegistry) -> Self {
         Self {
-            registry,
-            labeler: RouteLabeler::new(),
+            shared: Arc::new(Shared {
+                registry,
+                labeler: RouteLabeler::new(),
+            }),
         }
     }
 
     /// Labels requests with `labeler` (for routers other than axum, or gRPC methods).
     #[must_use]
-    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
-        self.labeler = labeler;
-        self
+    pub fn with_route_labeler(self, labeler: RouteLabeler) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                registry: self.shared.registry.clone(),
+                labeler,
+            }),
+        }
     }
 
     /// The registry this layer records into.
     pub fn registry(&self) -> &LatencyRegistry {
-        &self.registry
+        &self.shared.registry
     }
 }
 
@@ -97,12 +110,13 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let method = MethodIndex::of(request.method());
-        self.layer.registry.active(method, 1);
+        let shared = &self.layer.shared;
+        shared.registry.active(method, 1);
         let in_flight = InFlight {
-            route: self.layer.labeler.label(&request),
+            route: shared.labeler.label(&request),
             method,
             start,
-            registry: self.layer.registry.clone(),
+            registry: shared.registry.clone(),
         };
         ResponseFuture::new(self.inner.call(request), in_flight)
     }

@@ -38,6 +38,7 @@
 //! instances (summaries do not). See `docs/latency.md`.
 
 mod body;
+mod cache;
 mod future;
 mod histogram;
 mod layer;

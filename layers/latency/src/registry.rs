@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::{Method, StatusCode};
+use vitals_core::route::RouteLabel;
 use vitals_core::semconv::{DURATION_BUCKETS_SECONDS, OTHER_METHOD, method_label};
 
 use crate::method::MethodIndex;
@@ -47,6 +48,8 @@ pub struct LatencyRegistry {
 }
 
 struct Inner {
+    /// Unique per registry (never reused), for the per-thread series cache.
+    id: u64,
     origin: Instant,
     max_series: usize,
     /// Export bucket boundaries (`le`), in nanoseconds and as configured in seconds.
@@ -130,6 +133,10 @@ impl LatencyRegistryBuilder {
         };
         LatencyRegistry {
             inner: Arc::new(Inner {
+                id: {
+                    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+                    NEXT_ID.fetch_add(1, Relaxed)
+                },
                 origin: Instant::now(),
                 max_series: self.max_series,
                 overflow: Arc::new(Series::new(overflow, boundaries.len())),
@@ -237,6 +244,82 @@ impl LatencyRegistry {
         self.with_series(key, |series| {
             self.record_into(series, duration, end, error);
         });
+    }
+
+    /// Records a finished request of the layer, whose route is a label (cached per thread).
+    #[inline]
+    pub(crate) fn record_route(
+        &self,
+        route: &RouteLabel,
+        method: &'static str,
+        status: u16,
+        timing: (Duration, Instant),
+        error: bool,
+    ) {
+        let (duration, end) = timing;
+        crate::cache::with_series(
+            self.inner.id,
+            route,
+            method,
+            status,
+            || {
+                self.find(&SeriesRef {
+                    route: route.as_str(),
+                    method,
+                    status,
+                })
+            },
+            |series| self.record_into(series, duration, end, error),
+        );
+    }
+
+    /// Records a cancelled request of the layer.
+    pub(crate) fn record_route_cancelled(
+        &self,
+        route: &RouteLabel,
+        method: &'static str,
+        status: u16,
+        end: Instant,
+    ) {
+        let epoch = self.epoch(end);
+        crate::cache::with_series(
+            self.inner.id,
+            route,
+            method,
+            status,
+            || {
+                self.find(&SeriesRef {
+                    route: route.as_str(),
+                    method,
+                    status,
+                })
+            },
+            |series| {
+                series.record_cancelled(epoch);
+                #[cfg(feature = "metrics")]
+                series.facade.record_cancelled(&series.key);
+            },
+        );
+    }
+
+    /// The series of `key` from the shared map, added if new, or the overflow series.
+    fn find(&self, key: &SeriesRef<'_>) -> crate::cache::Found {
+        let map = self.inner.series.load();
+        if let Some(series) = map.get(key) {
+            return crate::cache::Found {
+                series: Arc::clone(series),
+                cacheable: true,
+            };
+        }
+        let full = map.len() >= self.inner.max_series;
+        drop(map);
+        let series = if full {
+            self.overflowing()
+        } else {
+            self.add(key)
+        };
+        let cacheable = !Arc::ptr_eq(&series, &self.inner.overflow);
+        crate::cache::Found { series, cacheable }
     }
 
     pub(crate) fn record_cancelled_at(&self, key: &SeriesRef<'_>, end: Instant) {

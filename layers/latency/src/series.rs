@@ -109,3 +109,32 @@ impl Series {
             - std::mem::size_of::<SlidingWindows>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn a_series_with_every_window_slot_in_use_stays_under_128_kib() {
+        let key = SeriesKey {
+            route: Arc::from("/a/route/{with}/a/longish/template"),
+            method: "GET",
+            status: 200,
+        };
+        let boundaries: Vec<u64> = vitals_core::semconv::DURATION_BUCKETS_SECONDS
+            .iter()
+            .map(|s| (s * 1e9) as u64)
+            .collect();
+        let series = Series::new(key, boundaries.len());
+        let idle = series.memory();
+        for epoch in 0..20 {
+            series.record(&boundaries, epoch, 1_000_000, false);
+        }
+        let full = series.memory();
+        assert!(idle < 4 * 1024, "{idle}");
+        assert!(full <= 128 * 1024, "{full}");
+        assert!(full > 11 * 8 * 1024, "{full}: every slot counted");
+        println!("a series: {idle} bytes idle, {full} bytes with every slot in use");
+    }
+}

@@ -271,3 +271,20 @@ async fn ten_thousand_random_paths_and_methods_keep_series_bounded() {
         registry.memory()
     );
 }
+
+#[tokio::test]
+async fn registries_sharing_a_thread_keep_their_own_counts() {
+    let (first, second) = (LatencyRegistry::new(), LatencyRegistry::new());
+    let (first_app, second_app) = (app(&first), app(&second));
+    for (app, times) in [(&first_app, 3), (&second_app, 1), (&first_app, 2)] {
+        for _ in 0..times {
+            let request = Request::get("/products/1").body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+        }
+    }
+    let count = |registry: &LatencyRegistry| registry.snapshot(Window::OneMinute).series[0].count;
+    assert_eq!((count(&first), count(&second)), (5, 1));
+}
