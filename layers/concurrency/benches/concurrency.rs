@@ -12,6 +12,10 @@ fn overhead(c: &mut Criterion) {
     Comparison::new(c, "concurrency")
         .layer("limit_uncontended", ConcurrencyLimitLayer::new(1_024))
         .layer("timeout", TimeoutLayer::new(Duration::from_secs(30)))
+        .layer(
+            "timeout_request_body_watch",
+            TimeoutLayer::new(Duration::from_secs(30)).with_request_body_watch(),
+        )
         .finish();
 }
 

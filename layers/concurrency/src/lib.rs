@@ -8,7 +8,8 @@
 //!   `503 Service Unavailable` with a jittered `Retry-After`. The permit is held until the
 //!   response body ends (or the client goes away), not just until the head.
 //! - [`TimeoutLayer`]: a deadline for the handler, answered with `503` (or `504`) and the
-//!   handler's future dropped.
+//!   handler's future dropped; optionally covering the response body, and answering `408` when
+//!   the handler was still waiting for the request body.
 //!
 //! Both answer with a `Response` and keep the inner service's error type, so axum needs no
 //! `HandleErrorLayer`; both mark what they answered (`rejected`, `timeout`) for the outer
@@ -48,5 +49,6 @@ pub use limit::{
     LimiterSnapshot, ResponseFuture,
 };
 pub use timeout::{
-    BodyDeadlineElapsed, BoxError, DeadlineBody, Timeout, TimeoutFuture, TimeoutLayer,
+    BodyDeadlineElapsed, BoxError, DeadlineBody, IgnoreRequestBody, Timeout, TimeoutFuture,
+    TimeoutLayer, WatchRequestBody, WatchedBody,
 };

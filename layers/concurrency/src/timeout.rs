@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -21,6 +23,10 @@ use crate::body::{LayerResponse, LimitBody};
 /// stops at its next `.await`) and the client gets `503` (configurable: `504`, or any
 /// [`LayerResponse`]). Outer Vitals layers see the outcome `timeout`.
 ///
+/// With [`with_request_body_watch`](TimeoutLayer::with_request_body_watch), a deadline that
+/// passes while the handler is still waiting for the client's request body is answered
+/// `408 Request Timeout` instead: the client was slow, not the server.
+///
 /// ```
 /// use std::time::Duration;
 /// use axum::{routing::get, Router};
@@ -31,10 +37,23 @@ use crate::body::{LayerResponse, LimitBody};
 ///     .route_layer(TimeoutLayer::new(Duration::from_secs(5)));
 /// ```
 #[derive(Clone, Debug)]
-pub struct TimeoutLayer {
+pub struct TimeoutLayer<W = IgnoreRequestBody> {
     timeout: Duration,
     response: LayerResponse,
     body_deadline: bool,
+    request_body: W,
+}
+
+/// The default of [`TimeoutLayer`]: the request body passes untouched, and a deadline is a
+/// deadline whatever the handler waits on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IgnoreRequestBody;
+
+/// Set by [`TimeoutLayer::with_request_body_watch`]: the request body is watched, and a
+/// deadline that passes while the handler waits for it is answered with this response (`408`).
+#[derive(Clone, Debug)]
+pub struct WatchRequestBody {
+    response: LayerResponse,
 }
 
 impl TimeoutLayer {
@@ -47,9 +66,42 @@ impl TimeoutLayer {
                 "the request took too long and was stopped",
             ),
             body_deadline: false,
+            request_body: IgnoreRequestBody,
         }
     }
 
+    /// Answer `408 Request Timeout` (with `Connection: close`) when the deadline passes while
+    /// the handler is waiting for the request body — a slow or stalled upload — and the
+    /// configured status otherwise.
+    ///
+    /// The inner service then sees the request body wrapped in a [`WatchedBody`] (same data
+    /// and errors), which axum routers and handlers accept like any body. It costs one small
+    /// allocation per request.
+    pub fn with_request_body_watch(self) -> TimeoutLayer<WatchRequestBody> {
+        TimeoutLayer {
+            timeout: self.timeout,
+            response: self.response,
+            body_deadline: self.body_deadline,
+            request_body: WatchRequestBody {
+                response: LayerResponse::json(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                ),
+            },
+        }
+    }
+}
+
+impl TimeoutLayer<WatchRequestBody> {
+    /// Answer a stalled upload with `response` instead of the default `408` JSON.
+    #[must_use]
+    pub fn with_request_body_response(mut self, response: LayerResponse) -> Self {
+        self.request_body.response = response;
+        self
+    }
+}
+
+impl<W> TimeoutLayer<W> {
     /// Let the deadline cover the response body too: a body still streaming when it passes
     /// fails with [`BodyDeadlineElapsed`], so the server aborts the response (a client sees a
     /// truncated response, never one that looks complete).
@@ -76,8 +128,8 @@ impl TimeoutLayer {
     }
 }
 
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
+impl<S, W: Clone> Layer<S> for TimeoutLayer<W> {
+    type Service = Timeout<S, W>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Timeout {
@@ -89,12 +141,61 @@ impl<S> Layer<S> for TimeoutLayer {
 
 /// The service made by [`TimeoutLayer`].
 #[derive(Clone, Debug)]
-pub struct Timeout<S> {
+pub struct Timeout<S, W = IgnoreRequestBody> {
     inner: S,
-    layer: TimeoutLayer,
+    layer: TimeoutLayer<W>,
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
+impl<S, W> Timeout<S, W> {
+    /// The route label for the timed-out counter (only with `metrics`).
+    fn route<B>(request: &Request<B>) -> Option<RouteLabel> {
+        cfg!(feature = "metrics").then(|| RouteLabeler::new().label(request))
+    }
+
+    fn future<F>(&self, route: Option<RouteLabel>, future: F) -> TimeoutFuture<F> {
+        let deadline = tokio::time::Instant::now() + self.layer.timeout;
+        TimeoutFuture {
+            route,
+            inner: Handler::Running { future },
+            sleep: tokio::time::sleep_until(deadline),
+            body_deadline: self.layer.body_deadline.then_some(deadline),
+            response: Some(self.layer.response.clone()),
+            request_body: None,
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S, WatchRequestBody>
+where
+    S: Service<Request<WatchedBody<ReqBody>>, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Data: From<Bytes> + Buf,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<LimitBody<DeadlineBody<ResBody>>>;
+    type Error = S::Error;
+    type Future = TimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let waiting = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| WatchedBody {
+            inner: body,
+            waiting: Arc::clone(&waiting),
+        });
+        let response = self.layer.request_body.response.clone();
+        let route = Self::route(&request);
+        let inner = self.inner.call(request);
+        let mut future = self.future(route, inner);
+        future.request_body = Some(Box::new((waiting, response)));
+        future
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S, IgnoreRequestBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body,
@@ -110,17 +211,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let route = cfg!(feature = "metrics").then(|| RouteLabeler::new().label(&request));
-        let deadline = tokio::time::Instant::now() + self.layer.timeout;
-        TimeoutFuture {
-            route,
-            inner: Handler::Running {
-                future: self.inner.call(request),
-            },
-            sleep: tokio::time::sleep_until(deadline),
-            body_deadline: self.layer.body_deadline.then_some(deadline),
-            response: Some(self.layer.response.clone()),
-        }
+        let route = Self::route(&request);
+        let inner = self.inner.call(request);
+        self.future(route, inner)
     }
 }
 
@@ -144,6 +237,8 @@ pin_project! {
         body_deadline: Option<tokio::time::Instant>,
         response: Option<LayerResponse>,
         route: Option<RouteLabel>,
+        // With a watched request body: whether the handler waits for it, and the answer then.
+        request_body: Option<Box<(Arc<AtomicBool>, LayerResponse)>>,
     }
 }
 
@@ -174,9 +269,62 @@ where
             let Some(response) = this.response.take() else {
                 panic!("vitals_concurrency::TimeoutFuture polled after completion");
             };
+            if let Some(watch) = this.request_body.take() {
+                let (waiting, upload_response) = *watch;
+                if waiting.load(Ordering::Acquire) {
+                    let mut response = upload_response.to_response(OutcomeHint::Timeout);
+                    // The rest of the body will not be read: the connection cannot be reused.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Poll::Ready(Ok(response));
+                }
+            }
             return Poll::Ready(Ok(response.to_response(OutcomeHint::Timeout)));
         }
         Poll::Pending
+    }
+}
+
+pin_project! {
+    /// The request body as the handler sees it behind
+    /// [`TimeoutLayer::with_request_body_watch`]: unchanged, but the layer knows whether the
+    /// handler is waiting for more of it.
+    pub struct WatchedBody<B> {
+        #[pin]
+        inner: B,
+        waiting: Arc<AtomicBool>,
+    }
+}
+
+impl<B: Body> Body for WatchedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        this.waiting.store(polled.is_pending(), Ordering::Release);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> std::fmt::Debug for WatchedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchedBody")
+            .field("waiting", &self.waiting.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,0 +1,91 @@
+//! TimeoutLayer over real TCP: 408 for a stalled upload, the configured status otherwise.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vitals_concurrency::TimeoutLayer;
+
+const DEADLINE: Duration = Duration::from_millis(200);
+
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/upload",
+            post(|body: Bytes| async move { format!("{} bytes", body.len()) }),
+        )
+        .route(
+            "/think",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/read-then-think",
+            post(|body: Bytes| async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                format!("{} bytes, late", body.len())
+            }),
+        )
+        .route_layer(TimeoutLayer::new(DEADLINE).with_request_body_watch())
+}
+
+/// Sends `head` and `body` (which may be shorter than its `content-length`), then reads the
+/// response until the server closes the connection or 5 s pass.
+async fn exchange(addr: std::net::SocketAddr, path: &str, length: usize, body: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+async fn serve() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app()).await });
+    addr
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_answered_408_and_the_connection_closed() {
+    let addr = serve().await;
+    let reply = exchange(addr, "/upload", 1_000, &[b'x'; 10]).await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    let lower = reply.to_ascii_lowercase();
+    assert!(lower.contains("connection: close"), "{reply}");
+    assert!(
+        reply.contains(r#"{"error":"the request body did not arrive in time"}"#),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn a_complete_upload_in_time_is_served() {
+    let addr = serve().await;
+    let reply = exchange(addr, "/upload", 1_000, &[b'x'; 1_000]).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("1000 bytes"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_slow_handler_is_still_the_configured_timeout() {
+    let addr = serve().await;
+    // The handler never reads the body...
+    let reply = exchange(addr, "/think", 5, b"hello").await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    // ...or has read all of it and is busy with something else.
+    let reply = exchange(addr, "/read-then-think", 5, b"hello").await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+}
