@@ -50,7 +50,8 @@ pub type RequestBody = Full<Bytes>;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BareService;
 
-impl Service<Request<RequestBody>> for BareService {
+/// Any request body: layers that wrap the request body (a watched upload) still fit.
+impl<B> Service<Request<B>> for BareService {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Ready<Result<Self::Response, Infallible>>;
@@ -59,7 +60,7 @@ impl Service<Request<RequestBody>> for BareService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _: Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, _: Request<B>) -> Self::Future {
         let mut response = Response::new(Full::new(Bytes::from_static(RESPONSE_JSON.as_bytes())));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(
