@@ -1,4 +1,62 @@
-//! `vitals-cache-headers`: Cache-Control by policy, ETags and conditional requests with safe defaults.
+//! `vitals-cache-headers`: an explicit caching policy per route, entity tags, and conditional
+//! requests answered with `304`/`412` — with defaults that keep one user's data out of shared
+//! caches.
 //!
-//! Status: planned. This crate is an empty placeholder so the workspace layout is in place;
-//! it will hold typed Cache-Control policies per route, safe defaults for authenticated and error responses, ETags computed from small bodies, and 304/412 answers to conditional requests.
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
+//!
+//! let catalogue = CacheHeadersLayer::with_policy(
+//!     CachePolicy::public(Duration::from_secs(60))
+//!         .stale_while_revalidate(Duration::from_secs(300)),
+//! );
+//! let app: Router = Router::new()
+//!     .route("/products/{id}", get(|| async { "a product" }).route_layer(catalogue))
+//!     .route("/me", get(|| async { "you" }))
+//!     // Everything else: errors get `no-store`, bodies get ETags, conditional GETs get 304s.
+//!     .layer(CacheHeadersLayer::new());
+//! ```
+//!
+//! - **Policies** ([`CachePolicy`]) render by RFC 9111's grammar; a `Cache-Control` the handler
+//!   set wins unless [`override_handler`](CacheHeadersLayer::override_handler) says otherwise
+//!   (an unparsable one is left alone and logged).
+//! - **Safe defaults**: a request with `Authorization` (or a
+//!   [configured cookie](CacheHeadersLayer::private_when_cookie)) never gets a public policy —
+//!   it gets the private equivalent and `Vary: Authorization` — unless the route says
+//!   [`public_even_if_authorized`](CacheHeadersLayer::public_even_if_authorized); a response
+//!   with `Set-Cookie` is never public; errors get `no-store` unless a policy names their
+//!   status; `Vary` is merged, never duplicated, and gets `Accept-Encoding` when an inner
+//!   compression layer encoded the body.
+//! - **Entity tags**: for a `200` to `GET`/`HEAD` without a validator of the handler's, a
+//!   strong `ETag` (XXH3-128 of the body; the content coding is part of the tag) for bodies of
+//!   known length up to 1 MiB; larger and streaming bodies pass through unbuffered.
+//! - **Conditional requests** (RFC 9110 §13): `If-None-Match` (weak comparison, `*`, lists) and
+//!   `If-Modified-Since` answer `304` with the headers a 304 must carry and no body;
+//!   `If-Match`/`If-Unmodified-Since` answer `412`. For state-changing methods,
+//!   [`PreconditionLayer`] checks them *before* the handler runs, against the resource's
+//!   current validators. Malformed conditionals are ignored, never an error.
+//!
+//! See `docs/cache-headers.md`.
+
+mod body;
+mod conditional;
+mod directives;
+mod etag;
+mod future;
+mod grammar;
+mod layer;
+mod policy;
+mod precondition;
+mod vary;
+
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
+pub use body::CacheBody;
+pub use conditional::{Preconditions, Validators, Verdict};
+pub use etag::EntityTag;
+pub use future::ResponseFuture;
+pub use layer::{CacheHeaders, CacheHeadersLayer, DEFAULT_ETAG_LIMIT, PolicyRule};
+pub use policy::CachePolicy;
+pub use precondition::{CurrentValidators, Precondition, PreconditionFuture, PreconditionLayer};

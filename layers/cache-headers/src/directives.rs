@@ -1,0 +1,91 @@
+//! Reading a `Cache-Control` value a handler set: is it valid, and does it let shared caches
+//! store the response?
+
+use http::HeaderMap;
+use http::header::CACHE_CONTROL;
+
+use crate::grammar::{is_quoted_string, is_token, list_elements};
+
+/// What matters about a handler's `Cache-Control`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Directives {
+    pub(crate) public: bool,
+    pub(crate) private: bool,
+    pub(crate) no_store: bool,
+}
+
+/// Parses every `Cache-Control` line of `headers` (`cache-directive = token [ "=" ( token /
+/// quoted-string ) ]`). `Ok(None)` without the header; `Err(())` when a line does not follow
+/// the grammar (the caller leaves it alone and logs it).
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Option<Directives>, ()> {
+    let mut found = None;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let directives: &mut Directives = found.get_or_insert_with(Directives::default);
+        for element in list_elements(value.as_bytes()) {
+            let (name, argument) = match element.iter().position(|&b| b == b'=') {
+                Some(at) => (&element[..at], Some(&element[at + 1..])),
+                None => (element, None),
+            };
+            if !is_token(name) {
+                return Err(());
+            }
+            if let Some(argument) = argument
+                && !is_token(argument)
+                && !is_quoted_string(argument)
+            {
+                return Err(());
+            }
+            if name.eq_ignore_ascii_case(b"public") {
+                directives.public = true;
+            } else if name.eq_ignore_ascii_case(b"private") {
+                directives.private = true;
+            } else if name.eq_ignore_ascii_case(b"no-store") {
+                directives.no_store = true;
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn directives(lines: &[&'static str]) -> Result<Option<Directives>, ()> {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(CACHE_CONTROL, HeaderValue::from_static(line));
+        }
+        parse(&headers)
+    }
+
+    #[test]
+    fn valid_values_are_read_across_lines() {
+        assert_eq!(directives(&[]), Ok(None));
+        let read = directives(&["max-age=60", "PUBLIC, community=\"UCI, x\""]).unwrap();
+        assert_eq!(
+            read,
+            Some(Directives {
+                public: true,
+                private: false,
+                no_store: false
+            })
+        );
+        assert!(directives(&["no-store"]).unwrap().unwrap().no_store);
+        assert!(
+            directives(&["private=\"set-cookie\""])
+                .unwrap()
+                .unwrap()
+                .private
+        );
+    }
+
+    #[test]
+    fn values_off_the_grammar_are_errors() {
+        assert_eq!(directives(&["max-age=60 public"]), Err(()));
+        assert_eq!(directives(&["max-age=\"60"]), Err(()));
+        assert_eq!(directives(&["=60"]), Err(()));
+        assert_eq!(directives(&["public", "max age"]), Err(()));
+    }
+}

@@ -1,0 +1,228 @@
+//! Entity tags (RFC 9110 §8.8.3): parsing, comparison, lists, and computing one from a body.
+
+use http::HeaderValue;
+
+use crate::grammar::list_elements;
+
+/// An entity tag: an opaque validator, strong or weak (`W/"..."`).
+///
+/// ```
+/// use vitals_cache_headers::EntityTag;
+///
+/// let strong = EntityTag::parse(br#""v1""#).unwrap();
+/// let weak = EntityTag::parse(br#"W/"v1""#).unwrap();
+/// assert!(strong.weak_eq(&weak));
+/// assert!(!strong.strong_eq(&weak));
+/// assert!(EntityTag::parse(b"v1").is_none()); // unquoted: not an entity tag
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EntityTag {
+    weak: bool,
+    /// The opaque tag without its quotes.
+    tag: String,
+}
+
+/// `etagc = %x21 / %x23-7E / obs-text`
+const fn is_etagc(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x7e | 0x80..=0xff)
+}
+
+impl EntityTag {
+    /// A strong tag; `None` if `tag` holds a character an entity tag cannot (`"`, controls,
+    /// space).
+    pub fn strong(tag: &str) -> Option<Self> {
+        tag.bytes().all(is_etagc).then(|| Self {
+            weak: false,
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// A weak tag; `None` as for [`EntityTag::strong`].
+    pub fn weak(tag: &str) -> Option<Self> {
+        Self::strong(tag).map(|t| Self { weak: true, ..t })
+    }
+
+    /// Parses `entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE`; `None` for anything else.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        let (weak, rest) = match bytes {
+            [b'W', b'/', rest @ ..] => (true, rest),
+            rest => (false, rest),
+        };
+        let [b'"', tag @ .., b'"'] = rest else {
+            return None;
+        };
+        if !tag.iter().all(|&b| is_etagc(b)) {
+            return None;
+        }
+        // obs-text bytes are kept as they are, lossily shown if not UTF-8; comparisons of two
+        // such tags still work because both sides go through the same conversion.
+        Some(Self {
+            weak,
+            tag: String::from_utf8_lossy(tag).into_owned(),
+        })
+    }
+
+    /// Whether the tag is weak.
+    pub fn is_weak(&self) -> bool {
+        self.weak
+    }
+
+    /// The opaque tag, without quotes.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Strong comparison: both strong, same tag (what `If-Match` uses).
+    pub fn strong_eq(&self, other: &Self) -> bool {
+        !self.weak && !other.weak && self.tag == other.tag
+    }
+
+    /// Weak comparison: same tag, strength aside (what `If-None-Match` uses).
+    pub fn weak_eq(&self, other: &Self) -> bool {
+        self.tag == other.tag
+    }
+
+    /// The header value (`"tag"` or `W/"tag"`).
+    pub fn header_value(&self) -> HeaderValue {
+        let text = format!("{}\"{}\"", if self.weak { "W/" } else { "" }, self.tag);
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+    }
+
+    /// A strong tag for `body`: 128 bits of XXH3 in hex. With a `Content-Encoding`, the
+    /// coding is part of the tag, so the gzip and the identity representation never share
+    /// one.
+    pub fn for_body(body: &[u8], content_encoding: Option<&str>) -> Self {
+        let hash = xxhash_rust::xxh3::xxh3_128(body);
+        let mut tag = format!("{hash:032x}");
+        if let Some(coding) = content_encoding {
+            tag.push('-');
+            tag.extend(coding.chars().filter(char::is_ascii_alphanumeric).take(32));
+        }
+        Self { weak: false, tag }
+    }
+}
+
+impl std::fmt::Display for EntityTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.weak {
+            f.write_str("W/")?;
+        }
+        write!(f, "\"{}\"", self.tag)
+    }
+}
+
+/// The value of `If-Match` or `If-None-Match`: `*` or a list of entity tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TagList {
+    Any,
+    Tags(Vec<EntityTag>),
+}
+
+/// Members kept from one list: enough for any real client, bounded for hostile ones.
+const MAX_TAGS: usize = 64;
+
+impl TagList {
+    /// Parses every line of the header (`"*" / #entity-tag`). `None` — the header is then
+    /// ignored, as RFC 9110 asks of invalid conditionals — when any member is not an entity
+    /// tag (an unquoted tag, say) or `*` is mixed with tags.
+    pub(crate) fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Self> {
+        let mut tags = Vec::new();
+        let mut any = false;
+        let mut seen = false;
+        for line in lines {
+            seen = true;
+            for element in list_elements(line.as_bytes()) {
+                if element == b"*" {
+                    any = true;
+                } else if tags.len() < MAX_TAGS {
+                    tags.push(EntityTag::parse(element)?);
+                } else {
+                    // Past the cap, members are still checked, not kept.
+                    EntityTag::parse(element)?;
+                }
+            }
+        }
+        match (seen, any, tags.is_empty()) {
+            (false, _, _) | (true, false, true) | (true, true, false) => None,
+            (true, true, true) => Some(Self::Any),
+            (true, false, false) => Some(Self::Tags(tags)),
+        }
+    }
+
+    /// Whether the list matches the current tag (`*` matches any existing representation).
+    pub(crate) fn matches(
+        &self,
+        current: Option<&EntityTag>,
+        exists: bool,
+        eq: fn(&EntityTag, &EntityTag) -> bool,
+    ) -> bool {
+        match self {
+            Self::Any => exists,
+            Self::Tags(tags) => current.is_some_and(|current| tags.iter().any(|t| eq(t, current))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(lines: &[&'static str]) -> Option<TagList> {
+        let values: Vec<_> = lines.iter().map(|l| HeaderValue::from_static(l)).collect();
+        TagList::parse(&values)
+    }
+
+    #[test]
+    fn entity_tags_follow_the_grammar() {
+        assert_eq!(EntityTag::parse(br#""""#).unwrap().tag(), "");
+        assert!(EntityTag::parse(br#"W/"x""#).unwrap().is_weak());
+        for bad in [
+            &b"x"[..],
+            b"\"x",
+            b"w/\"x\"",
+            b"\"a b\"",
+            b"\"a\"b\"",
+            b"W/ \"x\"",
+        ] {
+            assert!(EntityTag::parse(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(EntityTag::weak("v2").unwrap().to_string(), "W/\"v2\"");
+        assert!(EntityTag::strong("has space").is_none());
+    }
+
+    #[test]
+    fn lists_parse_stars_and_tags_and_reject_junk() {
+        assert_eq!(list(&["*"]), Some(TagList::Any));
+        let Some(TagList::Tags(tags)) = list(&[r#""a", W/"b""#, r#""c""#]) else {
+            panic!("a list");
+        };
+        assert_eq!(tags.len(), 3);
+        assert_eq!(list(&[r#""a", b"#]), None);
+        assert_eq!(list(&[r#"*, "a""#]), None);
+        assert_eq!(list(&[""]), None);
+        assert_eq!(list(&[]), None);
+    }
+
+    #[test]
+    fn weak_and_strong_matching() {
+        let current = EntityTag::strong("v1").unwrap();
+        let weak_list = list(&[r#"W/"v1""#]).unwrap();
+        assert!(weak_list.matches(Some(&current), true, EntityTag::weak_eq));
+        assert!(!weak_list.matches(Some(&current), true, EntityTag::strong_eq));
+        assert!(TagList::Any.matches(None, true, EntityTag::strong_eq));
+        assert!(!TagList::Any.matches(None, false, EntityTag::strong_eq));
+        assert!(!weak_list.matches(None, true, EntityTag::weak_eq));
+    }
+
+    #[test]
+    fn body_tags_are_stable_strong_and_encoding_specific() {
+        let plain = EntityTag::for_body(b"hello", None);
+        assert_eq!(plain, EntityTag::for_body(b"hello", None));
+        assert!(!plain.is_weak());
+        assert_eq!(plain.tag().len(), 32);
+        let gzip = EntityTag::for_body(b"hello", Some("gzip"));
+        assert!(gzip.tag().ends_with("-gzip"));
+        assert_ne!(plain, EntityTag::for_body(b"hellO", None));
+        assert!(EntityTag::parse(plain.header_value().as_bytes()).is_some());
+    }
+}

@@ -1,0 +1,334 @@
+//! The response future: applies the policy to the head, computes the entity tag (buffering a
+//! small body), and answers `304`/`412` when the request's preconditions say so.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use http::header::{
+    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LOCATION, ETAG, LAST_MODIFIED, SET_COOKIE,
+    TRANSFER_ENCODING,
+};
+use http::response::Parts;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use vitals_core::route::RouteLabel;
+
+use crate::body::CacheBody;
+use crate::conditional::{Preconditions, Validators, Verdict, parse_date};
+use crate::etag::EntityTag;
+use crate::layer::Config;
+use crate::policy::CachePolicy;
+
+/// What the layer needs to know about the request once the response comes.
+pub(crate) struct RequestFacts {
+    pub(crate) safe: bool,
+    pub(crate) method: Method,
+    pub(crate) preconditions: Option<Box<Preconditions>>,
+    /// The header a private variant depends on (`Authorization`, `Cookie`), if any.
+    pub(crate) credentials: Option<&'static str>,
+    pub(crate) policy: Option<CachePolicy>,
+    pub(crate) route: Option<RouteLabel>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Calling { #[pin] future: F },
+        Buffering {
+            // Boxed so it can be handed on mid-way (a body longer than its length hint).
+            body: Option<Pin<Box<B>>>,
+            parts: Option<Parts>,
+            data: BytesMut,
+            trailers: Option<HeaderMap>,
+        },
+        Done,
+    }
+}
+
+pin_project! {
+    /// The response future of [`CacheHeaders`](crate::CacheHeaders).
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+        config: Arc<Config>,
+        facts: RequestFacts,
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    pub(crate) fn new(future: F, config: Arc<Config>, facts: RequestFacts) -> Self {
+        Self {
+            state: State::Calling { future },
+            config,
+            facts,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<CacheBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let response = match std::task::ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                    };
+                    let (mut parts, body) = response.into_parts();
+                    let wants_etag = apply_policy(&mut parts, this.config, this.facts)
+                        && wants_computed_etag(&parts, &body, this.config, this.facts);
+                    if !wants_etag {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(finish(
+                            parts,
+                            CacheBody::passthrough(body),
+                            this.facts,
+                        )));
+                    }
+                    this.state.set(State::Buffering {
+                        body: Some(Box::pin(body)),
+                        parts: Some(parts),
+                        data: BytesMut::new(),
+                        trailers: None,
+                    });
+                }
+                StateProj::Buffering {
+                    body,
+                    parts,
+                    data,
+                    trailers,
+                } => {
+                    let (Some(inner), Some(head)) = (body.as_mut(), parts.take()) else {
+                        panic!("vitals_cache_headers::ResponseFuture polled after completion");
+                    };
+                    let frame = match inner.as_mut().poll_frame(cx) {
+                        Poll::Ready(frame) => frame,
+                        Poll::Pending => {
+                            *parts = Some(head);
+                            return Poll::Pending;
+                        }
+                    };
+                    let response = match frame {
+                        Some(Ok(frame)) => {
+                            collect(frame, data, trailers);
+                            if data.len() <= this.config.etag_limit {
+                                *parts = Some(head);
+                                continue;
+                            }
+                            // The length hint was wrong: stop buffering, send what came and
+                            // the rest as it streams, without an entity tag.
+                            let Some(rest) = body.take() else {
+                                continue;
+                            };
+                            let seen = std::mem::take(data).freeze();
+                            finish(head, CacheBody::prefixed(seen, rest), this.facts)
+                        }
+                        Some(Err(error)) => Response::from_parts(head, CacheBody::failed(error)),
+                        None => tagged(head, data, trailers, this.facts),
+                    };
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Done => {
+                    panic!("vitals_cache_headers::ResponseFuture polled after completion")
+                }
+            }
+        }
+    }
+}
+
+/// Adds a frame to what is buffered.
+fn collect<D: Buf>(frame: Frame<D>, data: &mut BytesMut, trailers: &mut Option<HeaderMap>) {
+    match frame.into_data() {
+        Ok(mut chunk) => {
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                data.extend_from_slice(piece);
+                let read = piece.len();
+                chunk.advance(read);
+            }
+        }
+        Err(frame) => {
+            if let Ok(more) = frame.into_trailers() {
+                trailers.get_or_insert_with(HeaderMap::new).extend(more);
+            }
+        }
+    }
+}
+
+/// The buffered response with its computed entity tag, preconditions evaluated.
+fn tagged<B: Body>(
+    mut head: Parts,
+    data: &mut BytesMut,
+    trailers: &mut Option<HeaderMap>,
+    facts: &RequestFacts,
+) -> Response<CacheBody<B>> {
+    let bytes = std::mem::take(data).freeze();
+    let encoding = head
+        .headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let tag = EntityTag::for_body(&bytes, encoding);
+    head.headers.insert(ETAG, tag.header_value());
+    #[cfg(feature = "metrics")]
+    crate::metrics::etag_computed(facts.route.as_ref());
+    finish(head, CacheBody::buffered(bytes, trailers.take()), facts)
+}
+
+/// Sets `Cache-Control` and `Vary` on the head. Returns whether the response may be
+/// validated (an entity tag makes sense for it): not for `no-store`, not for errors.
+fn apply_policy(parts: &mut Parts, config: &Config, facts: &RequestFacts) -> bool {
+    let status = parts.status;
+    let headers = &mut parts.headers;
+    let mut vary: [Option<&str>; 2] = [None, None];
+    if headers.contains_key(CONTENT_ENCODING) {
+        // An inner compression layer encoded the body: caches must key on Accept-Encoding.
+        vary[0] = Some("Accept-Encoding");
+    }
+    let handler_policy = match crate::directives::parse(headers) {
+        Err(()) => {
+            tracing::warn!(
+                target: "vitals_cache_headers",
+                status = status.as_u16(),
+                cache_control = ?headers.get(CACHE_CONTROL),
+                "the handler's Cache-Control does not follow RFC 9111's grammar: left as it is"
+            );
+            merge_vary(headers, &vary);
+            return !status.is_client_error() && !status.is_server_error();
+        }
+        Ok(directives) => directives,
+    };
+    let mut stores = true;
+    if let (Some(directives), true) = (handler_policy, config.handler_wins) {
+        stores = !directives.no_store;
+    } else if let Some(mut policy) = choose(status, config, facts) {
+        if policy.is_public() && !config.public_even_if_authorized && facts.credentials.is_some() {
+            policy = policy.to_private();
+            vary[1] = facts.credentials;
+        }
+        if policy.is_public() && headers.contains_key(SET_COOKIE) {
+            // A shared cache would hand this user's cookie to everyone.
+            policy = policy.to_private();
+        }
+        stores = !policy.is_no_store();
+        headers.insert(CACHE_CONTROL, policy.header_value());
+    }
+    merge_vary(headers, &vary);
+    stores && !status.is_client_error() && !status.is_server_error()
+}
+
+fn merge_vary(headers: &mut HeaderMap, names: &[Option<&str>; 2]) {
+    let names: Vec<&str> = names.iter().flatten().copied().collect();
+    if !names.is_empty() {
+        crate::vary::merge(headers, &names);
+    }
+}
+
+/// The policy for a response with `status`: a policy named for the status, else the route's
+/// for 2xx, `no-store` from 400 up, nothing for the rest (1xx, 3xx keep what they have).
+fn choose(status: StatusCode, config: &Config, facts: &RequestFacts) -> Option<CachePolicy> {
+    if let Some((_, policy)) = config.status_policies.iter().find(|(s, _)| *s == status) {
+        return Some(policy.clone());
+    }
+    if status.is_client_error() || status.is_server_error() {
+        return Some(CachePolicy::no_store());
+    }
+    if status.is_success() {
+        return facts.policy.clone();
+    }
+    None
+}
+
+/// Whether to buffer the body for an entity tag: a `200` to `GET`/`HEAD` with no validator of
+/// the handler's, an exact length within the limit.
+fn wants_computed_etag<B: Body>(
+    parts: &Parts,
+    body: &B,
+    config: &Config,
+    facts: &RequestFacts,
+) -> bool {
+    facts.safe
+        && parts.status == StatusCode::OK
+        && config.etag_limit > 0
+        && !parts.headers.contains_key(ETAG)
+        && body
+            .size_hint()
+            .exact()
+            .is_some_and(|len| usize::try_from(len).is_ok_and(|len| len <= config.etag_limit))
+}
+
+/// Evaluates the request's preconditions against the response's validators, and turns the
+/// response into a `304` or `412` if they say so.
+fn finish<B: Body>(
+    mut parts: Parts,
+    body: CacheBody<B>,
+    facts: &RequestFacts,
+) -> Response<CacheBody<B>> {
+    let Some(preconditions) = facts.preconditions.as_deref() else {
+        return Response::from_parts(parts, body);
+    };
+    if !parts.status.is_success() {
+        return Response::from_parts(parts, body);
+    }
+    let current = Validators {
+        etag: parts
+            .headers
+            .get(ETAG)
+            .and_then(|v| EntityTag::parse(v.as_bytes())),
+        last_modified: parts.headers.get(LAST_MODIFIED).and_then(parse_date),
+    };
+    match preconditions.evaluate(&facts.method, &current, true) {
+        Verdict::Proceed => Response::from_parts(parts, body),
+        Verdict::NotModified if facts.safe => {
+            #[cfg(feature = "metrics")]
+            crate::metrics::not_modified(facts.route.as_ref());
+            parts.status = StatusCode::NOT_MODIFIED;
+            strip_representation(&mut parts.headers, current.etag.is_some());
+            Response::from_parts(parts, CacheBody::empty())
+        }
+        Verdict::NotModified | Verdict::PreconditionFailed => {
+            parts.status = StatusCode::PRECONDITION_FAILED;
+            strip_representation(&mut parts.headers, false);
+            parts.headers.remove(ETAG);
+            parts
+                .headers
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Response::from_parts(parts, CacheBody::empty())
+        }
+    }
+}
+
+/// What a `304` must not carry: the representation's metadata (RFC 9110 §15.4.5 keeps
+/// `ETag`, `Cache-Control`, `Vary`, `Date`, `Expires` and `Content-Location`; `Last-Modified`
+/// only when there is no `ETag`).
+fn strip_representation(headers: &mut HeaderMap, has_etag: bool) {
+    let drop: Vec<_> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with("content-") && *name != CONTENT_LOCATION
+        })
+        .cloned()
+        .collect();
+    for name in drop {
+        headers.remove(name);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    if has_etag {
+        headers.remove(LAST_MODIFIED);
+    }
+}
