@@ -28,7 +28,7 @@
 use std::fmt;
 
 use http::header::{CONTENT_TYPE, HeaderName};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body::Body;
 
 /// The `grpc-status` header (and trailer) name, built once: looking a header up by `&str`
@@ -183,6 +183,8 @@ pub struct OutcomeClassifier {
     status: StatusCode,
     grpc: Option<GrpcStatus>,
     hint: Option<OutcomeHint>,
+    /// The response answers a `HEAD`: its body is never sent, so a drop is its end.
+    head_request: bool,
 }
 
 impl OutcomeClassifier {
@@ -200,7 +202,17 @@ impl OutcomeClassifier {
                 None
             },
             hint: OutcomeHint::of(response),
+            head_request: false,
         }
+    }
+
+    /// Takes the request's method into account: the body of a response to `HEAD` is dropped
+    /// unsent by the server (hyper does, and axum swaps it for an empty one), which is its
+    /// normal end, not a client that went away.
+    #[must_use]
+    pub fn for_method(mut self, method: &Method) -> Self {
+        self.head_request = method == Method::HEAD;
+        self
     }
 
     /// Takes a `grpc-status` from trailers into account (the trailer wins over the head).
@@ -225,15 +237,15 @@ impl OutcomeClassifier {
         match (self.hint, end) {
             (Some(OutcomeHint::Rejected), _) => Outcome::Rejected,
             (Some(OutcomeHint::Timeout), _) => Outcome::Timeout,
-            (None, BodyEnd::Dropped) => Outcome::Cancelled,
+            (None, BodyEnd::Dropped) if !self.head_request => Outcome::Cancelled,
             (None, BodyEnd::Errored) => Outcome::ServerError,
-            (None, BodyEnd::Completed)
+            (None, BodyEnd::Completed | BodyEnd::Dropped)
                 if self.status.is_server_error()
                     || self.grpc.is_some_and(GrpcStatus::is_server_error) =>
             {
                 Outcome::ServerError
             }
-            (None, BodyEnd::Completed) => Outcome::Completed,
+            (None, BodyEnd::Completed | BodyEnd::Dropped) => Outcome::Completed,
         }
     }
 }
@@ -418,5 +430,17 @@ mod tests {
                 "timeout"
             ]
         );
+    }
+
+    #[test]
+    fn the_dropped_body_of_a_head_response_is_its_normal_end() {
+        let ok = response(200, None);
+        let get = OutcomeClassifier::from_response(&ok).for_method(&Method::GET);
+        assert_eq!(get.finish(BodyEnd::Dropped), Outcome::Cancelled);
+        let head = OutcomeClassifier::from_response(&ok).for_method(&Method::HEAD);
+        assert_eq!(head.finish(BodyEnd::Dropped), Outcome::Completed);
+        let failed =
+            OutcomeClassifier::from_response(&response(503, None)).for_method(&Method::HEAD);
+        assert_eq!(failed.finish(BodyEnd::Dropped), Outcome::ServerError);
     }
 }

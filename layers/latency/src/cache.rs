@@ -45,11 +45,11 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::default();
 }
 
-/// What a cache miss found: the series, and whether it may be cached (the overflow series may
-/// not: every request folded into it must be counted as such).
+/// What a cache miss found: the series, and whether it is the overflow series (never cached:
+/// every request folded into it must be counted as such).
 pub(crate) struct Found {
     pub(crate) series: Arc<Series>,
-    pub(crate) cacheable: bool,
+    pub(crate) overflow: bool,
 }
 
 /// Hands `record` the series of (`route`, `method`, `status`) in `registry`, from this thread's
@@ -90,7 +90,7 @@ pub(crate) fn with_series(
     };
     let found = find();
     record(&found.series);
-    if found.cacheable {
+    if !found.overflow {
         let _ = CACHE.try_with(|cache| {
             if let Ok(mut cache) = cache.try_borrow_mut() {
                 let slot = cache.next;

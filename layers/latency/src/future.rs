@@ -108,7 +108,10 @@ where
         };
         Poll::Ready(match result {
             Ok(response) => {
-                let classifier = OutcomeClassifier::from_response(&response);
+                let mut classifier = OutcomeClassifier::from_response(&response);
+                if in_flight.method.is_head() {
+                    classifier = classifier.for_method(&http::Method::HEAD);
+                }
                 Ok(response.map(|body| LatencyBody::new(body, in_flight, classifier)))
             }
             Err(error) => {

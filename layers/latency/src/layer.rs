@@ -111,13 +111,16 @@ where
         let start = Instant::now();
         let method = MethodIndex::of(request.method());
         let shared = &self.layer.shared;
-        shared.registry.active(method, 1);
         let in_flight = InFlight {
             route: shared.labeler.label(&request),
             method,
             start,
             registry: shared.registry.clone(),
         };
-        ResponseFuture::new(self.inner.call(request), in_flight)
+        let future = self.inner.call(request);
+        // Counted active only once nothing can panic before the future exists: from here on,
+        // the future's drop or the body's end takes it off again, exactly once.
+        shared.registry.active(method, 1);
+        ResponseFuture::new(future, in_flight)
     }
 }

@@ -22,11 +22,12 @@
 //!   as *cancelled*, never mixed into the latency.
 //! - **Histogram**: 2,048 atomic log-linear buckets from 0 to 137 s; every quantile is within
 //!   1/128 (0.78%) of the exact nearest-rank value over 1 µs – 100 s. Recording is a few
-//!   relaxed atomic additions: no lock on the request path.
+//!   relaxed atomic additions; the only lock is taken once per series every 30 s, by the
+//!   first record of a new window slot, to recycle it.
 //! - **Windows**: cumulative counters for export; a ring of 30-second slots for the last minute
 //!   (60–90 s of data) and the last five minutes (300–330 s), for local quantiles
 //!   ([`LatencyRegistry::snapshot`]).
-//! - **Memory**: at most ~89 KiB per series with its windows (slots allocate on first use);
+//! - **Memory**: at most ~91 KiB per series with its windows (slots allocate on first use);
 //!   [`LatencyRegistry::memory`] says what is held now.
 //! - **Cardinality guard**: at most 2,000 series by default; requests of new series beyond the
 //!   cap count in one [`OVERFLOW_ROUTE`] series, and [`LatencyRegistry::overflowed`] says how many.

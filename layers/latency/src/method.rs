@@ -29,6 +29,11 @@ impl MethodIndex {
         Self(index as u8)
     }
 
+    /// Whether this is `HEAD` (whose response body is dropped unsent).
+    pub(crate) fn is_head(self) -> bool {
+        self.0 == 1
+    }
+
     pub(crate) fn label(self) -> &'static str {
         LABELS[usize::from(self.0)]
     }

@@ -8,8 +8,8 @@
 //! | `vitals.latency.cancelled_requests` | counter | `http.request.method`, `http.route` |
 //! | `vitals.latency.overflow_requests` | counter | — |
 //!
-//! Handles are resolved once per series and per method, not per request: install the recorder
-//! before the first request. Give the histogram [`DURATION_BUCKETS_SECONDS`] in the recorder
+//! Handles are resolved once per series and per method (at their first use), not per request:
+//! install the recorder before the first request. Give the histogram [`DURATION_BUCKETS_SECONDS`] in the recorder
 //! (metrics-exporter-prometheus renders a summary otherwise) and call [`describe`] for HELP
 //! texts and the seconds unit.
 //!
@@ -53,28 +53,33 @@ pub fn describe() {
     );
 }
 
-/// The handles of one series.
+/// The handles of one series, resolved at its first record (a series made before the recorder
+/// was installed, like the overflow series, still reaches it).
 pub(crate) struct SeriesHandles {
-    duration: Histogram,
+    duration: OnceLock<Histogram>,
     /// Registered on the first cancellation: most series never see one.
     cancelled: OnceLock<Counter>,
 }
 
 impl SeriesHandles {
-    pub(crate) fn new(key: &SeriesKey) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            duration: metrics::histogram!(
-                HTTP_SERVER_REQUEST_DURATION,
-                HTTP_REQUEST_METHOD => key.method,
-                HTTP_ROUTE => key.route.to_string(),
-                HTTP_RESPONSE_STATUS_CODE => key.status.to_string(),
-            ),
+            duration: OnceLock::new(),
             cancelled: OnceLock::new(),
         }
     }
 
-    pub(crate) fn record(&self, duration: Duration) {
-        self.duration.record(duration.as_secs_f64());
+    pub(crate) fn record(&self, key: &SeriesKey, duration: Duration) {
+        self.duration
+            .get_or_init(|| {
+                metrics::histogram!(
+                    HTTP_SERVER_REQUEST_DURATION,
+                    HTTP_REQUEST_METHOD => key.method,
+                    HTTP_ROUTE => key.route.to_string(),
+                    HTTP_RESPONSE_STATUS_CODE => key.status.to_string(),
+                )
+            })
+            .record(duration.as_secs_f64());
     }
 
     pub(crate) fn record_cancelled(&self, key: &SeriesKey) {

@@ -51,6 +51,9 @@ struct Inner {
     /// Unique per registry (never reused), for the per-thread series cache.
     id: u64,
     origin: Instant,
+    /// The latest epoch a record was counted in: records ending later are checked against
+    /// the clock (a caller's `end` in the future must not recycle a live slot).
+    latest_epoch: AtomicU64,
     max_series: usize,
     /// Export bucket boundaries (`le`), in nanoseconds and as configured in seconds.
     boundaries: Box<[u64]>,
@@ -138,6 +141,7 @@ impl LatencyRegistryBuilder {
                     NEXT_ID.fetch_add(1, Relaxed)
                 },
                 origin: Instant::now(),
+                latest_epoch: AtomicU64::new(0),
                 max_series: self.max_series,
                 overflow: Arc::new(Series::new(overflow, boundaries.len())),
                 boundaries,
@@ -209,15 +213,11 @@ impl LatencyRegistry {
             method: method_label(method),
             status: status.as_u16(),
         };
-        let map = self.inner.series.load();
-        let series = match map.get(&key) {
-            Some(series) => Arc::clone(series),
-            None if map.len() >= self.inner.max_series => Arc::clone(&self.inner.overflow),
-            None => self.add(&key),
-        };
+        let found = self.find(&key);
         SeriesHandle {
             registry: self.clone(),
-            series,
+            overflow: found.overflow,
+            series: found.series,
         }
     }
 
@@ -263,7 +263,7 @@ impl LatencyRegistry {
             method,
             status,
             || {
-                self.find(&SeriesRef {
+                self.find_counted(&SeriesRef {
                     route: route.as_str(),
                     method,
                     status,
@@ -281,14 +281,14 @@ impl LatencyRegistry {
         status: u16,
         end: Instant,
     ) {
-        let epoch = self.epoch(end);
+        let epoch = self.record_epoch(end);
         crate::cache::with_series(
             self.inner.id,
             route,
             method,
             status,
             || {
-                self.find(&SeriesRef {
+                self.find_counted(&SeriesRef {
                     route: route.as_str(),
                     method,
                     status,
@@ -302,28 +302,41 @@ impl LatencyRegistry {
         );
     }
 
-    /// The series of `key` from the shared map, added if new, or the overflow series.
+    /// The series of `key` from the shared map, added if new, or — the cap reached — the
+    /// overflow series (`overflow` set; the caller counts the fold).
     fn find(&self, key: &SeriesRef<'_>) -> crate::cache::Found {
         let map = self.inner.series.load();
         if let Some(series) = map.get(key) {
             return crate::cache::Found {
                 series: Arc::clone(series),
-                cacheable: true,
+                overflow: false,
             };
         }
         let full = map.len() >= self.inner.max_series;
         drop(map);
-        let series = if full {
-            self.overflowing()
-        } else {
-            self.add(key)
-        };
-        let cacheable = !Arc::ptr_eq(&series, &self.inner.overflow);
-        crate::cache::Found { series, cacheable }
+        match if full { None } else { self.add(key) } {
+            Some(series) => crate::cache::Found {
+                series,
+                overflow: false,
+            },
+            None => crate::cache::Found {
+                series: Arc::clone(&self.inner.overflow),
+                overflow: true,
+            },
+        }
+    }
+
+    /// [`find`](Self::find), counting a fold into the overflow series.
+    fn find_counted(&self, key: &SeriesRef<'_>) -> crate::cache::Found {
+        let found = self.find(key);
+        if found.overflow {
+            self.count_overflow();
+        }
+        found
     }
 
     pub(crate) fn record_cancelled_at(&self, key: &SeriesRef<'_>, end: Instant) {
-        let epoch = self.epoch(end);
+        let epoch = self.record_epoch(end);
         self.with_series(key, |series| {
             series.record_cancelled(epoch);
             #[cfg(feature = "metrics")]
@@ -333,13 +346,27 @@ impl LatencyRegistry {
 
     fn record_into(&self, series: &Series, duration: Duration, end: Instant, error: bool) {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        series.record(&self.inner.boundaries, self.epoch(end), nanos, error);
+        series.record(&self.inner.boundaries, self.record_epoch(end), nanos, error);
         #[cfg(feature = "metrics")]
-        series.facade.record(duration);
+        series.facade.record(&series.key, duration);
         #[cfg(feature = "opentelemetry")]
         if let Some(otel) = &self.inner.otel {
             otel.record(duration, &series.otel_attributes);
         }
+    }
+
+    /// The epoch of a request that ended at `end`, never later than the clock's: an `end` in
+    /// the future (from a caller of [`SeriesHandle::record_at`]) counts now. The clock is read
+    /// only when `end` is past the latest epoch seen, about once per 30 s.
+    #[inline]
+    fn record_epoch(&self, end: Instant) -> u64 {
+        let epoch = self.epoch(end);
+        if epoch <= self.inner.latest_epoch.load(Relaxed) {
+            return epoch;
+        }
+        let epoch = epoch.min(self.epoch(Instant::now()));
+        self.inner.latest_epoch.fetch_max(epoch, Relaxed);
+        epoch
     }
 
     /// The 30-second epoch `at` falls in, counted from the registry's creation.
@@ -353,26 +380,21 @@ impl LatencyRegistry {
         if let Some(series) = map.get(key) {
             return record(series);
         }
-        let full = map.len() >= self.inner.max_series;
         drop(map);
-        if full {
-            return record(&self.overflowing());
-        }
-        record(&self.add(key));
+        record(&self.find_counted(key).series);
     }
 
-    /// The overflow series, counting one more request folded into it.
-    fn overflowing(&self) -> Arc<Series> {
+    fn count_overflow(&self) {
         self.inner.overflowed.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         crate::metrics::record_overflow();
-        Arc::clone(&self.inner.overflow)
     }
 
     /// Adds a series (or finds the one another thread just added), copying the map: reads stay
-    /// lock-free, and adds are bounded by the cap.
+    /// lock-free, and adds are bounded by the cap. `None` when the cap is reached, or for the
+    /// overflow series' own key (a labeler returning it would make a duplicate series).
     #[cold]
-    fn add(&self, key: &SeriesRef<'_>) -> Arc<Series> {
+    fn add(&self, key: &SeriesRef<'_>) -> Option<Arc<Series>> {
         let _adding = self
             .inner
             .adding
@@ -380,10 +402,14 @@ impl LatencyRegistry {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.inner.series.load_full();
         if let Some(series) = current.get(key) {
-            return Arc::clone(series);
+            return Some(Arc::clone(series));
         }
-        if current.len() >= self.inner.max_series {
-            return self.overflowing();
+        let overflow = &self.inner.overflow.key;
+        let is_overflow_key = key.route == &*overflow.route
+            && key.method == overflow.method
+            && key.status == overflow.status;
+        if current.len() >= self.inner.max_series || is_overflow_key {
+            return None;
         }
         let owned = SeriesKey {
             route: Arc::from(key.route),
@@ -394,7 +420,7 @@ impl LatencyRegistry {
         let mut next = SeriesMap::clone(&current);
         next.insert(owned, Arc::clone(&series));
         self.inner.series.store(Arc::new(next));
-        series
+        Some(series)
     }
 
     /// The number of series (the overflow series not included).
@@ -524,6 +550,8 @@ impl LatencyRegistry {
 pub struct SeriesHandle {
     registry: LatencyRegistry,
     series: Arc<Series>,
+    /// The series cap was reached: every record counts as folded into the overflow series.
+    overflow: bool,
 }
 
 impl SeriesHandle {
@@ -536,6 +564,9 @@ impl SeriesHandle {
     /// caller has one).
     #[inline]
     pub fn record_at(&self, duration: Duration, end: Instant, error: bool) {
+        if self.overflow {
+            self.registry.count_overflow();
+        }
         self.registry
             .record_into(&self.series, duration, end, error);
     }

@@ -31,8 +31,12 @@ impl hashbrown::Equivalent<SeriesKey> for SeriesRef<'_> {
     }
 }
 
-/// The cumulative counter of the sum of durations, in nanoseconds.
+/// The cumulative counter of the sum of durations, in ticks of [`TICK_NANOS`].
 const SUM: usize = 0;
+/// The unit of the sum: 100 ns, rounded to nearest (unbiased), so a `u64` holds 58,000 years of
+/// request time — a nanosecond sum would wrap after 584 years, a few weeks for thousands of
+/// long-lived streams.
+const TICK_NANOS: u64 = 100;
 /// The cumulative counter of cancelled requests.
 const CANCELLED: usize = 1;
 /// The first export bucket's counter.
@@ -55,7 +59,7 @@ impl Series {
     pub(crate) fn new(key: SeriesKey, export_buckets: usize) -> Self {
         Self {
             #[cfg(feature = "metrics")]
-            facade: crate::metrics::SeriesHandles::new(&key),
+            facade: crate::metrics::SeriesHandles::new(),
             #[cfg(feature = "opentelemetry")]
             otel_attributes: crate::otel::attributes(&key),
             key,
@@ -68,8 +72,10 @@ impl Series {
     #[inline]
     pub(crate) fn record(&self, boundaries: &[u64], epoch: u64, nanos: u64, error: bool) {
         let export = boundaries.partition_point(|&le| le < nanos);
-        self.cumulative
-            .add_two((SUM, nanos), (FIRST_BUCKET + export, 1));
+        self.cumulative.add_two(
+            (SUM, nanos.saturating_add(TICK_NANOS / 2) / TICK_NANOS),
+            (FIRST_BUCKET + export, 1),
+        );
         self.windows
             .record(epoch, bucket_index(nanos), nanos, error);
     }
@@ -88,7 +94,7 @@ impl Series {
         let counters = self.cumulative.sum();
         let buckets = counters[FIRST_BUCKET..].to_vec();
         #[allow(clippy::cast_precision_loss)]
-        let sum_seconds = counters[SUM] as f64 / 1e9;
+        let sum_seconds = counters[SUM] as f64 * (TICK_NANOS as f64 / 1e9);
         CumulativeSeries {
             method: self.key.method,
             route: self.key.route.to_string(),

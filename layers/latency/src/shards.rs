@@ -65,7 +65,8 @@ impl ShardedCounters {
         let mut totals = vec![0u64; self.width];
         for shard in self.lines.chunks(self.lines_per_shard) {
             for (index, total) in totals.iter_mut().enumerate() {
-                *total += shard[index / PER_LINE].0[index % PER_LINE].load(Relaxed);
+                let value = shard[index / PER_LINE].0[index % PER_LINE].load(Relaxed);
+                *total = total.wrapping_add(value);
             }
         }
         totals

@@ -4,6 +4,7 @@
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
+    fence,
 };
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub(crate) const SLOT: Duration = Duration::from_secs(30);
 pub(crate) const SLOTS: usize = 11;
 /// The tag of a slot that never held samples.
 const NEVER: u64 = u64::MAX;
+/// The tag of a slot being recycled: readers skip it, recorders wait for the recycling.
+const RECYCLING: u64 = u64::MAX - 1;
 
 /// A window over which local quantiles are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,7 +147,7 @@ impl SlidingWindows {
         if tag == epoch {
             return Some(slot);
         }
-        if tag != NEVER && tag > epoch {
+        if tag != NEVER && tag != RECYCLING && tag > epoch {
             return None;
         }
         let _recycling = self
@@ -156,6 +159,9 @@ impl SlidingWindows {
             if tag != NEVER && tag > epoch {
                 return None;
             }
+            // A seqlock's write: readers that saw the old tag see a change and drop the slot.
+            slot.epoch.store(RECYCLING, Relaxed);
+            fence(Release);
             if let Some(buckets) = slot.buckets.get() {
                 for bucket in buckets {
                     bucket.store(0, Relaxed);
@@ -198,7 +204,7 @@ impl SlidingWindows {
         let mut scratch = vec![0u64; BUCKETS];
         for slot in &self.slots {
             let tag = slot.epoch.load(Acquire);
-            if tag == NEVER || tag < oldest || tag > now {
+            if tag == NEVER || tag == RECYCLING || tag < oldest || tag > now {
                 continue;
             }
             let mut count = 0;
@@ -214,7 +220,9 @@ impl SlidingWindows {
             let errors = u64::from(slot.errors.load(Relaxed));
             let cancelled = u64::from(slot.cancelled.load(Relaxed));
             let max_nanos = slot.max_nanos.load(Relaxed);
-            if slot.epoch.load(Acquire) != tag {
+            // A seqlock's read: the loads above happen before the tag is checked again.
+            fence(Acquire);
+            if slot.epoch.load(Relaxed) != tag {
                 continue;
             }
             for (sum, add) in into.buckets.iter_mut().zip(&scratch) {

@@ -211,3 +211,34 @@ fn error_rate_and_rate_per_second() {
     assert!(series.rate_per_s > 0.0);
     assert_eq!(series.status, None);
 }
+
+#[test]
+fn handles_past_the_cap_count_every_record_as_overflow() {
+    let registry = LatencyRegistry::builder().max_series(1).build();
+    let first = registry.series("/a", &Method::GET, StatusCode::OK);
+    let folded = registry.series("/b", &Method::GET, StatusCode::OK);
+    assert_eq!(registry.overflowed(), 0, "resolving is not recording");
+    for _ in 0..3 {
+        first.record(Duration::from_millis(1), false);
+        folded.record(Duration::from_millis(1), false);
+    }
+    assert_eq!(registry.overflowed(), 3);
+    let snapshot = registry.snapshot(Window::OneMinute);
+    let overflow = snapshot
+        .series
+        .iter()
+        .find(|s| s.route == vitals_latency::OVERFLOW_ROUTE)
+        .unwrap();
+    assert_eq!(overflow.count, 3);
+}
+
+#[test]
+fn an_end_in_the_future_counts_now_and_evicts_nothing() {
+    let registry = LatencyRegistry::new();
+    let handle = registry.series("/a", &Method::GET, StatusCode::OK);
+    handle.record(Duration::from_millis(1), false);
+    let far = std::time::Instant::now() + Duration::from_secs(3_600);
+    handle.record_at(Duration::from_millis(2), far, false);
+    handle.record(Duration::from_millis(3), false);
+    assert_eq!(registry.snapshot(Window::OneMinute).series[0].count, 3);
+}

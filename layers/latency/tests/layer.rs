@@ -264,9 +264,9 @@ async fn ten_thousand_random_paths_and_methods_keep_series_bounded() {
     assert_eq!(total, 20_000);
     assert_eq!(overflow.count, registry.overflowed());
     assert!(registry.overflowed() >= 10_000 - 500);
-    // The bound on memory: 500 series of at most 89 KiB each, plus the overflow series.
+    // The bound on memory: 500 series of at most 128 KiB each, plus the overflow series.
     assert!(
-        registry.memory() <= 501 * 89 * 1024,
+        registry.memory() <= 501 * 128 * 1024,
         "{}",
         registry.memory()
     );
@@ -287,4 +287,22 @@ async fn registries_sharing_a_thread_keep_their_own_counts() {
     }
     let count = |registry: &LatencyRegistry| registry.snapshot(Window::OneMinute).series[0].count;
     assert_eq!((count(&first), count(&second)), (5, 1));
+}
+
+#[tokio::test]
+async fn head_requests_are_timed_not_cancelled() {
+    let registry = LatencyRegistry::new();
+    let addr = serve(app(&registry)).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"HEAD /products/1 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+    eventually(&registry, |s| s.iter().any(|s| s.count == 1)).await;
+    let snapshot = registry.snapshot(Window::OneMinute);
+    let series = find(&snapshot.series, "/products/{id}", Some(200));
+    assert_eq!((series.method.as_str(), series.cancelled), ("HEAD", 0));
 }

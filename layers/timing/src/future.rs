@@ -180,7 +180,8 @@ where
                         timing.append_to(response.headers_mut());
                     }
                 }
-                let classifier = OutcomeClassifier::from_response(&response);
+                let classifier =
+                    OutcomeClassifier::from_response(&response).for_method(&in_flight.method);
                 let finish = Finish::new(in_flight, classifier, head, *this.stats);
                 Poll::Ready(Ok(response.map(|body| TimedBody::new(body, finish))))
             }
