@@ -135,7 +135,7 @@ impl LayerResponse {
         self.status
     }
 
-    pub(crate) fn to_response<B>(&self, hint: OutcomeHint) -> Response<LimitBody<B>>
+    pub(crate) fn to_response<B>(&self, hint: Option<OutcomeHint>) -> Response<LimitBody<B>>
     where
         B: Body,
         B::Data: From<Bytes>,
@@ -146,7 +146,9 @@ impl LayerResponse {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, self.content_type.clone());
-        hint.mark(&mut response);
+        if let Some(hint) = hint {
+            hint.mark(&mut response);
+        }
         response
     }
 }

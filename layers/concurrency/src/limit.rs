@@ -217,7 +217,7 @@ impl Limiter {
             let epoch = lock(aimd).epoch();
             self.feedback(None, epoch);
         }
-        let mut response = self.rejection.to_response(OutcomeHint::Rejected);
+        let mut response = self.rejection.to_response(Some(OutcomeHint::Rejected));
         let base = self.retry_after.as_secs().max(1);
         let seconds = base + self.next_jitter() % (base + 1);
         response

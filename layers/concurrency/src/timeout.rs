@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -182,15 +182,19 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let waiting = Arc::new(AtomicBool::new(false));
+        let http1 = request.version() <= Version::HTTP_11;
         let request = request.map(|body| WatchedBody {
             inner: body,
             waiting: Arc::clone(&waiting),
         });
-        let response = self.layer.request_body.response.clone();
         let route = Self::route(&request);
         let inner = self.inner.call(request);
         let mut future = self.future(route, inner);
-        future.request_body = Some(Box::new((waiting, response)));
+        future.request_body = Some(Box::new(RequestBodyWatch {
+            waiting,
+            response: self.layer.request_body.response.clone(),
+            http1,
+        }));
         future
     }
 }
@@ -238,7 +242,7 @@ pin_project! {
         response: Option<LayerResponse>,
         route: Option<RouteLabel>,
         // With a watched request body: whether the handler waits for it, and the answer then.
-        request_body: Option<Box<(Arc<AtomicBool>, LayerResponse)>>,
+        request_body: Option<Box<RequestBodyWatch>>,
     }
 }
 
@@ -253,6 +257,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let Some(watch) = this.request_body.as_ref() {
+            // Only a body read left pending by this poll of the handler counts as waiting.
+            watch.waiting.store(false, Ordering::Release);
+        }
         if let HandlerProj::Running { future } = this.inner.as_mut().project()
             && let Poll::Ready(result) = future.poll(cx)
         {
@@ -263,27 +271,43 @@ where
             }));
         }
         if this.sleep.poll(cx).is_ready() {
+            // Read before the handler (and the body it holds) is dropped: the drop clears it.
+            let waiting = this
+                .request_body
+                .as_ref()
+                .is_some_and(|watch| watch.waiting.load(Ordering::Acquire));
             this.inner.set(Handler::Gone);
-            #[cfg(feature = "metrics")]
-            crate::metrics::timed_out(this.route.as_ref());
             let Some(response) = this.response.take() else {
                 panic!("vitals_concurrency::TimeoutFuture polled after completion");
             };
-            if let Some(watch) = this.request_body.take() {
-                let (waiting, upload_response) = *watch;
-                if waiting.load(Ordering::Acquire) {
-                    let mut response = upload_response.to_response(OutcomeHint::Timeout);
+            if let Some(watch) = this.request_body.take()
+                && waiting
+            {
+                // The client was slow, not the server: a client error, not a timeout outcome.
+                let mut response = watch.response.to_response(None);
+                if watch.http1 {
                     // The rest of the body will not be read: the connection cannot be reused.
+                    // (HTTP/2 has no connection header: the stream is reset instead.)
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return Poll::Ready(Ok(response));
                 }
+                return Poll::Ready(Ok(response));
             }
-            return Poll::Ready(Ok(response.to_response(OutcomeHint::Timeout)));
+            #[cfg(feature = "metrics")]
+            crate::metrics::timed_out(this.route.as_ref());
+            return Poll::Ready(Ok(response.to_response(Some(OutcomeHint::Timeout))));
         }
         Poll::Pending
     }
+}
+
+/// What the timeout needs to tell a stalled upload apart.
+struct RequestBodyWatch {
+    /// Set while the handler's latest read of the request body is left pending.
+    waiting: Arc<AtomicBool>,
+    response: LayerResponse,
+    http1: bool,
 }
 
 pin_project! {
@@ -294,6 +318,13 @@ pin_project! {
         #[pin]
         inner: B,
         waiting: Arc<AtomicBool>,
+    }
+
+    impl<B> PinnedDrop for WatchedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            // A handler that dropped the body waits for it no more.
+            this.waiting.store(false, Ordering::Release);
+        }
     }
 }
 

@@ -31,6 +31,21 @@ fn app() -> Router {
                 format!("{} bytes, late", body.len())
             }),
         )
+        .route(
+            "/peek-then-think",
+            post(|request: axum::extract::Request| async move {
+                // One read that waits, given up after 10 ms; then other work, the body kept.
+                let mut body = request.into_body();
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(10),
+                    http_body_util::BodyExt::frame(&mut body),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                drop(body);
+                "late"
+            }),
+        )
         .route_layer(TimeoutLayer::new(DEADLINE).with_request_body_watch())
 }
 
@@ -87,5 +102,12 @@ async fn a_slow_handler_is_still_the_configured_timeout() {
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     // ...or has read all of it and is busy with something else.
     let reply = exchange(addr, "/read-then-think", 5, b"hello").await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_body_read_given_up_earlier_does_not_make_a_slow_handler_a_408() {
+    let addr = serve().await;
+    let reply = exchange(addr, "/peek-then-think", 1_000, &[b'x'; 10]).await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
 }
