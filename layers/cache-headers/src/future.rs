@@ -281,7 +281,9 @@ fn finish<B: Body>(
     let Some(preconditions) = facts.preconditions.as_deref() else {
         return Response::from_parts(parts, body);
     };
-    if !parts.status.is_success() {
+    // A write has happened by now: its preconditions are `PreconditionLayer`'s, checked before
+    // the handler ran.
+    if !facts.safe || !parts.status.is_success() {
         return Response::from_parts(parts, body);
     }
     let current = Validators {
@@ -293,14 +295,14 @@ fn finish<B: Body>(
     };
     match preconditions.evaluate(&facts.method, &current, true) {
         Verdict::Proceed => Response::from_parts(parts, body),
-        Verdict::NotModified if facts.safe => {
+        Verdict::NotModified => {
             #[cfg(feature = "metrics")]
             crate::metrics::not_modified(facts.route.as_ref());
             parts.status = StatusCode::NOT_MODIFIED;
             strip_representation(&mut parts.headers, current.etag.is_some());
             Response::from_parts(parts, CacheBody::empty())
         }
-        Verdict::NotModified | Verdict::PreconditionFailed => {
+        Verdict::PreconditionFailed => {
             parts.status = StatusCode::PRECONDITION_FAILED;
             strip_representation(&mut parts.headers, false);
             parts.headers.remove(ETAG);
