@@ -50,6 +50,9 @@ mod policy;
 mod precondition;
 mod vary;
 
+#[cfg(test)]
+mod props;
+
 #[cfg(feature = "metrics")]
 pub mod metrics;
 
