@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
 use vitals_concurrency::ConcurrencyLimitLayer;
 use vitals_core::route::RequestHead;
 use vitals_latency::{LatencyLayer, LatencyRegistry};
@@ -42,6 +43,12 @@ use routes::AppState;
 /// Request timing on every route: `Server-Timing: total;dur=…` on each response, a WARN event
 /// for requests slower than 1 s (`/slow?ms=1500`), and one for handlers that block the executor
 /// for 10 ms or more in a single poll (`/report/blocking`).
+/// Every route without a policy of its own: API data that caches must revalidate before use
+/// (`no-cache`; the computed ETag makes that a 304), errors never stored.
+fn shop_cache() -> CacheHeadersLayer {
+    CacheHeadersLayer::with_policy(CachePolicy::no_cache())
+}
+
 fn timing_layer() -> RequestTimingLayer {
     RequestTimingLayer::new()
 }
@@ -116,10 +123,12 @@ impl Shop {
 
     /// The shop's router with the Vitals layers, ready to serve.
     pub fn router(&self) -> Router {
-        // Applied inside out: queries sees only the handler's work, the global limit sits
-        // inside timing (time spent queueing for a permit is part of the total).
+        // Applied inside out: queries sees only the handler's work; cache headers sit outside
+        // it (a 304 still ran the handler's queries: the saving is the transfer); the global
+        // limit sits inside timing (time spent queueing for a permit is part of the total).
         routes::router(Arc::clone(&self.state), self.metrics.clone(), &self.latency)
             .layer(QueryTrackingLayer::new())
+            .layer(shop_cache())
             .layer(self.limit.clone())
             .layer(LatencyLayer::new(self.latency.clone()))
             .layer(timing_layer())

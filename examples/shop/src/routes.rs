@@ -26,6 +26,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
 use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
 
 use crate::db::{Customer, Db, Order, Product};
@@ -84,15 +85,21 @@ pub fn router(
             }),
         )
         .route_service("/_vitals/latency", latency.json_service())
-        .route("/products", get(products))
-        .route("/products/{id}", get(product))
+        .route("/products", get(products).route_layer(catalogue_cache()))
+        .route(
+            "/products/{id}",
+            get(product).route_layer(catalogue_cache()),
+        )
         .route("/orders", get(orders))
         .route("/orders/n-plus-one", get(orders_n_plus_one))
         .route("/report", get(report_off_executor))
         .route("/report/blocking", get(report_blocking))
         .route("/slow", get(slow).route_layer(slow_route_guard()))
-        .route("/me", get(me))
-        .route("/checkout", get(checkout))
+        .route("/me", get(me).route_layer(per_user_cache()))
+        .route(
+            "/checkout",
+            get(checkout).route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_store())),
+        )
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -114,6 +121,26 @@ fn slow_route_guard() -> tower::ServiceBuilder<
                 .with_max_wait(Duration::from_millis(100)),
         )
         .layer(TimeoutLayer::new(SLOW_ROUTE_TIMEOUT))
+}
+
+/// The catalogue changes rarely and is the same for everyone: any cache may keep it a minute
+/// and serve it up to five minutes stale while it revalidates. An unknown product's 404 is
+/// cached 10 s (scanners probing ids then cost one database query per id per 10 s); a request
+/// with `Authorization` gets the private equivalent (the layer's safe default).
+fn catalogue_cache() -> CacheHeadersLayer {
+    CacheHeadersLayer::with_policy(
+        CachePolicy::public(Duration::from_mins(1)).stale_while_revalidate(Duration::from_mins(5)),
+    )
+    .policy_for_status(
+        axum::http::StatusCode::NOT_FOUND,
+        CachePolicy::public(Duration::from_secs(10)),
+    )
+}
+
+/// Per-user data: only the user's own browser may keep it, and must revalidate before each use
+/// (its ETag makes that a cheap 304).
+fn per_user_cache() -> CacheHeadersLayer {
+    CacheHeadersLayer::with_policy(CachePolicy::private(Duration::ZERO).must_revalidate())
 }
 
 /// The deadline of `GET /slow`.

@@ -73,4 +73,5 @@ fn describe() {
     );
     describe_counter!(queries::N_PLUS_ONE_FINDINGS, "N+1 query findings.");
     vitals_latency::metrics::describe();
+    vitals_cache_headers::metrics::describe();
 }

@@ -92,14 +92,41 @@ impl EntityTag {
     /// coding is part of the tag, so the gzip and the identity representation never share
     /// one.
     pub fn for_body(body: &[u8], content_encoding: Option<&str>) -> Self {
-        let hash = xxhash_rust::xxh3::xxh3_128(body);
-        let mut tag = format!("{hash:032x}");
-        if let Some(coding) = content_encoding {
-            tag.push('-');
-            tag.extend(coding.chars().filter(char::is_ascii_alphanumeric).take(32));
+        Self {
+            weak: false,
+            tag: body_tag(body, content_encoding, false),
         }
-        Self { weak: false, tag }
     }
+
+    /// The header value of [`EntityTag::for_body`], built in one allocation.
+    pub(crate) fn header_for_body(body: &[u8], content_encoding: Option<&str>) -> HeaderValue {
+        let quoted = body_tag(body, content_encoding, true);
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(quoted))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+    }
+}
+
+/// The tag of a body: 128 bits of XXH3 in hex, then `-coding` with a content coding; in quotes
+/// if asked.
+fn body_tag(body: &[u8], content_encoding: Option<&str>, quoted: bool) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = xxhash_rust::xxh3::xxh3_128(body);
+    let mut tag = String::with_capacity(2 + 32 + content_encoding.map_or(0, |c| c.len() + 1));
+    if quoted {
+        tag.push('"');
+    }
+    for byte in hash.to_be_bytes() {
+        tag.push(char::from(HEX[usize::from(byte >> 4)]));
+        tag.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    if let Some(coding) = content_encoding {
+        tag.push('-');
+        tag.extend(coding.chars().filter(char::is_ascii_alphanumeric).take(32));
+    }
+    if quoted {
+        tag.push('"');
+    }
+    tag
 }
 
 impl std::fmt::Display for EntityTag {
@@ -224,5 +251,9 @@ mod tests {
         assert!(gzip.tag().ends_with("-gzip"));
         assert_ne!(plain, EntityTag::for_body(b"hellO", None));
         assert!(EntityTag::parse(plain.header_value().as_bytes()).is_some());
+        assert_eq!(
+            EntityTag::header_for_body(b"hello", Some("gzip")),
+            gzip.header_value()
+        );
     }
 }

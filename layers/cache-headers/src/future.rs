@@ -1,15 +1,16 @@
 //! The response future: applies the policy to the head, computes the entity tag (buffering a
 //! small body), and answers `304`/`412` when the request's preconditions say so.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
-    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LOCATION, ETAG, LAST_MODIFIED, SET_COOKIE,
-    TRANSFER_ENCODING,
+    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, SET_COOKIE, TRANSFER_ENCODING,
 };
 use http::response::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -21,7 +22,7 @@ use crate::body::CacheBody;
 use crate::conditional::{Preconditions, Validators, Verdict, parse_date};
 use crate::etag::EntityTag;
 use crate::layer::Config;
-use crate::policy::CachePolicy;
+use crate::policy::{CachePolicy, Rendered};
 
 /// What the layer needs to know about the request once the response comes.
 pub(crate) struct RequestFacts {
@@ -30,7 +31,8 @@ pub(crate) struct RequestFacts {
     pub(crate) preconditions: Option<Box<Preconditions>>,
     /// The header a private variant depends on (`Authorization`, `Cookie`), if any.
     pub(crate) credentials: Option<&'static str>,
-    pub(crate) policy: Option<CachePolicy>,
+    /// The policy a rule chose for this request (the configured one otherwise).
+    pub(crate) policy: Option<Rendered>,
     pub(crate) route: Option<RouteLabel>,
 }
 
@@ -42,7 +44,7 @@ pin_project! {
             // Boxed so it can be handed on mid-way (a body longer than its length hint).
             body: Option<Pin<Box<B>>>,
             parts: Option<Parts>,
-            data: BytesMut,
+            data: Buffer,
             trailers: Option<HeaderMap>,
         },
         Done,
@@ -102,7 +104,7 @@ where
                     this.state.set(State::Buffering {
                         body: Some(Box::pin(body)),
                         parts: Some(parts),
-                        data: BytesMut::new(),
+                        data: Buffer::Empty,
                         trailers: None,
                     });
                 }
@@ -134,7 +136,7 @@ where
                             let Some(rest) = body.take() else {
                                 continue;
                             };
-                            let seen = std::mem::take(data).freeze();
+                            let seen = data.take();
                             finish(head, CacheBody::prefixed(seen, rest), this.facts)
                         }
                         Some(Err(error)) => Response::from_parts(head, CacheBody::failed(error)),
@@ -151,17 +153,61 @@ where
     }
 }
 
-/// Adds a frame to what is buffered.
-fn collect<D: Buf>(frame: Frame<D>, data: &mut BytesMut, trailers: &mut Option<HeaderMap>) {
-    match frame.into_data() {
-        Ok(mut chunk) => {
-            while chunk.has_remaining() {
-                let piece = chunk.chunk();
-                data.extend_from_slice(piece);
-                let read = piece.len();
-                chunk.advance(read);
+/// A body being buffered: most bodies of known length come in one frame, kept as it is.
+pub(crate) enum Buffer {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(bytes) => bytes.len(),
+            Self::Many(bytes) => bytes.len(),
+        }
+    }
+
+    fn push(&mut self, mut chunk: impl Buf) {
+        match self {
+            // Without a copy when the chunk is `Bytes` already.
+            Self::Empty => *self = Self::One(chunk.copy_to_bytes(chunk.remaining())),
+            Self::One(first) => {
+                let mut many = BytesMut::with_capacity(first.len() + chunk.remaining());
+                many.extend_from_slice(first);
+                while chunk.has_remaining() {
+                    let piece = chunk.chunk();
+                    many.extend_from_slice(piece);
+                    let read = piece.len();
+                    chunk.advance(read);
+                }
+                *self = Self::Many(many);
+            }
+            Self::Many(many) => {
+                while chunk.has_remaining() {
+                    let piece = chunk.chunk();
+                    many.extend_from_slice(piece);
+                    let read = piece.len();
+                    chunk.advance(read);
+                }
             }
         }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match std::mem::replace(self, Self::Empty) {
+            Self::Empty => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(bytes) => bytes.freeze(),
+        }
+    }
+}
+
+/// Adds a frame to what is buffered.
+fn collect<D: Buf>(frame: Frame<D>, data: &mut Buffer, trailers: &mut Option<HeaderMap>) {
+    match frame.into_data() {
+        Ok(chunk) => data.push(chunk),
         Err(frame) => {
             if let Ok(more) = frame.into_trailers() {
                 trailers.get_or_insert_with(HeaderMap::new).extend(more);
@@ -173,17 +219,17 @@ fn collect<D: Buf>(frame: Frame<D>, data: &mut BytesMut, trailers: &mut Option<H
 /// The buffered response with its computed entity tag, preconditions evaluated.
 fn tagged<B: Body>(
     mut head: Parts,
-    data: &mut BytesMut,
+    data: &mut Buffer,
     trailers: &mut Option<HeaderMap>,
     facts: &RequestFacts,
 ) -> Response<CacheBody<B>> {
-    let bytes = std::mem::take(data).freeze();
+    let bytes = data.take();
     let encoding = head
         .headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let tag = EntityTag::for_body(&bytes, encoding);
-    head.headers.insert(ETAG, tag.header_value());
+    let tag = EntityTag::header_for_body(&bytes, encoding);
+    head.headers.insert(ETAG, tag);
     #[cfg(feature = "metrics")]
     crate::metrics::etag_computed(facts.route.as_ref());
     finish(head, CacheBody::buffered(bytes, trailers.take()), facts)
@@ -215,17 +261,20 @@ fn apply_policy(parts: &mut Parts, config: &Config, facts: &RequestFacts) -> boo
     let mut stores = true;
     if let (Some(directives), true) = (handler_policy, config.handler_wins) {
         stores = !directives.no_store;
-    } else if let Some(mut policy) = choose(status, config, facts) {
-        if policy.is_public() && !config.public_even_if_authorized && facts.credentials.is_some() {
-            policy = policy.to_private();
-            vary[1] = facts.credentials;
-        }
-        if policy.is_public() && headers.contains_key(SET_COOKIE) {
-            // A shared cache would hand this user's cookie to everyone.
-            policy = policy.to_private();
-        }
+    } else if let Some(rendered) = choose(status, config, facts) {
+        let policy = &rendered.policy;
+        let authorized = !config.public_even_if_authorized && facts.credentials.is_some();
+        // A shared cache would hand this user's data, or cookie, to everyone.
+        let value = if policy.is_public() && (authorized || headers.contains_key(SET_COOKIE)) {
+            if authorized {
+                vary[1] = facts.credentials;
+            }
+            policy.to_private().header_value()
+        } else {
+            rendered.value.clone()
+        };
         stores = !policy.is_no_store();
-        headers.insert(CACHE_CONTROL, policy.header_value());
+        headers.insert(CACHE_CONTROL, value);
     }
     merge_vary(headers, &vary);
     stores && !status.is_client_error() && !status.is_server_error()
@@ -240,15 +289,26 @@ fn merge_vary(headers: &mut HeaderMap, names: &[Option<&str>; 2]) {
 
 /// The policy for a response with `status`: a policy named for the status, else the route's
 /// for 2xx, `no-store` from 400 up, nothing for the rest (1xx, 3xx keep what they have).
-fn choose(status: StatusCode, config: &Config, facts: &RequestFacts) -> Option<CachePolicy> {
+fn choose<'a>(
+    status: StatusCode,
+    config: &'a Config,
+    facts: &'a RequestFacts,
+) -> Option<Cow<'a, Rendered>> {
     if let Some((_, policy)) = config.status_policies.iter().find(|(s, _)| *s == status) {
-        return Some(policy.clone());
+        return Some(Cow::Borrowed(policy));
     }
     if status.is_client_error() || status.is_server_error() {
-        return Some(CachePolicy::no_store());
+        return Some(Cow::Owned(Rendered {
+            policy: CachePolicy::no_store(),
+            value: HeaderValue::from_static("no-store"),
+        }));
     }
     if status.is_success() {
-        return facts.policy.clone();
+        return facts
+            .policy
+            .as_ref()
+            .or(config.policy.as_ref())
+            .map(Cow::Borrowed);
     }
     None
 }
@@ -318,18 +378,30 @@ fn finish<B: Body>(
 /// `ETag`, `Cache-Control`, `Vary`, `Date`, `Expires` and `Content-Location`; `Last-Modified`
 /// only when there is no `ETag`).
 fn strip_representation(headers: &mut HeaderMap, has_etag: bool) {
-    let drop: Vec<_> = headers
-        .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            name.starts_with("content-") && *name != CONTENT_LOCATION
-        })
-        .cloned()
-        .collect();
-    for name in drop {
+    for name in [
+        CONTENT_TYPE,
+        CONTENT_LENGTH,
+        CONTENT_ENCODING,
+        CONTENT_LANGUAGE,
+        CONTENT_RANGE,
+        TRANSFER_ENCODING,
+    ] {
         headers.remove(name);
     }
-    headers.remove(TRANSFER_ENCODING);
+    // Any other `content-*` field (a rare custom one) goes too.
+    if headers
+        .keys()
+        .any(|name| name.as_str().starts_with("content-") && *name != CONTENT_LOCATION)
+    {
+        let rest: Vec<_> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("content-") && **name != CONTENT_LOCATION)
+            .cloned()
+            .collect();
+        for name in rest {
+            headers.remove(name);
+        }
+    }
     if has_etag {
         headers.remove(LAST_MODIFIED);
     }

@@ -12,7 +12,7 @@ use vitals_core::route::{RequestHead, RouteLabeler};
 
 use crate::conditional::Preconditions;
 use crate::future::{RequestFacts, ResponseFuture};
-use crate::policy::CachePolicy;
+use crate::policy::{CachePolicy, Rendered};
 
 /// Chooses a policy from the request (a rule instead of a fixed policy).
 pub trait PolicyRule: Send + Sync + 'static {
@@ -32,9 +32,9 @@ where
 /// The shared configuration.
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) policy: Option<CachePolicy>,
+    pub(crate) policy: Option<Rendered>,
     pub(crate) rule: Option<Arc<dyn PolicyRule>>,
-    pub(crate) status_policies: Vec<(StatusCode, CachePolicy)>,
+    pub(crate) status_policies: Vec<(StatusCode, Rendered)>,
     pub(crate) public_even_if_authorized: bool,
     pub(crate) private_cookies: Vec<String>,
     pub(crate) handler_wins: bool,
@@ -113,7 +113,7 @@ impl CacheHeadersLayer {
     /// The policy for successful (2xx) responses.
     #[must_use]
     pub fn policy(mut self, policy: CachePolicy) -> Self {
-        self.config().policy = Some(policy);
+        self.config().policy = Some(policy.into());
         self
     }
 
@@ -131,7 +131,7 @@ impl CacheHeadersLayer {
     pub fn policy_for_status(mut self, status: StatusCode, policy: CachePolicy) -> Self {
         let config = self.config();
         config.status_policies.retain(|(s, _)| *s != status);
-        config.status_policies.push((status, policy));
+        config.status_policies.push((status, policy.into()));
         self
     }
 
@@ -235,11 +235,12 @@ where
         let config = &self.config;
         let headers = request.headers();
         let preconditions = Preconditions::from_headers(headers);
+        // Only a rule's policy is per request; the configured one is read from the config.
         let policy = config
             .rule
             .as_ref()
             .and_then(|rule| rule.policy(RequestHead::of(&request)))
-            .or_else(|| config.policy.clone());
+            .map(Rendered::from);
         let facts = RequestFacts {
             safe: matches!(*request.method(), Method::GET | Method::HEAD),
             method: request.method().clone(),

@@ -157,6 +157,20 @@ impl CachePolicy {
     }
 }
 
+/// A policy with its header value rendered once (layers keep their configured policies so).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rendered {
+    pub(crate) policy: CachePolicy,
+    pub(crate) value: HeaderValue,
+}
+
+impl From<CachePolicy> for Rendered {
+    fn from(policy: CachePolicy) -> Self {
+        let value = policy.header_value();
+        Self { policy, value }
+    }
+}
+
 impl std::fmt::Display for CachePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out = String::with_capacity(64);
