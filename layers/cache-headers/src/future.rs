@@ -90,17 +90,22 @@ where
                             return Poll::Ready(Err(error));
                         }
                     };
-                    let (mut parts, body) = response.into_parts();
-                    let wants_etag = apply_policy(&mut parts, this.config, this.facts)
-                        && wants_computed_etag(&parts, &body, this.config, this.facts);
+                    let mut response = response;
+                    let status = response.status();
+                    let wants_etag =
+                        apply_policy(status, response.headers_mut(), this.config, this.facts)
+                            && wants_computed_etag(&response, this.config, this.facts);
                     if !wants_etag {
                         this.state.set(State::Done);
-                        return Poll::Ready(Ok(finish(
-                            parts,
-                            CacheBody::passthrough(body),
-                            this.facts,
-                        )));
+                        if this.facts.preconditions.is_none() {
+                            // The common case: no conditional request, nothing to buffer.
+                            return Poll::Ready(Ok(response.map(CacheBody::passthrough)));
+                        }
+                        let (parts, body) = response.into_parts();
+                        let body = CacheBody::passthrough(body);
+                        return Poll::Ready(Ok(finish(parts, body, this.facts)));
                     }
+                    let (parts, body) = response.into_parts();
                     this.state.set(State::Buffering {
                         body: Some(Box::pin(body)),
                         parts: Some(parts),
@@ -237,9 +242,12 @@ fn tagged<B: Body>(
 
 /// Sets `Cache-Control` and `Vary` on the head. Returns whether the response may be
 /// validated (an entity tag makes sense for it): not for `no-store`, not for errors.
-fn apply_policy(parts: &mut Parts, config: &Config, facts: &RequestFacts) -> bool {
-    let status = parts.status;
-    let headers = &mut parts.headers;
+fn apply_policy(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    config: &Config,
+    facts: &RequestFacts,
+) -> bool {
     let mut vary: [Option<&str>; 2] = [None, None];
     if headers.contains_key(CONTENT_ENCODING) {
         // An inner compression layer encoded the body: caches must key on Accept-Encoding.
@@ -316,16 +324,16 @@ fn choose<'a>(
 /// Whether to buffer the body for an entity tag: a `200` to `GET`/`HEAD` with no validator of
 /// the handler's, an exact length within the limit.
 fn wants_computed_etag<B: Body>(
-    parts: &Parts,
-    body: &B,
+    response: &Response<B>,
     config: &Config,
     facts: &RequestFacts,
 ) -> bool {
     facts.safe
-        && parts.status == StatusCode::OK
+        && response.status() == StatusCode::OK
         && config.etag_limit > 0
-        && !parts.headers.contains_key(ETAG)
-        && body
+        && !response.headers().contains_key(ETAG)
+        && response
+            .body()
             .size_hint()
             .exact()
             .is_some_and(|len| usize::try_from(len).is_ok_and(|len| len <= config.etag_limit))
