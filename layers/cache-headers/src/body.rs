@@ -15,6 +15,9 @@ pin_project! {
         Passthrough { #[pin] body: B },
         Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
         Prefixed { data: Option<Bytes>, body: Pin<Box<B>> },
+        // The body of a 304: none, and no length either (a 304's Content-Length would have to
+        // be the 200's, so none is sent).
+        NotModified,
         Failed { error: Option<B::Error> },
     }
 }
@@ -45,6 +48,12 @@ impl<B: Body> CacheBody<B> {
 
     pub(crate) fn empty() -> Self {
         Self::buffered(Bytes::new(), None)
+    }
+
+    pub(crate) fn not_modified() -> Self {
+        Self {
+            kind: Kind::NotModified,
+        }
     }
 
     /// `data` already read, then the rest of `body` as it streams.
@@ -103,6 +112,7 @@ where
                 })
             }
             KindProj::Failed { error } => Poll::Ready(error.take().map(Err)),
+            KindProj::NotModified => Poll::Ready(None),
         }
     }
 
@@ -112,6 +122,7 @@ where
             Kind::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
             Kind::Prefixed { data, body } => data.is_none() && body.is_end_stream(),
             Kind::Failed { error } => error.is_none(),
+            Kind::NotModified => true,
         }
     }
 
@@ -121,7 +132,7 @@ where
             Kind::Buffered { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Prefixed { .. } | Kind::Failed { .. } => SizeHint::default(),
+            Kind::Prefixed { .. } | Kind::Failed { .. } | Kind::NotModified => SizeHint::default(),
         }
     }
 }
@@ -133,6 +144,7 @@ impl<B: Body> std::fmt::Debug for CacheBody<B> {
             Kind::Buffered { .. } => "buffered",
             Kind::Prefixed { .. } => "prefixed",
             Kind::Failed { .. } => "failed",
+            Kind::NotModified => "not_modified",
         };
         f.debug_struct("CacheBody").field("kind", &kind).finish()
     }

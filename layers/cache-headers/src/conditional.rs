@@ -27,6 +27,8 @@ fn seconds(time: SystemTime) -> u64 {
 #[allow(clippy::struct_field_names)] // Named after their headers.
 pub struct Preconditions {
     if_match: Option<TagList>,
+    /// `If-Match` was sent but is not a valid list: a write fails closed on it.
+    if_match_malformed: bool,
     if_none_match: Option<TagList>,
     if_modified_since: Option<SystemTime>,
     if_unmodified_since: Option<SystemTime>,
@@ -55,14 +57,24 @@ pub struct Validators {
 impl Preconditions {
     /// Reads the four conditional headers; a malformed one is treated as absent.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let date = |name| headers.get(name).and_then(parse_date);
+        // A date field with more than one line is not one date: ignored (RFC 9110 §13.1.3).
+        let date = |name| {
+            let mut lines = headers.get_all(name).iter();
+            let first = lines.next()?;
+            if lines.next().is_some() {
+                return None;
+            }
+            parse_date(first)
+        };
         let tags = |name| {
             let mut lines = headers.get_all(name).iter().peekable();
             lines.peek()?;
             TagList::parse(lines)
         };
+        let if_match = tags(IF_MATCH);
         Self {
-            if_match: tags(IF_MATCH),
+            if_match_malformed: if_match.is_none() && headers.contains_key(IF_MATCH),
+            if_match,
             if_none_match: tags(IF_NONE_MATCH),
             if_modified_since: date(IF_MODIFIED_SINCE),
             if_unmodified_since: date(IF_UNMODIFIED_SINCE),
@@ -77,13 +89,23 @@ impl Preconditions {
     /// Whether the request carries `If-Match` or `If-Unmodified-Since`: what a state-changing
     /// request sends for optimistic concurrency.
     pub fn has_write_condition(&self) -> bool {
-        self.if_match.is_some() || self.if_unmodified_since.is_some()
+        self.if_match.is_some() || self.if_match_malformed || self.if_unmodified_since.is_some()
+    }
+
+    /// Whether a write is guarded: by `If-Match` / `If-Unmodified-Since`, or as create-only by
+    /// `If-None-Match: *`.
+    pub fn guards_write(&self) -> bool {
+        self.has_write_condition() || self.if_none_match == Some(TagList::Any)
     }
 
     /// Evaluates the preconditions for `method` against the resource's current validators
     /// (`exists`: whether it has a current representation at all), in RFC 9110's order.
     pub fn evaluate(&self, method: &Method, current: &Validators, exists: bool) -> Verdict {
         let safe = method == Method::GET || method == Method::HEAD;
+        if self.if_match_malformed && !safe {
+            // Which version the client meant cannot be known: refuse rather than overwrite.
+            return Verdict::PreconditionFailed;
+        }
         // 1. If-Match (strong comparison).
         if let Some(if_match) = &self.if_match {
             if !if_match.matches(current.etag.as_ref(), exists, EntityTag::strong_eq) {
@@ -218,10 +240,20 @@ mod tests {
             ("if-match", "\"unterminated"),
             ("if-unmodified-since", "Sun, 99 Nov 2026 99:00:00 GMT"),
         ]);
-        assert!(junk.is_empty());
         assert_eq!(
             junk.evaluate(&Method::GET, &current(), true),
             Verdict::Proceed
         );
+        // ...but a write with an If-Match nobody can read fails closed.
+        assert_eq!(
+            junk.evaluate(&Method::PUT, &current(), true),
+            Verdict::PreconditionFailed
+        );
+        assert!(junk.has_write_condition());
+        let two_dates = request(&[
+            ("if-modified-since", "Sun, 22 Nov 2026 11:00:00 GMT"),
+            ("if-modified-since", "Sun, 22 Nov 2026 11:00:00 GMT"),
+        ]);
+        assert!(two_dates.is_empty());
     }
 }

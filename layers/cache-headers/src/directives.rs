@@ -47,6 +47,29 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Option<Directives>, ()> {
     Ok(found)
 }
 
+/// Rewrites a valid `Cache-Control` so that only the user's cache may store the response:
+/// `public` becomes `private`, `s-maxage` (for shared caches) goes, the rest stays.
+pub(crate) fn make_private(headers: &mut HeaderMap) {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut private = false;
+    for value in headers.get_all(CACHE_CONTROL) {
+        for element in list_elements(value.as_bytes()) {
+            let name = element.split(|&b| b == b'=').next().unwrap_or_default();
+            if name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"s-maxage") {
+                continue;
+            }
+            private |= name.eq_ignore_ascii_case(b"private");
+            kept.push(element.to_vec());
+        }
+    }
+    if !private {
+        kept.insert(0, b"private".to_vec());
+    }
+    if let Ok(value) = http::HeaderValue::from_bytes(&kept.join(&b", "[..])) {
+        headers.insert(CACHE_CONTROL, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +102,22 @@ mod tests {
                 .unwrap()
                 .private
         );
+    }
+
+    #[test]
+    fn a_public_value_is_made_private() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        headers.append(
+            CACHE_CONTROL,
+            HeaderValue::from_static("s-maxage=600, no-transform"),
+        );
+        make_private(&mut headers);
+        assert_eq!(headers[CACHE_CONTROL], "private, max-age=60, no-transform");
+        assert_eq!(headers.get_all(CACHE_CONTROL).iter().count(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use http::HeaderValue;
 
-use crate::grammar::list_elements;
+use crate::grammar::tag_list_elements;
 
 /// An entity tag: an opaque validator, strong or weak (`W/"..."`).
 ///
@@ -18,8 +18,8 @@ use crate::grammar::list_elements;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EntityTag {
     weak: bool,
-    /// The opaque tag without its quotes.
-    tag: String,
+    /// The opaque tag without its quotes, as bytes: obs-text compares byte for byte.
+    tag: Box<[u8]>,
 }
 
 /// `etagc = %x21 / %x23-7E / obs-text`
@@ -33,7 +33,7 @@ impl EntityTag {
     pub fn strong(tag: &str) -> Option<Self> {
         tag.bytes().all(is_etagc).then(|| Self {
             weak: false,
-            tag: tag.to_owned(),
+            tag: tag.as_bytes().into(),
         })
     }
 
@@ -54,11 +54,9 @@ impl EntityTag {
         if !tag.iter().all(|&b| is_etagc(b)) {
             return None;
         }
-        // obs-text bytes are kept as they are, lossily shown if not UTF-8; comparisons of two
-        // such tags still work because both sides go through the same conversion.
         Some(Self {
             weak,
-            tag: String::from_utf8_lossy(tag).into_owned(),
+            tag: tag.into(),
         })
     }
 
@@ -67,8 +65,8 @@ impl EntityTag {
         self.weak
     }
 
-    /// The opaque tag, without quotes.
-    pub fn tag(&self) -> &str {
+    /// The opaque tag, without quotes (bytes: obs-text need not be UTF-8).
+    pub fn tag(&self) -> &[u8] {
         &self.tag
     }
 
@@ -84,8 +82,14 @@ impl EntityTag {
 
     /// The header value (`"tag"` or `W/"tag"`).
     pub fn header_value(&self) -> HeaderValue {
-        let text = format!("{}\"{}\"", if self.weak { "W/" } else { "" }, self.tag);
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+        let mut bytes = Vec::with_capacity(self.tag.len() + 4);
+        if self.weak {
+            bytes.extend_from_slice(b"W/");
+        }
+        bytes.push(b'"');
+        bytes.extend_from_slice(&self.tag);
+        bytes.push(b'"');
+        HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
     }
 
     /// A strong tag for `body`: 128 bits of XXH3 in hex. With a `Content-Encoding`, the
@@ -94,7 +98,7 @@ impl EntityTag {
     pub fn for_body(body: &[u8], content_encoding: Option<&str>) -> Self {
         Self {
             weak: false,
-            tag: body_tag(body, content_encoding, false),
+            tag: body_tag(body, content_encoding, false).into_bytes().into(),
         }
     }
 
@@ -134,7 +138,7 @@ impl std::fmt::Display for EntityTag {
         if self.weak {
             f.write_str("W/")?;
         }
-        write!(f, "\"{}\"", self.tag)
+        write!(f, "\"{}\"", String::from_utf8_lossy(&self.tag))
     }
 }
 
@@ -144,9 +148,6 @@ pub(crate) enum TagList {
     Any,
     Tags(Vec<EntityTag>),
 }
-
-/// Members kept from one list: enough for any real client, bounded for hostile ones.
-const MAX_TAGS: usize = 64;
 
 impl TagList {
     /// Parses every line of the header (`"*" / #entity-tag`). `None` — the header is then
@@ -158,14 +159,13 @@ impl TagList {
         let mut seen = false;
         for line in lines {
             seen = true;
-            for element in list_elements(line.as_bytes()) {
+            for element in tag_list_elements(line.as_bytes()) {
                 if element == b"*" {
                     any = true;
-                } else if tags.len() < MAX_TAGS {
-                    tags.push(EntityTag::parse(element)?);
                 } else {
-                    // Past the cap, members are still checked, not kept.
-                    EntityTag::parse(element)?;
+                    // As many as the header holds: its size is bounded by the server's
+                    // header limits, and a tag cut off would give a wrong answer.
+                    tags.push(EntityTag::parse(element)?);
                 }
             }
         }
@@ -201,7 +201,9 @@ mod tests {
 
     #[test]
     fn entity_tags_follow_the_grammar() {
-        assert_eq!(EntityTag::parse(br#""""#).unwrap().tag(), "");
+        assert_eq!(EntityTag::parse(br#""""#).unwrap().tag(), b"");
+        // obs-text compares byte for byte.
+        assert_ne!(EntityTag::parse(b"\"\x80\""), EntityTag::parse(b"\"\x81\""));
         assert!(EntityTag::parse(br#"W/"x""#).unwrap().is_weak());
         for bad in [
             &b"x"[..],
@@ -248,7 +250,7 @@ mod tests {
         assert!(!plain.is_weak());
         assert_eq!(plain.tag().len(), 32);
         let gzip = EntityTag::for_body(b"hello", Some("gzip"));
-        assert!(gzip.tag().ends_with("-gzip"));
+        assert!(gzip.tag().ends_with(b"-gzip"));
         assert_ne!(plain, EntityTag::for_body(b"hellO", None));
         assert!(EntityTag::parse(plain.header_value().as_bytes()).is_some());
         assert_eq!(

@@ -24,6 +24,11 @@ use crate::etag::EntityTag;
 use crate::layer::Config;
 use crate::policy::{CachePolicy, Rendered};
 
+/// Left in the response extensions by the innermost cache-headers layer, which applied its
+/// policy and safety rules: the outer ones do not apply theirs over it.
+#[derive(Clone, Copy, Debug)]
+struct PolicyApplied;
+
 /// What the layer needs to know about the request once the response comes.
 pub(crate) struct RequestFacts {
     pub(crate) safe: bool,
@@ -92,9 +97,21 @@ where
                     };
                     let mut response = response;
                     let status = response.status();
+                    // A cache-headers layer inside already applied its policy (and its
+                    // opt-ins): outer ones leave `Cache-Control` and `Vary` alone.
+                    let validatable = if response.extensions().get::<PolicyApplied>().is_some() {
+                        crate::directives::parse(response.headers())
+                            .is_ok_and(|d| d.is_none_or(|d| !d.no_store))
+                            && !status.is_client_error()
+                            && !status.is_server_error()
+                    } else {
+                        let validatable =
+                            apply_policy(status, response.headers_mut(), this.config, this.facts);
+                        response.extensions_mut().insert(PolicyApplied);
+                        validatable
+                    };
                     let wants_etag =
-                        apply_policy(status, response.headers_mut(), this.config, this.facts)
-                            && wants_computed_etag(&response, this.config, this.facts);
+                        validatable && wants_computed_etag(&response, this.config, this.facts);
                     if !wants_etag {
                         this.state.set(State::Done);
                         if this.facts.preconditions.is_none() {
@@ -248,11 +265,12 @@ fn apply_policy(
     config: &Config,
     facts: &RequestFacts,
 ) -> bool {
-    let mut vary: [Option<&str>; 2] = [None, None];
+    let mut vary: [Option<&str>; 3] = [None, None, None];
     if headers.contains_key(CONTENT_ENCODING) {
         // An inner compression layer encoded the body: caches must key on Accept-Encoding.
         vary[0] = Some("Accept-Encoding");
     }
+    let error = status.is_client_error() || status.is_server_error();
     let handler_policy = match crate::directives::parse(headers) {
         Err(()) => {
             tracing::warn!(
@@ -262,21 +280,36 @@ fn apply_policy(
                 "the handler's Cache-Control does not follow RFC 9111's grammar: left as it is"
             );
             merge_vary(headers, &vary);
-            return !status.is_client_error() && !status.is_server_error();
+            return !error;
         }
         Ok(directives) => directives,
     };
+    // Whether a response public by policy must be private for this request: it carries
+    // credentials, and the route did not say its responses are the same for everyone.
+    let authorized = !config.public_even_if_authorized && facts.credentials.is_some();
+    let sets_cookie = headers.contains_key(SET_COOKIE);
     let mut stores = true;
     if let (Some(directives), true) = (handler_policy, config.handler_wins) {
         stores = !directives.no_store;
+        if directives.public && (authorized || sets_cookie) {
+            // The handler's policy wins, but never as `public` for one user's response.
+            crate::directives::make_private(headers);
+            vary[1] = facts.credentials.filter(|_| authorized);
+        }
     } else if let Some(rendered) = choose(status, config, facts) {
         let policy = &rendered.policy;
-        let authorized = !config.public_even_if_authorized && facts.credentials.is_some();
-        // A shared cache would hand this user's data, or cookie, to everyone.
-        let value = if policy.is_public() && (authorized || headers.contains_key(SET_COOKIE)) {
-            if authorized {
-                vary[1] = facts.credentials;
+        if policy.is_public() && !config.public_even_if_authorized {
+            // Every response of a public route says it depends on credentials, so caches keep
+            // the anonymous copy apart from any other.
+            vary[1] = Some("Authorization");
+            if !config.private_cookies.is_empty() {
+                vary[2] = Some("Cookie");
             }
+        }
+        // A shared cache would hand this user's data, or cookie, to everyone.
+        let value = if (policy.is_public() && authorized)
+            || (policy.shared_caches_may_store() && sets_cookie)
+        {
             policy.to_private().header_value()
         } else {
             rendered.value.clone()
@@ -285,10 +318,10 @@ fn apply_policy(
         headers.insert(CACHE_CONTROL, value);
     }
     merge_vary(headers, &vary);
-    stores && !status.is_client_error() && !status.is_server_error()
+    stores && !error
 }
 
-fn merge_vary(headers: &mut HeaderMap, names: &[Option<&str>; 2]) {
+fn merge_vary(headers: &mut HeaderMap, names: &[Option<&str>; 3]) {
     let names: Vec<&str> = names.iter().flatten().copied().collect();
     if !names.is_empty() {
         crate::vary::merge(headers, &names);
@@ -331,7 +364,9 @@ fn wants_computed_etag<B: Body>(
     facts.safe
         && response.status() == StatusCode::OK
         && config.etag_limit > 0
+        // A validator of the handler's (an ETag, or a Last-Modified) is used as it is.
         && !response.headers().contains_key(ETAG)
+        && !response.headers().contains_key(LAST_MODIFIED)
         && response
             .body()
             .size_hint()
@@ -368,7 +403,7 @@ fn finish<B: Body>(
             crate::metrics::not_modified(facts.route.as_ref());
             parts.status = StatusCode::NOT_MODIFIED;
             strip_representation(&mut parts.headers, current.etag.is_some());
-            Response::from_parts(parts, CacheBody::empty())
+            Response::from_parts(parts, CacheBody::not_modified())
         }
         Verdict::PreconditionFailed => {
             parts.status = StatusCode::PRECONDITION_FAILED;

@@ -33,8 +33,18 @@ pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
 }
 
 /// Splits a `#rule` list at commas outside quoted strings; empty elements are skipped, as the
-/// list rule allows. Elements are trimmed of `OWS`.
+/// list rule allows. Elements are trimmed of `OWS`. Inside quotes, a backslash escapes the next
+/// byte (quoted-string); see [`tag_list_elements`] for entity tags, where it does not.
 pub(crate) fn list_elements(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    split_list(bytes, true)
+}
+
+/// [`list_elements`] for entity-tag lists: an entity tag has no escapes.
+pub(crate) fn tag_list_elements(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    split_list(bytes, false)
+}
+
+fn split_list(bytes: &[u8], backslash_escapes: bool) -> impl Iterator<Item = &[u8]> {
     let mut rest = bytes;
     std::iter::from_fn(move || {
         loop {
@@ -47,7 +57,7 @@ pub(crate) fn list_elements(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
             for (i, &b) in rest.iter().enumerate() {
                 if escaped {
                     escaped = false;
-                } else if quoted && b == b'\\' {
+                } else if backslash_escapes && quoted && b == b'\\' {
                     escaped = true;
                 } else if b == b'"' {
                     quoted = !quoted;
@@ -102,6 +112,12 @@ mod tests {
         let elements: Vec<_> = list_elements(br#" a , "b,c" ,, d=" x\", y" ,"#).collect();
         assert_eq!(elements, vec![&b"a"[..], br#""b,c""#, br#"d=" x\", y""#]);
         assert_eq!(list_elements(b" , ,").count(), 0);
+    }
+
+    #[test]
+    fn entity_tag_lists_have_no_escapes() {
+        let tags: Vec<_> = tag_list_elements(br#""a\", "b""#).collect();
+        assert_eq!(tags, vec![&br#""a\""#[..], br#""b""#]);
     }
 
     #[test]

@@ -23,19 +23,21 @@
 //!   (an unparsable one is left alone and logged).
 //! - **Safe defaults**: a request with `Authorization` (or a
 //!   [configured cookie](CacheHeadersLayer::private_when_cookie)) never gets a public policy —
-//!   it gets the private equivalent and `Vary: Authorization` — unless the route says
-//!   [`public_even_if_authorized`](CacheHeadersLayer::public_even_if_authorized); a response
-//!   with `Set-Cookie` is never public; errors get `no-store` unless a policy names their
-//!   status; `Vary` is merged, never duplicated, and gets `Accept-Encoding` when an inner
-//!   compression layer encoded the body.
-//! - **Entity tags**: for a `200` to `GET`/`HEAD` without a validator of the handler's, a
+//!   it gets the private equivalent, and public routes say `Vary: Authorization` — unless the
+//!   route says [`public_even_if_authorized`](CacheHeadersLayer::public_even_if_authorized); a
+//!   response with `Set-Cookie` is never stored by shared caches; errors get `no-store` unless a
+//!   policy names their status; `Vary` is merged, never duplicated, and gets `Accept-Encoding`
+//!   when an inner compression layer encoded the body.
+//! - **Entity tags**: for a `200` to `GET`/`HEAD` without a validator of the handler's (`ETag`,
+//!   `Last-Modified`), a
 //!   strong `ETag` (XXH3-128 of the body; the content coding is part of the tag) for bodies of
 //!   known length up to 1 MiB; larger and streaming bodies pass through unbuffered.
 //! - **Conditional requests** (RFC 9110 §13): `If-None-Match` (weak comparison, `*`, lists) and
 //!   `If-Modified-Since` answer `304` with the headers a 304 must carry and no body;
 //!   `If-Match`/`If-Unmodified-Since` answer `412`. For state-changing methods,
 //!   [`PreconditionLayer`] checks them *before* the handler runs, against the resource's
-//!   current validators. Malformed conditionals are ignored, never an error.
+//!   current validators. Malformed conditionals are ignored on reads (an unreadable `If-Match`
+//!   fails a write closed), never a panic or a 500.
 //!
 //! See `docs/cache-headers.md`.
 

@@ -11,6 +11,9 @@ enum Kind {
     Public,
     Private,
     NoCache,
+    /// `no-cache` for the user's cache only: what `no-cache` becomes on a response that sets a
+    /// cookie.
+    PrivateNoCache,
     NoStore,
 }
 
@@ -130,20 +133,27 @@ impl CachePolicy {
         self.kind == Kind::NoStore
     }
 
+    /// Whether shared caches (CDNs, proxies) may store the response.
+    pub fn shared_caches_may_store(&self) -> bool {
+        matches!(self.kind, Kind::Public | Kind::NoCache)
+    }
+
     fn stores_fresh(&self) -> bool {
         matches!(self.kind, Kind::Public | Kind::Private)
     }
 
-    /// The same freshness for the user's cache only: what a public policy becomes for an
-    /// authenticated request or a response that sets a cookie. `s-maxage` goes (it is for
-    /// shared caches).
+    /// The same for the user's cache only: what a public policy becomes for an authenticated
+    /// request, and what `public` or `no-cache` become on a response that sets a cookie.
+    /// `s-maxage` goes (it is for shared caches).
     #[must_use]
     pub fn to_private(&self) -> Self {
-        if self.kind != Kind::Public {
-            return self.clone();
-        }
+        let kind = match self.kind {
+            Kind::Public => Kind::Private,
+            Kind::NoCache => Kind::PrivateNoCache,
+            other => other,
+        };
         Self {
-            kind: Kind::Private,
+            kind,
             s_maxage: None,
             ..self.clone()
         }
@@ -177,6 +187,7 @@ impl std::fmt::Display for CachePolicy {
         match self.kind {
             Kind::NoStore => return f.write_str("no-store"),
             Kind::NoCache => return f.write_str("no-cache"),
+            Kind::PrivateNoCache => return f.write_str("private, no-cache"),
             Kind::Public => out.push_str("public"),
             Kind::Private => out.push_str("private"),
         }

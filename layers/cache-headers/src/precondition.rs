@@ -82,8 +82,9 @@ impl PreconditionLayer {
         }
     }
 
-    /// Refuse state-changing requests that carry no precondition with `428 Precondition
-    /// Required` (RFC 6585): clients must say which version they are changing.
+    /// Refuse state-changing requests that do not say which version they change (`If-Match`,
+    /// `If-Unmodified-Since`) or that they create (`If-None-Match: *`) with `428 Precondition
+    /// Required` (RFC 6585).
     #[must_use]
     pub fn require_precondition(mut self) -> Self {
         self.require = true;
@@ -158,10 +159,10 @@ where
             return PreconditionFuture::calling(self.inner.call(request));
         }
         let preconditions = Preconditions::from_headers(request.headers());
+        if self.layer.require && !preconditions.guards_write() {
+            return PreconditionFuture::answered(StatusCode::PRECONDITION_REQUIRED);
+        }
         if preconditions.is_empty() {
-            if self.layer.require {
-                return PreconditionFuture::answered(StatusCode::PRECONDITION_REQUIRED);
-            }
             return PreconditionFuture::calling(self.inner.call(request));
         }
         let (parts, body) = request.into_parts();
@@ -245,7 +246,7 @@ where
             match this.state.as_mut().project() {
                 StateProj::Answered { status } => {
                     let message = if *status == StatusCode::PRECONDITION_REQUIRED {
-                        "this request must carry If-Match or If-Unmodified-Since"
+                        "this request must carry If-Match, If-Unmodified-Since or If-None-Match: *"
                     } else {
                         "the resource changed since it was read: precondition failed"
                     };

@@ -7,31 +7,31 @@ use crate::grammar::list_elements;
 
 /// Adds `names` to the response's `Vary`, keeping what is there, never duplicating a name.
 pub(crate) fn merge(headers: &mut HeaderMap, names: &[&str]) {
-    let mut merged: Vec<String> = Vec::new();
-    for value in headers.get_all(VARY) {
+    let mut merged: Vec<&[u8]> = Vec::new();
+    let lines: Vec<HeaderValue> = headers.get_all(VARY).iter().cloned().collect();
+    for value in &lines {
         for element in list_elements(value.as_bytes()) {
-            let Ok(name) = std::str::from_utf8(element) else {
-                continue;
-            };
-            if !merged.iter().any(|m| m.eq_ignore_ascii_case(name)) {
-                merged.push(name.to_owned());
+            if !merged.iter().any(|m| m.eq_ignore_ascii_case(element)) {
+                merged.push(element);
             }
         }
     }
-    if merged.iter().any(|m| m == "*") {
+    if merged.contains(&&b"*"[..]) {
         return;
     }
     let before = merged.len();
     for name in names {
-        if !merged.iter().any(|m| m.eq_ignore_ascii_case(name)) {
-            merged.push((*name).to_owned());
+        if !merged
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            merged.push(name.as_bytes());
         }
     }
-    let lines = headers.get_all(VARY).iter().count();
-    if merged.len() == before && lines <= 1 {
+    if merged.len() == before && lines.len() <= 1 {
         return;
     }
-    if let Ok(value) = HeaderValue::from_str(&merged.join(", ")) {
+    if let Ok(value) = HeaderValue::from_bytes(&merged.join(&b", "[..])) {
         headers.insert(VARY, value);
     }
 }

@@ -113,6 +113,32 @@ fn app() -> Router {
                 .route_layer(catalogue.clone()),
         )
         .route(
+            "/handler-public",
+            get(|| async {
+                (
+                    [(header::CACHE_CONTROL, "public, max-age=30, s-maxage=600")],
+                    "x",
+                )
+            }),
+        )
+        .route(
+            "/handler-public-cookie",
+            get(|| async {
+                (
+                    [
+                        (header::CACHE_CONTROL, "public, max-age=30"),
+                        (header::SET_COOKIE, "session=abc"),
+                    ],
+                    "x",
+                )
+            }),
+        )
+        .route(
+            "/sets-cookie-no-cache",
+            get(|| async { ([(header::SET_COOKIE, "session=abc")], "hello") })
+                .route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_cache())),
+        )
+        .route(
             "/handler-junk",
             get(|| async { ([(header::CACHE_CONTROL, "max-age=5 junk")], "mine") })
                 .route_layer(catalogue.clone()),
@@ -152,6 +178,15 @@ fn app() -> Router {
                 )
             })
             .route_layer(catalogue.clone().etag_limit(0)),
+        )
+        .route(
+            "/dated-only",
+            get(|| async {
+                (
+                    [(header::LAST_MODIFIED, "Sun, 22 Nov 2026 10:00:00 GMT")],
+                    "dated",
+                )
+            }),
         )
         .route(
             "/gzip",
@@ -244,6 +279,9 @@ async fn a_route_policy_and_a_computed_etag_then_a_304_with_no_body() {
     let addr = serve().await;
     let first = fetch(addr, "/products/1", &[]).await;
     assert_eq!(first.status, 200);
+    // A public route's responses say they depend on credentials, so a shared cache keeps the
+    // anonymous copy apart from any authenticated request.
+    assert_eq!(first.header("vary"), Some("Authorization"));
     assert_eq!(
         first.header("cache-control"),
         Some("public, max-age=60, stale-while-revalidate=300")
@@ -258,6 +296,10 @@ async fn a_route_policy_and_a_computed_etag_then_a_304_with_no_body() {
     assert_eq!(again.header("cache-control"), first.header("cache-control"));
     assert!(again.header("content-type").is_none());
     assert!(again.header("date").is_some());
+    assert!(
+        again.header("content-length").is_none(),
+        "a 304 carries no length"
+    );
 
     // Weak comparison, lists and `*` match too; another tag does not.
     let weak = format!("W/{etag}");
@@ -283,6 +325,10 @@ async fn head_gets_the_same_headers_as_get() {
     let etag = get_reply.header("etag").unwrap();
     let revalidated = send(addr, "HEAD", "/products/2", &[("if-none-match", etag)]).await;
     assert_eq!(revalidated.status, 304);
+    assert!(
+        revalidated.header("content-length").is_none(),
+        "a 304 carries no length"
+    );
 }
 
 #[tokio::test]
@@ -296,6 +342,11 @@ async fn authorized_requests_never_get_a_public_policy_unless_the_route_says_so(
     assert_eq!(me.header("vary"), Some("Authorization"));
     let shared = fetch(addr, "/public-for-all", &[("authorization", "Bearer demo")]).await;
     assert_eq!(shared.header("cache-control"), Some("public, max-age=60"));
+    assert!(shared.header("vary").is_none());
+    // A handler's own `public` on an authenticated request is made private too.
+    let handler = fetch(addr, "/handler-public", &[("authorization", "Bearer demo")]).await;
+    assert_eq!(handler.header("cache-control"), Some("private, max-age=30"));
+    assert_eq!(handler.header("vary"), Some("Authorization"));
     // Vary is merged, never duplicated.
     let varies = fetch(addr, "/varies", &[("authorization", "Bearer demo")]).await;
     assert_eq!(varies.header("vary"), Some("Origin, Authorization"));
@@ -310,6 +361,15 @@ async fn a_response_that_sets_a_cookie_is_never_public() {
         reply.header("cache-control"),
         Some("private, max-age=60, stale-while-revalidate=300")
     );
+    // no-cache lets shared caches store too: with a cookie it becomes private as well.
+    let revalidated = fetch(addr, "/sets-cookie-no-cache", &[]).await;
+    assert_eq!(
+        revalidated.header("cache-control"),
+        Some("private, no-cache")
+    );
+    // A handler's own `public` is made private for a response that sets a cookie.
+    let handler = fetch(addr, "/handler-public-cookie", &[]).await;
+    assert_eq!(handler.header("cache-control"), Some("private, max-age=30"));
 }
 
 #[tokio::test]
@@ -372,6 +432,10 @@ async fn handler_validators_are_used_as_they_are() {
     let addr = serve().await;
     let tagged = fetch(addr, "/tagged", &[]).await;
     assert_eq!(tagged.header("etag"), Some("\"v1\""));
+    // A handler's Last-Modified is its validator: no ETag is computed over it.
+    let dated = fetch(addr, "/dated-only", &[]).await;
+    assert!(dated.header("etag").is_none());
+    assert!(dated.header("last-modified").is_some());
     let not_modified = fetch(addr, "/tagged", &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(not_modified.status, 304);
     assert!(
@@ -413,7 +477,7 @@ async fn an_encoded_body_gets_an_encoding_specific_tag_and_vary() {
     let reply = fetch(addr, "/gzip", &[]).await;
     let etag = reply.header("etag").unwrap();
     assert!(etag.ends_with("-gzip\""), "{etag}");
-    assert_eq!(reply.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(reply.header("vary"), Some("Accept-Encoding, Authorization"));
 }
 
 #[tokio::test]
@@ -444,6 +508,18 @@ async fn writes_are_checked_against_the_current_version_before_the_handler() {
     let addr = serve().await;
     let missing = send(addr, "PUT", "/items/1", &[]).await;
     assert_eq!(missing.status, 428);
+    // A condition that does not guard a write does not count.
+    let unguarded = send(
+        addr,
+        "PUT",
+        "/items/1",
+        &[("if-modified-since", "Sun, 22 Nov 2026 10:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(unguarded.status, 428);
+    // An If-Match nobody can read fails closed.
+    let unreadable = send(addr, "PUT", "/items/1", &[("if-match", "v1")]).await;
+    assert_eq!(unreadable.status, 412);
     let stale = send(addr, "PUT", "/items/1", &[("if-match", "\"v0\"")]).await;
     assert_eq!(stale.status, 412);
     assert_eq!(stale.header("cache-control"), Some("no-store"));
