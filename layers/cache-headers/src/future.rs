@@ -265,7 +265,7 @@ fn apply_policy(
     config: &Config,
     facts: &RequestFacts,
 ) -> bool {
-    let mut vary: [Option<&str>; 3] = [None, None, None];
+    let mut vary: [Option<&'static str>; 3] = [None, None, None];
     if headers.contains_key(CONTENT_ENCODING) {
         // An inner compression layer encoded the body: caches must key on Accept-Encoding.
         vary[0] = Some("Accept-Encoding");
@@ -321,10 +321,15 @@ fn apply_policy(
     stores && !error
 }
 
-fn merge_vary(headers: &mut HeaderMap, names: &[Option<&str>; 3]) {
-    let names: Vec<&str> = names.iter().flatten().copied().collect();
-    if !names.is_empty() {
-        crate::vary::merge(headers, &names);
+fn merge_vary(headers: &mut HeaderMap, names: &[Option<&'static str>; 3]) {
+    let mut present = [""; 3];
+    let mut count = 0;
+    for name in names.iter().flatten() {
+        present[count] = name;
+        count += 1;
+    }
+    if count > 0 {
+        crate::vary::merge(headers, &present[..count]);
     }
 }
 

@@ -6,7 +6,20 @@ use http::{HeaderMap, HeaderValue};
 use crate::grammar::list_elements;
 
 /// Adds `names` to the response's `Vary`, keeping what is there, never duplicating a name.
-pub(crate) fn merge(headers: &mut HeaderMap, names: &[&str]) {
+pub(crate) fn merge(headers: &mut HeaderMap, names: &[&'static str]) {
+    if !headers.contains_key(VARY) {
+        // The common case, without parsing or allocating for one name.
+        let value = match names {
+            [] => return,
+            [one] => HeaderValue::from_static(one),
+            many => match HeaderValue::from_str(&many.join(", ")) {
+                Ok(value) => value,
+                Err(_) => return,
+            },
+        };
+        headers.insert(VARY, value);
+        return;
+    }
     let mut merged: Vec<&[u8]> = Vec::new();
     let lines: Vec<HeaderValue> = headers.get_all(VARY).iter().cloned().collect();
     for value in &lines {
@@ -40,7 +53,7 @@ pub(crate) fn merge(headers: &mut HeaderMap, names: &[&str]) {
 mod tests {
     use super::*;
 
-    fn vary(lines: &[&'static str], add: &[&str]) -> Vec<String> {
+    fn vary(lines: &[&'static str], add: &[&'static str]) -> Vec<String> {
         let mut headers = HeaderMap::new();
         for line in lines {
             headers.append(VARY, HeaderValue::from_static(line));
