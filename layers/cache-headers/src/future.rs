@@ -24,8 +24,8 @@ use crate::etag::EntityTag;
 use crate::layer::Config;
 use crate::policy::{CachePolicy, Rendered};
 
-/// Left in the response extensions by the innermost cache-headers layer, which applied its
-/// policy and safety rules: the outer ones do not apply theirs over it.
+/// Left in the response extensions by a cache-headers layer that keeps public policies for
+/// authenticated requests: the outer ones do not apply their rules over its decision.
 #[derive(Clone, Copy, Debug)]
 struct PolicyApplied;
 
@@ -107,7 +107,12 @@ where
                     } else {
                         let validatable =
                             apply_policy(status, response.headers_mut(), this.config, this.facts);
-                        response.extensions_mut().insert(PolicyApplied);
+                        // Only an opt-in could be undone by an outer layer's rules (the others
+                        // give the same answer twice): mark only then, and spare the response
+                        // an extension map otherwise.
+                        if this.config.public_even_if_authorized {
+                            response.extensions_mut().insert(PolicyApplied);
+                        }
                         validatable
                     };
                     let wants_etag =
