@@ -1,4 +1,47 @@
-//! `vitals-trace-context`: W3C trace-context propagation, request ids, and spans that reach OTLP backends.
+//! `vitals-trace-context`: W3C Trace Context (Level 2) in and out, request ids, and a request
+//! span with OpenTelemetry's semantic conventions.
 //!
-//! Status: planned. This crate is an empty placeholder so the workspace layout is in place;
-//! it will hold a W3C Trace Context (Level 2) parser and formatter, a server layer that extracts or starts a trace, request ids, OpenTelemetry-semconv request spans, and propagation to outgoing calls.
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use vitals_trace_context::TraceContextLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/products/{id}", get(|| async { "a product" }))
+//!     // Outermost: everything inside runs in the request's trace.
+//!     .layer(TraceContextLayer::new());
+//! ```
+//!
+//! - **In**: one valid `traceparent` continues the caller's trace (version `00` strictly; later
+//!   versions by their first four fields; uppercase hex and all-zero ids are invalid), with its
+//!   `tracestate` (at most 32 members by the key/value grammar, header lines combined, dropped
+//!   whole when invalid). An invalid, missing or duplicated `traceparent` starts a new trace
+//!   with a random trace id and the random flag set, and drops `tracestate`.
+//! - **The request**: an INFO span (target `vitals_trace_context`) named `{method} {route}`
+//!   through `otel.name`, with `otel.kind = "server"`, `http.request.method`, `http.route`,
+//!   `url.path`, `url.scheme`, `http.response.status_code`, `otel.status_code = ERROR` for 5xx,
+//!   `error.type`, and `trace_id`, `span_id`, `request_id` for log correlation. The
+//!   [`TraceContext`] and vitals-core's `RequestIdentity` go into the request extensions.
+//! - **Out, to the client**: the `trace` metric in `Server-Timing`
+//!   (`trace;desc=00-<trace-id>-<span-id>-<flags>`, the W3C editor's draft that replaced
+//!   `traceresponse`), in the same line as the other layers' metrics, and `x-request-id` (the
+//!   client's if it is 1–128 visible ASCII characters, else a new one). Both can be turned off.
+//! - **Out, downstream**: [`PropagateTraceContextLayer`] for `http::Request` clients (hyper-util,
+//!   tonic channels) and [`inject`] for others (reqwest): each call gets a new client span id as
+//!   its parent and the caller's `tracestate`.
+//!
+//! See `docs/trace-context.md`.
+
+mod context;
+mod layer;
+mod propagate;
+mod traceparent;
+mod tracestate;
+
+#[cfg(test)]
+mod props;
+
+pub use context::{TRACEPARENT, TRACESTATE, TraceContext, inject};
+pub use layer::{ResponseFuture, TraceContextLayer, TraceContextService, TracedBody, X_REQUEST_ID};
+pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
+pub use traceparent::{TraceFlags, TraceParent};
+pub use tracestate::{MAX_MEMBERS, TraceState};

@@ -1,0 +1,304 @@
+//! `TraceContextLayer`: the server side — extract or start the trace, the request span, the
+//! request id, and what goes back on the response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::HeaderName;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Span;
+use tracing::field::Empty;
+use vitals_core::identity::{RequestId, RequestIdentity};
+use vitals_core::route::RouteLabeler;
+use vitals_core::semconv::method_label;
+use vitals_core::server_timing::{Metric, ServerTiming};
+
+use crate::context::TraceContext;
+
+/// The default request-id header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Debug)]
+struct Config {
+    request_id_header: Option<HeaderName>,
+    server_timing: bool,
+    labeler: RouteLabeler,
+}
+
+/// Continues the caller's W3C trace (or starts one), runs the request in an INFO span named
+/// `{method} {route}` with OpenTelemetry semantic-convention fields, makes the context current
+/// for [`inject`](crate::inject), and answers with the `trace` Server-Timing metric and the
+/// request id. See the [crate documentation](crate).
+#[derive(Clone, Debug)]
+pub struct TraceContextLayer {
+    config: Arc<Config>,
+}
+
+impl Default for TraceContextLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TraceContextLayer {
+    /// `x-request-id` kept or made, the `trace` Server-Timing metric on.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                request_id_header: Some(X_REQUEST_ID),
+                server_timing: true,
+                labeler: RouteLabeler::new(),
+            }),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Reads and answers the request id under `name` instead of `x-request-id`.
+    #[must_use]
+    pub fn with_request_id_header(mut self, name: HeaderName) -> Self {
+        self.config().request_id_header = Some(name);
+        self
+    }
+
+    /// No request id: none read, none made, none sent back.
+    #[must_use]
+    pub fn without_request_id(mut self) -> Self {
+        self.config().request_id_header = None;
+        self
+    }
+
+    /// No `trace` metric in `Server-Timing`.
+    #[must_use]
+    pub fn without_server_timing(mut self) -> Self {
+        self.config().server_timing = false;
+        self
+    }
+
+    /// Labels requests with `labeler` (default: axum's `MatchedPath`).
+    #[must_use]
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.config().labeler = labeler;
+        self
+    }
+}
+
+impl<S> Layer<S> for TraceContextLayer {
+    type Service = TraceContextService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TraceContextService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service made by [`TraceContextLayer`].
+#[derive(Clone, Debug)]
+pub struct TraceContextService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+/// A new request id: 32 random hex digits.
+fn new_request_id() -> Option<RequestId> {
+    let text = format!("{:032x}", fastrand::u128(..));
+    RequestId::new(HeaderValue::from_str(&text).ok()?)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceContextService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<TracedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let context = TraceContext::from_headers(request.headers());
+        // Kept if it is 1–128 visible ASCII characters, else replaced: a client's CR/LF or
+        // 10 KB never reaches a log line or a response header.
+        let request_id = config.request_id_header.as_ref().and_then(|name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|value| RequestId::new(value.clone()))
+                .or_else(new_request_id)
+        });
+        let route = config.labeler.label(&request);
+        let method = method_label(request.method());
+        let span = tracing::info_span!(
+            target: "vitals_trace_context",
+            "request",
+            trace_id = %context.trace_id,
+            span_id = %context.span_id,
+            request_id = request_id.as_ref().map(RequestId::as_str),
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = route.as_str(),
+            url.path = request.uri().path(),
+            url.scheme = request.uri().scheme_str().unwrap_or("http"),
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        let extensions = request.extensions_mut();
+        let timing = config.server_timing.then(|| {
+            let timing = ServerTiming::attach(extensions);
+            timing.add(Metric::new("trace").with_description(context.traceparent().to_string()));
+            timing
+        });
+        extensions.insert(RequestIdentity {
+            trace_id: Some(context.trace_id),
+            span_id: Some(context.span_id),
+            request_id: request_id.clone(),
+        });
+        extensions.insert(context.clone());
+        let inner = {
+            let _entered = span.enter();
+            context.enter(|| self.inner.call(request))
+        };
+        ResponseFuture {
+            inner,
+            state: Some(Box::new(State {
+                span,
+                context,
+                timing,
+                request_id: request_id.map(|id| id.header_value().clone()),
+                request_id_header: config.request_id_header.clone(),
+            })),
+        }
+    }
+}
+
+struct State {
+    span: Span,
+    context: TraceContext,
+    /// The request's Server-Timing collector, rendered here if this layer inserted it.
+    timing: Option<ServerTiming>,
+    request_id: Option<HeaderValue>,
+    request_id_header: Option<HeaderName>,
+}
+
+pin_project! {
+    /// The response future of [`TraceContextService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        state: Option<Box<State>>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<TracedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(state) = this.state.as_ref() else {
+            panic!("vitals_trace_context::ResponseFuture polled after completion");
+        };
+        let polled = {
+            let _entered = state.span.enter();
+            let inner = this.inner;
+            state.context.enter(|| inner.poll(cx))
+        };
+        let Poll::Ready(result) = polled else {
+            return Poll::Pending;
+        };
+        let Some(state) = this.state.take() else {
+            return Poll::Pending;
+        };
+        let State {
+            span,
+            timing,
+            request_id,
+            request_id_header,
+            ..
+        } = *state;
+        Poll::Ready(match result {
+            Ok(mut response) => {
+                let status = response.status();
+                span.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", status.as_str());
+                }
+                let headers = response.headers_mut();
+                if let Some(timing) = timing.filter(ServerTiming::is_owner) {
+                    timing.append_to(headers);
+                }
+                if let (Some(name), Some(value)) = (request_id_header, request_id) {
+                    headers.insert(name, value);
+                }
+                Ok(response.map(|body| TracedBody { inner: body, span }))
+            }
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", "service_error");
+                Err(error)
+            }
+        })
+    }
+}
+
+pin_project! {
+    /// The response body, polled inside the request span, which ends with it.
+    pub struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        span: Span,
+    }
+}
+
+impl<B: Body> Body for TracedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            this.span.record("otel.status_code", "ERROR");
+            this.span.record("error.type", "body_error");
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> std::fmt::Debug for TracedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedBody").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,189 @@
+//! `tracestate` (W3C Trace Context Level 2, §3.3): vendor entries carried along the trace.
+
+use std::fmt;
+
+use http::HeaderValue;
+
+/// The most list members a `tracestate` may have.
+pub const MAX_MEMBERS: usize = 32;
+
+/// A valid `tracestate`: its list members, in order, at most 32, keys unique.
+///
+/// ```
+/// use http::HeaderValue;
+/// use vitals_trace_context::TraceState;
+///
+/// let lines = [HeaderValue::from_static("rojo=00f067aa0ba902b7"), HeaderValue::from_static("congo=t61rcWkgMzE")];
+/// let state = TraceState::parse(&lines).unwrap();
+/// assert_eq!(state.to_string(), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+/// assert!(TraceState::parse(&[HeaderValue::from_static("Rojo=x")]).is_none()); // uppercase key
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceState {
+    members: Vec<(String, String)>,
+}
+
+const fn is_key_char(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+}
+
+/// `key = simple-key / multi-tenant-key`
+fn valid_key(key: &[u8]) -> bool {
+    match key.iter().position(|&b| b == b'@') {
+        None => {
+            // simple-key = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+            matches!(key.first(), Some(b'a'..=b'z'))
+                && key.len() <= 256
+                && key.iter().all(|&b| is_key_char(b))
+        }
+        Some(at) => {
+            // tenant-id "@" system-id
+            let (tenant, system) = (&key[..at], &key[at + 1..]);
+            matches!(tenant.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+                && tenant.len() <= 241
+                && tenant.iter().all(|&b| is_key_char(b))
+                && matches!(system.first(), Some(b'a'..=b'z'))
+                && system.len() <= 14
+                && system.iter().all(|&b| is_key_char(b))
+        }
+    }
+}
+
+/// `value = 0*255(chr) nblk-chr`: printable ASCII but `,` and `=`, not ending in a space.
+fn valid_value(value: &[u8]) -> bool {
+    let nblk = |b: u8| matches!(b, 0x21..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e);
+    !value.is_empty()
+        && value.len() <= 256
+        && value.last().is_some_and(|&b| nblk(b))
+        && value.iter().all(|&b| b == b' ' || nblk(b))
+}
+
+impl TraceState {
+    /// Parses every `tracestate` line, combined in order. `None` — the whole `tracestate` is
+    /// dropped — when a member is invalid, a key repeats, or there are more than 32 members.
+    /// Empty members (`a=1,,b=2`) are allowed and skipped.
+    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Self> {
+        let mut members: Vec<(String, String)> = Vec::new();
+        for line in lines {
+            for member in line.as_bytes().split(|&b| b == b',') {
+                let member = trim(member);
+                if member.is_empty() {
+                    continue;
+                }
+                let at = member.iter().position(|&b| b == b'=')?;
+                let (key, value) = (&member[..at], &member[at + 1..]);
+                if !valid_key(key) || !valid_value(value) || members.len() == MAX_MEMBERS {
+                    return None;
+                }
+                // Checked ASCII above.
+                let key = String::from_utf8_lossy(key).into_owned();
+                if members.iter().any(|(k, _)| *k == key) {
+                    return None;
+                }
+                members.push((key, String::from_utf8_lossy(value).into_owned()));
+            }
+        }
+        Some(Self { members })
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The members, in order.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.members.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The header value; `None` when empty (send no `tracestate` then).
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        if self.members.is_empty() {
+            return None;
+        }
+        HeaderValue::from_str(&self.to_string()).ok()
+    }
+}
+
+/// `OWS` (spaces and tabs) trimmed from both ends.
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &bytes[start..end.max(start)]
+}
+
+impl fmt::Display for TraceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (key, value)) in self.members.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{key}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(lines: &[&'static str]) -> Option<TraceState> {
+        let values: Vec<_> = lines
+            .iter()
+            .map(|l| HeaderValue::from_bytes(l.as_bytes()).unwrap())
+            .collect();
+        TraceState::parse(&values)
+    }
+
+    #[test]
+    fn members_follow_the_grammar() {
+        let state = parse(&["a=1 , b@vendor=two words, ,", "c/d*e=x"]).unwrap();
+        assert_eq!(state.to_string(), "a=1,b@vendor=two words,c/d*e=x");
+        for bad in [
+            "A=1",      // uppercase key
+            "1a=1",     // simple keys start with a letter
+            "a=",       // empty value
+            "a=b=c",    // `=` in a value
+            "a=ends ",  // trailing space in a value... trimmed as OWS, so valid? see below
+            "a@=1",     // empty system id
+            "a@b@c=1",  // two `@`
+            "a=\u{e9}", // non-ASCII
+            "novalue",
+        ] {
+            if bad == "a=ends " {
+                // OWS around a member is not part of it: this one is valid.
+                assert!(parse(&[bad]).is_some());
+                continue;
+            }
+            assert!(parse(&[bad]).is_none(), "{bad}");
+        }
+        assert!(parse(&["a@b=1"]).is_some());
+        assert!(parse(&["0tenant@sys=1"]).is_some());
+    }
+
+    #[test]
+    fn duplicates_and_more_than_32_members_drop_everything() {
+        assert!(parse(&["a=1", "a=2"]).is_none());
+        let thirty_two: String = (0..32)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let thirty_three: String = (0..33)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let ok = HeaderValue::from_str(&thirty_two).unwrap();
+        let too_many = HeaderValue::from_str(&thirty_three).unwrap();
+        assert_eq!(TraceState::parse([&ok]).unwrap().members().count(), 32);
+        assert!(TraceState::parse([&too_many]).is_none());
+        assert!(parse(&[""]).unwrap().is_empty());
+        assert!(parse(&[""]).unwrap().header_value().is_none());
+    }
+}
