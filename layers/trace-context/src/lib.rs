@@ -33,6 +33,8 @@
 
 mod context;
 mod layer;
+#[cfg(feature = "logs")]
+pub mod logs;
 mod propagate;
 mod traceparent;
 mod tracestate;
