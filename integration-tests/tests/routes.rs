@@ -35,13 +35,16 @@ async fn check_every_route(shop: &TestShop) {
 }
 
 async fn check_catalogue(shop: &TestShop) {
-    // Every response is timed: one `Server-Timing` line with the queries and the total.
+    // Every response is timed: one `Server-Timing` line with the trace, the queries and the
+    // total.
     let response = shop.get("/orders").await;
     let timing: Vec<_> = response.headers().get_all("server-timing").iter().collect();
     assert_eq!(timing.len(), 1, "{timing:?}");
     let line = timing[0].to_str().unwrap_or_default();
     assert!(
-        line.starts_with("db;dur=") && line.contains(", total;dur="),
+        line.starts_with("trace;desc=00-")
+            && line.contains(", db;dur=")
+            && line.contains(", total;dur="),
         "{line}"
     );
 

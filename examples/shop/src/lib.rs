@@ -33,6 +33,7 @@ use vitals_core::route::RequestHead;
 use vitals_latency::{LatencyLayer, LatencyRegistry};
 use vitals_queries::QueryTrackingLayer;
 use vitals_timing::RequestTimingLayer;
+use vitals_trace_context::TraceContextLayer;
 
 pub use config::{Config, LogFormat};
 use db::Db;
@@ -132,6 +133,8 @@ impl Shop {
             .layer(self.limit.clone())
             .layer(LatencyLayer::new(self.latency.clone()))
             .layer(timing_layer())
+            // Outermost: every layer inside, and the handler, run in the request's trace.
+            .layer(TraceContextLayer::new())
     }
 
     /// The database.
@@ -154,7 +157,12 @@ impl Shop {
         self.limit.snapshot()
     }
 
-    /// The URL of the built-in payment stub, if it runs.
+    /// The built-in payment stub, if it runs.
+    pub fn payment_stub(&self) -> Option<&PaymentStub> {
+        self.payment_stub.as_ref()
+    }
+
+    /// The built-in payment stub's URL, if it runs.
     pub fn payment_stub_url(&self) -> Option<String> {
         self.payment_stub.as_ref().map(PaymentStub::url)
     }

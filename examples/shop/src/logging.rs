@@ -37,10 +37,17 @@ pub fn init(format: Option<LogFormat>) -> Result<WorkerGuard, String> {
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     // The log filter applies to the log layer only: sqlx's DEBUG query events still reach the
     // query layer, which has its own filter.
-    let registry = tracing_subscriber::registry().with(vitals_queries::query_events());
+    let registry = tracing_subscriber::registry()
+        .with(vitals_queries::query_events())
+        .with(vitals_trace_context::logs::TraceIdsLayer);
     let installed = match format {
+        // One JSON object per line, with the request's trace_id and span_id on every event
+        // inside a request.
         LogFormat::Json => registry
-            .with(fmt.json().flatten_event(true).with_filter(filter))
+            .with(
+                fmt.event_format(vitals_trace_context::logs::JsonFormat)
+                    .with_filter(filter),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt.pretty().with_filter(filter)).try_init(),
     };

@@ -79,9 +79,14 @@ impl PaymentClient {
                 PaymentError::Failed(e.to_string())
             }
         };
+        // The request's trace goes along, as a new client span (before the first await: the
+        // handler's context is current while it is polled).
+        let mut trace = reqwest::header::HeaderMap::new();
+        vitals_trace_context::inject(&mut trace);
         let response = self
             .http
             .post(self.pay_url.clone())
+            .headers(trace)
             .json(request)
             .send()
             .await
@@ -101,6 +106,7 @@ impl PaymentClient {
 pub struct PaymentStub {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    state: Arc<StubState>,
 }
 
 impl PaymentStub {
@@ -111,14 +117,26 @@ impl PaymentStub {
         let state = Arc::new(StubState {
             latency,
             next_id: AtomicU64::new(1),
+            last_traceparent: std::sync::Mutex::new(None),
         });
-        let app = Router::new().route("/pay", post(pay)).with_state(state);
+        let app = Router::new()
+            .route("/pay", post(pay))
+            .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(%error, "payment stub stopped");
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, task, state })
+    }
+
+    /// The `traceparent` of the last payment request, as the stub received it.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.state
+            .last_traceparent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The stub's base URL (`http://127.0.0.1:PORT/`).
@@ -133,15 +151,26 @@ impl Drop for PaymentStub {
     }
 }
 
+#[derive(Debug)]
 struct StubState {
     latency: Duration,
     next_id: AtomicU64,
+    last_traceparent: std::sync::Mutex<Option<String>>,
 }
 
 async fn pay(
     State(state): State<Arc<StubState>>,
+    headers: axum::http::HeaderMap,
     Json(request): Json<PaymentRequest>,
 ) -> Json<PaymentReceipt> {
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    *state
+        .last_traceparent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = traceparent;
     tokio::time::sleep(state.latency).await;
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     Json(PaymentReceipt {

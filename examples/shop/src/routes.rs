@@ -257,9 +257,18 @@ async fn checkout(
         amount_cents: product.price_cents,
     };
     match state.payment.pay(&request).await {
-        Ok(receipt) => Ok(Json(
-            json!({ "status": "paid", "product": product, "payment": receipt }),
-        )),
+        Ok(receipt) => {
+            // Inside the request span: the log line carries its trace_id and span_id.
+            tracing::info!(
+                product_id,
+                payment_id = %receipt.payment_id,
+                amount_cents = receipt.amount_cents,
+                "payment approved"
+            );
+            Ok(Json(
+                json!({ "status": "paid", "product": product, "payment": receipt }),
+            ))
+        }
         Err(PaymentError::Timeout) => {
             tracing::warn!(product_id, "payment service timed out");
             Err(ApiError::GatewayTimeout(

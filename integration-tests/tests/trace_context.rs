@@ -1,0 +1,59 @@
+//! The shop's trace context: an incoming trace continued, answered in Server-Timing and
+//! x-request-id, and carried to the payment service as a new client span.
+
+use vitals_integration_tests::TestShop;
+
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test]
+async fn checkout_carries_the_callers_trace_to_the_payment_service() {
+    let shop = TestShop::start_sqlite().await;
+    let response = shop
+        .client()
+        .get(shop.url("/checkout?product_id=3"))
+        .header("traceparent", PARENT)
+        .header("tracestate", "rojo=00f067aa0ba902b7")
+        .header("x-request-id", "order-77")
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "order-77");
+    let timing = response.headers()["server-timing"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let server_span = timing
+        .strip_prefix("trace;desc=00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        .and_then(|rest| rest.get(..16))
+        .unwrap_or_else(|| panic!("no trace metric in {timing}"))
+        .to_owned();
+
+    let sent = shop
+        .shop()
+        .payment_stub()
+        .and_then(shop::payment::PaymentStub::last_traceparent)
+        .expect("the payment service got a traceparent");
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{sent}"
+    );
+    let client_span = &sent[36..52];
+    assert_ne!(client_span, server_span, "a new client span id");
+    assert_ne!(client_span, "00f067aa0ba902b7");
+
+    // Without a traceparent, a new trace; a hostile request id is replaced.
+    let fresh = shop
+        .client()
+        .get(shop.url("/products/1"))
+        .header("x-request-id", "x".repeat(200))
+        .send()
+        .await
+        .expect("a response");
+    let id = fresh.headers()["x-request-id"].to_str().expect("ascii");
+    assert_eq!(id.len(), 32);
+    let timing = fresh.headers()["server-timing"].to_str().expect("ascii");
+    assert!(timing.starts_with("trace;desc=00-"), "{timing}");
+    assert!(!timing.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+    shop.shutdown().await;
+}
