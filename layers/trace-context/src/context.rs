@@ -159,6 +159,20 @@ pub fn inject(headers: &mut HeaderMap) -> Option<TraceContext> {
     Some(child)
 }
 
+/// Like [`inject`], for a call made inside a client span of yours
+/// (`tracing::info_span!("POST", otel.kind = "client", ...)`): with the `opentelemetry` feature
+/// and an OpenTelemetry layer recording it, the exported client span is the callee's parent;
+/// otherwise this is [`inject`].
+pub fn inject_span(span: &tracing::Span, headers: &mut HeaderMap) -> Option<TraceContext> {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(client) = crate::otel::client_context(span) {
+        client.inject_into(headers);
+        return Some(client);
+    }
+    let _ = span;
+    inject(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

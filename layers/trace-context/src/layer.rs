@@ -145,8 +145,8 @@ where
         let span = tracing::info_span!(
             target: "vitals_trace_context",
             "request",
-            trace_id = %context.trace_id,
-            span_id = %context.span_id,
+            trace_id = Empty,
+            span_id = Empty,
             request_id = request_id.as_ref().map(RequestId::as_str),
             otel.name = %format_args!("{method} {route}"),
             otel.kind = "server",
@@ -158,6 +158,11 @@ where
             otel.status_code = Empty,
             error.type = Empty,
         );
+        // With OpenTelemetry, the exported span's ids are the request's.
+        #[cfg(feature = "opentelemetry")]
+        let context = crate::otel::bridge(&span, context);
+        span.record("trace_id", tracing::field::display(context.trace_id));
+        span.record("span_id", tracing::field::display(context.span_id));
         let extensions = request.extensions_mut();
         let timing = config.server_timing.then(|| {
             let timing = ServerTiming::attach(extensions);

@@ -35,6 +35,8 @@ mod context;
 mod layer;
 #[cfg(feature = "logs")]
 pub mod logs;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod propagate;
 mod traceparent;
 mod tracestate;
@@ -42,7 +44,7 @@ mod tracestate;
 #[cfg(test)]
 mod props;
 
-pub use context::{TRACEPARENT, TRACESTATE, TraceContext, inject};
+pub use context::{TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
 pub use layer::{ResponseFuture, TraceContextLayer, TraceContextService, TracedBody, X_REQUEST_ID};
 pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
 pub use traceparent::{TraceFlags, TraceParent};

@@ -28,10 +28,10 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 /// The ids a span carries, kept in its extensions by [`TraceIdsLayer`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct TraceIds {
-    trace_id: String,
-    span_id: String,
+    trace_id: Option<String>,
+    span_id: Option<String>,
 }
 
 /// Remembers the `trace_id` and `span_id` fields of spans that have them (the request span of
@@ -68,6 +68,23 @@ impl<S> tracing_subscriber::Layer<S> for TraceIdsLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    /// The request span records its ids once known (after the OpenTelemetry bridge chose them).
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        let mut ids = IdVisitor::default();
+        values.record(&mut ids);
+        if ids.trace_id.is_none() && ids.span_id.is_none() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let mut known = extensions.remove::<TraceIds>().unwrap_or_default();
+        known.trace_id = ids.trace_id.or(known.trace_id);
+        known.span_id = ids.span_id.or(known.span_id);
+        extensions.insert(known);
+    }
+
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let fields = attributes.metadata().fields();
         if fields.field("trace_id").is_none() {
@@ -75,10 +92,11 @@ where
         }
         let mut ids = IdVisitor::default();
         attributes.record(&mut ids);
-        if let (Some(trace_id), Some(span_id), Some(span)) =
-            (ids.trace_id, ids.span_id, ctx.span(id))
-        {
-            span.extensions_mut().insert(TraceIds { trace_id, span_id });
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(TraceIds {
+                trace_id: ids.trace_id,
+                span_id: ids.span_id,
+            });
         }
     }
 }
@@ -137,9 +155,13 @@ where
                     line.insert("span".to_owned(), Value::from(span.name()));
                     first = false;
                 }
-                if let Some(ids) = span.extensions().get::<TraceIds>() {
-                    line.insert("trace_id".to_owned(), Value::from(ids.trace_id.clone()));
-                    line.insert("span_id".to_owned(), Value::from(ids.span_id.clone()));
+                if let Some(TraceIds {
+                    trace_id: Some(trace_id),
+                    span_id: Some(span_id),
+                }) = span.extensions().get::<TraceIds>()
+                {
+                    line.insert("trace_id".to_owned(), Value::from(trace_id.clone()));
+                    line.insert("span_id".to_owned(), Value::from(span_id.clone()));
                     break;
                 }
             }
