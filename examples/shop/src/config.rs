@@ -43,6 +43,11 @@ pub struct Config {
     /// Log format; JSON by default when stdout is not a terminal, pretty otherwise.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Export request spans by OTLP (HTTP/protobuf) to this base URL, e.g.
+    /// `http://localhost:4318`; `OTEL_EXPORTER_OTLP_ENDPOINT` when not given; off without either.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {

@@ -5,24 +5,39 @@ use std::process::ExitCode;
 use clap::Parser;
 use shop::{Config, Shop, db::Backend, logging};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = Config::parse();
-    let _log_guard = match logging::init(config.log_format) {
-        Ok(guard) => guard,
+    // Outside the runtime: the OTLP exporter's blocking client is built and shut down here.
+    let endpoint = logging::otlp_endpoint(config.otlp_endpoint.as_deref());
+    let telemetry = match logging::init(config.log_format, endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("shop: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match run(config).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("shop: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "shop stopped");
             eprintln!("shop: {error}");
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(runtime);
+    // Flushes the logs and exports the last spans.
+    drop(telemetry);
+    code
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {

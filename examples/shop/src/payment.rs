@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// What the shop sends to the payment service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,16 +80,25 @@ impl PaymentClient {
                 PaymentError::Failed(e.to_string())
             }
         };
-        // The request's trace goes along, as a new client span (before the first await: the
-        // handler's context is current while it is polled).
+        // A client span of the request, whose context the payment service continues (made
+        // before the first await: the handler's context is current while it is polled).
+        let span = tracing::info_span!(
+            "POST",
+            otel.name = "POST",
+            otel.kind = "client",
+            http.request.method = "POST",
+            url.full = %self.pay_url,
+            server.address = self.pay_url.host_str().unwrap_or_default(),
+        );
         let mut trace = reqwest::header::HeaderMap::new();
-        vitals_trace_context::inject(&mut trace);
+        vitals_trace_context::inject_span(&span, &mut trace);
         let response = self
             .http
             .post(self.pay_url.clone())
             .headers(trace)
             .json(request)
             .send()
+            .instrument(span)
             .await
             .map_err(classify)?;
         if !response.status().is_success() {

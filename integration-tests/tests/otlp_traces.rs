@@ -1,0 +1,124 @@
+//! The shop's request spans leave through the OTLP exporter (HTTP/protobuf) and arrive,
+//! decoded by the protocol's own types, at a real receiver: with the caller's trace id and
+//! parent, the route-template name, SERVER kind and semconv attributes — and `/checkout`'s call
+//! to the payment service as a CLIENT child span whose id reached the service.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use vitals_integration_tests::TestShop;
+use vitals_integration_tests::otlp::OtlpReceiver;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.endpoint();
+    let provider = tokio::task::spawn_blocking(move || shop::logging::tracer_provider(&endpoint))
+        .await
+        .expect("the provider")
+        .expect("an exporter");
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("shop"))
+                .with_filter(LevelFilter::INFO),
+        )
+        .with(vitals_trace_context::logs::TraceIdsLayer);
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber here");
+
+    let shop = TestShop::start_sqlite().await;
+    let parent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let product = shop
+        .client()
+        .get(shop.url("/products/7"))
+        .header("traceparent", &parent)
+        .header("tracestate", "rojo=00f067aa0ba902b7")
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(product.status(), 200);
+    let timing = product.headers()["server-timing"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let checkout = shop
+        .client()
+        .get(shop.url("/checkout?product_id=2"))
+        .header("traceparent", &parent)
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(checkout.status(), 200);
+    let sent = shop
+        .shop()
+        .payment_stub()
+        .and_then(shop::payment::PaymentStub::last_traceparent)
+        .expect("the payment service got a traceparent");
+    shop.shutdown().await;
+    tokio::task::spawn_blocking(move || {
+        provider.force_flush().expect("the export");
+        provider.shutdown().expect("a clean shutdown");
+    })
+    .await
+    .expect("the flush");
+
+    let spans: Vec<Span> = receiver
+        .traces()
+        .into_iter()
+        .flat_map(|request| request.resource_spans)
+        .flat_map(|resource| resource.scope_spans)
+        .flat_map(|scope| scope.spans)
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let server = spans
+        .iter()
+        .find(|s| s.name == "GET /products/{id}")
+        .unwrap_or_else(|| panic!("no product span in {names:?}"));
+    assert_eq!(hex(&server.trace_id), TRACE);
+    assert_eq!(hex(&server.parent_span_id), CALLER_SPAN);
+    assert_eq!(server.kind, SpanKind::Server as i32);
+    assert_eq!(server.trace_state, "rojo=00f067aa0ba902b7");
+    assert_eq!(
+        attribute(server, "http.route"),
+        Some(&AnyValue::StringValue("/products/{id}".to_owned()))
+    );
+    assert_eq!(
+        attribute(server, "http.request.method"),
+        Some(&AnyValue::StringValue("GET".to_owned()))
+    );
+    assert!(attribute(server, "http.response.status_code").is_some());
+    // The id the client was told in Server-Timing is the exported span's.
+    let told = format!("trace;desc=00-{TRACE}-{}-01", hex(&server.span_id));
+    assert!(timing.starts_with(&told), "{timing} vs {told}");
+
+    let checkout_span = spans
+        .iter()
+        .find(|s| s.name == "GET /checkout")
+        .unwrap_or_else(|| panic!("no checkout span in {names:?}"));
+    let client = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap_or_else(|| panic!("no client span in {names:?}"));
+    assert_eq!(hex(&client.trace_id), TRACE);
+    assert_eq!(client.parent_span_id, checkout_span.span_id);
+    assert_eq!(sent, format!("00-{TRACE}-{}-01", hex(&client.span_id)));
+}
