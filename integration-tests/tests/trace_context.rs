@@ -57,3 +57,78 @@ async fn checkout_carries_the_callers_trace_to_the_payment_service() {
     assert!(!timing.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
     shop.shutdown().await;
 }
+
+/// The W3C test-suite contract: each listed call is POSTed, in order, with the propagated
+/// trace; non-loopback URLs are refused.
+#[tokio::test]
+async fn the_w3c_test_endpoint_calls_back_with_the_propagated_trace() {
+    use std::sync::{Arc, Mutex};
+
+    let seen: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let harness = axum::Router::new().route(
+        "/callback",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((header("traceparent"), header("tracestate"), body));
+            async {}
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let callback = format!(
+        "http://{}/callback",
+        listener.local_addr().expect("an address")
+    );
+    tokio::spawn(async move { axum::serve(listener, harness).await });
+
+    let shop = TestShop::start_sqlite().await;
+    let calls = serde_json::json!([
+        {"url": callback, "arguments": [{"url": "x", "arguments": []}]},
+        {"url": callback, "arguments": []},
+    ]);
+    let response = shop
+        .client()
+        .post(shop.url("/trace-context/test"))
+        .header("traceparent", PARENT)
+        .header("tracestate", "foo=1,bar=2")
+        .json(&calls)
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), 200);
+    let seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert_eq!(seen.len(), 2);
+    for (traceparent, tracestate, _) in &seen {
+        assert!(
+            traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{traceparent}"
+        );
+        assert!(!traceparent.contains("00f067aa0ba902b7"));
+        assert_eq!(tracestate, "foo=1,bar=2");
+    }
+    assert_eq!(seen[0].2, r#"[{"arguments":[],"url":"x"}]"#);
+
+    let refused = shop
+        .client()
+        .post(shop.url("/trace-context/test"))
+        .json(&serde_json::json!([{"url": "http://example.com/", "arguments": []}]))
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(refused.status(), 400);
+    shop.shutdown().await;
+}

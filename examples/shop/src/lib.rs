@@ -22,6 +22,7 @@ pub mod payment;
 pub mod report;
 pub mod routes;
 pub mod telemetry;
+pub mod w3c;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -96,6 +96,7 @@ pub fn router(
         .route("/report/blocking", get(report_blocking))
         .route("/slow", get(slow).route_layer(slow_route_guard()))
         .route("/me", get(me).route_layer(per_user_cache()))
+        .route("/trace-context/test", axum::routing::post(crate::w3c::test))
         .route(
             "/checkout",
             get(checkout).route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_store())),

@@ -7,7 +7,8 @@ use http::HeaderValue;
 /// The most list members a `tracestate` may have.
 pub const MAX_MEMBERS: usize = 32;
 
-/// A valid `tracestate`: its list members, in order, at most 32, keys unique.
+/// A valid `tracestate`: its list members, in order, at most 32, keys unique (a repeated key
+/// keeps its first value).
 ///
 /// ```
 /// use http::HeaderValue;
@@ -27,26 +28,13 @@ const fn is_key_char(b: u8) -> bool {
     matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
 }
 
-/// `key = simple-key / multi-tenant-key`
+/// `key = ( lcalpha / DIGIT ) 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@" )`: the
+/// current Level 2 grammar, which folded the older `tenant@system` form into one rule (`@` may
+/// appear anywhere but first).
 fn valid_key(key: &[u8]) -> bool {
-    match key.iter().position(|&b| b == b'@') {
-        None => {
-            // simple-key = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
-            matches!(key.first(), Some(b'a'..=b'z'))
-                && key.len() <= 256
-                && key.iter().all(|&b| is_key_char(b))
-        }
-        Some(at) => {
-            // tenant-id "@" system-id
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            matches!(tenant.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
-                && tenant.len() <= 241
-                && tenant.iter().all(|&b| is_key_char(b))
-                && matches!(system.first(), Some(b'a'..=b'z'))
-                && system.len() <= 14
-                && system.iter().all(|&b| is_key_char(b))
-        }
-    }
+    matches!(key.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && key.len() <= 256
+        && key.iter().all(|&b| is_key_char(b) || b == b'@')
 }
 
 /// `value = 0*255(chr) nblk-chr`: printable ASCII but `,` and `=`, not ending in a space.
@@ -60,8 +48,8 @@ fn valid_value(value: &[u8]) -> bool {
 
 impl TraceState {
     /// Parses every `tracestate` line, combined in order. `None` — the whole `tracestate` is
-    /// dropped — when a member is invalid, a key repeats, or there are more than 32 members.
-    /// Empty members (`a=1,,b=2`) are allowed and skipped.
+    /// dropped — when a member is invalid or there are more than 32 members. Empty members
+    /// (`a=1,,b=2`) are skipped; a repeated key keeps its first value, as the spec allows.
     pub fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Self> {
         let mut members: Vec<(String, String)> = Vec::new();
         for line in lines {
@@ -72,12 +60,15 @@ impl TraceState {
                 }
                 let at = member.iter().position(|&b| b == b'=')?;
                 let (key, value) = (&member[..at], &member[at + 1..]);
-                if !valid_key(key) || !valid_value(value) || members.len() == MAX_MEMBERS {
+                if !valid_key(key) || !valid_value(value) {
                     return None;
                 }
                 // Checked ASCII above.
                 let key = String::from_utf8_lossy(key).into_owned();
                 if members.iter().any(|(k, _)| *k == key) {
+                    continue;
+                }
+                if members.len() == MAX_MEMBERS {
                     return None;
                 }
                 members.push((key, String::from_utf8_lossy(value).into_owned()));
@@ -148,12 +139,11 @@ mod tests {
         assert_eq!(state.to_string(), "a=1,b@vendor=two words,c/d*e=x");
         for bad in [
             "A=1",      // uppercase key
-            "1a=1",     // simple keys start with a letter
+            "_a=1",     // keys start with a letter or a digit
             "a=",       // empty value
             "a=b=c",    // `=` in a value
             "a=ends ",  // trailing space in a value... trimmed as OWS, so valid? see below
-            "a@=1",     // empty system id
-            "a@b@c=1",  // two `@`
+            "@a=1",     // `@` cannot come first
             "a=\u{e9}", // non-ASCII
             "novalue",
         ] {
@@ -166,11 +156,18 @@ mod tests {
         }
         assert!(parse(&["a@b=1"]).is_some());
         assert!(parse(&["0tenant@sys=1"]).is_some());
+        for good in ["foo@=1", "foo@@bar=1", "a@b@c=1", "1a=1"] {
+            assert!(parse(&[good]).is_some(), "{good}");
+        }
+        let longest = format!("{}=1", "z".repeat(256));
+        let too_long = format!("{}=1", "z".repeat(257));
+        assert!(TraceState::parse([&HeaderValue::from_str(&longest).unwrap()]).is_some());
+        assert!(TraceState::parse([&HeaderValue::from_str(&too_long).unwrap()]).is_none());
     }
 
     #[test]
-    fn duplicates_and_more_than_32_members_drop_everything() {
-        assert!(parse(&["a=1", "a=2"]).is_none());
+    fn duplicates_keep_the_first_and_more_than_32_members_drop_everything() {
+        assert_eq!(parse(&["a=1", "b=2,a=3"]).unwrap().to_string(), "a=1,b=2");
         let thirty_two: String = (0..32)
             .map(|i| format!("k{i}=v"))
             .collect::<Vec<_>>()

@@ -1,0 +1,88 @@
+//! Log correlation: every event inside a request carries its trace and span ids. Its own test
+//! binary, like spans.rs, so no test without a subscriber races it for tracing's callsite
+//! interest.
+#![cfg(feature = "logs")]
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+use tracing_subscriber::layer::SubscriberExt;
+use vitals_trace_context::TraceContextLayer;
+
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test]
+async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() {
+    use std::io::Write;
+    use tracing_subscriber::fmt::MakeWriter;
+    use vitals_trace_context::logs::{JsonFormat, TraceIdsLayer};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::registry().with(TraceIdsLayer).with(
+        tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat)
+            .with_writer(lines.clone()),
+    );
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = Router::new()
+        .route(
+            "/pay",
+            get(|| async {
+                tracing::info!(amount_cents = 1250, "payment approved");
+                "paid"
+            }),
+        )
+        .layer(TraceContextLayer::new());
+    tracing::info!("outside any request");
+    let request = http::Request::get("/pay")
+        .header("traceparent", PARENT)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    let timing = response.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let outside = events
+        .iter()
+        .find(|e| e["message"] == "outside any request")
+        .unwrap();
+    assert!(outside.get("trace_id").is_none());
+    let inside = events
+        .iter()
+        .find(|e| e["message"] == "payment approved")
+        .unwrap();
+    assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(inside["amount_cents"], 1250);
+    assert_eq!(inside["level"], "INFO");
+    let span_id = inside["span_id"].as_str().unwrap();
+    assert!(
+        timing.contains(&format!("-{span_id}-")),
+        "{timing} vs {span_id}"
+    );
+}
