@@ -1,6 +1,9 @@
 //! `TraceContext`: the trace a request belongs to, its server span, and what is propagated.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
@@ -122,11 +125,40 @@ impl TraceContext {
         CURRENT.with(|current| current.borrow().clone())
     }
 
+    /// Makes `self` the current context while `future` is polled: for work spawned from a
+    /// handler (`tokio::spawn(context.scope(work))`), or calls made outside any request.
+    pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
+        Scoped {
+            future,
+            context: self,
+        }
+    }
+
     /// Runs `f` with `self` as the current context on this thread.
     pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
         let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
         let _restore = Restore(previous);
         f()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future run with a [`TraceContext`] current; see [`TraceContext::scope`].
+    #[derive(Debug)]
+    pub struct Scoped<F> {
+        #[pin]
+        future: F,
+        context: TraceContext,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let future = this.future;
+        this.context.enter(|| future.poll(cx))
     }
 }
 

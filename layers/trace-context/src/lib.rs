@@ -44,7 +44,7 @@ mod tracestate;
 #[cfg(test)]
 mod props;
 
-pub use context::{TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
+pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
 pub use layer::{ResponseFuture, TraceContextLayer, TraceContextService, TracedBody, X_REQUEST_ID};
 pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
 pub use traceparent::{TraceFlags, TraceParent};
