@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::HeaderName;
@@ -110,7 +111,7 @@ impl TraceContext {
     /// Writes `traceparent` (and `tracestate`, when there is one) into `headers`, replacing
     /// what was there.
     pub fn inject_into(&self, headers: &mut HeaderMap) {
-        if let Ok(value) = HeaderValue::from_str(&self.traceparent().to_string()) {
+        if let Ok(value) = HeaderValue::from_bytes(&self.traceparent().encode()) {
             headers.insert(TRACEPARENT, value);
         }
         headers.remove(TRACESTATE);
@@ -122,7 +123,7 @@ impl TraceContext {
     /// The context of the request being handled on this task, if any (set while
     /// [`TraceContextLayer`](crate::TraceContextLayer)'s handler future is polled).
     pub fn current() -> Option<Self> {
-        CURRENT.with(|current| current.borrow().clone())
+        CURRENT.with(|current| current.borrow().as_deref().cloned())
     }
 
     /// Makes `self` the current context while `future` is polled: for work spawned from a
@@ -130,17 +131,20 @@ impl TraceContext {
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
         Scoped {
             future,
-            context: self,
+            context: Arc::new(self),
         }
     }
-
-    /// Runs `f` with `self` as the current context on this thread.
-    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
-        let _restore = Restore(previous);
-        f()
-    }
 }
+
+/// Runs `f` with `context` as the current context on this thread (a reference count, not a
+/// copy of the context, per poll).
+pub(crate) fn enter<R>(context: &Arc<TraceContext>, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(context))));
+    let _restore = Restore(previous);
+    f()
+}
+
+impl TraceContext {}
 
 pin_project_lite::pin_project! {
     /// A future run with a [`TraceContext`] current; see [`TraceContext::scope`].
@@ -148,7 +152,7 @@ pin_project_lite::pin_project! {
     pub struct Scoped<F> {
         #[pin]
         future: F,
-        context: TraceContext,
+        context: Arc<TraceContext>,
     }
 }
 
@@ -158,16 +162,16 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let future = this.future;
-        this.context.enter(|| future.poll(cx))
+        enter(this.context, || future.poll(cx))
     }
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<TraceContext>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Arc<TraceContext>>> = const { RefCell::new(None) };
 }
 
 /// Puts the previous current context back, also when `f` panics.
-struct Restore(Option<TraceContext>);
+struct Restore(Option<Arc<TraceContext>>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
@@ -268,8 +272,8 @@ mod tests {
     #[test]
     fn the_current_context_is_set_while_entered_and_restored_after() {
         assert!(TraceContext::current().is_none());
-        let context = TraceContext::new_root();
-        let seen = context.enter(|| {
+        let context = Arc::new(TraceContext::new_root());
+        let seen = enter(&context, || {
             let mut headers = HeaderMap::new();
             inject(&mut headers).map(|child| (child, headers))
         });

@@ -19,7 +19,8 @@ use vitals_core::route::RouteLabeler;
 use vitals_core::semconv::method_label;
 use vitals_core::server_timing::{Metric, ServerTiming};
 
-use crate::context::TraceContext;
+use crate::context::{TraceContext, enter};
+use crate::traceparent::hex_into;
 
 /// The default request-id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -111,8 +112,35 @@ pub struct TraceContextService<S> {
 
 /// A new request id: 32 random hex digits.
 fn new_request_id() -> Option<RequestId> {
-    let text = format!("{:032x}", fastrand::u128(..));
-    RequestId::new(HeaderValue::from_str(&text).ok()?)
+    let mut text = [0u8; 32];
+    hex_into(&fastrand::u128(..).to_be_bytes(), &mut text);
+    RequestId::new(HeaderValue::from_bytes(&text).ok()?)
+}
+
+/// The ids as hex text on the stack, for span fields.
+struct Ids {
+    trace: [u8; 32],
+    span: [u8; 16],
+}
+
+impl Ids {
+    fn of(context: &TraceContext) -> Self {
+        let mut ids = Self {
+            trace: [0; 32],
+            span: [0; 16],
+        };
+        hex_into(&context.trace_id.to_bytes(), &mut ids.trace);
+        hex_into(&context.span_id.to_bytes(), &mut ids.span);
+        ids
+    }
+
+    fn trace(&self) -> &str {
+        std::str::from_utf8(&self.trace).unwrap_or_default()
+    }
+
+    fn span(&self) -> &str {
+        std::str::from_utf8(&self.span).unwrap_or_default()
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceContextService<S>
@@ -142,11 +170,12 @@ where
         });
         let route = config.labeler.label(&request);
         let method = method_label(request.method());
+        let ids = Ids::of(&context);
         let span = tracing::info_span!(
             target: "vitals_trace_context",
             "request",
-            trace_id = Empty,
-            span_id = Empty,
+            trace_id = ids.trace(),
+            span_id = ids.span(),
             request_id = request_id.as_ref().map(RequestId::as_str),
             otel.name = %format_args!("{method} {route}"),
             otel.kind = "server",
@@ -160,13 +189,21 @@ where
         );
         // With OpenTelemetry, the exported span's ids are the request's.
         #[cfg(feature = "opentelemetry")]
-        let context = crate::otel::bridge(&span, context);
-        span.record("trace_id", tracing::field::display(context.trace_id));
-        span.record("span_id", tracing::field::display(context.span_id));
+        let context = {
+            let bridged = crate::otel::bridge(&span, context.clone());
+            if bridged.span_id != context.span_id {
+                let ids = Ids::of(&bridged);
+                span.record("trace_id", ids.trace());
+                span.record("span_id", ids.span());
+            }
+            bridged
+        };
         let extensions = request.extensions_mut();
         let timing = config.server_timing.then(|| {
             let timing = ServerTiming::attach(extensions);
-            timing.add(Metric::new("trace").with_description(context.traceparent().to_string()));
+            let encoded = context.traceparent().encode();
+            let description = String::from_utf8_lossy(&encoded).into_owned();
+            timing.add(Metric::new("trace").with_description(description));
             timing
         });
         extensions.insert(RequestIdentity {
@@ -175,9 +212,10 @@ where
             request_id: request_id.clone(),
         });
         extensions.insert(context.clone());
+        let context = Arc::new(context);
         let inner = {
             let _entered = span.enter();
-            context.enter(|| self.inner.call(request))
+            enter(&context, || self.inner.call(request))
         };
         ResponseFuture {
             inner,
@@ -194,7 +232,7 @@ where
 
 struct State {
     span: Span,
-    context: TraceContext,
+    context: Arc<TraceContext>,
     /// The request's Server-Timing collector, rendered here if this layer inserted it.
     timing: Option<ServerTiming>,
     request_id: Option<HeaderValue>,
@@ -225,7 +263,7 @@ where
         let polled = {
             let _entered = state.span.enter();
             let inner = this.inner;
-            state.context.enter(|| inner.poll(cx))
+            enter(&state.context, || inner.poll(cx))
         };
         let Poll::Ready(result) = polled else {
             return Poll::Pending;

@@ -124,16 +124,35 @@ impl TraceParent {
     }
 }
 
+/// Lowercase hex of `bytes` into `out` (twice as long).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    }
+}
+
+impl TraceParent {
+    /// The version-00 text, on the stack: what this implementation sends, whatever version
+    /// came in, with only the flags version 00 defines.
+    pub(crate) fn encode(&self) -> [u8; LEN_00] {
+        let mut out = [b'-'; LEN_00];
+        out[0] = b'0';
+        out[1] = b'0';
+        hex_into(&self.trace_id.to_bytes(), &mut out[3..35]);
+        hex_into(&self.parent_id.to_bytes(), &mut out[36..52]);
+        hex_into(&[self.flags.known().bits()], &mut out[53..55]);
+        out
+    }
+}
+
 impl fmt::Display for TraceParent {
     /// Always version `00` with the flags it defines: what this implementation sends.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.parent_id,
-            self.flags.known().bits()
-        )
+        let encoded = self.encode();
+        // Hex digits and dashes only.
+        f.write_str(std::str::from_utf8(&encoded).map_err(|_| fmt::Error)?)
     }
 }
 
