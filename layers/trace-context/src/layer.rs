@@ -189,7 +189,9 @@ where
         );
         // With OpenTelemetry, the exported span's ids are the request's.
         #[cfg(feature = "opentelemetry")]
-        let context = {
+        let context = if span.is_disabled() {
+            context
+        } else {
             let bridged = crate::otel::bridge(&span, context.clone());
             if bridged.span_id != context.span_id {
                 let ids = Ids::of(&bridged);
@@ -202,7 +204,9 @@ where
         let timing = config.server_timing.then(|| {
             let timing = ServerTiming::attach(extensions);
             let encoded = context.traceparent().encode();
-            let description = String::from_utf8_lossy(&encoded).into_owned();
+            let description = std::str::from_utf8(&encoded)
+                .map(str::to_owned)
+                .unwrap_or_default();
             timing.add(Metric::new("trace").with_description(description));
             timing
         });

@@ -43,6 +43,10 @@ fn with_sampled(flags: TraceFlags, sampled: bool) -> TraceFlags {
 /// Makes `span` continue `context`'s trace in OpenTelemetry and returns the context with the
 /// exported span's ids. Unchanged when no OpenTelemetry layer records the span.
 pub(crate) fn bridge(span: &Span, mut context: TraceContext) -> TraceContext {
+    if span.is_disabled() {
+        // No subscriber wants the span: nothing to export.
+        return context;
+    }
     if let Some(parent) = context.parent_id {
         let state = OtelTraceState::from_str(&context.state.to_string()).unwrap_or_default();
         let remote = SpanContext::new(
