@@ -92,7 +92,21 @@ async fn the_w3c_test_endpoint_calls_back_with_the_propagated_trace() {
     );
     tokio::spawn(async move { axum::serve(listener, harness).await });
 
-    let shop = TestShop::start_sqlite().await;
+    // Off unless asked for: the endpoint makes the shop call URLs it is given.
+    let default_shop = TestShop::start_sqlite().await;
+    let absent = default_shop
+        .client()
+        .post(default_shop.url("/trace-context/test"))
+        .json(&serde_json::json!([]))
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(absent.status(), 404);
+    default_shop.shutdown().await;
+
+    let mut config = vitals_integration_tests::test_config();
+    config.w3c_test_endpoint = true;
+    let shop = TestShop::start(config).await;
     let calls = serde_json::json!([
         {"url": callback, "arguments": [{"url": "x", "arguments": []}]},
         {"url": callback, "arguments": []},

@@ -48,6 +48,11 @@ pub struct Config {
     /// `http://localhost:4318`; `OTEL_EXPORTER_OTLP_ENDPOINT` when not given; off without either.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+
+    /// Mount `POST /trace-context/test`, the W3C trace-context test suite's service contract
+    /// (it makes the shop POST to loopback URLs it is given: off by default).
+    #[arg(long)]
+    pub w3c_test_endpoint: bool,
 }
 
 impl Config {

@@ -107,6 +107,7 @@ impl Shop {
             db,
             workload,
             payment,
+            w3c_test_endpoint: config.w3c_test_endpoint,
         });
         let limit = ConcurrencyLimitLayer::new(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),

@@ -52,6 +52,18 @@ pub struct AppState {
     pub workload: Workload,
     /// The payment service client.
     pub payment: PaymentClient,
+    /// Whether `POST /trace-context/test` is mounted.
+    pub w3c_test_endpoint: bool,
+}
+
+/// `POST /trace-context/test`, when asked for.
+fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
+    let routes = Router::new();
+    if mounted {
+        routes.route("/trace-context/test", axum::routing::post(crate::w3c::test))
+    } else {
+        routes
+    }
 }
 
 /// The shop's router. `metrics` renders `GET /metrics` (Prometheus text); `latency` answers
@@ -96,11 +108,11 @@ pub fn router(
         .route("/report/blocking", get(report_blocking))
         .route("/slow", get(slow).route_layer(slow_route_guard()))
         .route("/me", get(me).route_layer(per_user_cache()))
-        .route("/trace-context/test", axum::routing::post(crate::w3c::test))
         .route(
             "/checkout",
             get(checkout).route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_store())),
         )
+        .merge(w3c_routes(state.w3c_test_endpoint))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

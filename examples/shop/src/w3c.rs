@@ -3,7 +3,9 @@
 //! `arguments` as JSON to `url`, carrying the request's trace as a new client span.
 //!
 //! The suite's harness runs on this machine, and an endpoint that POSTs to any URL it is given
-//! would let anyone reach the shop's network: only loopback URLs are called (`400` otherwise).
+//! would let anyone reach the shop's network: it is mounted only with `--w3c-test-endpoint`,
+//! only loopback URLs are called (`400` otherwise), without redirects or proxies, and at most
+//! 64 calls per request.
 
 use std::sync::OnceLock;
 
@@ -24,8 +26,11 @@ fn client() -> Result<&'static reqwest::Client, ApiError> {
     static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
+            // No redirects and no proxy: a loopback URL must stay a loopback call.
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
                 .build()
                 .ok()
         })
@@ -52,6 +57,11 @@ pub async fn test(
     let Json(calls) = calls.map_err(|_| {
         ApiError::BadRequest("the body must be a JSON list of {url, arguments}".to_owned())
     })?;
+    if calls.len() > 64 {
+        return Err(ApiError::BadRequest(
+            "at most 64 calls per request".to_owned(),
+        ));
+    }
     let client = client()?;
     for call in calls {
         let url = reqwest::Url::parse(&call.url)

@@ -33,6 +33,10 @@ pub struct TraceContext {
     pub flags: TraceFlags,
     /// The caller's `tracestate`, carried on unchanged.
     pub state: TraceState,
+    /// The span ids are an exported OpenTelemetry span's: a downstream call without a client
+    /// span of its own ([`inject`]) names this span as its parent, rather than an id no backend
+    /// will ever see.
+    pub exported: bool,
 }
 
 /// A random span id (never zero).
@@ -71,6 +75,7 @@ impl TraceContext {
                 parent_id: Some(parent.parent_id),
                 flags: parent.flags.known(),
                 state: TraceState::parse(headers.get_all(TRACESTATE)).unwrap_or_default(),
+                exported: false,
             },
             None => Self::new_root(),
         }
@@ -84,6 +89,7 @@ impl TraceContext {
             parent_id: None,
             flags: TraceFlags::SAMPLED.with(TraceFlags::RANDOM),
             state: TraceState::default(),
+            exported: false,
         }
     }
 
@@ -104,7 +110,20 @@ impl TraceContext {
         Self {
             span_id: random_span_id(),
             parent_id: Some(self.span_id),
+            exported: false,
             ..self.clone()
+        }
+    }
+
+    /// What an outgoing call made without a client span of its own sends: a new child span,
+    /// or — when this span is exported to a tracing backend — this span itself, so the callee's
+    /// parent exists there.
+    #[must_use]
+    pub fn outgoing(&self) -> Self {
+        if self.exported {
+            self.clone()
+        } else {
+            self.child()
         }
     }
 
@@ -190,7 +209,7 @@ impl Drop for Restore {
 /// assert!(headers.is_empty());
 /// ```
 pub fn inject(headers: &mut HeaderMap) -> Option<TraceContext> {
-    let child = TraceContext::current()?.child();
+    let child = TraceContext::current()?.outgoing();
     child.inject_into(headers);
     Some(child)
 }
@@ -267,6 +286,14 @@ mod tests {
                 "4bf92f3577b34da6a3ce929d0e0e4736"
             );
         }
+    }
+
+    #[test]
+    fn an_exported_span_is_the_parent_of_calls_without_a_client_span() {
+        let mut context = TraceContext::new_root();
+        assert_ne!(context.outgoing().span_id, context.span_id);
+        context.exported = true;
+        assert_eq!(context.outgoing(), context);
     }
 
     #[test]

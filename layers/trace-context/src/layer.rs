@@ -277,10 +277,10 @@ where
         };
         let State {
             span,
+            context,
             timing,
             request_id,
             request_id_header,
-            ..
         } = *state;
         Poll::Ready(match result {
             Ok(mut response) => {
@@ -297,7 +297,11 @@ where
                 if let (Some(name), Some(value)) = (request_id_header, request_id) {
                     headers.insert(name, value);
                 }
-                Ok(response.map(|body| TracedBody { inner: body, span }))
+                Ok(response.map(|body| TracedBody {
+                    inner: body,
+                    span,
+                    context,
+                }))
             }
             Err(error) => {
                 span.record("otel.status_code", "ERROR");
@@ -309,11 +313,13 @@ where
 }
 
 pin_project! {
-    /// The response body, polled inside the request span, which ends with it.
+    /// The response body, polled inside the request span (which ends with it) and with the
+    /// request's context current.
     pub struct TracedBody<B> {
         #[pin]
         inner: B,
         span: Span,
+        context: Arc<TraceContext>,
     }
 }
 
@@ -327,7 +333,8 @@ impl<B: Body> Body for TracedBody<B> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
         let _entered = this.span.enter();
-        let polled = this.inner.poll_frame(cx);
+        let inner = this.inner;
+        let polled = enter(this.context, || inner.poll_frame(cx));
         if let Poll::Ready(Some(Err(_))) = &polled {
             this.span.record("otel.status_code", "ERROR");
             this.span.record("error.type", "body_error");

@@ -12,9 +12,16 @@
 //!     .init();
 //! ```
 //!
-//! A line: `{"timestamp":"…","level":"INFO","target":"shop::routes","span":"request",
-//! "trace_id":"4bf9…","span_id":"00f0…","message":"payment approved","product_id":3}`.
+//! A line (keys sorted): `{"level":"INFO","message":"payment approved","product_id":3,
+//! "request_id":"…","span":"request","span_id":"00f0…","target":"shop::routes",
+//! "timestamp":"…","trace_id":"4bf9…"}`. An event field named like one of these keys is written
+//! as `field.<name>`, so it never replaces them.
+//!
+//! The ids are found whatever the log filter lets through: [`TraceIdsLayer`] (unfiltered)
+//! remembers, per thread, which request span is entered, so a `RUST_LOG=warn` that hides the
+//! INFO request span from the log layer still puts its ids on a WARN line.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -29,9 +36,16 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The ids a span carries, kept in its extensions by [`TraceIdsLayer`].
 #[derive(Clone, Debug, Default)]
+#[allow(clippy::struct_field_names)] // Named after the span fields they hold.
 struct TraceIds {
     trace_id: Option<String>,
     span_id: Option<String>,
+    request_id: Option<String>,
+}
+
+thread_local! {
+    /// The request spans entered on this thread, innermost last, with their ids.
+    static ENTERED: RefCell<Vec<(Id, TraceIds)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Remembers the `trace_id` and `span_id` fields of spans that have them (the request span of
@@ -41,9 +55,11 @@ struct TraceIds {
 pub struct TraceIdsLayer;
 
 #[derive(Default)]
+#[allow(clippy::struct_field_names)] // Named after the span fields they hold.
 struct IdVisitor {
     trace_id: Option<String>,
     span_id: Option<String>,
+    request_id: Option<String>,
 }
 
 impl Visit for IdVisitor {
@@ -51,6 +67,7 @@ impl Visit for IdVisitor {
         match field.name() {
             "trace_id" => self.trace_id = Some(value.to_owned()),
             "span_id" => self.span_id = Some(value.to_owned()),
+            "request_id" => self.request_id = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -59,6 +76,7 @@ impl Visit for IdVisitor {
         match field.name() {
             "trace_id" => self.trace_id = Some(format!("{value:?}")),
             "span_id" => self.span_id = Some(format!("{value:?}")),
+            "request_id" => self.request_id = Some(format!("{value:?}")),
             _ => {}
         }
     }
@@ -72,7 +90,7 @@ where
     fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
         let mut ids = IdVisitor::default();
         values.record(&mut ids);
-        if ids.trace_id.is_none() && ids.span_id.is_none() {
+        if ids.trace_id.is_none() && ids.span_id.is_none() && ids.request_id.is_none() {
             return;
         }
         let Some(span) = ctx.span(id) else {
@@ -82,7 +100,27 @@ where
         let mut known = extensions.remove::<TraceIds>().unwrap_or_default();
         known.trace_id = ids.trace_id.or(known.trace_id);
         known.span_id = ids.span_id.or(known.span_id);
+        known.request_id = ids.request_id.or(known.request_id);
         extensions.insert(known);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        if let Some(ids) = span.extensions().get::<TraceIds>() {
+            let ids = ids.clone();
+            ENTERED.with(|entered| entered.borrow_mut().push((id.clone(), ids)));
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _: Context<'_, S>) {
+        ENTERED.with(|entered| {
+            let mut entered = entered.borrow_mut();
+            if let Some(at) = entered.iter().rposition(|(entered, _)| entered == id) {
+                entered.remove(at);
+            }
+        });
     }
 
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -96,6 +134,7 @@ where
             span.extensions_mut().insert(TraceIds {
                 trace_id: ids.trace_id,
                 span_id: ids.span_id,
+                request_id: ids.request_id,
             });
         }
     }
@@ -106,27 +145,56 @@ where
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JsonFormat;
 
+/// The keys this format writes itself; an event field with one of these names is written as
+/// `field.<name>`.
+const RESERVED: [&str; 7] = [
+    "timestamp",
+    "level",
+    "target",
+    "span",
+    "trace_id",
+    "span_id",
+    "request_id",
+];
+
 struct FieldsVisitor<'a>(&'a mut Map<String, Value>);
+
+impl FieldsVisitor<'_> {
+    fn insert(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        let key = if RESERVED.contains(&name) {
+            format!("field.{name}")
+        } else {
+            name.to_owned()
+        };
+        self.0.insert(key, value);
+    }
+}
 
 impl Visit for FieldsVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        // JSON has no NaN or infinity: those are written as text rather than lost as null.
+        let value = if value.is_finite() {
+            Value::from(value)
+        } else {
+            Value::from(value.to_string())
+        };
+        self.insert(field, value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.insert(field, Value::from(value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.insert(field, Value::from(format!("{value:?}")));
     }
 }
 
@@ -148,21 +216,25 @@ where
         let metadata = event.metadata();
         line.insert("level".to_owned(), Value::from(metadata.level().as_str()));
         line.insert("target".to_owned(), Value::from(metadata.target()));
-        if let Some(scope) = ctx.event_scope() {
-            let mut first = true;
-            for span in scope {
-                if first {
-                    line.insert("span".to_owned(), Value::from(span.name()));
-                    first = false;
-                }
-                if let Some(TraceIds {
-                    trace_id: Some(trace_id),
-                    span_id: Some(span_id),
-                }) = span.extensions().get::<TraceIds>()
-                {
-                    line.insert("trace_id".to_owned(), Value::from(trace_id.clone()));
-                    line.insert("span_id".to_owned(), Value::from(span_id.clone()));
-                    break;
+        if let Some(span) = ctx.lookup_current() {
+            line.insert("span".to_owned(), Value::from(span.name()));
+        }
+        // The innermost request span entered on this thread, whether or not the log filter
+        // lets the log layer see it; the event's own scope otherwise.
+        let ids = ENTERED
+            .with(|entered| entered.borrow().last().map(|(_, ids)| ids.clone()))
+            .or_else(|| {
+                ctx.event_scope()?
+                    .find_map(|span| span.extensions().get::<TraceIds>().cloned())
+            });
+        if let Some(ids) = ids {
+            for (key, value) in [
+                ("trace_id", ids.trace_id),
+                ("span_id", ids.span_id),
+                ("request_id", ids.request_id),
+            ] {
+                if let Some(value) = value {
+                    line.insert(key.to_owned(), Value::from(value));
                 }
             }
         }

@@ -48,6 +48,8 @@ pub(crate) fn bridge(span: &Span, mut context: TraceContext) -> TraceContext {
         return context;
     }
     if let Some(parent) = context.parent_id {
+        // opentelemetry 0.33 still checks keys by the older `tenant@system` rule: a state it
+        // refuses is exported without `tracestate` (downstream calls still carry it whole).
         let state = OtelTraceState::from_str(&context.state.to_string()).unwrap_or_default();
         let remote = SpanContext::new(
             OtelTraceId::from_bytes(context.trace_id.to_bytes()),
@@ -65,6 +67,7 @@ pub(crate) fn bridge(span: &Span, mut context: TraceContext) -> TraceContext {
         context.trace_id = trace_id;
         context.span_id = span_id;
         context.flags = with_sampled(context.flags, sampled);
+        context.exported = true;
     }
     context
 }
@@ -83,5 +86,6 @@ pub(crate) fn client_context(span: &Span) -> Option<TraceContext> {
             sampled,
         ),
         state: current.map(|c| c.state).unwrap_or_default(),
+        exported: true,
     })
 }

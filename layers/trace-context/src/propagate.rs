@@ -58,7 +58,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if let Some(current) = TraceContext::current() {
-            current.child().inject_into(request.headers_mut());
+            current.outgoing().inject_into(request.headers_mut());
         }
         self.inner.call(request)
     }

@@ -52,6 +52,8 @@ impl TraceState {
     /// (`a=1,,b=2`) are skipped; a repeated key keeps its first value, as the spec allows.
     pub fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Self> {
         let mut members: Vec<(String, String)> = Vec::new();
+        // List members as sent, repeats included: the limit is on those.
+        let mut sent = 0;
         for line in lines {
             for member in line.as_bytes().split(|&b| b == b',') {
                 let member = trim(member);
@@ -60,16 +62,14 @@ impl TraceState {
                 }
                 let at = member.iter().position(|&b| b == b'=')?;
                 let (key, value) = (&member[..at], &member[at + 1..]);
-                if !valid_key(key) || !valid_value(value) {
+                sent += 1;
+                if !valid_key(key) || !valid_value(value) || sent > MAX_MEMBERS {
                     return None;
                 }
                 // Checked ASCII above.
                 let key = String::from_utf8_lossy(key).into_owned();
                 if members.iter().any(|(k, _)| *k == key) {
                     continue;
-                }
-                if members.len() == MAX_MEMBERS {
-                    return None;
                 }
                 members.push((key, String::from_utf8_lossy(value).into_owned()));
             }
@@ -168,6 +168,8 @@ mod tests {
     #[test]
     fn duplicates_keep_the_first_and_more_than_32_members_drop_everything() {
         assert_eq!(parse(&["a=1", "b=2,a=3"]).unwrap().to_string(), "a=1,b=2");
+        let repeated = vec!["k=v"; 33].join(",");
+        assert!(TraceState::parse([&HeaderValue::from_str(&repeated).unwrap()]).is_none());
         let thirty_two: String = (0..32)
             .map(|i| format!("k{i}=v"))
             .collect::<Vec<_>>()

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use vitals_trace_context::TraceContextLayer;
 
@@ -43,7 +44,7 @@ async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() 
             .event_format(JsonFormat)
             .with_writer(lines.clone()),
     );
-    let _default = tracing::subscriber::set_default(subscriber);
+    let default = tracing::subscriber::set_default(subscriber);
     let app = Router::new()
         .route(
             "/pay",
@@ -56,6 +57,7 @@ async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() 
     tracing::info!("outside any request");
     let request = http::Request::get("/pay")
         .header("traceparent", PARENT)
+        .header("x-request-id", "order-7")
         .body(axum::body::Body::empty())
         .unwrap();
     let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
@@ -85,4 +87,36 @@ async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() 
         timing.contains(&format!("-{span_id}-")),
         "{timing} vs {span_id}"
     );
+    assert_eq!(inside["request_id"], "order-7");
+    drop(default);
+
+    // A log filter that hides the INFO request span from the log layer (RUST_LOG=warn) still
+    // gets the ids on a WARN line; an event field named like a key never replaces it.
+    let warnings = Lines::default();
+    let subscriber = tracing_subscriber::registry().with(TraceIdsLayer).with(
+        tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat)
+            .with_writer(warnings.clone())
+            .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+    );
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tracing::warn!(trace_id = "spoofed", ratio = f64::NAN, "slow request");
+                "late"
+            }),
+        )
+        .layer(TraceContextLayer::new());
+    let request = http::Request::get("/slow")
+        .header("traceparent", PARENT)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    tower::ServiceExt::oneshot(app, request).await.unwrap();
+    let text = String::from_utf8(warnings.0.lock().unwrap().clone()).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(line["field.trace_id"], "spoofed");
+    assert_eq!(line["ratio"], "NaN");
 }
