@@ -1,5 +1,6 @@
-//! A real OTLP receiver for tests: HTTP/protobuf on a loopback port, decoding every export
-//! request with the protocol's own generated types and keeping it for assertions.
+//! A real OTLP receiver for tests: HTTP/protobuf and gRPC, each on a loopback port, decoding
+//! every export request with the protocol's own generated types (opentelemetry-proto, tonic)
+//! and keeping it for assertions.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,8 +11,14 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -26,11 +33,47 @@ struct Received {
     traces: Mutex<Vec<ExportTraceServiceRequest>>,
 }
 
-/// An OTLP/HTTP receiver accepting `POST /v1/metrics` and `POST /v1/traces` (protobuf).
+/// An OTLP receiver: HTTP/protobuf (`POST /v1/metrics`, `POST /v1/traces`) and gRPC (the
+/// metrics and trace services).
 pub struct OtlpReceiver {
     addr: SocketAddr,
+    grpc_addr: SocketAddr,
     received: Arc<Received>,
     server: JoinHandle<()>,
+    grpc_server: JoinHandle<()>,
+}
+
+/// The gRPC side, storing into the same place.
+struct Grpc(Arc<Received>);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .traces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
 }
 
 impl OtlpReceiver {
@@ -53,11 +96,31 @@ impl OtlpReceiver {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let grpc_listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("cannot bind the OTLP gRPC receiver: {e}"));
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("no local address: {e}"));
+        let grpc = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Grpc(Arc::clone(&received))))
+            .add_service(MetricsServiceServer::new(Grpc(Arc::clone(&received))))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc_listener));
+        let grpc_server = tokio::spawn(async move {
+            let _ = grpc.await;
+        });
         Self {
             addr,
+            grpc_addr,
             received,
             server,
+            grpc_server,
         }
+    }
+
+    /// The gRPC endpoint (`http://127.0.0.1:port`).
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
     }
 
     /// The base URL (`http://127.0.0.1:port`), what `OTEL_EXPORTER_OTLP_ENDPOINT` takes.
@@ -87,6 +150,7 @@ impl OtlpReceiver {
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.server.abort();
+        self.grpc_server.abort();
     }
 }
 
