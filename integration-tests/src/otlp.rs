@@ -137,6 +137,26 @@ impl OtlpReceiver {
             .clone()
     }
 
+    /// Every span received so far, across requests, resources and scopes.
+    pub fn spans(&self) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        self.traces()
+            .into_iter()
+            .flat_map(|request| request.resource_spans)
+            .flat_map(|resource| resource.scope_spans)
+            .flat_map(|scope| scope.spans)
+            .collect()
+    }
+
+    /// Every metric received so far, across requests, resources and scopes.
+    pub fn metric_list(&self) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
+        self.metrics()
+            .into_iter()
+            .flat_map(|request| request.resource_metrics)
+            .flat_map(|resource| resource.scope_metrics)
+            .flat_map(|scope| scope.metrics)
+            .collect()
+    }
+
     /// Every trace export request received so far.
     pub fn traces(&self) -> Vec<ExportTraceServiceRequest> {
         self.received

@@ -57,13 +57,7 @@ async fn request_durations_reach_an_otlp_receiver_in_seconds_with_semconv_bucket
     .await
     .expect("the flush");
 
-    let metrics: Vec<_> = receiver
-        .metrics()
-        .into_iter()
-        .flat_map(|request| request.resource_metrics)
-        .flat_map(|resource| resource.scope_metrics)
-        .flat_map(|scope| scope.metrics)
-        .collect();
+    let metrics = receiver.metric_list();
     let duration = metrics
         .iter()
         .find(|m| m.name == "http.server.request.duration")

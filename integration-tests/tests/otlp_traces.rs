@@ -85,13 +85,7 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
     .await
     .expect("the flush");
 
-    let spans: Vec<Span> = receiver
-        .traces()
-        .into_iter()
-        .flat_map(|request| request.resource_spans)
-        .flat_map(|resource| resource.scope_spans)
-        .flat_map(|scope| scope.spans)
-        .collect();
+    let spans: Vec<Span> = receiver.spans();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let server = spans
         .iter()

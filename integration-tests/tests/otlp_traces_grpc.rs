@@ -56,13 +56,7 @@ async fn request_spans_reach_the_grpc_receiver() {
     .await
     .expect("the flush");
 
-    let spans: Vec<Span> = receiver
-        .traces()
-        .into_iter()
-        .flat_map(|request| request.resource_spans)
-        .flat_map(|resource| resource.scope_spans)
-        .flat_map(|scope| scope.spans)
-        .collect();
+    let spans: Vec<Span> = receiver.spans();
     let span = spans
         .iter()
         .find(|s| s.name == "GET /items/{id}")
