@@ -23,6 +23,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -45,7 +46,7 @@ struct TraceIds {
 
 thread_local! {
     /// The request spans entered on this thread, innermost last, with their ids.
-    static ENTERED: RefCell<Vec<(Id, TraceIds)>> = const { RefCell::new(Vec::new()) };
+    static ENTERED: RefCell<Vec<(Id, Arc<TraceIds>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Remembers the `trace_id` and `span_id` fields of spans that have them (the request span of
@@ -97,19 +98,23 @@ where
             return;
         };
         let mut extensions = span.extensions_mut();
-        let mut known = extensions.remove::<TraceIds>().unwrap_or_default();
+        let mut known = extensions
+            .remove::<Arc<TraceIds>>()
+            .map(|ids| (*ids).clone())
+            .unwrap_or_default();
         known.trace_id = ids.trace_id.or(known.trace_id);
         known.span_id = ids.span_id.or(known.span_id);
         known.request_id = ids.request_id.or(known.request_id);
-        extensions.insert(known);
+        extensions.insert(Arc::new(known));
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else {
             return;
         };
-        if let Some(ids) = span.extensions().get::<TraceIds>() {
-            let ids = ids.clone();
+        // Shared, not copied: this runs on every poll of the request.
+        if let Some(ids) = span.extensions().get::<Arc<TraceIds>>() {
+            let ids = Arc::clone(ids);
             ENTERED.with(|entered| entered.borrow_mut().push((id.clone(), ids)));
         }
     }
@@ -131,11 +136,11 @@ where
         let mut ids = IdVisitor::default();
         attributes.record(&mut ids);
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(TraceIds {
+            span.extensions_mut().insert(Arc::new(TraceIds {
                 trace_id: ids.trace_id,
                 span_id: ids.span_id,
                 request_id: ids.request_id,
-            });
+            }));
         }
     }
 }
@@ -225,16 +230,16 @@ where
             .with(|entered| entered.borrow().last().map(|(_, ids)| ids.clone()))
             .or_else(|| {
                 ctx.event_scope()?
-                    .find_map(|span| span.extensions().get::<TraceIds>().cloned())
+                    .find_map(|span| span.extensions().get::<Arc<TraceIds>>().cloned())
             });
         if let Some(ids) = ids {
             for (key, value) in [
-                ("trace_id", ids.trace_id),
-                ("span_id", ids.span_id),
-                ("request_id", ids.request_id),
+                ("trace_id", &ids.trace_id),
+                ("span_id", &ids.span_id),
+                ("request_id", &ids.request_id),
             ] {
                 if let Some(value) = value {
-                    line.insert(key.to_owned(), Value::from(value));
+                    line.insert(key.to_owned(), Value::from(value.as_str()));
                 }
             }
         }
