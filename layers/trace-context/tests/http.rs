@@ -2,37 +2,11 @@
 //! response headers, propagation from inside a handler, and the request span's fields.
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use axum::Router;
-use axum::extract::Extension;
-use axum::http::StatusCode;
-use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vitals_trace_context::{TraceContext, TraceContextLayer, inject};
 
-const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+mod common;
 
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/items/{id}",
-            get(|Extension(context): Extension<TraceContext>| async move {
-                let mut downstream = http::HeaderMap::new();
-                let child = inject(&mut downstream).unwrap();
-                assert_eq!(child.parent_id, Some(context.span_id));
-                format!(
-                    "{} {} {}",
-                    context.trace_id,
-                    context.span_id,
-                    downstream["traceparent"].to_str().unwrap()
-                )
-            }),
-        )
-        .route(
-            "/fails",
-            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
-        )
-        .layer(TraceContextLayer::new())
-}
+use common::{PARENT, app};
 
 struct Reply {
     status: u16,

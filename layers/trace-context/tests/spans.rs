@@ -6,16 +6,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::extract::Extension;
-use axum::http::StatusCode;
-use axum::routing::get;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt};
-use vitals_trace_context::{TraceContext, TraceContextLayer, inject};
 
-const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+mod common;
+
+use common::{PARENT, app};
 
 /// Every field of every span, by span name.
 #[derive(Clone, Default)]
@@ -48,29 +45,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
             values.record(&mut Fields(fields));
         }
     }
-}
-
-fn app() -> Router {
-    Router::new()
-        .route(
-            "/items/{id}",
-            get(|Extension(context): Extension<TraceContext>| async move {
-                let mut downstream = http::HeaderMap::new();
-                let child = inject(&mut downstream).unwrap();
-                assert_eq!(child.parent_id, Some(context.span_id));
-                format!(
-                    "{} {} {}",
-                    context.trace_id,
-                    context.span_id,
-                    downstream["traceparent"].to_str().unwrap()
-                )
-            }),
-        )
-        .route(
-            "/fails",
-            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
-        )
-        .layer(TraceContextLayer::new())
 }
 
 #[tokio::test]
