@@ -66,7 +66,8 @@ struct Limiter {
     jitter: AtomicU64,
     /// The limit in force (changes only when adaptive).
     current: AtomicUsize,
-    /// Permits to forget as they come back, after the adaptive limit went down.
+    /// Permits to forget as they come back, after the adaptive limit went down. Changes only
+    /// under the adaptive lock.
     debt: AtomicUsize,
     adaptive: Option<Mutex<Aimd>>,
     /// The `vitals.limiter` label of the gauges.
@@ -78,14 +79,13 @@ struct Limiter {
 #[derive(Debug)]
 pub(crate) struct Permit {
     held: Option<OwnedSemaphorePermit>,
-    feedback: Option<Feedback>,
-    #[cfg(feature = "metrics")]
     limiter: Arc<Limiter>,
+    feedback: Option<Feedback>,
 }
 
+/// When and under which adaptive epoch the request was admitted.
 #[derive(Debug)]
 struct Feedback {
-    limiter: Arc<Limiter>,
     admitted: Instant,
     epoch: u64,
 }
@@ -93,22 +93,30 @@ struct Feedback {
 impl Permit {
     fn new(permit: OwnedSemaphorePermit, limiter: &Arc<Limiter>) -> Self {
         let feedback = limiter.adaptive.as_ref().map(|aimd| Feedback {
-            limiter: Arc::clone(limiter),
             admitted: Instant::now(),
             epoch: lock(aimd).epoch(),
         });
         Self {
             held: Some(permit),
-            feedback,
-            #[cfg(feature = "metrics")]
             limiter: Arc::clone(limiter),
+            feedback,
+        }
+    }
+
+    /// A permit granted to a request that is refused anyway (it waited past `max_wait`): it goes
+    /// back through the books without a latency sample.
+    fn unused(permit: OwnedSemaphorePermit, limiter: &Arc<Limiter>) -> Self {
+        Self {
+            held: Some(permit),
+            limiter: Arc::clone(limiter),
+            feedback: None,
         }
     }
 
     /// The request timed out inside: a congestion signal rather than a latency.
     pub(crate) fn timed_out(&mut self) {
         if let Some(feedback) = self.feedback.take() {
-            feedback.limiter.feedback(None, feedback.epoch);
+            self.limiter.feedback(None, feedback.epoch);
         }
     }
 }
@@ -118,25 +126,11 @@ impl Drop for Permit {
         let Some(permit) = self.held.take() else {
             return;
         };
-        let limiter = match self.feedback.take() {
-            Some(feedback) => {
-                let latency = feedback.admitted.elapsed();
-                feedback.limiter.feedback(Some(latency), feedback.epoch);
-                Some(feedback.limiter)
-            }
-            None => None,
-        };
-        // After the limit went down, returning permits pay the debt instead of freeing a slot.
-        let owes = limiter.is_some_and(|l| {
-            l.debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-                .is_ok()
-        });
-        if owes {
-            permit.forget();
-        } else {
-            drop(permit);
-        }
+        let sample = self
+            .feedback
+            .take()
+            .map(|feedback| (Some(feedback.admitted.elapsed()), feedback.epoch));
+        self.limiter.give_back(permit, sample);
         #[cfg(feature = "metrics")]
         crate::metrics::gauges(self.limiter.name, &self.limiter.snapshot());
     }
@@ -151,21 +145,42 @@ impl Limiter {
     /// Feeds the adaptive limit and resizes the semaphore to what it answers.
     fn feedback(&self, latency: Option<Duration>, epoch: u64) {
         let Some(aimd) = &self.adaptive else { return };
+        self.resize(&mut lock(aimd), latency, epoch);
+    }
+
+    /// Returns a permit. With an adaptive limit that went down while permits were out, the
+    /// permit pays that debt (it is forgotten) instead of freeing a slot. Resizing and paying
+    /// happen under one lock: a permit released between another thread's debt check and its
+    /// shrink would otherwise leave the books one permit over the limit.
+    fn give_back(&self, permit: OwnedSemaphorePermit, sample: Option<(Option<Duration>, u64)>) {
+        let Some(aimd) = &self.adaptive else {
+            drop(permit);
+            return;
+        };
         let mut aimd = lock(aimd);
+        if let Some((latency, epoch)) = sample {
+            self.resize(&mut aimd, latency, epoch);
+        }
+        let debt = self.debt.load(Ordering::Acquire);
+        if debt > 0 {
+            self.debt.store(debt - 1, Ordering::Release);
+            permit.forget();
+        } else {
+            drop(permit);
+        }
+    }
+
+    /// Asks the adaptive limit for its answer to one sample and moves the semaphore to it.
+    /// Callers hold the adaptive lock, so `current` and `debt` only change under it.
+    fn resize(&self, aimd: &mut Aimd, latency: Option<Duration>, epoch: u64) {
         let wanted = aimd.on_sample(latency, epoch);
         let current = self.current.load(Ordering::Acquire);
         if wanted > current {
-            let mut grow = wanted - current;
             // Cancel debt first: those permits were never forgotten.
-            while grow > 0
-                && self
-                    .debt
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-                    .is_ok()
-            {
-                grow -= 1;
-            }
-            self.semaphore.add_permits(grow);
+            let debt = self.debt.load(Ordering::Acquire);
+            let cancelled = debt.min(wanted - current);
+            self.debt.store(debt - cancelled, Ordering::Release);
+            self.semaphore.add_permits(wanted - current - cancelled);
         } else if wanted < current {
             let shrink = current - wanted;
             let forgotten = self.semaphore.forget_permits(shrink);
@@ -715,6 +730,11 @@ where
                             Ok(Ok(granted)) if waited <= limiter.max_wait => {
                                 limiter.admitted_after(waited, route.as_ref());
                                 *permit = Some(Permit::new(granted, &limiter));
+                            }
+                            Ok(Ok(granted)) => {
+                                // Too late to admit; the permit still goes back through the books.
+                                drop(Permit::unused(granted, &limiter));
+                                return Poll::Ready(Ok(limiter.reject(route.as_ref())));
                             }
                             _ => return Poll::Ready(Ok(limiter.reject(route.as_ref()))),
                         }

@@ -392,6 +392,93 @@ async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() 
 }
 
 #[tokio::test]
+async fn permits_granted_too_late_go_back_through_the_adaptive_books() {
+    use std::future::Future;
+    use vitals_concurrency::AdaptiveLimit;
+
+    // At its maximum already, so the permits coming back cannot grow it.
+    let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 2).with_initial(2))
+        .with_max_wait(Duration::from_millis(50));
+    let app = sleeper(0).layer(limit.clone());
+    let held = [send(&app, "/").await, send(&app, "/").await];
+    let mut waiters: Vec<_> = (0..2)
+        .map(|_| {
+            Box::pin(
+                app.clone()
+                    .oneshot(Request::get("/").body(Body::empty()).unwrap()),
+            )
+        })
+        .collect();
+    for waiter in &mut waiters {
+        let queued = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(waiter.as_mut().poll(cx).is_pending())
+        })
+        .await;
+        assert!(queued, "the request waits in the queue");
+    }
+    // Both permits free only after the waiters' max wait (measured on the real clock; the
+    // waiters are not polled meanwhile): each is granted, then refused as too late — refusals
+    // that tell the adaptive limit to come down while those very permits are out.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    for response in held {
+        read_body(response).await;
+    }
+    for waiter in waiters {
+        assert_eq!(
+            waiter.await.unwrap().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    let books = limit.snapshot();
+    assert_eq!((books.in_flight, books.queued), (0, 0), "{books:?}");
+    assert_eq!(
+        books.available, books.limit,
+        "every permit is back: {books:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_racing_returns_leave_the_adaptive_books_balanced() {
+    use vitals_concurrency::AdaptiveLimit;
+
+    // No queue: every request past the limit is refused at once, and each refusal shrinks the
+    // limit while other threads hand permits back — the interleaving that once left a permit
+    // over the limit.
+    let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 64).with_initial(16))
+        .with_max_queued(0);
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                tokio::task::yield_now().await;
+                "done"
+            }),
+        )
+        .layer(limit.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(700);
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                while tokio::time::Instant::now() < deadline {
+                    read_body(send(&app, "/").await).await;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let books = limit.snapshot();
+    assert!(books.rejected > 0, "the test raced refusals: {books:?}");
+    assert_eq!((books.in_flight, books.queued), (0, 0), "{books:?}");
+    assert_eq!(
+        books.available, books.limit,
+        "every permit is back: {books:?}"
+    );
+}
+
+#[tokio::test]
 async fn health_checks_bypass_and_low_priority_is_shed_first() {
     use vitals_core::route::RequestHead;
 
