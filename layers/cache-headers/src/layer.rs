@@ -1,5 +1,6 @@
 //! `CacheHeadersLayer`: the builder, and the service it makes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -67,6 +68,8 @@ pub const DEFAULT_ETAG_LIMIT: usize = 1 << 20;
 #[derive(Clone)]
 pub struct CacheHeadersLayer {
     config: Arc<Config>,
+    /// Route templates with a configuration of their own.
+    routes: Arc<HashMap<Box<str>, Arc<Config>>>,
 }
 
 impl std::fmt::Debug for CacheHeadersLayer {
@@ -82,6 +85,7 @@ impl std::fmt::Debug for CacheHeadersLayer {
             .field("private_cookies", &self.config.private_cookies)
             .field("handler_wins", &self.config.handler_wins)
             .field("etag_limit", &self.config.etag_limit)
+            .field("routes", &self.routes.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +102,7 @@ impl CacheHeadersLayer {
     pub fn new() -> Self {
         Self {
             config: Arc::new(Config::default()),
+            routes: Arc::default(),
         }
     }
 
@@ -166,10 +171,30 @@ impl CacheHeadersLayer {
         self
     }
 
-    /// Labels requests for the metrics with `labeler` (default: axum's `MatchedPath`).
+    /// Labels requests for the metrics and the per-route settings with `labeler` (default:
+    /// axum's `MatchedPath`).
     #[must_use]
     pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
         self.config().labeler = labeler;
+        self
+    }
+
+    /// Requests for the route template `route` (`"/products/{id}"`) follow `layer`'s settings
+    /// instead of these — a route's policy kept in one table rather than in a `route_layer`
+    /// per route. The route is found through the route label (axum's `MatchedPath`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
+    ///
+    /// let cache = CacheHeadersLayer::with_policy(CachePolicy::no_cache()).with_route(
+    ///     "/products/{id}",
+    ///     CacheHeadersLayer::with_policy(CachePolicy::public(Duration::from_secs(60))),
+    /// );
+    /// ```
+    #[must_use]
+    pub fn with_route(mut self, route: &str, layer: CacheHeadersLayer) -> Self {
+        Arc::make_mut(&mut self.routes).insert(route.into(), layer.config);
         self
     }
 }
@@ -181,6 +206,7 @@ impl<S> Layer<S> for CacheHeadersLayer {
         CacheHeaders {
             inner,
             config: Arc::clone(&self.config),
+            routes: Arc::clone(&self.routes),
         }
     }
 }
@@ -190,6 +216,7 @@ impl<S> Layer<S> for CacheHeadersLayer {
 pub struct CacheHeaders<S> {
     inner: S,
     config: Arc<Config>,
+    routes: Arc<HashMap<Box<str>, Arc<Config>>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for CacheHeaders<S> {
@@ -232,7 +259,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
+        // The route label is needed to find a route's own settings, and for the metrics.
+        let route = (cfg!(feature = "metrics") || !self.routes.is_empty())
+            .then(|| self.config.labeler.label(&request));
+        let config = route
+            .as_ref()
+            .and_then(|route| self.routes.get(route.as_str()))
+            .unwrap_or(&self.config);
         let headers = request.headers();
         let preconditions = Preconditions::from_headers(headers);
         // Only a rule's policy is per request; the configured one is read from the config.
@@ -247,7 +280,7 @@ where
             preconditions: (!preconditions.is_empty()).then(|| Box::new(preconditions)),
             credentials: credentials(headers, &config.private_cookies),
             policy,
-            route: cfg!(feature = "metrics").then(|| config.labeler.label(&request)),
+            route: route.filter(|_| cfg!(feature = "metrics")),
         };
         ResponseFuture::new(self.inner.call(request), Arc::clone(config), facts)
     }

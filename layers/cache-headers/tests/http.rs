@@ -535,3 +535,48 @@ async fn writes_are_checked_against_the_current_version_before_the_handler() {
     let created = send(addr, "PUT", "/items/9", &[("if-none-match", "*")]).await;
     assert_eq!(created.status, 200);
 }
+
+#[tokio::test]
+async fn routes_follow_their_own_settings_from_one_table() {
+    let cache = CacheHeadersLayer::with_policy(CachePolicy::no_cache())
+        .with_route(
+            "/products/{id}",
+            CacheHeadersLayer::with_policy(CachePolicy::public(MINUTE)).policy_for_status(
+                StatusCode::NOT_FOUND,
+                CachePolicy::public(Duration::from_secs(10)),
+            ),
+        )
+        .with_route(
+            "/me",
+            CacheHeadersLayer::with_policy(CachePolicy::no_store()),
+        );
+    let app = Router::new()
+        .route(
+            "/products/{id}",
+            get(|Path(id): Path<u32>| async move {
+                if id == 0 {
+                    (StatusCode::NOT_FOUND, "no such product")
+                } else {
+                    (StatusCode::OK, "a product")
+                }
+            }),
+        )
+        .route("/me", get(|| async { "me" }))
+        .route("/other", get(|| async { "other" }))
+        .layer(cache);
+    let cache_control = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
+            let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+            response.headers()[header::CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(cache_control("/products/1").await, "public, max-age=60");
+    assert_eq!(cache_control("/products/0").await, "public, max-age=10");
+    assert_eq!(cache_control("/me").await, "no-store");
+    assert_eq!(cache_control("/other").await, "no-cache");
+}

@@ -1,5 +1,6 @@
 //! `ConcurrencyLimitLayer`: a shared limit, a bounded queue, and `503` + `Retry-After` beyond.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -261,7 +262,11 @@ pub struct ConcurrencyLimitLayer {
     limiter: Arc<Limiter>,
     classes: Arc<Classes>,
     labeler: RouteLabeler,
+    routes: Arc<RouteLimits>,
 }
+
+/// Route templates with a limiter of their own, and that limiter's request classes.
+type RouteLimits = HashMap<Box<str>, (Arc<Limiter>, Arc<Classes>)>;
 
 /// A rule that picks requests out by their head.
 type Rule = Arc<dyn Fn(RequestHead<'_>) -> bool + Send + Sync>;
@@ -323,6 +328,7 @@ impl ConcurrencyLimitLayer {
         Self {
             classes: Arc::new(Classes::default()),
             labeler: RouteLabeler::new(),
+            routes: Arc::default(),
             limiter: Arc::new(Limiter {
                 semaphore: Arc::new(Semaphore::new(limit)),
                 limit,
@@ -360,6 +366,7 @@ impl ConcurrencyLimitLayer {
         Self {
             classes: Arc::clone(&self.classes),
             labeler: self.labeler.clone(),
+            routes: Arc::clone(&self.routes),
             ..Self::build(settings)
         }
     }
@@ -441,9 +448,45 @@ impl ConcurrencyLimitLayer {
         self
     }
 
+    /// No limit of its own: only the routes given [`with_route`](Self::with_route) are
+    /// limited, each by its own limiter; every other request passes straight through.
+    pub fn unlimited() -> Self {
+        Self::new(Semaphore::MAX_PERMITS).with_bypass(|_: RequestHead<'_>| true)
+    }
+
+    /// Requests for the route template `route` (`"/slow"`) are limited by `layer`'s limiter
+    /// (its limit, queue, classes and refusal) instead of this one: a bulkhead, so a flood on
+    /// one slow route cannot take the permits every other route needs. The route is found
+    /// through the route label (axum's `MatchedPath`), so one layer holds a table of limits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals_concurrency::ConcurrencyLimitLayer;
+    ///
+    /// let limit = ConcurrencyLimitLayer::new(256).with_route(
+    ///     "/slow",
+    ///     ConcurrencyLimitLayer::new(8)
+    ///         .with_max_wait(Duration::from_millis(100))
+    ///         .with_name("slow"),
+    /// );
+    /// assert_eq!(limit.route_snapshot("/slow").map(|s| s.limit), Some(8));
+    /// ```
+    #[must_use]
+    pub fn with_route(mut self, route: &str, layer: ConcurrencyLimitLayer) -> Self {
+        Arc::make_mut(&mut self.routes).insert(route.into(), (layer.limiter, layer.classes));
+        self
+    }
+
     /// The limiter's state now.
     pub fn snapshot(&self) -> LimiterSnapshot {
         self.limiter.snapshot()
+    }
+
+    /// The state of the limiter of `route`, if it has one of its own.
+    pub fn route_snapshot(&self, route: &str) -> Option<LimiterSnapshot> {
+        self.routes
+            .get(route)
+            .map(|(limiter, _)| limiter.snapshot())
     }
 }
 
@@ -488,6 +531,7 @@ impl<S> Layer<S> for ConcurrencyLimitLayer {
             limiter: Arc::clone(&self.limiter),
             classes: Arc::clone(&self.classes),
             labeler: self.labeler.clone(),
+            routes: Arc::clone(&self.routes),
         }
     }
 }
@@ -499,6 +543,7 @@ pub struct ConcurrencyLimit<S> {
     limiter: Arc<Limiter>,
     classes: Arc<Classes>,
     labeler: RouteLabeler,
+    routes: Arc<RouteLimits>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ConcurrencyLimit<S>
@@ -519,10 +564,17 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let limiter = &self.limiter;
-        let classes = &self.classes;
-        // The route is only needed for the `metrics` output.
-        let route = cfg!(feature = "metrics").then(|| self.labeler.label(&request));
+        // The route picks a route's own limiter, and labels the `metrics` output.
+        let route = (cfg!(feature = "metrics") || !self.routes.is_empty())
+            .then(|| self.labeler.label(&request));
+        let (limiter, classes) = match route
+            .as_ref()
+            .and_then(|route| self.routes.get(route.as_str()))
+        {
+            Some((limiter, classes)) => (limiter, classes),
+            None => (&self.limiter, &self.classes),
+        };
+        let route = route.filter(|_| cfg!(feature = "metrics"));
         let mut low_priority = false;
         if classes.bypass.is_some() || classes.low_priority.is_some() {
             let head = RequestHead::of(&request);

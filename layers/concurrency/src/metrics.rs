@@ -33,6 +33,17 @@ pub const LIMIT: &str = "vitals.concurrency.limit";
 /// The label naming a limiter.
 pub const LIMITER: &str = "vitals.limiter";
 
+/// HELP text for this crate's families (call once, after installing the recorder).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(ADMITTED, "Requests admitted by a concurrency limit.");
+    describe_counter!(REJECTED, "Requests refused by a concurrency limit (503).");
+    describe_counter!(TIMED_OUT, "Requests answered by a timeout.");
+    describe_gauge!(IN_FLIGHT, "Requests holding a concurrency permit.");
+    describe_gauge!(QUEUED, "Requests waiting for a concurrency permit.");
+    describe_gauge!(LIMIT, "The concurrency limit in force.");
+}
+
 fn route_of(route: Option<&RouteLabel>) -> String {
     route.map_or_else(
         || vitals_core::route::UNMATCHED.to_owned(),

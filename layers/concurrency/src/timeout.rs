@@ -1,5 +1,6 @@
 //! `TimeoutLayer`: a deadline for the handler, answered with a response, not an error.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,7 +39,10 @@ use crate::body::{LayerResponse, LimitBody};
 /// ```
 #[derive(Clone, Debug)]
 pub struct TimeoutLayer<W = IgnoreRequestBody> {
-    timeout: Duration,
+    /// The deadline of routes without one of their own; `None`: no deadline.
+    timeout: Option<Duration>,
+    /// Route templates with a deadline of their own (`None`: none for that route).
+    routes: Arc<HashMap<Box<str>, Option<Duration>>>,
     response: LayerResponse,
     body_deadline: bool,
     request_body: W,
@@ -59,8 +63,19 @@ pub struct WatchRequestBody {
 impl TimeoutLayer {
     /// A deadline of `timeout` for the handler, answered with `503`.
     pub fn new(timeout: Duration) -> Self {
+        Self::with_default(Some(timeout))
+    }
+
+    /// No deadline of its own: only the routes given
+    /// [`with_route_timeout`](TimeoutLayer::with_route_timeout) get one.
+    pub fn per_route() -> Self {
+        Self::with_default(None)
+    }
+
+    fn with_default(timeout: Option<Duration>) -> Self {
         Self {
             timeout,
+            routes: Arc::default(),
             response: LayerResponse::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the request took too long and was stopped",
@@ -80,6 +95,7 @@ impl TimeoutLayer {
     pub fn with_request_body_watch(self) -> TimeoutLayer<WatchRequestBody> {
         TimeoutLayer {
             timeout: self.timeout,
+            routes: self.routes,
             response: self.response,
             body_deadline: self.body_deadline,
             request_body: WatchRequestBody {
@@ -126,6 +142,24 @@ impl<W> TimeoutLayer<W> {
         self.response = response;
         self
     }
+
+    /// The deadline for the route template `route` (`"/report"`) instead of the layer's;
+    /// `None` lets that route run without one. The route is found through the route label
+    /// (axum's `MatchedPath`), so one layer holds a table of deadlines.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals_concurrency::TimeoutLayer;
+    ///
+    /// let timeouts = TimeoutLayer::new(Duration::from_secs(10))
+    ///     .with_route_timeout("/report", Duration::from_secs(30))
+    ///     .with_route_timeout("/events", None);
+    /// ```
+    #[must_use]
+    pub fn with_route_timeout(mut self, route: &str, timeout: impl Into<Option<Duration>>) -> Self {
+        Arc::make_mut(&mut self.routes).insert(route.into(), timeout.into());
+        self
+    }
 }
 
 impl<S, W: Clone> Layer<S> for TimeoutLayer<W> {
@@ -147,18 +181,32 @@ pub struct Timeout<S, W = IgnoreRequestBody> {
 }
 
 impl<S, W> Timeout<S, W> {
-    /// The route label for the timed-out counter (only with `metrics`).
-    fn route<B>(request: &Request<B>) -> Option<RouteLabel> {
-        cfg!(feature = "metrics").then(|| RouteLabeler::new().label(request))
+    /// The request's route label (needed for per-route deadlines and the timed-out counter)
+    /// and its deadline.
+    fn deadline<B>(&self, request: &Request<B>) -> (Option<RouteLabel>, Option<Duration>) {
+        let routes = &self.layer.routes;
+        if routes.is_empty() && !cfg!(feature = "metrics") {
+            return (None, self.layer.timeout);
+        }
+        let route = RouteLabeler::new().label(request);
+        let timeout = routes
+            .get(route.as_str())
+            .copied()
+            .unwrap_or(self.layer.timeout);
+        (Some(route).filter(|_| cfg!(feature = "metrics")), timeout)
     }
 
-    fn future<F>(&self, route: Option<RouteLabel>, future: F) -> TimeoutFuture<F> {
-        let deadline = tokio::time::Instant::now() + self.layer.timeout;
+    fn future<F>(
+        &self,
+        (route, timeout): (Option<RouteLabel>, Option<Duration>),
+        future: F,
+    ) -> TimeoutFuture<F> {
+        let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
         TimeoutFuture {
             route,
             inner: Handler::Running { future },
-            sleep: tokio::time::sleep_until(deadline),
-            body_deadline: self.layer.body_deadline.then_some(deadline),
+            sleep: deadline.map(tokio::time::sleep_until),
+            body_deadline: deadline.filter(|_| self.layer.body_deadline),
             response: Some(self.layer.response.clone()),
             request_body: None,
         }
@@ -187,9 +235,9 @@ where
             inner: body,
             waiting: Arc::clone(&waiting),
         });
-        let route = Self::route(&request);
+        let deadline = self.deadline(&request);
         let inner = self.inner.call(request);
-        let mut future = self.future(route, inner);
+        let mut future = self.future(deadline, inner);
         future.request_body = Some(Box::new(RequestBodyWatch {
             waiting,
             response: self.layer.request_body.response.clone(),
@@ -215,9 +263,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let route = Self::route(&request);
+        let deadline = self.deadline(&request);
         let inner = self.inner.call(request);
-        self.future(route, inner)
+        self.future(deadline, inner)
     }
 }
 
@@ -237,7 +285,7 @@ pin_project! {
         #[pin]
         inner: Handler<F>,
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         body_deadline: Option<tokio::time::Instant>,
         response: Option<LayerResponse>,
         route: Option<RouteLabel>,
@@ -270,7 +318,12 @@ where
                 response.map(|body| LimitBody::inner(DeadlineBody::new(body, deadline), None))
             }));
         }
-        if this.sleep.poll(cx).is_ready() {
+        if this
+            .sleep
+            .as_mut()
+            .as_pin_mut()
+            .is_some_and(|sleep| sleep.poll(cx).is_ready())
+        {
             // Read before the handler (and the body it holds) is dropped: the drop clears it.
             let waiting = this
                 .request_body

@@ -590,3 +590,103 @@ async fn the_body_deadline_cuts_a_body_that_streams_past_it() {
     let uncut = streaming().layer(TimeoutLayer::new(Duration::from_millis(50)));
     assert_eq!(read_body(send(&uncut, "/").await).await.len(), 100);
 }
+
+#[tokio::test]
+async fn a_route_with_its_own_limit_is_counted_apart() {
+    // One layer: 2 permits for every route, and a bulkhead of 1 for `/slow`.
+    let limit = ConcurrencyLimitLayer::new(2)
+        .with_max_queued(0)
+        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0));
+    let app = Router::new()
+        .route("/", get(|| async { "page" }))
+        .route("/slow", get(|| async { "slow" }))
+        .layer(limit.clone());
+    let slow = send(&app, "/slow").await;
+    assert_eq!(slow.status(), StatusCode::OK);
+    assert_eq!(
+        send(&app, "/slow").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the route's own limit of 1 is full"
+    );
+    assert_eq!(
+        limit.snapshot().in_flight,
+        0,
+        "the global permits are untouched"
+    );
+    let pages = [send(&app, "/").await, send(&app, "/").await];
+    assert_eq!(
+        send(&app, "/").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let route = limit.route_snapshot("/slow").unwrap();
+    assert_eq!((route.in_flight, route.admitted, route.rejected), (1, 1, 1));
+    read_body(slow).await;
+    for page in pages {
+        read_body(page).await;
+    }
+    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 0);
+    assert_eq!(limit.snapshot().in_flight, 0);
+    assert!(limit.route_snapshot("/").is_none());
+}
+
+#[tokio::test]
+async fn an_unlimited_layer_limits_only_its_routes() {
+    let limit = ConcurrencyLimitLayer::unlimited()
+        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0));
+    let app = Router::new()
+        .route("/", get(|| async { "page" }))
+        .route("/slow", get(|| async { "slow" }))
+        .layer(limit.clone());
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let page = send(&app, "/").await;
+        assert_eq!(page.status(), StatusCode::OK);
+        held.push(page);
+    }
+    held.push(send(&app, "/slow").await);
+    assert_eq!(
+        send(&app, "/slow").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    for response in held {
+        read_body(response).await;
+    }
+    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_are_set_per_route() {
+    let slow = |ms: u64| {
+        get(move || async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "done"
+        })
+    };
+    let app = Router::new()
+        .route("/default", slow(300))
+        .route("/longer", slow(300))
+        .route("/unbounded", slow(10_000))
+        .route("/shorter", slow(300))
+        .layer(
+            TimeoutLayer::new(Duration::from_millis(200))
+                .with_route_timeout("/longer", Duration::from_millis(500))
+                .with_route_timeout("/unbounded", None)
+                .with_route_timeout("/shorter", Duration::from_millis(100)),
+        );
+    let only_routes = Router::new()
+        .route("/default", slow(10_000))
+        .route("/bounded", slow(300))
+        .layer(
+            TimeoutLayer::per_route().with_route_timeout("/bounded", Duration::from_millis(100)),
+        );
+    for (app, path, status) in [
+        (&app, "/default", StatusCode::SERVICE_UNAVAILABLE),
+        (&app, "/longer", StatusCode::OK),
+        (&app, "/unbounded", StatusCode::OK),
+        (&app, "/shorter", StatusCode::SERVICE_UNAVAILABLE),
+        (&only_routes, "/default", StatusCode::OK),
+        (&only_routes, "/bounded", StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        assert_eq!(send(app, path).await.status(), status, "{path}");
+    }
+}

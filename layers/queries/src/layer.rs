@@ -30,6 +30,9 @@ pub(crate) struct Config {
     pub(crate) action: NPlusOneAction,
     pub(crate) route_actions: HashMap<Box<str>, NPlusOneAction>,
     pub(crate) server_timing: bool,
+    /// Statements a request may make before it is reported (`None`: no budget).
+    pub(crate) budget: Option<u64>,
+    pub(crate) route_budgets: HashMap<Box<str>, Option<u64>>,
 }
 
 impl Config {
@@ -42,6 +45,16 @@ impl Config {
             .copied()
             .unwrap_or(self.action)
     }
+
+    pub(crate) fn budget_for(&self, route: &RouteLabel) -> Option<u64> {
+        if self.route_budgets.is_empty() {
+            return self.budget;
+        }
+        self.route_budgets
+            .get(route.as_str())
+            .copied()
+            .unwrap_or(self.budget)
+    }
 }
 
 impl Default for Config {
@@ -52,6 +65,8 @@ impl Default for Config {
             action: NPlusOneAction::Log,
             route_actions: HashMap::new(),
             server_timing: true,
+            budget: None,
+            route_budgets: HashMap::new(),
         }
     }
 }
@@ -101,6 +116,28 @@ impl QueryTrackingLayer {
     #[must_use]
     pub fn with_route_n_plus_one_action(mut self, route: &str, action: NPlusOneAction) -> Self {
         self.config().route_actions.insert(route.into(), action);
+        self
+    }
+
+    /// A request that makes more than `max_queries` statements is reported: one WARN event
+    /// (route, count, budget, trace id) and, with `metrics`, the `vitals.queries.over_budget`
+    /// counter. Off by default. In tests, [`testing`](crate::testing) fails instead.
+    #[must_use]
+    pub fn with_query_budget(mut self, max_queries: u64) -> Self {
+        self.config().budget = Some(max_queries);
+        self
+    }
+
+    /// The query budget of one route template (`None`: no budget for it).
+    #[must_use]
+    pub fn with_route_query_budget(
+        mut self,
+        route: &str,
+        max_queries: impl Into<Option<u64>>,
+    ) -> Self {
+        self.config()
+            .route_budgets
+            .insert(route.into(), max_queries.into());
         self
     }
 

@@ -196,8 +196,30 @@ impl State {
         for finding in &findings {
             self.log(finding);
         }
+        if let Some(budget) = self.config.budget_for(&self.route)
+            && self.ledger.count() > budget
+        {
+            self.over_budget(budget);
+        }
         #[cfg(feature = "metrics")]
         crate::metrics::record(&self.route, self.ledger.count(), findings.len());
+    }
+
+    #[cold]
+    fn over_budget(&self, budget: u64) {
+        let count = self.ledger.count();
+        let trace_id = self.trace_id.map(tracing::field::display);
+        tracing::warn!(
+            target: "vitals_queries",
+            count,
+            budget,
+            http.request.method = %self.method,
+            http.route = %self.route,
+            trace_id,
+            "query budget exceeded: {count} statements in one request, budget {budget}"
+        );
+        #[cfg(feature = "metrics")]
+        crate::metrics::over_budget(&self.route);
     }
 
     #[cold]

@@ -516,3 +516,38 @@ async fn concurrent_requests_never_mix_their_ledgers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_their_query_budget_are_reported_per_route() {
+    // The default budget (3) is generous to `/items/{n}` on no route; `/spawned` gets 0.
+    let app = app(QueryTrackingLayer::new()
+        .with_query_budget(3)
+        .with_route_query_budget("/spawned", 0)
+        .with_route_query_budget("/manual", None))
+    .await;
+    for path in ["/items/2", "/items/5", "/spawned", "/manual"] {
+        let response = get_path(&app, path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+    }
+    let over = |route: &str| {
+        warnings()
+            .for_route(route)
+            .into_iter()
+            .filter(|m| m.contains("query budget exceeded"))
+            .collect::<Vec<_>>()
+    };
+    // 3 statements are within the budget of 3; 6 are not.
+    assert_eq!(
+        over("/items/{n}"),
+        ["query budget exceeded: 6 statements in one request, budget 3"]
+    );
+    assert_eq!(
+        over("/spawned").len(),
+        1,
+        "one statement over a budget of 0"
+    );
+    assert!(over("/manual").is_empty(), "no budget on /manual");
+}

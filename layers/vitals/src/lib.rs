@@ -1,4 +1,54 @@
-//! `vitals`: The Vitals preset stack: every layer in the right order behind one builder.
+//! Vitals: every layer in the right order behind one builder, and one call to set up what they
+//! report into.
 //!
-//! Status: planned. This crate is an empty placeholder so the workspace layout is in place;
-//! it will hold re-exports of each layer crate behind a feature of the same name, the ordered preset stack `VitalsLayer`, and one-call telemetry setup.
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{routing::get, Router};
+//! use vitals::{RouteSettings, VitalsLayer};
+//! use vitals::cache_headers::CachePolicy;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Logs as JSON lines with trace ids, a Prometheus recorder, OTLP spans when
+//! // OTEL_EXPORTER_OTLP_ENDPOINT is set (feature `otlp`). Keep the guard: dropping it flushes.
+//! let telemetry = vitals::telemetry::init()?;
+//! let vitals = VitalsLayer::builder()
+//!     .route("/products/{id}", RouteSettings::new().cache(CachePolicy::public(Duration::from_mins(1))))
+//!     .route("/slow", RouteSettings::new().timeout(Duration::from_secs(5)))
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/products/{id}", get(|| async { "a product" }))
+//!     .route("/slow", get(|| async { "eventually" }))
+//!     .layer(vitals);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # drop(telemetry); Ok(()) }
+//! ```
+//!
+//! Each layer crate is re-exported under a feature of the same name (all on by default):
+//! [`timing`], [`queries`], [`latency`], [`trace_context`], [`cache_headers`],
+//! [`concurrency`]; [`core`] always. Feature `telemetry` (default) adds [`telemetry`];
+//! `otlp` adds OTLP span export to it.
+
+pub use vitals_core as core;
+
+#[cfg(feature = "cache-headers")]
+pub use vitals_cache_headers as cache_headers;
+#[cfg(feature = "concurrency")]
+pub use vitals_concurrency as concurrency;
+#[cfg(feature = "latency")]
+pub use vitals_latency as latency;
+#[cfg(feature = "queries")]
+pub use vitals_queries as queries;
+#[cfg(feature = "timing")]
+pub use vitals_timing as timing;
+#[cfg(feature = "trace-context")]
+pub use vitals_trace_context as trace_context;
+
+mod routes;
+mod stack;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+pub mod toggle;
+
+pub use routes::RouteSettings;
+pub use stack::{DEFAULT_CONCURRENCY_LIMIT, VitalsBuilder, VitalsError, VitalsLayer};

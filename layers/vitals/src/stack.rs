@@ -1,0 +1,458 @@
+//! `VitalsLayer`: every part of Vitals, in the order of docs/architecture.md, behind one builder.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use tower_layer::{Identity, Layer, Stack};
+
+#[cfg(feature = "cache-headers")]
+use vitals_cache_headers::CacheHeadersLayer;
+#[cfg(feature = "concurrency")]
+use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+#[cfg(feature = "latency")]
+use vitals_latency::{LatencyLayer, LatencyRegistry};
+#[cfg(feature = "queries")]
+use vitals_queries::QueryTrackingLayer;
+#[cfg(feature = "timing")]
+use vitals_timing::RequestTimingLayer;
+#[cfg(feature = "trace-context")]
+use vitals_trace_context::TraceContextLayer;
+
+use crate::routes::RouteSettings;
+#[allow(unused_imports)] // Unused when every layer feature is off.
+use crate::toggle::Toggle;
+
+/// The global concurrency limit of [`VitalsLayer::new`]: generous, so that only a real overload
+/// meets it — and then it is refused with `503` + `Retry-After` instead of queueing without end.
+pub const DEFAULT_CONCURRENCY_LIMIT: usize = 1024;
+
+// One type per part: the part's layer behind a `Toggle`, or nothing when its feature is off.
+#[cfg(feature = "trace-context")]
+type TracePart = Toggle<TraceContextLayer>;
+#[cfg(not(feature = "trace-context"))]
+type TracePart = Identity;
+#[cfg(feature = "timing")]
+type TimingPart = Toggle<RequestTimingLayer>;
+#[cfg(not(feature = "timing"))]
+type TimingPart = Identity;
+#[cfg(feature = "latency")]
+type LatencyPart = Toggle<LatencyLayer>;
+#[cfg(not(feature = "latency"))]
+type LatencyPart = Identity;
+#[cfg(feature = "concurrency")]
+type LimitPart = Toggle<ConcurrencyLimitLayer>;
+#[cfg(not(feature = "concurrency"))]
+type LimitPart = Identity;
+#[cfg(feature = "concurrency")]
+type TimeoutPart = Toggle<TimeoutLayer>;
+#[cfg(not(feature = "concurrency"))]
+type TimeoutPart = Identity;
+#[cfg(feature = "cache-headers")]
+type CachePart = Toggle<CacheHeadersLayer>;
+#[cfg(not(feature = "cache-headers"))]
+type CachePart = Identity;
+#[cfg(feature = "queries")]
+type QueriesPart = Toggle<QueryTrackingLayer>;
+#[cfg(not(feature = "queries"))]
+type QueriesPart = Identity;
+
+/// Outermost last: trace context, timing, latency, limit, timeout, cache headers, queries.
+type Parts = Stack<
+    QueriesPart,
+    Stack<
+        CachePart,
+        Stack<
+            TimeoutPart,
+            Stack<LimitPart, Stack<LatencyPart, Stack<TimingPart, Stack<TracePart, Identity>>>>,
+        >,
+    >,
+>;
+
+/// Every Vitals layer, in order (outermost first): trace context, request timing, latency,
+/// concurrency limit, timeout, cache headers, query tracking — see docs/architecture.md for why
+/// this order.
+///
+/// Add it with axum's `Router::layer`, so each part sees the matched route template. Clones
+/// share their state (the limit, the latency registry).
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{routing::get, Router};
+/// use vitals::{RouteSettings, VitalsLayer};
+/// use vitals::cache_headers::CachePolicy;
+///
+/// # fn main() -> Result<(), vitals::VitalsError> {
+/// let vitals = VitalsLayer::builder()
+///     .route(
+///         "/products/{id}",
+///         RouteSettings::new().cache(CachePolicy::public(Duration::from_mins(1))),
+///     )
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/products/{id}", get(|| async { "a product" }))
+///     .layer(vitals.clone());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct VitalsLayer {
+    parts: Parts,
+    #[cfg(feature = "latency")]
+    latency: Option<LatencyRegistry>,
+    #[cfg(feature = "concurrency")]
+    limit: Option<ConcurrencyLimitLayer>,
+}
+
+impl VitalsLayer {
+    /// Every part on, with its defaults: a global limit of [`DEFAULT_CONCURRENCY_LIMIT`], no
+    /// deadline, no cache policy of its own (handlers' headers kept, errors `no-store`, ETags
+    /// and 304s), a latency registry of its own.
+    pub fn new() -> Self {
+        let Ok(layer) = Self::builder().build() else {
+            unreachable!("the default stack has no route settings to reject");
+        };
+        layer
+    }
+
+    /// A builder to configure or switch off each part, and to declare per-route settings.
+    pub fn builder() -> VitalsBuilder {
+        VitalsBuilder::new()
+    }
+
+    /// The latency registry the stack records into (for `/_vitals/latency`, or exports).
+    #[cfg(feature = "latency")]
+    pub fn latency(&self) -> Option<&LatencyRegistry> {
+        self.latency.as_ref()
+    }
+
+    /// The global concurrency limit (its snapshot, per-route snapshots).
+    #[cfg(feature = "concurrency")]
+    pub fn concurrency_limit(&self) -> Option<&ConcurrencyLimitLayer> {
+        self.limit.as_ref()
+    }
+}
+
+impl Default for VitalsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for VitalsLayer
+where
+    Parts: Layer<S>,
+{
+    type Service = <Parts as Layer<S>>::Service;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.parts.layer(inner)
+    }
+}
+
+/// Configures each part of a [`VitalsLayer`]; each `with…`-less setter replaces a part's
+/// layer, each `without_…` switches a part off.
+#[derive(Debug)]
+#[must_use]
+pub struct VitalsBuilder {
+    #[cfg(feature = "trace-context")]
+    trace_context: Option<TraceContextLayer>,
+    #[cfg(feature = "timing")]
+    timing: Option<RequestTimingLayer>,
+    #[cfg(feature = "latency")]
+    latency: Option<LatencyLayer>,
+    #[cfg(feature = "concurrency")]
+    limit: Option<ConcurrencyLimitLayer>,
+    #[cfg(feature = "concurrency")]
+    timeout: Option<TimeoutLayer>,
+    #[cfg(feature = "cache-headers")]
+    cache_headers: Option<CacheHeadersLayer>,
+    #[cfg(feature = "queries")]
+    queries: Option<QueryTrackingLayer>,
+    routes: Vec<(String, RouteSettings)>,
+}
+
+impl VitalsBuilder {
+    fn new() -> Self {
+        Self {
+            #[cfg(feature = "trace-context")]
+            trace_context: Some(TraceContextLayer::new()),
+            #[cfg(feature = "timing")]
+            timing: Some(RequestTimingLayer::new()),
+            #[cfg(feature = "latency")]
+            latency: Some(LatencyLayer::new(LatencyRegistry::new())),
+            #[cfg(feature = "concurrency")]
+            limit: Some(ConcurrencyLimitLayer::new(DEFAULT_CONCURRENCY_LIMIT)),
+            #[cfg(feature = "concurrency")]
+            timeout: None,
+            #[cfg(feature = "cache-headers")]
+            cache_headers: Some(CacheHeadersLayer::new()),
+            #[cfg(feature = "queries")]
+            queries: Some(QueryTrackingLayer::new()),
+            routes: Vec::new(),
+        }
+    }
+
+    /// The trace-context layer (default: [`TraceContextLayer::new`]).
+    #[cfg(feature = "trace-context")]
+    pub fn trace_context(mut self, layer: TraceContextLayer) -> Self {
+        self.trace_context = Some(layer);
+        self
+    }
+
+    /// No trace context: no request span, ids or `traceparent` handling.
+    #[cfg(feature = "trace-context")]
+    pub fn without_trace_context(mut self) -> Self {
+        self.trace_context = None;
+        self
+    }
+
+    /// The timing layer (default: [`RequestTimingLayer::new`]).
+    #[cfg(feature = "timing")]
+    pub fn timing(mut self, layer: RequestTimingLayer) -> Self {
+        self.timing = Some(layer);
+        self
+    }
+
+    /// No request timing, `Server-Timing` or slow/blocking warnings.
+    #[cfg(feature = "timing")]
+    pub fn without_timing(mut self) -> Self {
+        self.timing = None;
+        self
+    }
+
+    /// Record latency into `registry` (default: a registry of the stack's own).
+    #[cfg(feature = "latency")]
+    pub fn latency(mut self, registry: LatencyRegistry) -> Self {
+        self.latency = Some(LatencyLayer::new(registry));
+        self
+    }
+
+    /// The latency layer itself (for a custom route labeler).
+    #[cfg(feature = "latency")]
+    pub fn latency_layer(mut self, layer: LatencyLayer) -> Self {
+        self.latency = Some(layer);
+        self
+    }
+
+    /// No latency histograms.
+    #[cfg(feature = "latency")]
+    pub fn without_latency(mut self) -> Self {
+        self.latency = None;
+        self
+    }
+
+    /// The global concurrency limit (default: [`DEFAULT_CONCURRENCY_LIMIT`]).
+    #[cfg(feature = "concurrency")]
+    pub fn concurrency_limit(mut self, layer: ConcurrencyLimitLayer) -> Self {
+        self.limit = Some(layer);
+        self
+    }
+
+    /// No concurrency limit (routes may not declare limits then).
+    #[cfg(feature = "concurrency")]
+    pub fn without_concurrency_limit(mut self) -> Self {
+        self.limit = None;
+        self
+    }
+
+    /// A deadline for every handler (default: none; routes may still declare theirs).
+    #[cfg(feature = "concurrency")]
+    pub fn timeout(mut self, layer: TimeoutLayer) -> Self {
+        self.timeout = Some(layer);
+        self
+    }
+
+    /// The cache-headers layer (default: [`CacheHeadersLayer::new`]: no policy of its own).
+    #[cfg(feature = "cache-headers")]
+    pub fn cache_headers(mut self, layer: CacheHeadersLayer) -> Self {
+        self.cache_headers = Some(layer);
+        self
+    }
+
+    /// No cache headers, ETags or 304s.
+    #[cfg(feature = "cache-headers")]
+    pub fn without_cache_headers(mut self) -> Self {
+        self.cache_headers = None;
+        self
+    }
+
+    /// The query-tracking layer (default: [`QueryTrackingLayer::new`]).
+    #[cfg(feature = "queries")]
+    pub fn queries(mut self, layer: QueryTrackingLayer) -> Self {
+        self.queries = Some(layer);
+        self
+    }
+
+    /// No per-request query ledger.
+    #[cfg(feature = "queries")]
+    pub fn without_queries(mut self) -> Self {
+        self.queries = None;
+        self
+    }
+
+    /// Settings for the route template `route` (`"/products/{id}"`, as given to axum).
+    pub fn route(mut self, route: impl Into<String>, settings: RouteSettings) -> Self {
+        self.routes.push((route.into(), settings));
+        self
+    }
+
+    /// The stack. Fails on a route template that is not one (empty, no leading `/`), on one
+    /// declared twice, and on a route setting for a part that is switched off.
+    pub fn build(mut self) -> Result<VitalsLayer, VitalsError> {
+        let mut seen = HashSet::new();
+        for (route, settings) in std::mem::take(&mut self.routes) {
+            if !route.starts_with('/') {
+                return Err(VitalsError::InvalidRoute(route));
+            }
+            if !seen.insert(route.clone()) {
+                return Err(VitalsError::DuplicateRoute(route));
+            }
+            self.apply(&route, settings)?;
+        }
+        Ok(VitalsLayer {
+            #[cfg(feature = "latency")]
+            latency: self.latency.as_ref().map(|l| l.registry().clone()),
+            #[cfg(feature = "concurrency")]
+            limit: self.limit.clone(),
+            parts: self.into_parts(),
+        })
+    }
+
+    /// Hands one route's settings to the parts that read them.
+    #[allow(clippy::needless_pass_by_value, unused_variables)] // Fields move out per feature.
+    fn apply(&mut self, route: &str, settings: RouteSettings) -> Result<(), VitalsError> {
+        let off = |setting: &'static str, part: &'static str| VitalsError::PartOff {
+            route: route.to_owned(),
+            setting,
+            part,
+        };
+        #[cfg(feature = "cache-headers")]
+        if let Some(cache) = settings.cache {
+            let global = self
+                .cache_headers
+                .take()
+                .ok_or_else(|| off("cache", "cache headers"))?;
+            let own = match cache {
+                crate::routes::RouteCache::Policy(policy) => global.clone().policy(policy),
+                crate::routes::RouteCache::Layer(layer) => layer,
+            };
+            self.cache_headers = Some(global.with_route(route, own));
+        }
+        #[cfg(feature = "concurrency")]
+        {
+            if let Some(limit) = settings.limit {
+                let global = self
+                    .limit
+                    .take()
+                    .ok_or_else(|| off("limit", "concurrency limit"))?;
+                self.limit = Some(global.with_route(route, limit));
+            }
+            if let Some(timeout) = settings.timeout {
+                let layer = self.timeout.take().unwrap_or_else(TimeoutLayer::per_route);
+                self.timeout = Some(layer.with_route_timeout(route, timeout));
+            }
+        }
+        #[cfg(feature = "queries")]
+        if let Some(budget) = settings.query_budget {
+            let layer = self
+                .queries
+                .take()
+                .ok_or_else(|| off("query budget", "queries"))?;
+            self.queries = Some(layer.with_route_query_budget(route, budget));
+        }
+        #[cfg(feature = "timing")]
+        {
+            if let Some(threshold) = settings.slow_threshold {
+                let layer = self
+                    .timing
+                    .take()
+                    .ok_or_else(|| off("slow threshold", "timing"))?;
+                self.timing = Some(layer.with_route_slow_threshold(route, threshold));
+            }
+            if let Some(threshold) = settings.blocking_threshold {
+                let layer = self
+                    .timing
+                    .take()
+                    .ok_or_else(|| off("blocking threshold", "timing"))?;
+                self.timing = Some(layer.with_route_blocking_threshold(route, threshold));
+            }
+        }
+        Ok(())
+    }
+
+    fn into_parts(self) -> Parts {
+        #[cfg(feature = "trace-context")]
+        let trace = Toggle::new(self.trace_context);
+        #[cfg(not(feature = "trace-context"))]
+        let trace = Identity::new();
+        #[cfg(feature = "timing")]
+        let timing = Toggle::new(self.timing);
+        #[cfg(not(feature = "timing"))]
+        let timing = Identity::new();
+        #[cfg(feature = "latency")]
+        let latency = Toggle::new(self.latency);
+        #[cfg(not(feature = "latency"))]
+        let latency = Identity::new();
+        #[cfg(feature = "concurrency")]
+        let (limit, timeout) = (Toggle::new(self.limit), Toggle::new(self.timeout));
+        #[cfg(not(feature = "concurrency"))]
+        let (limit, timeout) = (Identity::new(), Identity::new());
+        #[cfg(feature = "cache-headers")]
+        let cache = Toggle::new(self.cache_headers);
+        #[cfg(not(feature = "cache-headers"))]
+        let cache = Identity::new();
+        #[cfg(feature = "queries")]
+        let queries = Toggle::new(self.queries);
+        #[cfg(not(feature = "queries"))]
+        let queries = Identity::new();
+        let outer = Stack::new(trace, Identity::new());
+        let outer = Stack::new(timing, outer);
+        let outer = Stack::new(latency, outer);
+        let outer = Stack::new(limit, outer);
+        let outer = Stack::new(timeout, outer);
+        let outer = Stack::new(cache, outer);
+        Stack::new(queries, outer)
+    }
+}
+
+/// Why a [`VitalsBuilder`] refused its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VitalsError {
+    /// A route template must start with `/` (as axum's do).
+    InvalidRoute(String),
+    /// The same route template was given settings twice.
+    DuplicateRoute(String),
+    /// A route set something a switched-off part would read.
+    PartOff {
+        /// The route template.
+        route: String,
+        /// The setting (`"limit"`, `"cache"`, …).
+        setting: &'static str,
+        /// The part that is off.
+        part: &'static str,
+    },
+}
+
+impl fmt::Display for VitalsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRoute(route) => write!(
+                f,
+                "route template {route:?} does not start with '/' (give it as axum's route)"
+            ),
+            Self::DuplicateRoute(route) => {
+                write!(f, "route template {route:?} has settings twice")
+            }
+            Self::PartOff {
+                route,
+                setting,
+                part,
+            } => write!(
+                f,
+                "route {route:?} sets a {setting}, but the {part} part of the stack is off"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for VitalsError {}

@@ -1,0 +1,79 @@
+//! The log subscriber: request ids on every line, the query layer's events kept.
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use vitals_trace_context::logs::{JsonFormat, TraceIdsLayer};
+
+use super::{LogFormat, TelemetryError};
+
+/// Installs the global subscriber, with log output in `format` (none without one); the guard
+/// keeps the non-blocking writer running.
+pub(super) fn install(
+    format: Option<LogFormat>,
+    default_filter: &str,
+    #[cfg(feature = "otlp")] traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<Option<WorkerGuard>, TelemetryError> {
+    let (filter, filter_error) = filter(default_filter)?;
+    #[cfg(feature = "otlp")]
+    let otel = traces.map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("vitals"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    #[cfg(not(feature = "otlp"))]
+    let otel: Option<tracing_subscriber::layer::Identity> = None;
+    #[cfg(feature = "queries")]
+    let queries = Some(vitals_queries::query_events());
+    #[cfg(not(feature = "queries"))]
+    let queries: Option<tracing_subscriber::layer::Identity> = None;
+
+    // The filter is the log layer's alone: the query layer and the span export see what
+    // their own filters let through.
+    let registry = tracing_subscriber::registry()
+        .with(queries)
+        .with(otel)
+        .with(TraceIdsLayer);
+    let Some(format) = format else {
+        registry
+            .try_init()
+            .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+        return Ok(None);
+    };
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let installed = match format {
+        LogFormat::Json => registry
+            .with(fmt.event_format(JsonFormat).with_filter(filter))
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt.pretty().with_filter(filter)).try_init(),
+    };
+    installed.map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    if let Some(message) = filter_error {
+        tracing::warn!("{message}");
+    }
+    Ok(Some(guard))
+}
+
+/// `RUST_LOG`, else the default; an invalid `RUST_LOG` falls back to the default and is
+/// reported once logging works. An invalid default is an error.
+fn filter(default: &str) -> Result<(EnvFilter, Option<String>), TelemetryError> {
+    let fallback = || {
+        EnvFilter::try_new(default).map_err(|e| {
+            TelemetryError::Subscriber(format!("invalid default filter {default:?}: {e}"))
+        })
+    };
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
+            Ok(filter) => Ok((filter, None)),
+            Err(error) => Ok((
+                fallback()?,
+                Some(format!("ignoring invalid RUST_LOG {directives:?}: {error}")),
+            )),
+        },
+        _ => Ok((fallback()?, None)),
+    }
+}

@@ -1,0 +1,291 @@
+//! One call that sets up what the Vitals layers report into (feature `telemetry`):
+//!
+//! - logs through `tracing-subscriber`, as JSON lines or pretty text, written by a non-blocking
+//!   writer, with the request's `trace_id`/`span_id` on every event inside a request;
+//! - an env filter (`RUST_LOG`, default `info`) for the logs only — sqlx's DEBUG query events
+//!   still reach the query layer, which has its own filter;
+//! - with feature `otlp`, request spans exported by OTLP (HTTP/protobuf, batched) when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` or [`TelemetryBuilder::otlp_endpoint`] names a collector;
+//! - a Prometheus recorder for every layer's `metrics` output, with histogram buckets for the
+//!   request duration and queries per request.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), vitals::telemetry::TelemetryError> {
+//! let telemetry = vitals::telemetry::builder()
+//!     .service_name("shop")
+//!     .log_format(vitals::telemetry::LogFormat::Json)
+//!     .install()?;
+//! // … serve; `/metrics` renders `telemetry.prometheus()`.
+//! drop(telemetry); // flushes the logs and exports the last spans
+//! # Ok(()) }
+//! ```
+//!
+//! Everything installed is process-wide; installing a second time is an error
+//! ([`TelemetryError::AlreadyInstalled`]), as is installing over another global subscriber or
+//! recorder.
+
+mod logs;
+#[cfg(feature = "otlp")]
+mod otlp;
+mod prometheus;
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use metrics_exporter_prometheus::PrometheusHandle;
+
+/// The log filter when `RUST_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, with `trace_id`/`span_id` as top-level keys.
+    Json,
+    /// Multi-line human-readable text (spans and their fields, `trace_id` included).
+    Pretty,
+}
+
+/// Sets up logs, traces and metrics; see the [module documentation](self).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct TelemetryBuilder {
+    service_name: String,
+    log_format: Option<LogFormat>,
+    logs: bool,
+    filter: String,
+    otlp_endpoint: Option<String>,
+    otlp_from_env: bool,
+    prometheus: bool,
+}
+
+/// [`builder`] with its defaults, installed.
+pub fn init() -> Result<Telemetry, TelemetryError> {
+    builder().install()
+}
+
+/// Logs (JSON when stdout is not a terminal, pretty otherwise) at `RUST_LOG` or `info`, OTLP
+/// from the environment, and a Prometheus recorder.
+pub fn builder() -> TelemetryBuilder {
+    TelemetryBuilder {
+        service_name: std::env::var("CARGO_PKG_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown_service".to_owned()),
+        log_format: None,
+        logs: true,
+        filter: DEFAULT_FILTER.to_owned(),
+        otlp_endpoint: None,
+        otlp_from_env: true,
+        prometheus: true,
+    }
+}
+
+impl TelemetryBuilder {
+    /// The `service.name` of exported spans (`OTEL_SERVICE_NAME` wins when set).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = name.into();
+        self
+    }
+
+    /// The log format (default: JSON when stdout is not a terminal, pretty when it is).
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = Some(format);
+        self
+    }
+
+    /// The log filter when `RUST_LOG` is unset (default [`DEFAULT_FILTER`]); an invalid
+    /// `RUST_LOG` is reported and this used instead.
+    pub fn default_filter(mut self, directives: impl Into<String>) -> Self {
+        self.filter = directives.into();
+        self
+    }
+
+    /// No log output. The subscriber is still installed, for what the layers need from it:
+    /// sqlx's query events for the query layer, and span export when OTLP is on.
+    pub fn without_logs(mut self) -> Self {
+        self.logs = false;
+        self
+    }
+
+    /// Export request spans to this OTLP/HTTP collector (`http://localhost:4318`;
+    /// `/v1/traces` is appended), whatever the environment says. Needs feature `otlp`.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.otlp_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Ignore `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn without_otlp_from_env(mut self) -> Self {
+        self.otlp_from_env = false;
+        self
+    }
+
+    /// No Prometheus recorder (an application that installs its own `metrics` recorder).
+    pub fn without_prometheus(mut self) -> Self {
+        self.prometheus = false;
+        self
+    }
+
+    /// The OTLP endpoint in force: the builder's, else the environment's, if not blank.
+    fn endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| {
+                self.otlp_from_env
+                    .then(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+                    .flatten()
+            })
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+    }
+
+    /// Installs everything. Keep the returned [`Telemetry`] alive; dropping it flushes.
+    pub fn install(self) -> Result<Telemetry, TelemetryError> {
+        static INSTALLED: AtomicBool = AtomicBool::new(false);
+        if INSTALLED.swap(true, Ordering::AcqRel) {
+            return Err(TelemetryError::AlreadyInstalled);
+        }
+        let installed = self.install_once();
+        if installed.is_err() {
+            // Nothing of ours is in place: a corrected second call may succeed.
+            INSTALLED.store(false, Ordering::Release);
+        }
+        installed
+    }
+
+    fn install_once(self) -> Result<Telemetry, TelemetryError> {
+        let endpoint = self.endpoint();
+        #[cfg(feature = "otlp")]
+        let traces = endpoint
+            .as_deref()
+            .map(|endpoint| otlp::tracer_provider(endpoint, &self.service_name))
+            .transpose()?;
+        #[cfg(not(feature = "otlp"))]
+        if let Some(endpoint) = &endpoint {
+            return Err(TelemetryError::Otlp(format!(
+                "an OTLP endpoint is set ({endpoint}) but vitals was built without the `otlp` feature"
+            )));
+        }
+        let recorder = if self.prometheus {
+            Some(prometheus::recorder()?)
+        } else {
+            None
+        };
+        let format = self
+            .log_format
+            .unwrap_or(if std::io::stdout().is_terminal() {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            });
+        let logs = logs::install(
+            self.logs.then_some(format),
+            &self.filter,
+            #[cfg(feature = "otlp")]
+            traces.as_ref(),
+        )?;
+        // Installed last: a recorder cannot be taken back, so only once the rest is in place.
+        let prometheus = match recorder {
+            Some(recorder) => Some(prometheus::install(recorder)?),
+            None => None,
+        };
+        if let Some(endpoint) = &endpoint {
+            tracing::info!(endpoint, "exporting request spans by OTLP");
+        }
+        Ok(Telemetry {
+            prometheus,
+            logs,
+            #[cfg(feature = "otlp")]
+            traces,
+        })
+    }
+}
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The Prometheus recorder installed by [`TelemetryBuilder::install`] or
+/// [`install_prometheus`], if any — for a `/metrics` route built far from `main`.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    PROMETHEUS.get().cloned()
+}
+
+/// Only the Prometheus recorder, as [`TelemetryBuilder::install`] sets it up: for tests and
+/// for applications with a log setup of their own. Fails if a recorder is installed already.
+pub fn install_prometheus() -> Result<PrometheusHandle, TelemetryError> {
+    prometheus::install(prometheus::recorder()?)
+}
+
+/// What [`TelemetryBuilder::install`] set up. Dropping it flushes the log writer and exports
+/// the spans not sent yet (on a thread of its own, so it may be dropped anywhere).
+#[must_use = "dropping the guard stops the log writer and the span export"]
+pub struct Telemetry {
+    prometheus: Option<PrometheusHandle>,
+    logs: Option<tracing_appender::non_blocking::WorkerGuard>,
+    #[cfg(feature = "otlp")]
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// The Prometheus recorder's handle: `render()` gives the text for `GET /metrics`.
+    pub fn prometheus(&self) -> Option<&PrometheusHandle> {
+        self.prometheus.as_ref()
+    }
+
+    /// Whether request spans are exported by OTLP.
+    pub fn exports_traces(&self) -> bool {
+        #[cfg(feature = "otlp")]
+        return self.traces.is_some();
+        #[cfg(not(feature = "otlp"))]
+        false
+    }
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("prometheus", &self.prometheus.is_some())
+            .field("logs", &self.logs.is_some())
+            .field("traces", &self.exports_traces())
+            .finish()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.traces.take() {
+            otlp::shutdown(provider);
+        }
+        // The log guard drops after: the last spans' export may still log.
+    }
+}
+
+/// Why [`TelemetryBuilder::install`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// Telemetry was installed before in this process.
+    AlreadyInstalled,
+    /// Another global `tracing` subscriber is installed.
+    Subscriber(String),
+    /// The Prometheus recorder could not be built or installed (another recorder is).
+    Recorder(String),
+    /// The OTLP exporter could not be built.
+    Otlp(String),
+}
+
+impl fmt::Display for TelemetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyInstalled => f.write_str("vitals telemetry is already installed"),
+            Self::Subscriber(e) => write!(f, "cannot install the log subscriber: {e}"),
+            Self::Recorder(e) => write!(f, "cannot install the Prometheus recorder: {e}"),
+            Self::Otlp(e) => write!(f, "cannot set up OTLP export: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TelemetryError {}

@@ -1,0 +1,219 @@
+//! VitalsLayer: every part in place and in order, the route table, parts switched off.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use tower::ServiceExt;
+use vitals::cache_headers::CachePolicy;
+use vitals::concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+use vitals::{RouteSettings, VitalsError, VitalsLayer};
+
+fn app(vitals: &VitalsLayer) -> Router {
+    Router::new()
+        .route("/products/{id}", get(|| async { "a product" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "late"
+            }),
+        )
+        .route("/other", get(|| async { "other" }))
+        .layer(vitals.clone())
+}
+
+async fn send(app: &Router, path: &str) -> Response {
+    app.clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn finish(response: Response) -> Vec<u8> {
+    axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+fn header_of<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn every_part_is_on_by_default() {
+    let vitals = VitalsLayer::new();
+    let app = app(&vitals);
+    let response = send(&app, "/products/7").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let timing = header_of(&response, "server-timing").unwrap().to_owned();
+    assert!(timing.contains("total;dur="), "timing: {timing}");
+    assert!(timing.contains("trace;desc="), "trace context: {timing}");
+    assert!(header_of(&response, "x-request-id").is_some(), "request id");
+    assert!(header_of(&response, "etag").is_some(), "cache headers");
+    assert_eq!(
+        vitals.concurrency_limit().unwrap().snapshot().in_flight,
+        1,
+        "the permit is held until the body ends"
+    );
+    assert_eq!(finish(response).await, b"a product");
+    assert_eq!(vitals.concurrency_limit().unwrap().snapshot().in_flight, 0);
+    let latency = vitals
+        .latency()
+        .unwrap()
+        .snapshot_by_route(vitals::latency::Window::OneMinute);
+    assert!(
+        latency
+            .series
+            .iter()
+            .any(|r| r.route == "/products/{id}" && r.count == 1),
+        "{latency:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_route_reads_its_settings_from_the_table() {
+    let vitals = VitalsLayer::builder()
+        .concurrency_limit(ConcurrencyLimitLayer::new(64))
+        .route(
+            "/products/{id}",
+            RouteSettings::new().cache(CachePolicy::public(Duration::from_mins(1))),
+        )
+        .route(
+            "/slow",
+            RouteSettings::new()
+                .timeout(Duration::from_millis(100))
+                .limit(ConcurrencyLimitLayer::new(1).with_max_queued(0)),
+        )
+        .build()
+        .unwrap();
+    let app = app(&vitals);
+
+    let product = send(&app, "/products/1").await;
+    assert_eq!(
+        header_of(&product, "cache-control"),
+        Some("public, max-age=60")
+    );
+    let other = send(&app, "/other").await;
+    assert_eq!(
+        header_of(&other, "cache-control"),
+        None,
+        "no default policy"
+    );
+    finish(product).await;
+    finish(other).await;
+
+    // `/slow` sleeps 300 ms: its 100 ms deadline answers 503, and the outer parts see it.
+    let timed_out = send(&app, "/slow").await;
+    assert_eq!(timed_out.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header_of(&timed_out, "x-request-id").is_some());
+    finish(timed_out).await;
+
+    // Its own limit of 1: a second request while one holds the permit is refused at once.
+    let limit = vitals.concurrency_limit().unwrap();
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { finish(send(&app, "/slow").await).await }
+    });
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 1);
+    let refused = send(&app, "/slow").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header_of(&refused, "retry-after").is_some());
+    assert_eq!(
+        limit.snapshot().in_flight,
+        0,
+        "the global permits are not used"
+    );
+    first.await.unwrap();
+    finish(refused).await;
+
+    // Latency saw the refusal and the timeouts: a refused request still counts.
+    let latency = vitals
+        .latency()
+        .unwrap()
+        .snapshot(vitals::latency::Window::OneMinute);
+    let slow: u64 = latency
+        .series
+        .iter()
+        .filter(|s| s.route == "/slow" && s.status == Some(503))
+        .map(|s| s.count)
+        .sum();
+    assert_eq!(slow, 3, "{latency:?}");
+}
+
+#[tokio::test]
+async fn parts_switched_off_are_gone() {
+    let vitals = VitalsLayer::builder()
+        .without_trace_context()
+        .without_cache_headers()
+        .without_timing()
+        .without_latency()
+        .without_concurrency_limit()
+        .without_queries()
+        .build()
+        .unwrap();
+    assert!(vitals.latency().is_none());
+    assert!(vitals.concurrency_limit().is_none());
+    let response = send(&app(&vitals), "/products/1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for name in ["server-timing", "x-request-id", "etag", "cache-control"] {
+        assert!(response.headers().get(name).is_none(), "{name}");
+    }
+    assert_eq!(finish(response).await, b"a product");
+
+    // One part alone.
+    let timing_only = VitalsLayer::builder()
+        .without_trace_context()
+        .without_cache_headers()
+        .build()
+        .unwrap();
+    let response = send(&app(&timing_only), "/products/1").await;
+    assert!(header_of(&response, "server-timing").is_some_and(|v| v.contains("total")));
+    assert!(response.headers().get(header::ETAG).is_none());
+}
+
+#[test]
+fn bad_route_tables_are_refused_with_a_reason() {
+    let invalid = VitalsLayer::builder()
+        .route("products", RouteSettings::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(invalid, VitalsError::InvalidRoute("products".into()));
+    let twice = VitalsLayer::builder()
+        .route("/a", RouteSettings::new().query_budget(1))
+        .route("/a", RouteSettings::new().query_budget(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(twice, VitalsError::DuplicateRoute("/a".into()));
+    let off = VitalsLayer::builder()
+        .without_concurrency_limit()
+        .route(
+            "/slow",
+            RouteSettings::new().limit(ConcurrencyLimitLayer::new(1)),
+        )
+        .build()
+        .unwrap_err();
+    assert!(
+        off.to_string()
+            .contains("concurrency limit part of the stack is off"),
+        "{off}"
+    );
+    // A deadline needs no global timeout: the route table brings the part in.
+    assert!(
+        VitalsLayer::builder()
+            .route(
+                "/slow",
+                RouteSettings::new().timeout(Duration::from_secs(1))
+            )
+            .build()
+            .is_ok()
+    );
+    let _ = TimeoutLayer::per_route();
+}
