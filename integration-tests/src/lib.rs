@@ -69,6 +69,7 @@ impl TestShop {
     /// Starts the shop with `config` (its `listen` address is ignored: a free port is used).
     pub async fn start(config: Config) -> Self {
         install_query_events();
+        install_prometheus();
         let shop = Shop::start(config)
             .await
             .unwrap_or_else(|e| panic!("the shop did not start: {e}"));
@@ -154,6 +155,18 @@ pub fn install_query_events() {
     let _ = tracing_subscriber::registry()
         .with(vitals_queries::query_events())
         .try_init();
+}
+
+/// The Prometheus recorder `vitals::telemetry` installs, once per test process, so the shop's
+/// `/metrics` answers as it does when `main` installed telemetry. A test that installed a
+/// recorder of its own keeps it (and `/metrics` answers 404).
+pub fn install_prometheus() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if let Err(error) = vitals::telemetry::install_prometheus() {
+            eprintln!("no Prometheus recorder for the shop: {error}");
+        }
+    });
 }
 
 /// The PostgreSQL server for the Postgres variants, or `None` (with a note on stderr saying the

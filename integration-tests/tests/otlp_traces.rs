@@ -3,13 +3,9 @@
 //! parent, the route-template name, SERVER kind and semconv attributes — and `/checkout`'s call
 //! to the payment service as a CLIENT child span whose id reached the service.
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt;
 use vitals_integration_tests::TestShop;
 use vitals_integration_tests::otlp::OtlpReceiver;
 
@@ -35,19 +31,16 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
     let receiver = OtlpReceiver::start().await;
-    let endpoint = receiver.endpoint();
-    let provider = tokio::task::spawn_blocking(move || shop::logging::tracer_provider(&endpoint))
-        .await
-        .expect("the provider")
-        .expect("an exporter");
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("shop"))
-                .with_filter(LevelFilter::INFO),
-        )
-        .with(vitals_trace_context::logs::TraceIdsLayer);
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber here");
+    // The shop's own telemetry setup, sending to the receiver (no log output: the harness
+    // owns stdout).
+    let telemetry = vitals::telemetry::builder()
+        .service_name("shop")
+        .without_logs()
+        .without_prometheus()
+        .otlp_endpoint(receiver.endpoint())
+        .install()
+        .expect("telemetry");
+    assert!(telemetry.exports_traces());
 
     let shop = TestShop::start_sqlite().await;
     let parent = format!("00-{TRACE}-{CALLER_SPAN}-01");
@@ -78,12 +71,8 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
         .and_then(shop::payment::PaymentStub::last_traceparent)
         .expect("the payment service got a traceparent");
     shop.shutdown().await;
-    tokio::task::spawn_blocking(move || {
-        provider.force_flush().expect("the export");
-        provider.shutdown().expect("a clean shutdown");
-    })
-    .await
-    .expect("the flush");
+    // Dropping the guard exports what is left (off the runtime's threads).
+    drop(telemetry);
 
     let spans: Vec<Span> = receiver.spans();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();

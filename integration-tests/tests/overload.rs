@@ -45,6 +45,13 @@ async fn a_flood_on_slow_is_shed_and_healthz_stays_up() {
     // 8 at once and 16 waiting at most 100 ms: of 60 requests of 300 ms, most are shed.
     assert!(served >= 8 && shed > 0, "{served} served, {shed} shed");
     assert_eq!(served + shed, 60);
+    // The flood went to `/slow`'s own limiter, which admitted and refused exactly these.
+    let slow = shop
+        .shop()
+        .slow_limit()
+        .expect("/slow has a limit of its own");
+    assert_eq!((slow.in_flight, slow.queued), (0, 0), "{slow:?}");
+    assert_eq!((slow.admitted, slow.rejected), (served, shed), "{slow:?}");
     let limit = shop.shop().limit();
     assert_eq!((limit.in_flight, limit.queued), (0, 0), "{limit:?}");
     shop.shutdown().await;
@@ -62,7 +69,7 @@ async fn slow_requests_are_cut_at_the_route_deadline() {
             .is_some_and(|e| e.contains("too long")),
         "{body}"
     );
-    assert!(took >= shop::routes::SLOW_ROUTE_TIMEOUT, "{took:?}");
+    assert!(took >= shop::SLOW_ROUTE_TIMEOUT, "{took:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     shop.shutdown().await;
 }

@@ -51,8 +51,15 @@ async fn check(log: &EventLog, shop: &TestShop) {
         (orders + 1..=orders + 3).contains(&naive),
         "GET /orders/n-plus-one: {naive} queries"
     );
-    assert_eq!(events.len(), 1, "{events:#?}");
-    let finding = &events[0];
+    // The N+1 finding, and the route's query budget (3) reported as exceeded.
+    let (over_budget, findings): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|e| e.message.contains("query budget exceeded"));
+    assert_eq!(over_budget.len(), 1, "{over_budget:#?}");
+    assert_eq!(over_budget[0].fields["budget"], "3");
+    assert_eq!(over_budget[0].fields["count"], naive.to_string());
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let finding = &findings[0];
     assert_eq!(finding.level, tracing::Level::WARN);
     assert!(finding.message.contains("N+1"), "{finding:?}");
     assert_eq!(finding.fields["count"], orders.to_string());

@@ -17,24 +17,20 @@
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod logging;
 pub mod payment;
 pub mod report;
 pub mod routes;
-pub mod telemetry;
 pub mod w3c;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
-use vitals_concurrency::ConcurrencyLimitLayer;
-use vitals_core::route::RequestHead;
-use vitals_latency::{LatencyLayer, LatencyRegistry};
-use vitals_queries::QueryTrackingLayer;
-use vitals_timing::RequestTimingLayer;
-use vitals_trace_context::TraceContextLayer;
+use vitals::cache_headers::{CacheHeadersLayer, CachePolicy};
+use vitals::concurrency::ConcurrencyLimitLayer;
+use vitals::core::route::RequestHead;
+use vitals::latency::LatencyRegistry;
+use vitals::{RouteSettings, VitalsLayer};
 
 pub use config::{Config, LogFormat};
 use db::Db;
@@ -42,29 +38,88 @@ use payment::{PaymentClient, PaymentStub};
 use report::Workload;
 use routes::AppState;
 
-/// Request timing on every route: `Server-Timing: total;dur=…` on each response, a WARN event
-/// for requests slower than 1 s (`/slow?ms=1500`), and one for handlers that block the executor
-/// for 10 ms or more in a single poll (`/report/blocking`).
-/// Every route without a policy of its own: API data that caches must revalidate before use
-/// (`no-cache`; the computed ETag makes that a 304), errors never stored.
-fn shop_cache() -> CacheHeadersLayer {
-    CacheHeadersLayer::with_policy(CachePolicy::no_cache())
+/// The deadline of `GET /slow` (`/slow?ms=30000` is cut at 5 s).
+pub const SLOW_ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every Vitals layer, with each route's settings in one table. The defaults that are not
+/// written here: a trace for every request (`traceparent` in and out, `x-request-id`), request
+/// timing in `Server-Timing` with a WARN for requests slower than 1 s (`/slow?ms=1500`) and for
+/// handlers blocking the executor 10 ms in one poll (`/report/blocking`), per-route latency
+/// histograms, the query ledger with N+1 detection, ETags and 304s.
+pub fn vitals_layer(max_concurrency: usize) -> Result<VitalsLayer, vitals::VitalsError> {
+    VitalsLayer::builder()
+        // A few hundred requests at once for the whole shop; more wait up to 250 ms, then
+        // 503 + Retry-After. Health checks answer even when the shop is saturated.
+        .concurrency_limit(
+            ConcurrencyLimitLayer::new(max_concurrency)
+                .with_max_wait(Duration::from_millis(250))
+                .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz"),
+        )
+        // API data that caches must revalidate before use (`no-cache`: the computed ETag makes
+        // that a 304); errors never stored.
+        .cache_headers(CacheHeadersLayer::with_policy(CachePolicy::no_cache()))
+        .route(
+            "/products",
+            RouteSettings::new().cache_headers(catalogue_cache()),
+        )
+        .route(
+            "/products/{id}",
+            RouteSettings::new().cache_headers(catalogue_cache()),
+        )
+        // One JOIN: anything more is a regression. (`/orders/n-plus-one` goes over, on purpose.)
+        .route("/orders", RouteSettings::new().query_budget(3))
+        .route("/orders/n-plus-one", RouteSettings::new().query_budget(3))
+        // Per-user data: only the user's browser may keep it, revalidating before each use.
+        .route(
+            "/me",
+            RouteSettings::new().cache(CachePolicy::private(Duration::ZERO).must_revalidate()),
+        )
+        .route(
+            "/checkout",
+            RouteSettings::new().cache(CachePolicy::no_store()),
+        )
+        // `/slow` holds requests open on purpose, so it gets a limit of its own — 8 at once, 16
+        // waiting at most 100 ms, the rest refused — and a deadline: the rest of the shop keeps
+        // answering while it is flooded.
+        .route(
+            "/slow",
+            RouteSettings::new()
+                .limit(
+                    ConcurrencyLimitLayer::new(8)
+                        .with_max_queued(16)
+                        .with_max_wait(Duration::from_millis(100))
+                        .with_name("slow"),
+                )
+                .timeout(SLOW_ROUTE_TIMEOUT),
+        )
+        .build()
 }
 
-fn timing_layer() -> RequestTimingLayer {
-    RequestTimingLayer::new()
+/// The catalogue changes rarely and is the same for everyone: any cache may keep it a minute
+/// and serve it up to five minutes stale while it revalidates. An unknown product's 404 is
+/// cached 10 s (scanners probing ids then cost one database query per id per 10 s); a request
+/// with `Authorization` gets the private equivalent (the layer's safe default).
+fn catalogue_cache() -> CacheHeadersLayer {
+    CacheHeadersLayer::with_policy(
+        CachePolicy::public(Duration::from_mins(1)).stale_while_revalidate(Duration::from_mins(5)),
+    )
+    .policy_for_status(
+        axum::http::StatusCode::NOT_FOUND,
+        CachePolicy::public(Duration::from_secs(10)),
+    )
 }
 
 /// A started shop: database open and seeded, payment service reachable.
 #[derive(Debug)]
 pub struct Shop {
     state: Arc<AppState>,
-    /// The global limit, shared by every route (`--max-concurrency`).
-    limit: ConcurrencyLimitLayer,
+    vitals: VitalsLayer,
     /// Every route's latency, for `GET /_vitals/latency` (and `/metrics` through the recorder).
     latency: LatencyRegistry,
-    /// What `GET /metrics` renders.
-    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The global limit (`--max-concurrency`).
+    limit: ConcurrencyLimitLayer,
+    /// What `GET /metrics` renders (the recorder `vitals::telemetry` installed).
+    metrics: Option<vitals::telemetry::PrometheusHandle>,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -109,34 +164,30 @@ impl Shop {
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
         });
-        let limit = ConcurrencyLimitLayer::new(
-            usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
-        )
-        .with_max_wait(Duration::from_millis(250))
-        // Health checks answer even when the shop is saturated.
-        .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz");
+        let vitals = vitals_layer(usize::try_from(config.max_concurrency).unwrap_or(usize::MAX))
+            .map_err(|e| StartError(e.to_string()))?;
+        let (Some(latency), Some(limit)) = (
+            vitals.latency().cloned(),
+            vitals.concurrency_limit().cloned(),
+        ) else {
+            return Err(StartError(
+                "the Vitals stack lacks latency or its limit".into(),
+            ));
+        };
         Ok(Self {
             state,
+            vitals,
+            latency,
             limit,
-            latency: LatencyRegistry::new(),
-            metrics: telemetry::prometheus(),
+            metrics: vitals::telemetry::prometheus(),
             payment_stub,
         })
     }
 
     /// The shop's router with the Vitals layers, ready to serve.
     pub fn router(&self) -> Router {
-        // Applied inside out: queries sees only the handler's work; cache headers sit outside
-        // it (a 304 still ran the handler's queries: the saving is the transfer); the global
-        // limit sits inside timing (time spent queueing for a permit is part of the total).
         routes::router(Arc::clone(&self.state), self.metrics.clone(), &self.latency)
-            .layer(QueryTrackingLayer::new())
-            .layer(shop_cache())
-            .layer(self.limit.clone())
-            .layer(LatencyLayer::new(self.latency.clone()))
-            .layer(timing_layer())
-            // Outermost: every layer inside, and the handler, run in the request's trace.
-            .layer(TraceContextLayer::new())
+            .layer(self.vitals.clone())
     }
 
     /// The database.
@@ -155,8 +206,13 @@ impl Shop {
     }
 
     /// The global limiter's state.
-    pub fn limit(&self) -> vitals_concurrency::LimiterSnapshot {
+    pub fn limit(&self) -> vitals::concurrency::LimiterSnapshot {
         self.limit.snapshot()
+    }
+
+    /// The state of `/slow`'s own limiter.
+    pub fn slow_limit(&self) -> Option<vitals::concurrency::LimiterSnapshot> {
+        self.limit.route_snapshot("/slow")
     }
 
     /// The built-in payment stub, if it runs.

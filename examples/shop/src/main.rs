@@ -3,30 +3,31 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use shop::{Config, Shop, db::Backend, logging};
+use shop::{Config, LogFormat, Shop, db::Backend};
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let config = Config::parse();
-    // Outside the runtime: the OTLP exporter's blocking client is built and shut down here.
-    let endpoint = logging::otlp_endpoint(config.otlp_endpoint.as_deref());
-    let telemetry = match logging::init(config.log_format, endpoint.as_deref()) {
+    // Logs with trace ids, a Prometheus recorder for `/metrics`, and request spans exported by
+    // OTLP when `--otlp-endpoint` or OTEL_EXPORTER_OTLP_ENDPOINT names a collector.
+    let mut telemetry = vitals::telemetry::builder().service_name("shop");
+    if let Some(format) = config.log_format {
+        telemetry = telemetry.log_format(match format {
+            LogFormat::Json => vitals::telemetry::LogFormat::Json,
+            LogFormat::Pretty => vitals::telemetry::LogFormat::Pretty,
+        });
+    }
+    if let Some(endpoint) = &config.otlp_endpoint {
+        telemetry = telemetry.otlp_endpoint(endpoint);
+    }
+    let telemetry = match telemetry.install() {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("shop: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("shop: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = match runtime.block_on(run(config)) {
+    let code = match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "shop stopped");
@@ -34,7 +35,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    drop(runtime);
     // Flushes the logs and exports the last spans.
     drop(telemetry);
     code
@@ -47,6 +47,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         _ if config.database_url.contains(":memory:") => "in-memory SQLite",
         _ => "SQLite file",
     };
+    // The database, the payment stub, and the router behind `VitalsLayer` (see `shop::vitals_layer`).
     let shop = Shop::start(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -63,7 +64,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
          curl -s {url}/report/blocking                   # the same work blocking the executor\n  \
          curl -s '{url}/slow?ms=1500'\n  \
          curl -s -H 'Authorization: Bearer demo' {url}/me\n  \
-         curl -s {url}/checkout\n"
+         curl -s {url}/checkout\n  \
+         curl -s {url}/metrics | grep http_server\n"
     );
     axum::serve(listener, shop.router())
         .with_graceful_shutdown(async {

@@ -91,7 +91,7 @@ impl PaymentClient {
             server.address = self.pay_url.host_str().unwrap_or_default(),
         );
         let mut trace = reqwest::header::HeaderMap::new();
-        vitals_trace_context::inject_span(&span, &mut trace);
+        vitals::trace_context::inject_span(&span, &mut trace);
         let response = self
             .http
             .post(self.pay_url.clone())

@@ -26,9 +26,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
-use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
-
 use crate::db::{Customer, Db, Order, Product};
 use crate::error::ApiError;
 use crate::payment::{PaymentClient, PaymentError, PaymentRequest};
@@ -70,8 +67,8 @@ fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
 /// `GET /_vitals/latency` (local percentiles as JSON).
 pub fn router(
     state: Arc<AppState>,
-    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    latency: &vitals_latency::LatencyRegistry,
+    metrics: Option<vitals::telemetry::PrometheusHandle>,
+    latency: &vitals::latency::LatencyRegistry,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -80,7 +77,7 @@ pub fn router(
             get(move || {
                 let rendered = metrics
                     .as_ref()
-                    .map(metrics_exporter_prometheus::PrometheusHandle::render);
+                    .map(vitals::telemetry::PrometheusHandle::render);
                 async move {
                     match rendered {
                         Some(text) => (
@@ -97,67 +94,20 @@ pub fn router(
             }),
         )
         .route_service("/_vitals/latency", latency.json_service())
-        .route("/products", get(products).route_layer(catalogue_cache()))
-        .route(
-            "/products/{id}",
-            get(product).route_layer(catalogue_cache()),
-        )
+        .route("/products", get(products))
+        .route("/products/{id}", get(product))
         .route("/orders", get(orders))
         .route("/orders/n-plus-one", get(orders_n_plus_one))
         .route("/report", get(report_off_executor))
         .route("/report/blocking", get(report_blocking))
-        .route("/slow", get(slow).route_layer(slow_route_guard()))
-        .route("/me", get(me).route_layer(per_user_cache()))
-        .route(
-            "/checkout",
-            get(checkout).route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_store())),
-        )
+        .route("/slow", get(slow))
+        .route("/me", get(me))
+        .route("/checkout", get(checkout))
         .merge(w3c_routes(state.w3c_test_endpoint))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
-
-/// `/slow` holds requests open on purpose, so it gets a tight limit of its own — 8 at once, 16
-/// waiting at most 100 ms, the rest refused with 503 + `Retry-After` — and a 5 s deadline
-/// (`/slow?ms=30000` is cut at 5 s). The rest of the shop keeps answering while it is flooded.
-fn slow_route_guard() -> tower::ServiceBuilder<
-    tower::layer::util::Stack<
-        TimeoutLayer,
-        tower::layer::util::Stack<ConcurrencyLimitLayer, tower::layer::util::Identity>,
-    >,
-> {
-    tower::ServiceBuilder::new()
-        .layer(
-            ConcurrencyLimitLayer::new(8)
-                .with_max_queued(16)
-                .with_max_wait(Duration::from_millis(100)),
-        )
-        .layer(TimeoutLayer::new(SLOW_ROUTE_TIMEOUT))
-}
-
-/// The catalogue changes rarely and is the same for everyone: any cache may keep it a minute
-/// and serve it up to five minutes stale while it revalidates. An unknown product's 404 is
-/// cached 10 s (scanners probing ids then cost one database query per id per 10 s); a request
-/// with `Authorization` gets the private equivalent (the layer's safe default).
-fn catalogue_cache() -> CacheHeadersLayer {
-    CacheHeadersLayer::with_policy(
-        CachePolicy::public(Duration::from_mins(1)).stale_while_revalidate(Duration::from_mins(5)),
-    )
-    .policy_for_status(
-        axum::http::StatusCode::NOT_FOUND,
-        CachePolicy::public(Duration::from_secs(10)),
-    )
-}
-
-/// Per-user data: only the user's own browser may keep it, and must revalidate before each use
-/// (its ETag makes that a cheap 304).
-fn per_user_cache() -> CacheHeadersLayer {
-    CacheHeadersLayer::with_policy(CachePolicy::private(Duration::ZERO).must_revalidate())
-}
-
-/// The deadline of `GET /slow`.
-pub const SLOW_ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))

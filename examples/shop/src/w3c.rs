@@ -69,7 +69,7 @@ pub async fn test(
             .filter(loopback)
             .ok_or_else(|| ApiError::BadRequest(format!("not a loopback URL: {}", call.url)))?;
         let mut headers = reqwest::header::HeaderMap::new();
-        vitals_trace_context::inject(&mut headers);
+        vitals::trace_context::inject(&mut headers);
         client
             .post(url)
             .headers(headers)
