@@ -1,0 +1,124 @@
+//! The whole Vitals stack per request over bare axum, in one run: with no subscriber, with the
+//! logs a service runs (our JSON log layer at INFO through a registry with the query events and
+//! trace ids), and (feature `otlp`) with the OpenTelemetry bridge and the SDK's batch processor.
+//!
+//! `cargo bench -p vitals --bench stack --all-features`; figures in docs/benchmarks.md.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+#[cfg(feature = "telemetry")]
+use tracing_subscriber::{Layer as _, filter::LevelFilter, layer::SubscriberExt};
+use vitals::VitalsLayer;
+use vitals_bench::{Comparison, RESPONSE_JSON};
+
+/// The benchmark's app: one JSON route, like `vitals_bench::BareService`'s answer.
+fn router() -> axum::Router {
+    axum::Router::new().route(
+        "/products/{id}",
+        axum::routing::get(|| async {
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                RESPONSE_JSON,
+            )
+        }),
+    )
+}
+
+/// Bare axum, then axum with the whole stack (defaults: every part on).
+fn compare(c: &mut Criterion, group: &str) {
+    let vitals = router().layer(VitalsLayer::new());
+    Comparison::new(c, group)
+        .service("bare_axum", &router())
+        .service("vitals", &vitals)
+        .finish();
+}
+
+/// What a service's `vitals::telemetry` installs, writing its JSON lines nowhere.
+#[cfg(feature = "telemetry")]
+fn json_logs() -> impl tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync {
+    vitals::queries::query_events()
+        .and_then(vitals::trace_context::logs::TraceIdsLayer)
+        .and_then(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .event_format(vitals::trace_context::logs::JsonFormat)
+                .with_filter(LevelFilter::INFO),
+        )
+}
+
+/// The stack with one part off at a time: what each part costs inside it.
+fn each_part(c: &mut Criterion) {
+    let without = |label: &str, build: fn(vitals::VitalsBuilder) -> vitals::VitalsBuilder| {
+        let Ok(layer) = build(VitalsLayer::builder()).build() else {
+            panic!("{label}: the stack builds");
+        };
+        (label.to_owned(), router().layer(layer))
+    };
+    let variants = [
+        without("without_trace_context", |b| b.without_trace_context()),
+        without("without_timing", |b| b.without_timing()),
+        without("without_latency", |b| b.without_latency()),
+        without("without_limit", |b| b.without_concurrency_limit()),
+        without("without_cache_headers", |b| b.without_cache_headers()),
+        without("without_queries", |b| b.without_queries()),
+        without("all_off", |b| {
+            b.without_trace_context()
+                .without_timing()
+                .without_latency()
+                .without_concurrency_limit()
+                .without_cache_headers()
+                .without_queries()
+        }),
+    ];
+    let mut comparison = Comparison::new(c, "stack_parts")
+        .service("bare_axum", &router())
+        .service("vitals", &router().layer(VitalsLayer::new()));
+    for (label, app) in &variants {
+        comparison = comparison.service(label, app);
+    }
+    comparison.finish();
+}
+
+fn per_request(c: &mut Criterion) {
+    compare(c, "stack_no_subscriber");
+    each_part(c);
+    #[cfg(feature = "telemetry")]
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(json_logs()), || {
+        compare(c, "stack_json_logs");
+    });
+    #[cfg(feature = "otlp")]
+    otel(c);
+}
+
+#[cfg(feature = "otlp")]
+fn otel(c: &mut Criterion) {
+    use opentelemetry::trace::TracerProvider as _;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(Discard)
+        .build();
+    let subscriber = tracing_subscriber::registry().with(json_logs()).with(
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("bench"))
+            .with_filter(LevelFilter::INFO),
+    );
+    tracing::subscriber::with_default(subscriber, || compare(c, "stack_json_logs_otel"));
+    let _ = provider.shutdown();
+}
+
+/// An exporter that drops every batch: the SDK's cost without any I/O.
+#[cfg(feature = "otlp")]
+#[derive(Debug)]
+struct Discard;
+
+#[cfg(feature = "otlp")]
+impl opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        _: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+criterion_group!(benches, per_request);
+criterion_main!(benches);
