@@ -54,12 +54,21 @@ fn each_part(c: &mut Criterion) {
         (label.to_owned(), router().layer(layer))
     };
     let variants = [
-        without("without_trace_context", |b| b.without_trace_context()),
-        without("without_timing", |b| b.without_timing()),
-        without("without_latency", |b| b.without_latency()),
-        without("without_limit", |b| b.without_concurrency_limit()),
-        without("without_cache_headers", |b| b.without_cache_headers()),
-        without("without_queries", |b| b.without_queries()),
+        without(
+            "without_trace_context",
+            vitals::VitalsBuilder::without_trace_context,
+        ),
+        without("without_timing", vitals::VitalsBuilder::without_timing),
+        without("without_latency", vitals::VitalsBuilder::without_latency),
+        without(
+            "without_limit",
+            vitals::VitalsBuilder::without_concurrency_limit,
+        ),
+        without(
+            "without_cache_headers",
+            vitals::VitalsBuilder::without_cache_headers,
+        ),
+        without("without_queries", vitals::VitalsBuilder::without_queries),
         without("all_off", |b| {
             b.without_trace_context()
                 .without_timing()
