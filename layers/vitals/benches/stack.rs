@@ -41,6 +41,7 @@ fn json_logs() -> impl tracing_subscriber::Layer<tracing_subscriber::Registry> +
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::sink)
                 .event_format(vitals::trace_context::logs::JsonFormat)
+                .fmt_fields(vitals::trace_context::logs::SkipSpanFields)
                 .with_filter(LevelFilter::INFO),
         )
 }

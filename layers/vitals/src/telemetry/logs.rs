@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use vitals_trace_context::logs::{JsonFormat, TraceIdsLayer};
+use vitals_trace_context::logs::{JsonFormat, SkipSpanFields, TraceIdsLayer};
 
 use super::{LogFormat, TelemetryError};
 
@@ -47,7 +47,11 @@ pub(super) fn install(
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let installed = match format {
         LogFormat::Json => registry
-            .with(fmt.event_format(JsonFormat).with_filter(filter))
+            .with(
+                fmt.event_format(JsonFormat)
+                    .fmt_fields(SkipSpanFields)
+                    .with_filter(filter),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt.pretty().with_filter(filter)).try_init(),
     };
