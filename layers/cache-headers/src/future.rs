@@ -39,6 +39,9 @@ pub(crate) struct RequestFacts {
     /// The policy a rule chose for this request (the configured one otherwise).
     pub(crate) policy: Option<Rendered>,
     pub(crate) route: Option<RouteLabel>,
+    /// The layer's counters.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<crate::metrics::Handles>,
 }
 
 pin_project! {
@@ -258,7 +261,7 @@ fn tagged<B: Body>(
     let tag = EntityTag::header_for_body(&bytes, encoding);
     head.headers.insert(ETAG, tag);
     #[cfg(feature = "metrics")]
-    crate::metrics::etag_computed(facts.route.as_ref());
+    facts.metrics.etag_computed(facts.route.as_ref());
     finish(head, CacheBody::buffered(bytes, trailers.take()), facts)
 }
 
@@ -410,7 +413,7 @@ fn finish<B: Body>(
         Verdict::Proceed => Response::from_parts(parts, body),
         Verdict::NotModified => {
             #[cfg(feature = "metrics")]
-            crate::metrics::not_modified(facts.route.as_ref());
+            facts.metrics.not_modified(facts.route.as_ref());
             parts.status = StatusCode::NOT_MODIFIED;
             strip_representation(&mut parts.headers, current.etag.is_some());
             Response::from_parts(parts, CacheBody::not_modified())

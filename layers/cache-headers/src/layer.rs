@@ -41,6 +41,8 @@ pub(crate) struct Config {
     pub(crate) handler_wins: bool,
     pub(crate) etag_limit: usize,
     pub(crate) labeler: RouteLabeler,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<crate::metrics::Handles>,
 }
 
 impl Default for Config {
@@ -54,6 +56,8 @@ impl Default for Config {
             handler_wins: true,
             etag_limit: DEFAULT_ETAG_LIMIT,
             labeler: RouteLabeler::new(),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::default(),
         }
     }
 }
@@ -281,6 +285,8 @@ where
             credentials: credentials(headers, &config.private_cookies),
             policy,
             route: route.filter(|_| cfg!(feature = "metrics")),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::clone(&self.config.metrics),
         };
         ResponseFuture::new(self.inner.call(request), Arc::clone(config), facts)
     }

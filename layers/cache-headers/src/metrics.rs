@@ -5,6 +5,8 @@
 //! | `vitals.cache.not_modified` | counter | `http.route` |
 //! | `vitals.cache.etags_computed` | counter | `http.route` |
 
+use metrics::Counter;
+use vitals_core::per_route::PerRoute;
 use vitals_core::route::RouteLabel;
 use vitals_core::semconv::HTTP_ROUTE;
 
@@ -25,17 +27,41 @@ pub fn describe() {
     );
 }
 
-fn route(route: Option<&RouteLabel>) -> String {
-    route.map_or_else(
-        || vitals_core::route::UNMATCHED.to_owned(),
-        |r| r.as_str().to_owned(),
-    )
+fn route_of(route: Option<&RouteLabel>) -> &str {
+    route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str)
 }
 
-pub(crate) fn not_modified(label: Option<&RouteLabel>) {
-    metrics::counter!(NOT_MODIFIED, HTTP_ROUTE => route(label)).increment(1);
+/// A layer's counters per route, resolved at a route's first use (install the recorder before
+/// the first request): a request then costs an atomic add, not label strings and a lookup.
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    routes: PerRoute<RouteCounters>,
 }
 
-pub(crate) fn etag_computed(label: Option<&RouteLabel>) {
-    metrics::counter!(ETAGS_COMPUTED, HTTP_ROUTE => route(label)).increment(1);
+#[derive(Debug)]
+struct RouteCounters {
+    not_modified: Counter,
+    etags_computed: Counter,
+}
+
+impl Handles {
+    fn with(&self, label: Option<&RouteLabel>, count: impl FnOnce(&RouteCounters)) {
+        let route = route_of(label);
+        self.routes.with(
+            route,
+            || RouteCounters {
+                not_modified: metrics::counter!(NOT_MODIFIED, HTTP_ROUTE => route.to_owned()),
+                etags_computed: metrics::counter!(ETAGS_COMPUTED, HTTP_ROUTE => route.to_owned()),
+            },
+            count,
+        );
+    }
+
+    pub(crate) fn not_modified(&self, label: Option<&RouteLabel>) {
+        self.with(label, |c| c.not_modified.increment(1));
+    }
+
+    pub(crate) fn etag_computed(&self, label: Option<&RouteLabel>) {
+        self.with(label, |c| c.etags_computed.increment(1));
+    }
 }

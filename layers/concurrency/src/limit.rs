@@ -73,6 +73,8 @@ struct Limiter {
     adaptive: Option<Mutex<Aimd>>,
     /// The `vitals.limiter` label of the gauges.
     name: &'static str,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Handles,
 }
 
 /// A held permit. Given back when dropped (the response body ended, the request was cancelled,
@@ -133,7 +135,9 @@ impl Drop for Permit {
             .map(|feedback| (Some(feedback.admitted.elapsed()), feedback.epoch));
         self.limiter.give_back(permit, sample);
         #[cfg(feature = "metrics")]
-        crate::metrics::gauges(self.limiter.name, &self.limiter.snapshot());
+        self.limiter
+            .metrics
+            .gauges(self.limiter.name, &self.limiter.snapshot());
     }
 }
 
@@ -209,7 +213,7 @@ impl Limiter {
     fn admitted_after(&self, waited: Duration, route: Option<&RouteLabel>) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        crate::metrics::admitted(self.name, &self.snapshot(), route);
+        self.metrics.admitted(self.name, &self.snapshot(), route);
         #[cfg(not(feature = "metrics"))]
         let _ = route;
         if !waited.is_zero() {
@@ -226,7 +230,7 @@ impl Limiter {
     {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        crate::metrics::rejected(self.name, &self.snapshot(), route);
+        self.metrics.rejected(self.name, &self.snapshot(), route);
         #[cfg(not(feature = "metrics"))]
         let _ = route;
         if let Some(aimd) = &self.adaptive {
@@ -345,6 +349,8 @@ impl ConcurrencyLimitLayer {
                 debt: AtomicUsize::new(0),
                 adaptive: adaptive.map(Mutex::new),
                 name,
+                #[cfg(feature = "metrics")]
+                metrics: crate::metrics::Handles::default(),
             }),
         }
     }
@@ -630,7 +636,7 @@ impl QueueSlot {
             })
             .is_ok();
         #[cfg(feature = "metrics")]
-        crate::metrics::gauges(limiter.name, &limiter.snapshot());
+        limiter.metrics.gauges(limiter.name, &limiter.snapshot());
         taken.then(|| Self {
             limiter: Arc::clone(limiter),
             since: Instant::now(),
@@ -642,7 +648,9 @@ impl Drop for QueueSlot {
     fn drop(&mut self) {
         self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
         #[cfg(feature = "metrics")]
-        crate::metrics::gauges(self.limiter.name, &self.limiter.snapshot());
+        self.limiter
+            .metrics
+            .gauges(self.limiter.name, &self.limiter.snapshot());
     }
 }
 

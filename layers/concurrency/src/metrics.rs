@@ -13,6 +13,10 @@
 //! limiter serves every route (name a limiter with
 //! [`with_name`](crate::ConcurrencyLimitLayer::with_name)).
 
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge};
+use vitals_core::per_route::PerRoute;
 use vitals_core::route::RouteLabel;
 use vitals_core::semconv::HTTP_ROUTE;
 
@@ -44,30 +48,86 @@ pub fn describe() {
     describe_gauge!(LIMIT, "The concurrency limit in force.");
 }
 
-fn route_of(route: Option<&RouteLabel>) -> String {
-    route.map_or_else(
-        || vitals_core::route::UNMATCHED.to_owned(),
-        |r| r.as_str().to_owned(),
-    )
+fn route_of(route: Option<&RouteLabel>) -> &str {
+    route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str)
 }
 
-pub(crate) fn admitted(name: &'static str, snapshot: &LimiterSnapshot, route: Option<&RouteLabel>) {
-    metrics::counter!(ADMITTED, HTTP_ROUTE => route_of(route)).increment(1);
-    gauges(name, snapshot);
+/// A limiter's metric handles, resolved at first use (install the recorder before the first
+/// request): the per-request work is then a few atomic operations, not label strings and
+/// recorder lookups.
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    gauges: OnceLock<Gauges>,
+    routes: PerRoute<RouteCounters>,
 }
 
-pub(crate) fn rejected(name: &'static str, snapshot: &LimiterSnapshot, route: Option<&RouteLabel>) {
-    metrics::counter!(REJECTED, HTTP_ROUTE => route_of(route)).increment(1);
-    gauges(name, snapshot);
+#[derive(Debug)]
+struct Gauges {
+    in_flight: Gauge,
+    queued: Gauge,
+    limit: Gauge,
 }
 
+#[derive(Debug)]
+struct RouteCounters {
+    admitted: Counter,
+    rejected: Counter,
+}
+
+impl RouteCounters {
+    fn of(route: &str) -> Self {
+        Self {
+            admitted: metrics::counter!(ADMITTED, HTTP_ROUTE => route.to_owned()),
+            rejected: metrics::counter!(REJECTED, HTTP_ROUTE => route.to_owned()),
+        }
+    }
+}
+
+impl Handles {
+    pub(crate) fn admitted(
+        &self,
+        name: &'static str,
+        snapshot: &LimiterSnapshot,
+        route: Option<&RouteLabel>,
+    ) {
+        let route = route_of(route);
+        self.routes.with(
+            route,
+            || RouteCounters::of(route),
+            |counters| counters.admitted.increment(1),
+        );
+        self.gauges(name, snapshot);
+    }
+
+    pub(crate) fn rejected(
+        &self,
+        name: &'static str,
+        snapshot: &LimiterSnapshot,
+        route: Option<&RouteLabel>,
+    ) {
+        let route = route_of(route);
+        self.routes.with(
+            route,
+            || RouteCounters::of(route),
+            |counters| counters.rejected.increment(1),
+        );
+        self.gauges(name, snapshot);
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    pub(crate) fn gauges(&self, name: &'static str, snapshot: &LimiterSnapshot) {
+        let gauges = self.gauges.get_or_init(|| Gauges {
+            in_flight: metrics::gauge!(IN_FLIGHT, LIMITER => name),
+            queued: metrics::gauge!(QUEUED, LIMITER => name),
+            limit: metrics::gauge!(LIMIT, LIMITER => name),
+        });
+        gauges.in_flight.set(snapshot.in_flight as f64);
+        gauges.queued.set(snapshot.queued as f64);
+        gauges.limit.set(snapshot.limit as f64);
+    }
+}
+
+/// A timeout answered (rare: resolved per use).
 pub(crate) fn timed_out(route: Option<&RouteLabel>) {
-    metrics::counter!(TIMED_OUT, HTTP_ROUTE => route_of(route)).increment(1);
-}
-
-#[allow(clippy::cast_precision_loss)]
-pub(crate) fn gauges(name: &'static str, snapshot: &LimiterSnapshot) {
-    metrics::gauge!(IN_FLIGHT, LIMITER => name).set(snapshot.in_flight as f64);
-    metrics::gauge!(QUEUED, LIMITER => name).set(snapshot.queued as f64);
-    metrics::gauge!(LIMIT, LIMITER => name).set(snapshot.limit as f64);
+    metrics::counter!(TIMED_OUT, HTTP_ROUTE => route_of(route).to_owned()).increment(1);
 }

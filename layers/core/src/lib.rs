@@ -44,6 +44,7 @@
 pub mod body;
 pub mod identity;
 pub mod outcome;
+pub mod per_route;
 pub mod route;
 pub mod semconv;
 pub mod server_timing;

@@ -33,6 +33,8 @@ pub(crate) struct Config {
     /// Statements a request may make before it is reported (`None`: no budget).
     pub(crate) budget: Option<u64>,
     pub(crate) route_budgets: HashMap<Box<str>, Option<u64>>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<crate::metrics::Handles>,
 }
 
 impl Config {
@@ -67,6 +69,8 @@ impl Default for Config {
             server_timing: true,
             budget: None,
             route_budgets: HashMap::new(),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::default(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! Whatever recorder the application installed receives them (metrics-exporter-prometheus
 //! renders `vitals_queries_per_request` and `vitals_queries_n_plus_one_total`).
 
+use metrics::{Counter, Histogram};
+use vitals_core::per_route::PerRoute;
 use vitals_core::route::RouteLabel;
 use vitals_core::semconv::HTTP_ROUTE;
 
@@ -24,16 +26,48 @@ pub fn describe() {
     metrics::describe_counter!(OVER_BUDGET, "Requests over their query budget.");
 }
 
-pub(crate) fn over_budget(route: &RouteLabel) {
-    metrics::counter!(OVER_BUDGET, HTTP_ROUTE => route.as_str().to_owned()).increment(1);
+/// A layer's handles per route, resolved at a route's first use (install the recorder before
+/// the first request): a request then records without building label strings or looking keys
+/// up in the recorder.
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    routes: PerRoute<RouteHandles>,
 }
 
-pub(crate) fn record(route: &RouteLabel, queries: u64, findings: usize) {
-    let route = route.as_str().to_owned();
-    #[allow(clippy::cast_precision_loss)]
-    metrics::histogram!(QUERIES_PER_REQUEST, HTTP_ROUTE => route.clone()).record(queries as f64);
-    if findings > 0 {
-        metrics::counter!(N_PLUS_ONE_FINDINGS, HTTP_ROUTE => route)
-            .increment(u64::try_from(findings).unwrap_or(u64::MAX));
+#[derive(Debug)]
+struct RouteHandles {
+    per_request: Histogram,
+    n_plus_one: Counter,
+    over_budget: Counter,
+}
+
+impl Handles {
+    fn with(&self, route: &RouteLabel, record: impl FnOnce(&RouteHandles)) {
+        let route = route.as_str();
+        self.routes.with(
+            route,
+            || RouteHandles {
+                per_request: metrics::histogram!(QUERIES_PER_REQUEST, HTTP_ROUTE => route.to_owned()),
+                n_plus_one: metrics::counter!(N_PLUS_ONE_FINDINGS, HTTP_ROUTE => route.to_owned()),
+                over_budget: metrics::counter!(OVER_BUDGET, HTTP_ROUTE => route.to_owned()),
+            },
+            record,
+        );
+    }
+
+    pub(crate) fn record(&self, route: &RouteLabel, queries: u64, findings: usize) {
+        self.with(route, |handles| {
+            #[allow(clippy::cast_precision_loss)]
+            handles.per_request.record(queries as f64);
+            if findings > 0 {
+                handles
+                    .n_plus_one
+                    .increment(u64::try_from(findings).unwrap_or(u64::MAX));
+            }
+        });
+    }
+
+    pub(crate) fn over_budget(&self, route: &RouteLabel) {
+        self.with(route, |handles| handles.over_budget.increment(1));
     }
 }

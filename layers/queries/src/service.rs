@@ -202,7 +202,9 @@ impl State {
             self.over_budget(budget);
         }
         #[cfg(feature = "metrics")]
-        crate::metrics::record(&self.route, self.ledger.count(), findings.len());
+        self.config
+            .metrics
+            .record(&self.route, self.ledger.count(), findings.len());
     }
 
     #[cold]
@@ -219,7 +221,7 @@ impl State {
             "query budget exceeded: {count} statements in one request, budget {budget}"
         );
         #[cfg(feature = "metrics")]
-        crate::metrics::over_budget(&self.route);
+        self.config.metrics.over_budget(&self.route);
     }
 
     #[cold]
