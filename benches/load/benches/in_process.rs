@@ -44,7 +44,7 @@ fn variants(c: &mut Criterion) {
     else {
         panic!("a runtime");
     };
-    let Ok(pool) = runtime.block_on(vitals_load::database()) else {
+    let Ok((pool, _file)) = runtime.block_on(vitals_load::database()) else {
         panic!("the database");
     };
     // axum-prometheus spawns its upkeep task when its layer is built.

@@ -52,13 +52,26 @@ impl FromStr for Variant {
 /// The global concurrency limit of the Vitals and peer variants.
 pub const LIMIT: usize = 1024;
 
-/// An in-memory SQLite database with 100 items.
-pub async fn database() -> Result<SqlitePool, sqlx::Error> {
+/// A SQLite database of 100 items in a fresh file under the temporary directory, in WAL mode
+/// (readers never lock each other out; a shared-cache in-memory database answers concurrent
+/// readers with SQLITE_LOCKED).
+pub async fn database() -> Result<(SqlitePool, TempDatabase), sqlx::Error> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let file = std::env::temp_dir().join(format!(
+        "vitals-load-{}-{}.db",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let file = TempDatabase(file);
+    let options = SqliteConnectOptions::new()
+        .filename(&file.0)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .min_connections(4)
-        // One shared in-memory database for every connection of the pool.
-        .connect("sqlite:file:load?mode=memory&cache=shared")
+        .connect_with(options)
         .await?;
     sqlx::query("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         .execute(&pool)
@@ -70,7 +83,21 @@ pub async fn database() -> Result<SqlitePool, sqlx::Error> {
             .execute(&pool)
             .await?;
     }
-    Ok(pool)
+    Ok((pool, file))
+}
+
+/// The database file (and its WAL files), removed when dropped.
+#[derive(Debug)]
+pub struct TempDatabase(std::path::PathBuf);
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The app's routes, without middleware.

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let otlp = (variant == Variant::VitalsOtlp).then_some("http://127.0.0.1:9");
     let result = runtime.block_on(async {
         let telemetry = vitals_load::install_telemetry(variant, otlp)?;
-        let pool = vitals_load::database().await.map_err(|e| e.to_string())?;
+        let (pool, _file) = vitals_load::database().await.map_err(|e| e.to_string())?;
         let app = vitals_load::app(variant, pool);
         for _ in 0..count {
             let request = Request::get(route.as_str())

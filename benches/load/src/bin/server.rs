@@ -76,7 +76,7 @@ fn main() -> ExitCode {
 
 async fn serve(variant: Variant, args: &Args) -> Result<(), String> {
     let telemetry = vitals_load::install_telemetry(variant, args.otlp.as_deref())?;
-    let pool = vitals_load::database().await.map_err(|e| e.to_string())?;
+    let (pool, _file) = vitals_load::database().await.map_err(|e| e.to_string())?;
     let app = vitals_load::app(variant, pool);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
