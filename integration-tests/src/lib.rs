@@ -79,7 +79,12 @@ impl TestShop {
         let addr = listener.local_addr().expect("local address");
         let router = shop.router();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("serve the shop");
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("serve the shop");
         });
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

@@ -53,6 +53,16 @@ pub struct Config {
     /// (it makes the shop POST to loopback URLs it is given: off by default).
     #[arg(long)]
     pub w3c_test_endpoint: bool,
+
+    /// Drive a mix of the shop's own routes in the background (the N+1 route, the blocking
+    /// report, slow calls, cacheable reads, bursts past `/slow`'s limit), so the dashboard at
+    /// `/_vitals` comes alive within seconds.
+    #[arg(long)]
+    pub demo_traffic: bool,
+
+    /// Also serve the dashboard to non-loopback peers that send `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "TOKEN")]
+    pub dashboard_token: Option<String>,
 }
 
 impl Config {

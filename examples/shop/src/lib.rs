@@ -10,12 +10,14 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let shop = shop::Shop::start(shop::Config::with_defaults()).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, shop.router()).await?;
+//! // The peer address decides who may see the dashboard at /_vitals.
+//! axum::serve(listener, shop.router().into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
 
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod payment;
 pub mod report;
@@ -28,6 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use vitals::cache_headers::{CacheHeadersLayer, CachePolicy};
 use vitals::concurrency::ConcurrencyLimitLayer;
+use vitals::core::findings::Findings;
 use vitals::core::route::RequestHead;
 use vitals::latency::LatencyRegistry;
 use vitals::{RouteSettings, VitalsLayer};
@@ -46,8 +49,14 @@ pub const SLOW_ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// timing in `Server-Timing` with a WARN for requests slower than 1 s (`/slow?ms=1500`) and for
 /// handlers blocking the executor 10 ms in one poll (`/report/blocking`), per-route latency
 /// histograms, the query ledger with N+1 detection, ETags and 304s.
-pub fn vitals_layer(max_concurrency: usize) -> Result<VitalsLayer, vitals::VitalsError> {
+pub fn vitals_layer(
+    max_concurrency: usize,
+    findings: Findings,
+) -> Result<VitalsLayer, vitals::VitalsError> {
     VitalsLayer::builder()
+        // What the dashboard at /_vitals shows: slow requests, N+1 queries, blocking polls,
+        // refusals.
+        .findings(findings)
         // A few hundred requests at once for the whole shop; more wait up to 250 ms, then
         // 503 + Retry-After. Health checks answer even when the shop is saturated.
         .concurrency_limit(
@@ -120,6 +129,8 @@ pub struct Shop {
     limit: ConcurrencyLimitLayer,
     /// What `GET /metrics` renders (the recorder `vitals::telemetry` installed).
     metrics: Option<vitals::telemetry::PrometheusHandle>,
+    /// The live page at `/_vitals`.
+    dashboard: vitals::dashboard::Dashboard,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -164,8 +175,16 @@ impl Shop {
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
         });
-        let vitals = vitals_layer(usize::try_from(config.max_concurrency).unwrap_or(usize::MAX))
-            .map_err(|e| StartError(e.to_string()))?;
+        let vitals = vitals_layer(
+            usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
+            Findings::default(),
+        )
+        .map_err(|e| StartError(e.to_string()))?;
+        let mut dashboard = vitals.dashboard();
+        if let Some(token) = config.dashboard_token {
+            dashboard = dashboard.bearer_token(token);
+        }
+        let dashboard = dashboard.build().map_err(|e| StartError(e.to_string()))?;
         let (Some(latency), Some(limit)) = (
             vitals.latency().cloned(),
             vitals.concurrency_limit().cloned(),
@@ -180,14 +199,24 @@ impl Shop {
             latency,
             limit,
             metrics: vitals::telemetry::prometheus(),
+            dashboard,
             payment_stub,
         })
     }
 
-    /// The shop's router with the Vitals layers, ready to serve.
+    /// The shop's router with the Vitals layers, and the dashboard at `/_vitals` (merged after
+    /// the layers: its own polling is not measured). Serve it with connect info
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`): the dashboard answers loopback
+    /// peers only, unless `--dashboard-token` is given.
     pub fn router(&self) -> Router {
         routes::router(Arc::clone(&self.state), self.metrics.clone(), &self.latency)
             .layer(self.vitals.clone())
+            .merge(self.dashboard.router())
+    }
+
+    /// The dashboard.
+    pub fn dashboard(&self) -> &vitals::dashboard::Dashboard {
+        &self.dashboard
     }
 
     /// The database.

@@ -42,6 +42,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let listen = config.listen;
+    let demo_traffic = config.demo_traffic;
     let database = match Backend::of_url(&config.database_url) {
         Some(Backend::Postgres) => "PostgreSQL",
         _ if config.database_url.contains(":memory:") => "in-memory SQLite",
@@ -65,14 +66,23 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
          curl -s '{url}/slow?ms=1500'\n  \
          curl -s -H 'Authorization: Bearer demo' {url}/me\n  \
          curl -s {url}/checkout\n  \
-         curl -s {url}/metrics | grep http_server\n"
+         curl -s {url}/metrics | grep http_server\n\n\
+         Dashboard: {url}/_vitals   (add --demo-traffic to see it move)\n"
     );
-    axum::serve(listener, shop.router())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await?;
+    if demo_traffic {
+        shop::demo::spawn(url.clone());
+        eprintln!("driving demo traffic: open {url}/_vitals");
+    }
+    axum::serve(
+        listener,
+        shop.router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     shop.db().close().await;
     Ok(())
 }

@@ -143,9 +143,11 @@ impl LayerResponse {
         let mut response =
             Response::new(LimitBody::own(Full::new(B::Data::from(self.body.clone()))));
         *response.status_mut() = self.status;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, self.content_type.clone());
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, self.content_type.clone());
+        // A refusal or a timeout says nothing about the resource: no cache may keep it, even
+        // when the layers that set caching headers sit inside this one.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(hint) = hint {
             hint.mark(&mut response);
         }

@@ -1,5 +1,6 @@
 //! `ConcurrencyLimitLayer`: a shared limit, a bounded queue, and `503` + `Retry-After` beyond.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use tower_service::Service;
+use vitals_core::findings::Findings;
 use vitals_core::outcome::OutcomeHint;
 use vitals_core::route::{RequestHead, RouteLabel, RouteLabeler};
 
@@ -72,9 +74,11 @@ struct Limiter {
     debt: AtomicUsize,
     adaptive: Option<Mutex<Aimd>>,
     /// The `vitals.limiter` label of the gauges.
-    name: &'static str,
+    name: Cow<'static, str>,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::Handles,
+    /// Where refusals are counted per route for a live view, if anywhere.
+    findings: Option<Findings>,
 }
 
 /// A held permit. Given back when dropped (the response body ended, the request was cancelled,
@@ -137,7 +141,7 @@ impl Drop for Permit {
         #[cfg(feature = "metrics")]
         self.limiter
             .metrics
-            .gauges(self.limiter.name, &self.limiter.snapshot());
+            .gauges(&self.limiter.name, &self.limiter.snapshot());
     }
 }
 
@@ -213,7 +217,7 @@ impl Limiter {
     fn admitted_after(&self, waited: Duration, route: Option<&RouteLabel>) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.metrics.admitted(self.name, &self.snapshot(), route);
+        self.metrics.admitted(&self.name, &self.snapshot(), route);
         #[cfg(not(feature = "metrics"))]
         let _ = route;
         if !waited.is_zero() {
@@ -229,8 +233,12 @@ impl Limiter {
         B::Data: From<Bytes>,
     {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        if let Some(findings) = &self.findings {
+            findings
+                .count_rejection(route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str));
+        }
         #[cfg(feature = "metrics")]
-        self.metrics.rejected(self.name, &self.snapshot(), route);
+        self.metrics.rejected(&self.name, &self.snapshot(), route);
         #[cfg(not(feature = "metrics"))]
         let _ = route;
         if let Some(aimd) = &self.adaptive {
@@ -328,6 +336,7 @@ impl ConcurrencyLimitLayer {
             rejection,
             adaptive,
             name,
+            findings,
         } = settings;
         Self {
             classes: Arc::new(Classes::default()),
@@ -351,6 +360,7 @@ impl ConcurrencyLimitLayer {
                 name,
                 #[cfg(feature = "metrics")]
                 metrics: crate::metrics::Handles::default(),
+                findings,
             }),
         }
     }
@@ -366,7 +376,8 @@ impl ConcurrencyLimitLayer {
             retry_after: l.retry_after,
             rejection: l.rejection.clone(),
             adaptive: l.adaptive.as_ref().map(|aimd| lock(aimd).clone()),
-            name: l.name,
+            name: l.name.clone(),
+            findings: l.findings.clone(),
         };
         change(&mut settings);
         Self {
@@ -377,11 +388,11 @@ impl ConcurrencyLimitLayer {
         }
     }
 
-    /// The `vitals.limiter` label of this limiter's gauges (default `"default"`): name a
-    /// route's own limiter after its route.
+    /// The `vitals.limiter` label of this limiter's gauges (default `"default"`; a route's own
+    /// limiter given to [`with_route`](Self::with_route) unnamed is named after its route).
     #[must_use]
     pub fn with_name(self, name: &'static str) -> Self {
-        self.rebuild(|s| s.name = name)
+        self.rebuild(|s| s.name = Cow::Borrowed(name))
     }
 
     /// Requests for which `rule` is true skip the limit entirely: health checks and admin
@@ -454,6 +465,12 @@ impl ConcurrencyLimitLayer {
         self
     }
 
+    /// Counts refusals per route in `findings`, for a live view such as the dashboard.
+    #[must_use]
+    pub fn with_findings(self, findings: Findings) -> Self {
+        self.rebuild(|s| s.findings = Some(findings))
+    }
+
     /// No limit of its own: only the routes given [`with_route`](Self::with_route) are
     /// limited, each by its own limiter; every other request passes straight through.
     pub fn unlimited() -> Self {
@@ -479,6 +496,13 @@ impl ConcurrencyLimitLayer {
     /// ```
     #[must_use]
     pub fn with_route(mut self, route: &str, layer: ConcurrencyLimitLayer) -> Self {
+        // An unnamed route limiter is named after its route, so its gauges are its own.
+        let layer = if layer.limiter.name == DEFAULT_NAME {
+            let name = route.to_owned();
+            layer.rebuild(|s| s.name = Cow::Owned(name))
+        } else {
+            layer
+        };
         Arc::make_mut(&mut self.routes).insert(route.into(), (layer.limiter, layer.classes));
         self
     }
@@ -504,7 +528,8 @@ struct Settings {
     retry_after: Duration,
     rejection: LayerResponse,
     adaptive: Option<Aimd>,
-    name: &'static str,
+    name: Cow<'static, str>,
+    findings: Option<Findings>,
 }
 
 impl Settings {
@@ -516,7 +541,8 @@ impl Settings {
             retry_after: DEFAULT_RETRY_AFTER,
             rejection: default_rejection(),
             adaptive,
-            name: DEFAULT_NAME,
+            name: Cow::Borrowed(DEFAULT_NAME),
+            findings: None,
         }
     }
 }
@@ -571,8 +597,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // The route picks a route's own limiter, and labels the `metrics` output.
-        let route = (cfg!(feature = "metrics") || !self.routes.is_empty())
-            .then(|| self.labeler.label(&request));
+        let route = (cfg!(feature = "metrics")
+            || !self.routes.is_empty()
+            || self.limiter.findings.is_some())
+        .then(|| self.labeler.label(&request));
         let (limiter, classes) = match route
             .as_ref()
             .and_then(|route| self.routes.get(route.as_str()))
@@ -580,7 +608,7 @@ where
             Some((limiter, classes)) => (limiter, classes),
             None => (&self.limiter, &self.classes),
         };
-        let route = route.filter(|_| cfg!(feature = "metrics"));
+        let route = route.filter(|_| cfg!(feature = "metrics") || limiter.findings.is_some());
         let mut low_priority = false;
         if classes.bypass.is_some() || classes.low_priority.is_some() {
             let head = RequestHead::of(&request);
@@ -636,7 +664,7 @@ impl QueueSlot {
             })
             .is_ok();
         #[cfg(feature = "metrics")]
-        limiter.metrics.gauges(limiter.name, &limiter.snapshot());
+        limiter.metrics.gauges(&limiter.name, &limiter.snapshot());
         taken.then(|| Self {
             limiter: Arc::clone(limiter),
             since: Instant::now(),
@@ -650,7 +678,7 @@ impl Drop for QueueSlot {
         #[cfg(feature = "metrics")]
         self.limiter
             .metrics
-            .gauges(self.limiter.name, &self.limiter.snapshot());
+            .gauges(&self.limiter.name, &self.limiter.snapshot());
     }
 }
 

@@ -86,7 +86,7 @@ impl RouteCounters {
 impl Handles {
     pub(crate) fn admitted(
         &self,
-        name: &'static str,
+        name: &str,
         snapshot: &LimiterSnapshot,
         route: Option<&RouteLabel>,
     ) {
@@ -101,7 +101,7 @@ impl Handles {
 
     pub(crate) fn rejected(
         &self,
-        name: &'static str,
+        name: &str,
         snapshot: &LimiterSnapshot,
         route: Option<&RouteLabel>,
     ) {
@@ -115,11 +115,11 @@ impl Handles {
     }
 
     #[allow(clippy::cast_precision_loss)]
-    pub(crate) fn gauges(&self, name: &'static str, snapshot: &LimiterSnapshot) {
+    pub(crate) fn gauges(&self, name: &str, snapshot: &LimiterSnapshot) {
         let gauges = self.gauges.get_or_init(|| Gauges {
-            in_flight: metrics::gauge!(IN_FLIGHT, LIMITER => name),
-            queued: metrics::gauge!(QUEUED, LIMITER => name),
-            limit: metrics::gauge!(LIMIT, LIMITER => name),
+            in_flight: metrics::gauge!(IN_FLIGHT, LIMITER => name.to_owned()),
+            queued: metrics::gauge!(QUEUED, LIMITER => name.to_owned()),
+            limit: metrics::gauge!(LIMIT, LIMITER => name.to_owned()),
         });
         gauges.in_flight.set(snapshot.in_flight as f64);
         gauges.queued.set(snapshot.queued as f64);

@@ -43,6 +43,7 @@ pub struct TimeoutLayer<W = IgnoreRequestBody> {
     timeout: Option<Duration>,
     /// Route templates with a deadline of their own (`None`: none for that route).
     routes: Arc<HashMap<Box<str>, Option<Duration>>>,
+    labeler: RouteLabeler,
     response: LayerResponse,
     body_deadline: bool,
     request_body: W,
@@ -76,6 +77,7 @@ impl TimeoutLayer {
         Self {
             timeout,
             routes: Arc::default(),
+            labeler: RouteLabeler::new(),
             response: LayerResponse::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the request took too long and was stopped",
@@ -96,6 +98,7 @@ impl TimeoutLayer {
         TimeoutLayer {
             timeout: self.timeout,
             routes: self.routes,
+            labeler: self.labeler,
             response: self.response,
             body_deadline: self.body_deadline,
             request_body: WatchRequestBody {
@@ -140,6 +143,14 @@ impl<W> TimeoutLayer<W> {
     #[must_use]
     pub fn with_response(mut self, response: LayerResponse) -> Self {
         self.response = response;
+        self
+    }
+
+    /// How requests get their route label for per-route deadlines and the timed-out counter
+    /// (default: axum's `MatchedPath`, else `unmatched`).
+    #[must_use]
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.labeler = labeler;
         self
     }
 
@@ -188,7 +199,7 @@ impl<S, W> Timeout<S, W> {
         if routes.is_empty() && !cfg!(feature = "metrics") {
             return (None, self.layer.timeout);
         }
-        let route = RouteLabeler::new().label(request);
+        let route = self.layer.labeler.label(request);
         let timeout = routes
             .get(route.as_str())
             .copied()

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod body;
+pub mod findings;
 pub mod identity;
 pub mod outcome;
 pub mod per_route;

@@ -60,6 +60,14 @@ impl<T> PerRoute<T> {
         use_value(map.entry(route.into()).or_insert(value))
     }
 
+    /// Calls `visit` with each route and its value (under the shared lock: keep it short).
+    pub fn for_each(&self, mut visit: impl FnMut(&str, &T)) {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        for (route, value) in map.iter() {
+            visit(route, value);
+        }
+    }
+
     /// How many routes have a value.
     pub fn len(&self) -> usize {
         self.map

@@ -1,4 +1,332 @@
-//! `vitals-dashboard`: A live /_vitals page over the layers' snapshots.
+//! `vitals-dashboard`: a live `/_vitals` page over what the Vitals layers record — every route's
+//! latency, error rate, queries per request and refusals, recent findings (N+1 queries, slow
+//! requests, blocking polls) with their trace ids, and the limiter's state. One self-contained
+//! HTML page (no build step, no CDN) and the JSON behind it.
 //!
-//! Status: planned. This crate is an empty placeholder so the workspace layout is in place;
-//! it will hold a self-contained HTML dashboard and JSON API nested at `/_vitals` that shows each route's latency, error rate, queries per request and limiter state, live.
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use vitals_core::findings::Findings;
+//! use vitals_dashboard::Dashboard;
+//! use vitals_latency::{LatencyLayer, LatencyRegistry};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let latency = LatencyRegistry::new();
+//! let findings = Findings::default(); // give it to the timing, queries and limit layers too
+//! let dashboard = Dashboard::builder()
+//!     .latency(latency.clone())
+//!     .findings(findings)
+//!     .build()?; // starts the history sampler: call it inside the tokio runtime
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(LatencyLayer::new(latency))
+//!     .merge(dashboard.router()); // after `layer`: the page's own polling is not measured
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // The peer address decides access: serve with connect info.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With the `vitals` crate (feature `dashboard`), `VitalsBuilder::findings` hands the sink to
+//! every layer and `VitalsLayer::dashboard()` starts a builder with the stack's registry,
+//! limiter and findings filled in.
+//!
+//! Access: only loopback peers, or requests with `Authorization: Bearer <token>` when a token is
+//! configured, are served; others get `403`. The peer comes from axum's `ConnectInfo`: without
+//! it (served without connect info) only the token lets anyone in.
+
+mod access;
+mod api;
+mod history;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use vitals_concurrency::ConcurrencyLimitLayer;
+use vitals_core::findings::Findings;
+use vitals_latency::LatencyRegistry;
+
+pub use history::{LimiterSample, MAX_ROUTES_PER_SAMPLE, RouteSample, Sample};
+
+use history::History;
+
+/// The page: HTML, CSS and JavaScript in one file, embedded in the binary.
+const PAGE: &str = include_str!("../assets/dashboard.html");
+
+/// How often the history is sampled by default.
+pub const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How much history is kept by default.
+pub const DEFAULT_KEEP: Duration = Duration::from_mins(15);
+
+/// What the dashboard reads.
+#[derive(Debug, Default)]
+pub(crate) struct Sources {
+    pub(crate) latency: Option<LatencyRegistry>,
+    pub(crate) limiter: Option<ConcurrencyLimitLayer>,
+    pub(crate) findings: Option<Findings>,
+}
+
+/// Configures a [`Dashboard`].
+#[derive(Debug)]
+#[must_use]
+pub struct DashboardBuilder {
+    sources: Sources,
+    prefix: String,
+    token: Option<String>,
+    sample_every: Duration,
+    keep: Duration,
+}
+
+impl DashboardBuilder {
+    /// The latency registry to show (the `VitalsLayer`'s, or your `LatencyLayer`'s).
+    pub fn latency(mut self, registry: impl Into<Option<LatencyRegistry>>) -> Self {
+        self.sources.latency = registry.into();
+        self
+    }
+
+    /// The global limiter to show.
+    pub fn limiter(mut self, limit: impl Into<Option<ConcurrencyLimitLayer>>) -> Self {
+        self.sources.limiter = limit.into();
+        self
+    }
+
+    /// The findings the layers push to (give the same `Findings` to the layers, e.g. with
+    /// `VitalsBuilder::findings`).
+    pub fn findings(mut self, findings: impl Into<Option<Findings>>) -> Self {
+        self.sources.findings = findings.into();
+        self
+    }
+
+    /// Where the routes live (default `/_vitals`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Also serve requests carrying `Authorization: Bearer <token>` (from any peer).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sample the history every `every` (default 5 s, at least 100 ms), keeping `keep` of it
+    /// (default 15 minutes).
+    pub fn history(mut self, every: Duration, keep: Duration) -> Self {
+        self.sample_every = every.max(Duration::from_millis(100));
+        self.keep = keep;
+        self
+    }
+
+    /// The dashboard, its history sampler started. Fails outside a tokio runtime, on a prefix
+    /// that is not a path (`/…`, no trailing `/`), and on an empty bearer token.
+    pub fn build(self) -> Result<Dashboard, DashboardError> {
+        if !self.prefix.starts_with('/') || self.prefix.len() < 2 || self.prefix.ends_with('/') {
+            return Err(DashboardError::InvalidPrefix(self.prefix));
+        }
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || HeaderValue::from_str(t).is_err())
+        {
+            return Err(DashboardError::InvalidToken);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(DashboardError::NoRuntime);
+        }
+        let capacity =
+            usize::try_from(self.keep.as_millis() / self.sample_every.as_millis().max(1))
+                .unwrap_or(usize::MAX)
+                .max(1);
+        let history = Arc::new(Mutex::new(History::new(capacity)));
+        let sources = Arc::new(self.sources);
+        let sampler = history::spawn_sampler(&history, Arc::clone(&sources), self.sample_every);
+        Ok(Dashboard {
+            inner: Arc::new(Inner {
+                sources,
+                history,
+                prefix: self.prefix,
+                token: self.token,
+                sample_every: self.sample_every,
+                sampler,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    sources: Arc<Sources>,
+    history: Arc<Mutex<History>>,
+    prefix: String,
+    token: Option<String>,
+    sample_every: Duration,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.sampler.abort();
+    }
+}
+
+/// The live dashboard; see the [crate documentation](crate). Cheap to clone.
+#[derive(Clone)]
+pub struct Dashboard {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("prefix", &self.inner.prefix)
+            .field("sample_every", &self.inner.sample_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dashboard {
+    /// A builder with nothing to show yet, at `/_vitals`, loopback only.
+    pub fn builder() -> DashboardBuilder {
+        DashboardBuilder {
+            sources: Sources::default(),
+            prefix: "/_vitals".to_owned(),
+            token: None,
+            sample_every: DEFAULT_SAMPLE_EVERY,
+            keep: DEFAULT_KEEP,
+        }
+    }
+
+    /// The page and the API under the prefix: `GET {prefix}` and `{prefix}/` (the page),
+    /// `{prefix}/api/summary`, `{prefix}/api/history`, `{prefix}/api/findings`. Merge it into
+    /// your router.
+    pub fn router(&self) -> Router {
+        let prefix = &self.inner.prefix;
+        let page = self.guarded(|_| page());
+        Router::new()
+            .route(prefix, page.clone())
+            .route(&format!("{prefix}/"), page)
+            .route(
+                &format!("{prefix}/api/summary"),
+                self.guarded(|inner| json(&api::summary(&inner.sources))),
+            )
+            .route(
+                &format!("{prefix}/api/history"),
+                self.guarded(|inner| {
+                    let samples = inner
+                        .history
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .samples();
+                    json(&api::history(&samples, inner.sample_every.as_secs_f64()))
+                }),
+            )
+            .route(
+                &format!("{prefix}/api/findings"),
+                self.guarded(|inner| json(&api::findings(&inner.sources))),
+            )
+    }
+
+    /// A `GET` handler answering with `answer`, or `403` to a peer without access.
+    fn guarded(&self, answer: fn(&Inner) -> Response) -> axum::routing::MethodRouter {
+        let inner = Arc::clone(&self.inner);
+        get(move |request: Request| {
+            let inner = Arc::clone(&inner);
+            async move {
+                if !access::allowed(
+                    request.extensions(),
+                    request.headers(),
+                    inner.token.as_deref(),
+                ) {
+                    return forbidden();
+                }
+                answer(&inner)
+            }
+        })
+    }
+
+    /// Takes a history sample now (tests, or a page that wants a fresh point).
+    pub fn sample_now(&self) {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample(&self.inner.sources);
+    }
+
+    /// The history kept, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.inner
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .samples()
+    }
+}
+
+fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+fn json(value: &serde_json::Value) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        r#"{"error":"the dashboard answers loopback peers, or requests with its bearer token"}"#,
+    )
+        .into_response()
+}
+
+/// Why a [`DashboardBuilder`] refused to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DashboardError {
+    /// The history sampler needs a tokio runtime: build inside one.
+    NoRuntime,
+    /// The prefix must be a path like `/_vitals` (leading `/`, no trailing `/`).
+    InvalidPrefix(String),
+    /// The bearer token is empty or not a valid header value.
+    InvalidToken,
+}
+
+impl std::fmt::Display for DashboardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoRuntime => f.write_str(
+                "the dashboard's history sampler needs a tokio runtime: build it inside one",
+            ),
+            Self::InvalidPrefix(prefix) => write!(
+                f,
+                "dashboard prefix {prefix:?} must start with '/' and not end with one"
+            ),
+            Self::InvalidToken => {
+                f.write_str("the dashboard's bearer token is empty or not a header value")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DashboardError {}

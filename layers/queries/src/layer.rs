@@ -35,6 +35,7 @@ pub(crate) struct Config {
     pub(crate) route_budgets: HashMap<Box<str>, Option<u64>>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Arc<crate::metrics::Handles>,
+    pub(crate) findings: Option<vitals_core::findings::Findings>,
 }
 
 impl Config {
@@ -71,6 +72,7 @@ impl Default for Config {
             route_budgets: HashMap::new(),
             #[cfg(feature = "metrics")]
             metrics: Arc::default(),
+            findings: None,
         }
     }
 }
@@ -125,7 +127,8 @@ impl QueryTrackingLayer {
 
     /// A request that makes more than `max_queries` statements is reported: one WARN event
     /// (route, count, budget, trace id) and, with `metrics`, the `vitals.queries.over_budget`
-    /// counter. Off by default. In tests, [`testing`](crate::testing) fails instead.
+    /// counter. Off by default. It reports, never fails a request; in tests, the `testing`
+    /// feature's assertions fail the test instead.
     #[must_use]
     pub fn with_query_budget(mut self, max_queries: u64) -> Self {
         self.config().budget = Some(max_queries);
@@ -142,6 +145,14 @@ impl QueryTrackingLayer {
         self.config()
             .route_budgets
             .insert(route.into(), max_queries.into());
+        self
+    }
+
+    /// Pushes N+1 findings to `findings` and counts each route's requests and statements
+    /// there (queries per request), for a live view such as the dashboard.
+    #[must_use]
+    pub fn with_findings(mut self, findings: vitals_core::findings::Findings) -> Self {
+        self.config().findings = Some(findings);
         self
     }
 

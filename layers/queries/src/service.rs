@@ -15,6 +15,7 @@ use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 use vitals_core::body::EitherBody;
+use vitals_core::findings::Finding;
 use vitals_core::identity::{RequestIdentity, TraceId};
 use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::{Metric, ServerTiming};
@@ -195,6 +196,18 @@ impl State {
         let findings = self.ledger.findings(&self.config.rule);
         for finding in &findings {
             self.log(finding);
+        }
+        if let Some(sink) = &self.config.findings {
+            sink.count_queries(self.route.as_str(), self.ledger.count());
+            for finding in &findings {
+                sink.push(Finding::NPlusOne {
+                    route: self.route.as_str().to_owned(),
+                    fingerprint: finding.fingerprint.to_string(),
+                    count: finding.count,
+                    total_ms: (finding.total.as_secs_f64() * 1e6).round() / 1e3,
+                    trace_id: self.trace_id.map(|id| id.to_string()),
+                });
+            }
         }
         if let Some(budget) = self.config.budget_for(&self.route)
             && self.ledger.count() > budget

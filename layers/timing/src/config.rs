@@ -148,6 +148,7 @@ pub(crate) struct Config {
     pub(crate) slow: Threshold,
     pub(crate) completion_events: Option<Sampler>,
     pub(crate) on_finish: Option<OnFinish>,
+    pub(crate) findings: Option<vitals_core::findings::Findings>,
 }
 
 impl Default for Config {
@@ -160,6 +161,7 @@ impl Default for Config {
             slow: Threshold::new(DEFAULT_SLOW_THRESHOLD),
             completion_events: None,
             on_finish: None,
+            findings: None,
         }
     }
 }
@@ -177,6 +179,7 @@ impl fmt::Debug for Config {
                 &self.completion_events.as_ref().map(Sampler::rate),
             )
             .field("on_finish", &self.on_finish.is_some())
+            .field("findings", &self.findings)
             .finish()
     }
 }

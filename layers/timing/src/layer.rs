@@ -109,6 +109,14 @@ impl RequestTimingLayer {
         self.config().on_finish = Some(Arc::new(hook));
         self
     }
+
+    /// Pushes slow requests (with their `Server-Timing` breakdown and trace id) and blocking
+    /// polls to `findings`, for a live view such as the dashboard.
+    #[must_use]
+    pub fn with_findings(mut self, findings: vitals_core::findings::Findings) -> Self {
+        self.config().findings = Some(findings);
+        self
+    }
 }
 
 impl<S> Layer<S> for RequestTimingLayer {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use vitals_core::findings::{Finding, Findings};
 use vitals_core::identity::{RequestId, RequestIdentity, TraceId};
 use vitals_core::outcome::{GrpcStatus, Outcome};
 use vitals_core::route::RouteLabel;
@@ -62,6 +63,9 @@ fn millis(duration: Duration) -> f64 {
 pub(crate) fn finish(config: &Config, report: &TimingReport<'_>) {
     if report.blocked_executor() {
         warn_blocking(report);
+        if let Some(findings) = &config.findings {
+            push_blocking(findings, report);
+        }
     }
     let slow = config
         .slow
@@ -69,6 +73,9 @@ pub(crate) fn finish(config: &Config, report: &TimingReport<'_>) {
         .filter(|threshold| report.total >= *threshold);
     if let Some(threshold) = slow {
         warn_slow(report, threshold);
+        if let Some(findings) = &config.findings {
+            push_slow(findings, report);
+        }
     }
     if config
         .completion_events
@@ -182,6 +189,33 @@ fn info_finished(report: &TimingReport<'_>) {
 }
 
 /// The collector's metrics as one `Server-Timing` value, for a log field.
+fn trace_id(report: &TimingReport<'_>) -> Option<String> {
+    report
+        .identity
+        .and_then(|i| i.trace_id)
+        .map(|id| id.to_string())
+}
+
+#[cold]
+fn push_blocking(findings: &Findings, report: &TimingReport<'_>) {
+    findings.push(Finding::Blocking {
+        route: report.route.as_str().to_owned(),
+        longest_poll_ms: report.longest_poll.map_or(0.0, millis),
+        trace_id: trace_id(report),
+    });
+}
+
+#[cold]
+fn push_slow(findings: &Findings, report: &TimingReport<'_>) {
+    findings.push(Finding::Slow {
+        route: report.route.as_str().to_owned(),
+        status: report.status.map(|s| s.as_u16()),
+        total_ms: millis(report.total),
+        server_timing: rendered(report.server_timing),
+        trace_id: trace_id(report),
+    });
+}
+
 fn rendered(timing: Option<&ServerTiming>) -> Option<String> {
     let value = timing?.render()?;
     value.to_str().ok().map(str::to_owned)

@@ -27,7 +27,8 @@
 //! Each layer crate is re-exported under a feature of the same name (all on by default):
 //! [`timing`], [`queries`], [`latency`], [`trace_context`], [`cache_headers`],
 //! [`concurrency`]; [`core`] always. Feature `telemetry` (default) adds [`telemetry`];
-//! `otlp` adds OTLP span export to it.
+//! `otlp` adds OTLP span export to it; `dashboard` adds the live `/_vitals` page
+//! (`dashboard`, and [`VitalsLayer::dashboard`]).
 
 pub use vitals_core as core;
 
@@ -35,6 +36,8 @@ pub use vitals_core as core;
 pub use vitals_cache_headers as cache_headers;
 #[cfg(feature = "concurrency")]
 pub use vitals_concurrency as concurrency;
+#[cfg(feature = "dashboard")]
+pub use vitals_dashboard as dashboard;
 #[cfg(feature = "latency")]
 pub use vitals_latency as latency;
 #[cfg(feature = "queries")]

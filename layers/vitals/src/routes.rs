@@ -63,7 +63,8 @@ impl RouteSettings {
     }
 
     /// The policy for the route's successful responses; everything else (authorization
-    /// safety, error responses, ETags) follows the stack's cache settings.
+    /// safety, error responses, ETags) follows the stack's cache settings — including a
+    /// `policy_by` rule there, which still decides first when it returns a policy.
     #[cfg(feature = "cache-headers")]
     #[must_use]
     pub fn cache(mut self, policy: CachePolicy) -> Self {

@@ -18,6 +18,8 @@ use vitals_timing::RequestTimingLayer;
 #[cfg(feature = "trace-context")]
 use vitals_trace_context::TraceContextLayer;
 
+use vitals_core::findings::Findings;
+
 use crate::routes::RouteSettings;
 #[allow(unused_imports)] // Unused when every layer feature is off.
 use crate::toggle::Toggle;
@@ -100,6 +102,7 @@ pub struct VitalsLayer {
     latency: Option<LatencyRegistry>,
     #[cfg(feature = "concurrency")]
     limit: Option<ConcurrencyLimitLayer>,
+    findings: Option<Findings>,
 }
 
 impl VitalsLayer {
@@ -128,6 +131,21 @@ impl VitalsLayer {
     #[cfg(feature = "concurrency")]
     pub fn concurrency_limit(&self) -> Option<&ConcurrencyLimitLayer> {
         self.limit.as_ref()
+    }
+
+    /// The findings sink the parts push to, when one was given.
+    pub fn findings(&self) -> Option<&Findings> {
+        self.findings.as_ref()
+    }
+
+    /// A dashboard builder showing this stack: its latency registry, global limiter and
+    /// findings (see [`VitalsBuilder::findings`]).
+    #[cfg(feature = "dashboard")]
+    pub fn dashboard(&self) -> vitals_dashboard::DashboardBuilder {
+        vitals_dashboard::Dashboard::builder()
+            .latency(self.latency.clone())
+            .limiter(self.limit.clone())
+            .findings(self.findings.clone())
     }
 }
 
@@ -168,6 +186,7 @@ pub struct VitalsBuilder {
     #[cfg(feature = "queries")]
     queries: Option<QueryTrackingLayer>,
     routes: Vec<(String, RouteSettings)>,
+    findings: Option<Findings>,
 }
 
 impl VitalsBuilder {
@@ -188,7 +207,16 @@ impl VitalsBuilder {
             #[cfg(feature = "queries")]
             queries: Some(QueryTrackingLayer::new()),
             routes: Vec::new(),
+            findings: None,
         }
+    }
+
+    /// Where the parts report what they notice, for a live view (the dashboard): timing its
+    /// slow requests and blocking polls, queries its N+1 findings and queries per request, the
+    /// limits (the global one and each route's) their refusals per route.
+    pub fn findings(mut self, findings: Findings) -> Self {
+        self.findings = Some(findings);
+        self
     }
 
     /// The trace-context layer (default: [`TraceContextLayer::new`]).
@@ -298,6 +326,9 @@ impl VitalsBuilder {
     /// The stack. Fails on a route template that is not one (empty, no leading `/`), on one
     /// declared twice, and on a route setting for a part that is switched off.
     pub fn build(mut self) -> Result<VitalsLayer, VitalsError> {
+        if let Some(findings) = self.findings.clone() {
+            self.report_to(&findings);
+        }
         let mut seen = HashSet::new();
         for (route, settings) in std::mem::take(&mut self.routes) {
             if !route.starts_with('/') {
@@ -313,8 +344,32 @@ impl VitalsBuilder {
             latency: self.latency.as_ref().map(|l| l.registry().clone()),
             #[cfg(feature = "concurrency")]
             limit: self.limit.clone(),
+            findings: self.findings.clone(),
             parts: self.into_parts(),
         })
+    }
+
+    /// Hands `findings` to the parts that report to it.
+    #[allow(unused_variables)] // Every reporting part may be compiled out.
+    fn report_to(&mut self, findings: &Findings) {
+        #[cfg(feature = "timing")]
+        {
+            self.timing = self
+                .timing
+                .take()
+                .map(|l| l.with_findings(findings.clone()));
+        }
+        #[cfg(feature = "queries")]
+        {
+            self.queries = self
+                .queries
+                .take()
+                .map(|l| l.with_findings(findings.clone()));
+        }
+        #[cfg(feature = "concurrency")]
+        {
+            self.limit = self.limit.take().map(|l| l.with_findings(findings.clone()));
+        }
     }
 
     /// Hands one route's settings to the parts that read them.
@@ -339,11 +394,14 @@ impl VitalsBuilder {
         }
         #[cfg(feature = "concurrency")]
         {
-            if let Some(limit) = settings.limit {
+            if let Some(mut limit) = settings.limit {
                 let global = self
                     .limit
                     .take()
                     .ok_or_else(|| off("limit", "concurrency limit"))?;
+                if let Some(findings) = &self.findings {
+                    limit = limit.with_findings(findings.clone());
+                }
                 self.limit = Some(global.with_route(route, limit));
             }
             if let Some(timeout) = settings.timeout {

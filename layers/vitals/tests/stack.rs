@@ -217,3 +217,67 @@ fn bad_route_tables_are_refused_with_a_reason() {
     );
     let _ = TimeoutLayer::per_route();
 }
+
+#[tokio::test]
+async fn every_part_reports_to_the_findings() {
+    use vitals::core::findings::{Finding, Findings};
+
+    let findings = Findings::default();
+    let vitals = VitalsLayer::builder()
+        .findings(findings.clone())
+        .route(
+            "/slow",
+            RouteSettings::new()
+                .slow_threshold(Duration::from_millis(1))
+                .limit(ConcurrencyLimitLayer::new(1).with_max_queued(0)),
+        )
+        .build()
+        .unwrap();
+    assert!(vitals.findings().is_some());
+    let app = Router::new()
+        .route(
+            "/orders",
+            get(|| async {
+                for id in 0..6 {
+                    vitals::queries::record(
+                        &format!("SELECT * FROM customers WHERE id = {id}"),
+                        Duration::from_millis(1),
+                    );
+                }
+                "orders"
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                "late"
+            }),
+        )
+        .layer(vitals.clone());
+
+    finish(send(&app, "/orders").await).await;
+    let held = send(&app, "/slow").await;
+    let refused = send(&app, "/slow").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    finish(refused).await;
+    finish(held).await;
+
+    let kinds: Vec<&str> = findings.recent().iter().map(|r| r.finding.kind()).collect();
+    assert!(kinds.contains(&"n_plus_one"), "{kinds:?}");
+    assert!(kinds.contains(&"slow"), "{kinds:?}");
+    let n_plus_one = findings
+        .recent()
+        .into_iter()
+        .find_map(|r| match r.finding {
+            Finding::NPlusOne { count, route, .. } => Some((route, count)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(n_plus_one, ("/orders".to_owned(), 6));
+    let totals = findings.route_totals();
+    let orders = totals.iter().find(|t| t.route == "/orders").unwrap();
+    assert_eq!((orders.requests, orders.queries), (1, 6));
+    let slow = totals.iter().find(|t| t.route == "/slow").unwrap();
+    assert_eq!(slow.rejected, 1, "the route's own limiter reports too");
+}

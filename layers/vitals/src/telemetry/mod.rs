@@ -61,6 +61,20 @@ pub struct TelemetryBuilder {
     prometheus: bool,
 }
 
+/// OpenTelemetry's convention for a service that did not name itself:
+/// `unknown_service:<executable name>`.
+fn default_service_name() -> String {
+    let executable = std::env::current_exe().ok().and_then(|path| {
+        path.file_stem()
+            .and_then(|stem| stem.to_str())
+            .map(str::to_owned)
+    });
+    match executable {
+        Some(name) if !name.is_empty() => format!("unknown_service:{name}"),
+        _ => "unknown_service".to_owned(),
+    }
+}
+
 /// [`builder`] with its defaults, installed.
 pub fn init() -> Result<Telemetry, TelemetryError> {
     builder().install()
@@ -70,10 +84,7 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
 /// from the environment, and a Prometheus recorder.
 pub fn builder() -> TelemetryBuilder {
     TelemetryBuilder {
-        service_name: std::env::var("CARGO_PKG_NAME")
-            .ok()
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "unknown_service".to_owned()),
+        service_name: default_service_name(),
         log_format: None,
         logs: true,
         filter: DEFAULT_FILTER.to_owned(),
@@ -84,7 +95,8 @@ pub fn builder() -> TelemetryBuilder {
 }
 
 impl TelemetryBuilder {
-    /// The `service.name` of exported spans (`OTEL_SERVICE_NAME` wins when set).
+    /// The `service.name` of exported spans (`OTEL_SERVICE_NAME` wins when set; default
+    /// `unknown_service:<executable>`, so name it: `.service_name(env!("CARGO_PKG_NAME"))`).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = name.into();
         self
@@ -129,17 +141,20 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The OTLP endpoint in force: the builder's, else the environment's, if not blank.
-    fn endpoint(&self) -> Option<String> {
-        self.otlp_endpoint
-            .clone()
-            .or_else(|| {
-                self.otlp_from_env
-                    .then(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
-                    .flatten()
-            })
-            .map(|url| url.trim().to_owned())
-            .filter(|url| !url.is_empty())
+    /// The OTLP endpoint in force — the builder's, else the environment's, if not blank — and
+    /// whether it came from the environment.
+    fn endpoint(&self) -> Option<(String, bool)> {
+        let given = self.otlp_endpoint.clone().map(|url| (url, false));
+        let from_env = || {
+            self.otlp_from_env
+                .then(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+                .flatten()
+                .map(|url| (url, true))
+        };
+        given
+            .or_else(from_env)
+            .map(|(url, env)| (url.trim().to_owned(), env))
+            .filter(|(url, _)| !url.is_empty())
     }
 
     /// Installs everything. Keep the returned [`Telemetry`] alive; dropping it flushes.
@@ -148,32 +163,43 @@ impl TelemetryBuilder {
         if INSTALLED.swap(true, Ordering::AcqRel) {
             return Err(TelemetryError::AlreadyInstalled);
         }
-        let installed = self.install_once();
-        if installed.is_err() {
+        let mut nothing_installed = true;
+        let installed = self.install_once(&mut nothing_installed);
+        if installed.is_err() && nothing_installed {
             // Nothing of ours is in place: a corrected second call may succeed.
             INSTALLED.store(false, Ordering::Release);
         }
         installed
     }
 
-    fn install_once(self) -> Result<Telemetry, TelemetryError> {
+    fn install_once(self, nothing_installed: &mut bool) -> Result<Telemetry, TelemetryError> {
         let endpoint = self.endpoint();
         #[cfg(feature = "otlp")]
         let traces = endpoint
-            .as_deref()
-            .map(|endpoint| otlp::tracer_provider(endpoint, &self.service_name))
+            .as_ref()
+            .map(|(endpoint, _)| otlp::tracer_provider(endpoint, &self.service_name))
             .transpose()?;
+        // Without the feature: an endpoint the code asked for is an error; one the platform put
+        // in the environment (collectors inject it everywhere) is a warning, once logs work.
         #[cfg(not(feature = "otlp"))]
-        if let Some(endpoint) = &endpoint {
-            return Err(TelemetryError::Otlp(format!(
-                "an OTLP endpoint is set ({endpoint}) but vitals was built without the `otlp` feature"
-            )));
-        }
-        let recorder = if self.prometheus {
-            Some(prometheus::recorder()?)
+        let _ = &self.service_name;
+        #[cfg(not(feature = "otlp"))]
+        let unexported = match &endpoint {
+            Some((endpoint, false)) => {
+                return Err(TelemetryError::Otlp(format!(
+                    "an OTLP endpoint is set ({endpoint}) but vitals was built without the `otlp` feature"
+                )));
+            }
+            Some((endpoint, true)) => Some(endpoint.clone()),
+            None => None,
+        };
+        // The recorder first: if another one is installed, nothing of ours is in place yet.
+        let prometheus = if self.prometheus {
+            Some(prometheus::install(prometheus::recorder()?)?)
         } else {
             None
         };
+        *nothing_installed = prometheus.is_none();
         let format = self
             .log_format
             .unwrap_or(if std::io::stdout().is_terminal() {
@@ -187,13 +213,17 @@ impl TelemetryBuilder {
             #[cfg(feature = "otlp")]
             traces.as_ref(),
         )?;
-        // Installed last: a recorder cannot be taken back, so only once the rest is in place.
-        let prometheus = match recorder {
-            Some(recorder) => Some(prometheus::install(recorder)?),
-            None => None,
-        };
-        if let Some(endpoint) = &endpoint {
+        #[cfg(feature = "otlp")]
+        if let Some((endpoint, _)) = &endpoint {
             tracing::info!(endpoint, "exporting request spans by OTLP");
+        }
+        #[cfg(not(feature = "otlp"))]
+        if let Some(endpoint) = unexported {
+            tracing::warn!(
+                endpoint,
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set, but vitals was built without the `otlp` \
+                 feature: request spans are not exported"
+            );
         }
         Ok(Telemetry {
             prometheus,

@@ -1,0 +1,310 @@
+//! `Findings`: what the layers noticed lately — slow requests, N+1 queries, blocking polls,
+//! limiter refusals — kept for a live view (the dashboard) in a bounded ring.
+//!
+//! Nothing here runs unless a layer is given a `Findings` (`with_findings`): a layer without
+//! one does no extra work per request. Pushing takes one short lock (findings are rare: a slow
+//! request, an N+1); refusals and query counts, which may come at every request, are atomic
+//! counters per route instead.
+//!
+//! ```
+//! use vitals_core::findings::{Finding, Findings};
+//!
+//! let findings = Findings::new(100);
+//! findings.push(Finding::Blocking {
+//!     route: "/report".into(),
+//!     longest_poll_ms: 120.0,
+//!     trace_id: None,
+//! });
+//! assert_eq!(findings.recent().len(), 1);
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::per_route::PerRoute;
+
+/// The ring's size when none is given.
+pub const DEFAULT_CAPACITY: usize = 500;
+
+/// One thing worth a look.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Finding {
+    /// A request that took longer than its slow threshold.
+    Slow {
+        /// Route template.
+        route: String,
+        /// Response status, if there was a response.
+        status: Option<u16>,
+        /// To the last byte of the body.
+        total_ms: f64,
+        /// The request's `Server-Timing` line (`db;dur=…, total;dur=…`), when it had one.
+        server_timing: Option<String>,
+        /// The trace id, when the trace-context layer ran.
+        trace_id: Option<String>,
+    },
+    /// The same statement shape repeated within one request.
+    NPlusOne {
+        /// Route template.
+        route: String,
+        /// The statement's fingerprint.
+        fingerprint: String,
+        /// How many times it ran.
+        count: u64,
+        /// Their total time.
+        total_ms: f64,
+        /// The trace id, when the trace-context layer ran.
+        trace_id: Option<String>,
+    },
+    /// A single poll of a handler that held the executor past the blocking threshold.
+    Blocking {
+        /// Route template.
+        route: String,
+        /// The longest poll.
+        longest_poll_ms: f64,
+        /// The trace id, when the trace-context layer ran.
+        trace_id: Option<String>,
+    },
+}
+
+impl Finding {
+    /// `"slow"`, `"n_plus_one"` or `"blocking"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Slow { .. } => "slow",
+            Self::NPlusOne { .. } => "n_plus_one",
+            Self::Blocking { .. } => "blocking",
+        }
+    }
+
+    /// The route template it was found on.
+    pub fn route(&self) -> &str {
+        match self {
+            Self::Slow { route, .. }
+            | Self::NPlusOne { route, .. }
+            | Self::Blocking { route, .. } => route,
+        }
+    }
+}
+
+/// A finding and when it was pushed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded {
+    /// Milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The finding.
+    pub finding: Finding,
+}
+
+/// Per-route counters the layers keep when given a `Findings`.
+#[derive(Debug, Default)]
+struct RouteCounters {
+    /// Requests the queries layer finished.
+    requests: AtomicU64,
+    /// Statements those requests made.
+    queries: AtomicU64,
+    /// Requests a limiter refused.
+    rejected: AtomicU64,
+}
+
+/// Per-route totals, see [`Findings::route_totals`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTotals {
+    /// Route template.
+    pub route: String,
+    /// Requests the queries layer finished on it.
+    pub requests: u64,
+    /// Statements those requests made.
+    pub queries: u64,
+    /// Requests a limiter refused on it.
+    pub rejected: u64,
+}
+
+struct Inner {
+    ring: Mutex<VecDeque<Recorded>>,
+    capacity: usize,
+    pushed: AtomicU64,
+    routes: PerRoute<RouteCounters>,
+}
+
+/// The recent-findings sink; cheap to clone (clones share it). See the [module
+/// documentation](self).
+#[derive(Clone)]
+pub struct Findings {
+    inner: Arc<Inner>,
+}
+
+impl Findings {
+    /// Keeps the latest `capacity` findings (at least 1); older ones are dropped.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                ring: Mutex::new(VecDeque::with_capacity(capacity)),
+                capacity,
+                pushed: AtomicU64::new(0),
+                routes: PerRoute::new(),
+            }),
+        }
+    }
+
+    /// Records `finding`, dropping the oldest when the ring is full.
+    pub fn push(&self, finding: Finding) {
+        let at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut ring = self
+            .inner
+            .ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if ring.len() == self.inner.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(Recorded {
+            at_unix_ms,
+            finding,
+        });
+        self.inner.pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The findings kept, newest first.
+    pub fn recent(&self) -> Vec<Recorded> {
+        let ring = self
+            .inner
+            .ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ring.iter().rev().cloned().collect()
+    }
+
+    /// Findings pushed since the start, dropped ones included.
+    pub fn pushed(&self) -> u64 {
+        self.inner.pushed.load(Ordering::Relaxed)
+    }
+
+    /// The ring's size.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// One request on `route` finished with `queries` statements (the queries layer).
+    pub fn count_queries(&self, route: &str, queries: u64) {
+        self.inner
+            .routes
+            .with(route, RouteCounters::default, |counters| {
+                counters.requests.fetch_add(1, Ordering::Relaxed);
+                counters.queries.fetch_add(queries, Ordering::Relaxed);
+            });
+    }
+
+    /// A limiter refused one request on `route`.
+    pub fn count_rejection(&self, route: &str) {
+        self.inner
+            .routes
+            .with(route, RouteCounters::default, |counters| {
+                counters.rejected.fetch_add(1, Ordering::Relaxed);
+            });
+    }
+
+    /// The per-route counters since the start, sorted by route.
+    pub fn route_totals(&self) -> Vec<RouteTotals> {
+        let mut totals = Vec::new();
+        self.inner.routes.for_each(|route, counters| {
+            totals.push(RouteTotals {
+                route: route.to_owned(),
+                requests: counters.requests.load(Ordering::Relaxed),
+                queries: counters.queries.load(Ordering::Relaxed),
+                rejected: counters.rejected.load(Ordering::Relaxed),
+            });
+        });
+        totals.sort_by(|a, b| a.route.cmp(&b.route));
+        totals
+    }
+}
+
+impl Default for Findings {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl fmt::Debug for Findings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Findings")
+            .field("capacity", &self.inner.capacity)
+            .field("pushed", &self.pushed())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocking(n: u64) -> Finding {
+        Finding::Blocking {
+            route: format!("/r{n}"),
+            #[allow(clippy::cast_precision_loss)]
+            longest_poll_ms: n as f64,
+            trace_id: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_drops_the_oldest() {
+        let findings = Findings::new(3);
+        for n in 0..5 {
+            findings.push(blocking(n));
+        }
+        let recent = findings.recent();
+        let routes: Vec<&str> = recent.iter().map(|r| r.finding.route()).collect();
+        assert_eq!(routes, ["/r4", "/r3", "/r2"], "newest first, two dropped");
+        assert_eq!(findings.pushed(), 5);
+        assert!(recent[0].at_unix_ms > 1_600_000_000_000);
+    }
+
+    #[test]
+    fn concurrent_pushes_lose_nothing_until_full() {
+        let findings = Findings::new(8 * 500);
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let findings = findings.clone();
+                scope.spawn(move || {
+                    for n in 0..500 {
+                        findings.push(blocking(thread * 1_000 + n));
+                        findings.count_rejection("/slow");
+                        findings.count_queries("/orders", 2);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            findings.recent().len(),
+            4_000,
+            "nothing lost below capacity"
+        );
+        assert_eq!(findings.pushed(), 4_000);
+        let totals = findings.route_totals();
+        assert_eq!(
+            totals,
+            [
+                RouteTotals {
+                    route: "/orders".into(),
+                    requests: 4_000,
+                    queries: 8_000,
+                    rejected: 0
+                },
+                RouteTotals {
+                    route: "/slow".into(),
+                    requests: 0,
+                    queries: 0,
+                    rejected: 4_000
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The dashboard over real TCP: the page and each JSON endpoint, fed by real layers; access
+//! control by peer and bearer token; the history sampler.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vitals_concurrency::ConcurrencyLimitLayer;
+use vitals_core::findings::{Finding, Findings};
+use vitals_dashboard::{Dashboard, DashboardError};
+use vitals_latency::{LatencyLayer, LatencyRegistry};
+
+/// Minimal HTTP/1.1 GET over TCP: (status, body).
+async fn get_raw(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n{extra}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A de-chunked body (axum answers fixed-length here, but be safe).
+fn json(body: &str) -> Value {
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+struct Served {
+    addr: SocketAddr,
+    dashboard: Dashboard,
+    findings: Findings,
+    limit: ConcurrencyLimitLayer,
+}
+
+async fn serve(token: Option<&str>) -> Served {
+    let latency = LatencyRegistry::new();
+    let findings = Findings::new(50);
+    let limit = ConcurrencyLimitLayer::new(1)
+        .with_max_queued(0)
+        .with_findings(findings.clone());
+    let mut builder = Dashboard::builder()
+        .latency(latency.clone())
+        .limiter(limit.clone())
+        .findings(findings.clone())
+        .history(Duration::from_hours(1), Duration::from_hours(10));
+    if let Some(token) = token {
+        builder = builder.bearer_token(token);
+    }
+    let dashboard = builder.build().unwrap();
+    let app = Router::new()
+        .route("/products/{id}", get(|| async { "product" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "slow"
+            }),
+        )
+        .layer(limit.clone())
+        .layer(LatencyLayer::new(latency))
+        .merge(dashboard.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Served {
+        addr,
+        dashboard,
+        findings,
+        limit,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_the_json_reflect_what_the_layers_recorded() {
+    let served = serve(None).await;
+    let addr = served.addr;
+    for id in 1..=5 {
+        assert_eq!(get_raw(addr, &format!("/products/{id}"), "").await.0, 200);
+    }
+    // One request holds the only permit; a second is refused.
+    let held = tokio::spawn(async move { get_raw(addr, "/slow", "").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get_raw(addr, "/slow", "").await.0, 503);
+    assert_eq!(held.await.unwrap().0, 200);
+    served.findings.push(Finding::NPlusOne {
+        route: "/orders".into(),
+        fingerprint: "SELECT * FROM customers WHERE id = ?".into(),
+        count: 240,
+        total_ms: 12.5,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+    });
+    served.findings.count_queries("/products/{id}", 1);
+    served.findings.count_queries("/products/{id}", 3);
+
+    for path in ["/_vitals", "/_vitals/"] {
+        let (status, body) = get_raw(addr, path, "").await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains("<title>Vitals</title>"), "{path}");
+        for external in ["src=", "href=", "@import", "url("] {
+            assert!(
+                !body.contains(external),
+                "{path}: nothing loaded from elsewhere"
+            );
+        }
+    }
+
+    let (status, body) = get_raw(addr, "/_vitals/api/summary", "").await;
+    assert_eq!(status, 200);
+    let summary = json(&body);
+    let routes = summary["routes"].as_array().unwrap();
+    let product = routes
+        .iter()
+        .find(|r| r["route"] == "/products/{id}")
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(product["requests"], 5);
+    assert!(product["p99_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(product["queries_per_request"], 2.0);
+    let slow = routes.iter().find(|r| r["route"] == "/slow").unwrap();
+    assert_eq!(slow["rejected"], 1);
+    assert_eq!(summary["limiter"]["limit"], 1);
+    assert_eq!(summary["limiter"]["rejected"], 1);
+    assert!(
+        routes.iter().all(|r| r["route"] != "/_vitals/api/summary"),
+        "the dashboard's own requests are not measured"
+    );
+
+    let (status, body) = get_raw(addr, "/_vitals/api/findings", "").await;
+    assert_eq!(status, 200);
+    let findings = json(&body);
+    assert_eq!(findings["findings"][0]["kind"], "n_plus_one");
+    assert_eq!(findings["findings"][0]["count"], 240);
+    assert_eq!(
+        findings["findings"][0]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(findings["rejections"][0]["route"], "/slow");
+    assert_eq!(findings["rejections"][0]["rejected"], 1);
+
+    served.dashboard.sample_now();
+    let (status, body) = get_raw(addr, "/_vitals/api/history", "").await;
+    assert_eq!(status, 200);
+    let history = json(&body);
+    assert_eq!(history["interval_s"], 3600.0);
+    let samples = history["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 1);
+    let product_sample = samples[0]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/products/{id}")
+        .unwrap();
+    assert!(product_sample["requests_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(product_sample["queries_per_request"], 2.0);
+    assert_eq!(samples[0]["limiter"]["limit"], 1);
+    drop(served.limit);
+}
+
+#[tokio::test]
+async fn the_sampler_keeps_a_bounded_history() {
+    let latency = LatencyRegistry::new();
+    let dashboard = Dashboard::builder()
+        .latency(latency)
+        .history(Duration::from_millis(100), Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        dashboard.sample_now();
+    }
+    assert_eq!(dashboard.history().len(), 3, "keep / every samples at most");
+    let before = dashboard.history().last().unwrap().at_unix_ms;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        dashboard.history().last().unwrap().at_unix_ms > before,
+        "the background sampler added samples"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_loopback_peers_or_the_token_get_in() {
+    let served = serve(Some("s3cret")).await;
+    // Loopback: in, with or without the token.
+    assert_eq!(
+        get_raw(served.addr, "/_vitals/api/summary", "").await.0,
+        200
+    );
+
+    // The same dashboard behind a server that knows no peer address (no connect info): only
+    // the token opens it.
+    let dashboard = Dashboard::builder().bearer_token("s3cret").build().unwrap();
+    let app = dashboard.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    assert_eq!(get_raw(addr, "/_vitals/api/summary", "").await.0, 403);
+    assert_eq!(
+        get_raw(addr, "/_vitals", "authorization: Bearer wrong\r\n")
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        get_raw(addr, "/_vitals", "authorization: Bearer s3cret\r\n")
+            .await
+            .0,
+        200
+    );
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    assert_eq!(
+        Dashboard::builder().build().unwrap_err(),
+        DashboardError::NoRuntime
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for prefix in ["", "/", "vitals", "/vitals/"] {
+            assert!(matches!(
+                Dashboard::builder().prefix(prefix).build(),
+                Err(DashboardError::InvalidPrefix(_))
+            ));
+        }
+        assert_eq!(
+            Dashboard::builder().bearer_token("").build().unwrap_err(),
+            DashboardError::InvalidToken
+        );
+    });
+}
