@@ -1,6 +1,6 @@
 //! Local quantiles over a sliding window, per series.
 
-use crate::histogram::quantile;
+use crate::histogram::quantiles;
 use crate::window::{Window, WindowCounts};
 
 /// The quantiles over one window, per series; see [`LatencyRegistry::snapshot`].
@@ -72,9 +72,9 @@ impl SeriesSnapshot {
         let ms = |nanos: u64| significant(nanos as f64 / 1e6, 5);
         // A bucket's midpoint may lie above the largest sample in it: never report more than
         // the exact maximum.
-        let at = |q: f64| {
-            quantile(&counts.buckets, counts.count, q).map(|n| ms(n.min(counts.max_nanos)))
-        };
+        let [p50, p90, p95, p99, p999] =
+            quantiles(&counts.buckets, counts.count, [0.5, 0.9, 0.95, 0.99, 0.999])
+                .map(|q| q.map(|n| ms(n.min(counts.max_nanos))));
         Some(Self {
             method: method.to_owned(),
             route: route.to_owned(),
@@ -87,11 +87,11 @@ impl SeriesSnapshot {
             } else {
                 round(counts.errors as f64 / counts.count as f64, 4)
             },
-            p50_ms: at(0.5),
-            p90_ms: at(0.9),
-            p95_ms: at(0.95),
-            p99_ms: at(0.99),
-            p999_ms: at(0.999),
+            p50_ms: p50,
+            p90_ms: p90,
+            p95_ms: p95,
+            p99_ms: p99,
+            p999_ms: p999,
             max_ms: (counts.count > 0).then(|| ms(counts.max_nanos)),
         })
     }
