@@ -1,0 +1,73 @@
+//! The shop's dashboard over real TCP: the page, and the JSON showing the shop's own routes,
+//! its N+1 route's finding with a trace id, and the limiter.
+
+use serde_json::Value;
+use vitals_integration_tests::TestShop;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_dashboard_shows_its_routes_and_the_n_plus_one() {
+    let shop = TestShop::start_sqlite().await;
+    for path in [
+        "/products/1",
+        "/products/2",
+        "/orders",
+        "/orders/n-plus-one",
+    ] {
+        let response = shop.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.expect("a body");
+    }
+    let page = shop.get("/_vitals").await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("<title>Vitals</title>")
+    );
+
+    let summary: Value = shop.get_json("/_vitals/api/summary", 200).await;
+    let routes = summary["routes"].as_array().expect("routes");
+    let route = |name: &str| {
+        routes
+            .iter()
+            .find(|r| r["route"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {summary}"))
+    };
+    assert_eq!(
+        route("/products/{id}")["requests"],
+        2,
+        "one series for every id"
+    );
+    let naive = route("/orders/n-plus-one")["queries_per_request"]
+        .as_f64()
+        .expect("queries per request");
+    assert!(naive > 240.0, "{naive}");
+    assert!(
+        route("/orders")["queries_per_request"]
+            .as_f64()
+            .expect("a number")
+            <= 3.0
+    );
+    assert_eq!(summary["limiter"]["limit"], 512);
+
+    let findings: Value = shop.get_json("/_vitals/api/findings", 200).await;
+    let n_plus_one = findings["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "n_plus_one")
+        .unwrap_or_else(|| panic!("no N+1 finding in {findings}"));
+    assert_eq!(n_plus_one["route"], "/orders/n-plus-one");
+    assert_eq!(n_plus_one["count"], 240);
+    assert_eq!(
+        n_plus_one["fingerprint"],
+        "SELECT id, name, email FROM customers WHERE id = ?"
+    );
+    assert_eq!(
+        n_plus_one["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{n_plus_one}"
+    );
+    shop.shutdown().await;
+}
