@@ -71,6 +71,7 @@ pub(crate) fn rank(q: f64, count: u64) -> u64 {
 }
 
 /// The value of quantile `q` from bucket counts, by nearest rank; `None` without samples.
+#[cfg(test)] // The reference the one-pass `quantiles` is tested against.
 pub(crate) fn quantile(counts: &[u64], total: u64, q: f64) -> Option<u64> {
     if total == 0 {
         return None;
