@@ -467,8 +467,32 @@ impl ConcurrencyLimitLayer {
 
     /// Counts refusals per route in `findings`, for a live view such as the dashboard.
     #[must_use]
+    ///
+    /// Route limiters already given to [`with_route`](Self::with_route) without findings of
+    /// their own report there too.
     pub fn with_findings(self, findings: Findings) -> Self {
-        self.rebuild(|s| s.findings = Some(findings))
+        let routes: RouteLimits = self
+            .routes
+            .iter()
+            .map(|(route, (limiter, classes))| {
+                let part = if limiter.findings.is_some() {
+                    (Arc::clone(limiter), Arc::clone(classes))
+                } else {
+                    let own = Self {
+                        limiter: Arc::clone(limiter),
+                        classes: Arc::clone(classes),
+                        labeler: self.labeler.clone(),
+                        routes: Arc::default(),
+                    }
+                    .rebuild(|s| s.findings = Some(findings.clone()));
+                    (own.limiter, own.classes)
+                };
+                (route.clone(), part)
+            })
+            .collect();
+        let mut layer = self.rebuild(|s| s.findings = Some(findings));
+        layer.routes = Arc::new(routes);
+        layer
     }
 
     /// No limit of its own: only the routes given [`with_route`](Self::with_route) are

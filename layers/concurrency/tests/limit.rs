@@ -690,3 +690,34 @@ async fn timeouts_are_set_per_route() {
         assert_eq!(send(app, path).await.status(), status, "{path}");
     }
 }
+
+#[tokio::test]
+async fn refusals_are_counted_per_route_in_the_findings_route_limiters_included() {
+    use vitals_core::findings::Findings;
+
+    let findings = Findings::default();
+    // Route limit attached first, findings given after: the route limiter reports too.
+    let limit = ConcurrencyLimitLayer::new(1)
+        .with_max_queued(0)
+        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0))
+        .with_findings(findings.clone());
+    let app = Router::new()
+        .route("/", get(|| async { "page" }))
+        .route("/slow", get(|| async { "slow" }))
+        .layer(limit.clone());
+    for path in ["/", "/slow"] {
+        let held = send(&app, path).await;
+        assert_eq!(
+            send(&app, path).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        read_body(held).await;
+    }
+    let totals = findings.route_totals();
+    let rejected: Vec<(&str, u64)> = totals
+        .iter()
+        .map(|t| (t.route.as_str(), t.rejected))
+        .collect();
+    assert_eq!(rejected, [("/", 1), ("/slow", 1)]);
+    assert_eq!(limit.route_snapshot("/slow").unwrap().rejected, 1);
+}

@@ -30,7 +30,7 @@ pub(crate) fn summary(sources: &Sources) -> Value {
     let mut routes: Vec<Value> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     if let Some(latency) = &sources.latency {
-        for series in latency.snapshot_by_route(Window::OneMinute).series {
+        for series in latency.snapshot_by_route_only(Window::OneMinute).series {
             let route_totals = totals.get(&series.route);
             seen.insert(series.route.clone());
             routes.push(json!({

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vitals_latency::Window;
 
@@ -19,7 +19,7 @@ pub struct RouteSample {
     pub route: String,
     /// Finished requests per second since the previous sample.
     pub requests_per_s: f64,
-    /// Share of those that failed (5xx, refusals, timeouts, broken bodies).
+    /// Share of those answered with a 5xx status (refusals and timeouts included).
     pub error_rate: f64,
     /// Quantiles over the last minute (`None` with no request in it).
     pub p50_ms: Option<f64>,
@@ -74,7 +74,7 @@ pub(crate) struct History {
     capacity: usize,
     previous: HashMap<String, Totals>,
     previous_limiter_rejected: Option<u64>,
-    previous_at: Option<SystemTime>,
+    previous_at: Instant,
 }
 
 impl History {
@@ -84,8 +84,16 @@ impl History {
             capacity: capacity.max(1),
             previous: HashMap::new(),
             previous_limiter_rejected: None,
-            previous_at: Some(SystemTime::now()),
+            previous_at: Instant::now(),
         }
+    }
+
+    /// Takes the counters as they are now as the starting point, without a sample: the first
+    /// sample's rates then cover its own interval, not everything since the process started.
+    pub(crate) fn baseline(&mut self, sources: &Sources) {
+        self.previous = totals(sources);
+        self.previous_limiter_rejected = sources.limiter.as_ref().map(|l| l.snapshot().rejected);
+        self.previous_at = Instant::now();
     }
 
     pub(crate) fn samples(&self) -> Vec<Sample> {
@@ -94,13 +102,10 @@ impl History {
 
     /// Takes one sample of `sources` now.
     pub(crate) fn sample(&mut self, sources: &Sources) {
+        // Rates over the monotonic clock: a wall-clock step cannot distort them.
+        let elapsed = self.previous_at.elapsed().as_secs_f64();
+        self.previous_at = Instant::now();
         let now = SystemTime::now();
-        let elapsed = self
-            .previous_at
-            .and_then(|at| now.duration_since(at).ok())
-            .unwrap_or(Duration::ZERO)
-            .as_secs_f64();
-        self.previous_at = Some(now);
 
         let totals = totals(sources);
         let quantiles = quantiles(sources);
@@ -207,7 +212,7 @@ fn quantiles(sources: &Sources) -> HashMap<String, Quantiles> {
         .as_ref()
         .map(|latency| {
             latency
-                .snapshot_by_route(Window::OneMinute)
+                .snapshot_by_route_only(Window::OneMinute)
                 .series
                 .into_iter()
                 .map(|s| (s.route, (s.p50_ms, s.p95_ms, s.p99_ms)))

@@ -32,7 +32,9 @@
 //!
 //! Access: only loopback peers, or requests with `Authorization: Bearer <token>` when a token is
 //! configured, are served; others get `403`. The peer comes from axum's `ConnectInfo`: without
-//! it (served without connect info) only the token lets anyone in.
+//! it (served without connect info) only the token lets anyone in. Behind a reverse proxy on
+//! the same host every request comes from loopback: use
+//! [`token_only`](DashboardBuilder::token_only) there.
 
 mod access;
 mod api;
@@ -77,6 +79,7 @@ pub struct DashboardBuilder {
     sources: Sources,
     prefix: String,
     token: Option<String>,
+    trust_loopback: bool,
     sample_every: Duration,
     keep: Duration,
 }
@@ -107,9 +110,18 @@ impl DashboardBuilder {
         self
     }
 
-    /// Also serve requests carrying `Authorization: Bearer <token>` (from any peer).
+    /// Also serve requests carrying `Authorization: Bearer <token>` (from any peer). A browser
+    /// does not send such a header by itself: reach the page through a proxy that adds it, or
+    /// an SSH tunnel to a loopback port.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Serve only requests with the bearer token, whatever their peer. Use it behind a reverse
+    /// proxy on the same host: every proxied request comes from loopback.
+    pub fn token_only(mut self) -> Self {
+        self.trust_loopback = false;
         self
     }
 
@@ -141,8 +153,10 @@ impl DashboardBuilder {
             usize::try_from(self.keep.as_millis() / self.sample_every.as_millis().max(1))
                 .unwrap_or(usize::MAX)
                 .max(1);
-        let history = Arc::new(Mutex::new(History::new(capacity)));
         let sources = Arc::new(self.sources);
+        let mut history = History::new(capacity);
+        history.baseline(&sources);
+        let history = Arc::new(Mutex::new(history));
         let sampler = history::spawn_sampler(&history, Arc::clone(&sources), self.sample_every);
         Ok(Dashboard {
             inner: Arc::new(Inner {
@@ -150,6 +164,7 @@ impl DashboardBuilder {
                 history,
                 prefix: self.prefix,
                 token: self.token,
+                trust_loopback: self.trust_loopback,
                 sample_every: self.sample_every,
                 sampler,
             }),
@@ -162,6 +177,7 @@ struct Inner {
     history: Arc<Mutex<History>>,
     prefix: String,
     token: Option<String>,
+    trust_loopback: bool,
     sample_every: Duration,
     sampler: tokio::task::JoinHandle<()>,
 }
@@ -194,6 +210,7 @@ impl Dashboard {
             sources: Sources::default(),
             prefix: "/_vitals".to_owned(),
             token: None,
+            trust_loopback: true,
             sample_every: DEFAULT_SAMPLE_EVERY,
             keep: DEFAULT_KEEP,
         }
@@ -239,6 +256,7 @@ impl Dashboard {
                     request.extensions(),
                     request.headers(),
                     inner.token.as_deref(),
+                    inner.trust_loopback,
                 ) {
                     return forbidden();
                 }

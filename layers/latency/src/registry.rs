@@ -176,6 +176,17 @@ impl fmt::Debug for LatencyRegistry {
     }
 }
 
+/// How a snapshot groups series.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    /// One row per series (route, method, status).
+    Series,
+    /// One row per route and method.
+    RouteAndMethod,
+    /// One row per route.
+    Route,
+}
+
 impl LatencyRegistry {
     /// A registry with the defaults: 2,000 series at most, OpenTelemetry's duration buckets.
     pub fn new() -> Self {
@@ -449,37 +460,29 @@ impl LatencyRegistry {
 
     /// Local quantiles per series (route, method, status) over `window`.
     pub fn snapshot(&self, window: Window) -> Snapshot {
-        self.snapshot_grouped(window, false)
+        self.snapshot_grouped(window, Grouping::Series)
     }
 
     /// Local quantiles per route and method, all statuses merged (`status` is `None`): the
     /// error rate then says which share of a route's requests failed.
     pub fn snapshot_by_route(&self, window: Window) -> Snapshot {
-        self.snapshot_grouped(window, true)
+        self.snapshot_grouped(window, Grouping::RouteAndMethod)
     }
 
-    fn snapshot_grouped(&self, window: Window, by_route: bool) -> Snapshot {
+    /// Local quantiles per route, all methods and statuses merged (`method` is `"*"`, `status`
+    /// is `None`): one row per route, as a dashboard shows it.
+    pub fn snapshot_by_route_only(&self, window: Window) -> Snapshot {
+        self.snapshot_grouped(window, Grouping::Route)
+    }
+
+    fn snapshot_grouped(&self, window: Window, grouping: Grouping) -> Snapshot {
         let now = Instant::now();
         let epoch = self.epoch(now);
         let seconds = self.window_seconds(now, epoch, window);
         let map = self.inner.series.load_full();
         let all = map.values().chain(std::iter::once(&self.inner.overflow));
         let mut series = Vec::new();
-        if by_route {
-            let mut groups: hashbrown::HashMap<(&str, &str), WindowCounts> =
-                hashbrown::HashMap::new();
-            for one in all {
-                let counts = groups
-                    .entry((one.key.method, &one.key.route))
-                    .or_insert_with(WindowCounts::new);
-                one.window(epoch, window, counts);
-            }
-            for ((method, route), counts) in groups {
-                series.extend(SeriesSnapshot::from_counts(
-                    method, route, None, &counts, seconds,
-                ));
-            }
-        } else {
+        if grouping == Grouping::Series {
             let mut counts = WindowCounts::new();
             for one in all {
                 counts.clear();
@@ -490,6 +493,25 @@ impl LatencyRegistry {
                     (one.key.status != 0).then_some(one.key.status),
                     &counts,
                     seconds,
+                ));
+            }
+        } else {
+            let mut groups: hashbrown::HashMap<(&str, &str), WindowCounts> =
+                hashbrown::HashMap::new();
+            for one in all {
+                let method = if grouping == Grouping::Route {
+                    "*"
+                } else {
+                    one.key.method
+                };
+                let counts = groups
+                    .entry((method, &one.key.route))
+                    .or_insert_with(WindowCounts::new);
+                one.window(epoch, window, counts);
+            }
+            for ((method, route), counts) in groups {
+                series.extend(SeriesSnapshot::from_counts(
+                    method, route, None, &counts, seconds,
                 ));
             }
         }

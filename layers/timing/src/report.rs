@@ -188,7 +188,7 @@ fn info_finished(report: &TimingReport<'_>) {
     );
 }
 
-/// The collector's metrics as one `Server-Timing` value, for a log field.
+/// The request's trace id, as text.
 fn trace_id(report: &TimingReport<'_>) -> Option<String> {
     report
         .identity
@@ -216,6 +216,7 @@ fn push_slow(findings: &Findings, report: &TimingReport<'_>) {
     });
 }
 
+/// The collector's metrics as one `Server-Timing` value, for a log field.
 fn rendered(timing: Option<&ServerTiming>) -> Option<String> {
     let value = timing?.render()?;
     value.to_str().ok().map(str::to_owned)

@@ -13,10 +13,9 @@ use super::{LogFormat, TelemetryError};
 /// keeps the non-blocking writer running.
 pub(super) fn install(
     format: Option<LogFormat>,
-    default_filter: &str,
+    (filter, filter_error): (EnvFilter, Option<String>),
     #[cfg(feature = "otlp")] traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Option<WorkerGuard>, TelemetryError> {
-    let (filter, filter_error) = filter(default_filter)?;
     #[cfg(feature = "otlp")]
     let otel = traces.map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
@@ -64,7 +63,7 @@ pub(super) fn install(
 
 /// `RUST_LOG`, else the default; an invalid `RUST_LOG` falls back to the default and is
 /// reported once logging works. An invalid default is an error.
-fn filter(default: &str) -> Result<(EnvFilter, Option<String>), TelemetryError> {
+pub(super) fn filter(default: &str) -> Result<(EnvFilter, Option<String>), TelemetryError> {
     let fallback = || {
         EnvFilter::try_new(default).map_err(|e| {
             TelemetryError::Subscriber(format!("invalid default filter {default:?}: {e}"))

@@ -193,7 +193,11 @@ impl TelemetryBuilder {
             Some((endpoint, true)) => Some(endpoint.clone()),
             None => None,
         };
+        // Everything that can be refused before anything is installed.
+        let filter = logs::filter(&self.filter)?;
         // The recorder first: if another one is installed, nothing of ours is in place yet.
+        // After it, only the subscriber can still fail (another one is installed); then the
+        // recorder stays, and a second call says `AlreadyInstalled`.
         let prometheus = if self.prometheus {
             Some(prometheus::install(prometheus::recorder()?)?)
         } else {
@@ -209,7 +213,7 @@ impl TelemetryBuilder {
             });
         let logs = logs::install(
             self.logs.then_some(format),
-            &self.filter,
+            filter,
             #[cfg(feature = "otlp")]
             traces.as_ref(),
         )?;
