@@ -1,5 +1,6 @@
 //! What the dashboard costs: per request, the findings counters the queries layer feeds (the
-//! only per-request work when mounted); per call, `/api/summary` over 500 routes.
+//! only per-request work when mounted); per call, `/api/summary` over 500 routes, and the
+//! latency snapshot inside it.
 //!
 //! `cargo bench -p vitals-dashboard --bench dashboard`; figures in docs/benchmarks.md.
 
@@ -59,5 +60,20 @@ fn summary_of_500_routes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_request, summary_of_500_routes);
+criterion_group!(benches, per_request, summary_of_500_routes, snapshot_only);
 criterion_main!(benches);
+
+/// The latency registry's part of the summary: the one-minute snapshot of 500 routes.
+fn snapshot_only(c: &mut Criterion) {
+    let latency = vitals_latency::LatencyRegistry::new();
+    for route in 0..500 {
+        let route = format!("/route/{route}");
+        let handle = latency.series(&route, &http::Method::GET, http::StatusCode::OK);
+        for ms in 1..50 {
+            handle.record(std::time::Duration::from_millis(ms), false);
+        }
+    }
+    c.bench_function("dashboard/snapshot_500_routes", |b| {
+        b.iter(|| black_box(latency.snapshot_by_route_only(vitals_latency::Window::OneMinute)));
+    });
+}

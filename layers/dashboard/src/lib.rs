@@ -227,7 +227,7 @@ impl Dashboard {
             .route(&format!("{prefix}/"), page)
             .route(
                 &format!("{prefix}/api/summary"),
-                self.guarded(|inner| json(&api::summary(&inner.sources))),
+                self.guarded(|inner| json_text(api::summary(&inner.sources))),
             )
             .route(
                 &format!("{prefix}/api/history"),
@@ -296,12 +296,16 @@ fn page() -> Response {
 }
 
 fn json(value: &serde_json::Value) -> Response {
+    json_text(value.to_string())
+}
+
+fn json_text(text: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        value.to_string(),
+        text,
     )
         .into_response()
 }
