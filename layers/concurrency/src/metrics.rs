@@ -90,12 +90,7 @@ impl Handles {
         snapshot: &LimiterSnapshot,
         route: Option<&RouteLabel>,
     ) {
-        let route = route_of(route);
-        self.routes.with(
-            route,
-            || RouteCounters::of(route),
-            |counters| counters.admitted.increment(1),
-        );
+        self.count(route, |counters| &counters.admitted);
         self.gauges(name, snapshot);
     }
 
@@ -105,13 +100,18 @@ impl Handles {
         snapshot: &LimiterSnapshot,
         route: Option<&RouteLabel>,
     ) {
+        self.count(route, |counters| &counters.rejected);
+        self.gauges(name, snapshot);
+    }
+
+    /// One more on `route`'s counter that `which` picks.
+    fn count(&self, route: Option<&RouteLabel>, which: fn(&RouteCounters) -> &Counter) {
         let route = route_of(route);
         self.routes.with(
             route,
             || RouteCounters::of(route),
-            |counters| counters.rejected.increment(1),
+            |counters| which(counters).increment(1),
         );
-        self.gauges(name, snapshot);
     }
 
     #[allow(clippy::cast_precision_loss)]
