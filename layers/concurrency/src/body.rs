@@ -15,13 +15,19 @@ use vitals_core::outcome::OutcomeHint;
 use crate::limit::Permit;
 
 /// Releases a permit when the body ends: the last byte was produced, the body failed, or the
-/// client went away.
+/// client went away. Only the first is a completed request whose latency may feed an adaptive
+/// limit; the others give the permit back without a sample.
 #[derive(Debug)]
 pub(crate) struct ReleaseOnEnd(pub(crate) Option<Permit>);
 
 impl BodyObserver for ReleaseOnEnd {
-    fn on_end(mut self, _: BodyEnd) {
-        drop(self.0.take());
+    fn on_end(mut self, end: BodyEnd) {
+        if let Some(permit) = self.0.take() {
+            match end {
+                BodyEnd::Completed => permit.completed(),
+                BodyEnd::Errored | BodyEnd::Dropped => drop(permit),
+            }
+        }
     }
 }
 

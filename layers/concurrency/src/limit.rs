@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::header::RETRY_AFTER;
@@ -15,13 +15,15 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+// tokio's clock: the real one in production, a paused one in simulations and tests.
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 use vitals_core::findings::Findings;
 use vitals_core::outcome::OutcomeHint;
 use vitals_core::route::{RequestHead, RouteLabel, RouteLabeler};
 
-use crate::adaptive::{AdaptiveLimit, Aimd};
+use crate::adaptive::{AdaptiveLimit, Aimd, Signal};
 use crate::body::{LayerResponse, LimitBody};
 
 /// The default name of a limiter (its gauges' `vitals.limiter` label).
@@ -82,7 +84,9 @@ struct Limiter {
 }
 
 /// A held permit. Given back when dropped (the response body ended, the request was cancelled,
-/// the handler panicked); with an adaptive limit it reports the request's latency first.
+/// the handler panicked). With an adaptive limit, only [`completed`](Self::completed) reports
+/// the request's latency first, and only for a representative request (see
+/// [`crate::adaptive`]): a permit merely dropped says nothing about how long the work takes.
 #[derive(Debug)]
 pub(crate) struct Permit {
     held: Option<OwnedSemaphorePermit>,
@@ -123,25 +127,45 @@ impl Permit {
     /// The request timed out inside: a congestion signal rather than a latency.
     pub(crate) fn timed_out(&mut self) {
         if let Some(feedback) = self.feedback.take() {
-            self.limiter.feedback(None, feedback.epoch);
+            self.limiter.feedback(Signal::TimedOut, feedback.epoch);
         }
     }
-}
 
-impl Drop for Permit {
-    fn drop(&mut self) {
-        let Some(permit) = self.held.take() else {
-            return;
-        };
+    /// The answer is not representative of the work the limit protects (not a `2xx` of the
+    /// handler's): its latency is no sample, however its body ends.
+    pub(crate) fn unrepresentative(&mut self) {
+        self.feedback = None;
+    }
+
+    /// The response body produced its last byte: the time since admission is a latency sample
+    /// (unless the answer was unrepresentative or timed out), then the permit goes back.
+    pub(crate) fn completed(mut self) {
         let sample = self
             .feedback
             .take()
-            .map(|feedback| (Some(feedback.admitted.elapsed()), feedback.epoch));
+            .map(|feedback| (Signal::Latency(feedback.admitted.elapsed()), feedback.epoch));
+        self.release(sample);
+    }
+
+    fn release(&mut self, sample: Option<(Signal, u64)>) {
+        let Some(permit) = self.held.take() else {
+            return;
+        };
         self.limiter.give_back(permit, sample);
         #[cfg(feature = "metrics")]
         self.limiter
             .metrics
             .gauges(&self.limiter.name, &self.limiter.snapshot());
+    }
+}
+
+impl Drop for Permit {
+    /// A permit dropped without [`completed`](Permit::completed) — the request cancelled, the
+    /// body dropped before its end or failed, the handler failed or panicked — goes back
+    /// without a sample: a client that hung up after a microsecond must not teach the adaptive
+    /// limit that requests take a microsecond.
+    fn drop(&mut self) {
+        self.release(None);
     }
 }
 
@@ -152,23 +176,23 @@ fn lock(aimd: &Mutex<Aimd>) -> std::sync::MutexGuard<'_, Aimd> {
 
 impl Limiter {
     /// Feeds the adaptive limit and resizes the semaphore to what it answers.
-    fn feedback(&self, latency: Option<Duration>, epoch: u64) {
+    fn feedback(&self, signal: Signal, epoch: u64) {
         let Some(aimd) = &self.adaptive else { return };
-        self.resize(&mut lock(aimd), latency, epoch);
+        self.resize(&mut lock(aimd), signal, epoch);
     }
 
     /// Returns a permit. With an adaptive limit that went down while permits were out, the
     /// permit pays that debt (it is forgotten) instead of freeing a slot. Resizing and paying
     /// happen under one lock: a permit released between another thread's debt check and its
     /// shrink would otherwise leave the books one permit over the limit.
-    fn give_back(&self, permit: OwnedSemaphorePermit, sample: Option<(Option<Duration>, u64)>) {
+    fn give_back(&self, permit: OwnedSemaphorePermit, sample: Option<(Signal, u64)>) {
         let Some(aimd) = &self.adaptive else {
             drop(permit);
             return;
         };
         let mut aimd = lock(aimd);
-        if let Some((latency, epoch)) = sample {
-            self.resize(&mut aimd, latency, epoch);
+        if let Some((signal, epoch)) = sample {
+            self.resize(&mut aimd, signal, epoch);
         }
         let debt = self.debt.load(Ordering::Acquire);
         if debt > 0 {
@@ -181,8 +205,8 @@ impl Limiter {
 
     /// Asks the adaptive limit for its answer to one sample and moves the semaphore to it.
     /// Callers hold the adaptive lock, so `current` and `debt` only change under it.
-    fn resize(&self, aimd: &mut Aimd, latency: Option<Duration>, epoch: u64) {
-        let wanted = aimd.on_sample(latency, epoch);
+    fn resize(&self, aimd: &mut Aimd, signal: Signal, epoch: u64) {
+        let wanted = aimd.on_sample(signal, epoch);
         let current = self.current.load(Ordering::Acquire);
         if wanted > current {
             // Cancel debt first: those permits were never forgotten.
@@ -227,6 +251,11 @@ impl Limiter {
     }
 
     /// The refusal: 503, `Retry-After` spread over [base, 2 × base] whole seconds.
+    ///
+    /// A refusal is no signal for an adaptive limit: it is the limit doing its job, not the
+    /// server slowing down. Counted as congestion, refusals (and low-priority sheds) would lower
+    /// the limit, which refuses more, which lowers it further; during a probe they would use up
+    /// the samples meant for admitted requests, so the baseline would never be measured afresh.
     fn reject<B>(&self, route: Option<&RouteLabel>) -> Response<LimitBody<B>>
     where
         B: Body,
@@ -241,13 +270,10 @@ impl Limiter {
         self.metrics.rejected(&self.name, &self.snapshot(), route);
         #[cfg(not(feature = "metrics"))]
         let _ = route;
-        if let Some(aimd) = &self.adaptive {
-            let epoch = lock(aimd).epoch();
-            self.feedback(None, epoch);
-        }
         let mut response = self.rejection.to_response(Some(OutcomeHint::Rejected));
+        // Saturating: a base near `u64::MAX` seconds says "not soon", it must not overflow.
         let base = self.retry_after.as_secs().max(1);
-        let seconds = base + self.next_jitter() % (base + 1);
+        let seconds = base.saturating_add(self.next_jitter() % base.saturating_add(1));
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(seconds));
@@ -312,13 +338,13 @@ impl ConcurrencyLimitLayer {
 
     /// A limit that finds itself between `settings.min` and `settings.max` from the latency of
     /// the requests it admits (see [`crate::adaptive`]). The queue holds up to `settings.max`.
+    ///
+    /// Settings out of range (a struct literal with `min > max`, a NaN factor, …) are brought
+    /// into range as [`AdaptiveLimit`] describes, never panicked on.
     pub fn adaptive(settings: AdaptiveLimit) -> Self {
-        let settings = AdaptiveLimit {
-            max: settings.max.clamp(1, Semaphore::MAX_PERMITS),
-            ..settings
-        };
         let aimd = Aimd::new(settings);
-        Self::build(Settings::new(aimd.limit(), settings.max, Some(aimd)))
+        let max = aimd.settings().max;
+        Self::build(Settings::new(aimd.limit(), max, Some(aimd)))
     }
 
     fn build(settings: Settings) -> Self {
@@ -432,19 +458,23 @@ impl ConcurrencyLimitLayer {
         self
     }
 
-    /// How many requests may wait for a permit (default: the limit). `0` refuses at once.
+    /// How many requests may wait for a permit (default: the limit). `0` refuses at once;
+    /// `usize::MAX` never refuses for a full queue.
     #[must_use]
     pub fn with_max_queued(self, max_queued: usize) -> Self {
         self.rebuild(|s| s.max_queued = max_queued)
     }
 
-    /// How long a request may wait for a permit (default [`DEFAULT_MAX_WAIT`]).
+    /// How long a request may wait for a permit (default [`DEFAULT_MAX_WAIT`]). A wait too
+    /// long to put on the clock (`Duration::MAX`) means no limit on the wait.
     #[must_use]
     pub fn with_max_wait(self, max_wait: Duration) -> Self {
         self.rebuild(|s| s.max_wait = max_wait)
     }
 
     /// The `Retry-After` base, in whole seconds (at least 1): refusals say base to 2 × base.
+    /// The arithmetic saturates: a base near `u64::MAX` seconds (`Duration::MAX`) gives
+    /// `Retry-After` values up to `u64::MAX`, never an overflow.
     #[must_use]
     pub fn with_retry_after(self, base: Duration) -> Self {
         self.rebuild(|s| s.retry_after = base)
@@ -862,10 +892,15 @@ where
                 StateProj::Running { future, permit } => {
                     let response = ready!(future.poll(cx))?;
                     let mut permit = permit.take();
-                    if OutcomeHint::of(&response) == Some(OutcomeHint::Timeout)
-                        && let Some(permit) = permit.as_mut()
-                    {
-                        permit.timed_out();
+                    if let Some(permit) = permit.as_mut() {
+                        match OutcomeHint::of(&response) {
+                            Some(OutcomeHint::Timeout) => permit.timed_out(),
+                            None if response.status().is_success() => {}
+                            // Only the handler's own success measures the work the limit
+                            // protects: a 304, a 404 or a fast error is cheap, and a refusal
+                            // by an inner limiter is no work at all.
+                            _ => permit.unrepresentative(),
+                        }
                     }
                     return Poll::Ready(Ok(response.map(|body| LimitBody::inner(body, permit))));
                 }

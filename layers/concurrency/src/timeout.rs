@@ -62,7 +62,8 @@ pub struct WatchRequestBody {
 }
 
 impl TimeoutLayer {
-    /// A deadline of `timeout` for the handler, answered with `503`.
+    /// A deadline of `timeout` for the handler, answered with `503`. A deadline too far away
+    /// to put on the clock (`Duration::MAX`) means no deadline.
     pub fn new(timeout: Duration) -> Self {
         Self::with_default(Some(timeout))
     }
@@ -155,8 +156,9 @@ impl<W> TimeoutLayer<W> {
     }
 
     /// The deadline for the route template `route` (`"/report"`) instead of the layer's;
-    /// `None` lets that route run without one. The route is found through the route label
-    /// (axum's `MatchedPath`), so one layer holds a table of deadlines.
+    /// `None` lets that route run without one, as does a deadline too far away to put on the
+    /// clock (`Duration::MAX`). The route is found through the route label (axum's
+    /// `MatchedPath`), so one layer holds a table of deadlines.
     ///
     /// ```
     /// use std::time::Duration;
@@ -212,7 +214,9 @@ impl<S, W> Timeout<S, W> {
         (route, timeout): (Option<RouteLabel>, Option<Duration>),
         future: F,
     ) -> TimeoutFuture<F> {
-        let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+        // `checked_add`: a deadline past what the clock can hold is no deadline, not a panic on
+        // every request.
+        let deadline = timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
         TimeoutFuture {
             route,
             inner: Handler::Running { future },

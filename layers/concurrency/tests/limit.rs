@@ -30,6 +30,15 @@ async fn read_body(response: Response) -> Vec<u8> {
         .to_vec()
 }
 
+/// What a timeout layer inside the limit answers: the congestion signal an adaptive limit
+/// acts on (refusals are not one).
+async fn timed_out() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    OutcomeHint::Timeout.mark(&mut response);
+    response
+}
+
 fn sleeper(ms: u64) -> Router {
     Router::new().route(
         "/",
@@ -365,12 +374,17 @@ async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() 
 
     let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 64).with_initial(8))
         .with_max_queued(0);
-    let app = sleeper(0).layer(limit.clone());
+    let app = sleeper(0)
+        .route("/timed-out", get(timed_out))
+        .layer(limit.clone());
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..7 {
         held.push(send(&app, "/").await);
     }
-    // Refusals are congestion signals: the limit goes down while all 8 permits are out.
+    // A timeout inside is a congestion signal, given when its head passes: the limit goes down
+    // while all 8 permits (its own included) are out.
+    held.push(send(&app, "/timed-out").await);
+    // Refusals are not: they leave the limit where it is.
     for _ in 0..20 {
         assert_eq!(
             send(&app, "/").await.status(),
@@ -378,7 +392,7 @@ async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() 
         );
     }
     let shrunk = limit.snapshot();
-    assert!(shrunk.limit < 8, "{shrunk:?}");
+    assert_eq!(shrunk.limit, 7, "{shrunk:?}");
     assert_eq!(
         shrunk.in_flight, 8,
         "owed permits are still in flight: {shrunk:?}"
@@ -399,8 +413,12 @@ async fn permits_granted_too_late_go_back_through_the_adaptive_books() {
     // At its maximum already, so the permits coming back cannot grow it.
     let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 2).with_initial(2))
         .with_max_wait(Duration::from_millis(50));
-    let app = sleeper(0).layer(limit.clone());
-    let held = [send(&app, "/").await, send(&app, "/").await];
+    let app = sleeper(0)
+        .route("/timed-out", get(timed_out))
+        .layer(limit.clone());
+    // The timeout cuts the limit to 1 while both permits are out: one of them is owed.
+    let held = [send(&app, "/").await, send(&app, "/timed-out").await];
+    assert_eq!(limit.snapshot().limit, 1);
     let mut waiters: Vec<_> = (0..2)
         .map(|_| {
             Box::pin(
@@ -417,8 +435,9 @@ async fn permits_granted_too_late_go_back_through_the_adaptive_books() {
         assert!(queued, "the request waits in the queue");
     }
     // Both permits free only after the waiters' max wait (measured on the real clock; the
-    // waiters are not polled meanwhile): each is granted, then refused as too late — refusals
-    // that tell the adaptive limit to come down while those very permits are out.
+    // waiters are not polled meanwhile): they settle the debt (paid, or cancelled as the
+    // limit grows back) and are granted to waiters refused as too late, whose permits must
+    // come back through the books unused.
     tokio::time::sleep(Duration::from_millis(60)).await;
     for response in held {
         read_body(response).await;
@@ -441,9 +460,9 @@ async fn permits_granted_too_late_go_back_through_the_adaptive_books() {
 async fn refusals_racing_returns_leave_the_adaptive_books_balanced() {
     use vitals_concurrency::AdaptiveLimit;
 
-    // No queue: every request past the limit is refused at once, and each refusal shrinks the
-    // limit while other threads hand permits back — the interleaving that once left a permit
-    // over the limit.
+    // No queue: every request past the limit is refused at once. Timeouts shrink the limit
+    // while other threads hand permits back (and completions grow it again) — the
+    // interleaving that once left a permit over the limit.
     let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 64).with_initial(16))
         .with_max_queued(0);
     let app = Router::new()
@@ -454,14 +473,22 @@ async fn refusals_racing_returns_leave_the_adaptive_books_balanced() {
                 "done"
             }),
         )
+        .route(
+            "/timed-out",
+            get(|| async {
+                tokio::task::yield_now().await;
+                timed_out().await
+            }),
+        )
         .layer(limit.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(700);
     let clients: Vec<_> = (0..32)
-        .map(|_| {
+        .map(|client| {
             let app = app.clone();
+            let path = if client % 2 == 0 { "/" } else { "/timed-out" };
             tokio::spawn(async move {
                 while tokio::time::Instant::now() < deadline {
-                    read_body(send(&app, "/").await).await;
+                    read_body(send(&app, path).await).await;
                 }
             })
         })
