@@ -204,14 +204,18 @@ impl Shop {
         })
     }
 
-    /// The shop's router with the Vitals layers, and the dashboard at `/_vitals` (merged after
-    /// the layers: its own polling is not measured). Serve it with connect info
-    /// (`into_make_service_with_connect_info::<SocketAddr>()`): the dashboard answers loopback
-    /// peers only, unless `--dashboard-token` is given.
+    /// The shop's router with the Vitals layers, and the dashboard at `/_vitals` with the
+    /// latency JSON at `/_vitals/latency` (merged after the layers: their own polling is not
+    /// measured). Serve it with connect info
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`): the dashboard and the JSON
+    /// answer loopback peers naming a loopback host only, unless `--dashboard-token` is given.
     pub fn router(&self) -> Router {
-        routes::router(Arc::clone(&self.state), self.metrics.clone(), &self.latency)
+        let latency_json =
+            Router::new().route_service("/_vitals/latency", self.latency.json_service());
+        routes::router(Arc::clone(&self.state), self.metrics.clone())
             .layer(self.vitals.clone())
             .merge(self.dashboard.router())
+            .merge(self.dashboard.guard(latency_json))
     }
 
     /// The dashboard.

@@ -63,12 +63,11 @@ fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
     }
 }
 
-/// The shop's router. `metrics` renders `GET /metrics` (Prometheus text); `latency` answers
-/// `GET /_vitals/latency` (local percentiles as JSON).
+/// The shop's router. `metrics` renders `GET /metrics` (Prometheus text: open to any peer, as
+/// scrapers expect; see docs/dashboard.md to close it).
 pub fn router(
     state: Arc<AppState>,
     metrics: Option<vitals::telemetry::PrometheusHandle>,
-    latency: &vitals::latency::LatencyRegistry,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -93,7 +92,6 @@ pub fn router(
                 }
             }),
         )
-        .route_service("/_vitals/latency", latency.json_service())
         .route("/products", get(products))
         .route("/products/{id}", get(product))
         .route("/orders", get(orders))

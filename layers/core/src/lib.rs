@@ -12,6 +12,7 @@
 //! - [`identity`]: the trace id and request id of the current request, for logs and findings.
 //! - [`outcome`]: how a request ended (`completed`, `server_error`, `cancelled`, `rejected`,
 //!   `timeout`), including gRPC statuses carried in headers or trailers.
+//! - [`secret`]: comparing tokens in constant time.
 //! - [`semconv`]: OpenTelemetry semantic-convention names used for every label and log field.
 //!
 //! # Example
@@ -47,5 +48,6 @@ pub mod identity;
 pub mod outcome;
 pub mod per_route;
 pub mod route;
+pub mod secret;
 pub mod semconv;
 pub mod server_timing;

@@ -30,11 +30,15 @@
 //! every layer and `VitalsLayer::dashboard()` starts a builder with the stack's registry,
 //! limiter and findings filled in.
 //!
-//! Access: only loopback peers, or requests with `Authorization: Bearer <token>` when a token is
-//! configured, are served; others get `403`. The peer comes from axum's `ConnectInfo`: without
-//! it (served without connect info) only the token lets anyone in. Behind a reverse proxy on
-//! the same host every request comes from loopback: use
-//! [`token_only`](DashboardBuilder::token_only) there.
+//! Access: only loopback peers that name a loopback host (`Host: localhost`, `127.0.0.1`,
+//! `[::1]`, any port, or a name given to [`allow_host`](DashboardBuilder::allow_host)), or
+//! requests with `Authorization: Bearer <token>` when a token is configured, are served;
+//! others get `403`. The host check stops DNS rebinding: a web page whose name was re-pointed
+//! to 127.0.0.1 reaches the dashboard from loopback, but names its own host. The peer comes
+//! from axum's `ConnectInfo`: without it (served without connect info) only the token lets
+//! anyone in. Behind a reverse proxy on the same host every request comes from loopback: use
+//! [`token_only`](DashboardBuilder::token_only) there. [`Dashboard::guard`] puts routes of
+//! your own (a JSON export, a debug endpoint) behind the same rules.
 
 mod access;
 mod api;
@@ -46,6 +50,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use vitals_concurrency::ConcurrencyLimitLayer;
@@ -54,6 +59,7 @@ use vitals_latency::LatencyRegistry;
 
 pub use history::{LimiterSample, MAX_ROUTES_PER_SAMPLE, RouteSample, Sample};
 
+use access::Access;
 use history::History;
 
 /// The page: HTML, CSS and JavaScript in one file, embedded in the binary.
@@ -80,6 +86,7 @@ pub struct DashboardBuilder {
     prefix: String,
     token: Option<String>,
     trust_loopback: bool,
+    allowed_hosts: Vec<String>,
     sample_every: Duration,
     keep: Duration,
 }
@@ -125,6 +132,16 @@ impl DashboardBuilder {
         self
     }
 
+    /// Also let loopback peers in when they name `host` (any port): for a dashboard served
+    /// under a name of its own, such as `vitals.internal` mapped to 127.0.0.1 in
+    /// `/etc/hosts`. Only loopback peers, and only names listed here besides `localhost`
+    /// and the loopback addresses: any other name a loopback request carries may be a web
+    /// page rebound to 127.0.0.1 by its DNS. Give the name without a port.
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
+    }
+
     /// Sample the history every `every` (default 5 s, at least 100 ms), keeping `keep` of it
     /// (default 15 minutes).
     pub fn history(mut self, every: Duration, keep: Duration) -> Self {
@@ -134,7 +151,8 @@ impl DashboardBuilder {
     }
 
     /// The dashboard, its history sampler started. Fails outside a tokio runtime, on a prefix
-    /// that is not a path (`/…`, no trailing `/`), and on an empty bearer token.
+    /// that is not a path (`/…`, no trailing `/`), on an empty bearer token, and on an
+    /// allowed host that is not a bare host name.
     pub fn build(self) -> Result<Dashboard, DashboardError> {
         if !self.prefix.starts_with('/') || self.prefix.len() < 2 || self.prefix.ends_with('/') {
             return Err(DashboardError::InvalidPrefix(self.prefix));
@@ -145,6 +163,13 @@ impl DashboardBuilder {
             .is_some_and(|t| t.is_empty() || HeaderValue::from_str(t).is_err())
         {
             return Err(DashboardError::InvalidToken);
+        }
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|host| !access::is_host_name(host))
+        {
+            return Err(DashboardError::InvalidHost(bad.clone()));
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(DashboardError::NoRuntime);
@@ -163,8 +188,11 @@ impl DashboardBuilder {
                 sources,
                 history,
                 prefix: self.prefix,
-                token: self.token,
-                trust_loopback: self.trust_loopback,
+                access: Access {
+                    token: self.token,
+                    trust_loopback: self.trust_loopback,
+                    allowed_hosts: self.allowed_hosts,
+                },
                 sample_every: self.sample_every,
                 sampler,
             }),
@@ -176,8 +204,7 @@ struct Inner {
     sources: Arc<Sources>,
     history: Arc<Mutex<History>>,
     prefix: String,
-    token: Option<String>,
-    trust_loopback: bool,
+    access: Access,
     sample_every: Duration,
     sampler: tokio::task::JoinHandle<()>,
 }
@@ -211,6 +238,7 @@ impl Dashboard {
             prefix: "/_vitals".to_owned(),
             token: None,
             trust_loopback: true,
+            allowed_hosts: Vec::new(),
             sample_every: DEFAULT_SAMPLE_EVERY,
             keep: DEFAULT_KEEP,
         }
@@ -252,17 +280,51 @@ impl Dashboard {
         get(move |request: Request| {
             let inner = Arc::clone(&inner);
             async move {
-                if !access::allowed(
-                    request.extensions(),
-                    request.headers(),
-                    inner.token.as_deref(),
-                    inner.trust_loopback,
-                ) {
+                if !inner
+                    .access
+                    .allows(request.extensions(), request.headers(), request.uri())
+                {
                     return forbidden();
                 }
                 answer(&inner)
             }
         })
+    }
+
+    /// Puts every route of `router` behind the dashboard's access rules (loopback peer and
+    /// host, or the bearer token), answering `403` to anyone else — for internal routes of
+    /// your own that show what the dashboard shows:
+    ///
+    /// ```no_run
+    /// # use axum::Router;
+    /// # fn wire(dashboard: vitals_dashboard::Dashboard, latency: vitals_latency::LatencyRegistry) -> Router {
+    /// Router::new()
+    ///     .merge(dashboard.router())
+    ///     .merge(dashboard.guard(
+    ///         Router::new().route_service("/_vitals/latency", latency.json_service()),
+    ///     ))
+    /// # }
+    /// ```
+    pub fn guard<S>(&self, router: Router<S>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        router.route_layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let allowed =
+                    inner
+                        .access
+                        .allows(request.extensions(), request.headers(), request.uri());
+                async move {
+                    if allowed {
+                        next.run(request).await
+                    } else {
+                        forbidden()
+                    }
+                }
+            },
+        ))
     }
 
     /// Takes a history sample now (tests, or a page that wants a fresh point).
@@ -317,7 +379,7 @@ fn forbidden() -> Response {
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        r#"{"error":"the dashboard answers loopback peers, or requests with its bearer token"}"#,
+        r#"{"error":"the dashboard answers loopback peers naming a loopback host, or requests with its bearer token"}"#,
     )
         .into_response()
 }
@@ -332,6 +394,8 @@ pub enum DashboardError {
     InvalidPrefix(String),
     /// The bearer token is empty or not a valid header value.
     InvalidToken,
+    /// An allowed host is not a bare host name (no port, no path, not empty).
+    InvalidHost(String),
 }
 
 impl std::fmt::Display for DashboardError {
@@ -347,6 +411,10 @@ impl std::fmt::Display for DashboardError {
             Self::InvalidToken => {
                 f.write_str("the dashboard's bearer token is empty or not a header value")
             }
+            Self::InvalidHost(host) => write!(
+                f,
+                "dashboard allowed host {host:?} must be a bare host name (no port, no path)"
+            ),
         }
     }
 }

@@ -16,13 +16,13 @@ use vitals_latency::{LatencyLayer, LatencyRegistry};
 
 /// Minimal HTTP/1.1 GET over TCP: (status, body).
 async fn get_raw(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
-    request_raw(addr, "GET", path, extra).await
+    request_raw(addr, "GET", path, &format!("host: localhost\r\n{extra}")).await
 }
 
-async fn request_raw(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String) {
+/// `headers` must include `host`.
+async fn request_raw(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n{extra}\r\n");
+    let request = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n{headers}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
@@ -100,7 +100,12 @@ async fn the_page_and_the_json_reflect_what_the_layers_recorded() {
         assert_eq!(get_raw(addr, &format!("/products/{id}"), "").await.0, 200);
     }
     // Another method on the same route joins its row, not a second one.
-    assert_eq!(request_raw(addr, "HEAD", "/products/5", "").await.0, 200);
+    assert_eq!(
+        request_raw(addr, "HEAD", "/products/5", "host: localhost\r\n")
+            .await
+            .0,
+        200
+    );
     // One request holds the only permit; a second is refused.
     let held = tokio::spawn(async move { get_raw(addr, "/slow", "").await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -253,5 +258,82 @@ fn bad_settings_are_refused() {
             Dashboard::builder().bearer_token("").build().unwrap_err(),
             DashboardError::InvalidToken
         );
+        for host in ["", "vitals.internal:8080", "a/b", "[::1]", "user@host"] {
+            assert_eq!(
+                Dashboard::builder().allow_host(host).build().unwrap_err(),
+                DashboardError::InvalidHost(host.to_owned()),
+            );
+        }
+        assert!(
+            Dashboard::builder()
+                .allow_host("vitals.internal")
+                .build()
+                .is_ok()
+        );
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_peer_naming_another_host_is_refused_unless_allowed_or_with_the_token() {
+    let served = serve(Some("s3cret")).await;
+    let host = |name: &str| format!("host: {name}\r\n");
+    for path in ["/_vitals", "/_vitals/api/summary", "/_vitals/api/findings"] {
+        // What a page rebound to 127.0.0.1 by its DNS sends: refused.
+        for foreign in ["evil.example", "evil.example:3000", "vitals.internal"] {
+            let (status, body) = request_raw(served.addr, "GET", path, &host(foreign)).await;
+            assert_eq!(status, 403, "{foreign} {path}: {body}");
+            assert!(!body.contains("/products"), "{body}");
+        }
+        // No host at all: refused (by the dashboard, or by hyper before it).
+        let (status, _) = request_raw(served.addr, "GET", path, "").await;
+        assert!(matches!(status, 400 | 403), "{path}: {status}");
+        for local in ["localhost", "localhost:3000", "127.0.0.1:80", "[::1]:3000"] {
+            assert_eq!(
+                request_raw(served.addr, "GET", path, &host(local)).await.0,
+                200,
+                "{local} {path}"
+            );
+        }
+        // The token opens it from any host.
+        let with_token = format!("{}authorization: Bearer s3cret\r\n", host("evil.example"));
+        assert_eq!(
+            request_raw(served.addr, "GET", path, &with_token).await.0,
+            200
+        );
+    }
+
+    // A name the operator allowed.
+    let dashboard = Dashboard::builder()
+        .allow_host("vitals.internal")
+        .build()
+        .unwrap();
+    let app = dashboard
+        .router()
+        .merge(dashboard.guard(Router::new().route("/internal", get(|| async { "internal" }))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    for path in ["/_vitals", "/internal"] {
+        assert_eq!(
+            request_raw(addr, "GET", path, &host("Vitals.Internal:8080"))
+                .await
+                .0,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            request_raw(addr, "GET", path, &host("evil.example"))
+                .await
+                .0,
+            403,
+            "{path}"
+        );
+    }
 }
