@@ -20,6 +20,10 @@ async fn main() -> ExitCode {
     if let Some(endpoint) = &config.otlp_endpoint {
         telemetry = telemetry.otlp_endpoint(endpoint);
     }
+    // sqlx's query events do not name the database: say which, for the fingerprints.
+    if Backend::of_url(&config.database_url) == Some(Backend::Sqlite) {
+        telemetry = telemetry.sql_dialect(vitals::queries::fingerprint::SqlDialect::Sqlite);
+    }
     let telemetry = match telemetry.install() {
         Ok(telemetry) => telemetry,
         Err(error) => {

@@ -137,13 +137,22 @@ pub struct Findings {
     inner: Arc<Inner>,
 }
 
+/// Slots allocated up front; a larger ring grows as findings arrive.
+const PREALLOCATED: usize = 64;
+
 impl Findings {
-    /// Keeps the latest `capacity` findings (at least 1); older ones are dropped.
+    /// The largest ring [`new`](Self::new) keeps: a live view needs the latest few hundred
+    /// findings, and a ring of millions would hold hundreds of megabytes.
+    pub const MAX_CAPACITY: usize = 100_000;
+
+    /// Keeps the latest `capacity` findings, older ones dropped. The capacity saturates to
+    /// 1..=[`MAX_CAPACITY`](Self::MAX_CAPACITY); the ring's memory grows with the findings
+    /// actually kept, not with the capacity asked for.
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, Self::MAX_CAPACITY);
         Self {
             inner: Arc::new(Inner {
-                ring: Mutex::new(VecDeque::with_capacity(capacity)),
+                ring: Mutex::new(VecDeque::with_capacity(capacity.min(PREALLOCATED))),
                 capacity,
                 pushed: AtomicU64::new(0),
                 routes: PerRoute::new(),
@@ -244,6 +253,14 @@ impl fmt::Debug for Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_capacity_is_accepted_and_saturates() {
+        let huge = Findings::new(usize::MAX);
+        assert_eq!(huge.capacity(), Findings::MAX_CAPACITY);
+        assert_eq!(Findings::new(0).capacity(), 1);
+        assert_eq!(Findings::new(10).capacity(), 10);
+    }
 
     fn blocking(n: u64) -> Finding {
         Finding::Blocking {

@@ -14,6 +14,31 @@
 //! capped at [`MAX_HEADER_LEN`] bytes, so a chatty layer cannot grow a response header
 //! without bound.
 //!
+//! # One switch for the whole header
+//!
+//! Timings are a side channel: database time, cache hits, the trace id. Whether a response may
+//! carry them is one decision per request, a [`ServerTimingMode`] that every layer honours
+//! through [`ServerTiming::attach_for`]. The most restrictive layer wins: once any layer has
+//! decided that a request must not see timings, no layer renders the header for it, whichever
+//! layer attached the collector, and [`ServerTiming::attach`] cannot undo the decision. The
+//! metrics are still collected, so logs (a slow-request warning) keep them.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use vitals_core::server_timing::{Metric, ServerTiming, ServerTimingMode};
+//!
+//! let mut request = Request::new(());
+//! // An outer layer that would show timings to everyone attaches first...
+//! let outer = ServerTiming::attach(request.extensions_mut());
+//! outer.add(Metric::new("total"));
+//! // ...and an inner layer configured `Off` denies the header for this request.
+//! let inner = ServerTiming::attach_for(&mut request, &ServerTimingMode::Off);
+//! assert!(inner.is_some_and(|inner| !inner.is_owner()));
+//! let mut response = Response::new(());
+//! outer.append_to(response.headers_mut());
+//! assert!(response.headers().get("server-timing").is_none());
+//! ```
+//!
 //! ```
 //! use std::time::Duration;
 //! use http::{Request, Response};
@@ -36,11 +61,14 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::{Extensions, HeaderMap, HeaderValue};
+use http::{Extensions, HeaderMap, HeaderValue, Request};
+
+use crate::secret::constant_time_eq;
 
 /// The `server-timing` header name.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
@@ -52,6 +80,61 @@ pub const MAX_METRICS: usize = 32;
 pub const MAX_HEADER_LEN: usize = 2048;
 /// The longest description kept, in bytes; longer ones are cut at a character boundary.
 pub const MAX_DESCRIPTION_LEN: usize = 256;
+
+/// Which requests may see a `Server-Timing` header.
+///
+/// Timings reveal internals — how long the database took, whether a cache hit, the trace id —
+/// which can help an attacker probe a service (timing side channels, fingerprinting). Public
+/// services may prefer [`ServerTimingMode::when_header`], so only clients that know a token
+/// (developers, synthetic monitoring) see them. Every Vitals layer takes the same mode, and the
+/// most restrictive one on a request wins (see the [module documentation](self)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ServerTimingMode {
+    /// On every response (the default).
+    #[default]
+    Always,
+    /// Never.
+    Off,
+    /// Only when the request carries header `name`, with value `value` when one is given (the
+    /// value compared in constant time, so response times do not reveal how much of a guess
+    /// was right).
+    WhenHeader {
+        /// The request header to look for.
+        name: HeaderName,
+        /// The value it must have; any value counts when `None`.
+        value: Option<HeaderValue>,
+    },
+}
+
+impl ServerTimingMode {
+    /// On only for requests whose header `name` equals `token`.
+    pub fn when_header(name: HeaderName, token: HeaderValue) -> Self {
+        Self::WhenHeader {
+            name,
+            value: Some(token),
+        }
+    }
+
+    /// Whether a request with these headers may see timings.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Off => false,
+            Self::WhenHeader { name, value } => headers.get_all(name).iter().any(|given| {
+                value
+                    .as_ref()
+                    .is_none_or(|expected| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+            }),
+        }
+    }
+}
+
+/// `true` → [`Always`](ServerTimingMode::Always), `false` → [`Off`](ServerTimingMode::Off).
+impl From<bool> for ServerTimingMode {
+    fn from(on: bool) -> Self {
+        if on { Self::Always } else { Self::Off }
+    }
+}
 
 /// One `Server-Timing` metric: a name, and optionally a duration and a description.
 #[derive(Clone, Debug, PartialEq)]
@@ -135,8 +218,15 @@ impl Metric {
 /// The per-request `Server-Timing` collector. Clones share the same metrics.
 #[derive(Clone)]
 pub struct ServerTiming {
-    shared: Arc<Mutex<Collected>>,
+    shared: Arc<Shared>,
     owner: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Set once any layer denied the header for this request; never cleared.
+    denied: AtomicBool,
+    collected: Mutex<Collected>,
 }
 
 /// Metrics stored in the collector's own allocation; most requests have one to four.
@@ -229,11 +319,19 @@ impl Write for Line {
 
 /// The collector as stored in request extensions (never the owner).
 #[derive(Clone)]
-struct Slot(Arc<Mutex<Collected>>);
+struct Slot(Arc<Shared>);
+
+/// Left in the request extensions by a layer that denied the header before any collector
+/// existed (so denying costs no allocation); a collector attached later starts denied.
+#[derive(Clone, Copy)]
+struct Denied;
 
 impl ServerTiming {
     /// Joins the request's collector, inserting one if there is none. The handle that
     /// inserted it [is the owner](Self::is_owner) and should render the header.
+    ///
+    /// This does not consult a [`ServerTimingMode`]; a layer with a mode of its own uses
+    /// [`attach_for`](Self::attach_for). A denial made by another layer still holds.
     pub fn attach(extensions: &mut Extensions) -> Self {
         if let Some(slot) = extensions.get::<Slot>() {
             return Self {
@@ -241,12 +339,49 @@ impl ServerTiming {
                 owner: false,
             };
         }
-        let shared = Arc::new(Mutex::new(Collected::default()));
+        let shared = Arc::new(Shared {
+            denied: AtomicBool::new(extensions.get::<Denied>().is_some()),
+            collected: Mutex::default(),
+        });
         extensions.insert(Slot(Arc::clone(&shared)));
         Self {
             shared,
             owner: true,
         }
+    }
+
+    /// Attaches as [`attach`](Self::attach) does when `mode` allows timings for this request.
+    /// When it does not, the header is denied for the whole request — no layer will render it
+    /// — and the existing collector, if any, is returned (not as owner) so the caller can still
+    /// read what others measured; `None` when there is none.
+    pub fn attach_for<B>(request: &mut Request<B>, mode: &ServerTimingMode) -> Option<Self> {
+        let allowed = mode.allows(request.headers());
+        Self::attach_if(request.extensions_mut(), allowed)
+    }
+
+    /// [`attach_for`](Self::attach_for) with the mode's answer already known.
+    pub fn attach_if(extensions: &mut Extensions, allowed: bool) -> Option<Self> {
+        if allowed {
+            return Some(Self::attach(extensions));
+        }
+        let existing = Self::get(extensions);
+        match &existing {
+            Some(timing) => timing.deny(),
+            None => {
+                extensions.insert(Denied);
+            }
+        }
+        existing
+    }
+
+    /// Denies the header for this request: no layer will render it. Metrics are still kept.
+    pub fn deny(&self) {
+        self.shared.denied.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a layer denied the header for this request.
+    pub fn is_denied(&self) -> bool {
+        self.shared.denied.load(Ordering::Relaxed)
     }
 
     /// The request's collector, if an outer layer attached one. Use this to add metrics only
@@ -279,6 +414,8 @@ impl ServerTiming {
     }
 
     /// Renders the metrics as one header value; `None` when there is nothing valid to send.
+    /// Renders even when the header [is denied](Self::is_denied), for logs;
+    /// [`append_to`](Self::append_to) is what honours the denial.
     pub fn render(&self) -> Option<HeaderValue> {
         let collected = self.lock();
         let mut line = Line::new();
@@ -297,8 +434,12 @@ impl ServerTiming {
         HeaderValue::from_bytes(line.as_bytes()).ok()
     }
 
-    /// Appends the rendered metrics as a `Server-Timing` line, keeping any existing lines.
+    /// Appends the rendered metrics as a `Server-Timing` line, keeping any existing lines;
+    /// nothing when a layer [denied](Self::deny) the header for this request.
     pub fn append_to(&self, headers: &mut HeaderMap) {
+        if self.is_denied() {
+            return;
+        }
         if let Some(value) = self.render() {
             headers.append(SERVER_TIMING, value);
         }
@@ -306,7 +447,10 @@ impl ServerTiming {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
         // A panic elsewhere while holding the lock leaves a valid Vec: keep using it.
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .collected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -315,6 +459,7 @@ impl fmt::Debug for ServerTiming {
         let collected = self.lock();
         f.debug_struct("ServerTiming")
             .field("owner", &self.owner)
+            .field("denied", &self.is_denied())
             .field("metrics", &collected.iter().collect::<Vec<_>>())
             .field("dropped", &collected.dropped)
             .finish_non_exhaustive()
@@ -481,6 +626,63 @@ mod tests {
         let accents = "é".repeat(200);
         let cut = truncate(&accents, MAX_DESCRIPTION_LEN - 1);
         assert_eq!(cut.len(), MAX_DESCRIPTION_LEN - 2);
+    }
+
+    fn rendered_line(timing: &ServerTiming) -> Option<HeaderValue> {
+        let mut headers = HeaderMap::new();
+        timing.append_to(&mut headers);
+        headers.get(SERVER_TIMING).cloned()
+    }
+
+    #[test]
+    fn a_denial_by_any_layer_holds_for_the_whole_request() {
+        // Denied after an outer layer attached: the owner renders nothing.
+        let mut request = Request::new(());
+        let owner = ServerTiming::attach(request.extensions_mut());
+        owner.add(Metric::new("trace").with_description("00-x"));
+        let inner = ServerTiming::attach_for(&mut request, &ServerTimingMode::Off);
+        inner
+            .expect("joins the existing collector")
+            .add(Metric::new("db"));
+        assert_eq!(rendered_line(&owner), None);
+        assert_eq!(owner.metrics().len(), 2, "still collected for logs");
+
+        // Denied before anyone attached: later collectors start denied, whoever inserts them.
+        let mut request = Request::new(());
+        assert!(ServerTiming::attach_for(&mut request, &ServerTimingMode::Off).is_none());
+        let late = ServerTiming::attach(request.extensions_mut());
+        assert!(late.is_owner());
+        late.add(Metric::new("total"));
+        assert_eq!(rendered_line(&late), None);
+        let allowed = ServerTiming::attach_for(&mut request, &ServerTimingMode::Always);
+        assert!(allowed.is_some_and(|timing| timing.is_denied()));
+        assert_eq!(rendered_line(&late), None);
+
+        // Allowed everywhere: rendered.
+        let mut request = Request::new(());
+        let owner =
+            ServerTiming::attach_for(&mut request, &ServerTimingMode::Always).expect("allowed");
+        owner.add(Metric::new("total"));
+        assert_eq!(rendered_line(&owner).unwrap(), "total");
+    }
+
+    #[test]
+    fn when_header_needs_the_exact_token() {
+        let name = HeaderName::from_static("x-timing");
+        let mode = ServerTimingMode::when_header(name.clone(), HeaderValue::from_static("s3cret"));
+        let mut headers = HeaderMap::new();
+        assert!(!mode.allows(&headers));
+        for wrong in ["s3cre", "s3cret!", "S3CRET", ""] {
+            headers.insert(name.clone(), HeaderValue::from_static(wrong));
+            assert!(!mode.allows(&headers), "{wrong:?}");
+        }
+        headers.append(name.clone(), HeaderValue::from_static("s3cret"));
+        assert!(mode.allows(&headers), "any of several lines may carry it");
+        let any = ServerTimingMode::WhenHeader { name, value: None };
+        assert!(any.allows(&headers));
+        assert!(!any.allows(&HeaderMap::new()));
+        assert!(ServerTimingMode::from(true).allows(&HeaderMap::new()));
+        assert!(!ServerTimingMode::from(false).allows(&HeaderMap::new()));
     }
 
     #[test]

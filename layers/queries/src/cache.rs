@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use crate::fingerprint::{fingerprint, fingerprint_hash};
+use crate::fingerprint::{SqlDialect, fingerprint_hash, fingerprint_in};
 
 const SHARDS: usize = 16;
 const ENTRIES_PER_SHARD: usize = 256;
@@ -17,18 +17,26 @@ const ENTRIES_PER_SHARD: usize = 256;
 type Entries = HashMap<Box<str>, (Arc<str>, u64), BuildHasherDefault<WordHasher>>;
 type Shard = Mutex<Entries>;
 
-static CACHE: LazyLock<[Shard; SHARDS]> =
-    LazyLock::new(|| std::array::from_fn(|_| Shard::default()));
+/// One cache per dialect: the same text can have two fingerprints.
+const DIALECTS: usize = 3;
 
-/// The fingerprint of `statement` and its hash, from the cache when seen before.
-pub(crate) fn fingerprint_of(statement: &str) -> (Arc<str>, u64) {
+static CACHE: LazyLock<[[Shard; SHARDS]; DIALECTS]> =
+    LazyLock::new(|| std::array::from_fn(|_| std::array::from_fn(|_| Shard::default())));
+
+/// The fingerprint of `statement` in `dialect` and its hash, from the cache when seen before.
+pub(crate) fn fingerprint_of(statement: &str, dialect: SqlDialect) -> (Arc<str>, u64) {
     let mut hasher = WordHasher::default();
     hasher.write(statement.as_bytes());
-    let shard = &CACHE[usize::try_from(hasher.finish() >> 60).unwrap_or(0) % SHARDS];
+    let shards = &CACHE[match dialect {
+        SqlDialect::Standard => 0,
+        SqlDialect::MySql => 1,
+        SqlDialect::Sqlite => 2,
+    }];
+    let shard = &shards[usize::try_from(hasher.finish() >> 60).unwrap_or(0) % SHARDS];
     if let Some(hit) = lock(shard).get(statement) {
         return hit.clone();
     }
-    let print = fingerprint(statement);
+    let print = fingerprint_in(statement, dialect);
     let key = fingerprint_hash(&print);
     let entry = (Arc::<str>::from(print), key);
     let mut map = lock(shard);
@@ -86,18 +94,25 @@ mod tests {
     #[test]
     fn cached_and_fresh_fingerprints_agree() {
         for sql in ["SELECT 1", "SELECT * FROM t WHERE id = $1", "SELECT 1"] {
-            let (print, key) = fingerprint_of(sql);
-            assert_eq!(&*print, fingerprint(sql));
+            let (print, key) = fingerprint_of(sql, SqlDialect::Standard);
+            assert_eq!(&*print, crate::fingerprint::fingerprint(sql));
             assert_eq!(key, fingerprint_hash(&print));
         }
+        // The same text in two dialects: two fingerprints, each from its own cache.
+        let sql = r#"SELECT a FROM t WHERE b = "x""#;
+        let standard = fingerprint_of(sql, SqlDialect::Standard);
+        let mysql = fingerprint_of(sql, SqlDialect::MySql);
+        assert_eq!(&*standard.0, sql);
+        assert_eq!(&*mysql.0, "SELECT a FROM t WHERE b = ?");
+        assert_eq!(fingerprint_of(sql, SqlDialect::Standard), standard);
     }
 
     #[test]
     fn the_cache_stays_bounded() {
         for n in 0..SHARDS * ENTRIES_PER_SHARD * 2 {
-            let _ = fingerprint_of(&format!("SELECT {n} FROM bounded"));
+            let _ = fingerprint_of(&format!("SELECT {n} FROM bounded"), SqlDialect::Standard);
         }
-        for shard in CACHE.iter() {
+        for shard in CACHE.iter().flatten() {
             assert!(lock(shard).len() <= ENTRIES_PER_SHARD);
         }
     }

@@ -18,19 +18,38 @@ use std::time::Instant;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 
+use crate::fingerprint::SqlDialect;
 use crate::ledger::Query;
 
 /// Records diesel's statements in the current request's ledger.
 #[derive(Debug, Default)]
 pub struct DieselQueries {
     started: Option<Instant>,
+    dialect: SqlDialect,
 }
 
 impl DieselQueries {
-    /// The instrumentation, for `Connection::set_instrumentation`.
+    /// The instrumentation, for `Connection::set_instrumentation`; statements are
+    /// fingerprinted as standard SQL.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Fingerprints statements in `dialect` (diesel's instrumentation does not say which
+    /// backend runs them): [`SqlDialect::MySql`] for `MysqlConnection`,
+    /// [`SqlDialect::Sqlite`] for `SqliteConnection`.
+    #[must_use]
+    pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+}
+
+/// The SQL of diesel's `Display` for a query: the text before the first ` -- binds: `. What
+/// follows is the bind values — user data — and a value may itself contain the marker, so
+/// the first one, which diesel wrote after the SQL, is where the SQL ends.
+fn statement_of(text: &str) -> &str {
+    text.split_once(" -- binds: ").map_or(text, |(sql, _)| sql)
 }
 
 impl Instrumentation for DieselQueries {
@@ -39,11 +58,8 @@ impl Instrumentation for DieselQueries {
             InstrumentationEvent::StartQuery { .. } => self.started = Some(Instant::now()),
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 let duration = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
-                // diesel's Display is the SQL, then ` -- binds: [...]`: the binds are values.
                 let text = query.to_string();
-                let statement = text
-                    .rsplit_once(" -- binds: ")
-                    .map_or(text.as_str(), |(sql, _)| sql);
+                let statement = statement_of(&text);
                 let error = error.map(ToString::to_string);
                 crate::record_query(Query {
                     statement,
@@ -51,9 +67,24 @@ impl Instrumentation for DieselQueries {
                     rows_returned: None,
                     rows_affected: None,
                     error: error.as_deref(),
+                    dialect: self.dialect,
                 });
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_values_never_reach_the_statement_even_when_they_contain_the_marker() {
+        assert_eq!(
+            statement_of(r#"SELECT * FROM users WHERE name = ? -- binds: ["x -- binds: y"]"#),
+            "SELECT * FROM users WHERE name = ?"
+        );
+        assert_eq!(statement_of("SELECT 1"), "SELECT 1");
     }
 }

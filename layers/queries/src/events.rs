@@ -11,6 +11,7 @@ use tracing_subscriber::filter::{FilterFn, Filtered};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::fingerprint::SqlDialect;
 use crate::ledger::{Query, QueryLedger};
 use crate::scope;
 
@@ -44,15 +45,28 @@ pub const DB_TEXT_FIELDS: [&str; 2] = ["db.query.text", "db.statement"];
 ///     .with(vitals_queries::query_events());
 /// # let _ = subscriber;
 /// ```
+///
+/// sqlx's events do not name the database, so their statements are fingerprinted in the
+/// dialect set with [`with_dialect`](Self::with_dialect) (standard SQL by default: set
+/// [`SqlDialect::Sqlite`] or [`SqlDialect::MySql`] for those databases, or their
+/// double-quoted strings stay in fingerprints). Events and spans that carry OpenTelemetry's
+/// `db.system.name` (or `db.system`) are fingerprinted in the dialect it names.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct QueryEventLayer {
-    _private: (),
+    dialect: SqlDialect,
 }
 
 impl QueryEventLayer {
     /// The layer, without a filter (see [`query_events`] for the one to install).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The SQL dialect of statements whose source does not name its database (sqlx's).
+    #[must_use]
+    pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// The filter the layer needs: sqlx's query and acquire events, spans and events that carry
@@ -123,6 +137,7 @@ where
             rows_returned: fields.rows_returned,
             rows_affected: fields.rows_affected,
             error: None,
+            dialect: fields.dialect.unwrap_or(self.dialect),
         });
     }
 
@@ -135,6 +150,7 @@ where
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(DbSpan {
                 statement: fields.statement,
+                dialect: fields.dialect.unwrap_or(self.dialect),
                 started: Instant::now(),
             });
         }
@@ -148,6 +164,9 @@ where
             values.record(&mut fields);
             if !fields.statement.is_empty() {
                 db.statement = fields.statement;
+            }
+            if let Some(dialect) = fields.dialect {
+                db.dialect = dialect;
             }
         }
     }
@@ -168,7 +187,7 @@ where
             .find_map(|parent| parent.extensions().get::<QueryLedger>().cloned())
             .or_else(scope::task_ledger);
         if let Some(ledger) = ledger {
-            ledger.record(Query::new(statement, db.started.elapsed()));
+            ledger.record(Query::new(statement, db.started.elapsed()).with_dialect(db.dialect));
         }
     }
 }
@@ -176,6 +195,7 @@ where
 /// A database span in flight: its statement and when it started.
 struct DbSpan {
     statement: String,
+    dialect: SqlDialect,
     started: Instant,
 }
 
@@ -204,6 +224,8 @@ struct SqlxFields {
     rows_returned: Option<u64>,
     rows_affected: Option<u64>,
     acquired_after: Option<Duration>,
+    /// From `db.system.name` or `db.system`, when the source names its database.
+    dialect: Option<SqlDialect>,
 }
 
 impl Visit for SqlxFields {
@@ -211,6 +233,9 @@ impl Visit for SqlxFields {
         match field.name() {
             "db.statement" | "db.query.text" => value.clone_into(&mut self.statement),
             "summary" => value.clone_into(&mut self.summary),
+            "db.system.name" | "db.system" => {
+                self.dialect = Some(SqlDialect::from_db_system(value));
+            }
             _ => {}
         }
     }
@@ -240,6 +265,9 @@ impl Visit for SqlxFields {
         // Instrumented clients may record the statement with `%` or `?`.
         if DB_TEXT_FIELDS.contains(&field.name()) && self.statement.is_empty() {
             self.statement = format!("{value:?}");
+        } else if matches!(field.name(), "db.system.name" | "db.system") {
+            let name = format!("{value:?}");
+            self.dialect = Some(SqlDialect::from_db_system(name.trim_matches('"')));
         }
     }
 }

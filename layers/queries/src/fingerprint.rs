@@ -21,10 +21,62 @@
 //! `:name`, `@name`) become `?`; `IN (…)` and `VALUES (…), (…)` lists of values collapse to one
 //! `(?)`; `--` and `/* */` comments go; whitespace folds; SQL keywords are upper-cased and other
 //! unquoted words lower-cased; quoted identifiers are kept as written; a trailing `;` goes.
+//!
+//! What a double-quoted `"…"` is depends on the database: an identifier in standard SQL
+//! (PostgreSQL), a string in MySQL and MariaDB, and in SQLite an identifier that becomes a
+//! string where no such column exists. [`fingerprint_in`] takes the [`SqlDialect`], so a
+//! literal such as `WHERE email = "a@b.c"` never reaches a fingerprint (where it would leak
+//! user data into logs and split one N+1 into many):
+//!
+//! ```
+//! use vitals_queries::fingerprint::{SqlDialect, fingerprint_in};
+//!
+//! let sql = r#"SELECT id FROM users WHERE email = "a@b.c""#;
+//! assert_eq!(fingerprint_in(sql, SqlDialect::MySql), "SELECT id FROM users WHERE email = ?");
+//! assert_eq!(fingerprint_in(sql, SqlDialect::Sqlite), "SELECT id FROM users WHERE email = ?");
+//! assert_eq!(fingerprint_in(sql, SqlDialect::Standard), sql);
+//! ```
 
-/// The fingerprint of `sql`. Total: any input gives an answer, never a panic.
+/// The SQL dialect a statement is written in, as far as fingerprints care: what `"…"` means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SqlDialect {
+    /// Standard SQL (PostgreSQL, SQL Server, Oracle, …): `"…"` is a quoted identifier.
+    #[default]
+    Standard,
+    /// MySQL and MariaDB: `"…"` is a string literal (unless the server runs with
+    /// `ANSI_QUOTES`, where it is an identifier and [`Standard`](Self::Standard) fits).
+    MySql,
+    /// SQLite: `"…"` is an identifier, but SQLite accepts it as a string where no column has
+    /// that name. It is taken as a literal where a value stands: after a comparison operator,
+    /// `LIKE`, `GLOB` or `IS`, and inside `IN (…)` and `VALUES (…)` lists.
+    Sqlite,
+}
+
+impl SqlDialect {
+    /// The dialect of a database named by OpenTelemetry's `db.system.name` (or the legacy
+    /// `db.system`): `mysql` and `mariadb` → [`MySql`](Self::MySql), `sqlite` →
+    /// [`Sqlite`](Self::Sqlite), anything else → [`Standard`](Self::Standard).
+    pub fn from_db_system(name: &str) -> Self {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("mysql") || name.eq_ignore_ascii_case("mariadb") {
+            Self::MySql
+        } else if name.eq_ignore_ascii_case("sqlite") {
+            Self::Sqlite
+        } else {
+            Self::Standard
+        }
+    }
+}
+
+/// The fingerprint of `sql` in standard SQL. Total: any input gives an answer, never a panic.
 pub fn fingerprint(sql: &str) -> String {
-    let tokens = collapse_lists(&tokenize(sql));
+    fingerprint_in(sql, SqlDialect::Standard)
+}
+
+/// The fingerprint of `sql` written in `dialect`. Total: any input gives an answer.
+pub fn fingerprint_in(sql: &str, dialect: SqlDialect) -> String {
+    let tokens = collapse_lists(&tokenize(sql, dialect));
     render(&tokens, sql.len())
 }
 
@@ -52,7 +104,7 @@ enum Token<'a> {
     Cast,
 }
 
-fn tokenize(sql: &str) -> Vec<Token<'_>> {
+fn tokenize(sql: &str, dialect: SqlDialect) -> Vec<Token<'_>> {
     let bytes = sql.as_bytes();
     let slice = |from: usize, to: usize| sql.get(from..to.min(bytes.len())).unwrap_or_default();
     let mut tokens = Vec::with_capacity(bytes.len() / 4);
@@ -73,7 +125,19 @@ fn tokenize(sql: &str) -> Vec<Token<'_>> {
             }
             b'"' | b'`' => {
                 let end = skip_quoted(bytes, i + 1, b);
-                tokens.push(Token::Quoted(slice(i, end)));
+                let string = b == b'"'
+                    && match dialect {
+                        SqlDialect::Standard => false,
+                        SqlDialect::MySql => true,
+                        SqlDialect::Sqlite => {
+                            value_position(&tokens) && bytes.get(end) != Some(&b'.')
+                        }
+                    };
+                if string {
+                    tokens.push(Token::Value);
+                } else {
+                    tokens.push(Token::Quoted(slice(i, end)));
+                }
                 i = end;
             }
             b'[' if !after_identifier(&tokens) => {
@@ -168,6 +232,37 @@ fn unary_position(tokens: &[Token<'_>]) -> bool {
         Some(Token::Symbol(c)) => !matches!(c, b')' | b']'),
         Some(Token::Word(w)) => is_keyword(w),
         Some(Token::Value | Token::Cast | Token::Quoted(_)) => false,
+    }
+}
+
+/// Whether a value stands here for certain: after a comparison operator, `LIKE`, `GLOB` or
+/// `IS` (and `NOT`), or in an `IN (…)` / `VALUES (…)` list of values so far.
+fn value_position(tokens: &[Token<'_>]) -> bool {
+    match tokens.last() {
+        Some(Token::Symbol(b'=' | b'<' | b'>')) => true,
+        Some(word @ Token::Word(_)) => ["LIKE", "GLOB", "IS", "NOT"]
+            .iter()
+            .any(|keyword| is_keyword_named(word, keyword)),
+        Some(Token::Symbol(b'(' | b',')) => {
+            // Back over `value ,` pairs to the `(`; a list of values opens after IN or VALUES.
+            let mut i = tokens.len();
+            loop {
+                i -= 1;
+                match tokens.get(i) {
+                    Some(Token::Symbol(b'(')) => {
+                        return i
+                            .checked_sub(1)
+                            .and_then(|j| tokens.get(j))
+                            .is_some_and(|t| {
+                                is_keyword_named(t, "IN") || is_keyword_named(t, "VALUES")
+                            });
+                    }
+                    Some(Token::Symbol(b',') | Token::Value) if i > 0 => {}
+                    _ => return false,
+                }
+            }
+        }
+        _ => false,
     }
 }
 
@@ -377,6 +472,7 @@ const KEYWORDS: &[&str] = &[
     "FOR",
     "FROM",
     "FULL",
+    "GLOB",
     "GROUP",
     "HAVING",
     "IF",
@@ -430,6 +526,63 @@ const KEYWORDS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn double_quoted_strings_are_literals_where_the_dialect_says_so() {
+        let by_email = |email: &str| format!(r#"SELECT id FROM users WHERE email = "{email}""#);
+        for dialect in [SqlDialect::MySql, SqlDialect::Sqlite] {
+            let first = fingerprint_in(&by_email("a@b.c"), dialect);
+            assert_eq!(first, "SELECT id FROM users WHERE email = ?", "{dialect:?}");
+            assert_eq!(
+                first,
+                fingerprint_in(&by_email("z@y.x"), dialect),
+                "one N+1 group"
+            );
+        }
+        // MySQL: every double-quoted text is a string.
+        assert_eq!(
+            fingerprint_in(
+                r#"SELECT "x", a FROM t WHERE b IN ("p", "q")"#,
+                SqlDialect::MySql
+            ),
+            "SELECT ?, a FROM t WHERE b IN (?)"
+        );
+        // SQLite: identifiers stay where identifiers stand; values go where values stand.
+        assert_eq!(
+            fingerprint_in(
+                r#"SELECT "Name" FROM "Users" AS "u" JOIN t ON "u"."id" = "t"."id" WHERE "u"."nick" LIKE "bo%" AND c IN ("p", "q") AND d NOT GLOB "*x""#,
+                SqlDialect::Sqlite
+            ),
+            r#"SELECT "Name" FROM "Users" AS "u" JOIN t ON "u"."id" = "t"."id" WHERE "u"."nick" LIKE ? AND c IN (?) AND d NOT GLOB ?"#
+        );
+        assert_eq!(
+            fingerprint_in(
+                r#"INSERT INTO "t" ("a", "b") VALUES ("x", 1)"#,
+                SqlDialect::Sqlite
+            ),
+            r#"INSERT INTO "t" ("a", "b") VALUES (?)"#
+        );
+        // Standard SQL: double quotes are identifiers, kept as written.
+        assert_eq!(
+            fingerprint_in(
+                r#"SELECT "Name" FROM t WHERE "Name" = 'x'"#,
+                SqlDialect::Standard
+            ),
+            r#"SELECT "Name" FROM t WHERE "Name" = ?"#
+        );
+    }
+
+    #[test]
+    fn dialects_from_opentelemetry_system_names() {
+        assert_eq!(SqlDialect::from_db_system("mysql"), SqlDialect::MySql);
+        assert_eq!(SqlDialect::from_db_system("MariaDB"), SqlDialect::MySql);
+        assert_eq!(SqlDialect::from_db_system("sqlite"), SqlDialect::Sqlite);
+        assert_eq!(
+            SqlDialect::from_db_system("postgresql"),
+            SqlDialect::Standard
+        );
+        assert_eq!(SqlDialect::from_db_system(""), SqlDialect::Standard);
+    }
 
     #[test]
     fn keywords_are_sorted() {

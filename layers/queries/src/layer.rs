@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 use vitals_core::route::{RouteLabel, RouteLabeler};
+use vitals_core::server_timing::ServerTimingMode;
 
 use crate::n_plus_one::NPlusOneRule;
 use crate::service::QueryTracking;
@@ -29,7 +30,7 @@ pub(crate) struct Config {
     pub(crate) rule: NPlusOneRule,
     pub(crate) action: NPlusOneAction,
     pub(crate) route_actions: HashMap<Box<str>, NPlusOneAction>,
-    pub(crate) server_timing: bool,
+    pub(crate) server_timing: ServerTimingMode,
     /// Statements a request may make before it is reported (`None`: no budget).
     pub(crate) budget: Option<u64>,
     pub(crate) route_budgets: HashMap<Box<str>, Option<u64>>,
@@ -67,7 +68,7 @@ impl Default for Config {
             rule: NPlusOneRule::default(),
             action: NPlusOneAction::Log,
             route_actions: HashMap::new(),
-            server_timing: true,
+            server_timing: ServerTimingMode::Always,
             budget: None,
             route_budgets: HashMap::new(),
             #[cfg(feature = "metrics")]
@@ -156,11 +157,22 @@ impl QueryTrackingLayer {
         self
     }
 
-    /// Whether to add `db;dur=<ms>;desc="<n> queries"` to `Server-Timing` (default on).
+    /// Which requests may see a `Server-Timing` header, and with it the
+    /// `db;dur=<ms>;desc="<n> queries"` entry (default: all). `true` and `false` mean
+    /// [`Always`](ServerTimingMode::Always) and [`Off`](ServerTimingMode::Off). A request this
+    /// mode denies gets no `Server-Timing` from any Vitals layer: the most restrictive layer
+    /// wins.
     #[must_use]
-    pub fn with_server_timing(mut self, enabled: bool) -> Self {
-        self.config().server_timing = enabled;
+    pub fn with_server_timing(mut self, mode: impl Into<ServerTimingMode>) -> Self {
+        self.config().server_timing = mode.into();
         self
+    }
+
+    /// No `Server-Timing` header on any response, from any Vitals layer
+    /// (`with_server_timing(ServerTimingMode::Off)`).
+    #[must_use]
+    pub fn without_server_timing(self) -> Self {
+        self.with_server_timing(ServerTimingMode::Off)
     }
 
     /// How requests get their route label (default: axum's `MatchedPath`, else `unmatched`).

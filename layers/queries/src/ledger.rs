@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::cache::fingerprint_of;
+use crate::fingerprint::SqlDialect;
 
 /// The most statements one ledger keeps in full; beyond it only counts and groups grow.
 pub const MAX_RECORDED: usize = 1_000;
@@ -25,10 +26,12 @@ pub struct Query<'a> {
     pub rows_affected: Option<u64>,
     /// Its error, if it failed.
     pub error: Option<&'a str>,
+    /// The SQL dialect it is written in, which decides what `"…"` is when fingerprinting.
+    pub dialect: SqlDialect,
 }
 
 impl<'a> Query<'a> {
-    /// A statement that ran for `duration`.
+    /// A statement in standard SQL that ran for `duration`.
     pub fn new(statement: &'a str, duration: Duration) -> Self {
         Self {
             statement,
@@ -36,7 +39,15 @@ impl<'a> Query<'a> {
             rows_returned: None,
             rows_affected: None,
             error: None,
+            dialect: SqlDialect::Standard,
         }
+    }
+
+    /// The statement is written in `dialect`.
+    #[must_use]
+    pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 }
 
@@ -110,21 +121,22 @@ impl QueryLedger {
         Self::default()
     }
 
-    /// Records one statement.
+    /// Records one statement. Durations add up saturating: a source reporting an absurd
+    /// duration cannot make the sum overflow.
     pub fn record(&self, query: Query<'_>) {
         let statement = truncate(query.statement.trim(), MAX_STATEMENT_LEN);
-        let (print, key) = fingerprint_of(statement);
+        let (print, key) = fingerprint_of(statement, query.dialect);
         let mut state = self.lock();
-        state.count += 1;
-        state.total += query.duration;
+        state.count = state.count.saturating_add(1);
+        state.total = state.total.saturating_add(query.duration);
         let group = state.groups.entry(key).or_insert_with(|| FingerprintGroup {
             fingerprint: print,
             count: 0,
             total: Duration::ZERO,
             sample: statement.to_owned(),
         });
-        group.count += 1;
-        group.total += query.duration;
+        group.count = group.count.saturating_add(1);
+        group.total = group.total.saturating_add(query.duration);
         let fingerprint = Arc::clone(&group.fingerprint);
         if state.queries.len() < MAX_RECORDED {
             state.queries.push(RecordedQuery {
@@ -141,8 +153,8 @@ impl QueryLedger {
     /// Records time spent waiting for a pooled connection (sqlx's acquire events).
     pub fn record_pool_wait(&self, waited: Duration) {
         let mut state = self.lock();
-        state.pool_wait += waited;
-        state.acquires += 1;
+        state.pool_wait = state.pool_wait.saturating_add(waited);
+        state.acquires = state.acquires.saturating_add(1);
     }
 
     /// Time spent waiting for pooled connections, and how many acquires were seen.
@@ -207,6 +219,33 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_durations_saturate_instead_of_overflowing() {
+        let ledger = QueryLedger::new();
+        ledger.record(Query::new("SELECT 1", Duration::MAX));
+        ledger.record(Query::new("SELECT 1", Duration::MAX));
+        ledger.record_pool_wait(Duration::MAX);
+        ledger.record_pool_wait(Duration::MAX);
+        assert_eq!(ledger.totals(), (2, Duration::MAX));
+        assert_eq!(ledger.pool_wait(), (Duration::MAX, 2));
+        assert_eq!(ledger.report().groups[0].total, Duration::MAX);
+    }
+
+    #[test]
+    fn each_statement_is_fingerprinted_in_its_dialect() {
+        let ledger = QueryLedger::new();
+        for email in ["a@b.c", "d@e.f"] {
+            let sql = format!(r#"SELECT id FROM users WHERE email = "{email}""#);
+            ledger.record(Query::new(&sql, Duration::ZERO).with_dialect(SqlDialect::Sqlite));
+        }
+        let report = ledger.report();
+        assert_eq!(report.groups.len(), 1, "{report:#?}");
+        assert_eq!(
+            &*report.groups[0].fingerprint,
+            "SELECT id FROM users WHERE email = ?"
+        );
+    }
 
     #[test]
     fn groups_statements_by_fingerprint() {

@@ -73,10 +73,8 @@ where
             .extensions()
             .get::<RequestIdentity>()
             .and_then(|identity| identity.trace_id);
-        let server_timing = self
-            .config
-            .server_timing
-            .then(|| ServerTiming::attach(request.extensions_mut()));
+        // Denied for this request: still add to an outer collector, for the slow-request log.
+        let server_timing = ServerTiming::attach_for(&mut request, &self.config.server_timing);
         // A span of our own carries the ledger to threads and tasks outside this one. It is
         // enabled when the query event layer is installed (its filter enables our target).
         let span = tracing::trace_span!(target: REQUEST_SPAN_TARGET, "vitals_queries.request");
@@ -159,7 +157,8 @@ impl State {
             };
         if let Some(timing) = &self.server_timing {
             if count > 0 {
-                let mut description = format!("{count} queries");
+                let noun = if count == 1 { "query" } else { "queries" };
+                let mut description = format!("{count} {noun}");
                 if action == NPlusOneAction::Header
                     && let Some(worst) = findings.first()
                 {
@@ -263,7 +262,6 @@ fn failure<D: bytes::Buf + From<Bytes>>(findings: &[NPlusOneFinding]) -> Respons
                 "fingerprint": &*f.fingerprint,
                 "count": f.count,
                 "total_ms": (f.total.as_secs_f64() * 1e6).round() / 1e3,
-                "sample": f.sample,
             })
         })
         .collect();

@@ -5,6 +5,7 @@
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, RunQueryDsl, SqliteConnection};
 use vitals_queries::diesel::DieselQueries;
+use vitals_queries::fingerprint::SqlDialect;
 use vitals_queries::testing::capture;
 
 #[tokio::test]
@@ -47,4 +48,24 @@ async fn diesel_statements_are_recorded_with_their_errors() {
     );
     assert!(report.queries[0].statement.starts_with("INSERT INTO t"));
     assert!(!report.queries[0].statement.contains("binds"));
+}
+
+#[tokio::test]
+async fn a_bind_value_holding_the_binds_marker_stays_out_of_the_statement() {
+    let mut conn = SqliteConnection::establish(":memory:").unwrap();
+    conn.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .unwrap();
+    conn.set_instrumentation(DieselQueries::new().with_dialect(SqlDialect::Sqlite));
+    let hostile = "secret -- binds: [1]";
+    let ((), report) = capture(async {
+        diesel::sql_query("INSERT INTO t (id, name) VALUES (1, ?)")
+            .bind::<diesel::sql_types::Text, _>(hostile)
+            .execute(&mut conn)
+            .unwrap();
+    })
+    .await;
+    let recorded = &report.queries[0];
+    assert_eq!(recorded.statement, "INSERT INTO t (id, name) VALUES (1, ?)");
+    assert!(!recorded.statement.contains("secret"), "{recorded:?}");
+    assert_eq!(&*recorded.fingerprint, "INSERT INTO t(id, name) VALUES (?)");
 }

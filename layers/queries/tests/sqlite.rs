@@ -115,11 +115,26 @@ async fn n_plus_one(State(pool): State<SqlitePool>, Path(n): Path<i64>) -> Strin
     names.join(",")
 }
 
+/// The same N+1, with each name written into the SQL as a literal (as careless code does).
+async fn n_plus_one_with_literals(State(pool): State<SqlitePool>, Path(n): Path<i64>) -> String {
+    let mut ids = Vec::new();
+    for id in 1..=n {
+        let sql = format!("SELECT id FROM items WHERE name = 'item {id}'");
+        let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        ids.push(found.to_string());
+    }
+    ids.join(",")
+}
+
 async fn app(layer: QueryTrackingLayer) -> Router {
     warnings();
     Router::new()
         .route("/items/{n}", get(n_plus_one))
         .route("/none", get(|| async { "no queries" }))
+        .route("/by-name/{n}", get(n_plus_one_with_literals))
         .route(
             "/spawned",
             get(|State(pool): State<SqlitePool>| async move {
@@ -231,6 +246,28 @@ async fn fail_action_answers_500_with_the_findings() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_action_answers_with_fingerprints_never_the_statement_text() {
+    let app = app(QueryTrackingLayer::new().with_n_plus_one_action(NPlusOneAction::Fail)).await;
+    let response = get_path(&app, "/by-name/6").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        !text.contains("item "),
+        "a literal reached the client: {text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        json["findings"][0]["fingerprint"],
+        "SELECT id FROM items WHERE name = ?"
+    );
+    assert_eq!(json["findings"][0]["count"], 6);
+    assert!(json["findings"][0].get("sample").is_none(), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_action_names_the_finding_in_server_timing() {
     let app = app(QueryTrackingLayer::new().with_n_plus_one_action(NPlusOneAction::Header)).await;
     let response = get_path(&app, "/items/5").await;
@@ -256,14 +293,10 @@ async fn no_queries_no_db_entry() {
 async fn spawned_work_and_the_plain_api_count_toward_the_request() {
     let app = app(QueryTrackingLayer::new()).await;
     let spawned = get_path(&app, "/spawned").await;
-    assert!(
-        db_timing(&spawned)
-            .unwrap()
-            .ends_with(r#"desc="1 queries""#)
-    );
+    assert!(db_timing(&spawned).unwrap().ends_with(r#"desc="1 query""#));
     let manual = get_path(&app, "/manual").await;
     let timing = db_timing(&manual).unwrap();
-    assert_eq!(timing, r#"db;dur=2;desc="1 queries""#);
+    assert_eq!(timing, r#"db;dur=2;desc="1 query""#);
 }
 
 /// A body that runs one query per frame while it streams.
@@ -326,9 +359,7 @@ async fn queries_while_the_body_streams_are_counted_and_logged_not_in_the_header
     warnings();
     let response = get_path(&app, "/stream").await;
     assert!(
-        db_timing(&response)
-            .unwrap()
-            .ends_with(r#"desc="1 queries""#),
+        db_timing(&response).unwrap().ends_with(r#"desc="1 query""#),
         "the head saw one"
     );
     let ledger = response.extensions().get::<QueryLedger>().unwrap().clone();

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
 use vitals_core::route::{RouteLabel, RouteLabeler};
+pub use vitals_core::server_timing::ServerTimingMode;
 
 use crate::report::TimingReport;
 
@@ -16,49 +16,6 @@ pub const DEFAULT_BLOCKING_THRESHOLD: Duration = Duration::from_millis(10);
 
 /// The default slow-request threshold, on the total time to the last byte.
 pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_secs(1);
-
-/// When the layer adds `Server-Timing` to responses.
-///
-/// Timings reveal internals — how long the database took, whether a cache hit — which can help
-/// an attacker probe a service (timing side channels, fingerprinting). Public services may
-/// prefer [`ServerTimingMode::when_header`], so only clients that know a token (developers,
-/// synthetic monitoring) see them. Slow-request and blocking warnings are logged either way.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ServerTimingMode {
-    /// On every response (the default).
-    #[default]
-    Always,
-    /// Never.
-    Off,
-    /// Only when the request carries header `name`, with value `value` when one is given.
-    WhenHeader {
-        /// The request header to look for.
-        name: HeaderName,
-        /// The value it must have; any value counts when `None`.
-        value: Option<HeaderValue>,
-    },
-}
-
-impl ServerTimingMode {
-    /// On only for requests whose header `name` equals `token`.
-    pub fn when_header(name: HeaderName, token: HeaderValue) -> Self {
-        Self::WhenHeader {
-            name,
-            value: Some(token),
-        }
-    }
-
-    pub(crate) fn wants_header(&self, headers: &HeaderMap) -> bool {
-        match self {
-            Self::Always => true,
-            Self::Off => false,
-            Self::WhenHeader { name, value } => headers
-                .get_all(name)
-                .iter()
-                .any(|v| value.as_ref().is_none_or(|expected| v == expected)),
-        }
-    }
-}
 
 /// A threshold with per-route overrides; `None` switches the check off.
 #[derive(Clone, Debug)]
@@ -224,21 +181,5 @@ mod tests {
         assert_eq!(threshold.for_route(&other), Some(Duration::from_secs(1)));
         threshold.set_default(None);
         assert_eq!(threshold.for_route(&other), None);
-    }
-
-    #[test]
-    fn server_timing_modes() {
-        let mut headers = HeaderMap::new();
-        assert!(ServerTimingMode::Always.wants_header(&headers));
-        assert!(!ServerTimingMode::Off.wants_header(&headers));
-        let name = HeaderName::from_static("x-debug-timing");
-        let mode = ServerTimingMode::when_header(name.clone(), HeaderValue::from_static("s3cret"));
-        assert!(!mode.wants_header(&headers));
-        headers.append(&name, HeaderValue::from_static("wrong"));
-        assert!(!mode.wants_header(&headers));
-        headers.append(&name, HeaderValue::from_static("s3cret"));
-        assert!(mode.wants_header(&headers));
-        let any = ServerTimingMode::WhenHeader { name, value: None };
-        assert!(any.wants_header(&headers));
     }
 }

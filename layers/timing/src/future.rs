@@ -155,8 +155,9 @@ where
         let Poll::Ready(result) = polled else {
             return Poll::Pending;
         };
+        // Present: checked at the top of this poll, and only taken here.
         let Some(in_flight) = this.in_flight.take() else {
-            return Poll::Pending;
+            panic!("vitals_timing::ResponseFuture polled after completion");
         };
         let head = now.saturating_duration_since(in_flight.start);
         match result {

@@ -29,11 +29,20 @@ impl RequestTimingLayer {
         Arc::make_mut(&mut self.config)
     }
 
-    /// When to add `Server-Timing` to responses (see [`ServerTimingMode`] for the trade-off).
+    /// Which requests may see a `Server-Timing` header (see [`ServerTimingMode`] for the
+    /// trade-off). A request this mode denies gets no `Server-Timing` from any Vitals layer,
+    /// not only no `total` entry: the most restrictive layer wins.
     #[must_use]
-    pub fn with_server_timing(mut self, mode: ServerTimingMode) -> Self {
-        self.config().server_timing = mode;
+    pub fn with_server_timing(mut self, mode: impl Into<ServerTimingMode>) -> Self {
+        self.config().server_timing = mode.into();
         self
+    }
+
+    /// No `Server-Timing` header on any response, from any Vitals layer
+    /// (`with_server_timing(ServerTimingMode::Off)`).
+    #[must_use]
+    pub fn without_server_timing(self) -> Self {
+        self.with_server_timing(ServerTimingMode::Off)
     }
 
     /// Measures the handler future's polls (executor time, longest poll) — on by default.

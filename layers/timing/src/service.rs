@@ -59,13 +59,10 @@ where
         let start = Instant::now();
         let config = &self.config;
         let route = config.labeler.label(&request);
-        // With the header off for this request, still look at an outer layer's collector: the
-        // slow-request warning reports what the other layers measured.
-        let (server_timing, adds_total) = if config.server_timing.wants_header(request.headers()) {
-            (Some(ServerTiming::attach(request.extensions_mut())), true)
-        } else {
-            (ServerTiming::get(request.extensions()), false)
-        };
+        // With the header denied for this request, still look at an outer layer's collector:
+        // the slow-request warning reports what the other layers measured.
+        let adds_total = config.server_timing.allows(request.headers());
+        let server_timing = ServerTiming::attach_if(request.extensions_mut(), adds_total);
         let identity = request
             .extensions()
             .get::<RequestIdentity>()

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue};
 use vitals_core::identity::{SpanId, TraceId};
 
 use crate::traceparent::{TraceFlags, TraceParent};
-use crate::tracestate::TraceState;
+use crate::tracestate::{DEFAULT_TRACESTATE_LIMIT, TraceState};
 
 /// The `traceparent` header.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -61,8 +61,15 @@ pub(crate) fn random_trace_id() -> TraceId {
 impl TraceContext {
     /// Continues the trace of `headers` (one valid `traceparent`; `tracestate` only with it),
     /// or starts a new one — random trace id, random flag, sampled — when there is none or it
-    /// is invalid (several `traceparent` lines are invalid too).
+    /// is invalid (several `traceparent` lines are invalid too). The `tracestate` kept is
+    /// [truncated](TraceState::truncate) to [`DEFAULT_TRACESTATE_LIMIT`] characters.
     pub fn from_headers(headers: &HeaderMap) -> Self {
+        Self::from_headers_limited(headers, DEFAULT_TRACESTATE_LIMIT)
+    }
+
+    /// [`from_headers`](Self::from_headers), the `tracestate` kept truncated to
+    /// `tracestate_limit` characters.
+    pub fn from_headers_limited(headers: &HeaderMap, tracestate_limit: usize) -> Self {
         let mut lines = headers.get_all(TRACEPARENT).iter();
         let parent = match (lines.next(), lines.next()) {
             (Some(only), None) => TraceParent::parse(only.as_bytes()),
@@ -74,7 +81,12 @@ impl TraceContext {
                 span_id: random_span_id(),
                 parent_id: Some(parent.parent_id),
                 flags: parent.flags.known(),
-                state: TraceState::parse(headers.get_all(TRACESTATE)).unwrap_or_default(),
+                state: {
+                    let mut state =
+                        TraceState::parse(headers.get_all(TRACESTATE)).unwrap_or_default();
+                    state.truncate(tracestate_limit);
+                    state
+                },
                 exported: false,
             },
             None => Self::new_root(),

@@ -17,10 +17,11 @@ use tracing::field::Empty;
 use vitals_core::identity::{RequestId, RequestIdentity};
 use vitals_core::route::RouteLabeler;
 use vitals_core::semconv::method_label;
-use vitals_core::server_timing::{Metric, ServerTiming};
+use vitals_core::server_timing::{Metric, ServerTiming, ServerTimingMode};
 
 use crate::context::{TraceContext, enter};
 use crate::traceparent::hex_into;
+use crate::tracestate::DEFAULT_TRACESTATE_LIMIT;
 
 /// The default request-id header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,7 +29,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Debug)]
 struct Config {
     request_id_header: Option<HeaderName>,
-    server_timing: bool,
+    server_timing: ServerTimingMode,
+    tracestate_limit: usize,
     labeler: RouteLabeler,
 }
 
@@ -53,7 +55,8 @@ impl TraceContextLayer {
         Self {
             config: Arc::new(Config {
                 request_id_header: Some(X_REQUEST_ID),
-                server_timing: true,
+                server_timing: ServerTimingMode::Always,
+                tracestate_limit: DEFAULT_TRACESTATE_LIMIT,
                 labeler: RouteLabeler::new(),
             }),
         }
@@ -77,10 +80,29 @@ impl TraceContextLayer {
         self
     }
 
-    /// No `trace` metric in `Server-Timing`.
+    /// Which requests may see a `Server-Timing` header, and with it the `trace` metric (the
+    /// server's traceparent). A request this mode denies gets no `Server-Timing` from any
+    /// Vitals layer: the most restrictive layer wins.
     #[must_use]
-    pub fn without_server_timing(mut self) -> Self {
-        self.config().server_timing = false;
+    pub fn with_server_timing(mut self, mode: impl Into<ServerTimingMode>) -> Self {
+        self.config().server_timing = mode.into();
+        self
+    }
+
+    /// No `Server-Timing` header on any response, from any Vitals layer
+    /// (`with_server_timing(ServerTimingMode::Off)`).
+    #[must_use]
+    pub fn without_server_timing(self) -> Self {
+        self.with_server_timing(ServerTimingMode::Off)
+    }
+
+    /// The longest incoming `tracestate` carried on, in characters (default
+    /// [`DEFAULT_TRACESTATE_LIMIT`], 512: what the spec says to propagate at least). A longer
+    /// one loses whole members — those over 128 characters first, then from the end — before
+    /// the request span, the logs or any outgoing call see it.
+    #[must_use]
+    pub fn with_tracestate_limit(mut self, limit: usize) -> Self {
+        self.config().tracestate_limit = limit;
         self
     }
 
@@ -158,7 +180,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        let context = TraceContext::from_headers(request.headers());
+        let context =
+            TraceContext::from_headers_limited(request.headers(), config.tracestate_limit);
         // Kept if it is 1–128 visible ASCII characters, else replaced: a client's CR/LF or
         // 10 KB never reaches a log line or a response header.
         let request_id = config.request_id_header.as_ref().and_then(|name| {
@@ -200,16 +223,16 @@ where
             }
             bridged
         };
+        let allowed = config.server_timing.allows(request.headers());
         let extensions = request.extensions_mut();
-        let timing = config.server_timing.then(|| {
-            let timing = ServerTiming::attach(extensions);
+        let timing = ServerTiming::attach_if(extensions, allowed).filter(|_| allowed);
+        if let Some(timing) = &timing {
             let encoded = context.traceparent().encode();
             let description = std::str::from_utf8(&encoded)
                 .map(str::to_owned)
                 .unwrap_or_default();
             timing.add(Metric::new("trace").with_description(description));
-            timing
-        });
+        }
         extensions.insert(RequestIdentity {
             trace_id: Some(context.trace_id),
             span_id: Some(context.span_id),
@@ -261,7 +284,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(state) = this.state.as_ref() else {
+        // Taken once, and put back while the handler is pending: no branch that could find
+        // it missing and return `Pending` without a wake-up.
+        let Some(state) = this.state.take() else {
             panic!("vitals_trace_context::ResponseFuture polled after completion");
         };
         let polled = {
@@ -270,9 +295,7 @@ where
             enter(&state.context, || inner.poll(cx))
         };
         let Poll::Ready(result) = polled else {
-            return Poll::Pending;
-        };
-        let Some(state) = this.state.take() else {
+            *this.state = Some(state);
             return Poll::Pending;
         };
         let State {

@@ -48,4 +48,4 @@ pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_
 pub use layer::{ResponseFuture, TraceContextLayer, TraceContextService, TracedBody, X_REQUEST_ID};
 pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
 pub use traceparent::{TraceFlags, TraceParent};
-pub use tracestate::{MAX_MEMBERS, TraceState};
+pub use tracestate::{DEFAULT_TRACESTATE_LIMIT, MAX_MEMBERS, TraceState};

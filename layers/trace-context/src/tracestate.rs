@@ -7,6 +7,15 @@ use http::HeaderValue;
 /// The most list members a `tracestate` may have.
 pub const MAX_MEMBERS: usize = 32;
 
+/// The longest `tracestate` forwarded by default, in characters (members and the commas
+/// between them): the length the W3C spec says every vendor should propagate at least. A
+/// longer one is [truncated](TraceState::truncate), so a client cannot make every call
+/// downstream carry 32 members of 256-character values (~16 KB).
+pub const DEFAULT_TRACESTATE_LIMIT: usize = 512;
+
+/// Members longer than this (key, `=` and value) go first when truncating.
+const LONG_MEMBER: usize = 128;
+
 /// A valid `tracestate`: its list members, in order, at most 32, keys unique (a repeated key
 /// keeps its first value).
 ///
@@ -77,6 +86,31 @@ impl TraceState {
         Some(Self { members })
     }
 
+    /// The length of the header value: the members and the commas between them.
+    pub fn encoded_len(&self) -> usize {
+        let members: usize = self.members.iter().map(member_len).sum();
+        members + self.members.len().saturating_sub(1)
+    }
+
+    /// Drops whole members until the header value is at most `limit` characters, as the
+    /// spec's "Tracestate Limits" section says: members longer than 128 characters first
+    /// (from the end of the list), then members from the end. The first members — the most
+    /// recent vendors, the one that wrote `traceparent` first of all — are kept longest.
+    pub fn truncate(&mut self, limit: usize) {
+        let mut len = self.encoded_len();
+        let mut i = self.members.len();
+        while len > limit && i > 0 {
+            i -= 1;
+            if member_len(&self.members[i]) > LONG_MEMBER {
+                len = len.saturating_sub(member_len(&self.members[i]) + 1);
+                self.members.remove(i);
+            }
+        }
+        while self.encoded_len() > limit {
+            self.members.pop();
+        }
+    }
+
     /// Whether there are no members.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
@@ -94,6 +128,10 @@ impl TraceState {
         }
         HeaderValue::from_str(&self.to_string()).ok()
     }
+}
+
+fn member_len((key, value): &(String, String)) -> usize {
+    key.len() + 1 + value.len()
 }
 
 /// `OWS` (spaces and tabs) trimmed from both ends.
@@ -163,6 +201,51 @@ mod tests {
         let too_long = format!("{}=1", "z".repeat(257));
         assert!(TraceState::parse([&HeaderValue::from_str(&longest).unwrap()]).is_some());
         assert!(TraceState::parse([&HeaderValue::from_str(&too_long).unwrap()]).is_none());
+    }
+
+    fn member(key: &str, value_len: usize) -> String {
+        format!("{key}={}", "v".repeat(value_len))
+    }
+
+    #[test]
+    fn truncation_drops_long_members_first_then_from_the_end() {
+        // Thirty-two members of ~500 bytes: the amplification a client could ask for.
+        let huge: Vec<String> = (0..32).map(|i| member(&format!("k{i}"), 250)).collect();
+        let line = HeaderValue::from_str(&huge.join(",")).unwrap();
+        let mut state = TraceState::parse([&line]).unwrap();
+        assert!(state.encoded_len() > 8_000);
+        state.truncate(DEFAULT_TRACESTATE_LIMIT);
+        assert!(state.encoded_len() <= DEFAULT_TRACESTATE_LIMIT);
+        // Long members go from the end until the rest fits: the first two (253 + 1 + 253).
+        let keys: Vec<&str> = state.members().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["k0", "k1"]);
+
+        // Short members are kept in order; the long ones go first, wherever they are.
+        let mixed = [
+            member("first", 60),
+            member("big1", 200),
+            member("second", 60),
+            member("third", 60),
+            member("big2", 200),
+            member("fourth", 60),
+        ];
+        let line = HeaderValue::from_str(&mixed.join(",")).unwrap();
+        let mut state = TraceState::parse([&line]).unwrap();
+        state.truncate(300);
+        let keys: Vec<&str> = state.members().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["first", "second", "third", "fourth"]);
+        // Then from the end.
+        state.truncate(140);
+        let keys: Vec<&str> = state.members().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["first", "second"]);
+        // What is left still parses, and a state under the limit is untouched.
+        let value = state.header_value().unwrap();
+        assert_eq!(TraceState::parse([&value]).unwrap(), state);
+        let before = state.clone();
+        state.truncate(DEFAULT_TRACESTATE_LIMIT);
+        assert_eq!(state, before);
+        state.truncate(0);
+        assert!(state.is_empty() && state.header_value().is_none());
     }
 
     #[test]

@@ -83,6 +83,41 @@ async fn an_incoming_trace_is_continued_and_propagated() {
 }
 
 #[tokio::test]
+async fn an_oversized_tracestate_is_trimmed_before_it_travels_downstream() {
+    let addr = serve().await;
+    // The first vendors' short entries, then 30 members of 250-character values: ~8 KB a
+    // client could otherwise make every downstream call carry.
+    let mut members = vec![
+        "congo=t61rcWkgMzE".to_owned(),
+        "rojo=00f067aa0ba902b7".to_owned(),
+    ];
+    members.extend((0..30).map(|i| format!("v{i}={}", "x".repeat(250))));
+    let sent = members.join(",");
+    let reply = send(
+        addr,
+        "/downstream-state",
+        &[("traceparent", PARENT), ("tracestate", &sent)],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let forwarded = reply.body;
+    assert!(
+        forwarded.len() <= vitals_trace_context::DEFAULT_TRACESTATE_LIMIT,
+        "{} characters forwarded",
+        forwarded.len()
+    );
+    // Long members went from the end until the rest fit: the short first vendors' entries and
+    // one long member remain, in order.
+    let keys: Vec<&str> = forwarded
+        .split(',')
+        .map(|member| member.split_once('=').unwrap().0)
+        .collect();
+    assert_eq!(keys, ["congo", "rojo", "v0"], "{forwarded}");
+    let value = http::HeaderValue::from_str(&forwarded).unwrap();
+    assert!(vitals_trace_context::TraceState::parse([&value]).is_some());
+}
+
+#[tokio::test]
 async fn bad_input_starts_a_new_trace_and_replaces_bad_request_ids() {
     let addr = serve().await;
     let long_parent = format!("00-{}", "a".repeat(10 * 1024));

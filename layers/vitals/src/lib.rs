@@ -55,3 +55,4 @@ pub mod toggle;
 
 pub use routes::RouteSettings;
 pub use stack::{DEFAULT_CONCURRENCY_LIMIT, VitalsBuilder, VitalsError, VitalsLayer};
+pub use vitals_core::server_timing::ServerTimingMode;

@@ -19,6 +19,7 @@ use vitals_timing::RequestTimingLayer;
 use vitals_trace_context::TraceContextLayer;
 
 use vitals_core::findings::Findings;
+use vitals_core::server_timing::ServerTimingMode;
 
 use crate::routes::RouteSettings;
 #[allow(unused_imports)] // Unused when every layer feature is off.
@@ -187,6 +188,7 @@ pub struct VitalsBuilder {
     queries: Option<QueryTrackingLayer>,
     routes: Vec<(String, RouteSettings)>,
     findings: Option<Findings>,
+    server_timing: Option<ServerTimingMode>,
 }
 
 impl VitalsBuilder {
@@ -208,7 +210,39 @@ impl VitalsBuilder {
             queries: Some(QueryTrackingLayer::new()),
             routes: Vec::new(),
             findings: None,
+            server_timing: None,
         }
+    }
+
+    /// Which requests may see a `Server-Timing` header — with the `trace`, `total`, `db` and
+    /// `db-pool` entries every part adds — set on every part at once (default:
+    /// [`ServerTimingMode::Always`]). `Off` closes the side channel entirely; `when_header`
+    /// shows timings only to clients that send the token:
+    ///
+    /// ```
+    /// use http::{HeaderName, HeaderValue};
+    /// use vitals::{ServerTimingMode, VitalsLayer};
+    ///
+    /// # fn main() -> Result<(), vitals::VitalsError> {
+    /// let vitals = VitalsLayer::builder()
+    ///     .server_timing(ServerTimingMode::when_header(
+    ///         HeaderName::from_static("x-debug-timing"),
+    ///         HeaderValue::from_static("s3cret"),
+    ///     ))
+    ///     .build()?;
+    /// # let _ = vitals; Ok(()) }
+    /// ```
+    ///
+    /// This replaces the mode of any part layer given to the builder; without it, each part
+    /// keeps its own, and the most restrictive one on a request wins.
+    pub fn server_timing(mut self, mode: ServerTimingMode) -> Self {
+        self.server_timing = Some(mode);
+        self
+    }
+
+    /// No `Server-Timing` header on any response (`server_timing(ServerTimingMode::Off)`).
+    pub fn without_server_timing(self) -> Self {
+        self.server_timing(ServerTimingMode::Off)
     }
 
     /// Where the parts report what they notice, for a live view (the dashboard): timing its
@@ -329,6 +363,9 @@ impl VitalsBuilder {
         if let Some(findings) = self.findings.clone() {
             self.report_to(&findings);
         }
+        if let Some(mode) = self.server_timing.take() {
+            self.set_server_timing(&mode);
+        }
         let mut seen = HashSet::new();
         for (route, settings) in std::mem::take(&mut self.routes) {
             if !route.starts_with('/') {
@@ -369,6 +406,32 @@ impl VitalsBuilder {
         #[cfg(feature = "concurrency")]
         {
             self.limit = self.limit.take().map(|l| l.with_findings(findings.clone()));
+        }
+    }
+
+    /// Gives every part that adds to `Server-Timing` the same mode.
+    #[allow(unused_variables)] // Every such part may be compiled out.
+    fn set_server_timing(&mut self, mode: &ServerTimingMode) {
+        #[cfg(feature = "trace-context")]
+        {
+            self.trace_context = self
+                .trace_context
+                .take()
+                .map(|l| l.with_server_timing(mode.clone()));
+        }
+        #[cfg(feature = "timing")]
+        {
+            self.timing = self
+                .timing
+                .take()
+                .map(|l| l.with_server_timing(mode.clone()));
+        }
+        #[cfg(feature = "queries")]
+        {
+            self.queries = self
+                .queries
+                .take()
+                .map(|l| l.with_server_timing(mode.clone()));
         }
     }
 

@@ -281,3 +281,91 @@ async fn every_part_reports_to_the_findings() {
     let slow = totals.iter().find(|t| t.route == "/slow").unwrap();
     assert_eq!(slow.rejected, 1, "the route's own limiter reports too");
 }
+
+/// A route whose handler records one statement, so the queries part has a `db` entry to add.
+fn app_with_a_query(vitals: &VitalsLayer) -> Router {
+    Router::new()
+        .route(
+            "/db",
+            get(|| async {
+                vitals::queries::record("SELECT * FROM t WHERE id = 1", Duration::from_millis(2));
+                "db"
+            }),
+        )
+        .layer(vitals.clone())
+}
+
+async fn send_with(app: &Router, headers: &[(&str, &str)]) -> Response {
+    let mut request = Request::get("/db");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    app.clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_switch_governs_the_whole_server_timing_header() {
+    // On by default: every part's entry in one header.
+    let app = app_with_a_query(&VitalsLayer::new());
+    let response = send_with(&app, &[]).await;
+    let timing = header_of(&response, "server-timing").unwrap();
+    for entry in ["trace;desc=", "db;dur=", r#"desc="1 query""#, "total;dur="] {
+        assert!(timing.contains(entry), "{entry} in {timing}");
+    }
+
+    // Off: no Server-Timing at all — not the trace id, not the database time.
+    let off = VitalsLayer::builder()
+        .without_server_timing()
+        .build()
+        .unwrap();
+    let response = send_with(&app_with_a_query(&off), &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get_all("server-timing").iter().count(),
+        0
+    );
+
+    // When the header carries the token: only then.
+    let gated = VitalsLayer::builder()
+        .server_timing(vitals::ServerTimingMode::when_header(
+            header::HeaderName::from_static("x-debug-timing"),
+            header::HeaderValue::from_static("s3cret"),
+        ))
+        .build()
+        .unwrap();
+    let app = app_with_a_query(&gated);
+    for headers in [
+        &[][..],
+        &[("x-debug-timing", "s3cre")],
+        &[("x-debug-timing", "S3CRET")],
+    ] {
+        let response = send_with(&app, headers).await;
+        assert!(
+            response.headers().get("server-timing").is_none(),
+            "{headers:?}"
+        );
+    }
+    let response = send_with(&app, &[("x-debug-timing", "s3cret")]).await;
+    let timing = header_of(&response, "server-timing").unwrap();
+    assert!(
+        timing.contains("trace;desc=") && timing.contains("db;dur="),
+        "{timing}"
+    );
+}
+
+#[tokio::test]
+async fn a_part_configured_off_denies_the_header_even_when_another_part_attached_it() {
+    // Trace context (outermost) would show the trace id; timing inside it says Off.
+    let vitals = VitalsLayer::builder()
+        .timing(vitals::timing::RequestTimingLayer::new().without_server_timing())
+        .build()
+        .unwrap();
+    let response = send_with(&app_with_a_query(&vitals), &[]).await;
+    assert_eq!(
+        response.headers().get_all("server-timing").iter().count(),
+        0
+    );
+}

@@ -10,7 +10,7 @@ use vitals_trace_context::{TraceContext, TraceContextLayer, inject};
 pub(crate) const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// `/items/{id}` answers its trace id, span id and the `traceparent` a downstream call gets;
-/// `/fails` answers 500.
+/// `/downstream-state` answers the `tracestate` a downstream call gets; `/fails` answers 500.
 pub(crate) fn app() -> Router {
     Router::new()
         .route(
@@ -25,6 +25,17 @@ pub(crate) fn app() -> Router {
                     context.span_id,
                     downstream["traceparent"].to_str().unwrap()
                 )
+            }),
+        )
+        .route(
+            "/downstream-state",
+            get(|| async {
+                let mut downstream = http::HeaderMap::new();
+                inject(&mut downstream).unwrap();
+                downstream
+                    .get("tracestate")
+                    .map(|value| value.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
             }),
         )
         .route(

@@ -14,6 +14,7 @@ use super::{LogFormat, TelemetryError};
 pub(super) fn install(
     format: Option<LogFormat>,
     (filter, filter_error): (EnvFilter, Option<String>),
+    #[cfg(feature = "queries")] sql_dialect: vitals_queries::fingerprint::SqlDialect,
     #[cfg(feature = "otlp")] traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> Result<Option<WorkerGuard>, TelemetryError> {
     #[cfg(feature = "otlp")]
@@ -26,7 +27,11 @@ pub(super) fn install(
     #[cfg(not(feature = "otlp"))]
     let otel: Option<tracing_subscriber::layer::Identity> = None;
     #[cfg(feature = "queries")]
-    let queries = Some(vitals_queries::query_events());
+    let queries = Some(
+        vitals_queries::QueryEventLayer::new()
+            .with_dialect(sql_dialect)
+            .with_filter(vitals_queries::QueryEventLayer::filter()),
+    );
     #[cfg(not(feature = "queries"))]
     let queries: Option<tracing_subscriber::layer::Identity> = None;
 

@@ -59,6 +59,8 @@ pub struct TelemetryBuilder {
     otlp_endpoint: Option<String>,
     otlp_from_env: bool,
     prometheus: bool,
+    #[cfg(feature = "queries")]
+    sql_dialect: vitals_queries::fingerprint::SqlDialect,
 }
 
 /// OpenTelemetry's convention for a service that did not name itself:
@@ -91,6 +93,8 @@ pub fn builder() -> TelemetryBuilder {
         otlp_endpoint: None,
         otlp_from_env: true,
         prometheus: true,
+        #[cfg(feature = "queries")]
+        sql_dialect: vitals_queries::fingerprint::SqlDialect::Standard,
     }
 }
 
@@ -132,6 +136,15 @@ impl TelemetryBuilder {
     /// Ignore `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn without_otlp_from_env(mut self) -> Self {
         self.otlp_from_env = false;
+        self
+    }
+
+    /// The SQL dialect of the statements sqlx reports (its events do not name the database),
+    /// for fingerprints: `Sqlite` or `MySql` there, or their double-quoted strings stay in
+    /// fingerprints (default `Standard`: PostgreSQL).
+    #[cfg(feature = "queries")]
+    pub fn sql_dialect(mut self, dialect: vitals_queries::fingerprint::SqlDialect) -> Self {
+        self.sql_dialect = dialect;
         self
     }
 
@@ -214,6 +227,8 @@ impl TelemetryBuilder {
         let logs = logs::install(
             self.logs.then_some(format),
             filter,
+            #[cfg(feature = "queries")]
+            self.sql_dialect,
             #[cfg(feature = "otlp")]
             traces.as_ref(),
         )?;
