@@ -1,26 +1,28 @@
-//! Reading a `Cache-Control` value a handler set: is it valid, and does it let shared caches
-//! store the response?
+//! Reading a `Cache-Control` value a handler set: does it follow the grammar, and what does it
+//! say?
 
 use http::HeaderMap;
 use http::header::CACHE_CONTROL;
 
 use crate::grammar::{is_quoted_string, is_token, list_elements};
 
-/// What matters about a handler's `Cache-Control`.
+/// What matters about a handler's `Cache-Control` once the privacy rule has run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Directives {
-    pub(crate) public: bool,
-    pub(crate) private: bool,
     pub(crate) no_store: bool,
 }
 
-/// Parses every `Cache-Control` line of `headers` (`cache-directive = token [ "=" ( token /
-/// quoted-string ) ]`). `Ok(None)` without the header; `Err(())` when a line does not follow
-/// the grammar (the caller leaves it alone and logs it).
-pub(crate) fn parse(headers: &HeaderMap) -> Result<Option<Directives>, ()> {
-    let mut found = None;
+/// Calls `each` with the name and argument of every directive of every `Cache-Control` line of
+/// `headers`, in order (`cache-directive = token [ "=" ( token / quoted-string ) ]`). `Ok(false)`
+/// without the header; `Err(())` as soon as an element does not follow the grammar (`each` has
+/// seen the elements before it: callers that act on the whole value validate it first).
+pub(crate) fn for_each(
+    headers: &HeaderMap,
+    mut each: impl FnMut(&[u8], Option<&[u8]>),
+) -> Result<bool, ()> {
+    let mut found = false;
     for value in headers.get_all(CACHE_CONTROL) {
-        let directives: &mut Directives = found.get_or_insert_with(Directives::default);
+        found = true;
         for element in list_elements(value.as_bytes()) {
             let (name, argument) = match element.iter().position(|&b| b == b'=') {
                 Some(at) => (&element[..at], Some(&element[at + 1..])),
@@ -35,39 +37,20 @@ pub(crate) fn parse(headers: &HeaderMap) -> Result<Option<Directives>, ()> {
             {
                 return Err(());
             }
-            if name.eq_ignore_ascii_case(b"public") {
-                directives.public = true;
-            } else if name.eq_ignore_ascii_case(b"private") {
-                directives.private = true;
-            } else if name.eq_ignore_ascii_case(b"no-store") {
-                directives.no_store = true;
-            }
+            each(name, argument);
         }
     }
     Ok(found)
 }
 
-/// Rewrites a valid `Cache-Control` so that only the user's cache may store the response:
-/// `public` becomes `private`, `s-maxage` (for shared caches) goes, the rest stays.
-pub(crate) fn make_private(headers: &mut HeaderMap) {
-    let mut kept: Vec<Vec<u8>> = Vec::new();
-    let mut private = false;
-    for value in headers.get_all(CACHE_CONTROL) {
-        for element in list_elements(value.as_bytes()) {
-            let name = element.split(|&b| b == b'=').next().unwrap_or_default();
-            if name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"s-maxage") {
-                continue;
-            }
-            private |= name.eq_ignore_ascii_case(b"private");
-            kept.push(element.to_vec());
-        }
-    }
-    if !private {
-        kept.insert(0, b"private".to_vec());
-    }
-    if let Ok(value) = http::HeaderValue::from_bytes(&kept.join(&b", "[..])) {
-        headers.insert(CACHE_CONTROL, value);
-    }
+/// Parses every `Cache-Control` line of `headers`. `Ok(None)` without the header; `Err(())`
+/// when a line does not follow the grammar (the caller leaves it alone and logs it).
+pub(crate) fn parse(headers: &HeaderMap) -> Result<Option<Directives>, ()> {
+    let mut directives = Directives::default();
+    let found = for_each(headers, |name, _| {
+        directives.no_store |= name.eq_ignore_ascii_case(b"no-store");
+    })?;
+    Ok(found.then_some(directives))
 }
 
 #[cfg(test)]
@@ -86,26 +69,19 @@ mod tests {
     #[test]
     fn valid_values_are_read_across_lines() {
         assert_eq!(directives(&[]), Ok(None));
-        let read = directives(&["max-age=60", "PUBLIC, community=\"UCI, x\""]).unwrap();
         assert_eq!(
-            read,
-            Some(Directives {
-                public: true,
-                private: false,
-                no_store: false
-            })
+            directives(&["max-age=60", "PUBLIC, community=\"UCI, x\""]),
+            Ok(Some(Directives { no_store: false }))
         );
-        assert!(directives(&["no-store"]).unwrap().unwrap().no_store);
-        assert!(
-            directives(&["private=\"set-cookie\""])
-                .unwrap()
-                .unwrap()
-                .private
+        assert_eq!(
+            directives(&["max-age=60", "No-Store"]),
+            Ok(Some(Directives { no_store: true }))
         );
+        assert_eq!(directives(&[""]), Ok(Some(Directives::default())));
     }
 
     #[test]
-    fn a_public_value_is_made_private() {
+    fn every_directive_is_seen_in_order() {
         let mut headers = HeaderMap::new();
         headers.append(
             CACHE_CONTROL,
@@ -113,11 +89,21 @@ mod tests {
         );
         headers.append(
             CACHE_CONTROL,
-            HeaderValue::from_static("s-maxage=600, no-transform"),
+            HeaderValue::from_static("private=\"set-cookie, x\""),
         );
-        make_private(&mut headers);
-        assert_eq!(headers[CACHE_CONTROL], "private, max-age=60, no-transform");
-        assert_eq!(headers.get_all(CACHE_CONTROL).iter().count(), 1);
+        let mut seen = Vec::new();
+        let found = for_each(&headers, |name, argument| {
+            seen.push((name.to_vec(), argument.map(<[u8]>::to_vec)));
+        });
+        assert_eq!(found, Ok(true));
+        assert_eq!(
+            seen,
+            vec![
+                (b"public".to_vec(), None),
+                (b"max-age".to_vec(), Some(b"60".to_vec())),
+                (b"private".to_vec(), Some(b"\"set-cookie, x\"".to_vec())),
+            ]
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::conditional::{Preconditions, Validators, Verdict, parse_date};
 use crate::etag::EntityTag;
 use crate::layer::Config;
 use crate::policy::{CachePolicy, Rendered};
+use crate::privacy::{OneUser, keep_from_shared_caches};
 
 /// Left in the response extensions by a cache-headers layer that keeps public policies for
 /// authenticated requests: the outer ones do not apply their rules over its decision.
@@ -103,6 +104,16 @@ where
                     // A cache-headers layer inside already applied its policy (and its
                     // opt-ins): outer ones leave `Cache-Control` and `Vary` alone.
                     let validatable = if response.extensions().get::<PolicyApplied>().is_some() {
+                        // Its opt-in stands for credentials; a cookie set on the way out (by a
+                        // layer in between) is still kept from shared caches.
+                        let for_one = OneUser {
+                            credentials: false,
+                            sets_cookie: response.headers().contains_key(SET_COOKIE),
+                        };
+                        if let Some(confined) = keep_from_shared_caches(response.headers(), for_one)
+                        {
+                            response.headers_mut().insert(CACHE_CONTROL, confined.value);
+                        }
                         crate::directives::parse(response.headers())
                             .is_ok_and(|d| d.is_none_or(|d| !d.no_store))
                             && !status.is_client_error()
@@ -267,6 +278,10 @@ fn tagged<B: Body>(
 
 /// Sets `Cache-Control` and `Vary` on the head. Returns whether the response may be
 /// validated (an entity tag makes sense for it): not for `no-store`, not for errors.
+///
+/// Whose `Cache-Control` it is — the policy's, the handler's, or none — is decided first; then
+/// one rule, [`keep_from_shared_caches`], makes whatever was decided safe for a response that is
+/// for one user, so no mode and no status can skip it.
 fn apply_policy(
     status: StatusCode,
     headers: &mut HeaderMap,
@@ -279,32 +294,19 @@ fn apply_policy(
         vary[0] = Some("Accept-Encoding");
     }
     let error = status.is_client_error() || status.is_server_error();
-    let handler_policy = match crate::directives::parse(headers) {
-        Err(()) => {
-            tracing::warn!(
-                target: "vitals_cache_headers",
-                status = status.as_u16(),
-                cache_control = ?headers.get(CACHE_CONTROL),
-                "the handler's Cache-Control does not follow RFC 9111's grammar: left as it is"
-            );
-            merge_vary(headers, &vary);
-            return !error;
-        }
-        Ok(directives) => directives,
+    let for_one = OneUser {
+        // The route did not say its responses are the same for everyone.
+        credentials: !config.public_even_if_authorized && facts.credentials.is_some(),
+        sets_cookie: headers.contains_key(SET_COOKIE),
     };
-    // Whether a response public by policy must be private for this request: it carries
-    // credentials, and the route did not say its responses are the same for everyone.
-    let authorized = !config.public_even_if_authorized && facts.credentials.is_some();
-    let sets_cookie = headers.contains_key(SET_COOKIE);
+    let handler_wins = config.handler_wins && headers.contains_key(CACHE_CONTROL);
+    let chosen = if handler_wins {
+        None
+    } else {
+        choose(status, config, facts)
+    };
     let mut stores = true;
-    if let (Some(directives), true) = (handler_policy, config.handler_wins) {
-        stores = !directives.no_store;
-        if directives.public && (authorized || sets_cookie) {
-            // The handler's policy wins, but never as `public` for one user's response.
-            crate::directives::make_private(headers);
-            vary[1] = facts.credentials.filter(|_| authorized);
-        }
-    } else if let Some(rendered) = choose(status, config, facts) {
+    if let Some(rendered) = chosen {
         let policy = &rendered.policy;
         if policy.is_public() && !config.public_even_if_authorized {
             // Every response of a public route says it depends on credentials, so caches keep
@@ -314,16 +316,34 @@ fn apply_policy(
                 vary[2] = Some("Cookie");
             }
         }
-        // A shared cache would hand this user's data, or cookie, to everyone.
-        let value = if (policy.is_public() && authorized)
-            || (policy.shared_caches_may_store() && sets_cookie)
-        {
-            policy.to_private().header_value()
-        } else {
-            rendered.value.clone()
-        };
         stores = !policy.is_no_store();
-        headers.insert(CACHE_CONTROL, value);
+        headers.insert(CACHE_CONTROL, rendered.value.clone());
+    } else if let Ok(directives) = crate::directives::parse(headers) {
+        // The handler's value (or none: 1xx, 3xx, 2xx without a policy).
+        stores = directives.is_none_or(|d| !d.no_store);
+    } else {
+        tracing::warn!(
+            target: "vitals_cache_headers",
+            status = status.as_u16(),
+            cache_control = ?headers.get(CACHE_CONTROL),
+            for_one_user = for_one.credentials || for_one.sets_cookie,
+            "the handler's Cache-Control does not follow RFC 9111's grammar: left as it is, \
+             or made no-store for a response for one user"
+        );
+    }
+    // A shared cache would hand this user's data, or cookie, to everyone.
+    if let Some(confined) = keep_from_shared_caches(headers, for_one) {
+        stores = confined.stores;
+        if for_one.credentials && confined.stores {
+            // The user's own cache keeps the authenticated copy apart from the anonymous one.
+            let slot = if facts.credentials == Some("Cookie") {
+                2
+            } else {
+                1
+            };
+            vary[slot] = facts.credentials;
+        }
+        headers.insert(CACHE_CONTROL, confined.value);
     }
     merge_vary(headers, &vary);
     stores && !error

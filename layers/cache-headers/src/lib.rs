@@ -20,14 +20,16 @@
 //!
 //! - **Policies** ([`CachePolicy`]) render by RFC 9111's grammar; a `Cache-Control` the handler
 //!   set wins unless [`override_handler`](CacheHeadersLayer::override_handler) says otherwise
-//!   (an unparsable one is left alone and logged).
-//! - **Safe defaults**: a request with `Authorization` (or a
-//!   [configured cookie](CacheHeadersLayer::private_when_cookie)) never gets a public policy —
-//!   it gets the private equivalent, and public routes say `Vary: Authorization` — unless the
-//!   route says [`public_even_if_authorized`](CacheHeadersLayer::public_even_if_authorized); a
-//!   response with `Set-Cookie` is never stored by shared caches; errors get `no-store` unless a
-//!   policy names their status; `Vary` is merged, never duplicated, and gets `Accept-Encoding`
-//!   when an inner compression layer encoded the body.
+//!   (an unparsable one is left alone and logged — unless the response is for one user).
+//! - **Safe defaults**: a response for one user — to a request with `Authorization` (or a
+//!   [configured cookie](CacheHeadersLayer::private_when_cookie)), unless the route says
+//!   [`public_even_if_authorized`](CacheHeadersLayer::public_even_if_authorized), or one that
+//!   sets a cookie — never leaves the layer storable by a shared cache, in any mode and whoever
+//!   wrote its `Cache-Control`: what would let one store it (`public`, `s-maxage`,
+//!   `must-revalidate` for credentials; anything but `private`/`no-store` with `Set-Cookie`) is
+//!   made `private`, an unreadable value `no-store`. Public routes say `Vary: Authorization`;
+//!   errors get `no-store` unless a policy names their status; `Vary` is merged, never
+//!   duplicated, and gets `Accept-Encoding` when an inner compression layer encoded the body.
 //! - **Entity tags**: for a `200` to `GET`/`HEAD` without a validator of the handler's (`ETag`,
 //!   `Last-Modified`), a
 //!   strong `ETag` (XXH3-128 of the body; the content coding is part of the tag) for bodies of
@@ -50,6 +52,7 @@ mod grammar;
 mod layer;
 mod policy;
 mod precondition;
+mod privacy;
 mod vary;
 
 #[cfg(test)]

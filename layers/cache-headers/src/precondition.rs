@@ -45,6 +45,16 @@ where
 /// [`CurrentValidators`] reports. Safe methods and requests without preconditions go straight
 /// through, without a lookup.
 ///
+/// **The handler's write must still be conditional.** The check runs before the handler acts,
+/// so two concurrent writes with the same `If-Match` both pass it; only the write can settle
+/// which one wins. Update only the version the client named, and answer `412` when no row
+/// changed:
+///
+/// ```sql
+/// UPDATE products SET name = $3, version = version + 1 WHERE id = $1 AND version = $2
+/// -- 0 rows updated: another write got there first → 412 Precondition Failed
+/// ```
+///
 /// ```no_run
 /// use axum::{routing::put, Router};
 /// use vitals_cache_headers::{EntityTag, PreconditionLayer, Validators};

@@ -22,14 +22,18 @@ pub(crate) fn merge(headers: &mut HeaderMap, names: &[&'static str]) {
     }
     let mut merged: Vec<&[u8]> = Vec::new();
     let lines: Vec<HeaderValue> = headers.get_all(VARY).iter().cloned().collect();
+    let mut duplicates = false;
     for value in &lines {
         for element in list_elements(value.as_bytes()) {
-            if !merged.iter().any(|m| m.eq_ignore_ascii_case(element)) {
+            if merged.iter().any(|m| m.eq_ignore_ascii_case(element)) {
+                duplicates = true;
+            } else {
                 merged.push(element);
             }
         }
     }
     if merged.contains(&&b"*"[..]) {
+        // The response varies on everything: naming fields adds nothing; left as it is.
         return;
     }
     let before = merged.len();
@@ -41,7 +45,8 @@ pub(crate) fn merge(headers: &mut HeaderMap, names: &[&'static str]) {
             merged.push(name.as_bytes());
         }
     }
-    if merged.len() == before && lines.len() <= 1 {
+    if merged.len() == before && lines.len() <= 1 && !duplicates {
+        // Already one line naming each field once.
         return;
     }
     if let Ok(value) = HeaderValue::from_bytes(&merged.join(&b", "[..])) {
@@ -81,6 +86,8 @@ mod tests {
             vec!["Authorization"]
         );
         assert_eq!(vary(&["*"], &["Authorization"]), vec!["*"]);
+        // One line with a name twice is rewritten even when nothing is added.
+        assert_eq!(vary(&["Origin, origin"], &["Origin"]), vec!["Origin"]);
         assert!(vary(&[], &[]).is_empty());
     }
 }

@@ -134,6 +134,39 @@ fn app() -> Router {
             }),
         )
         .route(
+            "/handler-s-maxage",
+            get(|| async { ([(header::CACHE_CONTROL, "s-maxage=60")], "x") }),
+        )
+        .route(
+            "/handler-must-revalidate",
+            get(|| async {
+                (
+                    [(header::CACHE_CONTROL, "must-revalidate, max-age=60")],
+                    "x",
+                )
+            }),
+        )
+        .route(
+            "/handler-no-store-max-age",
+            get(|| async { ([(header::CACHE_CONTROL, "no-store, max-age=60")], "x") }),
+        )
+        .route(
+            "/handler-max-age-cookie",
+            get(|| async {
+                (
+                    [
+                        (header::CACHE_CONTROL, "max-age=60, s-maxage=600"),
+                        (header::SET_COOKIE, "session=abc"),
+                    ],
+                    "x",
+                )
+            }),
+        )
+        .route(
+            "/bare-cookie",
+            get(|| async { ([(header::SET_COOKIE, "session=abc")], "x") }),
+        )
+        .route(
             "/sets-cookie-no-cache",
             get(|| async { ([(header::SET_COOKIE, "session=abc")], "hello") })
                 .route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_cache())),
@@ -370,6 +403,86 @@ async fn a_response_that_sets_a_cookie_is_never_public() {
     // A handler's own `public` is made private for a response that sets a cookie.
     let handler = fetch(addr, "/handler-public-cookie", &[]).await;
     assert_eq!(handler.header("cache-control"), Some("private, max-age=30"));
+}
+
+/// Issue 14: whatever the handler wrote and whichever mode the layer is in, a response to an
+/// authenticated request or one that sets a cookie leaves the layer out of shared caches' reach.
+#[tokio::test]
+async fn no_mode_lets_shared_caches_store_a_response_for_one_user() {
+    let addr = serve().await;
+    let bearer: &'static [(&str, &str)] = &[("authorization", "Bearer demo")];
+    let cache_control = |path: &'static str, headers: &'static [(&'static str, &'static str)]| async move {
+        fetch(addr, path, headers)
+            .await
+            .header("cache-control")
+            .map(str::to_owned)
+    };
+    // RFC 9111 §3.5: `s-maxage` and `must-revalidate` let shared caches store an authorized
+    // response, as `public` does.
+    assert_eq!(
+        cache_control("/handler-s-maxage", bearer).await.as_deref(),
+        Some("private")
+    );
+    assert_eq!(
+        cache_control("/handler-s-maxage", &[]).await.as_deref(),
+        Some("s-maxage=60"),
+        "a response for everyone keeps the handler's value"
+    );
+    let revalidate = fetch(addr, "/handler-must-revalidate", bearer).await;
+    assert_eq!(
+        revalidate.header("cache-control"),
+        Some("private, must-revalidate, max-age=60")
+    );
+    assert_eq!(revalidate.header("vary"), Some("Authorization"));
+    // A value nobody can read cannot be kept safely.
+    assert_eq!(
+        cache_control("/handler-junk", bearer).await.as_deref(),
+        Some("no-store")
+    );
+    // `no-store` never comes with `max-age` on a response for one user.
+    assert_eq!(
+        cache_control("/handler-no-store-max-age", bearer)
+            .await
+            .as_deref(),
+        Some("no-store")
+    );
+    // With `Set-Cookie`, `max-age` alone would let shared caches store it.
+    assert_eq!(
+        cache_control("/handler-max-age-cookie", &[])
+            .await
+            .as_deref(),
+        Some("private, max-age=60")
+    );
+    assert_eq!(
+        cache_control("/bare-cookie", &[]).await.as_deref(),
+        Some("private")
+    );
+    // `override_handler()` on a status without a policy (a login redirect) kept the handler's
+    // `public` — here with no outer layer to catch it.
+    let login = Router::new()
+        .route(
+            "/login",
+            get(|| async {
+                (
+                    StatusCode::SEE_OTHER,
+                    [
+                        (header::LOCATION, "/me"),
+                        (header::CACHE_CONTROL, "public, max-age=60"),
+                        (header::SET_COOKIE, "session=abc"),
+                    ],
+                )
+            }),
+        )
+        .layer(CacheHeadersLayer::with_policy(CachePolicy::public(MINUTE)).override_handler());
+    let request = axum::http::Request::get("/login")
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(login, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "private, max-age=60"
+    );
 }
 
 #[tokio::test]
