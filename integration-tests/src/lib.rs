@@ -14,7 +14,11 @@
 //!
 //! PostgreSQL: [`postgres_admin_url`] reads `VITALS_TEST_POSTGRES_URL` (`scripts/ci` sets it
 //! to a throwaway cluster); each [`TestShop::start_postgres`] gets a database of its own,
-//! dropped at [`TestShop::shutdown`].
+//! dropped at [`TestShop::shutdown`]. Without it the Postgres variants are skipped, with a note
+//! on stderr, except under CI (`CI` set), where they fail ([`service_url`]).
+//!
+//! Waiting: tests wait on the state they need ([`eventually`]), never for a fixed time, so a
+//! busy machine makes them slower, not wrong.
 
 pub mod events;
 pub mod otlp;
@@ -140,6 +144,31 @@ impl TestShop {
             .unwrap_or_else(|e| panic!("GET {path}: body is not JSON: {e}"))
     }
 
+    /// Opens every connection the shop's pool may hold and waits until all are idle again.
+    ///
+    /// A request that makes the pool open a connection also runs the connection's setup
+    /// statements (SQLite pragmas, PostgreSQL settings), and they count toward it. How many a
+    /// request opens depends on whether the connection its previous statement used got back to
+    /// the pool in time, that is on the machine's load; with the pool full, none.
+    pub async fn open_every_connection(&self) {
+        let pool = self.shop.db().pool();
+        let max = pool.options().get_max_connections();
+        let mut held = Vec::new();
+        for _ in 0..max {
+            held.push(
+                pool.acquire()
+                    .await
+                    .expect("a connection of the shop's pool"),
+            );
+        }
+        drop(held);
+        let max = usize::try_from(max).expect("small");
+        eventually("every connection of the shop's pool to be idle", || {
+            pool.num_idle() == max
+        })
+        .await;
+    }
+
     /// Stops the server, closes the pool, and drops the PostgreSQL database if one was made.
     pub async fn shutdown(self) {
         self.server.abort();
@@ -148,6 +177,23 @@ impl TestShop {
         if let Some(database) = self.postgres {
             database.drop_database().await;
         }
+    }
+}
+
+/// How long [`eventually`] waits: far longer than anything takes on an idle machine, so only a
+/// state that never comes fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `condition` every few milliseconds until it holds, panicking with `what` after
+/// [`PATIENCE`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {PATIENCE:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -174,14 +220,48 @@ pub fn install_prometheus() {
     });
 }
 
-/// The PostgreSQL server for the Postgres variants, or `None` (with a note on stderr saying the
-/// test is skipped) when `VITALS_TEST_POSTGRES_URL` is not set.
+/// The PostgreSQL server for the Postgres variants: see [`service_url`].
 pub fn postgres_admin_url(test: &str) -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
+    service_url(POSTGRES_URL_VAR, "PostgreSQL", test)
+}
+
+/// The environment variable CI services set (to any non-empty value): tests that need an
+/// outside service fail there instead of skipping.
+pub const CI_VAR: &str = "CI";
+
+/// The URL in `var` of the outside service (`what`: PostgreSQL, Redis…) that `test` needs.
+///
+/// Without it, on a developer's machine: `None`, and a note on stderr that `test` is skipped.
+/// Under CI ([`CI_VAR`] set): a panic, since a skip there would pass a run that tested nothing.
+pub fn service_url(var: &str, what: &str, test: &str) -> Option<String> {
+    match choose_service_url(var, what, test, std::env::var(var).ok(), ci_is_set()) {
+        Ok(url) => url,
+        Err(refusal) => panic!("{refusal}"),
+    }
+}
+
+/// Whether [`CI_VAR`] is set to a non-empty value.
+pub fn ci_is_set() -> bool {
+    std::env::var_os(CI_VAR).is_some_and(|value| !value.is_empty())
+}
+
+/// [`service_url`] on the values read from the environment: `Err` is the panic message.
+fn choose_service_url(
+    var: &str,
+    what: &str,
+    test: &str,
+    url: Option<String>,
+    ci: bool,
+) -> Result<Option<String>, String> {
+    match url {
+        Some(url) if !url.trim().is_empty() => Ok(Some(url)),
+        _ if ci => Err(format!(
+            "{test} needs {what}: {var} is not set, and under CI ({CI_VAR} is set) it may not be \
+             skipped"
+        )),
         _ => {
-            eprintln!("skipped {test}: set {POSTGRES_URL_VAR} to run it against PostgreSQL");
-            None
+            eprintln!("skipped {test}: set {var} to run it against {what}");
+            Ok(None)
         }
     }
 }
@@ -232,6 +312,45 @@ impl FreshPostgres {
                 .execute(&mut admin)
                 .await;
             let _ = admin.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_url_is_used_whether_or_not_ci_is_set() {
+        for ci in [false, true] {
+            assert_eq!(
+                choose_service_url(
+                    POSTGRES_URL_VAR,
+                    "PostgreSQL",
+                    "t",
+                    Some("pg://h".into()),
+                    ci
+                ),
+                Ok(Some("pg://h".to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_service_skips_locally_and_fails_under_ci() {
+        for url in [None, Some(String::new()), Some("  ".to_owned())] {
+            assert_eq!(
+                choose_service_url(POSTGRES_URL_VAR, "PostgreSQL", "t", url.clone(), false),
+                Ok(None),
+                "{url:?}"
+            );
+            let refusal =
+                choose_service_url(POSTGRES_URL_VAR, "PostgreSQL", "t", url.clone(), true)
+                    .expect_err("under CI a missing URL fails the test");
+            assert!(
+                refusal.starts_with("t needs PostgreSQL: VITALS_TEST_POSTGRES_URL is not set"),
+                "{refusal}"
+            );
         }
     }
 }

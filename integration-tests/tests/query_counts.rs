@@ -5,22 +5,39 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use shop::db::seed;
 use tracing::field::{Field, Visit};
+use tracing::span;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use vitals_integration_tests::{TestShop, postgres_admin_url};
+use vitals_integration_tests::{TestShop, eventually, postgres_admin_url};
 
-/// Counts sqlx's `sqlx::query` events and keeps their summaries.
+/// Counts sqlx's `sqlx::query` events and keeps their summaries; counts the query layer's
+/// request spans that closed.
 #[derive(Clone, Default)]
 struct QueryCounter {
     count: Arc<AtomicUsize>,
     summaries: Arc<Mutex<Vec<String>>>,
+    requests_closed: Arc<AtomicUsize>,
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryCounter {
+impl<S> tracing_subscriber::Layer<S> for QueryCounter
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// A request's statements all run inside its span (sqlx-sqlite's worker thread enters it
+    /// too), so once the span has closed, every one of them has been logged.
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        if ctx
+            .metadata(&id)
+            .is_some_and(|m| m.name() == "vitals_queries.request")
+        {
+            self.requests_closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         if event.metadata().target() != "sqlx::query" {
             return;
@@ -64,24 +81,21 @@ impl Visit for Summary {
 }
 
 impl QueryCounter {
-    /// Statements logged while `request` ran, waiting for late events from sqlx's worker.
+    /// Statements logged while `GET path` ran: up to the close of its request span, as events
+    /// from sqlx's worker thread may come after the client has read the response.
     async fn during(&self, shop: &TestShop, path: &str) -> Vec<String> {
         let before = self.count.load(Ordering::SeqCst);
+        let closed_before = self.requests_closed.load(Ordering::SeqCst);
         let response = shop.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.bytes().await.expect("body");
-        let mut seen = self.count.load(Ordering::SeqCst);
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            let now = self.count.load(Ordering::SeqCst);
-            if now == seen {
-                break;
-            }
-            seen = now;
-        }
+        eventually(&format!("the request span of GET {path} to close"), || {
+            self.requests_closed.load(Ordering::SeqCst) > closed_before
+        })
+        .await;
         let summaries = self.summaries.lock().expect("lock");
         // The pool opens connections on demand; their setup statements are not the handler's.
-        summaries[before..seen]
+        summaries[before..]
             .iter()
             .filter(|s| !is_connection_setup(s))
             .cloned()

@@ -1,5 +1,4 @@
 //! The `metrics` feature: the limiter's counters and gauges reach the installed recorder.
-#![cfg(feature = "metrics")]
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::time::Duration;

@@ -3,12 +3,14 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 use vitals_concurrency::ConcurrencyLimitLayer;
 use vitals_core::findings::{Finding, Findings};
 use vitals_dashboard::{Dashboard, DashboardError};
@@ -35,6 +37,22 @@ async fn request_raw(addr: SocketAddr, method: &str, path: &str, headers: &str) 
     (status, body)
 }
 
+/// How long a test waits for a state it needs: far longer than anything takes on an idle
+/// machine, so only a state that never comes fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `condition` until it holds, panicking with `what` after [`PATIENCE`].
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {PATIENCE:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A de-chunked body (axum answers fixed-length here, but be safe).
 fn json(body: &str) -> Value {
     serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -45,6 +63,8 @@ struct Served {
     dashboard: Dashboard,
     findings: Findings,
     limit: ConcurrencyLimitLayer,
+    /// Lets one `GET /slow` finish: until then it holds its permit.
+    release_slow: Arc<Notify>,
 }
 
 async fn serve(token: Option<&str>) -> Served {
@@ -62,12 +82,14 @@ async fn serve(token: Option<&str>) -> Served {
         builder = builder.bearer_token(token);
     }
     let dashboard = builder.build().unwrap();
+    let release_slow = Arc::new(Notify::new());
+    let released = Arc::clone(&release_slow);
     let app = Router::new()
         .route("/products/{id}", get(|| async { "product" }))
         .route(
             "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+            get(|| async move {
+                released.notified().await;
                 "slow"
             }),
         )
@@ -89,6 +111,7 @@ async fn serve(token: Option<&str>) -> Served {
         dashboard,
         findings,
         limit,
+        release_slow,
     }
 }
 
@@ -106,10 +129,18 @@ async fn the_page_and_the_json_reflect_what_the_layers_recorded() {
             .0,
         200
     );
-    // One request holds the only permit; a second is refused.
+    // One request holds the only permit (its handler waits for the release); a second is
+    // refused.
     let held = tokio::spawn(async move { get_raw(addr, "/slow", "").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(get_raw(addr, "/slow", "").await.0, 503);
+    eventually("the first GET /slow to hold the permit", || {
+        served.limit.snapshot().in_flight == 1
+    })
+    .await;
+    let refused = tokio::time::timeout(PATIENCE, get_raw(addr, "/slow", ""))
+        .await
+        .expect("a second GET /slow is answered at once, not admitted or queued");
+    assert_eq!(refused.0, 503);
+    served.release_slow.notify_one();
     assert_eq!(held.await.unwrap().0, 200);
     served.findings.push(Finding::NPlusOne {
         route: "/orders".into(),
@@ -187,7 +218,7 @@ async fn the_page_and_the_json_reflect_what_the_layers_recorded() {
 }
 
 #[tokio::test]
-async fn the_sampler_keeps_a_bounded_history() {
+async fn the_sampler_keeps_a_bounded_history_and_samples_in_the_background() {
     let latency = LatencyRegistry::new();
     let dashboard = Dashboard::builder()
         .latency(latency)
@@ -199,11 +230,11 @@ async fn the_sampler_keeps_a_bounded_history() {
     }
     assert_eq!(dashboard.history().len(), 3, "keep / every samples at most");
     let before = dashboard.history().last().unwrap().at_unix_ms;
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(
-        dashboard.history().last().unwrap().at_unix_ms > before,
-        "the background sampler added samples"
-    );
+    eventually("the background sampler to add a sample", || {
+        dashboard.history().last().unwrap().at_unix_ms > before
+    })
+    .await;
+    assert_eq!(dashboard.history().len(), 3, "still bounded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,4 @@
 //! The `testing` feature: query budgets on a real SQLite database.
-#![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use sqlx::sqlite::SqlitePoolOptions;

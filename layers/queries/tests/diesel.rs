@@ -1,5 +1,4 @@
 //! diesel's statements reach the ledger through `DieselQueries`, on a real SQLite database.
-#![cfg(all(feature = "diesel", feature = "testing"))]
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use diesel::connection::SimpleConnection;

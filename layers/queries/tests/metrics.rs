@@ -1,5 +1,4 @@
 //! The `metrics` feature: queries per request and N+1 findings reach the installed recorder.
-#![cfg(feature = "metrics")]
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::collections::BTreeMap;

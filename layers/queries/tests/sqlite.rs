@@ -1,6 +1,7 @@
 //! QueryTrackingLayer on a real SQLite database through sqlx, with sqlx's own query events.
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,48 +16,63 @@ use tower::ServiceExt;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+use vitals_core::identity::{RequestIdentity, TraceId};
 use vitals_queries::{NPlusOneAction, QueryLedger, QueryTrackingLayer};
 
-/// `(route, message)` of every `vitals_queries` WARN event.
+/// Every `vitals_queries` WARN event of the test binary.
+///
+/// The subscriber is global and the tests run in parallel, several of them with N+1s and
+/// budgets on the same routes, so a test reads only the warnings of its own requests: those
+/// carrying the trace id it gave them ([`get_traced`]), which the layer logs with each one.
 #[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<(String, String)>>>);
+struct Warnings(Arc<Mutex<Vec<Warning>>>);
+
+/// One warning: the request's trace id, its route and the message.
+#[derive(Clone, Debug, Default)]
+struct Warning {
+    trace_id: String,
+    route: String,
+    message: String,
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         if event.metadata().target() != "vitals_queries" {
             return;
         }
-        let mut fields = RouteAndMessage::default();
-        event.record(&mut fields);
-        self.0.lock().unwrap().push((fields.route, fields.message));
+        let mut warning = Warning::default();
+        event.record(&mut warning);
+        self.0.lock().unwrap().push(warning);
     }
 }
 
-#[derive(Default)]
-struct RouteAndMessage {
-    route: String,
-    message: String,
-}
-
-impl Visit for RouteAndMessage {
+impl Visit for Warning {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         match field.name() {
             "message" => self.message = format!("{value:?}"),
             "http.route" => self.route = format!("{value:?}"),
+            "trace_id" => self.trace_id = format!("{value:?}"),
             _ => {}
         }
     }
 }
 
 impl Warnings {
-    fn for_route(&self, route: &str) -> Vec<String> {
+    /// The warnings logged for the request that carried `trace_id`.
+    fn of(&self, trace_id: TraceId) -> Vec<Warning> {
+        let trace_id = trace_id.to_string();
         self.0
             .lock()
             .unwrap()
             .iter()
-            .filter(|(r, _)| r == route)
-            .map(|(_, m)| m.clone())
+            .filter(|w| w.trace_id == trace_id)
+            .cloned()
             .collect()
+    }
+
+    /// The messages of [`Self::of`].
+    fn messages_of(&self, trace_id: TraceId) -> Vec<String> {
+        self.of(trace_id).into_iter().map(|w| w.message).collect()
     }
 }
 
@@ -71,6 +87,14 @@ fn warnings() -> &'static Warnings {
             .init();
         warnings
     })
+}
+
+/// A trace id no other request of this test binary gets.
+fn fresh_trace_id() -> TraceId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let mut bytes = [0x5a; 16];
+    bytes[8..].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    TraceId::from_bytes(bytes).unwrap()
 }
 
 async fn pool() -> SqlitePool {
@@ -163,10 +187,19 @@ async fn app(layer: QueryTrackingLayer) -> Router {
 }
 
 async fn get_path(app: &Router, path: &str) -> axum::response::Response {
-    app.clone()
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap()
+    get_traced(app, path).await.0
+}
+
+/// `GET path` with a trace id of its own in the request's identity (as the trace-context layer
+/// sets it), to find the warnings it caused with [`Warnings::of`].
+async fn get_traced(app: &Router, path: &str) -> (axum::response::Response, TraceId) {
+    let trace_id = fresh_trace_id();
+    let mut request = Request::get(path).body(Body::empty()).unwrap();
+    request.extensions_mut().insert(RequestIdentity {
+        trace_id: Some(trace_id),
+        ..RequestIdentity::default()
+    });
+    (app.clone().oneshot(request).await.unwrap(), trace_id)
 }
 
 fn db_timing(response: &axum::response::Response) -> Option<String> {
@@ -177,9 +210,9 @@ fn db_timing(response: &axum::response::Response) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counts_every_statement_and_reports_n_plus_one() {
+async fn counts_every_statement_and_reports_n_plus_one_when_the_body_ends() {
     let app = app(QueryTrackingLayer::new()).await;
-    let response = get_path(&app, "/items/8").await;
+    let (response, trace_id) = get_traced(&app, "/items/8").await;
     assert_eq!(response.status(), StatusCode::OK);
     let timing = db_timing(&response).unwrap();
     assert!(timing.starts_with("db;dur="), "{timing}");
@@ -192,19 +225,20 @@ async fn counts_every_statement_and_reports_n_plus_one() {
         "SELECT name FROM items WHERE id = ?"
     );
     assert_eq!(ledger.groups[0].count, 8);
+    let early = warnings().of(trace_id);
     assert!(
-        warnings().for_route("/items/{n}").is_empty(),
-        "findings are logged when the body has ended"
+        early.is_empty(),
+        "findings are logged when the body has ended: {early:?}"
     );
 
     axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
-    let warnings = warnings().for_route("/items/{n}");
+    let warnings = warnings().of(trace_id);
     assert!(
-        warnings
-            .iter()
-            .any(|m| m.contains("N+1") && m.contains("8 times")),
+        warnings.iter().any(|w| w.route == "/items/{n}"
+            && w.message.contains("N+1")
+            && w.message.contains("8 times")),
         "{warnings:?}"
     );
 }
@@ -357,7 +391,7 @@ async fn queries_while_the_body_streams_are_counted_and_logged_not_in_the_header
         .with_state(pool().await)
         .layer(QueryTrackingLayer::new());
     warnings();
-    let response = get_path(&app, "/stream").await;
+    let (response, trace_id) = get_traced(&app, "/stream").await;
     assert!(
         db_timing(&response).unwrap().ends_with(r#"desc="1 query""#),
         "the head saw one"
@@ -377,7 +411,7 @@ async fn queries_while_the_body_streams_are_counted_and_logged_not_in_the_header
         7,
         "queries made while streaming land in the ledger"
     );
-    let warnings = warnings().for_route("/stream");
+    let warnings = warnings().messages_of(trace_id);
     assert!(
         warnings.iter().any(|m| m.contains("6 times")),
         "{warnings:?}"
@@ -420,7 +454,7 @@ async fn opentelemetry_convention_spans_and_events_count() {
             }),
         )
         .layer(QueryTrackingLayer::new());
-    let response = get_path(&app, "/instrumented").await;
+    let (response, trace_id) = get_traced(&app, "/instrumented").await;
     let report = response.extensions().get::<QueryLedger>().unwrap().report();
     assert_eq!(report.count, 6, "{report:#?}");
     assert_eq!(
@@ -434,7 +468,7 @@ async fn opentelemetry_convention_spans_and_events_count() {
     axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
-    let warnings = warnings().for_route("/instrumented");
+    let warnings = warnings().messages_of(trace_id);
     assert!(
         warnings.iter().any(|m| m.contains("5 times")),
         "{warnings:?}"
@@ -556,29 +590,29 @@ async fn requests_over_their_query_budget_are_reported_per_route() {
         .with_route_query_budget("/spawned", 0)
         .with_route_query_budget("/manual", None))
     .await;
+    let mut over = std::collections::HashMap::new();
     for path in ["/items/2", "/items/5", "/spawned", "/manual"] {
-        let response = get_path(&app, path).await;
+        let (response, trace_id) = get_traced(&app, path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
-    }
-    let over = |route: &str| {
-        warnings()
-            .for_route(route)
+        let budget_warnings: Vec<String> = warnings()
+            .messages_of(trace_id)
             .into_iter()
             .filter(|m| m.contains("query budget exceeded"))
-            .collect::<Vec<_>>()
-    };
-    // 3 statements are within the budget of 3; 6 are not.
+            .collect();
+        over.insert(path, budget_warnings);
+    }
+    assert!(over["/items/2"].is_empty(), "3 statements, budget 3");
     assert_eq!(
-        over("/items/{n}"),
+        over["/items/5"],
         ["query budget exceeded: 6 statements in one request, budget 3"]
     );
     assert_eq!(
-        over("/spawned").len(),
+        over["/spawned"].len(),
         1,
         "one statement over a budget of 0"
     );
-    assert!(over("/manual").is_empty(), "no budget on /manual");
+    assert!(over["/manual"].is_empty(), "no budget on /manual");
 }

@@ -1,7 +1,6 @@
 //! Log correlation: every event inside a request carries its trace and span ids. Its own test
 //! binary, like spans.rs, so no test without a subscriber races it for tracing's callsite
 //! interest.
-#![cfg(feature = "logs")]
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::sync::{Arc, Mutex};
