@@ -15,9 +15,20 @@ use tower::ServiceExt;
 use vitals_core::semconv::DURATION_BUCKETS_SECONDS;
 use vitals_latency::{LatencyLayer, LatencyRegistry};
 
+/// How long `/pause` takes at least: past the 0.01 s boundary in seconds, past the largest
+/// finite one (10) if it were recorded in milliseconds.
+const PAUSE: Duration = Duration::from_millis(20);
+
 fn shop_like(registry: &LatencyRegistry) -> Router {
     Router::new()
         .route("/products/{id}", get(|| async { "a product" }))
+        .route(
+            "/pause",
+            get(|| async {
+                tokio::time::sleep(PAUSE).await;
+                "paused"
+            }),
+        )
         .route(
             "/fail",
             get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down") }),
@@ -46,6 +57,50 @@ async fn call(app: &Router, path: &str) -> (StatusCode, String, Option<String>) 
         String::from_utf8(body.to_vec()).unwrap(),
         content_type,
     )
+}
+
+/// The `_bucket` lines of the duration histogram's series with `labels`, as `(le, count)`, in
+/// order.
+fn buckets(text: &str, labels: &str) -> Vec<(String, u64)> {
+    let prefix = format!("http_server_request_duration_seconds_bucket{{{labels},le=\"");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|rest| {
+            let (le, count) = rest.split_once("\"} ").unwrap();
+            (le.to_owned(), count.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The series' buckets are the semconv boundaries and `+Inf`, cumulative (a count never
+/// decreases as `le` grows), `+Inf` counting all `requests` — whatever each one took.
+fn assert_cumulative_buckets(text: &str, labels: &str, requests: u64) -> Vec<(String, u64)> {
+    let buckets = buckets(text, labels);
+    let boundaries: Vec<f64> = buckets
+        .iter()
+        .filter(|(le, _)| le != "+Inf")
+        .map(|(le, _)| le.parse().unwrap())
+        .collect();
+    assert_eq!(boundaries, DURATION_BUCKETS_SECONDS, "{buckets:?}");
+    assert_eq!(
+        buckets.last(),
+        Some(&("+Inf".to_owned(), requests)),
+        "{buckets:?}"
+    );
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not cumulative: {buckets:?}"
+    );
+    buckets
+}
+
+/// The count in the bucket `le`.
+fn bucket(buckets: &[(String, u64)], le: &str) -> u64 {
+    buckets
+        .iter()
+        .find(|(bound, _)| bound == le)
+        .unwrap_or_else(|| panic!("no le={le:?} in {buckets:?}"))
+        .1
 }
 
 /// Runs `promtool check metrics` on `text`. Without promtool the check is skipped, unless
@@ -115,17 +170,7 @@ async fn the_prometheus_endpoint_renders_histograms_promtool_accepts() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     // One bucket line per boundary and +Inf, cumulative.
-    let buckets: Vec<u64> = text
-        .lines()
-        .filter(|l| {
-            l.starts_with(&format!(
-                "http_server_request_duration_seconds_bucket{{{labels}"
-            ))
-        })
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(buckets.len(), DURATION_BUCKETS_SECONDS.len() + 1);
-    assert!(buckets.windows(2).all(|w| w[0] <= w[1]));
+    assert_cumulative_buckets(&text, labels, 3);
     assert!(text.contains(r#"http_route="unmatched",http_response_status_code="404""#));
     promtool_check(&text);
 }
@@ -210,7 +255,7 @@ fn the_metrics_facade_feeds_a_prometheus_recorder_with_semconv_histograms() {
         vitals_latency::metrics::describe();
         let app = shop_like(&registry);
         runtime.block_on(async {
-            for path in ["/products/1", "/products/2", "/fail"] {
+            for path in ["/products/1", "/products/2", "/fail", "/pause"] {
                 call(&app, path).await;
             }
             // A request dropped mid-flight must bring the active gauge back down too.
@@ -236,7 +281,6 @@ fn the_metrics_facade_feeds_a_prometheus_recorder_with_semconv_histograms() {
         r#"http_request_method="GET",http_route="/products/{id}",http_response_status_code="200""#;
     for line in [
         "# TYPE http_server_request_duration_seconds histogram".to_owned(),
-        format!(r#"http_server_request_duration_seconds_bucket{{{labels},le="0.005"}} 2"#),
         format!("http_server_request_duration_seconds_count{{{labels}}} 2"),
         r#"http_server_active_requests{http_request_method="GET"} 0"#.to_owned(),
         r#"vitals_latency_cancelled_requests_total{http_request_method="GET",http_route="/hang"} 1"#.to_owned(),
@@ -244,6 +288,17 @@ fn the_metrics_facade_feeds_a_prometheus_recorder_with_semconv_histograms() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     assert!(!text.contains("/products/1"), "a series per id:\n{text}");
+    // The recorder got the semconv buckets and every request, however long each took.
+    assert_cumulative_buckets(&text, labels, 2);
+    // Seconds: the pause of at least 20 ms is past le=0.01, and (unless this machine stalled
+    // for 10 s) within le=10, where 20 milliseconds would not be.
+    let pause = assert_cumulative_buckets(
+        &text,
+        r#"http_request_method="GET",http_route="/pause",http_response_status_code="200""#,
+        1,
+    );
+    assert_eq!(bucket(&pause, "0.01"), 0, "{pause:?}");
+    assert_eq!(bucket(&pause, "10"), 1, "{pause:?}");
     promtool_check(&text);
 }
 
@@ -266,7 +321,7 @@ fn an_opentelemetry_meter_gets_the_semconv_instruments_in_seconds() {
         .unwrap();
     let app = shop_like(&registry);
     runtime.block_on(async {
-        for path in ["/products/1", "/products/2", "/fail"] {
+        for path in ["/products/1", "/products/2", "/fail", "/pause"] {
             call(&app, path).await;
         }
     });
@@ -286,20 +341,32 @@ fn an_opentelemetry_meter_gets_the_semconv_instruments_in_seconds() {
         panic!("not an f64 histogram: {:?}", duration.data());
     };
     let points: Vec<_> = histogram.data_points().collect();
-    assert_eq!(points.len(), 2);
-    let products = points
-        .iter()
-        .find(|p| {
-            p.attributes()
-                .any(|kv| kv.key.as_str() == "http.route" && kv.value.as_str() == "/products/{id}")
-        })
-        .unwrap();
+    assert_eq!(points.len(), 3);
+    let route = |route: &str| {
+        *points
+            .iter()
+            .find(|p| {
+                p.attributes()
+                    .any(|kv| kv.key.as_str() == "http.route" && kv.value.as_str() == route)
+            })
+            .unwrap()
+    };
+    let products = route("/products/{id}");
     assert_eq!(products.count(), 2);
+    assert_eq!(products.bucket_counts().sum::<u64>(), 2);
     assert_eq!(
         products.bounds().collect::<Vec<_>>(),
         DURATION_BUCKETS_SECONDS.to_vec()
     );
-    assert!(products.sum() < 1.0, "seconds, not milliseconds");
+    // Seconds, not milliseconds: the pause of at least 20 ms is 0.02 or more, and (unless
+    // this machine stalled for 10 s) below 10, where 20 milliseconds would not be.
+    let pause = route("/pause");
+    assert_eq!(pause.count(), 1);
+    assert!(
+        (PAUSE.as_secs_f64()..10.0).contains(&pause.sum()),
+        "{}",
+        pause.sum()
+    );
     let keys: Vec<_> = products
         .attributes()
         .map(|kv| kv.key.as_str().to_owned())

@@ -1,4 +1,7 @@
 //! RequestTimingLayer end to end: axum routers in-process and over real TCP.
+//!
+//! No test here captures log events (see `common` for why): the warnings and events the layer
+//! logs are checked in `blocking.rs` and `events.rs`.
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 mod common;
@@ -15,13 +18,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use common::{Events, Reports};
+use common::Reports;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use vitals_core::outcome::Outcome;
-use vitals_core::server_timing::{Metric, ServerTiming};
 use vitals_timing::{RequestTimingLayer, ServerTimingMode};
 
 /// A body of `chunks` frames, each produced after `delay`; fails instead of its last frame
@@ -153,180 +155,6 @@ async fn total_includes_a_streaming_body() {
         record.total
     );
     assert_eq!(record.outcome, Outcome::Completed);
-}
-
-#[tokio::test]
-async fn blocking_poll_warns_once_and_spawn_blocking_does_not() {
-    let events = Events::default();
-    let _guard = events.capture();
-    let reports = Reports::default();
-    let app = Router::new()
-        .route(
-            "/report/blocking",
-            get(|| async {
-                std::thread::sleep(Duration::from_millis(30));
-                "blocked"
-            }),
-        )
-        .route(
-            "/report",
-            get(|| async {
-                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(30)))
-                    .await
-                    .unwrap();
-                "offloaded"
-            }),
-        )
-        .layer(reports.attach(RequestTimingLayer::new()));
-
-    for path in ["/report/blocking", "/report"] {
-        send(&app, path).await.into_body().collect().await.unwrap();
-    }
-
-    let warnings = events.with_message("handler blocked the async executor");
-    assert_eq!(warnings.len(), 1, "{:#?}", events.all());
-    let warning = &warnings[0];
-    assert_eq!(warning.level, tracing::Level::WARN);
-    assert_eq!(warning.fields["http.route"], "/report/blocking");
-    assert_eq!(warning.fields["http.request.method"], "GET");
-    assert_eq!(warning.fields["threshold_ms"], "10.0");
-    let longest: f64 = warning.fields["longest_poll_ms"].parse().unwrap();
-    assert!(longest >= 30.0, "{longest}");
-
-    let records = reports.all();
-    assert!(records[0].blocked);
-    assert!(records[0].longest_poll.unwrap() >= Duration::from_millis(30));
-    assert!(!records[1].blocked, "{:?}", records[1]);
-    assert!(
-        records[1].polls >= 2,
-        "spawn_blocking makes the handler wait: {:?}",
-        records[1]
-    );
-    assert!(records[1].busy.unwrap() < Duration::from_millis(30));
-}
-
-#[tokio::test]
-async fn per_route_blocking_threshold_and_switch_off() {
-    let reports = Reports::default();
-    let handler = || async {
-        std::thread::sleep(Duration::from_millis(15));
-        "x"
-    };
-    let app = Router::new()
-        .route("/tolerated", get(handler))
-        .route("/unchecked", get(handler))
-        .route("/checked", get(handler))
-        .layer(
-            reports.attach(
-                RequestTimingLayer::new()
-                    .with_route_blocking_threshold("/tolerated", Duration::from_millis(100))
-                    .with_route_blocking_threshold("/unchecked", None),
-            ),
-        );
-    for path in ["/tolerated", "/unchecked", "/checked"] {
-        send(&app, path).await.into_body().collect().await.unwrap();
-    }
-    let blocked: Vec<_> = reports
-        .all()
-        .iter()
-        .map(|r| (r.route.clone(), r.blocked))
-        .collect();
-    assert_eq!(
-        blocked,
-        [
-            ("/tolerated".to_owned(), false),
-            ("/unchecked".to_owned(), false),
-            ("/checked".to_owned(), true)
-        ]
-    );
-}
-
-/// Adds a `db` metric the way the queries layer will: to the collector an outer layer attached.
-async fn with_db_metric(request: Request) -> &'static str {
-    if let Some(timing) = ServerTiming::get(request.extensions()) {
-        timing.add(
-            Metric::new("db")
-                .with_duration(Duration::from_micros(4_100))
-                .with_description("7 queries"),
-        );
-    }
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    "done"
-}
-
-#[tokio::test]
-async fn slow_requests_warn_with_what_other_layers_measured() {
-    let events = Events::default();
-    let _guard = events.capture();
-    let app = Router::new()
-        .route("/slow", get(with_db_metric))
-        .route("/exempt", get(with_db_metric))
-        .layer(
-            RequestTimingLayer::new()
-                .with_slow_threshold(Duration::from_millis(20))
-                .with_route_slow_threshold("/exempt", None),
-        );
-
-    let response = send(&app, "/slow").await;
-    let lines = server_timing(&response);
-    assert_eq!(lines.len(), 1, "one shared header line: {lines:?}");
-    assert!(
-        lines[0].starts_with(r#"db;dur=4.1;desc="7 queries", total;dur="#),
-        "{lines:?}"
-    );
-    response.into_body().collect().await.unwrap();
-    send(&app, "/exempt")
-        .await
-        .into_body()
-        .collect()
-        .await
-        .unwrap();
-
-    let slow = events.with_message("slow request");
-    assert_eq!(slow.len(), 1, "{:#?}", events.all());
-    let fields = &slow[0].fields;
-    assert_eq!(slow[0].level, tracing::Level::WARN);
-    assert_eq!(fields["http.route"], "/slow");
-    assert_eq!(fields["http.response.status_code"], "200");
-    assert_eq!(fields["vitals.outcome"], "completed");
-    assert!(
-        fields["server_timing"].starts_with(r#"db;dur=4.1;desc="7 queries", total;dur="#),
-        "{fields:?}"
-    );
-    let total: f64 = fields["total_ms"].parse().unwrap();
-    assert!(total >= 30.0);
-    for field in ["head_ms", "busy_ms", "longest_poll_ms", "threshold_ms"] {
-        assert!(fields.contains_key(field), "{field} missing: {fields:?}");
-    }
-}
-
-#[tokio::test]
-async fn completion_events_are_off_by_default_and_sampled_when_on() {
-    let events = Events::default();
-    let _guard = events.capture();
-    let quiet = Router::new()
-        .route("/", get(|| async { "x" }))
-        .layer(RequestTimingLayer::new());
-    for _ in 0..4 {
-        send(&quiet, "/").await.into_body().collect().await.unwrap();
-    }
-    assert!(events.all().is_empty());
-
-    let sampled = Router::new()
-        .route("/", get(|| async { "x" }))
-        .layer(RequestTimingLayer::new().with_completion_events(0.5));
-    for _ in 0..4 {
-        send(&sampled, "/")
-            .await
-            .into_body()
-            .collect()
-            .await
-            .unwrap();
-    }
-    let finished = events.with_message("request finished");
-    assert_eq!(finished.len(), 2);
-    assert_eq!(finished[0].level, tracing::Level::INFO);
-    assert_eq!(finished[0].fields["http.route"], "/");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use axum::http::Request;
 use axum::routing::get;
 use tower::ServiceExt;
 use vitals::VitalsLayer;
+use vitals::core::semconv::DURATION_BUCKETS_SECONDS;
 use vitals::telemetry::TelemetryError;
 
 #[tokio::test]
@@ -42,7 +43,7 @@ async fn installs_once_and_the_recorder_gets_the_layers_metrics() {
     }
     let text = telemetry.prometheus().unwrap().render();
     for line in [
-        r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/items/{id}",http_response_status_code="200",le="0.005"} 3"#,
+        r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/items/{id}",http_response_status_code="200",le="+Inf"} 3"#,
         r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/items/{id}",http_response_status_code="200"} 3"#,
         r#"vitals_concurrency_admitted_total{http_route="/items/{id}"} 3"#,
         r#"vitals_queries_per_request_count{http_route="/items/{id}"} 3"#,
@@ -50,6 +51,36 @@ async fn installs_once_and_the_recorder_gets_the_layers_metrics() {
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
+    // The recorder was given the semconv buckets (a histogram, not a summary), and the counts
+    // are cumulative: where each request falls depends on how fast this machine is, not that.
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix(
+                r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/items/{id}",http_response_status_code="200",le=""#,
+            )
+        })
+        .map(|rest| {
+            let (le, count) = rest.split_once("\"} ").unwrap();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (le, count.parse().unwrap())
+        })
+        .collect();
+    let boundaries: Vec<f64> = buckets.iter().map(|&(le, _)| le).collect();
+    let expected: Vec<f64> = DURATION_BUCKETS_SECONDS
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .collect();
+    assert_eq!(boundaries, expected, "{buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not cumulative: {buckets:?}"
+    );
     assert!(!telemetry.exports_traces());
     assert!(vitals::telemetry::prometheus().is_some());
 }

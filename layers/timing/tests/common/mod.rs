@@ -1,4 +1,11 @@
 //! Test helpers: capture finished-request reports and `vitals_timing` log events.
+//!
+//! [`Events::capture`] installs a per-thread subscriber. tracing caches each callsite's
+//! interest process-wide, computed when the callsite is first hit: a test that fires one of
+//! the layer's `warn!`/`info!` callsites on a thread with no subscriber, while another test is
+//! installing its capture, can cache "never" for that callsite, and the capturing test then
+//! sees nothing. So a test binary either captures in every test, for the whole test
+//! (`blocking.rs`, `events.rs`), or in none (`timing.rs`, `grpc.rs`).
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
@@ -24,6 +31,9 @@ pub struct Record {
     pub busy: Option<Duration>,
     pub longest_poll: Option<Duration>,
     pub polls: u32,
+    /// The threshold the layer applied to this request's route.
+    pub blocking_threshold: Option<Duration>,
+    /// What the layer decided: a single poll blocked the executor.
     pub blocked: bool,
 }
 
@@ -47,6 +57,7 @@ impl Reports {
                 busy: report.busy,
                 longest_poll: report.longest_poll,
                 polls: report.polls,
+                blocking_threshold: report.blocking_threshold,
                 blocked: report.blocked_executor(),
             });
         })
@@ -75,12 +86,30 @@ impl Reports {
     }
 }
 
+/// `duration` in milliseconds rounded to the microsecond, as the layer writes log fields.
+pub fn logged_ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
 /// One captured log event.
 #[derive(Clone, Debug)]
 pub struct Event {
     pub level: tracing::Level,
     pub message: String,
     pub fields: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// A numeric field, parsed.
+    pub fn number(&self, field: &str) -> f64 {
+        let value = self
+            .fields
+            .get(field)
+            .unwrap_or_else(|| panic!("{field} missing: {self:?}"));
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{field} is not a number: {self:?}"))
+    }
 }
 
 /// Captures `vitals_timing` events on the current thread while the guard lives.
