@@ -1,9 +1,15 @@
 //! `--demo-traffic`: the shop calls its own routes in the background, so the dashboard shows
 //! every problem within seconds — the N+1 route, the blocking report, slow calls, cacheable
-//! reads (with revalidation), and now and then a burst past `/slow`'s limit.
+//! reads, and now and then a burst past `/slow`'s limit. The catalogue is read as a browser or
+//! a CDN reads it: each `/products` and `/products/{id}` call sends back the `ETag` of the
+//! previous answer in `If-None-Match`, so most of them are revalidated with a `304`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use reqwest::header::{ETAG, HeaderValue, IF_NONE_MATCH};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use tokio::task::JoinHandle;
 
 /// How often one round of traffic starts.
@@ -13,30 +19,93 @@ const TICK: Duration = Duration::from_millis(250);
 /// ends. Failed calls are ignored: the point is load, and the dashboard shows the failures.
 pub fn spawn(base_url: String) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let Ok(client) = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-        else {
+        let Ok(client) = Client::builder().timeout(Duration::from_secs(10)).build() else {
             tracing::warn!("demo traffic: cannot build an HTTP client");
             return;
         };
+        let tags = EntityTags::default();
         let mut ticks = tokio::time::interval(TICK);
         for round in 0u64.. {
             ticks.tick().await;
             for path in paths(round) {
-                let url = format!("{base_url}{path}");
-                let mut request = client.get(url);
-                if path == "/me" {
-                    request = request.bearer_auth(crate::routes::DEMO_TOKEN);
-                }
+                let request = tags.request(&client, &base_url, &path);
+                let tags = tags.clone();
                 tokio::spawn(async move {
-                    if let Ok(response) = request.send().await {
-                        let _ = response.bytes().await;
-                    }
+                    let _ = call(request, &path, &tags).await;
                 });
             }
         }
     })
+}
+
+/// Sends `request` (for `path`), remembers the answer's entity tag, reads the body to its end
+/// and returns the status.
+async fn call(
+    request: RequestBuilder,
+    path: &str,
+    tags: &EntityTags,
+) -> Result<StatusCode, reqwest::Error> {
+    let response = request.send().await?;
+    tags.remember(path, &response);
+    let status = response.status();
+    response.bytes().await?;
+    Ok(status)
+}
+
+/// Whether the calls to `path` revalidate: the catalogue, which the shop serves with an `ETag`.
+fn revalidates(path: &str) -> bool {
+    path == "/products" || path.starts_with("/products/")
+}
+
+/// The entity tag of the last answer of each catalogue path. Clones share one table.
+#[derive(Clone, Debug, Default)]
+struct EntityTags(Arc<Mutex<HashMap<String, HeaderValue>>>);
+
+impl EntityTags {
+    /// The `GET` of `path`: with the demo user's token for `/me`, and with `If-None-Match` for a
+    /// catalogue path whose entity tag is known.
+    fn request(&self, client: &Client, base_url: &str, path: &str) -> RequestBuilder {
+        let mut request = client.get(format!("{base_url}{path}"));
+        if path == "/me" {
+            request = request.bearer_auth(crate::routes::DEMO_TOKEN);
+        }
+        if let Some(tag) = self.get(path) {
+            request = request.header(IF_NONE_MATCH, tag);
+        }
+        request
+    }
+
+    fn get(&self, path: &str) -> Option<HeaderValue> {
+        if !revalidates(path) {
+            return None;
+        }
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .cloned()
+    }
+
+    /// Keeps the entity tag a `200` or `304` to `path` carries. Any other answer, or one without
+    /// an `ETag`, forgets the path's tag, so the next call fetches the resource whole.
+    fn remember(&self, path: &str, response: &Response) {
+        if !revalidates(path) {
+            return;
+        }
+        let tag = match response.status() {
+            StatusCode::OK | StatusCode::NOT_MODIFIED => response.headers().get(ETAG).cloned(),
+            _ => None,
+        };
+        let mut tags = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match tag {
+            Some(tag) => {
+                tags.insert(path.to_owned(), tag);
+            }
+            None => {
+                tags.remove(path);
+            }
+        }
+    }
 }
 
 /// The calls of round `round` (four rounds a second).
@@ -84,5 +153,66 @@ mod tests {
             assert!(all.iter().any(|p| p == needle), "{needle}");
         }
         assert!(all.iter().filter(|p| *p == "/slow?ms=400").count() >= 40);
+    }
+
+    fn if_none_match(tags: &EntityTags, path: &str) -> Option<HeaderValue> {
+        let request = tags
+            .request(&Client::new(), "http://127.0.0.1:3000", path)
+            .build()
+            .unwrap();
+        request.headers().get(IF_NONE_MATCH).cloned()
+    }
+
+    #[test]
+    fn catalogue_calls_send_back_the_entity_tag_they_were_given() {
+        let tags = EntityTags::default();
+        assert_eq!(if_none_match(&tags, "/products/3"), None);
+        let tag = HeaderValue::from_static("\"3f2a\"");
+        tags.0
+            .lock()
+            .unwrap()
+            .insert("/products/3".to_owned(), tag.clone());
+        assert_eq!(if_none_match(&tags, "/products/3"), Some(tag));
+        // Each path has its own tag; paths outside the catalogue never revalidate.
+        assert_eq!(if_none_match(&tags, "/products/4"), None);
+        tags.0
+            .lock()
+            .unwrap()
+            .insert("/orders".to_owned(), HeaderValue::from_static("\"1\""));
+        assert_eq!(if_none_match(&tags, "/orders"), None);
+    }
+
+    /// Against the running shop: the second call of a catalogue path is answered `304`.
+    #[tokio::test]
+    async fn the_demo_traffic_revalidates_the_catalogue() {
+        let shop = crate::Shop::start(crate::Config::with_defaults())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let app = shop
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let client = Client::new();
+        let tags = EntityTags::default();
+        for path in ["/products", "/products/7"] {
+            let first = call(tags.request(&client, &base_url, path), path, &tags).await;
+            assert_eq!(first.unwrap(), StatusCode::OK, "{path}");
+            assert!(tags.get(path).is_some(), "{path}: no ETag remembered");
+            let second = call(tags.request(&client, &base_url, path), path, &tags).await;
+            assert_eq!(second.unwrap(), StatusCode::NOT_MODIFIED, "{path}");
+        }
+        // Outside the catalogue nothing is remembered.
+        let orders = call(
+            tags.request(&client, &base_url, "/orders"),
+            "/orders",
+            &tags,
+        )
+        .await;
+        assert_eq!(orders.unwrap(), StatusCode::OK);
+        assert!(tags.get("/orders").is_none());
+        server.abort();
     }
 }

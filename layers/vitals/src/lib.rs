@@ -56,3 +56,43 @@ pub mod toggle;
 pub use routes::RouteSettings;
 pub use stack::{DEFAULT_CONCURRENCY_LIMIT, VitalsBuilder, VitalsError, VitalsLayer};
 pub use vitals_core::server_timing::ServerTimingMode;
+
+// The guides in docs/*.md, compiled and run as doctests of this crate, so their Rust blocks stay
+// true to the code (`cargo test --workspace --all-features --doc`). Each module needs the
+// features its guide's blocks use.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/architecture.md")]
+mod architecture_md {}
+#[cfg(all(doctest, feature = "timing"))]
+#[doc = include_str!("../../../docs/benchmarks.md")]
+mod benchmarks_md {}
+#[cfg(all(doctest, feature = "cache-headers"))]
+#[doc = include_str!("../../../docs/cache-headers.md")]
+mod cache_headers_md {}
+#[cfg(all(doctest, feature = "concurrency"))]
+#[doc = include_str!("../../../docs/concurrency.md")]
+mod concurrency_md {}
+#[cfg(all(doctest, feature = "dashboard", feature = "telemetry"))]
+#[doc = include_str!("../../../docs/dashboard.md")]
+mod dashboard_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/development.md")]
+mod development_md {}
+#[cfg(all(doctest, feature = "latency", feature = "telemetry"))]
+#[doc = include_str!("../../../docs/latency.md")]
+mod latency_md {}
+#[cfg(all(doctest, feature = "queries", feature = "telemetry"))]
+#[doc = include_str!("../../../docs/queries.md")]
+mod queries_md {}
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/shop.md")]
+mod shop_md {}
+#[cfg(all(doctest, feature = "timing"))]
+#[doc = include_str!("../../../docs/timing.md")]
+mod timing_md {}
+#[cfg(all(doctest, feature = "otlp"))]
+#[doc = include_str!("../../../docs/trace-context.md")]
+mod trace_context_md {}
+#[cfg(all(doctest, feature = "otlp"))]
+#[doc = include_str!("../../../docs/vitals.md")]
+mod vitals_md {}
