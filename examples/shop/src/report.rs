@@ -22,14 +22,22 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Measures this machine and build, and picks the rounds that take about `target`.
+    /// Measures this machine and build, and picks the rounds that take about `target` of CPU
+    /// time. By the thread's CPU time where the kernel keeps it (Linux): on a busy machine the
+    /// wall clock also counts the time other processes had the CPU, which would make the
+    /// report too light to block anything.
     pub fn calibrate(target: Duration) -> Self {
+        let cpu = vitals::timing::cpu::thread_cpu_time;
         let mut rounds: u64 = 1 << 12;
         loop {
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), cpu());
             black_box(mix_rounds(black_box(rounds), rounds));
-            let elapsed = start.elapsed();
-            if elapsed >= Duration::from_millis(10) || rounds >= 1 << 40 {
+            let elapsed = match (cpu_start, cpu()) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                _ => start.elapsed(),
+            };
+            // Long enough that the CPU clock's ticks (a few ms) do not matter.
+            if elapsed >= Duration::from_millis(40) || rounds >= 1 << 40 {
                 let per_round = elapsed.as_secs_f64() / rounds as f64;
                 let wanted = (target.as_secs_f64() / per_round.max(f64::MIN_POSITIVE)).round();
                 // Bounded, so a wildly off measurement cannot make a report take minutes.

@@ -13,6 +13,9 @@
 //! findings.push(Finding::Blocking {
 //!     route: "/report".into(),
 //!     longest_poll_ms: 120.0,
+//!     on_cpu_ms: Some(118.5),
+//!     blocked_ms: Some(1.5),
+//!     cpu_wait_ms: Some(0.0),
 //!     trace_id: None,
 //! });
 //! assert_eq!(findings.recent().len(), 1);
@@ -63,20 +66,40 @@ pub enum Finding {
     Blocking {
         /// Route template.
         route: String,
-        /// The longest poll.
+        /// The longest time one poll held its thread: on a CPU or blocked, not waiting for a
+        /// CPU.
         longest_poll_ms: f64,
+        /// Of that poll: time on a CPU, when the kernel's per-thread counters were read.
+        on_cpu_ms: Option<f64>,
+        /// Of that poll: time blocked in the kernel (sleep, blocking I/O, a sync lock).
+        blocked_ms: Option<f64>,
+        /// Of that poll: time waiting runnable for a CPU (not counted as holding it).
+        cpu_wait_ms: Option<f64>,
         /// The trace id, when the trace-context layer ran.
+        trace_id: Option<String>,
+    },
+    /// The runtime's threads waited for a CPU: the host or the container's CPU quota is
+    /// saturated. Reported at most once a minute for the process, not per request.
+    Starvation {
+        /// How long the runtime's threads waited runnable for a CPU over the interval.
+        cpu_wait_ms: f64,
+        /// The interval, in seconds.
+        over_s: f64,
+        /// The route of the request whose preempted poll noticed it.
+        route: String,
+        /// That request's trace id, when the trace-context layer ran.
         trace_id: Option<String>,
     },
 }
 
 impl Finding {
-    /// `"slow"`, `"n_plus_one"` or `"blocking"`.
+    /// `"slow"`, `"n_plus_one"`, `"blocking"` or `"starvation"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Slow { .. } => "slow",
             Self::NPlusOne { .. } => "n_plus_one",
             Self::Blocking { .. } => "blocking",
+            Self::Starvation { .. } => "starvation",
         }
     }
 
@@ -85,7 +108,8 @@ impl Finding {
         match self {
             Self::Slow { route, .. }
             | Self::NPlusOne { route, .. }
-            | Self::Blocking { route, .. } => route,
+            | Self::Blocking { route, .. }
+            | Self::Starvation { route, .. } => route,
         }
     }
 }
@@ -267,6 +291,9 @@ mod tests {
             route: format!("/r{n}"),
             #[allow(clippy::cast_precision_loss)]
             longest_poll_ms: n as f64,
+            on_cpu_ms: None,
+            blocked_ms: None,
+            cpu_wait_ms: None,
             trace_id: None,
         }
     }

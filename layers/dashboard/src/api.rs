@@ -206,10 +206,26 @@ fn finding(recorded: &Recorded) -> Value {
         }
         Finding::Blocking {
             longest_poll_ms,
+            on_cpu_ms,
+            blocked_ms,
+            cpu_wait_ms,
             trace_id,
             ..
         } => {
             object.insert("longest_poll_ms".into(), json!(longest_poll_ms));
+            object.insert("on_cpu_ms".into(), json!(on_cpu_ms));
+            object.insert("blocked_ms".into(), json!(blocked_ms));
+            object.insert("cpu_wait_ms".into(), json!(cpu_wait_ms));
+            object.insert("trace_id".into(), json!(trace_id));
+        }
+        Finding::Starvation {
+            cpu_wait_ms,
+            over_s,
+            trace_id,
+            ..
+        } => {
+            object.insert("cpu_wait_ms".into(), json!(cpu_wait_ms));
+            object.insert("over_s".into(), json!(over_s));
             object.insert("trace_id".into(), json!(trace_id));
         }
         _ => {}

@@ -9,6 +9,12 @@ use vitals_timing::{RequestTimingLayer, ServerTimingMode};
 fn overhead(c: &mut Criterion) {
     Comparison::new(c, "timing")
         .layer("timing_default", RequestTimingLayer::new())
+        // Without the blocking check, polls are not split by the kernel's counters: the
+        // difference to `timing_default` is what splitting costs per request.
+        .layer(
+            "timing_blocking_off",
+            RequestTimingLayer::new().with_blocking_threshold(None),
+        )
         .layer(
             "timing_poll_off",
             RequestTimingLayer::new().with_poll_timing(false),

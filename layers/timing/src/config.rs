@@ -22,6 +22,9 @@ pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_secs(1);
 pub(crate) struct Threshold {
     default: Option<Duration>,
     per_route: HashMap<Box<str>, Option<Duration>>,
+    /// The lowest threshold of any route, kept up to date: a poll shorter than it needs no
+    /// closer look whatever its route.
+    lowest: Option<Duration>,
 }
 
 impl Threshold {
@@ -29,15 +32,32 @@ impl Threshold {
         Self {
             default: Some(default),
             per_route: HashMap::new(),
+            lowest: Some(default),
         }
     }
 
     pub(crate) fn set_default(&mut self, threshold: Option<Duration>) {
         self.default = threshold;
+        self.update_lowest();
     }
 
     pub(crate) fn set_route(&mut self, route: &str, threshold: Option<Duration>) {
         self.per_route.insert(route.into(), threshold);
+        self.update_lowest();
+    }
+
+    fn update_lowest(&mut self) {
+        self.lowest = self
+            .per_route
+            .values()
+            .chain([&self.default])
+            .filter_map(|threshold| *threshold)
+            .min();
+    }
+
+    /// The lowest threshold of any route; `None` when every route has the check off.
+    pub(crate) fn lowest(&self) -> Option<Duration> {
+        self.lowest
     }
 
     /// The threshold for `route`: its override, else the default.
@@ -106,6 +126,8 @@ pub(crate) struct Config {
     pub(crate) completion_events: Option<Sampler>,
     pub(crate) on_finish: Option<OnFinish>,
     pub(crate) findings: Option<vitals_core::findings::Findings>,
+    /// Shared by every clone: the process's starvation reports are rate-limited together.
+    pub(crate) starvation: Arc<crate::starvation::Starvation>,
 }
 
 impl Default for Config {
@@ -119,6 +141,7 @@ impl Default for Config {
             completion_events: None,
             on_finish: None,
             findings: None,
+            starvation: Arc::default(),
         }
     }
 }
@@ -137,6 +160,7 @@ impl fmt::Debug for Config {
             )
             .field("on_finish", &self.on_finish.is_some())
             .field("findings", &self.findings)
+            .field("starvation", &self.starvation)
             .finish()
     }
 }

@@ -16,6 +16,7 @@ use vitals_core::server_timing::{Metric, ServerTiming};
 
 use crate::body::{Finish, TimedBody};
 use crate::config::Config;
+use crate::cpu::{self, PollSplit};
 use crate::report::{self, TimingReport};
 
 /// What is known about a request from its call until it is reported.
@@ -34,15 +35,35 @@ pub(crate) struct InFlight {
 /// Executor time of the handler future.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PollStats {
+    /// The polls' time, less the run-queue waits measured in the long ones.
     pub(crate) busy: Duration,
+    /// The longest time one poll held its thread (on a CPU or blocked; by the wall clock for
+    /// polls under the blocking threshold, or where the kernel's counters are unavailable).
     pub(crate) longest: Duration,
+    /// How the longest poll's time split, when it was measured.
+    pub(crate) longest_split: Option<PollSplit>,
+    /// Run-queue wait measured in polls that crossed the blocking threshold by the wall clock.
+    pub(crate) waited: Duration,
     pub(crate) polls: u32,
 }
 
 impl PollStats {
+    /// A poll measured by the wall clock alone.
     fn record(&mut self, poll: Duration) {
-        self.busy += poll;
+        self.busy = self.busy.saturating_add(poll);
         self.longest = self.longest.max(poll);
+        self.polls = self.polls.saturating_add(1);
+    }
+
+    /// A poll split by the kernel's counters.
+    fn record_split(&mut self, split: PollSplit) {
+        let held = split.held();
+        self.busy = self.busy.saturating_add(held);
+        self.waited = self.waited.saturating_add(split.waited);
+        if held >= self.longest {
+            self.longest = held;
+            self.longest_split = Some(split);
+        }
         self.polls = self.polls.saturating_add(1);
     }
 }
@@ -69,6 +90,8 @@ impl InFlight {
             total: ending.total,
             busy: poll_timing.then_some(stats.busy),
             longest_poll: poll_timing.then_some(stats.longest),
+            longest_poll_split: stats.longest_split,
+            cpu_wait: stats.waited,
             polls: stats.polls,
             blocking_threshold: self.config.blocking.for_route(&self.route),
             identity: self.identity.as_deref(),
@@ -138,9 +161,14 @@ where
             panic!("vitals_timing::ResponseFuture polled after completion");
         };
         let poll_timing = in_flight.config.poll_timing;
+        // A poll at least this long by the wall clock is split by the kernel's counters.
+        let split_from = in_flight.config.blocking.lowest().filter(|_| poll_timing);
         // The first poll is measured from the call, which saves a clock read and counts the
         // inner service's synchronous `call` work as executor time, which it is.
         let poll_start = (poll_timing && this.stats.polls > 0).then(Instant::now);
+        if split_from.is_some() {
+            cpu::poll_starts(poll_start.unwrap_or(in_flight.start));
+        }
         *this.polling = true;
         let polled = this.inner.poll(cx);
         *this.polling = false;
@@ -150,7 +178,12 @@ where
         let now = Instant::now();
         if poll_timing {
             let began = poll_start.unwrap_or(in_flight.start);
-            this.stats.record(now.saturating_duration_since(began));
+            let wall = now.saturating_duration_since(began);
+            if split_from.is_some_and(|threshold| wall >= threshold) {
+                this.stats.record_split(cpu::split(began, now));
+            } else {
+                this.stats.record(wall);
+            }
         }
         let Poll::Ready(result) = polled else {
             return Poll::Pending;

@@ -40,10 +40,14 @@
 
 mod body;
 mod config;
+pub mod cpu;
 mod future;
 mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod report;
 mod service;
+mod starvation;
 
 pub use body::TimedBody;
 pub use config::{DEFAULT_BLOCKING_THRESHOLD, DEFAULT_SLOW_THRESHOLD, ServerTimingMode};

@@ -10,6 +10,8 @@ use vitals_core::route::RouteLabel;
 use vitals_core::server_timing::ServerTiming;
 
 use crate::config::{Config, Sampler};
+use crate::cpu::PollSplit;
+use crate::starvation::Starved;
 
 /// The timing of one finished request, handed to the
 /// [`on_finish`](crate::RequestTimingLayer::on_finish) hook.
@@ -33,8 +35,18 @@ pub struct TimingReport<'a> {
     pub total: Duration,
     /// Executor time of the handler future: the sum of its polls (`None` with poll timing off).
     pub busy: Option<Duration>,
-    /// The longest single poll of the handler future (`None` with poll timing off).
+    /// The longest time a single poll of the handler future held its executor thread — on a
+    /// CPU or blocked in the kernel, not waiting for a CPU (`None` with poll timing off). See
+    /// [`longest_poll_split`](Self::longest_poll_split).
     pub longest_poll: Option<Duration>,
+    /// How the longest poll's wall-clock time split — on a CPU, blocked, waiting for a CPU —
+    /// when it crossed the blocking threshold by the wall clock and the kernel's per-thread
+    /// counters were available (Linux); `None` otherwise (the poll was short, or measured by
+    /// the wall clock alone).
+    pub longest_poll_split: Option<PollSplit>,
+    /// Time the handler's threads waited runnable for a CPU during polls that crossed the
+    /// blocking threshold by the wall clock: executor starvation, not the handler's doing.
+    pub cpu_wait: Duration,
     /// How many times the handler future was polled (0 with poll timing off).
     pub polls: u32,
     /// The blocking threshold that applied to this request's route, if any.
@@ -61,6 +73,19 @@ fn millis(duration: Duration) -> f64 {
 
 /// Logs what the report calls for and hands it to the hook.
 pub(crate) fn finish(config: &Config, report: &TimingReport<'_>) {
+    #[cfg(feature = "metrics")]
+    if !report.cpu_wait.is_zero() {
+        crate::metrics::record(report.cpu_wait);
+    }
+    if !report.cpu_wait.is_zero()
+        && let Some(threshold) = report.blocking_threshold
+        && let Some(starved) = config.starvation.observe(report.cpu_wait, threshold)
+    {
+        warn_starved(report, &starved);
+        if let Some(findings) = &config.findings {
+            push_starved(findings, report, &starved);
+        }
+    }
     if report.blocked_executor() {
         warn_blocking(report);
         if let Some(findings) = &config.findings {
@@ -122,9 +147,13 @@ fn warn_blocking(report: &TimingReport<'_>) {
         request_id,
         ..
     } = Common::of(report);
+    let split = report.longest_poll_split;
     tracing::warn!(
         target: TARGET,
         longest_poll_ms = report.longest_poll.map(millis),
+        on_cpu_ms = split.map(|split| millis(split.on_cpu)),
+        blocked_ms = split.map(|split| millis(split.blocked)),
+        cpu_wait_ms = split.map(|split| millis(split.waited)),
         http.request.method = %report.method,
         http.route = %report.route,
         http.response.status_code = status,
@@ -198,9 +227,37 @@ fn trace_id(report: &TimingReport<'_>) -> Option<String> {
 
 #[cold]
 fn push_blocking(findings: &Findings, report: &TimingReport<'_>) {
+    let split = report.longest_poll_split;
     findings.push(Finding::Blocking {
         route: report.route.as_str().to_owned(),
         longest_poll_ms: report.longest_poll.map_or(0.0, millis),
+        on_cpu_ms: split.map(|split| millis(split.on_cpu)),
+        blocked_ms: split.map(|split| millis(split.blocked)),
+        cpu_wait_ms: split.map(|split| millis(split.waited)),
+        trace_id: trace_id(report),
+    });
+}
+
+#[cold]
+fn warn_starved(report: &TimingReport<'_>, starved: &Starved) {
+    tracing::warn!(
+        target: TARGET,
+        cpu_wait_ms = millis(starved.waited),
+        over_s = (starved.over.as_secs_f64() * 10.0).round() / 10.0,
+        http.route = %report.route,
+        "the runtime's threads waited {:.0} ms for a CPU in the last {:.1} s: the host or the \
+         container's CPU quota is saturated (not the handlers: their polls were preempted)",
+        millis(starved.waited),
+        starved.over.as_secs_f64()
+    );
+}
+
+#[cold]
+fn push_starved(findings: &Findings, report: &TimingReport<'_>, starved: &Starved) {
+    findings.push(Finding::Starvation {
+        cpu_wait_ms: millis(starved.waited),
+        over_s: (starved.over.as_secs_f64() * 10.0).round() / 10.0,
+        route: report.route.as_str().to_owned(),
         trace_id: trace_id(report),
     });
 }

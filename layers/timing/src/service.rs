@@ -56,8 +56,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
         let config = &self.config;
+        let start = Instant::now();
+        // The first poll is measured from here.
+        if config.poll_timing && config.blocking.lowest().is_some() {
+            crate::cpu::poll_starts(start);
+        }
         let route = config.labeler.label(&request);
         // With the header denied for this request, still look at an outer layer's collector:
         // the slow-request warning reports what the other layers measured.

@@ -49,6 +49,8 @@ pub(super) fn install(recorder: PrometheusRecorder) -> Result<PrometheusHandle, 
     vitals_latency::metrics::describe();
     #[cfg(feature = "queries")]
     vitals_queries::metrics::describe();
+    #[cfg(feature = "timing")]
+    vitals_timing::metrics::describe();
     #[cfg(feature = "concurrency")]
     vitals_concurrency::metrics::describe();
     #[cfg(feature = "cache-headers")]

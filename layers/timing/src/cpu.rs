@@ -1,0 +1,319 @@
+//! Where a long poll's wall-clock time went: running on a CPU, blocked in the kernel, or
+//! waiting runnable for a CPU.
+//!
+//! A poll is timed by the wall clock. When its thread is preempted — other processes on the
+//! host, a container's CPU quota spent (cgroup throttling stops every thread of a pod for tens
+//! of milliseconds), more runnable threads than cores — the time it waited for a CPU is in the
+//! wall-clock time, yet the handler held nothing back: the executor thread could not have run
+//! another task either. Counting it as "blocking" blames the handler for the host.
+//!
+//! On Linux the kernel keeps, per thread, the time spent on a CPU and the time spent waiting
+//! runnable on a run queue (`/proc/thread-self/schedstat`, in nanoseconds). The run-queue wait
+//! is added when the thread gets a CPU back, so only a reading taken by the thread itself,
+//! while it runs, is exact. Reading costs a system call (about a microsecond), too much for
+//! every poll, so:
+//!
+//! - each runtime thread that polls a timed handler opens its own `schedstat` once and keeps
+//!   its last reading in a thread-local;
+//! - at a poll's start the thread reads its counters again only when its last reading is more
+//!   than [`REFRESH`] old — at most a thousand reads a second per busy thread, about 0.1% of a
+//!   core; otherwise a poll pays one thread-local lookup and a comparison;
+//! - only a poll that crossed the blocking threshold by the wall clock — rare — reads its
+//!   counters at its end and compares them with the reading from before it began.
+//!
+//! The reading before a poll is at most [`REFRESH`] older than the poll's start, so the
+//! run-queue wait attributed to the poll may include up to that much from just before it: an
+//! error of at most 1 ms against a 10 ms threshold, in the direction of *not* reporting. Other
+//! platforms, or a Linux without `schedstat`, keep the wall clock (see [`split`]).
+
+use std::time::{Duration, Instant};
+
+/// How old a thread's last reading of its counters may be at a poll's start before the
+/// thread reads them again.
+pub const REFRESH: Duration = Duration::from_millis(1);
+
+/// A poll's wall-clock time, split by what its thread was doing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollSplit {
+    /// Running on a CPU (user and kernel time).
+    pub on_cpu: Duration,
+    /// Off the CPU and not runnable: sleeping (`std::thread::sleep`), waiting for I/O in a
+    /// blocking system call, or for a contended synchronous lock.
+    pub blocked: Duration,
+    /// Runnable but waiting for a CPU: preempted by other threads or processes, or throttled
+    /// by a CPU quota.
+    pub waited: Duration,
+}
+
+impl PollSplit {
+    /// The time the poll held its executor thread: on a CPU or blocked. Time spent waiting for
+    /// a CPU is not held: no other task could have run on that thread meanwhile either.
+    pub fn held(&self) -> Duration {
+        self.on_cpu + self.blocked
+    }
+
+    /// The whole poll, by the wall clock.
+    pub fn wall(&self) -> Duration {
+        self.on_cpu + self.blocked + self.waited
+    }
+
+    /// A poll measured by the wall clock alone: all of it counted as held (on a CPU).
+    pub(crate) fn wall_only(wall: Duration) -> Self {
+        Self {
+            on_cpu: wall,
+            blocked: Duration::ZERO,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Splits `wall` by the counters' increase over a span that covers the poll: run-queue
+    /// wait first (capped at the poll), then CPU time (capped at what is left), the rest
+    /// blocked.
+    pub(crate) fn from_counters(wall: Duration, ran: Duration, waited: Duration) -> Self {
+        let waited = waited.min(wall);
+        let not_waiting = wall.saturating_sub(waited);
+        let on_cpu = ran.min(not_waiting);
+        Self {
+            on_cpu,
+            blocked: not_waiting.saturating_sub(on_cpu),
+            waited,
+        }
+    }
+}
+
+/// Called as a poll starts at `start` on the calling thread: opens the thread's counters
+/// (once per thread) and reads them when the last reading is older than [`REFRESH`].
+pub(crate) fn poll_starts(start: Instant) {
+    #[cfg(target_os = "linux")]
+    linux::poll_starts(start);
+    #[cfg(not(target_os = "linux"))]
+    let _ = start;
+}
+
+/// The split of a poll on the calling thread that ran from `start` to `end`; the wall clock
+/// alone where the counters are not available (other platforms, no `schedstat`, a thread not
+/// registered before the poll began).
+pub(crate) fn split(start: Instant, end: Instant) -> PollSplit {
+    let wall = end.saturating_duration_since(start);
+    #[cfg(target_os = "linux")]
+    if let Some(split) = linux::split(start, wall) {
+        return split;
+    }
+    PollSplit::wall_only(wall)
+}
+
+/// Whether poll times are split by the kernel's per-thread counters on this machine (Linux
+/// with `schedstat`), rather than measured by the wall clock alone.
+pub fn splits_polls() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        linux::available()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// How long the threads that polled timed handlers have waited runnable for a CPU, in total,
+/// as of their latest readings; `None` where poll times are not split (see
+/// [`splits_polls`]). Its growth over a minute is the executor's CPU starvation.
+pub fn executor_cpu_wait() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::total_wait()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// The calling thread's time on a CPU so far, from the kernel's counters (Linux); `None`
+/// elsewhere. For calibrating work by CPU time rather than by the wall clock, which on a busy
+/// machine counts the time other processes had the CPU. The kernel brings it up to date at
+/// scheduler ticks: compare readings tens of milliseconds apart.
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::thread_cpu_time()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::cell::{Cell, OnceCell};
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::{PollSplit, REFRESH};
+
+    /// A reading taken later than this after a poll's start is not a reading from before it.
+    const AT_START: Duration = Duration::from_micros(100);
+
+    /// One reading of a thread's counters (nanoseconds since the thread started).
+    #[derive(Clone, Copy, Debug)]
+    struct Reading {
+        at: Instant,
+        ran: u64,
+        waited: u64,
+    }
+
+    /// The calling thread's `schedstat` file and its last reading.
+    struct Counters {
+        file: File,
+        last: Cell<Reading>,
+    }
+
+    impl Counters {
+        fn open() -> Option<Self> {
+            let file = File::open("/proc/thread-self/schedstat").ok()?;
+            let first = read(&file)?;
+            Some(Self {
+                file,
+                last: Cell::new(first),
+            })
+        }
+
+        /// Reads the counters now, keeps the reading, and adds the wait since the previous
+        /// one to the process's total.
+        fn refresh(&self) -> Option<(Reading, Reading)> {
+            let now = read(&self.file)?;
+            let before = self.last.replace(now);
+            TOTAL_WAIT.fetch_add(now.waited.saturating_sub(before.waited), Ordering::Relaxed);
+            Some((before, now))
+        }
+    }
+
+    fn read(file: &File) -> Option<Reading> {
+        let mut buffer = [0u8; 96];
+        let len = file.read_at(&mut buffer, 0).ok()?;
+        let at = Instant::now();
+        let text = std::str::from_utf8(buffer.get(..len)?).ok()?;
+        let mut fields = text.split_ascii_whitespace();
+        let ran = fields.next()?.parse().ok()?;
+        let waited = fields.next()?.parse().ok()?;
+        Some(Reading { at, ran, waited })
+    }
+
+    /// Run-queue wait of every thread, as of its latest reading, in nanoseconds.
+    static TOTAL_WAIT: AtomicU64 = AtomicU64::new(0);
+
+    thread_local! {
+        /// `None` when this thread's counters cannot be read.
+        static THIS_THREAD: OnceCell<Option<Counters>> = const { OnceCell::new() };
+    }
+
+    /// Whether this kernel has readable per-thread counters (probed once).
+    pub(super) fn available() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            File::open("/proc/thread-self/schedstat")
+                .ok()
+                .and_then(|file| read(&file))
+                .is_some()
+        })
+    }
+
+    pub(super) fn thread_cpu_time() -> Option<Duration> {
+        let file = File::open("/proc/thread-self/schedstat").ok()?;
+        read(&file).map(|reading| Duration::from_nanos(reading.ran))
+    }
+
+    pub(super) fn total_wait() -> Option<Duration> {
+        available().then(|| Duration::from_nanos(TOTAL_WAIT.load(Ordering::Relaxed)))
+    }
+
+    pub(super) fn poll_starts(start: Instant) {
+        THIS_THREAD.with(|this| {
+            let Some(counters) = this.get_or_init(Counters::open) else {
+                return;
+            };
+            if start.saturating_duration_since(counters.last.get().at) > REFRESH {
+                counters.refresh();
+            }
+        });
+    }
+
+    /// The split of the calling thread's poll that began at `start`, `wall` ago.
+    pub(super) fn split(start: Instant, wall: Duration) -> Option<PollSplit> {
+        THIS_THREAD.with(|this| {
+            let counters = this.get()?.as_ref()?;
+            let (before, now) = counters.refresh()?;
+            // A reading from within the poll (a nested poll on this thread refreshed it)
+            // says nothing about the poll's start.
+            if before.at > start + AT_START {
+                return None;
+            }
+            let ran = Duration::from_nanos(now.ran.saturating_sub(before.ran));
+            let waited = Duration::from_nanos(now.waited.saturating_sub(before.waited));
+            Some(PollSplit::from_counters(wall, ran, waited))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counters_split_the_wall_clock_never_past_it() {
+        let ms = Duration::from_millis;
+        // Preempted: 30 ms by the wall, 4 ms on a CPU, 26 ms waiting for one.
+        let split = PollSplit::from_counters(ms(30), ms(4), ms(26));
+        assert_eq!(
+            (split.on_cpu, split.blocked, split.waited),
+            (ms(4), ms(0), ms(26))
+        );
+        assert_eq!(split.held(), ms(4));
+        // Asleep: 20 ms by the wall, almost nothing on a CPU or waiting.
+        let split = PollSplit::from_counters(ms(20), ms(0), ms(0));
+        assert_eq!(split.blocked, ms(20));
+        // Counters over a span a little wider than the poll: capped at the poll.
+        let split = PollSplit::from_counters(ms(10), ms(9), ms(3));
+        assert_eq!(split.waited, ms(3));
+        assert_eq!(split.on_cpu, ms(7));
+        assert_eq!(split.wall(), ms(10));
+        let split = PollSplit::from_counters(ms(10), ms(50), ms(50));
+        assert_eq!(
+            (split.on_cpu, split.waited, split.held()),
+            (ms(0), ms(10), ms(0))
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sleep_is_blocked_and_a_spin_is_on_a_cpu() {
+        if !splits_polls() {
+            eprintln!("skipped: this kernel has no /proc/thread-self/schedstat");
+            return;
+        }
+        let start = Instant::now();
+        poll_starts(start);
+        std::thread::sleep(Duration::from_millis(30));
+        let slept = split(start, Instant::now());
+        assert!(slept.blocked >= Duration::from_millis(20), "{slept:?}");
+
+        let start = Instant::now();
+        poll_starts(start);
+        while start.elapsed() < Duration::from_millis(50) {
+            std::hint::black_box(());
+        }
+        let spun = split(start, Instant::now());
+        // On a CPU, or waiting for one when the machine is busy; a running thread's CPU time
+        // is brought up to date at scheduler ticks, so a few ms may show as blocked.
+        assert!(
+            spun.on_cpu + spun.waited >= Duration::from_millis(35),
+            "{spun:?}"
+        );
+        assert!(spun.blocked <= Duration::from_millis(15), "{spun:?}");
+        assert!(executor_cpu_wait().is_some());
+    }
+}
