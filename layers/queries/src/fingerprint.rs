@@ -172,15 +172,13 @@ fn tokenize(sql: &str, dialect: SqlDialect) -> Vec<Token<'_>> {
                 i = skip_while(bytes, i + 1, is_word_byte);
                 tokens.push(Token::Value);
             }
-            b'-' if next.is_some_and(|n| n.is_ascii_digit()) && unary_position(&tokens) => {
-                // A negative literal (`= -1`, `VALUES (-2)`), not a subtraction.
+            b'-' if starts_number(bytes, i + 1) && unary_position(&tokens) => {
+                // A negative literal (`= -1`, `= -.5`, `VALUES (-2)`), not a subtraction.
                 i = skip_number(bytes, i + 1);
                 tokens.push(Token::Value);
             }
             b if b.is_ascii_digit()
-                || (b == b'.'
-                    && next.is_some_and(|n| n.is_ascii_digit())
-                    && !after_word(&tokens)) =>
+                || (b == b'.' && starts_number(bytes, i) && !after_word(&tokens)) =>
             {
                 i = skip_number(bytes, i);
                 tokens.push(Token::Value);
@@ -217,6 +215,15 @@ fn is_word_byte(b: u8) -> bool {
     is_word_start(b) || b.is_ascii_digit() || b == b'$'
 }
 
+/// Whether a number starts at `i`: a digit, or a `.` and a digit (`.5`).
+fn starts_number(bytes: &[u8], i: usize) -> bool {
+    match bytes.get(i) {
+        Some(b) if b.is_ascii_digit() => true,
+        Some(b'.') => bytes.get(i + 1).is_some_and(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
 fn after_identifier(tokens: &[Token<'_>]) -> bool {
     match tokens.last() {
         Some(Token::Word(w)) => !is_keyword(w),
@@ -226,6 +233,10 @@ fn after_identifier(tokens: &[Token<'_>]) -> bool {
 }
 
 /// Whether a `-` here is a sign: at the start, after an operator, `(`, `,` or a keyword.
+///
+/// After an operand (a value, a name, `)`) it is a subtraction, however it is spaced, as the
+/// SQL grammar reads it: `a -1`, `a-1` and `a - 1` all fingerprint as `a - ?`. Whitespace must
+/// not change a fingerprint, so `-` cannot be a sign there even when it touches the digits.
 fn unary_position(tokens: &[Token<'_>]) -> bool {
     match tokens.last() {
         None => true,
@@ -411,6 +422,8 @@ fn render(tokens: &[Token<'_>], capacity: usize) -> String {
     let mut previous: Option<&Token<'_>> = None;
     for token in tokens {
         let glue = match (previous, token) {
+            // Glued, `:` and `::` would read back as `::` and `:`.
+            (Some(Token::Symbol(b':')), Token::Cast) => false,
             // Casts, and calls or subscripts on names (`count(`, `t(a, b)`, `arr[`) read
             // better without spaces; keywords keep theirs (`IN (`, `VALUES (`).
             (None | Some(Token::Symbol(b'(' | b'[' | b'.') | Token::Cast), _)
@@ -430,7 +443,18 @@ fn render(tokens: &[Token<'_>], capacity: usize) -> String {
             Token::Word(word) if word.is_ascii() => {
                 out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
             }
-            Token::Word(word) => out.extend(word.chars().flat_map(char::to_lowercase)),
+            // Never to ASCII: a Kelvin sign lower-cased to `k` would make `LI\u{212a}E` (a
+            // name) read back as the keyword `LIKE`.
+            Token::Word(word) => {
+                for c in word.chars() {
+                    let lower = c.to_lowercase();
+                    if c.is_ascii() || !lower.clone().all(|l| l.is_ascii()) {
+                        out.extend(lower);
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
             Token::Quoted(quoted) => out.push_str(quoted),
             Token::Symbol(c) => out.push(char::from(*c)),
             Token::Cast => out.push_str("::"),
@@ -560,7 +584,8 @@ mod tests {
                 r#"INSERT INTO "t" ("a", "b") VALUES ("x", 1)"#,
                 SqlDialect::Sqlite
             ),
-            r#"INSERT INTO "t" ("a", "b") VALUES (?)"#
+            // A quoted name takes its list as an unquoted one does (`t(a, b)`).
+            r#"INSERT INTO "t"("a", "b") VALUES (?)"#
         );
         // Standard SQL: double quotes are identifiers, kept as written.
         assert_eq!(
@@ -624,6 +649,12 @@ mod tests {
             (
                 "SELECT -1, a - 1, (-2.5), x = -3",
                 "SELECT ?, a - ?, (?), x = ?",
+            ),
+            // A sign before `.5` too; after an operand, a subtraction however spaced.
+            ("SELECT -.5, x = -.5e3", "SELECT ?, x = ?"),
+            (
+                "SELECT a -1, a-1, 2 -1, $1 -.5",
+                "SELECT a - ?, a - ?, ? - ?, ? - ?",
             ),
             ("SELECT a::int FROM t", "SELECT a::int FROM t"),
             ("SELECT t.a, t2.b FROM t", "SELECT t.a, t2.b FROM t"),
@@ -720,6 +751,21 @@ mod tests {
             let _ = fingerprint(sql);
         }
         assert_eq!(fingerprint(""), "");
+    }
+
+    #[test]
+    fn fingerprints_read_back_as_themselves() {
+        for (sql, expected) in [
+            // Glued, `:` and `::` would read back as `::` and `:`.
+            ("SELECT x : ::int", "SELECT x : ::int"),
+            // A Kelvin sign is not a `k`: the name stays a name, not the keyword LIKE.
+            ("SELECT LI\u{212a}E FROM t", "SELECT li\u{212a}e FROM t"),
+            ("SELECT \u{c9}t\u{c9} FROM t", "SELECT \u{e9}t\u{e9} FROM t"),
+        ] {
+            let once = fingerprint(sql);
+            assert_eq!(once, expected, "{sql}");
+            assert_eq!(fingerprint(&once), once, "{sql}");
+        }
     }
 
     #[test]

@@ -90,8 +90,8 @@ fn hex_bytes<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
 }
 
 impl TraceParent {
-    /// Parses a `traceparent` value. `None` when it is invalid: a version other than `00` with
-    /// anything but exactly the four fields, `ff`, uppercase hex, all-zero ids, wrong lengths.
+    /// Parses a `traceparent` value. `None` when it is invalid: version `00` with anything but
+    /// exactly the four fields, `ff`, uppercase hex, all-zero ids, wrong lengths.
     /// Versions above `00` are read by their first four fields, as the spec asks of a version
     /// the parser does not know.
     pub fn parse(value: &[u8]) -> Option<Self> {
