@@ -25,6 +25,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
 
@@ -433,4 +435,91 @@ fn the_predicate_reads_the_rfc() {
         elements(r#" a , "b,c" ,, d=" x\", y" ,"#),
         vec!["a", r#""b,c""#, r#"d=" x\", y""#]
     );
+}
+
+/// `count` samples of `strategy` from a fixed seed: the same every run.
+fn sample<S: Strategy>(strategy: &S, count: usize) -> Vec<S::Value> {
+    let mut runner = TestRunner::deterministic();
+    (0..count)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect()
+}
+
+#[allow(clippy::cast_precision_loss)] // Counts of 10,000.
+fn share<T>(cases: &[T], interesting: impl Fn(&T) -> bool) -> f64 {
+    cases.iter().filter(|c| interesting(c)).count() as f64 / cases.len() as f64
+}
+
+/// The property's cases are mostly ones it is about: responses for one user, many with a
+/// handler value the rule has to rewrite, for each reason.
+#[test]
+fn the_case_generator_reaches_responses_for_one_user_and_values_to_rewrite() {
+    let cases = sample(&case(), 10_000);
+    let credentials =
+        |c: &Case| !c.mode.public_even_if_authorized && (c.authorization || carries_session(c));
+    let for_one = |c: &Case| credentials(c) || c.set_cookie;
+    // What the handler wrote says what a shared cache may not do with a response for one user.
+    let confining = |c: &Case| {
+        directives(&c.cache_control).is_some_and(|list| {
+            let has = |wanted: &str| list.iter().any(|(name, _)| name == wanted);
+            let bare = |wanted: &str| list.iter().any(|(n, a)| n == wanted && a.is_none());
+            bare("private") || (bare("no-store") && !has("must-understand"))
+        })
+    };
+    let grants = |c: &Case| {
+        directives(&c.cache_control).is_some_and(|list| {
+            list.iter()
+                .any(|(name, _)| ["public", "s-maxage", "must-revalidate"].contains(&name.as_str()))
+        })
+    };
+    let one_user = share(&cases, for_one);
+    let by_authorization = share(&cases, |c| {
+        !c.mode.public_even_if_authorized && c.authorization
+    });
+    let by_session_only = share(&cases, |c| {
+        !c.mode.public_even_if_authorized && !c.authorization && carries_session(c)
+    });
+    let by_set_cookie_only = share(&cases, |c| c.set_cookie && !credentials(c));
+    let opted_out = share(&cases, |c| {
+        c.mode.public_even_if_authorized && c.authorization && !c.set_cookie
+    });
+    let to_rewrite = share(&cases, |c| {
+        for_one(c)
+            && shared_cache_may_store(&c.cache_control, credentials(c), c.set_cookie).is_some()
+    });
+    let granting = share(&cases, |c| credentials(c) && grants(c) && !confining(c));
+    let cookie_not_private = share(&cases, |c| {
+        c.set_cookie
+            && !c.cache_control.is_empty()
+            && directives(&c.cache_control).is_some()
+            && !confining(c)
+    });
+    let cookie_no_header = share(&cases, |c| c.set_cookie && c.cache_control.is_empty());
+    let invalid = share(&cases, |c| {
+        for_one(c) && directives(&c.cache_control).is_none()
+    });
+    let already_confining = share(&cases, |c| for_one(c) && confining(c));
+    let for_everyone_kept = share(&cases, |c| {
+        !for_one(c) && !c.mode.override_handler && !c.cache_control.is_empty()
+    });
+    // Measured: 73.4% of the cases are for one user — 37.9% by `Authorization`, 7.9% by the
+    // configured session cookie alone, 27.6% by `Set-Cookie` alone — and 5.7% carry
+    // `Authorization` on a route that opted in to public responses. In 55.2% the handler's value
+    // is one a shared cache could store (the rule has to rewrite it): 11.5% with credentials and
+    // `public`, `s-maxage` or `must-revalidate` but neither `private` nor `no-store`, 31.3% set a
+    // cookie with a valid value saying neither, 7.0% set a cookie without `Cache-Control`, 11.3%
+    // are off the grammar. 6.5% already confine the response; 11.5% are for everyone, with a
+    // value the layer must leave as it is.
+    assert!(one_user > 0.6, "{one_user}");
+    assert!(by_authorization > 0.25, "{by_authorization}");
+    assert!(by_session_only > 0.04, "{by_session_only}");
+    assert!(by_set_cookie_only > 0.18, "{by_set_cookie_only}");
+    assert!(opted_out > 0.03, "{opted_out}");
+    assert!(to_rewrite > 0.4, "{to_rewrite}");
+    assert!(granting > 0.07, "{granting}");
+    assert!(cookie_not_private > 0.2, "{cookie_not_private}");
+    assert!(cookie_no_header > 0.04, "{cookie_no_header}");
+    assert!(invalid > 0.07, "{invalid}");
+    assert!(already_confining > 0.04, "{already_confining}");
+    assert!(for_everyone_kept > 0.07, "{for_everyone_kept}");
 }

@@ -13,6 +13,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use vitals_concurrency::{AdaptiveLimit, ConcurrencyLimitLayer, TimeoutLayer};
@@ -213,4 +215,119 @@ proptest! {
             }
         });
     }
+}
+
+/// An extreme value's name and how to tell it.
+type Extreme<T> = (&'static str, fn(&T) -> bool);
+
+/// `count` samples of `strategy` from a fixed seed: the same every run.
+fn sample<S: Strategy>(strategy: &S, count: usize) -> Vec<S::Value> {
+    let mut runner = TestRunner::deterministic();
+    (0..count)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect()
+}
+
+/// Asserts that each extreme is more than `floor` of `values`, the values of `setting`.
+#[allow(clippy::cast_precision_loss)] // Counts of 10,000.
+fn assert_reaches<T>(setting: &str, values: &[T], extremes: &[Extreme<T>], floor: f64) {
+    for (extreme, is) in extremes {
+        let share = values.iter().filter(|v| is(v)).count() as f64 / values.len() as f64;
+        assert!(share > floor, "{setting}: {extreme} in {share}");
+    }
+}
+
+/// The extremes of each kind of setting: where arithmetic overflows, divides by zero, or turns
+/// NaN.
+const SIZE_EXTREMES: [Extreme<usize>; 5] = [
+    ("0", |&n| n == 0),
+    ("1", |&n| n == 1),
+    ("Semaphore::MAX_PERMITS", |&n| n == Semaphore::MAX_PERMITS),
+    ("Semaphore::MAX_PERMITS + 1", |&n| {
+        n == Semaphore::MAX_PERMITS + 1
+    }),
+    ("usize::MAX", |&n| n == usize::MAX),
+];
+const DURATION_EXTREMES: [Extreme<Duration>; 4] = [
+    ("zero", |d| d.is_zero()),
+    ("1 ns", |d| *d == Duration::from_nanos(1)),
+    ("Duration::MAX", |d| *d == Duration::MAX),
+    ("u64::MAX seconds", |d| *d == Duration::from_secs(u64::MAX)),
+];
+#[allow(clippy::float_cmp)] // Exact values, as generated.
+const FLOAT_EXTREMES: [Extreme<f64>; 6] = [
+    ("NaN", |x| x.is_nan()),
+    ("infinity", |x| *x == f64::INFINITY),
+    ("-infinity", |x| *x == f64::NEG_INFINITY),
+    ("0", |x| *x == 0.0),
+    ("f64::MAX", |x| *x == f64::MAX),
+    ("f64::MIN_POSITIVE", |x| *x == f64::MIN_POSITIVE),
+];
+
+/// Each setting of each property gets each extreme of its kind often. From the `prop_oneof!`
+/// weights (equal): each extreme of a size 1/8 = 12.5% of the values (0 and 1 a little more,
+/// from `0..100`), of a duration 1/6 = 16.7%, of a factor 1/10 = 10% (the infinities and 0 a
+/// little more; it makes no NaN), from `any::<f64>()`); an optional initial limit is absent half the time, so
+/// 6.3% per extreme. Measured per setting and extreme: sizes 11.7% to 13.3% (and 12.3% to
+/// 13.0% of the set initial limits), durations 16.1% to 17.2%, factors 9.4% to 11.5%. With the
+/// default 256 cases, some 25 to 40 cases a setting per extreme. Floors: 8%, 10%, 6%.
+#[test]
+fn each_setting_reaches_its_extremes() {
+    let limits = sample(
+        &(sizes(), sizes(), durations(), durations(), floats()),
+        10_000,
+    );
+    let limit: Vec<usize> = limits.iter().map(|c| c.0).collect();
+    let max_queued: Vec<usize> = limits.iter().map(|c| c.1).collect();
+    assert_reaches("limit", &limit, &SIZE_EXTREMES, 0.08);
+    assert_reaches("max_queued", &max_queued, &SIZE_EXTREMES, 0.08);
+    let max_wait: Vec<Duration> = limits.iter().map(|c| c.2).collect();
+    let retry_after: Vec<Duration> = limits.iter().map(|c| c.3).collect();
+    let share: Vec<f64> = limits.iter().map(|c| c.4).collect();
+    assert_reaches("max_wait", &max_wait, &DURATION_EXTREMES, 0.1);
+    assert_reaches("retry_after", &retry_after, &DURATION_EXTREMES, 0.1);
+    assert_reaches("low-priority share", &share, &FLOAT_EXTREMES, 0.06);
+
+    let adaptive = sample(
+        &(
+            sizes(),
+            sizes(),
+            sizes(),
+            floats(),
+            floats(),
+            proptest::option::of(sizes()),
+        ),
+        10_000,
+    );
+    let min: Vec<usize> = adaptive.iter().map(|c| c.0).collect();
+    let max: Vec<usize> = adaptive.iter().map(|c| c.1).collect();
+    let initial: Vec<usize> = adaptive.iter().map(|c| c.2).collect();
+    let tolerance: Vec<f64> = adaptive.iter().map(|c| c.3).collect();
+    let backoff: Vec<f64> = adaptive.iter().map(|c| c.4).collect();
+    let with_initial: Vec<usize> = adaptive.iter().filter_map(|c| c.5).collect();
+    assert_reaches("min", &min, &SIZE_EXTREMES, 0.08);
+    assert_reaches("max", &max, &SIZE_EXTREMES, 0.08);
+    assert_reaches("initial", &initial, &SIZE_EXTREMES, 0.08);
+    assert_reaches("tolerance", &tolerance, &FLOAT_EXTREMES, 0.06);
+    assert_reaches("backoff", &backoff, &FLOAT_EXTREMES, 0.06);
+    assert!(
+        with_initial.len() > 4_000,
+        "with_initial set in {}",
+        with_initial.len()
+    );
+    assert_reaches(
+        "with_initial (when set)",
+        &with_initial,
+        &SIZE_EXTREMES,
+        0.08,
+    );
+    // `min > max`, which only a literal can hold.
+    let crossed = adaptive.iter().filter(|c| c.0 > c.1).count();
+    assert!(crossed > 3_000, "min > max in {crossed}");
+
+    let timeouts = sample(&(durations(), durations()), 10_000);
+    let timeout: Vec<Duration> = timeouts.iter().map(|c| c.0).collect();
+    let route_timeout: Vec<Duration> = timeouts.iter().map(|c| c.1).collect();
+    assert_reaches("timeout", &timeout, &DURATION_EXTREMES, 0.1);
+    assert_reaches("route_timeout", &route_timeout, &DURATION_EXTREMES, 0.1);
 }

@@ -9,6 +9,8 @@ use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
 use tower::ServiceExt;
 use vitals::concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
 use vitals::core::findings::Findings;
@@ -176,4 +178,113 @@ proptest! {
             }
         });
     }
+}
+
+/// A setting's name and how to read it.
+type Setting<T> = (&'static str, fn(&Settings) -> T);
+/// An extreme value's name and how to tell it.
+type Extreme<T> = (&'static str, fn(&T) -> bool);
+
+/// `count` samples of `strategy` from a fixed seed: the same every run.
+fn sample<S: Strategy>(strategy: &S, count: usize) -> Vec<S::Value> {
+    let mut runner = TestRunner::deterministic();
+    (0..count)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect()
+}
+
+/// Asserts that each extreme is more than `floor` of the values of `setting` in `cases`.
+#[allow(clippy::cast_precision_loss)] // Counts of 10,000.
+fn assert_reaches<T>(
+    cases: &[Settings],
+    (setting, get): Setting<T>,
+    extremes: &[Extreme<T>],
+    floor: f64,
+) {
+    for (extreme, is) in extremes {
+        let share = cases.iter().filter(|s| is(&get(s))).count() as f64 / cases.len() as f64;
+        assert!(share > floor, "{setting}: {extreme} in {share}");
+    }
+}
+
+/// Each numeric setting gets each extreme of its kind often. From the `prop_oneof!` weights
+/// (equal): each extreme of a duration 1/6 = 16.7% of the values; of a count or a size 1/5 =
+/// 20% (0 and 1 a little more, from `0..100`); of the rate 1/8 = 12.5% (the infinities and 0 a
+/// little more, from `any::<f64>()`, which makes no NaN). Measured per setting and extreme: durations 15.9% to
+/// 17.3%, counts and sizes 19.3% to 20.6%, the rate 12.1% to 14.1%: with 128 cases, some 15 to
+/// 25 cases a setting per extreme. Floors: 10%, 12%, 7%.
+#[test]
+#[allow(clippy::float_cmp)] // Exact values, as generated.
+fn each_setting_reaches_its_extremes() {
+    let cases = sample(&settings(), 10_000);
+    let durations: [Setting<Duration>; 7] = [
+        ("slow", |s| s.slow),
+        ("blocking", |s| s.blocking),
+        ("min_total", |s| s.min_total),
+        ("max_wait", |s| s.max_wait),
+        ("retry_after", |s| s.retry_after),
+        ("timeout", |s| s.timeout),
+        ("route_timeout", |s| s.route_timeout),
+    ];
+    for setting in durations {
+        assert_reaches(
+            &cases,
+            setting,
+            &[
+                ("zero", |d| d.is_zero()),
+                ("1 ns", |d| *d == Duration::from_nanos(1)),
+                ("Duration::MAX", |d| *d == Duration::MAX),
+                ("u64::MAX seconds", |d| *d == Duration::from_secs(u64::MAX)),
+            ],
+            0.1,
+        );
+    }
+    let counts: [Setting<u64>; 3] = [
+        ("repeats", |s| s.repeats),
+        ("budget", |s| s.budget),
+        ("route_budget", |s| s.route_budget),
+    ];
+    for setting in counts {
+        assert_reaches(
+            &cases,
+            setting,
+            &[
+                ("0", |&n| n == 0),
+                ("1", |&n| n == 1),
+                ("u64::MAX", |&n| n == u64::MAX),
+            ],
+            0.12,
+        );
+    }
+    let sizes: [Setting<usize>; 4] = [
+        ("tracestate_limit", |s| s.tracestate_limit),
+        ("findings", |s| s.findings),
+        ("limit", |s| s.limit),
+        ("queued", |s| s.queued),
+    ];
+    for setting in sizes {
+        assert_reaches(
+            &cases,
+            setting,
+            &[
+                ("0", |&n| n == 0),
+                ("1", |&n| n == 1),
+                ("usize::MAX", |&n| n == usize::MAX),
+            ],
+            0.12,
+        );
+    }
+    assert_reaches(
+        &cases,
+        ("completion_rate", |s| s.completion_rate),
+        &[
+            ("NaN", |x: &f64| x.is_nan()),
+            ("infinity", |x| *x == f64::INFINITY),
+            ("-infinity", |x| *x == f64::NEG_INFINITY),
+            ("-1", |x| *x == -1.0),
+            ("0", |x| *x == 0.0),
+            ("1", |x| *x == 1.0),
+        ],
+        0.07,
+    );
 }
