@@ -230,6 +230,9 @@ mod tests {
         assert_eq!(check(&[stale]), Verdict::PreconditionFailed);
         // If-Unmodified-Since is ignored when If-Match is there.
         assert_eq!(check(&[stale, ("if-match", r#""v2""#)]), Verdict::Proceed);
+        // Unmodified since exactly then: not modified *after* it, so the write proceeds.
+        let same = ("if-unmodified-since", "Sun, 22 Nov 2026 10:00:00 GMT");
+        assert_eq!(check(&[same]), Verdict::Proceed);
     }
 
     #[test]

@@ -287,6 +287,15 @@ mod tests {
         assert_eq!(confined(&[""], COOKIE).as_deref(), Some("private"));
         assert_eq!(confined(&["private, max-age=60"], COOKIE), None);
         assert_eq!(confined(&["no-store", "no-transform"], COOKIE), None);
+        // `no-store` beside other directives comes alone, keeping a bare `no-transform`.
+        assert_eq!(
+            confined(&["no-store, no-transform, max-age=60"], COOKIE).as_deref(),
+            Some("no-store, no-transform")
+        );
+        assert_eq!(
+            confined(&["no-store, max-age=60"], COOKIE).as_deref(),
+            Some("no-store")
+        );
     }
 
     #[test]

@@ -547,6 +547,48 @@ mod tests {
     }
 
     #[test]
+    fn a_metric_reads_back_what_was_set() {
+        let metric = Metric::new("db")
+            .with_duration(Duration::from_micros(4100))
+            .with_description("7 queries");
+        assert_eq!(metric.name(), "db");
+        assert_eq!(metric.duration_ms(), Some(4.1));
+        assert_eq!(metric.description(), Some("7 queries"));
+        let bare = Metric::new("cache");
+        assert_eq!((bare.duration_ms(), bare.description()), (None, None));
+        assert_eq!(
+            Metric::new("x").with_duration_ms(2.5).duration_ms(),
+            Some(2.5)
+        );
+    }
+
+    #[test]
+    fn a_line_takes_exactly_max_header_len_bytes() {
+        let mut line = Line::new();
+        let hundred = "h".repeat(100);
+        // Short writes add up (200 bytes), whatever their product.
+        assert!(line.write_str(&hundred).is_ok() && line.write_str(&hundred).is_ok());
+        assert_eq!(line.len(), 200);
+        let rest = "r".repeat(MAX_HEADER_LEN - 200);
+        assert!(line.write_str(&rest).is_ok(), "exactly the cap fits");
+        assert_eq!(line.len(), MAX_HEADER_LEN);
+        assert!(line.write_str("x").is_err(), "one byte more does not");
+        assert_eq!(line.as_bytes().len(), MAX_HEADER_LEN);
+    }
+
+    #[test]
+    fn debug_shows_ownership_and_metrics() {
+        let timing = ServerTiming::attach(&mut Extensions::new());
+        timing.add(Metric::new("db"));
+        let text = format!("{timing:?}");
+        assert!(text.starts_with("ServerTiming"), "{text}");
+        assert!(
+            text.contains("owner: true") && text.contains("\"db\""),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_first_attacher_owns_and_later_ones_join() {
         let mut extensions = Extensions::new();
         assert!(ServerTiming::get(&extensions).is_none());

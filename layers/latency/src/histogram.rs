@@ -125,6 +125,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ranks_are_nearest_rank_with_float_noise_forgiven() {
+        // 0.07 × 100 is 7.000000000000001 in floating point: still the 7th, not the 8th.
+        assert_eq!(rank(0.07, 100), 7);
+        // 0.99 × 100 is 98.99999999999999: the 99th.
+        assert_eq!(rank(0.99, 100), 99);
+        // A true fraction rounds up: 28.4 → the 29th (never down to the 28th).
+        assert_eq!(rank(0.284, 100), 29);
+        assert_eq!(rank(0.5, 3), 2);
+        assert_eq!(rank(0.0, 10), 1, "at least the first");
+        assert_eq!(rank(1.0, 10), 10);
+        assert_eq!(rank(2.0, 10), 10, "q is clamped");
+        assert_eq!(rank(0.5, 0), 1);
+    }
+
+    #[test]
+    fn counts_read_mid_reset_fall_back_to_the_highest_non_empty_bucket() {
+        let mut counts = vec![0u64; BUCKETS];
+        counts[5] = 1;
+        counts[10] = 1;
+        // The total says ten samples, the buckets hold two (a slot was reset while read).
+        let [p50, p99] = quantiles(&counts, 10, [0.5, 0.99]);
+        assert_eq!(p50, Some(bucket_value(10)));
+        assert_eq!(p99, Some(bucket_value(10)));
+        assert_eq!(quantile(&counts, 10, 0.5), Some(bucket_value(10)));
+        // The first quantiles found before the counts ran out are kept.
+        let [p10, p90] = quantiles(&counts, 10, [0.1, 0.9]);
+        assert_eq!((p10, p90), (Some(bucket_value(5)), Some(bucket_value(10))));
+    }
+
+    #[test]
     fn one_pass_quantiles_agree_with_one_at_a_time() {
         let mut counts = vec![0u64; BUCKETS];
         for (i, slot) in counts.iter_mut().enumerate().step_by(7) {
