@@ -527,8 +527,18 @@ async fn health_checks_bypass_and_low_priority_is_shed_first() {
             .unwrap()
     };
 
+    // A quarter of the limit in use: below the share, low priority still goes in.
+    let first = send(&app, "/").await;
+    let early = app.clone().oneshot(prefetch()).await.unwrap();
+    assert_eq!(
+        early.status(),
+        StatusCode::OK,
+        "1 of 4 in use is below half"
+    );
+    read_body(early).await;
+
     // Half the limit in use: low priority is already refused, normal requests still go in.
-    let held = [send(&app, "/").await, send(&app, "/").await];
+    let held = [first, send(&app, "/").await];
     let refused = app.clone().oneshot(prefetch()).await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let normal = send(&app, "/").await;
@@ -747,4 +757,253 @@ async fn refusals_are_counted_per_route_in_the_findings_route_limiters_included(
         .collect();
     assert_eq!(rejected, [("/", 1), ("/slow", 1)]);
     assert_eq!(limit.route_snapshot("/slow").unwrap().rejected, 1);
+}
+
+/// The `Retry-After` values of `count` refusals in a row by a limit of 1 held by one request.
+async fn retry_after_values(limit: ConcurrencyLimitLayer, count: usize) -> Vec<u64> {
+    let app = sleeper(0).layer(limit.with_max_queued(0));
+    let held = send(&app, "/").await;
+    let mut values = Vec::with_capacity(count);
+    for _ in 0..count {
+        let refused = send(&app, "/").await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        values.push(
+            refused.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    read_body(held).await;
+    values
+}
+
+#[tokio::test]
+async fn retry_after_is_spread_over_base_to_twice_base() {
+    // The default base of 1 s: 1 or 2, about as often each, and no pattern from one refusal
+    // to the next (a client refused twice must not be told the same thing each time). The
+    // bounds are many standard deviations wide: the jitter is seeded from the clock, but a
+    // fair spread over 10,000 refusals lands inside them for any seed.
+    let values = retry_after_values(ConcurrencyLimitLayer::new(1), 10_000).await;
+    assert!(values.iter().all(|v| (1..=2).contains(v)), "{values:?}");
+    #[allow(clippy::cast_precision_loss)]
+    let share = |n: usize| n as f64 / 10_000.0;
+    let twos = share(values.iter().filter(|&&v| v == 2).count());
+    assert!((0.45..=0.55).contains(&twos), "told 2 s {twos} of the time");
+    let repeats = share(values.windows(2).filter(|w| w[0] == w[1]).count());
+    assert!(
+        (0.42..=0.58).contains(&repeats),
+        "the next refusal told the same {repeats} of the time"
+    );
+
+    // A wide base shows the jitter itself: 20,000 refusals spread over 2^63 seconds never
+    // collide, unless the generator has far fewer states than it should.
+    let base = (1u64 << 63) - 1;
+    let values = retry_after_values(
+        ConcurrencyLimitLayer::new(1).with_retry_after(Duration::from_secs(base)),
+        20_000,
+    )
+    .await;
+    assert!(values.iter().all(|&v| v >= base), "never below the base");
+    let distinct: std::collections::HashSet<u64> = values.iter().copied().collect();
+    assert_eq!(distinct.len(), values.len(), "repeated Retry-After values");
+}
+
+#[test]
+fn the_debug_output_shows_the_request_classes() {
+    use vitals_core::route::RequestHead;
+
+    let plain = format!("{:?}", ConcurrencyLimitLayer::new(4));
+    assert!(
+        plain.contains("Classes { bypass: false, low_priority_share: None }"),
+        "{plain}"
+    );
+    let classed = format!(
+        "{:?}",
+        ConcurrencyLimitLayer::new(4)
+            .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz")
+            .with_low_priority(|_: RequestHead<'_>| false, 0.25)
+    );
+    assert!(
+        classed.contains("Classes { bypass: true, low_priority_share: Some(0.25) }"),
+        "{classed}"
+    );
+}
+
+#[tokio::test]
+async fn settings_given_after_the_classes_labeler_and_routes_keep_them() {
+    use vitals_core::route::{RequestHead, RouteLabel, RouteLabeler};
+
+    // A plain service, not a router: no `MatchedPath`, so only the custom labeler finds the
+    // route `/slow`.
+    let labeler = RouteLabeler::with_extractor(|head: RequestHead<'_>| {
+        (head.uri.path() == "/slow").then(|| RouteLabel::from_static("/slow"))
+    });
+    let limit = ConcurrencyLimitLayer::new(1)
+        .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz")
+        .with_route_labeler(labeler)
+        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0))
+        // Each of these builds a fresh limiter: the classes, labeler and routes stay.
+        .with_max_queued(0)
+        .with_max_wait(Duration::from_millis(100))
+        .with_name("global");
+    let service = tower::ServiceBuilder::new()
+        .layer(limit.clone())
+        .service_fn(|_: Request| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::from("ok")))
+        });
+    let call = |path: &str| {
+        service
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+    };
+    assert_eq!(limit.route_snapshot("/slow").map(|s| s.limit), Some(1));
+    let held = call("/").await.unwrap();
+    assert_eq!(limit.snapshot().in_flight, 1);
+    assert_eq!(
+        call("/").await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the global limit (no queue) is full"
+    );
+    assert_eq!(
+        call("/healthz").await.unwrap().status(),
+        StatusCode::OK,
+        "the bypass survived the later settings"
+    );
+    let slow = call("/slow").await.unwrap();
+    assert_eq!(
+        slow.status(),
+        StatusCode::OK,
+        "the labeler found the route, whose own limiter has a permit"
+    );
+    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 1);
+    read_body(slow.map(Body::new)).await;
+    read_body(held.map(Body::new)).await;
+    assert_eq!(limit.snapshot().in_flight, 0);
+}
+
+#[tokio::test]
+async fn the_limiter_passes_the_inner_services_readiness_through() {
+    /// Never ready: it has failed.
+    #[derive(Clone)]
+    struct Broken;
+
+    impl tower::Service<Request> for Broken {
+        type Response = Response;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Response, &'static str>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Err("broken"))
+        }
+
+        fn call(&mut self, _: Request) -> Self::Future {
+            panic!("called while not ready")
+        }
+    }
+
+    let mut service = tower::Layer::layer(&ConcurrencyLimitLayer::new(4), Broken);
+    assert_eq!(
+        tower::ServiceExt::<Request>::ready(&mut service)
+            .await
+            .err(),
+        Some("broken")
+    );
+}
+
+/// Polls `future` once: whether it is still pending.
+async fn pending<F: std::future::Future>(mut future: std::pin::Pin<&mut F>) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_pending())).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permit_granted_too_late_pays_a_debt_incurred_while_it_was_waiting() {
+    use vitals_concurrency::AdaptiveLimit;
+
+    let release = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&release);
+    let limit = ConcurrencyLimitLayer::adaptive(AdaptiveLimit::new(1, 2).with_initial(2))
+        .with_max_queued(1)
+        .with_max_wait(Duration::from_millis(50));
+    let app = sleeper(0)
+        .route(
+            "/timed-out",
+            get(move || {
+                let signal = Arc::clone(&signal);
+                async move {
+                    signal.notified().await;
+                    timed_out().await
+                }
+            }),
+        )
+        .layer(limit.clone());
+    // Both permits out: one held by a finished request, one by a handler still working.
+    let mut working = Box::pin(send(&app, "/timed-out"));
+    assert!(pending(working.as_mut()).await, "admitted, in the handler");
+    let finished = send(&app, "/").await;
+    let mut waiter = Box::pin(send(&app, "/"));
+    assert!(pending(waiter.as_mut()).await, "queued");
+    tokio::time::advance(Duration::from_millis(60)).await;
+    // The finished request's permit goes to the waiter, now past its max wait; before the
+    // waiter learns of it, the working request times out and the limit drops to 1 with both
+    // permits out: one is owed.
+    drop(finished);
+    release.notify_one();
+    let working = working.await;
+    assert_eq!(OutcomeHint::of(&working), Some(OutcomeHint::Timeout));
+    assert_eq!(limit.snapshot().limit, 1);
+    // Too late to admit: the waiter's permit goes back through the books, paying the debt.
+    assert_eq!(waiter.await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let books = limit.snapshot();
+    assert_eq!(
+        (books.limit, books.in_flight, books.available),
+        (1, 1, 0),
+        "one request holds the only permit: {books:?}"
+    );
+    read_body(working).await;
+    let books = limit.snapshot();
+    assert_eq!((books.in_flight, books.available), (0, 1), "{books:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_limit_growing_back_from_a_deep_cut_cancels_only_what_it_grows() {
+    use vitals_concurrency::AdaptiveLimit;
+
+    // A cut to a quarter: from 4 to 1 with all 4 permits out, so 3 are owed.
+    let settings = AdaptiveLimit {
+        backoff: 0.25,
+        ..AdaptiveLimit::new(1, 64).with_initial(4)
+    };
+    let limit = ConcurrencyLimitLayer::adaptive(settings).with_max_queued(0);
+    let app = sleeper(0)
+        .route("/timed-out", get(timed_out))
+        .layer(limit.clone());
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(send(&app, "/").await);
+    }
+    let cut = send(&app, "/timed-out").await;
+    let books = limit.snapshot();
+    assert_eq!((books.limit, books.in_flight), (1, 4), "{books:?}");
+    // The first sample (the clock is paused: every latency is the baseline) grows the limit
+    // from 1 to 2: one owed permit is cancelled, the returned one pays another, one is still
+    // owed.
+    let mut held = held.into_iter();
+    read_body(held.next().unwrap()).await;
+    let books = limit.snapshot();
+    assert_eq!(
+        (books.limit, books.in_flight, books.available),
+        (2, 3, 0),
+        "{books:?}"
+    );
+    for response in held.chain([cut]) {
+        read_body(response).await;
+    }
+    let books = limit.snapshot();
+    assert_eq!(books.in_flight, 0, "{books:?}");
+    assert_eq!(books.available, books.limit, "{books:?}");
 }

@@ -28,10 +28,19 @@ async fn counters_per_route_and_gauges_per_limiter() {
             })
             .route_layer(TimeoutLayer::new(Duration::from_millis(10))),
         )
+        .route("/own", get(|| async { "own" }))
+        .route("/named", get(|| async { "named" }))
         .layer(
             ConcurrencyLimitLayer::new(1)
                 .with_max_queued(0)
-                .with_name("global"),
+                .with_name("global")
+                // A route limiter given unnamed is named after its route; a named one keeps
+                // its name.
+                .with_route("/own", ConcurrencyLimitLayer::new(2))
+                .with_route(
+                    "/named",
+                    ConcurrencyLimitLayer::new(3).with_name("bulkhead"),
+                ),
         );
     let send = |path: &'static str| {
         app.clone()
@@ -41,6 +50,12 @@ async fn counters_per_route_and_gauges_per_limiter() {
     assert_eq!(send("/items/2").await.unwrap().status(), 503);
     axum::body::to_bytes(held.into_body(), 1024).await.unwrap();
     assert_eq!(send("/stuck").await.unwrap().status(), 503);
+    for path in ["/own", "/named"] {
+        let response = send(path).await.unwrap();
+        axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+    }
 
     let values: Vec<(String, DebugValue)> = snapshotter
         .snapshot()
@@ -84,5 +99,13 @@ async fn counters_per_route_and_gauges_per_limiter() {
     assert_eq!(
         value(&format!("{IN_FLIGHT}{{vitals.limiter=global}}")),
         &DebugValue::Gauge(0.0.into())
+    );
+    assert_eq!(
+        value(&format!("{LIMIT}{{vitals.limiter=/own}}")),
+        &DebugValue::Gauge(2.0.into())
+    );
+    assert_eq!(
+        value(&format!("{LIMIT}{{vitals.limiter=bulkhead}}")),
+        &DebugValue::Gauge(3.0.into())
     );
 }
