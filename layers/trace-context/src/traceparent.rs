@@ -160,6 +160,18 @@ impl fmt::Display for TraceParent {
 mod tests {
     use super::*;
 
+    #[test]
+    fn setting_a_flag_that_is_set_keeps_it() {
+        let sampled = TraceFlags::SAMPLED;
+        assert!(
+            sampled
+                .with(TraceFlags::SAMPLED)
+                .contains(TraceFlags::SAMPLED)
+        );
+        let both = sampled.with(TraceFlags::RANDOM).with(TraceFlags::RANDOM);
+        assert!(both.contains(TraceFlags::SAMPLED) && both.contains(TraceFlags::RANDOM));
+    }
+
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     fn parse(text: &str) -> Option<TraceParent> {
