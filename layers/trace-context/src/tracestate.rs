@@ -244,6 +244,17 @@ mod tests {
         let before = state.clone();
         state.truncate(DEFAULT_TRACESTATE_LIMIT);
         assert_eq!(state, before);
+        // A member of exactly 128 characters is not a long one: the last member goes first.
+        let edge = HeaderValue::from_str(&format!("{},y=1", member("x", 126))).unwrap();
+        let mut edge = TraceState::parse([&edge]).unwrap();
+        edge.truncate(edge.encoded_len() - 1);
+        assert_eq!(edge.members().map(|(k, _)| k).collect::<Vec<_>>(), ["x"]);
+        // Exactly at the limit, long members included: nothing goes.
+        let line = HeaderValue::from_str(&mixed.join(",")).unwrap();
+        let mut full = TraceState::parse([&line]).unwrap();
+        let exact = full.encoded_len();
+        full.truncate(exact);
+        assert_eq!(full.members().count(), mixed.len());
         state.truncate(0);
         assert!(state.is_empty() && state.header_value().is_none());
     }
