@@ -166,8 +166,9 @@ where
         // The first poll is measured from the call, which saves a clock read and counts the
         // inner service's synchronous `call` work as executor time, which it is.
         let poll_start = (poll_timing && this.stats.polls > 0).then(Instant::now);
-        if split_from.is_some() {
-            cpu::poll_starts(poll_start.unwrap_or(in_flight.start));
+        // The first poll's start (the call) was noted by the service already.
+        if let (Some(_), Some(start)) = (split_from, poll_start) {
+            cpu::poll_starts(start);
         }
         *this.polling = true;
         let polled = this.inner.poll(cx);
