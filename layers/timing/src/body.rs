@@ -2,56 +2,12 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
-use vitals_core::outcome::OutcomeClassifier;
+use vitals_core::body::CompletionBody;
 
-use crate::future::{Ending, InFlight, PollStats};
-
-/// Reports the request once the body ended.
-pub(crate) struct Finish {
-    in_flight: InFlight,
-    classifier: OutcomeClassifier,
-    head: Duration,
-    stats: PollStats,
-}
-
-impl Finish {
-    pub(crate) fn new(
-        in_flight: InFlight,
-        classifier: OutcomeClassifier,
-        head: Duration,
-        stats: PollStats,
-    ) -> Self {
-        Self {
-            in_flight,
-            classifier,
-            head,
-            stats,
-        }
-    }
-}
-
-impl BodyObserver for Finish {
-    fn on_trailers(&mut self, trailers: &HeaderMap) {
-        self.classifier.observe_trailers(trailers);
-    }
-
-    fn on_end(self, end: BodyEnd) {
-        let ending = Ending {
-            status: Some(self.classifier.status()),
-            grpc_status: self.classifier.grpc_status(),
-            outcome: self.classifier.finish(end),
-            head: Some(self.head),
-            total: self.in_flight.start.elapsed(),
-        };
-        self.in_flight.report(&ending, &self.stats);
-    }
-}
+use crate::part::TimingFinish;
 
 pin_project! {
     /// The response body of [`RequestTiming`](crate::RequestTiming): the handler's body,
@@ -61,12 +17,12 @@ pin_project! {
         B: Body,
     {
         #[pin]
-        inner: CompletionBody<B, Finish>,
+        inner: CompletionBody<B, TimingFinish>,
     }
 }
 
 impl<B: Body> TimedBody<B> {
-    pub(crate) fn new(body: B, finish: Finish) -> Self {
+    pub(crate) fn new(body: B, finish: TimingFinish) -> Self {
         Self {
             inner: CompletionBody::new(body, finish),
         }

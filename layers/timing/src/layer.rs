@@ -8,6 +8,7 @@ use vitals_core::route::RouteLabeler;
 
 use crate::config::{Config, Sampler, ServerTimingMode};
 use crate::report::TimingReport;
+use crate::part::TimingPart;
 use crate::service::RequestTiming;
 
 /// Times every request to the last byte of its body; see the [crate documentation](crate).
@@ -128,10 +129,20 @@ impl RequestTimingLayer {
     }
 }
 
+impl RequestTimingLayer {
+    /// This layer's behaviour as a part, for a driver that runs several parts in one pass
+    /// (the `vitals` stack): the same rules, the same reports.
+    pub fn part(&self) -> TimingPart {
+        TimingPart {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
 impl<S> Layer<S> for RequestTimingLayer {
     type Service = RequestTiming<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestTiming::new(inner, Arc::clone(&self.config))
+        RequestTiming::new(inner, self.part())
     }
 }

@@ -45,6 +45,7 @@ mod future;
 mod layer;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod part;
 mod report;
 mod service;
 mod starvation;

@@ -1,29 +1,27 @@
 //! `RequestTiming`: the service the layer wraps around yours.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
-use vitals_core::identity::RequestIdentity;
 use vitals_core::server_timing::ServerTiming;
 
 use crate::body::TimedBody;
-use crate::config::Config;
-use crate::future::{InFlight, ResponseFuture};
+use crate::future::ResponseFuture;
+use crate::part::TimingPart;
 
 /// Times requests to the last byte; made by [`RequestTimingLayer`](crate::RequestTimingLayer).
 #[derive(Clone, Debug)]
 pub struct RequestTiming<S> {
     inner: S,
-    config: Arc<Config>,
+    part: TimingPart,
 }
 
 impl<S> RequestTiming<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+    pub(crate) fn new(inner: S, part: TimingPart) -> Self {
+        Self { inner, part }
     }
 
     /// The wrapped service.
@@ -56,34 +54,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
         let start = Instant::now();
-        // The first poll is measured from here.
-        if config.poll_timing && config.blocking.lowest().is_some() {
-            crate::cpu::poll_starts(start);
-        }
-        let route = config.labeler.label(&request);
-        // With the header denied for this request, still look at an outer layer's collector:
-        // the slow-request warning reports what the other layers measured.
-        let adds_total = config.server_timing.allows(request.headers());
-        let server_timing = ServerTiming::attach_if(request.extensions_mut(), adds_total);
-        let identity = request
-            .extensions()
-            .get::<RequestIdentity>()
-            .map(|identity| Box::new(identity.clone()));
-        let method = request.method().clone();
-        let inner = self.inner.call(request);
-        ResponseFuture::new(
-            inner,
-            InFlight {
-                config: Arc::clone(config),
-                start,
-                method,
-                route,
-                identity,
-                server_timing,
-                adds_total,
-            },
-        )
+        let route = self.part.config.labeler.label(&request);
+        let allowed = self.part.shows_server_timing(request.headers());
+        let server_timing = ServerTiming::attach_if(request.extensions_mut(), allowed);
+        let owned = server_timing.clone().filter(ServerTiming::is_owner);
+        let in_flight = self.part.start(&mut request, route, start, server_timing);
+        ResponseFuture::new(self.inner.call(request), in_flight, owned)
     }
 }
