@@ -3,36 +3,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody};
-use vitals_core::outcome::{Outcome, OutcomeClassifier};
+use vitals_core::body::CompletionBody;
 
-use crate::future::InFlight;
-
-/// Records the request once the body ended.
-pub(crate) struct Finish {
-    in_flight: InFlight,
-    classifier: OutcomeClassifier,
-}
-
-impl BodyObserver for Finish {
-    fn on_trailers(&mut self, trailers: &HeaderMap) {
-        self.classifier.observe_trailers(trailers);
-    }
-
-    fn on_end(self, end: BodyEnd) {
-        let status = self.classifier.status();
-        match self.classifier.finish(end) {
-            Outcome::Cancelled => self.in_flight.cancelled(Some(status)),
-            Outcome::Completed => self.in_flight.finished(status, false),
-            Outcome::ServerError | Outcome::Rejected | Outcome::Timeout => {
-                self.in_flight.finished(status, true);
-            }
-        }
-    }
-}
+use crate::part::LatencyFinish;
 
 pin_project! {
     /// The response body of [`Latency`](crate::Latency): the handler's body, unchanged, timed
@@ -42,20 +17,14 @@ pin_project! {
         B: Body,
     {
         #[pin]
-        inner: CompletionBody<B, Finish>,
+        inner: CompletionBody<B, LatencyFinish>,
     }
 }
 
 impl<B: Body> LatencyBody<B> {
-    pub(crate) fn new(body: B, in_flight: InFlight, classifier: OutcomeClassifier) -> Self {
+    pub(crate) fn new(body: B, finish: LatencyFinish) -> Self {
         Self {
-            inner: CompletionBody::new(
-                body,
-                Finish {
-                    in_flight,
-                    classifier,
-                },
-            ),
+            inner: CompletionBody::new(body, finish),
         }
     }
 }

@@ -11,8 +11,8 @@ use tower_service::Service;
 use vitals_core::route::RouteLabeler;
 
 use crate::body::LatencyBody;
-use crate::future::{InFlight, ResponseFuture};
-use crate::method::MethodIndex;
+use crate::future::ResponseFuture;
+use crate::part::LatencyPart;
 use crate::registry::LatencyRegistry;
 
 /// Records every request's duration, to the last byte of its body, into a
@@ -27,7 +27,7 @@ pub struct LatencyLayer {
 
 #[derive(Debug)]
 struct Shared {
-    registry: LatencyRegistry,
+    part: LatencyPart,
     labeler: RouteLabeler,
 }
 
@@ -36,7 +36,7 @@ impl LatencyLayer {
     pub fn new(registry: LatencyRegistry) -> Self {
         Self {
             shared: Arc::new(Shared {
-                registry,
+                part: LatencyPart { registry },
                 labeler: RouteLabeler::new(),
             }),
         }
@@ -47,7 +47,7 @@ impl LatencyLayer {
     pub fn with_route_labeler(self, labeler: RouteLabeler) -> Self {
         Self {
             shared: Arc::new(Shared {
-                registry: self.shared.registry.clone(),
+                part: self.shared.part.clone(),
                 labeler,
             }),
         }
@@ -55,7 +55,18 @@ impl LatencyLayer {
 
     /// The registry this layer records into.
     pub fn registry(&self) -> &LatencyRegistry {
-        &self.shared.registry
+        &self.shared.part.registry
+    }
+
+    /// This layer's behaviour as a part, for a driver that runs several parts in one pass
+    /// (the `vitals` stack).
+    pub fn part(&self) -> LatencyPart {
+        self.shared.part.clone()
+    }
+
+    /// The route labeler this layer uses.
+    pub fn route_labeler(&self) -> &RouteLabeler {
+        &self.shared.labeler
     }
 }
 
@@ -109,18 +120,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let method = MethodIndex::of(request.method());
         let shared = &self.layer.shared;
-        let in_flight = InFlight {
-            route: shared.labeler.label(&request),
-            method,
-            start,
-            registry: shared.registry.clone(),
-        };
+        let route = shared.labeler.label(&request);
+        let in_flight = shared.part.start(request.method(), route, start);
         let future = self.inner.call(request);
-        // Counted active only once nothing can panic before the future exists: from here on,
-        // the future's drop or the body's end takes it off again, exactly once.
-        shared.registry.active(method, 1);
         ResponseFuture::new(future, in_flight)
     }
 }

@@ -44,6 +44,7 @@ mod future;
 mod histogram;
 mod layer;
 mod method;
+pub mod part;
 mod registry;
 mod series;
 mod shards;
