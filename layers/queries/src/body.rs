@@ -6,20 +6,11 @@ use std::task::{Context, Poll};
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
+use vitals_core::body::{CompletionBody, EitherBody};
 
 use crate::ledger::QueryLedger;
+use crate::part::QueriesFinish;
 use crate::scope;
-use crate::service::State;
-
-/// Reports the request when its body ended.
-pub(crate) struct Finish(State);
-
-impl BodyObserver for Finish {
-    fn on_end(self, _: BodyEnd) {
-        self.0.report();
-    }
-}
 
 pin_project! {
     /// The response body of [`QueryTracking`](crate::QueryTracking): the handler's body, or
@@ -30,7 +21,7 @@ pin_project! {
         B: Body,
     {
         #[pin]
-        inner: CompletionBody<EitherBody<B>, Finish>,
+        inner: CompletionBody<EitherBody<B>, QueriesFinish>,
         span: tracing::Span,
         ledger: QueryLedger,
     }
@@ -41,10 +32,10 @@ impl<B: Body> QueryBody<B> {
         body: EitherBody<B>,
         span: tracing::Span,
         ledger: QueryLedger,
-        state: State,
+        finish: QueriesFinish,
     ) -> Self {
         Self {
-            inner: CompletionBody::new(body, Finish(state)),
+            inner: CompletionBody::new(body, finish),
             span,
             ledger,
         }

@@ -9,6 +9,7 @@ use vitals_core::route::{RouteLabel, RouteLabeler};
 use vitals_core::server_timing::ServerTimingMode;
 
 use crate::n_plus_one::NPlusOneRule;
+use crate::part::QueriesPart;
 use crate::service::QueryTracking;
 
 /// What the layer does with an N+1 finding.
@@ -183,10 +184,20 @@ impl QueryTrackingLayer {
     }
 }
 
+impl QueryTrackingLayer {
+    /// This layer's behaviour as a part, for a driver that runs several parts in one pass
+    /// (the `vitals` stack).
+    pub fn part(&self) -> QueriesPart {
+        QueriesPart {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
 impl<S> Layer<S> for QueryTrackingLayer {
     type Service = QueryTracking<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        QueryTracking::new(inner, Arc::clone(&self.config))
+        QueryTracking::new(inner, self.part())
     }
 }

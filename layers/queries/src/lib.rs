@@ -44,6 +44,7 @@ mod ledger;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod n_plus_one;
+pub mod part;
 mod scope;
 mod service;
 #[cfg(feature = "testing")]
