@@ -31,13 +31,17 @@
 //!
 //! See `docs/trace-context.md`.
 
+mod body;
 mod context;
+mod future;
 mod layer;
 #[cfg(feature = "logs")]
 pub mod logs;
 #[cfg(feature = "opentelemetry")]
 mod otel;
+pub mod part;
 mod propagate;
+mod service;
 mod traceparent;
 mod tracestate;
 
@@ -45,7 +49,10 @@ mod tracestate;
 mod props;
 
 pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
-pub use layer::{ResponseFuture, TraceContextLayer, TraceContextService, TracedBody, X_REQUEST_ID};
+pub use body::TracedBody;
+pub use future::ResponseFuture;
+pub use layer::{TraceContextLayer, X_REQUEST_ID};
+pub use service::TraceContextService;
 pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
 pub use traceparent::{TraceFlags, TraceParent};
 pub use tracestate::{DEFAULT_TRACESTATE_LIMIT, MAX_MEMBERS, TraceState};

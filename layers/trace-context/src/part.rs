@@ -1,0 +1,239 @@
+//! The trace-context part: the server side — extract or start the trace, the request span, the
+//! request id, and what goes back on the response — written once and driven two ways: by
+//! [`TraceContextService`](crate::TraceContextService), and by the fused `vitals` stack.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use vitals_core::route::RouteLabel;
+//! use vitals_trace_context::{TraceContext, TraceContextLayer};
+//!
+//! let part = TraceContextLayer::new().part();
+//! let mut request = Request::new(());
+//! let in_flight = part.start(&mut request, &RouteLabel::from_static("/items"), None);
+//! // The context is current while the handler runs, for `inject` and logs.
+//! let current = in_flight.in_scope(TraceContext::current);
+//! assert_eq!(current.map(|c| c.trace_id), request.extensions().get::<TraceContext>().map(|c| c.trace_id));
+//! let mut response = Response::new(());
+//! let _finish = in_flight.on_response(&mut response);
+//! assert!(response.headers().contains_key("x-request-id"));
+//! ```
+
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use tracing::Span;
+use tracing::field::Empty;
+use vitals_core::identity::{RequestId, RequestIdentity};
+use vitals_core::route::RouteLabel;
+use vitals_core::semconv::method_label;
+use vitals_core::server_timing::{Metric, ServerTiming};
+
+use crate::context::{TraceContext, enter};
+use crate::layer::Config;
+use crate::traceparent::hex_into;
+
+/// The trace-context part of a [`TraceContextLayer`](crate::TraceContextLayer) (see
+/// [`TraceContextLayer::part`](crate::TraceContextLayer::part)). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct TracePart {
+    pub(crate) config: Arc<Config>,
+}
+
+fn new_request_id() -> Option<RequestId> {
+    let mut text = [0u8; 32];
+    hex_into(&fastrand::u128(..).to_be_bytes(), &mut text);
+    RequestId::new(HeaderValue::from_bytes(&text).ok()?)
+}
+
+struct Ids {
+    trace: [u8; 32],
+    span: [u8; 16],
+}
+
+impl Ids {
+    fn of(context: &TraceContext) -> Self {
+        let mut ids = Self {
+            trace: [0; 32],
+            span: [0; 16],
+        };
+        hex_into(&context.trace_id.to_bytes(), &mut ids.trace);
+        hex_into(&context.span_id.to_bytes(), &mut ids.span);
+        ids
+    }
+
+    fn trace(&self) -> &str {
+        std::str::from_utf8(&self.trace).unwrap_or_default()
+    }
+
+    fn span(&self) -> &str {
+        std::str::from_utf8(&self.span).unwrap_or_default()
+    }
+}
+
+impl TracePart {
+    /// Whether this part's `Server-Timing` mode lets the client of `headers` see timings.
+    pub fn shows_server_timing(&self, headers: &HeaderMap) -> bool {
+        self.config.server_timing.allows(headers)
+    }
+
+    /// The route labeler the layer was given.
+    pub fn route_labeler(&self) -> &vitals_core::route::RouteLabeler {
+        &self.config.labeler
+    }
+
+    /// A request for `route` arrived: its trace context (continued or new), request id and
+    /// span; the context and the [`RequestIdentity`] go into its extensions, for the parts and
+    /// the handler. `server_timing` is the request's collector when the client may see
+    /// timings: the `trace` entry goes to it.
+    pub fn start<B>(
+        &self,
+        request: &mut Request<B>,
+        route: &RouteLabel,
+        server_timing: Option<&ServerTiming>,
+    ) -> TraceInFlight {
+        let config = &self.config;
+        let context =
+            TraceContext::from_headers_limited(request.headers(), config.tracestate_limit);
+        // Kept if it is 1–128 visible ASCII characters, else replaced: a client's CR/LF or
+        // 10 KB never reaches a log line or a response header.
+        let request_id = config.request_id_header.as_ref().and_then(|name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|value| RequestId::new(value.clone()))
+                .or_else(new_request_id)
+        });
+        let method = method_label(request.method());
+        let ids = Ids::of(&context);
+        let span = tracing::info_span!(
+            target: "vitals_trace_context",
+            "request",
+            trace_id = ids.trace(),
+            span_id = ids.span(),
+            request_id = request_id.as_ref().map(RequestId::as_str),
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = method,
+            http.route = route.as_str(),
+            url.path = request.uri().path(),
+            url.scheme = request.uri().scheme_str().unwrap_or("http"),
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        // With OpenTelemetry, the exported span's ids are the request's.
+        #[cfg(feature = "opentelemetry")]
+        let context = if span.is_disabled() {
+            context
+        } else {
+            let bridged = crate::otel::bridge(&span, context.clone());
+            if bridged.span_id != context.span_id {
+                let ids = Ids::of(&bridged);
+                span.record("trace_id", ids.trace());
+                span.record("span_id", ids.span());
+            }
+            bridged
+        };
+        if let Some(timing) = server_timing.filter(|_| self.shows_server_timing(request.headers()))
+        {
+            let encoded = context.traceparent().encode();
+            let description = std::str::from_utf8(&encoded)
+                .map(str::to_owned)
+                .unwrap_or_default();
+            timing.add(Metric::new("trace").with_description(description));
+        }
+        let extensions = request.extensions_mut();
+        extensions.insert(RequestIdentity {
+            trace_id: Some(context.trace_id),
+            span_id: Some(context.span_id),
+            request_id: request_id.clone(),
+        });
+        extensions.insert(context.clone());
+        TraceInFlight {
+            scope: TraceScope {
+                span,
+                context: Arc::new(context),
+            },
+            request_id: request_id.map(|id| id.header_value().clone()),
+            request_id_header: config.request_id_header.clone(),
+        }
+    }
+}
+
+/// The request's span and context, made current together while its work runs.
+pub struct TraceScope {
+    span: Span,
+    context: Arc<TraceContext>,
+}
+
+impl std::fmt::Debug for TraceScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceScope")
+            .field("trace_id", &self.context.trace_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceScope {
+    /// The request span.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Runs `f` inside the request span, with the request's context current (for
+    /// [`inject`](crate::inject) and logs). Drivers call it around each poll of the handler and
+    /// of the body: once, whatever other parts do inside.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.span.enter();
+        enter(&self.context, f)
+    }
+
+    /// The body failed: the span is marked as an error.
+    pub fn on_body_error(&self) {
+        self.span.record("otel.status_code", "ERROR");
+        self.span.record("error.type", "body_error");
+    }
+}
+
+/// A request the trace-context part follows until its response head.
+#[derive(Debug)]
+pub struct TraceInFlight {
+    scope: TraceScope,
+    request_id: Option<HeaderValue>,
+    request_id_header: Option<HeaderName>,
+}
+
+impl TraceInFlight {
+    /// The request span.
+    pub fn span(&self) -> &Span {
+        &self.scope.span
+    }
+
+    /// See [`TraceScope::in_scope`].
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.scope.in_scope(f)
+    }
+
+    /// The handler answered: the status goes on the span (an error for `5xx`), the request id
+    /// on the response. Returns the scope the body runs in.
+    pub fn on_response<B>(self, response: &mut Response<B>) -> TraceScope {
+        let status = response.status();
+        let span = &self.scope.span;
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", status.as_str());
+        }
+        if let (Some(name), Some(value)) = (self.request_id_header, self.request_id) {
+            response.headers_mut().insert(name, value);
+        }
+        self.scope
+    }
+
+    /// The handler failed with an error instead of a response.
+    pub fn on_error(self) {
+        self.scope.span.record("otel.status_code", "ERROR");
+        self.scope.span.record("error.type", "service_error");
+    }
+}
