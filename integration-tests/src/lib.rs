@@ -354,3 +354,12 @@ mod tests {
         }
     }
 }
+
+/// Whether `metadata` is a request's span: the stack's one request span (trace context's), or
+/// the query layer's own when it runs without trace context. It closes after the request's
+/// last report, so a test that saw it close has seen every event of the request.
+pub fn is_request_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.name() == "vitals_queries.request"
+        || (metadata.name() == "request"
+            && metadata.target() == vitals::core::identity::REQUEST_SPAN_TARGET)
+}

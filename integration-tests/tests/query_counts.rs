@@ -14,8 +14,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use vitals_integration_tests::{TestShop, eventually, postgres_admin_url};
 
-/// Counts sqlx's `sqlx::query` events and keeps their summaries; counts the query layer's
-/// request spans that closed.
+/// Counts sqlx's `sqlx::query` events and keeps their summaries; counts the request spans
+/// that closed (the stack's one request span, or the query layer's own when it runs alone).
 #[derive(Clone, Default)]
 struct QueryCounter {
     count: Arc<AtomicUsize>,
@@ -32,7 +32,7 @@ where
     fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
         if ctx
             .metadata(&id)
-            .is_some_and(|m| m.name() == "vitals_queries.request")
+            .is_some_and(vitals_integration_tests::is_request_span)
         {
             self.requests_closed.fetch_add(1, Ordering::SeqCst);
         }

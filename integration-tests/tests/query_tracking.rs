@@ -15,7 +15,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use vitals_integration_tests::events::{Captured, EventLog};
 use vitals_integration_tests::{TestShop, eventually, postgres_admin_url};
 
-/// Counts the query layer's request spans that closed. The layer logs a request's findings
+/// Counts the request spans that closed. The layer logs a request's findings
 /// when its response body ends, after the client may already have read the last byte; the
 /// span closes after that report, so once it has closed, every event of the request is in
 /// the log.
@@ -35,7 +35,7 @@ where
     fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
         if ctx
             .metadata(&id)
-            .is_some_and(|m| m.name() == "vitals_queries.request")
+            .is_some_and(vitals_integration_tests::is_request_span)
         {
             self.0.fetch_add(1, Ordering::SeqCst);
         }

@@ -27,6 +27,11 @@ use std::fmt;
 
 use http::{Extensions, HeaderValue};
 
+/// The target of the request span the trace-context layer opens (named `request`). A layer
+/// that keeps request state on that span — the query ledger, for queries reported on other
+/// threads — must let this target's spans through its per-layer filter, or it cannot see them.
+pub const REQUEST_SPAN_TARGET: &str = "vitals_trace_context";
+
 /// The longest request id accepted, in bytes.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

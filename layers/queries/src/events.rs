@@ -10,6 +10,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterFn, Filtered};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
+use vitals_core::identity::REQUEST_SPAN_TARGET as TRACE_SPAN_TARGET;
 
 use crate::fingerprint::SqlDialect;
 use crate::ledger::{Query, QueryLedger};
@@ -71,7 +72,8 @@ impl QueryEventLayer {
 
     /// The filter the layer needs: sqlx's query and acquire events, spans and events that carry
     /// a statement by the OpenTelemetry database conventions (`db.query.text`,
-    /// `db.statement`), and the tracking layer's request spans — at any level. Everything
+    /// `db.statement`), and the request spans of the tracking layer and of trace context (the
+    /// fused `vitals` stack keeps the ledger on the latter) — at any level. Everything
     /// else stays as your other filters decide.
     pub fn filter() -> QueryFilter {
         FilterFn::new(is_query_callsite)
@@ -85,9 +87,10 @@ fn is_query_callsite(metadata: &Metadata<'_>) -> bool {
     matches!(
         metadata.target(),
         SQLX_TARGET | SQLX_ACQUIRE_TARGET | REQUEST_SPAN_TARGET
-    ) || DB_TEXT_FIELDS
-        .iter()
-        .any(|name| metadata.fields().field(name).is_some())
+    ) || (metadata.is_span() && metadata.target() == TRACE_SPAN_TARGET)
+        || DB_TEXT_FIELDS
+            .iter()
+            .any(|name| metadata.fields().field(name).is_some())
 }
 
 /// [`QueryEventLayer`] with its own [`QueryEventLayer::filter`], ready for

@@ -93,7 +93,7 @@ impl QueriesInFlight {
     /// Runs `f` with the ledger current on this task: queries reported inside count for the
     /// request. Drivers call it around each poll of the handler and of the body.
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        scope::sync_with_ledger(&self.ledger, f)
+        self.ledger.in_scope(f)
     }
 
     /// Puts the ledger on `span` (a request span), so queries reported on other threads inside
@@ -102,6 +102,14 @@ impl QueriesInFlight {
         if !span.is_disabled() {
             scope::attach_to_span(span, &self.ledger);
         }
+    }
+
+    /// A span of the part's own carrying the ledger, for a driver with no request span: it is
+    /// enabled when the query event layer is installed (its filter enables this target).
+    pub fn own_span(&self) -> tracing::Span {
+        let span = tracing::trace_span!(target: crate::events::REQUEST_SPAN_TARGET, "vitals_queries.request");
+        self.attach_to(&span);
+        span
     }
 }
 
@@ -254,9 +262,15 @@ fn failure<D: bytes::Buf + From<Bytes>>(findings: &[NPlusOneFinding]) -> Respons
     let body = serde_json::json!({ "error": "N+1 queries detected", "findings": findings });
     let mut response = Response::new(Full::new(D::from(Bytes::from(body.to_string()))));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
+    );
+    // A report about one request: no cache may keep it, whatever layer sits outside.
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
     );
     response
 }

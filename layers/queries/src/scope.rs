@@ -33,6 +33,14 @@ pub(crate) fn sync_with_ledger<R>(ledger: &QueryLedger, f: impl FnOnce() -> R) -
     CURRENT.sync_scope(ledger.clone(), f)
 }
 
+impl QueryLedger {
+    /// Runs `f` with this ledger current on this task: what a driver does around each poll of
+    /// a request's handler and body (see [`crate::part`]).
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        sync_with_ledger(self, f)
+    }
+}
+
 /// Puts `ledger` in the extensions of `span`, if the subscriber is built on tracing-subscriber's
 /// `Registry` (it is whenever the query event layer is installed).
 pub(crate) fn attach_to_span(span: &tracing::Span, ledger: &QueryLedger) {

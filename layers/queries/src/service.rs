@@ -15,7 +15,6 @@ use tracing::instrument::Instrumented;
 use vitals_core::server_timing::ServerTiming;
 
 use crate::body::QueryBody;
-use crate::events::REQUEST_SPAN_TARGET;
 use crate::ledger::QueryLedger;
 use crate::part::{QueriesInFlight, QueriesPart};
 use crate::scope;
@@ -64,10 +63,8 @@ where
         let server_timing = ServerTiming::attach_for(&mut request, &self.part.config.server_timing);
         let owned = server_timing.clone().filter(ServerTiming::is_owner);
         let in_flight = self.part.start(&request, route, server_timing);
-        // A span of our own carries the ledger to threads and tasks outside this one. It is
-        // enabled when the query event layer is installed (its filter enables our target).
-        let span = tracing::trace_span!(target: REQUEST_SPAN_TARGET, "vitals_queries.request");
-        in_flight.attach_to(&span);
+        // A span of our own carries the ledger to threads and tasks outside this one.
+        let span = in_flight.own_span();
         let inner = span.in_scope(|| in_flight.scope(|| self.inner.call(request)));
         ResponseFuture {
             inner: scope::with_ledger(in_flight.ledger().clone(), inner).instrument(span.clone()),
@@ -104,6 +101,8 @@ where
         if let Some(timing) = owned {
             timing.append_to(response.headers_mut());
         }
-        Poll::Ready(Ok(response.map(|body| QueryBody::new(body, span, ledger, finish))))
+        Poll::Ready(Ok(
+            response.map(|body| QueryBody::new(body, span, ledger, finish))
+        ))
     }
 }

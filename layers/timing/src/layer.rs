@@ -7,8 +7,8 @@ use tower_layer::Layer;
 use vitals_core::route::RouteLabeler;
 
 use crate::config::{Config, Sampler, ServerTimingMode};
-use crate::report::TimingReport;
 use crate::part::TimingPart;
+use crate::report::TimingReport;
 use crate::service::RequestTiming;
 
 /// Times every request to the last byte of its body; see the [crate documentation](crate).

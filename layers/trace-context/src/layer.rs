@@ -119,4 +119,3 @@ impl<S> Layer<S> for TraceContextLayer {
         TraceContextService::new(inner, self.part())
     }
 }
-

@@ -48,11 +48,11 @@ mod tracestate;
 #[cfg(test)]
 mod props;
 
-pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
 pub use body::TracedBody;
+pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
 pub use future::ResponseFuture;
 pub use layer::{TraceContextLayer, X_REQUEST_ID};
-pub use service::TraceContextService;
 pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
+pub use service::TraceContextService;
 pub use traceparent::{TraceFlags, TraceParent};
 pub use tracestate::{DEFAULT_TRACESTATE_LIMIT, MAX_MEMBERS, TraceState};

@@ -107,7 +107,7 @@ impl TracePart {
         let method = method_label(request.method());
         let ids = Ids::of(&context);
         let span = tracing::info_span!(
-            target: "vitals_trace_context",
+            target: vitals_core::identity::REQUEST_SPAN_TARGET,
             "request",
             trace_id = ids.trace(),
             span_id = ids.span(),

@@ -47,13 +47,20 @@ pub use vitals_timing as timing;
 #[cfg(feature = "trace-context")]
 pub use vitals_trace_context as trace_context;
 
+mod body;
+mod future;
+mod plan;
 mod routes;
+mod service;
 mod stack;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod toggle;
 
+pub use body::VitalsBody;
+pub use future::ResponseFuture;
 pub use routes::RouteSettings;
+pub use service::VitalsService;
 pub use stack::{DEFAULT_CONCURRENCY_LIMIT, VitalsBuilder, VitalsError, VitalsLayer};
 pub use vitals_core::server_timing::ServerTimingMode;
 

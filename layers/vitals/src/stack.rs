@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use tower_layer::{Identity, Layer, Stack};
 
@@ -21,7 +22,9 @@ use vitals_trace_context::TraceContextLayer;
 use vitals_core::findings::Findings;
 use vitals_core::server_timing::ServerTimingMode;
 
+use crate::plan::Plan;
 use crate::routes::RouteSettings;
+use crate::service::VitalsService;
 #[allow(unused_imports)] // Unused when every layer feature is off.
 use crate::toggle::Toggle;
 
@@ -29,19 +32,8 @@ use crate::toggle::Toggle;
 /// meets it — and then it is refused with `503` + `Retry-After` instead of queueing without end.
 pub const DEFAULT_CONCURRENCY_LIMIT: usize = 1024;
 
-// One type per part: the part's layer behind a `Toggle`, or nothing when its feature is off.
-#[cfg(feature = "trace-context")]
-type TracePart = Toggle<TraceContextLayer>;
-#[cfg(not(feature = "trace-context"))]
-type TracePart = Identity;
-#[cfg(feature = "timing")]
-type TimingPart = Toggle<RequestTimingLayer>;
-#[cfg(not(feature = "timing"))]
-type TimingPart = Identity;
-#[cfg(feature = "latency")]
-type LatencyPart = Toggle<LatencyLayer>;
-#[cfg(not(feature = "latency"))]
-type LatencyPart = Identity;
+// The parts that answer or wait on their own (limit, deadline, cache headers) stay layers, each
+// behind a `Toggle`, inside the one fused service; the others are parts of `Plan`.
 #[cfg(feature = "concurrency")]
 type LimitPart = Toggle<ConcurrencyLimitLayer>;
 #[cfg(not(feature = "concurrency"))]
@@ -54,22 +46,9 @@ type TimeoutPart = Identity;
 type CachePart = Toggle<CacheHeadersLayer>;
 #[cfg(not(feature = "cache-headers"))]
 type CachePart = Identity;
-#[cfg(feature = "queries")]
-type QueriesPart = Toggle<QueryTrackingLayer>;
-#[cfg(not(feature = "queries"))]
-type QueriesPart = Identity;
 
-/// Outermost last: trace context, timing, latency, limit, timeout, cache headers, queries.
-type Parts = Stack<
-    QueriesPart,
-    Stack<
-        CachePart,
-        Stack<
-            TimeoutPart,
-            Stack<LimitPart, Stack<LatencyPart, Stack<TimingPart, Stack<TracePart, Identity>>>>,
-        >,
-    >,
->;
+/// Outermost last: limit, timeout, cache headers.
+type Guards = Stack<CachePart, Stack<TimeoutPart, Stack<LimitPart, Identity>>>;
 
 /// Every Vitals layer, in order (outermost first): trace context, request timing, latency,
 /// concurrency limit, timeout, cache headers, query tracking — see docs/architecture.md for why
@@ -98,7 +77,8 @@ type Parts = Stack<
 /// ```
 #[derive(Clone, Debug)]
 pub struct VitalsLayer {
-    parts: Parts,
+    plan: Arc<Plan>,
+    guards: Guards,
     #[cfg(feature = "latency")]
     latency: Option<LatencyRegistry>,
     #[cfg(feature = "concurrency")]
@@ -158,12 +138,12 @@ impl Default for VitalsLayer {
 
 impl<S> Layer<S> for VitalsLayer
 where
-    Parts: Layer<S>,
+    Guards: Layer<S>,
 {
-    type Service = <Parts as Layer<S>>::Service;
+    type Service = VitalsService<<Guards as Layer<S>>::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.parts.layer(inner)
+        VitalsService::new(self.guards.layer(inner), Arc::clone(&self.plan))
     }
 }
 
@@ -382,7 +362,8 @@ impl VitalsBuilder {
             #[cfg(feature = "concurrency")]
             limit: self.limit.clone(),
             findings: self.findings.clone(),
-            parts: self.into_parts(),
+            plan: Arc::new(self.plan()),
+            guards: self.into_guards(),
         })
     }
 
@@ -500,19 +481,33 @@ impl VitalsBuilder {
         Ok(())
     }
 
-    fn into_parts(self) -> Parts {
+    /// The parts the fused service runs itself. The route labeler is the latency layer's
+    /// when one was given (`latency_layer`), else the trace-context layer's, else axum's.
+    fn plan(&self) -> Plan {
+        #[allow(unused_mut)] // Every part may be compiled out.
+        let mut labeler = vitals_core::route::RouteLabeler::new();
         #[cfg(feature = "trace-context")]
-        let trace = Toggle::new(self.trace_context);
-        #[cfg(not(feature = "trace-context"))]
-        let trace = Identity::new();
-        #[cfg(feature = "timing")]
-        let timing = Toggle::new(self.timing);
-        #[cfg(not(feature = "timing"))]
-        let timing = Identity::new();
+        if let Some(layer) = &self.trace_context {
+            labeler = layer.part().route_labeler().clone();
+        }
         #[cfg(feature = "latency")]
-        let latency = Toggle::new(self.latency);
-        #[cfg(not(feature = "latency"))]
-        let latency = Identity::new();
+        if let Some(layer) = &self.latency {
+            labeler = layer.route_labeler().clone();
+        }
+        Plan {
+            labeler,
+            #[cfg(feature = "trace-context")]
+            trace: self.trace_context.as_ref().map(TraceContextLayer::part),
+            #[cfg(feature = "timing")]
+            timing: self.timing.as_ref().map(RequestTimingLayer::part),
+            #[cfg(feature = "latency")]
+            latency: self.latency.as_ref().map(LatencyLayer::part),
+            #[cfg(feature = "queries")]
+            queries: self.queries.as_ref().map(QueryTrackingLayer::part),
+        }
+    }
+
+    fn into_guards(self) -> Guards {
         #[cfg(feature = "concurrency")]
         let (limit, timeout) = (Toggle::new(self.limit), Toggle::new(self.timeout));
         #[cfg(not(feature = "concurrency"))]
@@ -521,17 +516,9 @@ impl VitalsBuilder {
         let cache = Toggle::new(self.cache_headers);
         #[cfg(not(feature = "cache-headers"))]
         let cache = Identity::new();
-        #[cfg(feature = "queries")]
-        let queries = Toggle::new(self.queries);
-        #[cfg(not(feature = "queries"))]
-        let queries = Identity::new();
-        let outer = Stack::new(trace, Identity::new());
-        let outer = Stack::new(timing, outer);
-        let outer = Stack::new(latency, outer);
-        let outer = Stack::new(limit, outer);
+        let outer = Stack::new(limit, Identity::new());
         let outer = Stack::new(timeout, outer);
-        let outer = Stack::new(cache, outer);
-        Stack::new(queries, outer)
+        Stack::new(cache, outer)
     }
 }
 
