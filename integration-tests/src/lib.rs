@@ -316,6 +316,15 @@ impl FreshPostgres {
     }
 }
 
+/// Whether `metadata` is a request's span: the stack's one request span (trace context's), or
+/// the query layer's own when it runs without trace context. It closes after the request's
+/// last report, so a test that saw it close has seen every event of the request.
+pub fn is_request_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.name() == "vitals_queries.request"
+        || (metadata.name() == "request"
+            && metadata.target() == vitals::core::identity::REQUEST_SPAN_TARGET)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,13 +362,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Whether `metadata` is a request's span: the stack's one request span (trace context's), or
-/// the query layer's own when it runs without trace context. It closes after the request's
-/// last report, so a test that saw it close has seen every event of the request.
-pub fn is_request_span(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.name() == "vitals_queries.request"
-        || (metadata.name() == "request"
-            && metadata.target() == vitals::core::identity::REQUEST_SPAN_TARGET)
 }

@@ -165,7 +165,10 @@ where
             panic!("vitals::ResponseFuture polled after completion");
         };
         #[cfg(feature = "timing")]
-        let clock = state.timing.as_ref().map(|timing| timing.poll_begins());
+        let clock = state
+            .timing
+            .as_ref()
+            .map(vitals_timing::part::TimingInFlight::poll_begins);
         *this.polling = true;
         let inner = this.inner;
         let polled = state.in_scope(|| inner.poll(cx));

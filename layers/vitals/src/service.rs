@@ -102,7 +102,9 @@ where
         #[cfg(feature = "queries")]
         if let Some(queries) = &queries {
             #[cfg(feature = "trace-context")]
-            let request_span = trace.as_ref().map(|trace| trace.span());
+            let request_span = trace
+                .as_ref()
+                .map(vitals_trace_context::part::TraceInFlight::span);
             #[cfg(not(feature = "trace-context"))]
             let request_span: Option<&tracing::Span> = None;
             match request_span {
