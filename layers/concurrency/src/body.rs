@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
 use vitals_core::outcome::OutcomeHint;
 
-use crate::limit::Permit;
+use crate::limiter::Permit;
 
 /// Releases a permit when the body ends: the last byte was produced, the body failed, or the
 /// client went away. Only the first is a completed request whose latency may feed an adaptive
@@ -23,10 +23,7 @@ pub(crate) struct ReleaseOnEnd(pub(crate) Option<Permit>);
 impl BodyObserver for ReleaseOnEnd {
     fn on_end(mut self, end: BodyEnd) {
         if let Some(permit) = self.0.take() {
-            match end {
-                BodyEnd::Completed => permit.completed(),
-                BodyEnd::Errored | BodyEnd::Dropped => drop(permit),
-            }
+            permit.on_end(end);
         }
     }
 }
@@ -146,8 +143,13 @@ impl LayerResponse {
         B: Body,
         B::Data: From<Bytes>,
     {
-        let mut response =
-            Response::new(LimitBody::own(Full::new(B::Data::from(self.body.clone()))));
+        self.to_full(hint).map(LimitBody::own)
+    }
+
+    /// The response with a body of any data type: for the layers here and for drivers of the
+    /// parts (the fused `vitals` service).
+    pub fn to_full<D: From<Bytes> + Buf>(&self, hint: Option<OutcomeHint>) -> Response<Full<D>> {
+        let mut response = Response::new(Full::new(D::from(self.body.clone())));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, self.content_type.clone());

@@ -37,17 +37,21 @@
 
 pub mod adaptive;
 mod body;
-mod limit;
+mod future;
+mod layer;
+mod limiter;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod part;
+mod service;
 mod timeout;
 
 pub use adaptive::AdaptiveLimit;
 pub use body::{LayerResponse, LimitBody};
-pub use limit::{
-    ConcurrencyLimit, ConcurrencyLimitLayer, DEFAULT_MAX_WAIT, DEFAULT_NAME, DEFAULT_RETRY_AFTER,
-    LimiterSnapshot, ResponseFuture,
-};
+pub use future::ResponseFuture;
+pub use layer::ConcurrencyLimitLayer;
+pub use limiter::{DEFAULT_MAX_WAIT, DEFAULT_NAME, DEFAULT_RETRY_AFTER, LimiterSnapshot, Permit};
+pub use service::ConcurrencyLimit;
 pub use timeout::{
     BodyDeadlineElapsed, BoxError, DeadlineBody, IgnoreRequestBody, Timeout, TimeoutFuture,
     TimeoutLayer, WatchRequestBody, WatchedBody,

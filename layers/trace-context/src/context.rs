@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
-use vitals_core::identity::{SpanId, TraceId};
+use vitals_core::identity::{RequestId, SpanId, TraceId};
 
 use crate::traceparent::{TraceFlags, TraceParent};
 use crate::tracestate::{DEFAULT_TRACESTATE_LIMIT, TraceState};
@@ -154,7 +154,7 @@ impl TraceContext {
     /// The context of the request being handled on this task, if any (set while
     /// [`TraceContextLayer`](crate::TraceContextLayer)'s handler future is polled).
     pub fn current() -> Option<Self> {
-        CURRENT.with(|current| current.borrow().as_deref().cloned())
+        CURRENT.with(|current| current.borrow().as_ref().map(|scope| scope.context.clone()))
     }
 
     /// Makes `self` the current context while `future` is polled: for work spawned from a
@@ -162,20 +162,36 @@ impl TraceContext {
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
         Scoped {
             future,
-            context: Arc::new(self),
+            scope: Arc::new(CurrentScope {
+                context: self,
+                request_id: None,
+            }),
         }
     }
 }
 
-/// Runs `f` with `context` as the current context on this thread (a reference count, not a
-/// copy of the context, per poll).
-pub(crate) fn enter<R>(context: &Arc<TraceContext>, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(context))));
+/// What is current on a thread while a request's work (or a [`Scoped`] future) runs: its
+/// context and, for a request, its request id — what log lines inside it are labelled with.
+#[derive(Debug)]
+pub(crate) struct CurrentScope {
+    pub(crate) context: TraceContext,
+    #[cfg_attr(not(feature = "logs"), allow(dead_code))] // Read for log lines only.
+    pub(crate) request_id: Option<RequestId>,
+}
+
+/// Runs `f` with `scope` current on this thread (a reference count, not a copy of the
+/// context, per poll).
+pub(crate) fn enter<R>(scope: &Arc<CurrentScope>, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|current| current.replace(Some(Arc::clone(scope))));
     let _restore = Restore(previous);
     f()
 }
 
-impl TraceContext {}
+/// Calls `f` with the scope current on this thread, if any (without copying it).
+#[cfg_attr(not(feature = "logs"), allow(dead_code))]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&CurrentScope>) -> R) -> R {
+    CURRENT.with(|current| f(current.borrow().as_deref()))
+}
 
 pin_project_lite::pin_project! {
     /// A future run with a [`TraceContext`] current; see [`TraceContext::scope`].
@@ -183,7 +199,7 @@ pin_project_lite::pin_project! {
     pub struct Scoped<F> {
         #[pin]
         future: F,
-        context: Arc<TraceContext>,
+        scope: Arc<CurrentScope>,
     }
 }
 
@@ -193,16 +209,16 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let future = this.future;
-        enter(this.context, || future.poll(cx))
+        enter(this.scope, || future.poll(cx))
     }
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<TraceContext>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Arc<CurrentScope>>> = const { RefCell::new(None) };
 }
 
-/// Puts the previous current context back, also when `f` panics.
-struct Restore(Option<Arc<TraceContext>>);
+/// Puts the previous current scope back, also when `f` panics.
+struct Restore(Option<Arc<CurrentScope>>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
@@ -311,8 +327,12 @@ mod tests {
     #[test]
     fn the_current_context_is_set_while_entered_and_restored_after() {
         assert!(TraceContext::current().is_none());
-        let context = Arc::new(TraceContext::new_root());
-        let seen = enter(&context, || {
+        let context = TraceContext::new_root();
+        let scope = Arc::new(CurrentScope {
+            context: context.clone(),
+            request_id: None,
+        });
+        let seen = enter(&scope, || {
             let mut headers = HeaderMap::new();
             inject(&mut headers).map(|child| (child, headers))
         });

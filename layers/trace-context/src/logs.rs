@@ -21,13 +21,18 @@
 //! "timestamp":"…","trace_id":"4bf9…"}`. An event field named like one of these keys is written
 //! as `field.<name>`, so it never replaces them.
 //!
-//! The ids are found whatever the log filter lets through: [`TraceIdsLayer`] (unfiltered)
-//! remembers, per thread, which request span is entered, so a `RUST_LOG=warn` that hides the
-//! INFO request span from the log layer still puts its ids on a WARN line.
+//! The ids are found whatever the log filter lets through: a request's ids are current on the
+//! thread while its work runs (the same scope [`inject`](crate::inject) reads), so a
+//! `RUST_LOG=warn` that hides the INFO request span from the log layer still puts its ids on a
+//! WARN line, and work run in [`TraceContext::scope`](crate::TraceContext::scope) is labelled
+//! too. The ids are formatted when a line is written, not for every request. Spans of yours
+//! with `trace_id`/`span_id` fields are remembered by [`TraceIdsLayer`] (unfiltered); one
+//! entered inside a request labels the lines within it.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -39,6 +44,9 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::context::{CurrentScope, with_current};
+use crate::traceparent::hex_into;
+
 /// The ids a span carries, kept in its extensions by [`TraceIdsLayer`].
 #[derive(Clone, Debug, Default)]
 #[allow(clippy::struct_field_names)] // Named after the span fields they hold.
@@ -48,14 +56,40 @@ struct TraceIds {
     request_id: Option<String>,
 }
 
+impl TraceIds {
+    /// The ids of the request (or scoped work) current on this thread, formatted for one line.
+    fn of_scope(current: &CurrentScope) -> Arc<Self> {
+        let mut trace = [0u8; 32];
+        let mut span = [0u8; 16];
+        hex_into(&current.context.trace_id.to_bytes(), &mut trace);
+        hex_into(&current.context.span_id.to_bytes(), &mut span);
+        let text = |hex: &[u8]| std::str::from_utf8(hex).ok().map(str::to_owned);
+        Arc::new(Self {
+            trace_id: text(&trace),
+            span_id: text(&span),
+            request_id: current.request_id.as_ref().map(|id| id.as_str().to_owned()),
+        })
+    }
+}
+
 thread_local! {
-    /// The request spans entered on this thread, innermost last, with their ids.
+    /// The spans with ids entered on this thread, innermost last, with their ids.
     static ENTERED: RefCell<Vec<(Id, Arc<TraceIds>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Remembers the `trace_id` and `span_id` fields of spans that have them (the request span of
-/// [`TraceContextLayer`](crate::TraceContextLayer), or any of yours), for [`JsonFormat`].
-/// Register it without a filter.
+/// Whether any span with ids (other than a request span, whose ids are current anyway) was
+/// created in this process: until one is, entering and leaving spans costs this layer nothing.
+static SPANS_WITH_IDS: AtomicBool = AtomicBool::new(false);
+
+/// Whether `metadata` is the request span of the trace-context part, whose ids
+/// [`JsonFormat`] takes from the request's scope rather than from the span.
+fn is_request_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target() == vitals_core::identity::REQUEST_SPAN_TARGET
+}
+
+/// Remembers the `trace_id` and `span_id` fields of spans of yours that have them, for
+/// [`JsonFormat`] (the request span of [`TraceContextLayer`](crate::TraceContextLayer) needs
+/// no copy: its ids are current while the request's work runs). Register it without a filter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TraceIdsLayer;
 
@@ -101,6 +135,10 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
+        if is_request_span(span.metadata()) {
+            return;
+        }
+        SPANS_WITH_IDS.store(true, Ordering::Relaxed);
         let mut extensions = span.extensions_mut();
         let mut known = extensions
             .remove::<Arc<TraceIds>>()
@@ -113,6 +151,9 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if !SPANS_WITH_IDS.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -124,6 +165,9 @@ where
     }
 
     fn on_exit(&self, id: &Id, _: Context<'_, S>) {
+        if !SPANS_WITH_IDS.load(Ordering::Relaxed) {
+            return;
+        }
         ENTERED.with(|entered| {
             let mut entered = entered.borrow_mut();
             if let Some(at) = entered.iter().rposition(|(entered, _)| entered == id) {
@@ -133,10 +177,11 @@ where
     }
 
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let fields = attributes.metadata().fields();
-        if fields.field("trace_id").is_none() {
+        let metadata = attributes.metadata();
+        if metadata.fields().field("trace_id").is_none() || is_request_span(metadata) {
             return;
         }
+        SPANS_WITH_IDS.store(true, Ordering::Relaxed);
         let mut ids = IdVisitor::default();
         attributes.record(&mut ids);
         if let Some(span) = ctx.span(id) {
@@ -256,10 +301,12 @@ where
         if let Some(span) = ctx.lookup_current() {
             line.insert("span".to_owned(), Value::from(span.name()));
         }
-        // The innermost request span entered on this thread, whether or not the log filter
-        // lets the log layer see it; the event's own scope otherwise.
+        // The innermost span with ids entered on this thread, whether or not the log filter
+        // lets the log layer see it; else the request (or scoped work) running on it; else
+        // the event's own scope.
         let ids = ENTERED
             .with(|entered| entered.borrow().last().map(|(_, ids)| ids.clone()))
+            .or_else(|| with_current(|current| current.map(TraceIds::of_scope)))
             .or_else(|| {
                 ctx.event_scope()?
                     .find_map(|span| span.extensions().get::<Arc<TraceIds>>().cloned())

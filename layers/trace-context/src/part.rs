@@ -29,7 +29,7 @@ use vitals_core::route::RouteLabel;
 use vitals_core::semconv::method_label;
 use vitals_core::server_timing::{Metric, ServerTiming};
 
-use crate::context::{TraceContext, enter};
+use crate::context::{CurrentScope, TraceContext, enter};
 use crate::layer::Config;
 use crate::traceparent::hex_into;
 
@@ -150,12 +150,16 @@ impl TracePart {
             request_id: request_id.clone(),
         });
         extensions.insert(context.clone());
+        let response_id = request_id.as_ref().map(|id| id.header_value().clone());
         TraceInFlight {
             scope: TraceScope {
                 span,
-                context: Arc::new(context),
+                current: Arc::new(CurrentScope {
+                    context,
+                    request_id,
+                }),
             },
-            request_id: request_id.map(|id| id.header_value().clone()),
+            request_id: response_id,
             request_id_header: config.request_id_header.clone(),
         }
     }
@@ -164,13 +168,15 @@ impl TracePart {
 /// The request's span and context, made current together while its work runs.
 pub struct TraceScope {
     span: Span,
-    context: Arc<TraceContext>,
+    /// The context and request id, current while the request's work runs: for
+    /// [`inject`](crate::inject) and for the ids on log lines (no per-span copy of them).
+    current: Arc<CurrentScope>,
 }
 
 impl std::fmt::Debug for TraceScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceScope")
-            .field("trace_id", &self.context.trace_id)
+            .field("trace_id", &self.current.context.trace_id)
             .finish_non_exhaustive()
     }
 }
@@ -186,7 +192,7 @@ impl TraceScope {
     /// of the body: once, whatever other parts do inside.
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();
-        enter(&self.context, f)
+        enter(&self.current, f)
     }
 
     /// The body failed: the span is marked as an error.

@@ -11,8 +11,12 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
 
+use crate::admission::Permit;
+
 /// What each part does when the body ends.
 pub(crate) struct Finish {
+    /// The concurrency limit's permit: given back here, with a latency sample when completed.
+    pub(crate) permit: Option<Permit>,
     #[cfg(feature = "latency")]
     pub(crate) latency: Option<vitals_latency::part::LatencyFinish>,
     #[cfg(feature = "timing")]
@@ -39,6 +43,12 @@ impl BodyObserver for Finish {
         #[cfg(feature = "queries")]
         if let Some(queries) = self.queries {
             queries.on_end(end);
+        }
+        if let Some(permit) = self.permit {
+            #[cfg(feature = "concurrency")]
+            permit.on_end(end);
+            #[cfg(not(feature = "concurrency"))]
+            match permit {}
         }
         // One clock read for every part.
         let now = Instant::now();

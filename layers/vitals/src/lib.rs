@@ -47,6 +47,7 @@ pub use vitals_timing as timing;
 #[cfg(feature = "trace-context")]
 pub use vitals_trace_context as trace_context;
 
+mod admission;
 mod body;
 mod future;
 mod plan;

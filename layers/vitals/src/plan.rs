@@ -15,9 +15,21 @@ pub(crate) struct Plan {
     pub(crate) latency: Option<vitals_latency::part::LatencyPart>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<vitals_queries::part::QueriesPart>,
+    #[cfg(feature = "concurrency")]
+    pub(crate) limit: Option<vitals_concurrency::part::LimitPart>,
 }
 
 impl Plan {
+    /// Whether any part reads the clock when the request arrives.
+    pub(crate) fn uses_clock(&self) -> bool {
+        let used = false;
+        #[cfg(feature = "timing")]
+        let used = used || self.timing.is_some();
+        #[cfg(feature = "latency")]
+        let used = used || self.latency.is_some();
+        used
+    }
+
     /// Whether any part adds to `Server-Timing`.
     pub(crate) fn uses_server_timing(&self) -> bool {
         let used = false;

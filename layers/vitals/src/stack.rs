@@ -32,12 +32,8 @@ use crate::toggle::Toggle;
 /// meets it — and then it is refused with `503` + `Retry-After` instead of queueing without end.
 pub const DEFAULT_CONCURRENCY_LIMIT: usize = 1024;
 
-// The parts that answer or wait on their own (limit, deadline, cache headers) stay layers, each
-// behind a `Toggle`, inside the one fused service; the others are parts of `Plan`.
-#[cfg(feature = "concurrency")]
-type LimitPart = Toggle<ConcurrencyLimitLayer>;
-#[cfg(not(feature = "concurrency"))]
-type LimitPart = Identity;
+// The deadline and the cache headers stay layers, each behind a `Toggle`, inside the one fused
+// service; the others (the limit among them) are parts of `Plan`.
 #[cfg(feature = "concurrency")]
 type TimeoutPart = Toggle<TimeoutLayer>;
 #[cfg(not(feature = "concurrency"))]
@@ -47,8 +43,8 @@ type CachePart = Toggle<CacheHeadersLayer>;
 #[cfg(not(feature = "cache-headers"))]
 type CachePart = Identity;
 
-/// Outermost last: limit, timeout, cache headers.
-type Guards = Stack<CachePart, Stack<TimeoutPart, Stack<LimitPart, Identity>>>;
+/// Outermost last: timeout, cache headers.
+type Guards = Stack<CachePart, Stack<TimeoutPart, Identity>>;
 
 /// Every Vitals layer, in order (outermost first): trace context, request timing, latency,
 /// concurrency limit, timeout, cache headers, query tracking — see docs/architecture.md for why
@@ -504,21 +500,21 @@ impl VitalsBuilder {
             latency: self.latency.as_ref().map(LatencyLayer::part),
             #[cfg(feature = "queries")]
             queries: self.queries.as_ref().map(QueryTrackingLayer::part),
+            #[cfg(feature = "concurrency")]
+            limit: self.limit.as_ref().map(ConcurrencyLimitLayer::part),
         }
     }
 
     fn into_guards(self) -> Guards {
         #[cfg(feature = "concurrency")]
-        let (limit, timeout) = (Toggle::new(self.limit), Toggle::new(self.timeout));
+        let timeout = Toggle::new(self.timeout);
         #[cfg(not(feature = "concurrency"))]
-        let (limit, timeout) = (Identity::new(), Identity::new());
+        let timeout = Identity::new();
         #[cfg(feature = "cache-headers")]
         let cache = Toggle::new(self.cache_headers);
         #[cfg(not(feature = "cache-headers"))]
         let cache = Identity::new();
-        let outer = Stack::new(limit, Identity::new());
-        let outer = Stack::new(timeout, outer);
-        Stack::new(cache, outer)
+        Stack::new(cache, Stack::new(timeout, Identity::new()))
     }
 }
 

@@ -369,3 +369,92 @@ async fn a_part_configured_off_denies_the_header_even_when_another_part_attached
         0
     );
 }
+
+/// The limit's queue is the one wait before the handler: a queued request is admitted when a
+/// permit comes back, or refused when it waited too long, and every outer part sees both.
+#[tokio::test(start_paused = true)]
+async fn the_limit_queues_admits_and_refuses_inside_the_one_service() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let vitals = VitalsLayer::builder()
+        .concurrency_limit(
+            ConcurrencyLimitLayer::new(1)
+                .with_max_queued(1)
+                .with_max_wait(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/gate",
+            get({
+                let gate = gate.clone();
+                move || async move {
+                    gate.acquire().await.unwrap().forget();
+                    "through"
+                }
+            }),
+        )
+        .layer(vitals.clone());
+    let limit = vitals.concurrency_limit().unwrap();
+    let spawn = |app: &Router| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let response = send(&app, "/gate").await;
+            let status = response.status();
+            let id = header_of(&response, "x-request-id").map(str::to_owned);
+            let timing = header_of(&response, "server-timing").map(str::to_owned);
+            (status, id, timing, finish(response).await)
+        })
+    };
+    let holder = spawn(&app);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let queued = spawn(&app);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(limit.snapshot().in_flight, 1);
+    assert_eq!(limit.snapshot().queued, 1);
+
+    // Permit held and queue full: refused at once.
+    let refused = send(&app, "/gate").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header_of(&refused, "retry-after").is_some());
+    assert!(header_of(&refused, "x-request-id").is_some());
+    finish(refused).await;
+
+    // The holder finishes; the queued request takes its permit and runs the handler.
+    gate.add_permits(2);
+    let (status, _, _, body) = holder.await.unwrap();
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"through"[..]));
+    let (status, id, timing, body) = queued.await.unwrap();
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"through"[..]));
+    assert!(id.is_some(), "the trace part saw the queued request");
+    assert!(timing.unwrap().contains("total;dur="), "so did timing");
+    assert_eq!(limit.snapshot().in_flight, 0);
+    assert_eq!(limit.snapshot().queued, 0);
+
+    // A request that waits past the longest wait is refused, and gives its place back.
+    let holder = spawn(&app);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let late = spawn(&app);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, _, _, _) = late.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(limit.snapshot().queued, 0);
+    gate.add_permits(1);
+    assert_eq!(holder.await.unwrap().0, StatusCode::OK);
+    assert_eq!(limit.snapshot().in_flight, 0);
+
+    // Latency counted each answer by what the client got.
+    let latency = vitals
+        .latency()
+        .unwrap()
+        .snapshot(vitals::latency::Window::OneMinute);
+    let count = |status: u16| -> u64 {
+        latency
+            .series
+            .iter()
+            .filter(|s| s.route == "/gate" && s.status == Some(status))
+            .map(|s| s.count)
+            .sum()
+    };
+    assert_eq!((count(200), count(503)), (3, 2), "{latency:?}");
+}

@@ -1,0 +1,34 @@
+//! The concurrency limit's admission as the fused service drives it: the permit held to the
+//! body's end, the queue as the one wait before the handler, the refusal as an answer. With the
+//! `concurrency` feature off the types are uninhabited, so the phases that hold them cost
+//! nothing and cannot happen.
+
+#[cfg(feature = "concurrency")]
+pub(crate) use vitals_concurrency::Permit;
+#[cfg(feature = "concurrency")]
+pub(crate) use vitals_concurrency::part::{Queued, Refusal};
+
+/// No permit without the limit.
+#[cfg(not(feature = "concurrency"))]
+#[derive(Debug)]
+pub(crate) enum Permit {}
+
+/// No queue without the limit.
+#[cfg(not(feature = "concurrency"))]
+#[derive(Debug)]
+pub(crate) enum Queued {}
+
+/// No refusal without the limit.
+#[cfg(not(feature = "concurrency"))]
+#[derive(Debug)]
+pub(crate) enum Refusal {}
+
+/// A request waiting for a permit, with the service that will take it once admitted. Boxed in
+/// the response future: the queue is the slow path, and the running future stays small.
+#[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
+pub(crate) struct Waiting<S, Req> {
+    pub(crate) queued: Queued,
+    pub(crate) service: S,
+    pub(crate) request: Option<Req>,
+    pub(crate) permit: Option<Permit>,
+}
