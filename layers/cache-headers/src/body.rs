@@ -31,7 +31,9 @@ pin_project! {
 }
 
 impl<B: Body> CacheBody<B> {
-    pub(crate) fn passthrough(body: B) -> Self {
+    /// `body` passed through unchanged: what a response the part did not buffer carries (and
+    /// what a driver wraps the bodies of answers the part never saw in).
+    pub fn passthrough(body: B) -> Self {
         Self {
             kind: Kind::Passthrough { body },
         }

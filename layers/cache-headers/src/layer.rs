@@ -1,19 +1,18 @@
-//! `CacheHeadersLayer`: the builder, and the service it makes.
+//! `CacheHeadersLayer`: the builder and its configuration.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::Body;
+use http::StatusCode;
 use tower_layer::Layer;
-use tower_service::Service;
 use vitals_core::route::{RequestHead, RouteLabeler};
 
-use crate::conditional::Preconditions;
-use crate::future::{RequestFacts, ResponseFuture};
+use crate::part::CachePart;
 use crate::policy::{CachePolicy, Rendered};
+use crate::service::CacheHeaders;
+
+/// Route templates with a configuration of their own.
+pub(crate) type RouteConfigs = HashMap<Box<str>, Arc<Config>>;
 
 /// Chooses a policy from the request (a rule instead of a fixed policy).
 pub trait PolicyRule: Send + Sync + 'static {
@@ -73,7 +72,7 @@ pub const DEFAULT_ETAG_LIMIT: usize = 1 << 20;
 pub struct CacheHeadersLayer {
     config: Arc<Config>,
     /// Route templates with a configuration of their own.
-    routes: Arc<HashMap<Box<str>, Arc<Config>>>,
+    routes: Arc<RouteConfigs>,
 }
 
 impl std::fmt::Debug for CacheHeadersLayer {
@@ -201,93 +200,21 @@ impl CacheHeadersLayer {
         Arc::make_mut(&mut self.routes).insert(route.into(), layer.config);
         self
     }
-}
 
-impl<S> Layer<S> for CacheHeadersLayer {
-    type Service = CacheHeaders<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CacheHeaders {
-            inner,
+    /// The cache headers as a part, for drivers that run several parts in one service (the
+    /// fused `vitals` stack); [`CacheHeaders`] is its standalone driver.
+    pub fn part(&self) -> CachePart {
+        CachePart {
             config: Arc::clone(&self.config),
             routes: Arc::clone(&self.routes),
         }
     }
 }
 
-/// The service made by [`CacheHeadersLayer`].
-#[derive(Clone)]
-pub struct CacheHeaders<S> {
-    inner: S,
-    config: Arc<Config>,
-    routes: Arc<HashMap<Box<str>, Arc<Config>>>,
-}
+impl<S> Layer<S> for CacheHeadersLayer {
+    type Service = CacheHeaders<S>;
 
-impl<S: std::fmt::Debug> std::fmt::Debug for CacheHeaders<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheHeaders")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The header a private variant depends on, if the request is authenticated.
-fn credentials(headers: &HeaderMap, cookies: &[String]) -> Option<&'static str> {
-    if headers.contains_key(AUTHORIZATION) {
-        return Some("Authorization");
-    }
-    if cookies.is_empty() {
-        return None;
-    }
-    let carries = headers.get_all(COOKIE).iter().any(|line| {
-        line.as_bytes().split(|&b| b == b';').any(|pair| {
-            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-            let name = crate::grammar::trim_ows(name);
-            cookies.iter().any(|c| c.as_bytes() == name)
-        })
-    });
-    carries.then_some("Cookie")
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheHeaders<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body,
-{
-    type Response = Response<crate::CacheBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The route label is needed to find a route's own settings, and for the metrics.
-        let route = (cfg!(feature = "metrics") || !self.routes.is_empty())
-            .then(|| self.config.labeler.label(&request));
-        let config = route
-            .as_ref()
-            .and_then(|route| self.routes.get(route.as_str()))
-            .unwrap_or(&self.config);
-        let headers = request.headers();
-        let preconditions = Preconditions::from_headers(headers);
-        // Only a rule's policy is per request; the configured one is read from the config.
-        let policy = config
-            .rule
-            .as_ref()
-            .and_then(|rule| rule.policy(RequestHead::of(&request)))
-            .map(Rendered::from);
-        let facts = RequestFacts {
-            safe: matches!(*request.method(), Method::GET | Method::HEAD),
-            method: request.method().clone(),
-            preconditions: (!preconditions.is_empty()).then(|| Box::new(preconditions)),
-            credentials: credentials(headers, &config.private_cookies),
-            policy,
-            route: route.filter(|_| cfg!(feature = "metrics")),
-            #[cfg(feature = "metrics")]
-            metrics: Arc::clone(&self.config.metrics),
-        };
-        ResponseFuture::new(self.inner.call(request), Arc::clone(config), facts)
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheHeaders::new(inner, self.part())
     }
 }

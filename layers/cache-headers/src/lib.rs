@@ -50,9 +50,12 @@ mod etag;
 mod future;
 mod grammar;
 mod layer;
+pub mod part;
 mod policy;
 mod precondition;
 mod privacy;
+mod rules;
+mod service;
 mod vary;
 
 #[cfg(test)]
@@ -65,6 +68,7 @@ pub use body::CacheBody;
 pub use conditional::{Preconditions, Validators, Verdict};
 pub use etag::EntityTag;
 pub use future::ResponseFuture;
-pub use layer::{CacheHeaders, CacheHeadersLayer, DEFAULT_ETAG_LIMIT, PolicyRule};
+pub use layer::{CacheHeadersLayer, DEFAULT_ETAG_LIMIT, PolicyRule};
 pub use policy::CachePolicy;
 pub use precondition::{CurrentValidators, Precondition, PreconditionFuture, PreconditionLayer};
+pub use service::CacheHeaders;

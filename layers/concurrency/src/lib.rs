@@ -37,6 +37,7 @@
 
 pub mod adaptive;
 mod body;
+pub mod deadline;
 mod future;
 mod layer;
 mod limiter;

@@ -15,10 +15,10 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
-use vitals_core::outcome::OutcomeHint;
-use vitals_core::route::{RouteLabel, RouteLabeler};
+use vitals_core::route::RouteLabeler;
 
 use crate::body::{LayerResponse, LimitBody};
+use crate::deadline::{Deadline, DeadlineConfig, DeadlinePart};
 
 /// Gives the handler `timeout` to answer; past it the handler's future is dropped (its work
 /// stops at its next `.await`) and the client gets `503` (configurable: `504`, or any
@@ -175,56 +175,76 @@ impl<W> TimeoutLayer<W> {
     }
 }
 
+impl<W> TimeoutLayer<W> {
+    /// The deadline as a part, for drivers that run several parts in one service (the fused
+    /// `vitals` stack); [`Timeout`] is its standalone driver (which adds the request-body
+    /// watch, when asked for).
+    pub fn part(&self) -> DeadlinePart {
+        DeadlinePart {
+            config: Arc::new(DeadlineConfig {
+                timeout: self.timeout,
+                routes: Arc::clone(&self.routes),
+                labeler: self.labeler.clone(),
+                response: self.response.clone(),
+                body_deadline: self.body_deadline,
+            }),
+        }
+    }
+}
+
 impl<S, W: Clone> Layer<S> for TimeoutLayer<W> {
     type Service = Timeout<S, W>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Timeout {
             inner,
-            layer: self.clone(),
+            part: self.part(),
+            request_body: self.request_body.clone(),
         }
     }
 }
 
-/// The service made by [`TimeoutLayer`].
+/// The service made by [`TimeoutLayer`]: a thin adapter over the
+/// [deadline part](crate::deadline::DeadlinePart).
 #[derive(Clone, Debug)]
 pub struct Timeout<S, W = IgnoreRequestBody> {
     inner: S,
-    layer: TimeoutLayer<W>,
+    part: DeadlinePart,
+    request_body: W,
 }
 
 impl<S, W> Timeout<S, W> {
-    /// The request's route label (needed for per-route deadlines and the timed-out counter)
-    /// and its deadline.
-    fn deadline<B>(&self, request: &Request<B>) -> (Option<RouteLabel>, Option<Duration>) {
-        let routes = &self.layer.routes;
-        if routes.is_empty() && !cfg!(feature = "metrics") {
-            return (None, self.layer.timeout);
-        }
-        let route = self.layer.labeler.label(request);
-        let timeout = routes
-            .get(route.as_str())
-            .copied()
-            .unwrap_or(self.layer.timeout);
-        (Some(route).filter(|_| cfg!(feature = "metrics")), timeout)
+    /// The request's deadline (its route labelled only when needed).
+    fn deadline<B>(&self, request: &Request<B>) -> Option<Deadline> {
+        let route = self
+            .part
+            .wants_route()
+            .then(|| self.part.route_labeler().label(request));
+        self.part.start(route.as_ref())
     }
 
-    fn future<F>(
-        &self,
-        (route, timeout): (Option<RouteLabel>, Option<Duration>),
-        future: F,
-    ) -> TimeoutFuture<F> {
-        // `checked_add`: a deadline past what the clock can hold is no deadline, not a panic on
-        // every request.
-        let deadline = timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
-        TimeoutFuture {
-            route,
-            inner: Handler::Running { future },
-            sleep: deadline.map(tokio::time::sleep_until),
-            body_deadline: deadline.filter(|_| self.layer.body_deadline),
-            response: Some(self.layer.response.clone()),
-            request_body: None,
-        }
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn timeout_future<F>(future: F, deadline: Option<Deadline>) -> TimeoutFuture<F> {
+    TimeoutFuture {
+        inner: Handler::Running { future },
+        body_deadline: deadline.as_ref().and_then(Deadline::body_deadline),
+        deadline,
+        request_body: None,
     }
 }
 
@@ -252,10 +272,10 @@ where
         });
         let deadline = self.deadline(&request);
         let inner = self.inner.call(request);
-        let mut future = self.future(deadline, inner);
+        let mut future = timeout_future(inner, deadline);
         future.request_body = Some(Box::new(RequestBodyWatch {
             waiting,
-            response: self.layer.request_body.response.clone(),
+            response: self.request_body.response.clone(),
             http1,
         }));
         future
@@ -280,7 +300,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let deadline = self.deadline(&request);
         let inner = self.inner.call(request);
-        self.future(deadline, inner)
+        timeout_future(inner, deadline)
     }
 }
 
@@ -299,11 +319,8 @@ pin_project! {
         // Dropped as soon as the deadline passes, so the handler's work stops.
         #[pin]
         inner: Handler<F>,
-        #[pin]
-        sleep: Option<Sleep>,
+        deadline: Option<Deadline>,
         body_deadline: Option<tokio::time::Instant>,
-        response: Option<LayerResponse>,
-        route: Option<RouteLabel>,
         // With a watched request body: whether the handler waits for it, and the answer then.
         request_body: Option<Box<RequestBodyWatch>>,
     }
@@ -333,11 +350,8 @@ where
                 response.map(|body| LimitBody::inner(DeadlineBody::new(body, deadline), None))
             }));
         }
-        if this
-            .sleep
-            .as_mut()
-            .as_pin_mut()
-            .is_some_and(|sleep| sleep.poll(cx).is_ready())
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.poll_elapsed(cx).is_ready()
         {
             // Read before the handler (and the body it holds) is dropped: the drop clears it.
             let waiting = this
@@ -345,7 +359,7 @@ where
                 .as_ref()
                 .is_some_and(|watch| watch.waiting.load(Ordering::Acquire));
             this.inner.set(Handler::Gone);
-            let Some(response) = this.response.take() else {
+            let Some(deadline) = this.deadline.take() else {
                 panic!("vitals_concurrency::TimeoutFuture polled after completion");
             };
             if let Some(watch) = this.request_body.take()
@@ -362,9 +376,7 @@ where
                 }
                 return Poll::Ready(Ok(response));
             }
-            #[cfg(feature = "metrics")]
-            crate::metrics::timed_out(this.route.as_ref());
-            return Poll::Ready(Ok(response.to_response(Some(OutcomeHint::Timeout))));
+            return Poll::Ready(Ok(deadline.into_response().map(LimitBody::own)));
         }
         Poll::Pending
     }
@@ -454,7 +466,9 @@ pin_project! {
 }
 
 impl<B> DeadlineBody<B> {
-    fn new(inner: B, deadline: Option<tokio::time::Instant>) -> Self {
+    /// `inner`, failed with [`BodyDeadlineElapsed`] if it has not ended by `deadline` (none:
+    /// passed through).
+    pub fn new(inner: B, deadline: Option<tokio::time::Instant>) -> Self {
         Self {
             inner,
             sleep: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),

@@ -221,6 +221,11 @@ impl TraceInFlight {
         self.scope.in_scope(f)
     }
 
+    /// The span and context the request's work runs in.
+    pub fn scope(&self) -> &TraceScope {
+        &self.scope
+    }
+
     /// The handler answered: the status goes on the span (an error for `5xx`), the request id
     /// on the response. Returns the scope the body runs in.
     pub fn on_response<B>(self, response: &mut Response<B>) -> TraceScope {

@@ -12,6 +12,49 @@ use pin_project_lite::pin_project;
 use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
 
 use crate::admission::Permit;
+use crate::scope::BodyScope;
+
+/// The handler's body as the cache-headers part hands it on (passed through, buffered for its
+/// entity tag, or none for a `304`).
+#[cfg(feature = "cache-headers")]
+pub(crate) type Cached<B> = vitals_cache_headers::CacheBody<B>;
+#[cfg(not(feature = "cache-headers"))]
+pub(crate) type Cached<B> = B;
+
+/// The body under the deadline, when it covers the body.
+#[cfg(feature = "concurrency")]
+pub(crate) type Deadlined<B> = vitals_concurrency::DeadlineBody<B>;
+#[cfg(not(feature = "concurrency"))]
+pub(crate) type Deadlined<B> = B;
+
+/// What [`VitalsBody`] wraps: the handler's body (or an answer of the parts'), as each part
+/// that may change it left it.
+pub(crate) type Inner<B> = Deadlined<Cached<EitherBody<B>>>;
+
+/// `body` as the cache-headers part passes it on untouched.
+pub(crate) fn uncached<B: Body>(body: B) -> Cached<B> {
+    #[cfg(feature = "cache-headers")]
+    return vitals_cache_headers::CacheBody::passthrough(body);
+    #[cfg(not(feature = "cache-headers"))]
+    body
+}
+
+/// When a body must have ended (the deadline's clock: tokio's, so tests can pause it).
+#[cfg(feature = "concurrency")]
+pub(crate) type DeadlineAt = tokio::time::Instant;
+#[cfg(not(feature = "concurrency"))]
+pub(crate) type DeadlineAt = Instant;
+
+/// `body`, failed if it has not ended by `deadline` (none: untouched).
+pub(crate) fn deadlined<B>(
+    body: B,
+    #[allow(unused_variables)] deadline: Option<DeadlineAt>,
+) -> Deadlined<B> {
+    #[cfg(feature = "concurrency")]
+    return vitals_concurrency::DeadlineBody::new(body, deadline);
+    #[cfg(not(feature = "concurrency"))]
+    body
+}
 
 /// What each part does when the body ends.
 pub(crate) struct Finish {
@@ -64,56 +107,26 @@ impl BodyObserver for Finish {
     }
 }
 
-/// What the body's polls run inside.
-pub(crate) struct BodyScope {
-    #[cfg(feature = "trace-context")]
-    pub(crate) trace: Option<vitals_trace_context::part::TraceScope>,
-    pub(crate) span: Option<tracing::Span>,
-    #[cfg(feature = "queries")]
-    pub(crate) ledger: Option<vitals_queries::QueryLedger>,
-}
-
-impl BodyScope {
-    fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        #[cfg(feature = "trace-context")]
-        if let Some(trace) = &self.trace {
-            return trace.in_scope(|| self.with_ledger(f));
-        }
-        let _entered = self.span.as_ref().map(tracing::Span::enter);
-        self.with_ledger(f)
-    }
-
-    fn with_ledger<R>(&self, f: impl FnOnce() -> R) -> R {
-        #[cfg(feature = "queries")]
-        if let Some(ledger) = &self.ledger {
-            return ledger.in_scope(f);
-        }
-        f()
-    }
-
-    fn on_error(&self) {
-        #[cfg(feature = "trace-context")]
-        if let Some(trace) = &self.trace {
-            trace.on_body_error();
-        }
-    }
-}
-
 pin_project! {
     /// The response body of [`VitalsService`](crate::VitalsService): the handler's body (or
-    /// the queries part's N+1 report), unchanged, watched to its last byte.
+    /// the answer a part made: a refusal, a timeout, a `304`, the queries part's N+1 report),
+    /// watched to its last byte.
     pub struct VitalsBody<B>
     where
         B: Body,
+        Inner<B>: Body,
     {
         #[pin]
-        inner: CompletionBody<EitherBody<B>, Finish>,
+        inner: CompletionBody<Inner<B>, Finish>,
         scope: BodyScope,
     }
 }
 
-impl<B: Body> VitalsBody<B> {
-    pub(crate) fn new(body: EitherBody<B>, finish: Finish, scope: BodyScope) -> Self {
+impl<B: Body> VitalsBody<B>
+where
+    Inner<B>: Body,
+{
+    pub(crate) fn new(body: Inner<B>, finish: Finish, scope: BodyScope) -> Self {
         Self {
             inner: CompletionBody::new(body, finish),
             scope,
@@ -125,9 +138,10 @@ impl<B> Body for VitalsBody<B>
 where
     B: Body,
     B::Data: Buf,
+    Inner<B>: Body<Data = B::Data>,
 {
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = <Inner<B> as Body>::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -151,7 +165,10 @@ where
     }
 }
 
-impl<B: Body> std::fmt::Debug for VitalsBody<B> {
+impl<B: Body> std::fmt::Debug for VitalsBody<B>
+where
+    Inner<B>: Body,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VitalsBody")
             .field("ended", &self.inner.has_ended())

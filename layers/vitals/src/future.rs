@@ -1,10 +1,10 @@
 //! The response future of [`VitalsService`](crate::VitalsService): one state for every part,
-//! entered once per poll.
+//! entered once per poll. The phases are the handler running, and the only waits a part adds:
+//! the limit's queue before it, the entity-tag buffering after it, the deadline racing both.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
@@ -16,125 +16,104 @@ use tower_service::Service;
 use vitals_core::body::EitherBody;
 use vitals_core::server_timing::ServerTiming;
 
-use crate::admission::{Permit, Refusal, Waiting};
-use crate::body::{BodyScope, Finish, VitalsBody};
+use crate::admission::{Deadline, Permit, Refusal, Waiting};
+use crate::body::{Cached, Finish, Inner, VitalsBody, deadlined, uncached};
+use crate::scope::{BodyScope, RequestScope};
 
-#[cfg(feature = "queries")]
-use vitals_queries::QueryLedger;
+#[cfg(feature = "cache-headers")]
+pub(crate) use vitals_cache_headers::part::CacheInFlight;
+#[cfg(feature = "cache-headers")]
+use vitals_cache_headers::part::{Buffering, CacheHead};
 #[cfg(feature = "queries")]
 use vitals_queries::part::QueriesFinish;
+
+/// No cache headers without the `cache-headers` feature.
+#[cfg(not(feature = "cache-headers"))]
+pub(crate) enum CacheInFlight {}
+
+/// No buffering without the `cache-headers` feature.
+#[cfg(not(feature = "cache-headers"))]
+pub(crate) enum Buffering<B> {
+    #[allow(dead_code)] // Never built: it only names `B`.
+    Never(std::convert::Infallible, std::marker::PhantomData<B>),
+}
+
 /// Nothing to finish without the queries part.
 #[cfg(not(feature = "queries"))]
-type QueriesFinish = std::convert::Infallible;
-/// No ledger without the queries part.
-#[cfg(not(feature = "queries"))]
-type QueryLedger = std::convert::Infallible;
+pub(crate) enum QueriesFinish {}
 
 /// Every enabled part's state for one request, until its response head.
 pub(crate) struct InFlight {
-    #[cfg(feature = "trace-context")]
-    pub(crate) trace: Option<vitals_trace_context::part::TraceInFlight>,
-    /// The queries part's own span, when there is no request span to carry its ledger.
-    pub(crate) span: Option<tracing::Span>,
+    /// What the request's work runs inside.
+    pub(crate) scope: RequestScope,
+    pub(crate) parts: Parts,
+}
+
+/// The parts' own state (apart from the scope, so a poll can change it while inside it).
+pub(crate) struct Parts {
     #[cfg(feature = "timing")]
     pub(crate) timing: Option<vitals_timing::part::TimingInFlight>,
     #[cfg(feature = "latency")]
     pub(crate) latency: Option<vitals_latency::part::LatencyInFlight>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<vitals_queries::part::QueriesInFlight>,
+    pub(crate) cache: Option<CacheInFlight>,
     /// The concurrency limit's permit, held to the end of the body.
     pub(crate) permit: Option<Permit>,
+    #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
+    pub(crate) deadline: Option<Deadline>,
     /// The collector this service inserted, and so renders.
     pub(crate) server_timing: Option<ServerTiming>,
 }
 
-impl InFlight {
-    /// Runs `f` inside the request span, with the trace context and the query ledger current:
-    /// the span is entered once, whatever the parts.
-    pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        #[cfg(feature = "trace-context")]
-        if let Some(trace) = &self.trace {
-            return trace.in_scope(|| self.with_ledger(f));
-        }
-        let _entered = self.span.as_ref().map(tracing::Span::enter);
-        self.with_ledger(f)
-    }
-
-    fn with_ledger<R>(&self, f: impl FnOnce() -> R) -> R {
-        #[cfg(feature = "queries")]
-        if let Some(queries) = &self.queries {
-            return queries.scope(f);
-        }
-        f()
-    }
-
-    /// The handler answered: each part sees the head, innermost first (queries may replace
-    /// the response; the limit learns whether it measured real work; latency and timing
-    /// classify what the client gets; the span records it).
-    fn on_response<B>(self, response: Response<B>, now: Option<Instant>) -> Response<VitalsBody<B>>
-    where
-        B: Body,
-        B::Data: From<Bytes> + Buf,
-    {
-        #[cfg(feature = "queries")]
-        {
-            let mut this = self;
-            if let Some(queries) = this.queries.take() {
-                let ledger = queries.ledger().clone();
-                let (response, finish) = queries.on_response(response);
-                return this.finish_head(response, Some(finish), Some(ledger), now);
-            }
-            this.finish_head(response.map(EitherBody::inner), None, None, now)
-        }
-        #[cfg(not(feature = "queries"))]
-        self.finish_head(response.map(EitherBody::inner), None, None, now)
-    }
-
-    /// The limit refused the request (the handler never ran, nor did the queries part).
+/// What one poll came to.
+#[allow(clippy::large_enum_variant)] // Returned once and consumed at once: boxing would only add an allocation.
+enum Step<B: Body, E> {
+    Pending,
+    /// The handler's response, as the queries and cache-headers parts made it.
+    Head(Response<Cached<EitherBody<B>>>, Option<QueriesFinish>),
+    /// The handler failed.
+    Failed(E),
+    /// A part answered instead of the handler: the limit's refusal, or the deadline's.
     #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
-    fn on_refusal<B>(
-        self,
-        response: Response<Full<B::Data>>,
-        now: Option<Instant>,
-    ) -> Response<VitalsBody<B>>
-    where
-        B: Body,
-        B::Data: From<Bytes> + Buf,
-    {
-        #[cfg(feature = "queries")]
-        let this = Self {
-            queries: None,
-            ..self
-        };
-        #[cfg(not(feature = "queries"))]
-        let this = self;
-        this.finish_head(response.map(EitherBody::own), None, None, now)
-    }
+    Answer(Response<Full<B::Data>>),
+}
 
+impl InFlight {
+    /// The response head is decided: each outer part sees it (the limit learns whether it
+    /// measured real work; latency and timing classify what the client gets; the span records
+    /// it), then the body is wrapped once for all of them.
     fn finish_head<B>(
         self,
-        mut response: Response<EitherBody<B>>,
+        #[allow(unused_mut)] mut response: Response<Cached<EitherBody<B>>>,
         queries: Option<QueriesFinish>,
-        ledger: Option<QueryLedger>,
         #[allow(unused_variables)] now: Option<Instant>,
     ) -> Response<VitalsBody<B>>
     where
         B: Body,
         B::Data: From<Bytes> + Buf,
+        Inner<B>: Body,
     {
-        let mut permit = self.permit;
+        let Self { scope, parts } = self;
+        let mut permit = parts.permit;
         if let Some(permit) = permit.as_mut() {
             #[cfg(feature = "concurrency")]
             permit.on_response(&response);
             #[cfg(not(feature = "concurrency"))]
             match *permit {}
         }
+        #[cfg(feature = "concurrency")]
+        let body_deadline = parts.deadline.as_ref().and_then(Deadline::body_deadline);
+        #[cfg(not(feature = "concurrency"))]
+        let body_deadline = None;
         let finish = Finish {
             permit,
             #[cfg(feature = "latency")]
-            latency: self.latency.map(|latency| latency.on_response(&response)),
+            latency: parts.latency.map(|latency| latency.on_response(&response)),
             #[cfg(feature = "timing")]
-            timing: self.timing.map(|timing| timing.on_response(&response, now)),
+            timing: parts
+                .timing
+                .map(|timing| timing.on_response(&response, now)),
             #[cfg(feature = "queries")]
             queries,
         };
@@ -142,41 +121,40 @@ impl InFlight {
         let _ = queries;
         let scope = BodyScope {
             #[cfg(feature = "trace-context")]
-            trace: self.trace.map(|trace| trace.on_response(&mut response)),
-            span: self.span,
-            #[cfg(feature = "queries")]
-            ledger,
+            trace: scope.trace.map(|trace| trace.on_response(&mut response)),
+            #[cfg(not(feature = "trace-context"))]
+            trace: scope.trace.map(|never| match never {}),
+            span: scope.span,
+            ledger: scope.ledger,
         };
-        #[cfg(not(feature = "queries"))]
-        let _ = ledger;
-        if let Some(timing) = self.server_timing {
+        if let Some(timing) = parts.server_timing {
             timing.append_to(response.headers_mut());
         }
-        response.map(|body| VitalsBody::new(body, finish, scope))
+        response.map(|body| VitalsBody::new(deadlined(body, body_deadline), finish, scope))
     }
 
     fn on_error(self, #[allow(unused_variables)] now: Option<Instant>) {
         #[cfg(feature = "latency")]
-        if let Some(latency) = self.latency {
+        if let Some(latency) = self.parts.latency {
             latency.on_error();
         }
         #[cfg(feature = "timing")]
-        if let Some(timing) = self.timing {
+        if let Some(timing) = self.parts.timing {
             timing.on_error(now);
         }
         #[cfg(feature = "trace-context")]
-        if let Some(trace) = self.trace {
+        if let Some(trace) = self.scope.trace {
             trace.on_error();
         }
     }
 
     fn on_drop(self, #[allow(unused_variables)] while_polling: bool) {
         #[cfg(feature = "latency")]
-        if let Some(latency) = self.latency {
+        if let Some(latency) = self.parts.latency {
             latency.on_drop(while_polling);
         }
         #[cfg(feature = "timing")]
-        if let Some(timing) = self.timing {
+        if let Some(timing) = self.parts.timing {
             timing.on_drop(while_polling);
         }
     }
@@ -184,20 +162,22 @@ impl InFlight {
 
 pin_project! {
     /// The response future of [`VitalsService`](crate::VitalsService).
-    pub struct ResponseFuture<S, Req>
+    pub struct ResponseFuture<S, Req, B>
     where
         S: Service<Req>,
+        B: Body,
     {
         #[pin]
-        phase: Phase<S, Req>,
+        phase: Phase<S, Req, B>,
         // One allocation for every part's state: the future stays small as it is moved.
         state: Option<Box<InFlight>>,
         polling: bool,
     }
 
-    impl<S, Req> PinnedDrop for ResponseFuture<S, Req>
+    impl<S, Req, B> PinnedDrop for ResponseFuture<S, Req, B>
     where
         S: Service<Req>,
+        B: Body,
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
@@ -210,14 +190,19 @@ pin_project! {
 
 pin_project! {
     #[project = PhaseProj]
-    enum Phase<S, Req>
+    enum Phase<S, Req, B>
     where
         S: Service<Req>,
+        B: Body,
     {
         // The handler runs (the common case, and the only phase when the limit admits at once).
         Running {
             #[pin]
             future: S::Future,
+        },
+        // The body is read for its entity tag (boxed: the running future stays small).
+        Buffering {
+            buffering: Box<(Buffering<EitherBody<B>>, Option<QueriesFinish>)>,
         },
         // Waiting in the limit's queue.
         Queued {
@@ -227,10 +212,12 @@ pin_project! {
         Refused {
             refusal: Option<Refusal>,
         },
+        // Answered; what the handler held is dropped.
+        Done,
     }
 }
 
-impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
     pub(crate) fn running(future: S::Future, state: InFlight) -> Self {
         Self::new(Phase::Running { future }, state)
     }
@@ -255,7 +242,7 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
         )
     }
 
-    fn new(phase: Phase<S, Req>, state: InFlight) -> Self {
+    fn new(phase: Phase<S, Req, B>, state: InFlight) -> Self {
         Self {
             phase,
             state: Some(Box::new(state)),
@@ -268,95 +255,219 @@ fn completed() -> ! {
     panic!("vitals::ResponseFuture polled after completion")
 }
 
-impl<S, Req, B> Future for ResponseFuture<S, Req>
+impl<S, Req, B> Future for ResponseFuture<S, Req, B>
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+    Inner<B>: Body,
+{
+    type Output = Result<Response<VitalsBody<B>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(state) = this.state.as_mut() else {
+            completed();
+        };
+        let InFlight { scope, parts } = &mut **state;
+        #[cfg(feature = "timing")]
+        let clock = parts
+            .timing
+            .as_ref()
+            .map(vitals_timing::part::TimingInFlight::poll_begins);
+        *this.polling = true;
+        let phase = this.phase;
+        let step = scope.in_scope(|| step(phase, parts, cx));
+        *this.polling = false;
+        #[cfg(feature = "timing")]
+        let now = match (parts.timing.as_mut(), clock) {
+            (Some(timing), Some(clock)) => timing.poll_ends(clock, !matches!(step, Step::Pending)),
+            _ => None,
+        };
+        #[cfg(not(feature = "timing"))]
+        let now = None;
+        if let Step::Pending = step {
+            return Poll::Pending;
+        }
+        let Some(state) = this.state.take() else {
+            completed();
+        };
+        Poll::Ready(match step {
+            Step::Pending => completed(),
+            Step::Head(response, queries) => Ok(state.finish_head(response, queries, now)),
+            Step::Failed(error) => {
+                state.on_error(now);
+                Err(error)
+            }
+            Step::Answer(answer) => {
+                let response = answer.map(|body| uncached(EitherBody::own(body)));
+                Ok(state.finish_head(response, None, now))
+            }
+        })
+    }
+}
+
+/// Moves the request on as far as it goes in this poll (inside the request's scope).
+fn step<S, Req, B>(
+    mut phase: Pin<&mut Phase<S, Req, B>>,
+    parts: &mut Parts,
+    cx: &mut Context<'_>,
+) -> Step<B, S::Error>
 where
     S: Service<Req, Response = Response<B>>,
     B: Body,
     B::Data: From<Bytes> + Buf,
 {
-    type Output = Result<Response<VitalsBody<B>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.phase.as_mut().project() {
-                PhaseProj::Running { future } => {
-                    #[allow(unused_mut)] // Mutated by the timing part only.
-                    let Some(state) = this.state.as_mut() else {
-                        completed();
-                    };
-                    #[cfg(feature = "timing")]
-                    let clock = state
-                        .timing
-                        .as_ref()
-                        .map(vitals_timing::part::TimingInFlight::poll_begins);
-                    *this.polling = true;
-                    let polled = state.in_scope(|| future.poll(cx));
-                    *this.polling = false;
-                    #[cfg(feature = "timing")]
-                    let now = match (state.timing.as_mut(), clock) {
-                        (Some(timing), Some(clock)) => timing.poll_ends(clock, polled.is_ready()),
-                        _ => None,
-                    };
-                    #[cfg(not(feature = "timing"))]
-                    let now = None;
-                    let Poll::Ready(result) = polled else {
-                        return Poll::Pending;
-                    };
-                    let Some(state) = this.state.take() else {
-                        completed();
-                    };
-                    return Poll::Ready(match result {
-                        Ok(response) => Ok(state.on_response(response, now)),
-                        Err(error) => {
-                            state.on_error(now);
-                            Err(error)
-                        }
-                    });
-                }
-                PhaseProj::Refused { refusal } => {
-                    let (Some(refusal), Some(state)) = (refusal.take(), this.state.take()) else {
-                        completed();
-                    };
-                    #[cfg(feature = "concurrency")]
-                    return Poll::Ready(Ok(state.on_refusal(refusal.into_response(), None)));
-                    #[cfg(not(feature = "concurrency"))]
-                    match (refusal, state) {}
-                }
-                PhaseProj::Queued { waiting } => {
-                    #[cfg(not(feature = "concurrency"))]
-                    match waiting.queued {}
-                    #[cfg(feature = "concurrency")]
-                    {
-                        if waiting.permit.is_none() {
-                            match std::task::ready!(waiting.queued.poll_admit(cx)) {
-                                Ok(permit) => waiting.permit = Some(permit),
-                                Err(refusal) => {
-                                    this.phase.set(Phase::Refused {
-                                        refusal: Some(refusal),
-                                    });
-                                    continue;
-                                }
-                            }
-                        }
-                        if let Err(error) = std::task::ready!(waiting.service.poll_ready(cx)) {
-                            if let Some(state) = this.state.take() {
-                                state.on_error(None);
-                            }
-                            return Poll::Ready(Err(error));
-                        }
-                        let (Some(request), Some(state)) =
-                            (waiting.request.take(), this.state.as_mut())
-                        else {
-                            completed();
-                        };
-                        state.permit = waiting.permit.take();
-                        let service = &mut waiting.service;
-                        let future = state.in_scope(|| service.call(request));
-                        this.phase.set(Phase::Running { future });
+    loop {
+        match phase.as_mut().project() {
+            PhaseProj::Running { future } => {
+                let response = match future.poll(cx) {
+                    Poll::Pending => return deadline_passed(phase, parts, cx),
+                    Poll::Ready(Err(error)) => {
+                        phase.set(Phase::Done);
+                        return Step::Failed(error);
                     }
+                    Poll::Ready(Ok(response)) => response,
+                };
+                phase.set(Phase::Done);
+                if let Some(step) = on_head(phase.as_mut(), parts, response) {
+                    return step;
                 }
             }
+            PhaseProj::Buffering { buffering } => {
+                #[cfg(feature = "cache-headers")]
+                {
+                    let Poll::Ready(response) = buffering.0.poll_buffer(cx) else {
+                        return deadline_passed(phase, parts, cx);
+                    };
+                    let queries = buffering.1.take();
+                    phase.set(Phase::Done);
+                    return Step::Head(response, queries);
+                }
+                #[cfg(not(feature = "cache-headers"))]
+                match &buffering.0 {
+                    Buffering::Never(never, _) => match *never {},
+                }
+            }
+            PhaseProj::Queued { waiting } => {
+                #[cfg(feature = "concurrency")]
+                {
+                    if parts.permit.is_none() {
+                        let Poll::Ready(admitted) = waiting.queued.poll_admit(cx) else {
+                            return Step::Pending;
+                        };
+                        match admitted {
+                            Ok(permit) => {
+                                parts.permit = Some(permit);
+                                // The deadline counts from admission, as the handler's time.
+                                parts.deadline = waiting
+                                    .deadline
+                                    .take()
+                                    .and_then(|(part, route)| part.start(Some(&route)));
+                            }
+                            Err(refusal) => {
+                                phase.set(Phase::Done);
+                                return Step::Answer(refusal.into_response());
+                            }
+                        }
+                    }
+                    match waiting.service.poll_ready(cx) {
+                        Poll::Pending => return Step::Pending,
+                        Poll::Ready(Err(error)) => {
+                            phase.set(Phase::Done);
+                            return Step::Failed(error);
+                        }
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    let Some(request) = waiting.request.take() else {
+                        completed();
+                    };
+                    let future = waiting.service.call(request);
+                    phase.set(Phase::Running { future });
+                }
+                #[cfg(not(feature = "concurrency"))]
+                match waiting.queued {}
+            }
+            PhaseProj::Refused { refusal } => {
+                let Some(refusal) = refusal.take() else {
+                    completed();
+                };
+                phase.set(Phase::Done);
+                #[cfg(feature = "concurrency")]
+                return Step::Answer(refusal.into_response());
+                #[cfg(not(feature = "concurrency"))]
+                match refusal {}
+            }
+            PhaseProj::Done => completed(),
         }
     }
+}
+
+/// The handler answered: the parts inside the limit see the head, innermost first — the
+/// queries part may answer with its N+1 report, which the cache-headers part then sees like any
+/// response. `None`: the body is to be buffered first (the phase is set for it).
+fn on_head<S, Req, B>(
+    phase: Pin<&mut Phase<S, Req, B>>,
+    parts: &mut Parts,
+    response: Response<B>,
+) -> Option<Step<B, S::Error>>
+where
+    S: Service<Req>,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+{
+    #[cfg(feature = "queries")]
+    let (response, queries) = match parts.queries.take() {
+        Some(queries) => {
+            let (response, finish) = queries.on_response(response);
+            (response, Some(finish))
+        }
+        None => (response.map(EitherBody::inner), None),
+    };
+    #[cfg(not(feature = "queries"))]
+    let (response, queries) = (response.map(EitherBody::inner), None);
+    match parts.cache.take() {
+        None => Some(Step::Head(response.map(uncached), queries)),
+        #[cfg(feature = "cache-headers")]
+        Some(cache) => match cache.on_response(response) {
+            CacheHead::Ready(response) => Some(Step::Head(response, queries)),
+            CacheHead::Buffer(buffering) => {
+                let mut phase = phase;
+                phase.set(Phase::Buffering {
+                    buffering: Box::new((buffering, queries)),
+                });
+                None
+            }
+        },
+        #[cfg(not(feature = "cache-headers"))]
+        Some(never) => {
+            let _ = phase;
+            match never {}
+        }
+    }
+}
+
+/// The handler (or the body being buffered) is pending: if the deadline passed, what it held
+/// is dropped now and the deadline answers.
+#[allow(unused_variables, unused_mut)] // Without the `concurrency` feature there is no deadline.
+fn deadline_passed<S, Req, B>(
+    mut phase: Pin<&mut Phase<S, Req, B>>,
+    parts: &mut Parts,
+    cx: &mut Context<'_>,
+) -> Step<B, S::Error>
+where
+    S: Service<Req>,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+{
+    #[cfg(feature = "concurrency")]
+    if let Some(deadline) = parts.deadline.as_mut()
+        && deadline.poll_elapsed(cx).is_ready()
+    {
+        phase.set(Phase::Done);
+        if let Some(deadline) = parts.deadline.take() {
+            return Step::Answer(deadline.into_response());
+        }
+    }
+    Step::Pending
 }

@@ -52,6 +52,7 @@ mod body;
 mod future;
 mod plan;
 mod routes;
+mod scope;
 mod service;
 mod stack;
 #[cfg(feature = "telemetry")]

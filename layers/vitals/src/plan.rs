@@ -1,7 +1,19 @@
 //! What the fused service runs: the enabled parts, built once by `VitalsBuilder::build`.
 
-use http::HeaderMap;
+use std::time::Instant;
+
+use http::{HeaderMap, Request};
+#[cfg(feature = "concurrency")]
+use vitals_concurrency::part::Admission;
+#[cfg(feature = "concurrency")]
+use vitals_core::route::RouteLabel;
 use vitals_core::route::RouteLabeler;
+use vitals_core::server_timing::ServerTiming;
+
+#[cfg(feature = "concurrency")]
+use crate::admission::DeadlinePart;
+use crate::future::{InFlight, Parts};
+use crate::scope::RequestScope;
 
 /// The parts of one [`VitalsLayer`](crate::VitalsLayer), each `None` when switched off.
 #[derive(Clone, Debug, Default)]
@@ -17,9 +29,140 @@ pub(crate) struct Plan {
     pub(crate) queries: Option<vitals_queries::part::QueriesPart>,
     #[cfg(feature = "concurrency")]
     pub(crate) limit: Option<vitals_concurrency::part::LimitPart>,
+    #[cfg(feature = "concurrency")]
+    pub(crate) deadline: Option<vitals_concurrency::deadline::DeadlinePart>,
+    #[cfg(feature = "cache-headers")]
+    pub(crate) cache: Option<vitals_cache_headers::part::CachePart>,
+}
+
+/// A request the parts started on: their state, and what the limit decided (with, for a
+/// queued request, what its deadline will be read from once admitted).
+pub(crate) struct Started {
+    pub(crate) state: InFlight,
+    #[cfg(feature = "concurrency")]
+    pub(crate) admission: Option<(Admission, Option<(DeadlinePart, RouteLabel)>)>,
+    #[cfg(not(feature = "concurrency"))]
+    pub(crate) admission: Option<std::convert::Infallible>,
 }
 
 impl Plan {
+    /// A request arrived: every enabled part starts on it, outermost first, as
+    /// docs/architecture.md orders them — trace context, timing, latency, the limit; then, for
+    /// an admitted request, the deadline, cache headers and queries. The route is labelled
+    /// once, and the `Server-Timing` decision made once.
+    pub(crate) fn start<B>(&self, request: &mut Request<B>) -> Started {
+        #[allow(unused_variables)] // Read by the timing and latency parts only.
+        let start = self.uses_clock().then(Instant::now);
+        let route = self.labeler.label(request);
+        // One decision for every part; the collector this service inserts, it renders.
+        let server_timing = if self.uses_server_timing() {
+            let allowed = self.shows_server_timing(request.headers());
+            ServerTiming::attach_if(request.extensions_mut(), allowed)
+                .map(|timing| (timing, allowed))
+        } else {
+            None
+        };
+        #[cfg(feature = "trace-context")]
+        let trace = self.trace.as_ref().map(|part| {
+            let shown = server_timing
+                .as_ref()
+                .filter(|(_, allowed)| *allowed)
+                .map(|(timing, _)| timing);
+            part.start(request, &route, shown)
+        });
+        #[cfg(not(feature = "trace-context"))]
+        let trace = None;
+        #[cfg(feature = "timing")]
+        let timing = self.timing.as_ref().zip(start).map(|(part, start)| {
+            let collector = server_timing.as_ref().map(|(timing, _)| timing.clone());
+            part.start(request, route.clone(), start, collector)
+        });
+        #[cfg(feature = "latency")]
+        let latency = self
+            .latency
+            .as_ref()
+            .zip(start)
+            .map(|(part, start)| part.start(request.method(), route.clone(), start));
+        // A refused request never reaches the parts inside the limit.
+        #[cfg(feature = "concurrency")]
+        let admission = self
+            .limit
+            .as_ref()
+            .map(|part| part.admit(request, Some(&route)));
+        #[cfg(feature = "concurrency")]
+        let admitted = !matches!(admission, Some(Admission::Refused(_)));
+        #[cfg(not(feature = "concurrency"))]
+        let admitted = true;
+        #[cfg(feature = "cache-headers")]
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| admitted)
+            .map(|part| part.start(request, Some(&route)));
+        #[cfg(not(feature = "cache-headers"))]
+        let cache = None;
+        #[cfg(feature = "concurrency")]
+        let (deadline, later_deadline) = self.deadline(admission.as_ref(), &route);
+        #[cfg(not(feature = "concurrency"))]
+        let deadline = None;
+        #[cfg(feature = "queries")]
+        let queries = self.queries.as_ref().filter(|_| admitted).map(|part| {
+            let collector = server_timing.as_ref().map(|(timing, _)| timing.clone());
+            part.start(request, route, collector)
+        });
+        #[cfg(not(feature = "queries"))]
+        let _ = (route, admitted);
+        #[cfg(feature = "queries")]
+        let scope = RequestScope::new(trace, queries.as_ref());
+        #[cfg(not(feature = "queries"))]
+        let scope = RequestScope::new(trace, None);
+        let state = InFlight {
+            scope,
+            parts: Parts {
+                #[cfg(feature = "timing")]
+                timing,
+                #[cfg(feature = "latency")]
+                latency,
+                #[cfg(feature = "queries")]
+                queries,
+                cache,
+                permit: None,
+                deadline,
+                server_timing: server_timing
+                    .map(|(timing, _)| timing)
+                    .filter(ServerTiming::is_owner),
+            },
+        };
+        #[cfg(feature = "concurrency")]
+        let admission = admission.map(|admission| (admission, later_deadline));
+        #[cfg(not(feature = "concurrency"))]
+        let admission = None;
+        Started { state, admission }
+    }
+
+    /// The deadline of a request the limit decided on: counted from now when admitted at once
+    /// (or when there is no limit); when it waits in the queue, what to start it from once
+    /// admitted.
+    #[cfg(feature = "concurrency")]
+    #[allow(clippy::type_complexity)] // Both halves are named where they are used.
+    fn deadline(
+        &self,
+        admission: Option<&Admission>,
+        route: &RouteLabel,
+    ) -> (
+        Option<crate::admission::Deadline>,
+        Option<(DeadlinePart, RouteLabel)>,
+    ) {
+        let Some(part) = &self.deadline else {
+            return (None, None);
+        };
+        match admission {
+            Some(Admission::Admitted(_)) | None => (part.start(Some(route)), None),
+            Some(Admission::Queued(_)) => (None, Some((part.clone(), route.clone()))),
+            Some(Admission::Refused(_)) => (None, None),
+        }
+    }
+
     /// Whether any part reads the clock when the request arrives.
     pub(crate) fn uses_clock(&self) -> bool {
         let used = false;

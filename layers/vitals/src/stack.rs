@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
-use tower_layer::{Identity, Layer, Stack};
+use tower_layer::Layer;
 
 #[cfg(feature = "cache-headers")]
 use vitals_cache_headers::CacheHeadersLayer;
@@ -25,26 +25,10 @@ use vitals_core::server_timing::ServerTimingMode;
 use crate::plan::Plan;
 use crate::routes::RouteSettings;
 use crate::service::VitalsService;
-#[allow(unused_imports)] // Unused when every layer feature is off.
-use crate::toggle::Toggle;
 
 /// The global concurrency limit of [`VitalsLayer::new`]: generous, so that only a real overload
 /// meets it — and then it is refused with `503` + `Retry-After` instead of queueing without end.
 pub const DEFAULT_CONCURRENCY_LIMIT: usize = 1024;
-
-// The deadline and the cache headers stay layers, each behind a `Toggle`, inside the one fused
-// service; the others (the limit among them) are parts of `Plan`.
-#[cfg(feature = "concurrency")]
-type TimeoutPart = Toggle<TimeoutLayer>;
-#[cfg(not(feature = "concurrency"))]
-type TimeoutPart = Identity;
-#[cfg(feature = "cache-headers")]
-type CachePart = Toggle<CacheHeadersLayer>;
-#[cfg(not(feature = "cache-headers"))]
-type CachePart = Identity;
-
-/// Outermost last: timeout, cache headers.
-type Guards = Stack<CachePart, Stack<TimeoutPart, Identity>>;
 
 /// Every Vitals layer, in order (outermost first): trace context, request timing, latency,
 /// concurrency limit, timeout, cache headers, query tracking — see docs/architecture.md for why
@@ -74,7 +58,6 @@ type Guards = Stack<CachePart, Stack<TimeoutPart, Identity>>;
 #[derive(Clone, Debug)]
 pub struct VitalsLayer {
     plan: Arc<Plan>,
-    guards: Guards,
     #[cfg(feature = "latency")]
     latency: Option<LatencyRegistry>,
     #[cfg(feature = "concurrency")]
@@ -132,14 +115,11 @@ impl Default for VitalsLayer {
     }
 }
 
-impl<S> Layer<S> for VitalsLayer
-where
-    Guards: Layer<S>,
-{
-    type Service = VitalsService<<Guards as Layer<S>>::Service>;
+impl<S> Layer<S> for VitalsLayer {
+    type Service = VitalsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        VitalsService::new(self.guards.layer(inner), Arc::clone(&self.plan))
+        VitalsService::new(inner, Arc::clone(&self.plan))
     }
 }
 
@@ -359,7 +339,6 @@ impl VitalsBuilder {
             limit: self.limit.clone(),
             findings: self.findings.clone(),
             plan: Arc::new(self.plan()),
-            guards: self.into_guards(),
         })
     }
 
@@ -502,19 +481,11 @@ impl VitalsBuilder {
             queries: self.queries.as_ref().map(QueryTrackingLayer::part),
             #[cfg(feature = "concurrency")]
             limit: self.limit.as_ref().map(ConcurrencyLimitLayer::part),
+            #[cfg(feature = "concurrency")]
+            deadline: self.timeout.as_ref().map(TimeoutLayer::part),
+            #[cfg(feature = "cache-headers")]
+            cache: self.cache_headers.as_ref().map(CacheHeadersLayer::part),
         }
-    }
-
-    fn into_guards(self) -> Guards {
-        #[cfg(feature = "concurrency")]
-        let timeout = Toggle::new(self.timeout);
-        #[cfg(not(feature = "concurrency"))]
-        let timeout = Identity::new();
-        #[cfg(feature = "cache-headers")]
-        let cache = Toggle::new(self.cache_headers);
-        #[cfg(not(feature = "cache-headers"))]
-        let cache = Identity::new();
-        Stack::new(cache, Stack::new(timeout, Identity::new()))
     }
 }
 

@@ -1,0 +1,379 @@
+//! The rules of the cache-headers part, as functions of the request's facts and the response
+//! head: whose `Cache-Control` applies (RFC 9111), when an entity tag is worth computing, and
+//! what the request's preconditions make of the response (RFC 9110 §13).
+
+use std::borrow::Cow;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
+    CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, COOKIE, ETAG, LAST_MODIFIED, SET_COOKIE,
+    TRANSFER_ENCODING,
+};
+use http::response::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use vitals_core::route::{RequestHead, RouteLabel};
+
+use crate::body::CacheBody;
+use crate::conditional::{Preconditions, Validators, Verdict, parse_date};
+use crate::etag::EntityTag;
+use crate::layer::Config;
+use crate::policy::{CachePolicy, Rendered};
+use crate::privacy::{OneUser, keep_from_shared_caches};
+
+/// Left in the response extensions by a cache-headers layer that keeps public policies for
+/// authenticated requests: the outer ones do not apply their rules over its decision.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PolicyApplied;
+
+/// What the layer needs to know about the request once the response comes.
+pub(crate) struct RequestFacts {
+    pub(crate) safe: bool,
+    pub(crate) method: Method,
+    pub(crate) preconditions: Option<Box<Preconditions>>,
+    /// The header a private variant depends on (`Authorization`, `Cookie`), if any.
+    pub(crate) credentials: Option<&'static str>,
+    /// The policy a rule chose for this request (the configured one otherwise).
+    pub(crate) policy: Option<Rendered>,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // Labels the metrics.
+    pub(crate) route: Option<RouteLabel>,
+    /// The layer's counters.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Handles>,
+}
+
+impl RequestFacts {
+    /// What `config` needs to know about `request` (for `route`) once the response comes.
+    pub(crate) fn of<B>(config: &Config, request: &Request<B>, route: Option<RouteLabel>) -> Self {
+        let headers = request.headers();
+        let preconditions = Preconditions::from_headers(headers);
+        // Only a rule's policy is per request; the configured one is read from the config.
+        let policy = config
+            .rule
+            .as_ref()
+            .and_then(|rule| rule.policy(RequestHead::of(request)))
+            .map(Rendered::from);
+        Self {
+            safe: matches!(*request.method(), Method::GET | Method::HEAD),
+            method: request.method().clone(),
+            preconditions: (!preconditions.is_empty()).then(|| Box::new(preconditions)),
+            credentials: credentials(headers, &config.private_cookies),
+            policy,
+            route: route.filter(|_| cfg!(feature = "metrics")),
+            #[cfg(feature = "metrics")]
+            metrics: std::sync::Arc::clone(&config.metrics),
+        }
+    }
+}
+
+/// The header a private variant depends on, if the request is authenticated.
+fn credentials(headers: &HeaderMap, cookies: &[String]) -> Option<&'static str> {
+    if headers.contains_key(AUTHORIZATION) {
+        return Some("Authorization");
+    }
+    if cookies.is_empty() {
+        return None;
+    }
+    let carries = headers.get_all(COOKIE).iter().any(|line| {
+        line.as_bytes().split(|&b| b == b';').any(|pair| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            let name = crate::grammar::trim_ows(name);
+            cookies.iter().any(|c| c.as_bytes() == name)
+        })
+    });
+    carries.then_some("Cookie")
+}
+
+/// A body being buffered: most bodies of known length come in one frame, kept as it is.
+pub(crate) enum Buffer {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Buffer {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(bytes) => bytes.len(),
+            Self::Many(bytes) => bytes.len(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, mut chunk: impl Buf) {
+        match self {
+            // Without a copy when the chunk is `Bytes` already.
+            Self::Empty => *self = Self::One(chunk.copy_to_bytes(chunk.remaining())),
+            Self::One(first) => {
+                let mut many = BytesMut::with_capacity(first.len() + chunk.remaining());
+                many.extend_from_slice(first);
+                while chunk.has_remaining() {
+                    let piece = chunk.chunk();
+                    many.extend_from_slice(piece);
+                    let read = piece.len();
+                    chunk.advance(read);
+                }
+                *self = Self::Many(many);
+            }
+            Self::Many(many) => {
+                while chunk.has_remaining() {
+                    let piece = chunk.chunk();
+                    many.extend_from_slice(piece);
+                    let read = piece.len();
+                    chunk.advance(read);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn take(&mut self) -> Bytes {
+        match std::mem::replace(self, Self::Empty) {
+            Self::Empty => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(bytes) => bytes.freeze(),
+        }
+    }
+}
+
+/// Adds a frame to what is buffered.
+pub(crate) fn collect<D: Buf>(
+    frame: Frame<D>,
+    data: &mut Buffer,
+    trailers: &mut Option<HeaderMap>,
+) {
+    match frame.into_data() {
+        Ok(chunk) => data.push(chunk),
+        Err(frame) => {
+            if let Ok(more) = frame.into_trailers() {
+                trailers.get_or_insert_with(HeaderMap::new).extend(more);
+            }
+        }
+    }
+}
+
+/// The buffered response with its computed entity tag, preconditions evaluated.
+pub(crate) fn tagged<B: Body>(
+    mut head: Parts,
+    data: &mut Buffer,
+    trailers: &mut Option<HeaderMap>,
+    facts: &RequestFacts,
+) -> Response<CacheBody<B>> {
+    let bytes = data.take();
+    let encoding = head
+        .headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let tag = EntityTag::header_for_body(&bytes, encoding);
+    head.headers.insert(ETAG, tag);
+    #[cfg(feature = "metrics")]
+    facts.metrics.etag_computed(facts.route.as_ref());
+    finish(head, CacheBody::buffered(bytes, trailers.take()), facts)
+}
+
+/// Sets `Cache-Control` and `Vary` on the head. Returns whether the response may be
+/// validated (an entity tag makes sense for it): not for `no-store`, not for errors.
+///
+/// Whose `Cache-Control` it is — the policy's, the handler's, or none — is decided first; then
+/// one rule, [`keep_from_shared_caches`], makes whatever was decided safe for a response that is
+/// for one user, so no mode and no status can skip it.
+pub(crate) fn apply_policy(
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    config: &Config,
+    facts: &RequestFacts,
+) -> bool {
+    let mut vary: [Option<&'static str>; 3] = [None, None, None];
+    if headers.contains_key(CONTENT_ENCODING) {
+        // An inner compression layer encoded the body: caches must key on Accept-Encoding.
+        vary[0] = Some("Accept-Encoding");
+    }
+    let error = status.is_client_error() || status.is_server_error();
+    let for_one = OneUser {
+        // The route did not say its responses are the same for everyone.
+        credentials: !config.public_even_if_authorized && facts.credentials.is_some(),
+        sets_cookie: headers.contains_key(SET_COOKIE),
+    };
+    let handler_wins = config.handler_wins && headers.contains_key(CACHE_CONTROL);
+    let chosen = if handler_wins {
+        None
+    } else {
+        choose(status, config, facts)
+    };
+    let mut stores = true;
+    if let Some(rendered) = chosen {
+        let policy = &rendered.policy;
+        if policy.is_public() && !config.public_even_if_authorized {
+            // Every response of a public route says it depends on credentials, so caches keep
+            // the anonymous copy apart from any other.
+            vary[1] = Some("Authorization");
+            if !config.private_cookies.is_empty() {
+                vary[2] = Some("Cookie");
+            }
+        }
+        stores = !policy.is_no_store();
+        headers.insert(CACHE_CONTROL, rendered.value.clone());
+    } else if let Ok(directives) = crate::directives::parse(headers) {
+        // The handler's value (or none: 1xx, 3xx, 2xx without a policy).
+        stores = directives.is_none_or(|d| !d.no_store);
+    } else {
+        tracing::warn!(
+            target: "vitals_cache_headers",
+            status = status.as_u16(),
+            cache_control = ?headers.get(CACHE_CONTROL),
+            for_one_user = for_one.credentials || for_one.sets_cookie,
+            "the handler's Cache-Control does not follow RFC 9111's grammar: left as it is, \
+             or made no-store for a response for one user"
+        );
+    }
+    // A shared cache would hand this user's data, or cookie, to everyone.
+    if let Some(confined) = keep_from_shared_caches(headers, for_one) {
+        stores = confined.stores;
+        if for_one.credentials && confined.stores {
+            // The user's own cache keeps the authenticated copy apart from the anonymous one.
+            let slot = if facts.credentials == Some("Cookie") {
+                2
+            } else {
+                1
+            };
+            vary[slot] = facts.credentials;
+        }
+        headers.insert(CACHE_CONTROL, confined.value);
+    }
+    merge_vary(headers, &vary);
+    stores && !error
+}
+
+fn merge_vary(headers: &mut HeaderMap, names: &[Option<&'static str>; 3]) {
+    let mut present = [""; 3];
+    let mut count = 0;
+    for name in names.iter().flatten() {
+        present[count] = name;
+        count += 1;
+    }
+    if count > 0 {
+        crate::vary::merge(headers, &present[..count]);
+    }
+}
+
+/// The policy for a response with `status`: a policy named for the status, else the route's
+/// for 2xx, `no-store` from 400 up, nothing for the rest (1xx, 3xx keep what they have).
+fn choose<'a>(
+    status: StatusCode,
+    config: &'a Config,
+    facts: &'a RequestFacts,
+) -> Option<Cow<'a, Rendered>> {
+    if let Some((_, policy)) = config.status_policies.iter().find(|(s, _)| *s == status) {
+        return Some(Cow::Borrowed(policy));
+    }
+    if status.is_client_error() || status.is_server_error() {
+        return Some(Cow::Owned(Rendered {
+            policy: CachePolicy::no_store(),
+            value: HeaderValue::from_static("no-store"),
+        }));
+    }
+    if status.is_success() {
+        return facts
+            .policy
+            .as_ref()
+            .or(config.policy.as_ref())
+            .map(Cow::Borrowed);
+    }
+    None
+}
+
+/// Whether to buffer the body for an entity tag: a `200` to `GET`/`HEAD` with no validator of
+/// the handler's, an exact length within the limit.
+pub(crate) fn wants_computed_etag<B: Body>(
+    response: &Response<B>,
+    config: &Config,
+    facts: &RequestFacts,
+) -> bool {
+    facts.safe
+        && response.status() == StatusCode::OK
+        && config.etag_limit > 0
+        // A validator of the handler's (an ETag, or a Last-Modified) is used as it is.
+        && !response.headers().contains_key(ETAG)
+        && !response.headers().contains_key(LAST_MODIFIED)
+        && response
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|len| usize::try_from(len).is_ok_and(|len| len <= config.etag_limit))
+}
+
+/// Evaluates the request's preconditions against the response's validators, and turns the
+/// response into a `304` or `412` if they say so.
+pub(crate) fn finish<B: Body>(
+    mut parts: Parts,
+    body: CacheBody<B>,
+    facts: &RequestFacts,
+) -> Response<CacheBody<B>> {
+    let Some(preconditions) = facts.preconditions.as_deref() else {
+        return Response::from_parts(parts, body);
+    };
+    // A write has happened by now: its preconditions are `PreconditionLayer`'s, checked before
+    // the handler ran.
+    if !facts.safe || !parts.status.is_success() {
+        return Response::from_parts(parts, body);
+    }
+    let current = Validators {
+        etag: parts
+            .headers
+            .get(ETAG)
+            .and_then(|v| EntityTag::parse(v.as_bytes())),
+        last_modified: parts.headers.get(LAST_MODIFIED).and_then(parse_date),
+    };
+    match preconditions.evaluate(&facts.method, &current, true) {
+        Verdict::Proceed => Response::from_parts(parts, body),
+        Verdict::NotModified => {
+            #[cfg(feature = "metrics")]
+            facts.metrics.not_modified(facts.route.as_ref());
+            parts.status = StatusCode::NOT_MODIFIED;
+            strip_representation(&mut parts.headers, current.etag.is_some());
+            Response::from_parts(parts, CacheBody::not_modified())
+        }
+        Verdict::PreconditionFailed => {
+            parts.status = StatusCode::PRECONDITION_FAILED;
+            strip_representation(&mut parts.headers, false);
+            parts.headers.remove(ETAG);
+            parts
+                .headers
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Response::from_parts(parts, CacheBody::empty())
+        }
+    }
+}
+
+/// What a `304` must not carry: the representation's metadata (RFC 9110 §15.4.5 keeps
+/// `ETag`, `Cache-Control`, `Vary`, `Date`, `Expires` and `Content-Location`; `Last-Modified`
+/// only when there is no `ETag`).
+fn strip_representation(headers: &mut HeaderMap, has_etag: bool) {
+    for name in [
+        CONTENT_TYPE,
+        CONTENT_LENGTH,
+        CONTENT_ENCODING,
+        CONTENT_LANGUAGE,
+        CONTENT_RANGE,
+        TRANSFER_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    // Any other `content-*` field (a rare custom one) goes too.
+    if headers
+        .keys()
+        .any(|name| name.as_str().starts_with("content-") && *name != CONTENT_LOCATION)
+    {
+        let rest: Vec<_> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("content-") && **name != CONTENT_LOCATION)
+            .cloned()
+            .collect();
+        for name in rest {
+            headers.remove(name);
+        }
+    }
+    if has_etag {
+        headers.remove(LAST_MODIFIED);
+    }
+}
