@@ -27,6 +27,9 @@ pub enum Variant {
     Vitals,
     /// As `Vitals`, with request spans exported by OTLP (to a receiver that discards them).
     VitalsOtlp,
+    /// `VitalsLayer` with every part switched off, and no telemetry: what the fused service
+    /// costs when it does nothing (the figure "parts off cost a branch" is checked against).
+    VitalsOff,
     /// tower-http TraceLayer + SetRequestId/PropagateRequestId, axum-prometheus,
     /// axum-tracing-opentelemetry, tower ConcurrencyLimit + LoadShed behind HandleErrorLayer,
     /// tracing-subscriber JSON logs at INFO with the OpenTelemetry layer.
@@ -41,9 +44,10 @@ impl FromStr for Variant {
             "bare" => Ok(Self::Bare),
             "vitals" => Ok(Self::Vitals),
             "vitals-otlp" => Ok(Self::VitalsOtlp),
+            "vitals-off" => Ok(Self::VitalsOff),
             "peer" => Ok(Self::Peer),
             other => Err(format!(
-                "unknown variant {other:?} (bare, vitals, vitals-otlp, peer)"
+                "unknown variant {other:?} (bare, vitals, vitals-otlp, vitals-off, peer)"
             )),
         }
     }
@@ -129,12 +133,29 @@ async fn item(
     Ok(axum::Json(serde_json::json!({ "id": id, "name": name })))
 }
 
+/// `VitalsLayer` with every part switched off.
+fn all_parts_off() -> vitals::VitalsLayer {
+    let built = vitals::VitalsLayer::builder()
+        .without_trace_context()
+        .without_timing()
+        .without_latency()
+        .without_concurrency_limit()
+        .without_cache_headers()
+        .without_queries()
+        .build();
+    match built {
+        Ok(layer) => layer,
+        Err(error) => unreachable!("no route settings to refuse: {error}"),
+    }
+}
+
 /// The app behind `variant`'s middleware. The process-wide parts (subscriber, recorder) are
 /// installed by [`install_telemetry`].
 pub fn app(variant: Variant, pool: SqlitePool) -> Router {
     match variant {
         Variant::Bare => routes(pool),
         Variant::Vitals | Variant::VitalsOtlp => routes(pool).layer(vitals::VitalsLayer::new()),
+        Variant::VitalsOff => routes(pool).layer(all_parts_off()),
         Variant::Peer => peer::app(pool),
     }
 }
@@ -154,7 +175,7 @@ pub enum TelemetryGuard {
 /// Prometheus recorder (axum-prometheus installs its own when its layer is built).
 pub fn install_telemetry(variant: Variant, otlp: Option<&str>) -> Result<TelemetryGuard, String> {
     match variant {
-        Variant::Bare => Ok(TelemetryGuard::None),
+        Variant::Bare | Variant::VitalsOff => Ok(TelemetryGuard::None),
         Variant::Vitals | Variant::VitalsOtlp => {
             let mut builder = vitals::telemetry::builder()
                 .service_name("vitals-load")
