@@ -13,7 +13,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B: Body> {
         Passthrough { #[pin] body: B },
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        // Trailers boxed: rare, and the body stays small as it moves.
+        Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         Prefixed { data: Option<Bytes>, body: Pin<Box<B>> },
         // The body of a 304: none, and no length either (a 304's Content-Length would have to
         // be the 200's, so none is sent).
@@ -43,7 +44,7 @@ impl<B: Body> CacheBody<B> {
         Self {
             kind: Kind::Buffered {
                 data: (!data.is_empty()).then_some(data),
-                trailers,
+                trailers: trailers.map(Box::new),
             },
         }
     }
@@ -99,7 +100,7 @@ where
             KindProj::Buffered { data, trailers } => Poll::Ready(
                 data.take()
                     .map(|data| Ok(Frame::data(data)))
-                    .or_else(|| trailers.take().map(|t| Ok(Frame::trailers(t)))),
+                    .or_else(|| trailers.take().map(|t| Ok(Frame::trailers(*t)))),
             ),
             KindProj::Prefixed { data, body } => {
                 if let Some(data) = data.take() {

@@ -48,6 +48,30 @@ pub enum BodyEnd {
 }
 
 impl BodyEnd {
+    /// How the body ended with the frame `polled` (after which the body says whether it is
+    /// at its end): `None` while it goes on. A rule for every wrapper that watches a body.
+    pub fn after<D, E>(polled: &Option<Result<Frame<D>, E>>, is_end_stream: bool) -> Option<Self> {
+        match polled {
+            None => Some(Self::Completed),
+            Some(Err(_)) => Some(Self::Errored),
+            Some(Ok(_)) => is_end_stream.then_some(Self::Completed),
+        }
+    }
+
+    /// How a body dropped before it said it ended did end: a poll still running means it
+    /// panicked (`Errored`); hyper may drop a body it never needed to poll (empty, or exactly
+    /// sized and fully written), and that body did end (`Completed`); else the client went
+    /// away (`Dropped`).
+    pub fn at_drop(polling: bool, is_end_stream: bool) -> Self {
+        if polling {
+            Self::Errored
+        } else if is_end_stream {
+            Self::Completed
+        } else {
+            Self::Dropped
+        }
+    }
+
     /// A short, stable name for logs: `completed`, `errored` or `dropped`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -107,16 +131,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(observer) = this.observer.take() {
-                // hyper may drop a body it never needed to poll (empty, or exactly sized and
-                // fully written): that body did end.
-                let end = if *this.polling {
-                    BodyEnd::Errored
-                } else if this.inner.is_end_stream() {
-                    BodyEnd::Completed
-                } else {
-                    BodyEnd::Dropped
-                };
-                observer.on_end(end);
+                observer.on_end(BodyEnd::at_drop(*this.polling, this.inner.is_end_stream()));
             }
         }
     }
@@ -172,19 +187,12 @@ where
         let polled = this.inner.as_mut().poll_frame(cx);
         *this.polling = false;
         let polled = ready!(polled);
-        let end = match &polled {
-            None => Some(BodyEnd::Completed),
-            Some(Err(_)) => Some(BodyEnd::Errored),
-            Some(Ok(frame)) => {
-                if let (Some(trailers), Some(observer)) =
-                    (frame.trailers_ref(), this.observer.as_mut())
-                {
-                    observer.on_trailers(trailers);
-                }
-                this.inner.is_end_stream().then_some(BodyEnd::Completed)
-            }
-        };
-        if let Some(end) = end
+        if let (Some(Ok(frame)), Some(observer)) = (&polled, this.observer.as_mut())
+            && let Some(trailers) = frame.trailers_ref()
+        {
+            observer.on_trailers(trailers);
+        }
+        if let Some(end) = BodyEnd::after(&polled, this.inner.is_end_stream())
             && let Some(observer) = this.observer.take()
         {
             observer.on_end(end);

@@ -1,18 +1,17 @@
 //! The response body of [`VitalsService`](crate::VitalsService): one wrapper for every part —
 //! polled inside the request span with the ledger current, its end told once to each part.
+//! When it ended is decided by the rules every body wrapper here follows
+//! ([`BodyEnd::after`], [`BodyEnd::at_drop`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Buf;
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use vitals_core::body::{BodyEnd, BodyObserver, CompletionBody, EitherBody};
+use vitals_core::body::{BodyEnd, EitherBody};
 
-use crate::admission::Permit;
-use crate::scope::BodyScope;
+use crate::state::RequestState;
 
 /// The handler's body as the cache-headers part hands it on (passed through, buffered for its
 /// entity tag, or none for a `304`).
@@ -43,7 +42,7 @@ pub(crate) fn uncached<B: Body>(body: B) -> Cached<B> {
 #[cfg(feature = "concurrency")]
 pub(crate) type DeadlineAt = tokio::time::Instant;
 #[cfg(not(feature = "concurrency"))]
-pub(crate) type DeadlineAt = Instant;
+pub(crate) type DeadlineAt = std::time::Instant;
 
 /// `body`, failed if it has not ended by `deadline` (none: untouched).
 pub(crate) fn deadlined<B>(
@@ -56,69 +55,35 @@ pub(crate) fn deadlined<B>(
     body
 }
 
-/// What each part does when the body ends.
-pub(crate) struct Finish {
-    /// The concurrency limit's permit: given back here, with a latency sample when completed.
-    pub(crate) permit: Option<Permit>,
-    #[cfg(feature = "latency")]
-    pub(crate) latency: Option<vitals_latency::part::LatencyFinish>,
-    #[cfg(feature = "timing")]
-    pub(crate) timing: Option<vitals_timing::part::TimingFinish>,
-    #[cfg(feature = "queries")]
-    pub(crate) queries: Option<vitals_queries::part::QueriesFinish>,
-}
-
-impl BodyObserver for Finish {
-    #[allow(unused_variables)] // Every part reading trailers may be compiled out.
-    fn on_trailers(&mut self, trailers: &HeaderMap) {
-        #[cfg(feature = "latency")]
-        if let Some(latency) = &mut self.latency {
-            latency.on_trailers(trailers);
-        }
-        #[cfg(feature = "timing")]
-        if let Some(timing) = &mut self.timing {
-            timing.on_trailers(trailers);
-        }
-    }
-
-    #[allow(unused_variables)] // Every part may be compiled out.
-    fn on_end(self, end: BodyEnd) {
-        #[cfg(feature = "queries")]
-        if let Some(queries) = self.queries {
-            queries.on_end(end);
-        }
-        if let Some(permit) = self.permit {
-            #[cfg(feature = "concurrency")]
-            permit.on_end(end);
-            #[cfg(not(feature = "concurrency"))]
-            match permit {}
-        }
-        // One clock read for every part.
-        let now = Instant::now();
-        #[cfg(feature = "latency")]
-        if let Some(latency) = self.latency {
-            latency.ended_at(end, now);
-        }
-        #[cfg(feature = "timing")]
-        if let Some(timing) = self.timing {
-            timing.ended_at(end, now);
-        }
-        let _ = now;
-    }
-}
-
 pin_project! {
     /// The response body of [`VitalsService`](crate::VitalsService): the handler's body (or
     /// the answer a part made: a refusal, a timeout, a `304`, the queries part's N+1 report),
-    /// watched to its last byte.
+    /// watched to its last byte. Every part's state is in one box (none when every part is
+    /// off), so the body moves as a small value.
     pub struct VitalsBody<B>
     where
         B: Body,
         Inner<B>: Body,
     {
         #[pin]
-        inner: CompletionBody<Inner<B>, Finish>,
-        scope: BodyScope,
+        inner: Inner<B>,
+        // Until the end is told to the parts; `None` after, or when every part is off.
+        state: Option<Box<RequestState>>,
+        // Set while the inner body is polled: still set at drop means its poll panicked.
+        polling: bool,
+    }
+
+    impl<B> PinnedDrop for VitalsBody<B>
+    where
+        B: Body,
+        Inner<B>: Body,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(finish) = this.state.as_mut().and_then(|state| state.finish.take()) {
+                finish.on_end(BodyEnd::at_drop(*this.polling, this.inner.is_end_stream()));
+            }
+        }
     }
 }
 
@@ -126,10 +91,11 @@ impl<B: Body> VitalsBody<B>
 where
     Inner<B>: Body,
 {
-    pub(crate) fn new(body: Inner<B>, finish: Finish, scope: BodyScope) -> Self {
+    pub(crate) fn new(inner: Inner<B>, state: Option<Box<RequestState>>) -> Self {
         Self {
-            inner: CompletionBody::new(body, finish),
-            scope,
+            inner,
+            state,
+            polling: false,
         }
     }
 }
@@ -148,10 +114,41 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let inner = this.inner;
-        let polled = this.scope.in_scope(|| inner.poll_frame(cx));
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            this.scope.on_error();
+        let mut inner = this.inner;
+        let Some(state) = this.state.as_mut() else {
+            return inner.poll_frame(cx);
+        };
+        let polling = this.polling;
+        let RequestState { scope, finish, .. } = &mut **state;
+        // The span entered once; the parts told of the end inside it, so what they log is
+        // labelled with the request.
+        #[allow(unused_assignments)] // `polling` is read at drop, should the poll panic.
+        let (polled, ended) = scope.in_scope(|| {
+            *polling = true;
+            let polled = inner.as_mut().poll_frame(cx);
+            *polling = false;
+            let Poll::Ready(frame) = polled else {
+                return (Poll::Pending, false);
+            };
+            if let (Some(Ok(frame)), Some(finish)) = (&frame, finish.as_mut())
+                && let Some(trailers) = frame.trailers_ref()
+            {
+                finish.on_trailers(trailers);
+            }
+            let end = BodyEnd::after(&frame, inner.is_end_stream());
+            if let Some(end) = end {
+                if end == BodyEnd::Errored {
+                    scope.on_body_error();
+                }
+                if let Some(finish) = finish.take() {
+                    finish.on_end(end);
+                }
+            }
+            (Poll::Ready(frame), end.is_some())
+        });
+        if ended {
+            // The span closes here, after its last poll.
+            *this.state = None;
         }
         polled
     }
@@ -171,7 +168,13 @@ where
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VitalsBody")
-            .field("ended", &self.inner.has_ended())
+            .field(
+                "ended",
+                &self
+                    .state
+                    .as_ref()
+                    .is_none_or(|state| state.finish.is_none()),
+            )
             .finish_non_exhaustive()
     }
 }

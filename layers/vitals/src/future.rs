@@ -14,56 +14,21 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use vitals_core::body::EitherBody;
-use vitals_core::server_timing::ServerTiming;
 
-use crate::admission::{Deadline, Permit, Refusal, Waiting};
-use crate::body::{Cached, Finish, Inner, VitalsBody, deadlined, uncached};
-use crate::scope::{BodyScope, RequestScope};
+#[cfg(feature = "concurrency")]
+use crate::admission::Deadline;
+use crate::admission::{Refusal, Waiting};
+use crate::body::{Cached, Inner, VitalsBody, deadlined, uncached};
+use crate::state::{Finish, Parts, QueriesFinish, RequestState};
 
-#[cfg(feature = "cache-headers")]
-pub(crate) use vitals_cache_headers::part::CacheInFlight;
 #[cfg(feature = "cache-headers")]
 use vitals_cache_headers::part::{Buffering, CacheHead};
-#[cfg(feature = "queries")]
-use vitals_queries::part::QueriesFinish;
-
-/// No cache headers without the `cache-headers` feature.
-#[cfg(not(feature = "cache-headers"))]
-pub(crate) enum CacheInFlight {}
 
 /// No buffering without the `cache-headers` feature.
 #[cfg(not(feature = "cache-headers"))]
 pub(crate) enum Buffering<B> {
     #[allow(dead_code)] // Never built: it only names `B`.
     Never(std::convert::Infallible, std::marker::PhantomData<B>),
-}
-
-/// Nothing to finish without the queries part.
-#[cfg(not(feature = "queries"))]
-pub(crate) enum QueriesFinish {}
-
-/// Every enabled part's state for one request, until its response head.
-pub(crate) struct InFlight {
-    /// What the request's work runs inside.
-    pub(crate) scope: RequestScope,
-    pub(crate) parts: Parts,
-}
-
-/// The parts' own state (apart from the scope, so a poll can change it while inside it).
-pub(crate) struct Parts {
-    #[cfg(feature = "timing")]
-    pub(crate) timing: Option<vitals_timing::part::TimingInFlight>,
-    #[cfg(feature = "latency")]
-    pub(crate) latency: Option<vitals_latency::part::LatencyInFlight>,
-    #[cfg(feature = "queries")]
-    pub(crate) queries: Option<vitals_queries::part::QueriesInFlight>,
-    pub(crate) cache: Option<CacheInFlight>,
-    /// The concurrency limit's permit, held to the end of the body.
-    pub(crate) permit: Option<Permit>,
-    #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
-    pub(crate) deadline: Option<Deadline>,
-    /// The collector this service inserted, and so renders.
-    pub(crate) server_timing: Option<ServerTiming>,
 }
 
 /// What one poll came to.
@@ -79,85 +44,50 @@ enum Step<B: Body, E> {
     Answer(Response<Full<B::Data>>),
 }
 
-impl InFlight {
-    /// The response head is decided: each outer part sees it (the limit learns whether it
-    /// measured real work; latency and timing classify what the client gets; the span records
-    /// it), then the body is wrapped once for all of them.
-    fn finish_head<B>(
-        self,
-        #[allow(unused_mut)] mut response: Response<Cached<EitherBody<B>>>,
-        queries: Option<QueriesFinish>,
-        #[allow(unused_variables)] now: Option<Instant>,
-    ) -> Response<VitalsBody<B>>
-    where
-        B: Body,
-        B::Data: From<Bytes> + Buf,
-        Inner<B>: Body,
-    {
-        let Self { scope, parts } = self;
-        let mut permit = parts.permit;
-        if let Some(permit) = permit.as_mut() {
-            #[cfg(feature = "concurrency")]
-            permit.on_response(&response);
-            #[cfg(not(feature = "concurrency"))]
-            match *permit {}
-        }
+/// The response head is decided: each outer part sees it (the limit learns whether it measured
+/// real work; latency and timing classify what the client gets; the span records it), then the
+/// body takes the request's state to its end.
+fn finish_head<B>(
+    mut state: Box<RequestState>,
+    mut response: Response<Cached<EitherBody<B>>>,
+    queries: Option<QueriesFinish>,
+    #[allow(unused_variables)] now: Option<Instant>,
+) -> Response<VitalsBody<B>>
+where
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+    Inner<B>: Body,
+{
+    let parts = std::mem::take(&mut state.parts);
+    let mut permit = parts.permit;
+    if let Some(permit) = permit.as_mut() {
         #[cfg(feature = "concurrency")]
-        let body_deadline = parts.deadline.as_ref().and_then(Deadline::body_deadline);
+        permit.on_response(&response);
         #[cfg(not(feature = "concurrency"))]
-        let body_deadline = None;
-        let finish = Finish {
-            permit,
-            #[cfg(feature = "latency")]
-            latency: parts.latency.map(|latency| latency.on_response(&response)),
-            #[cfg(feature = "timing")]
-            timing: parts
-                .timing
-                .map(|timing| timing.on_response(&response, now)),
-            #[cfg(feature = "queries")]
-            queries,
-        };
-        #[cfg(not(feature = "queries"))]
-        let _ = queries;
-        let scope = BodyScope {
-            #[cfg(feature = "trace-context")]
-            trace: scope.trace.map(|trace| trace.on_response(&mut response)),
-            #[cfg(not(feature = "trace-context"))]
-            trace: scope.trace.map(|never| match never {}),
-            span: scope.span,
-            ledger: scope.ledger,
-        };
-        if let Some(timing) = parts.server_timing {
-            timing.append_to(response.headers_mut());
-        }
-        response.map(|body| VitalsBody::new(deadlined(body, body_deadline), finish, scope))
+        match *permit {}
     }
-
-    fn on_error(self, #[allow(unused_variables)] now: Option<Instant>) {
+    #[cfg(feature = "concurrency")]
+    let body_deadline = parts.deadline.as_ref().and_then(Deadline::body_deadline);
+    #[cfg(not(feature = "concurrency"))]
+    let body_deadline = None;
+    state.finish = Some(Finish {
+        permit,
         #[cfg(feature = "latency")]
-        if let Some(latency) = self.parts.latency {
-            latency.on_error();
-        }
+        latency: parts.latency.map(|latency| latency.on_response(&response)),
         #[cfg(feature = "timing")]
-        if let Some(timing) = self.parts.timing {
-            timing.on_error(now);
-        }
-        #[cfg(feature = "trace-context")]
-        if let Some(trace) = self.scope.trace {
-            trace.on_error();
-        }
+        timing: parts
+            .timing
+            .map(|timing| timing.on_response(&response, now)),
+        #[cfg(feature = "queries")]
+        queries,
+    });
+    #[cfg(not(feature = "queries"))]
+    let _ = queries;
+    state.scope.on_response(&mut response);
+    if let Some(timing) = parts.server_timing {
+        timing.append_to(response.headers_mut());
     }
-
-    fn on_drop(self, #[allow(unused_variables)] while_polling: bool) {
-        #[cfg(feature = "latency")]
-        if let Some(latency) = self.parts.latency {
-            latency.on_drop(while_polling);
-        }
-        #[cfg(feature = "timing")]
-        if let Some(timing) = self.parts.timing {
-            timing.on_drop(while_polling);
-        }
-    }
+    response.map(|body| VitalsBody::new(deadlined(body, body_deadline), Some(state)))
 }
 
 pin_project! {
@@ -169,8 +99,9 @@ pin_project! {
     {
         #[pin]
         phase: Phase<S, Req, B>,
-        // One allocation for every part's state: the future stays small as it is moved.
-        state: Option<Box<InFlight>>,
+        // One allocation for every part's state (none when every part is off): the future
+        // stays small as it is moved, and the body takes the same allocation on.
+        state: Option<Box<RequestState>>,
         polling: bool,
     }
 
@@ -218,34 +149,39 @@ pin_project! {
 }
 
 impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
-    pub(crate) fn running(future: S::Future, state: InFlight) -> Self {
-        Self::new(Phase::Running { future }, state)
+    pub(crate) fn running(future: S::Future, state: Box<RequestState>) -> Self {
+        Self::new(Phase::Running { future }, Some(state))
+    }
+
+    /// Every part is off: the handler's answer passes through, with nothing allocated.
+    pub(crate) fn passthrough(future: S::Future) -> Self {
+        Self::new(Phase::Running { future }, None)
     }
 
     #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
-    pub(crate) fn queued(waiting: Waiting<S, Req>, state: InFlight) -> Self {
+    pub(crate) fn queued(waiting: Waiting<S, Req>, state: Box<RequestState>) -> Self {
         Self::new(
             Phase::Queued {
                 waiting: Box::new(waiting),
             },
-            state,
+            Some(state),
         )
     }
 
     #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
-    pub(crate) fn refused(refusal: Refusal, state: InFlight) -> Self {
+    pub(crate) fn refused(refusal: Refusal, state: Box<RequestState>) -> Self {
         Self::new(
             Phase::Refused {
                 refusal: Some(refusal),
             },
-            state,
+            Some(state),
         )
     }
 
-    fn new(phase: Phase<S, Req, B>, state: InFlight) -> Self {
+    fn new(phase: Phase<S, Req, B>, state: Option<Box<RequestState>>) -> Self {
         Self {
             phase,
-            state: Some(Box::new(state)),
+            state,
             polling: false,
         }
     }
@@ -267,9 +203,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
-            completed();
+            return passthrough(this.phase, cx);
         };
-        let InFlight { scope, parts } = &mut **state;
+        let RequestState { scope, parts, .. } = &mut **state;
         #[cfg(feature = "timing")]
         let clock = parts
             .timing
@@ -294,17 +230,39 @@ where
         };
         Poll::Ready(match step {
             Step::Pending => completed(),
-            Step::Head(response, queries) => Ok(state.finish_head(response, queries, now)),
+            Step::Head(response, queries) => Ok(finish_head(state, response, queries, now)),
             Step::Failed(error) => {
                 state.on_error(now);
                 Err(error)
             }
             Step::Answer(answer) => {
                 let response = answer.map(|body| uncached(EitherBody::own(body)));
-                Ok(state.finish_head(response, None, now))
+                Ok(finish_head(state, response, None, now))
             }
         })
     }
+}
+
+/// Every part is off: the handler's future polled as it is, its body passed through.
+fn passthrough<S, Req, B>(
+    mut phase: Pin<&mut Phase<S, Req, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<VitalsBody<B>>, S::Error>>
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+    Inner<B>: Body,
+{
+    let PhaseProj::Running { future } = phase.as_mut().project() else {
+        completed();
+    };
+    let result = std::task::ready!(future.poll(cx));
+    phase.set(Phase::Done);
+    Poll::Ready(result.map(|response| {
+        response
+            .map(|body| VitalsBody::new(deadlined(uncached(EitherBody::inner(body)), None), None))
+    }))
 }
 
 /// Moves the request on as far as it goes in this poll (inside the request's scope).

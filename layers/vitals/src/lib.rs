@@ -55,6 +55,7 @@ mod routes;
 mod scope;
 mod service;
 mod stack;
+mod state;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod toggle;

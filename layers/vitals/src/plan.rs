@@ -12,8 +12,8 @@ use vitals_core::server_timing::ServerTiming;
 
 #[cfg(feature = "concurrency")]
 use crate::admission::DeadlinePart;
-use crate::future::{InFlight, Parts};
-use crate::scope::RequestScope;
+use crate::scope::Scope;
+use crate::state::{Parts, RequestState};
 
 /// The parts of one [`VitalsLayer`](crate::VitalsLayer), each `None` when switched off.
 #[derive(Clone, Debug, Default)]
@@ -38,7 +38,7 @@ pub(crate) struct Plan {
 /// A request the parts started on: their state, and what the limit decided (with, for a
 /// queued request, what its deadline will be read from once admitted).
 pub(crate) struct Started {
-    pub(crate) state: InFlight,
+    pub(crate) state: Box<RequestState>,
     #[cfg(feature = "concurrency")]
     pub(crate) admission: Option<(Admission, Option<(DeadlinePart, RouteLabel)>)>,
     #[cfg(not(feature = "concurrency"))]
@@ -113,11 +113,12 @@ impl Plan {
         #[cfg(not(feature = "queries"))]
         let _ = (route, admitted);
         #[cfg(feature = "queries")]
-        let scope = RequestScope::new(trace, queries.as_ref());
+        let scope = Scope::new(trace, queries.as_ref());
         #[cfg(not(feature = "queries"))]
-        let scope = RequestScope::new(trace, None);
-        let state = InFlight {
+        let scope = Scope::new(trace, None);
+        let state = Box::new(RequestState {
             scope,
+            finish: None,
             parts: Parts {
                 #[cfg(feature = "timing")]
                 timing,
@@ -132,7 +133,7 @@ impl Plan {
                     .map(|(timing, _)| timing)
                     .filter(ServerTiming::is_owner),
             },
-        };
+        });
         #[cfg(feature = "concurrency")]
         let admission = admission.map(|admission| (admission, later_deadline));
         #[cfg(not(feature = "concurrency"))]
@@ -161,6 +162,16 @@ impl Plan {
             Some(Admission::Queued(_)) => (None, Some((part.clone(), route.clone()))),
             Some(Admission::Refused(_)) => (None, None),
         }
+    }
+
+    /// Whether every part is off: the service then passes requests through untouched.
+    pub(crate) fn is_empty(&self) -> bool {
+        let on = self.uses_clock() || self.uses_server_timing();
+        #[cfg(feature = "concurrency")]
+        let on = on || self.limit.is_some() || self.deadline.is_some();
+        #[cfg(feature = "cache-headers")]
+        let on = on || self.cache.is_some();
+        !on
     }
 
     /// Whether any part reads the clock when the request arrives.

@@ -29,28 +29,29 @@ pub(crate) enum TraceScope {}
 #[derive(Debug)]
 pub(crate) enum TraceInFlight {}
 
-/// Until the response head: the trace part's state (its span and context inside).
-pub(crate) struct RequestScope {
-    pub(crate) trace: Option<TraceInFlight>,
+/// Where the trace part is: following the request until its head, then its body.
+pub(crate) enum Trace {
+    Off,
+    Request(TraceInFlight),
+    #[cfg_attr(not(feature = "trace-context"), allow(dead_code))]
+    Body(TraceScope),
+}
+
+/// The request's span, context and ledger.
+pub(crate) struct Scope {
+    pub(crate) trace: Trace,
     /// The queries part's own span, when there is no request span to carry its ledger.
     pub(crate) span: Option<tracing::Span>,
     pub(crate) ledger: Option<QueryLedger>,
 }
 
-/// From the response head to the end of the body.
-pub(crate) struct BodyScope {
-    pub(crate) trace: Option<TraceScope>,
-    pub(crate) span: Option<tracing::Span>,
-    pub(crate) ledger: Option<QueryLedger>,
-}
-
-impl RequestScope {
+impl Scope {
     /// The scope of a request: the trace part's span when there is one, else the queries
     /// part's own span (its ledger needs a span to be found from the statements' events).
     pub(crate) fn new(trace: Option<TraceInFlight>, queries: Option<&QueriesInFlight>) -> Self {
         let Some(queries) = queries else {
             return Self {
-                trace,
+                trace: trace.map_or(Trace::Off, Trace::Request),
                 span: None,
                 ledger: None,
             };
@@ -69,7 +70,7 @@ impl RequestScope {
                 None => Some(queries.own_span()),
             };
             Self {
-                trace,
+                trace: trace.map_or(Trace::Off, Trace::Request),
                 span,
                 ledger: Some(queries.ledger().clone()),
             }
@@ -78,57 +79,59 @@ impl RequestScope {
         match *queries {}
     }
 
+    /// Runs `f` with the span entered once (the trace part's, else the queries part's own) and
+    /// the ledger current.
     pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        #[cfg(feature = "trace-context")]
-        let trace = self.trace.as_ref().map(TraceInFlight::scope);
-        #[cfg(not(feature = "trace-context"))]
-        let trace = self.trace.as_ref().map(|never| match *never {});
-        run_in(trace, self.span.as_ref(), self.ledger.as_ref(), f)
+        let with_ledger = || match &self.ledger {
+            #[cfg(feature = "queries")]
+            Some(ledger) => ledger.in_scope(f),
+            #[cfg(not(feature = "queries"))]
+            Some(never) => match *never {},
+            None => f(),
+        };
+        match &self.trace {
+            #[cfg(feature = "trace-context")]
+            Trace::Request(trace) => trace.in_scope(with_ledger),
+            #[cfg(feature = "trace-context")]
+            Trace::Body(trace) => trace.in_scope(with_ledger),
+            #[cfg(not(feature = "trace-context"))]
+            Trace::Request(never) => match *never {},
+            #[cfg(not(feature = "trace-context"))]
+            Trace::Body(never) => match *never {},
+            Trace::Off => {
+                let _entered = self.span.as_ref().map(tracing::Span::enter);
+                with_ledger()
+            }
+        }
     }
-}
 
-impl BodyScope {
-    pub(crate) fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        run_in(
-            self.trace.as_ref(),
-            self.span.as_ref(),
-            self.ledger.as_ref(),
-            f,
-        )
+    /// The response head passed: the span records the status, the request id goes on the
+    /// response, and the scope follows the body from now on.
+    #[allow(unused_variables)] // Without the trace-context part there is nothing to record.
+    pub(crate) fn on_response<B>(&mut self, response: &mut http::Response<B>) {
+        if let Trace::Request(trace) = std::mem::replace(&mut self.trace, Trace::Off) {
+            #[cfg(feature = "trace-context")]
+            {
+                self.trace = Trace::Body(trace.on_response(response));
+            }
+            #[cfg(not(feature = "trace-context"))]
+            match trace {}
+        }
+    }
+
+    /// The handler failed instead of answering.
+    pub(crate) fn on_error(self) {
+        #[cfg(feature = "trace-context")]
+        if let Trace::Request(trace) = self.trace {
+            trace.on_error();
+        }
     }
 
     /// The body failed: the span says so.
-    pub(crate) fn on_error(&self) {
+    pub(crate) fn on_body_error(&self) {
         #[cfg(feature = "trace-context")]
-        if let Some(trace) = &self.trace {
+        if let Trace::Body(trace) = &self.trace {
             trace.on_body_error();
-        }
-    }
-}
-
-/// Runs `f` with the span entered once (the trace part's, else the queries part's own) and
-/// the ledger current.
-fn run_in<R>(
-    trace: Option<&TraceScope>,
-    span: Option<&tracing::Span>,
-    ledger: Option<&QueryLedger>,
-    f: impl FnOnce() -> R,
-) -> R {
-    let with_ledger = || match ledger {
-        #[cfg(feature = "queries")]
-        Some(ledger) => ledger.in_scope(f),
-        #[cfg(not(feature = "queries"))]
-        Some(never) => match *never {},
-        None => f(),
-    };
-    match trace {
-        #[cfg(feature = "trace-context")]
-        Some(trace) => trace.in_scope(with_ledger),
-        #[cfg(not(feature = "trace-context"))]
-        Some(never) => match *never {},
-        None => {
-            let _entered = span.map(tracing::Span::enter);
-            with_ledger()
         }
     }
 }
