@@ -27,6 +27,10 @@ pub enum Variant {
     Vitals,
     /// As `Vitals`, with request spans exported by OTLP (to a receiver that discards them).
     VitalsOtlp,
+    /// axum with a layer that does nothing (`tower`'s `Identity`) added by `Router::layer`: the
+    /// floor any middleware added that way pays (axum boxes each layered route's service,
+    /// future and body).
+    BareLayer,
     /// `VitalsLayer` with every part switched off, and no telemetry: what the fused service
     /// costs when it does nothing (the figure "parts off cost a branch" is checked against).
     VitalsOff,
@@ -45,9 +49,10 @@ impl FromStr for Variant {
             "vitals" => Ok(Self::Vitals),
             "vitals-otlp" => Ok(Self::VitalsOtlp),
             "vitals-off" => Ok(Self::VitalsOff),
+            "bare-layer" => Ok(Self::BareLayer),
             "peer" => Ok(Self::Peer),
             other => Err(format!(
-                "unknown variant {other:?} (bare, vitals, vitals-otlp, vitals-off, peer)"
+                "unknown variant {other:?} (bare, bare-layer, vitals, vitals-otlp, vitals-off, peer)"
             )),
         }
     }
@@ -156,6 +161,7 @@ pub fn app(variant: Variant, pool: SqlitePool) -> Router {
         Variant::Bare => routes(pool),
         Variant::Vitals | Variant::VitalsOtlp => routes(pool).layer(vitals::VitalsLayer::new()),
         Variant::VitalsOff => routes(pool).layer(all_parts_off()),
+        Variant::BareLayer => routes(pool).layer(tower::layer::util::Identity::new()),
         Variant::Peer => peer::app(pool),
     }
 }
@@ -175,7 +181,7 @@ pub enum TelemetryGuard {
 /// Prometheus recorder (axum-prometheus installs its own when its layer is built).
 pub fn install_telemetry(variant: Variant, otlp: Option<&str>) -> Result<TelemetryGuard, String> {
     match variant {
-        Variant::Bare | Variant::VitalsOff => Ok(TelemetryGuard::None),
+        Variant::Bare | Variant::BareLayer | Variant::VitalsOff => Ok(TelemetryGuard::None),
         Variant::Vitals | Variant::VitalsOtlp => {
             let mut builder = vitals::telemetry::builder()
                 .service_name("vitals-load")

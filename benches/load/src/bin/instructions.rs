@@ -13,7 +13,7 @@ use vitals_load::Variant;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(variant), Some(route), Some(count)) = (args.first(), args.get(1), args.get(2)) else {
-        eprintln!("usage: instructions bare|vitals|vitals-otlp|vitals-off|peer /json/42 N");
+        eprintln!("usage: instructions bare|bare-layer|vitals|vitals-otlp|vitals-off|peer /json/42 N");
         return ExitCode::FAILURE;
     };
     let (variant, count) = match (variant.parse::<Variant>(), count.parse::<u64>()) {

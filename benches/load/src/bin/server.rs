@@ -1,4 +1,4 @@
-//! `server --variant bare|vitals|vitals-otlp|vitals-off|peer --listen ADDR [--otlp URL] [--workers N]`
+//! `server --variant bare|bare-layer|vitals|vitals-otlp|vitals-off|peer --listen ADDR [--otlp URL] [--workers N]`
 //! serves the load test's app; `server --discard-otlp ADDR` is an OTLP/HTTP receiver that reads
 //! and drops every export (the collector of the `vitals-otlp` variant).
 
