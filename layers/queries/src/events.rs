@@ -145,7 +145,12 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !has_db_text(attrs.metadata()) {
+        let metadata = attrs.metadata();
+        // The request spans this layer sees (to find their ledgers) carry no statement: known
+        // by their target, without looking through their dozen fields.
+        if matches!(metadata.target(), REQUEST_SPAN_TARGET | TRACE_SPAN_TARGET)
+            || !has_db_text(metadata)
+        {
             return;
         }
         let mut fields = SqlxFields::default();
