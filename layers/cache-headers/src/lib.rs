@@ -40,6 +40,9 @@
 //!   [`PreconditionLayer`] checks them *before* the handler runs, against the resource's
 //!   current validators. Malformed conditionals are ignored on reads (an unreadable `If-Match`
 //!   fails a write closed), never a panic or a 500.
+//! - **One behaviour, two drivers**: [`part::CachePart`] holds the rules (request facts when it
+//!   arrives; at the head the policy, the preconditions, or the body to buffer for its tag);
+//!   [`CacheHeaders`] is its standalone driver, the fused `vitals` stack the other.
 //!
 //! See `docs/cache-headers.md`.
 

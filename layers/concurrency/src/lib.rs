@@ -13,7 +13,9 @@
 //!
 //! Both answer with a `Response` and keep the inner service's error type, so axum needs no
 //! `HandleErrorLayer`; both mark what they answered (`rejected`, `timeout`) for the outer
-//! Vitals layers.
+//! Vitals layers. Each is a thin adapter over a part — [`part::LimitPart`] (admit, queue or
+//! refuse; the [`Permit`] held to the body's end) and [`deadline::DeadlinePart`] — which the
+//! fused `vitals` stack drives too.
 //!
 //! ```
 //! use std::time::Duration;

@@ -13,6 +13,9 @@ use vitals_trace_context::TraceContextLayer;
 
 const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+// One test, three subscribers in turn: a second test in this binary would race it for tracing's
+// callsite interest.
+#[allow(clippy::too_many_lines)]
 #[tokio::test]
 async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() {
     use std::io::Write;
@@ -98,7 +101,7 @@ async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() 
             .with_writer(warnings.clone())
             .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
     );
-    let _default = tracing::subscriber::set_default(subscriber);
+    let warn_default = tracing::subscriber::set_default(subscriber);
     let app = Router::new()
         .route(
             "/slow",
@@ -118,4 +121,39 @@ async fn every_event_in_a_request_carries_its_trace_and_span_ids_in_json_logs() 
     assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(line["field.trace_id"], "spoofed");
     assert_eq!(line["ratio"], "NaN");
+    drop(warn_default);
+
+    // Work spawned with the request's context (`TraceContext::scope`) is labelled with its
+    // trace; a span of the user's with ids of its own, entered inside, labels what it holds.
+    let scoped = Lines::default();
+    let subscriber = tracing_subscriber::registry().with(TraceIdsLayer).with(
+        tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat)
+            .with_writer(scoped.clone()),
+    );
+    let _default = tracing::subscriber::set_default(subscriber);
+    let context = vitals_trace_context::TraceContext::new_root();
+    let trace_id = context.trace_id.to_string();
+    context
+        .scope(async {
+            tracing::info!("background work");
+            let own = tracing::info_span!("batch", trace_id = "0af7651916cd43dd8448eb211c80319c");
+            own.in_scope(|| tracing::info!("inside the batch"));
+        })
+        .await;
+    let text = String::from_utf8(scoped.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let background = events
+        .iter()
+        .find(|e| e["message"] == "background work")
+        .unwrap();
+    assert_eq!(background["trace_id"], trace_id.as_str());
+    let batch = events
+        .iter()
+        .find(|e| e["message"] == "inside the batch")
+        .unwrap();
+    assert_eq!(batch["trace_id"], "0af7651916cd43dd8448eb211c80319c");
 }
