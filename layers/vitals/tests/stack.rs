@@ -458,3 +458,99 @@ async fn the_limit_queues_admits_and_refuses_inside_the_one_service() {
     };
     assert_eq!((count(200), count(503)), (3, 2), "{latency:?}");
 }
+
+/// A body that sends one byte every 60 ms, three times.
+struct Trickle {
+    left: u8,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Trickle {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(std::future::Future::poll(self.sleep.as_mut(), cx));
+        self.left -= 1;
+        let next = tokio::time::Instant::now() + Duration::from_millis(60);
+        self.sleep.as_mut().reset(next);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"x",
+        )))))
+    }
+}
+
+fn trickle() -> axum::body::Body {
+    axum::body::Body::new(Trickle {
+        left: 3,
+        sleep: Box::pin(tokio::time::sleep(Duration::from_millis(60))),
+    })
+}
+
+/// The deadline covers the body when asked to (a body still streaming when it passes fails, so
+/// the client sees a cut response), and a request's deadline counts from its admission, not
+/// from its arrival: the time spent in the limit's queue is not the handler's.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_covers_the_body_and_counts_from_admission() {
+    let vitals = VitalsLayer::builder()
+        .concurrency_limit(
+            ConcurrencyLimitLayer::new(1)
+                .with_max_queued(1)
+                .with_max_wait(Duration::from_secs(5)),
+        )
+        .timeout(TimeoutLayer::new(Duration::from_millis(100)).with_body_deadline())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/stream", get(|| async { trickle() }))
+        .route(
+            "/work",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                "done"
+            }),
+        )
+        .route(
+            "/overrun",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                "late"
+            }),
+        )
+        .layer(vitals.clone());
+
+    // 3 × 60 ms of body against a 100 ms deadline: cut.
+    let response = send(&app, "/stream").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let read = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+    assert!(read.is_err(), "the body outlived the deadline: {read:?}");
+    assert_eq!(vitals.concurrency_limit().unwrap().snapshot().in_flight, 0);
+
+    // Two requests of 80 ms each through a limit of one: the second waits 80 ms in the queue,
+    // then has its own 100 ms.
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, "/work").await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let second = send(&app, "/work").await;
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(finish(second).await, b"done");
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+
+    // A queued request still gets a deadline once admitted.
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, "/work").await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let overrun = send(&app, "/overrun").await;
+    assert_eq!(overrun.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+}
