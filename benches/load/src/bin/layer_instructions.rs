@@ -1,0 +1,116 @@
+//! `layer_instructions LAYER N`: sends N requests in-process (tower `oneshot`, body read to its
+//! end) through one Vitals layer used alone, around a service that answers a fixed JSON body, on
+//! one thread, with no subscriber and no metrics recorder. `scripts/loadtest layers` runs it
+//! under callgrind twice (two values of N) and divides the difference in instructions by the
+//! difference in requests: each layer's standalone cost per request, a figure that repeats to a
+//! few instructions where the criterion benchmarks' times move ±10% between runs.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use tower::{Layer, Service, ServiceExt};
+use vitals_load::PRODUCT_JSON;
+
+/// The layers, by the name the command line gives.
+const LAYERS: [&str; 9] = [
+    "bare",
+    "trace-context",
+    "timing",
+    "latency",
+    "queries",
+    "concurrency-limit",
+    "timeout",
+    "cache-headers",
+    "vitals",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(layer), Some(count)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: layer_instructions {} N", LAYERS.join("|"));
+        return ExitCode::FAILURE;
+    };
+    let Ok(count) = count.parse::<u64>() else {
+        eprintln!("layer_instructions: N must be a number, not {count:?}");
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("layer_instructions: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bare = tower::service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from(PRODUCT_JSON)))
+    });
+    let result = runtime.block_on(async {
+        match layer.as_str() {
+            "bare" => send(bare, count).await,
+            "trace-context" => {
+                send(vitals::trace_context::TraceContextLayer::new().layer(bare), count).await
+            }
+            "timing" => send(vitals::timing::RequestTimingLayer::new().layer(bare), count).await,
+            "latency" => {
+                let registry = vitals::latency::LatencyRegistry::new();
+                send(vitals::latency::LatencyLayer::new(registry).layer(bare), count).await
+            }
+            "queries" => {
+                send(vitals::queries::QueryTrackingLayer::new().layer(bare), count).await
+            }
+            "concurrency-limit" => {
+                let limit = vitals::concurrency::ConcurrencyLimitLayer::new(vitals_load::LIMIT);
+                send(limit.layer(bare), count).await
+            }
+            "timeout" => {
+                let timeout = vitals::concurrency::TimeoutLayer::new(Duration::from_secs(30));
+                send(timeout.layer(bare), count).await
+            }
+            "cache-headers" => {
+                send(vitals::cache_headers::CacheHeadersLayer::new().layer(bare), count).await
+            }
+            "vitals" => send(vitals::VitalsLayer::new().layer(bare), count).await,
+            other => Err(format!("unknown layer {other:?} ({})", LAYERS.join(", "))),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("layer_instructions: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends `count` requests through clones of `service`, each body read to its end.
+async fn send<S, B>(service: S, count: u64) -> Result<(), String>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Display,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    for _ in 0..count {
+        let request = Request::get("/products/42")
+            .header("host", "bench.local")
+            .header("accept", "application/json")
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        let response = service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = Body::new(response.into_body());
+        axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
