@@ -60,7 +60,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::{self, Write};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -198,17 +198,17 @@ impl Metric {
 
     /// Writes the metric by the Server Timing grammar. `Ok(false)` if its name is not a token;
     /// `Err` if `out` is full.
-    fn render(&self, out: &mut impl Write) -> Result<bool, fmt::Error> {
+    fn render(&self, out: &mut Line) -> Result<bool, Full> {
         if !is_token(&self.name) {
             return Ok(false);
         }
-        out.write_str(&self.name)?;
+        out.push(self.name.as_bytes())?;
         if let Some(nanos) = self.duration_nanos {
-            out.write_str(";dur=")?;
+            out.push(b";dur=")?;
             write_millis(out, nanos)?;
         }
         if let Some(desc) = &self.description {
-            out.write_str(";desc=")?;
+            out.push(b";desc=")?;
             write_param_value(out, truncate(desc, MAX_DESCRIPTION_LEN))?;
         }
         Ok(true)
@@ -258,13 +258,17 @@ impl Collected {
     }
 }
 
-/// One header line being rendered: on the stack while it is short (the usual case), on the
-/// heap past [`INLINE_LINE`] bytes. Writing past [`MAX_HEADER_LEN`] fails.
+/// One header line being rendered, as bytes: on the stack while it is short (the usual case),
+/// on the heap past [`INLINE_LINE`] bytes. Writing past [`MAX_HEADER_LEN`] fails.
 struct Line {
     inline: [u8; INLINE_LINE],
     len: usize,
     spilled: Option<Vec<u8>>,
 }
+
+/// The line is at [`MAX_HEADER_LEN`]: what did not fit is taken back.
+#[derive(Debug, PartialEq, Eq)]
+struct Full;
 
 /// Bytes of a line rendered without allocating.
 const INLINE_LINE: usize = 256;
@@ -295,22 +299,21 @@ impl Line {
             None => &self.inline[..self.len],
         }
     }
-}
 
-impl Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.len() + s.len() > MAX_HEADER_LEN {
-            return Err(fmt::Error);
+    /// Appends `piece` (visible ASCII and spaces only: the renderer writes nothing else).
+    fn push(&mut self, piece: &[u8]) -> Result<(), Full> {
+        if self.len() + piece.len() > MAX_HEADER_LEN {
+            return Err(Full);
         }
         if let Some(spilled) = &mut self.spilled {
-            spilled.extend_from_slice(s.as_bytes());
-        } else if let Some(dest) = self.inline.get_mut(self.len..self.len + s.len()) {
-            dest.copy_from_slice(s.as_bytes());
-            self.len += s.len();
+            spilled.extend_from_slice(piece);
+        } else if let Some(dest) = self.inline.get_mut(self.len..self.len + piece.len()) {
+            dest.copy_from_slice(piece);
+            self.len += piece.len();
         } else {
             let mut spilled = Vec::with_capacity(MAX_HEADER_LEN);
             spilled.extend_from_slice(&self.inline[..self.len]);
-            spilled.extend_from_slice(s.as_bytes());
+            spilled.extend_from_slice(piece);
             self.spilled = Some(spilled);
         }
         Ok(())
@@ -421,7 +424,7 @@ impl ServerTiming {
         let mut line = Line::new();
         for metric in collected.iter() {
             let before = line.len();
-            let separated = before == 0 || line.write_str(", ").is_ok();
+            let separated = before == 0 || line.push(b", ").is_ok();
             // Render in place; take it back if it is invalid or would pass the length cap.
             if !(separated && metric.render(&mut line) == Ok(true)) {
                 line.truncate(before);
@@ -507,57 +510,51 @@ static TCHAR: [bool; 256] = {
 };
 
 /// Milliseconds with at most three decimals, rounded, trailing zeros trimmed (`12`, `4.1`,
-/// `0.125`), from whole nanoseconds.
-fn write_millis(out: &mut impl Write, nanos: u64) -> fmt::Result {
+/// `0.125`), from whole nanoseconds — composed on the stack and written at once.
+fn write_millis(out: &mut Line, nanos: u64) -> Result<(), Full> {
     let micros = nanos / 1_000 + u64::from(nanos % 1_000 >= 500);
-    let (whole, mut fraction) = (micros / 1_000, micros % 1_000);
-    write_integer(out, whole)?;
-    if fraction == 0 {
-        return Ok(());
-    }
-    out.write_char('.')?;
-    let mut divisor = 100;
-    while fraction > 0 {
-        let digit = u8::try_from(fraction / divisor).unwrap_or(0);
-        out.write_char(char::from(b'0' + digit))?;
-        fraction %= divisor;
-        divisor /= 10;
-    }
-    Ok(())
-}
-
-/// Decimal digits of `n`, without the formatting machinery (it shows in the profile).
-fn write_integer(out: &mut impl Write, mut n: u64) -> fmt::Result {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
+    let (mut whole, mut fraction) = (micros / 1_000, micros % 1_000);
+    // At most 20 digits of `whole` (u64::MAX / 1e6 has 14), a point, three decimals.
+    let mut digits = [0u8; 24];
+    let mut start = 20;
     loop {
         start -= 1;
-        digits[start] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-        if n == 0 {
+        digits[start] = b'0' + u8::try_from(whole % 10).unwrap_or(0);
+        whole /= 10;
+        if whole == 0 {
             break;
         }
     }
-    out.write_str(std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?)
-}
-
-/// A token as is, anything else as a quoted string.
-fn write_param_value(out: &mut impl Write, value: &str) -> fmt::Result {
-    if is_token(value) {
-        return out.write_str(value);
-    }
-    out.write_char('"')?;
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
-                out.write_char('\\')?;
-                out.write_char(c)?;
-            }
-            ' ' | '\t' | '!'..='~' => out.write_char(c)?,
-            _ => out.write_char('?')?,
+    let mut end = 20;
+    if fraction > 0 {
+        digits[end] = b'.';
+        end += 1;
+        let mut divisor = 100;
+        while fraction > 0 {
+            digits[end] = b'0' + u8::try_from(fraction / divisor).unwrap_or(0);
+            end += 1;
+            fraction %= divisor;
+            divisor /= 10;
         }
     }
-    out.write_char('"')
+    out.push(&digits[start..end])
+}
+
+/// A token as is, anything else as a quoted string (`"` and `\` escaped, other characters
+/// outside visible ASCII and space written as `?`).
+fn write_param_value(out: &mut Line, value: &str) -> Result<(), Full> {
+    if is_token(value) {
+        return out.push(value.as_bytes());
+    }
+    out.push(b"\"")?;
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => out.push(&[b'\\', c as u8])?,
+            ' ' | '\t' | '!'..='~' => out.push(&[c as u8])?,
+            _ => out.push(b"?")?,
+        }
+    }
+    out.push(b"\"")
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -598,12 +595,12 @@ mod tests {
         let mut line = Line::new();
         let hundred = "h".repeat(100);
         // Short writes add up (200 bytes), whatever their product.
-        assert!(line.write_str(&hundred).is_ok() && line.write_str(&hundred).is_ok());
+        assert!(line.push(hundred.as_bytes()).is_ok() && line.push(hundred.as_bytes()).is_ok());
         assert_eq!(line.len(), 200);
         let rest = "r".repeat(MAX_HEADER_LEN - 200);
-        assert!(line.write_str(&rest).is_ok(), "exactly the cap fits");
+        assert!(line.push(rest.as_bytes()).is_ok(), "exactly the cap fits");
         assert_eq!(line.len(), MAX_HEADER_LEN);
-        assert!(line.write_str("x").is_err(), "one byte more does not");
+        assert!(line.push(b"x").is_err(), "one byte more does not");
         assert_eq!(line.as_bytes().len(), MAX_HEADER_LEN);
     }
 
