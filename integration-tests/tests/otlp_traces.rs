@@ -93,6 +93,20 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
         Some(&AnyValue::StringValue("GET".to_owned()))
     );
     assert!(attribute(server, "http.response.status_code").is_some());
+    // Not the attributes no backend reads: busy/idle time, source location, thread.
+    for key in [
+        "busy_ns",
+        "idle_ns",
+        "code.filepath",
+        "code.file.path",
+        "code.lineno",
+        "code.line.number",
+        "code.namespace",
+        "thread.id",
+        "thread.name",
+    ] {
+        assert!(attribute(server, key).is_none(), "{key} exported");
+    }
     // The id the client was told in Server-Timing is the exported span's.
     let told = format!("trace;desc=00-{TRACE}-{}-01", hex(&server.span_id));
     assert!(timing.starts_with(&told), "{timing} vs {told}");

@@ -107,8 +107,12 @@ fn otel(c: &mut Criterion) {
         .with_batch_exporter(Discard)
         .build();
     let subscriber = tracing_subscriber::registry().with(json_logs()).with(
+        // As `vitals::telemetry` installs it: without busy/idle time, location and thread.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("bench"))
+            .with_tracked_inactivity(false)
+            .with_location(false)
+            .with_threads(false)
             .with_filter(LevelFilter::INFO),
     );
     tracing::subscriber::with_default(subscriber, || compare(c, "stack_json_logs_otel"));
