@@ -28,6 +28,50 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
         .and_then(|v| v.value.as_ref())
 }
 
+/// The server span's HTTP attributes as the OpenTelemetry conventions type and name them, and
+/// none of the ones no backend reads.
+fn server_attributes_follow_the_conventions(server: &Span, base_url: &str) {
+    // Integers, as the conventions type them.
+    assert_eq!(
+        attribute(server, "http.response.status_code"),
+        Some(&AnyValue::IntValue(200))
+    );
+    // The recommended HTTP server attributes, from the connection's request.
+    let base = reqwest::Url::parse(base_url).expect("the shop's URL");
+    assert_eq!(
+        attribute(server, "server.address"),
+        Some(&AnyValue::StringValue(
+            base.host_str().expect("a host").to_owned()
+        ))
+    );
+    assert_eq!(
+        attribute(server, "server.port"),
+        Some(&AnyValue::IntValue(i64::from(base.port().expect("a port"))))
+    );
+    assert_eq!(
+        attribute(server, "network.protocol.version"),
+        Some(&AnyValue::StringValue("1.1".to_owned()))
+    );
+    assert_eq!(
+        attribute(server, "user_agent.original"),
+        Some(&AnyValue::StringValue("vitals-test/1.0".to_owned()))
+    );
+    // Not the attributes no backend reads: busy/idle time, source location, thread.
+    for key in [
+        "busy_ns",
+        "idle_ns",
+        "code.filepath",
+        "code.file.path",
+        "code.lineno",
+        "code.line.number",
+        "code.namespace",
+        "thread.id",
+        "thread.name",
+    ] {
+        assert!(attribute(server, key).is_none(), "{key} exported");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
     let receiver = OtlpReceiver::start().await;
@@ -43,12 +87,14 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
     assert!(telemetry.exports_traces());
 
     let shop = TestShop::start_sqlite().await;
+    let base_url = shop.url("");
     let parent = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let product = shop
         .client()
         .get(shop.url("/products/7"))
         .header("traceparent", &parent)
         .header("tracestate", "rojo=00f067aa0ba902b7")
+        .header("user-agent", "vitals-test/1.0")
         .send()
         .await
         .expect("a response");
@@ -92,21 +138,7 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
         attribute(server, "http.request.method"),
         Some(&AnyValue::StringValue("GET".to_owned()))
     );
-    assert!(attribute(server, "http.response.status_code").is_some());
-    // Not the attributes no backend reads: busy/idle time, source location, thread.
-    for key in [
-        "busy_ns",
-        "idle_ns",
-        "code.filepath",
-        "code.file.path",
-        "code.lineno",
-        "code.line.number",
-        "code.namespace",
-        "thread.id",
-        "thread.name",
-    ] {
-        assert!(attribute(server, key).is_none(), "{key} exported");
-    }
+    server_attributes_follow_the_conventions(server, &base_url);
     // The id the client was told in Server-Timing is the exported span's.
     let told = format!("trace;desc=00-{TRACE}-{}-01", hex(&server.span_id));
     assert!(timing.starts_with(&told), "{timing} vs {told}");

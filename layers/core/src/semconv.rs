@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use http::Method;
+use http::{HeaderMap, Method, Uri, Version};
 
 /// The matched route template (`/products/{id}`), never the raw path.
 pub const HTTP_ROUTE: &str = "http.route";
@@ -33,6 +33,18 @@ pub const ERROR_TYPE: &str = "error.type";
 pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
 /// How the request ended (see [`crate::outcome::Outcome`]). Vitals' own attribute.
 pub const VITALS_OUTCOME: &str = "vitals.outcome";
+
+/// The name the client addressed the server by (the `Host` header or the URI's authority).
+pub const SERVER_ADDRESS: &str = "server.address";
+/// The port the client addressed, or the scheme's default.
+pub const SERVER_PORT: &str = "server.port";
+/// `1.0`, `1.1`, `2`, `3`.
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+/// The client's `User-Agent`, as sent (truncated to [`MAX_USER_AGENT_LEN`] bytes).
+pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+
+/// The longest `User-Agent` kept on a span: a client cannot make every span it causes large.
+pub const MAX_USER_AGENT_LEN: usize = 256;
 
 /// The server request duration histogram, in seconds.
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
@@ -63,6 +75,89 @@ pub fn method_label(method: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         _ => OTHER_METHOD,
     }
+}
+
+/// `network.protocol.version` of an HTTP version (`1.1`, `2`); `None` for a version `http` does
+/// not name.
+pub fn protocol_version(version: Version) -> Option<&'static str> {
+    match version {
+        Version::HTTP_09 => Some("0.9"),
+        Version::HTTP_10 => Some("1.0"),
+        Version::HTTP_11 => Some("1.1"),
+        Version::HTTP_2 => Some("2"),
+        Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
+}
+
+/// `server.address` and `server.port` of a request: from the URI's authority (HTTP/2's
+/// `:authority`, absolute-form requests), else the `Host` header; the port is the one given,
+/// else the scheme's default (80, or 443 for `https`). `None` without a valid authority — a
+/// malformed `Host` is never an attribute. Borrowed from the request: nothing is allocated.
+pub fn server_address<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<(&'a str, u16)> {
+    let authority = match uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    let (host, port) = split_authority(authority)?;
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    Some((host, port.unwrap_or(default)))
+}
+
+/// `host[:port]` (an IPv6 host in brackets), any `userinfo@` dropped; `None` when the host is
+/// empty or holds what no host may (RFC 3986 `reg-name`, IPv4, `[IPv6]`), or the port is not
+/// a number up to 65535.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let inside = authority.get(1..end)?;
+        let valid = !inside.is_empty()
+            && inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !valid {
+            return None;
+        }
+        let after = authority.get(end + 1..)?;
+        let port = if after.is_empty() {
+            None
+        } else {
+            Some(after.strip_prefix(':')?)
+        };
+        (authority.get(..=end)?, port)
+    } else {
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+        if !valid {
+            return None;
+        }
+        (host, port)
+    };
+    let port = match port {
+        Some(port) => Some(port.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host, port))
+}
+
+/// `user_agent.original` of a request: its `User-Agent` if it is visible ASCII (and spaces),
+/// cut at [`MAX_USER_AGENT_LEN`] bytes.
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    let agent = headers.get(http::header::USER_AGENT)?.to_str().ok()?;
+    Some(&agent[..agent.len().min(MAX_USER_AGENT_LEN)])
 }
 
 /// A semantic-convention name as Prometheus writes it: dots become underscores.
@@ -108,6 +203,49 @@ mod tests {
             "http_server_request_duration"
         );
         assert!(matches!(prometheus_name("plain"), Cow::Borrowed("plain")));
+    }
+
+    #[test]
+    fn server_address_port_protocol_and_agent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, "shop.example:8443".parse().unwrap());
+        let uri: Uri = "/products/7".parse().unwrap();
+        assert_eq!(server_address(&uri, &headers), Some(("shop.example", 8443)));
+        headers.insert(http::header::HOST, "shop.example".parse().unwrap());
+        assert_eq!(server_address(&uri, &headers), Some(("shop.example", 80)));
+        headers.insert(http::header::HOST, "[::1]:3000".parse().unwrap());
+        assert_eq!(server_address(&uri, &headers), Some(("[::1]", 3000)));
+        let absolute: Uri = "https://api.example/x".parse().unwrap();
+        assert_eq!(
+            server_address(&absolute, &headers),
+            Some(("api.example", 443))
+        );
+        // A malformed or missing Host is no attribute.
+        for bad in [
+            "bad host",
+            "shop.example:99999",
+            "shop.example:",
+            ":80",
+            "[::1",
+            "[zz]",
+            "a/b",
+        ] {
+            headers.insert(http::header::HOST, bad.parse().unwrap());
+            assert_eq!(server_address(&uri, &headers), None, "{bad}");
+        }
+        assert!(server_address(&uri, &HeaderMap::new()).is_none());
+
+        assert_eq!(protocol_version(Version::HTTP_11), Some("1.1"));
+        assert_eq!(protocol_version(Version::HTTP_2), Some("2"));
+
+        let long = "a".repeat(MAX_USER_AGENT_LEN + 10);
+        headers.insert(http::header::USER_AGENT, long.parse().unwrap());
+        assert_eq!(user_agent(&headers).map(str::len), Some(MAX_USER_AGENT_LEN));
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        assert_eq!(user_agent(&headers), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tracing::Span;
 use tracing::field::Empty;
 use vitals_core::identity::{RequestId, RequestIdentity};
 use vitals_core::route::RouteLabel;
-use vitals_core::semconv::method_label;
+use vitals_core::semconv::{self, method_label};
 use vitals_core::server_timing::{Metric, ServerTiming};
 
 use crate::context::{CurrentScope, TraceContext, enter};
@@ -106,6 +106,8 @@ impl TracePart {
         });
         let method = method_label(request.method());
         let ids = Ids::of(&context);
+        let (uri, headers) = (request.uri(), request.headers());
+        let server = semconv::server_address(uri, headers);
         let span = tracing::info_span!(
             target: vitals_core::identity::REQUEST_SPAN_TARGET,
             "request",
@@ -116,8 +118,12 @@ impl TracePart {
             otel.kind = "server",
             http.request.method = method,
             http.route = route.as_str(),
-            url.path = request.uri().path(),
-            url.scheme = request.uri().scheme_str().unwrap_or("http"),
+            url.path = uri.path(),
+            url.scheme = uri.scheme_str().unwrap_or("http"),
+            server.address = server.map(|(host, _)| host),
+            server.port = server.map(|(_, port)| i64::from(port)),
+            network.protocol.version = semconv::protocol_version(request.version()),
+            user_agent.original = semconv::user_agent(headers),
             http.response.status_code = Empty,
             otel.status_code = Empty,
             error.type = Empty,
@@ -231,7 +237,7 @@ impl TraceInFlight {
     pub fn on_response<B>(self, response: &mut Response<B>) -> TraceScope {
         let status = response.status();
         let span = &self.scope.span;
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", status.as_str());
