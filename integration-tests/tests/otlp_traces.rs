@@ -154,4 +154,10 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
     assert_eq!(hex(&client.trace_id), TRACE);
     assert_eq!(client.parent_span_id, checkout_span.span_id);
     assert_eq!(sent, format!("00-{TRACE}-{}-01", hex(&client.span_id)));
+    // The downstream call's outcome is on its span.
+    assert_eq!(
+        attribute(client, "http.response.status_code"),
+        Some(&AnyValue::IntValue(200))
+    );
+    assert!(attribute(client, "server.port").is_some());
 }

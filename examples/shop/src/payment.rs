@@ -89,18 +89,43 @@ impl PaymentClient {
             http.request.method = "POST",
             url.full = %self.pay_url,
             server.address = self.pay_url.host_str().unwrap_or_default(),
+            server.port = self.pay_url.port_or_known_default().map(i64::from),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         let mut trace = reqwest::header::HeaderMap::new();
         vitals::trace_context::inject_span(&span, &mut trace);
-        let response = self
+        let sent = self
             .http
             .post(self.pay_url.clone())
             .headers(trace)
             .json(request)
             .send()
-            .instrument(span)
-            .await
-            .map_err(classify)?;
+            .instrument(span.clone())
+            .await;
+        // What the conventions ask of a client span: the status as an integer; an error for
+        // 4xx and 5xx (the call failed, whoever's fault), or for no answer at all.
+        match &sent {
+            Ok(response) => {
+                let status = response.status();
+                span.record("http.response.status_code", i64::from(status.as_u16()));
+                if status.is_client_error() || status.is_server_error() {
+                    span.record("error.type", status.as_str());
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else {
+                    "_OTHER"
+                };
+                span.record("error.type", kind);
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        let response = sent.map_err(classify)?;
         if !response.status().is_success() {
             return Err(PaymentError::Failed(format!(
                 "payment service answered {}",
