@@ -20,6 +20,7 @@ use vitals_timing::RequestTimingLayer;
 use vitals_trace_context::TraceContextLayer;
 
 use vitals_core::findings::Findings;
+use vitals_core::route::RouteLabeler;
 use vitals_core::server_timing::ServerTimingMode;
 
 use crate::plan::Plan;
@@ -145,6 +146,7 @@ pub struct VitalsBuilder {
     routes: Vec<(String, RouteSettings)>,
     findings: Option<Findings>,
     server_timing: Option<ServerTimingMode>,
+    labeler: Option<RouteLabeler>,
 }
 
 impl VitalsBuilder {
@@ -167,6 +169,7 @@ impl VitalsBuilder {
             routes: Vec::new(),
             findings: None,
             server_timing: None,
+            labeler: None,
         }
     }
 
@@ -193,6 +196,26 @@ impl VitalsBuilder {
     /// keeps its own, and the most restrictive one on a request wins.
     pub fn server_timing(mut self, mode: ServerTimingMode) -> Self {
         self.server_timing = Some(mode);
+        self
+    }
+
+    /// How every part labels a request's route — its metrics, its spans, and where it finds
+    /// the route's settings (default: axum's `MatchedPath`, else `unmatched`). One labeler for
+    /// the whole stack, given once: a tonic server's [`GrpcMethodRoute`](vitals_core::route::GrpcMethodRoute),
+    /// a router other than axum's. It replaces the labeler of every part's layer, including
+    /// layers given to the builder before or after this call.
+    ///
+    /// ```
+    /// use vitals::VitalsLayer;
+    /// use vitals::core::route::{GrpcMethodRoute, RouteLabeler};
+    ///
+    /// # fn main() -> Result<(), vitals::VitalsError> {
+    /// let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::new(["/shop.Orders/List"]));
+    /// let vitals = VitalsLayer::builder().route_labeler(labeler).build()?;
+    /// # let _ = vitals; Ok(()) }
+    /// ```
+    pub fn route_labeler(mut self, labeler: RouteLabeler) -> Self {
+        self.labeler = Some(labeler);
         self
     }
 
@@ -332,6 +355,10 @@ impl VitalsBuilder {
             }
             self.apply(&route, settings)?;
         }
+        // After the route table: a timeout the table's deadlines made gets it too.
+        if let Some(labeler) = self.labeler.take() {
+            self.set_route_labeler(&labeler);
+        }
         Ok(VitalsLayer {
             #[cfg(feature = "latency")]
             latency: self.latency.as_ref().map(|l| l.registry().clone()),
@@ -388,6 +415,57 @@ impl VitalsBuilder {
                 .queries
                 .take()
                 .map(|l| l.with_server_timing(mode.clone()));
+        }
+    }
+
+    /// Gives every part the same route labeler.
+    #[allow(unused_variables)] // Every part may be compiled out.
+    fn set_route_labeler(&mut self, labeler: &RouteLabeler) {
+        #[cfg(feature = "trace-context")]
+        {
+            self.trace_context = self
+                .trace_context
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+        }
+        #[cfg(feature = "timing")]
+        {
+            self.timing = self
+                .timing
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+        }
+        #[cfg(feature = "latency")]
+        {
+            self.latency = self
+                .latency
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+        }
+        #[cfg(feature = "concurrency")]
+        {
+            self.limit = self
+                .limit
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+            self.timeout = self
+                .timeout
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+        }
+        #[cfg(feature = "cache-headers")]
+        {
+            self.cache_headers = self
+                .cache_headers
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+        }
+        #[cfg(feature = "queries")]
+        {
+            self.queries = self
+                .queries
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
         }
     }
 

@@ -554,3 +554,67 @@ async fn the_deadline_covers_the_body_and_counts_from_admission() {
     assert_eq!(overrun.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(first.await.unwrap(), StatusCode::OK);
 }
+
+/// Labels every path under `/shop.Orders/` as `/shop.Orders/List`: a labeler other than axum's.
+struct ServicePrefix;
+
+impl vitals::core::route::ExtractRoute for ServicePrefix {
+    fn extract_route(
+        &self,
+        head: vitals::core::route::RequestHead<'_>,
+    ) -> Option<vitals::core::route::RouteLabel> {
+        head.uri
+            .path()
+            .starts_with("/shop.Orders/")
+            .then(|| vitals::core::route::RouteLabel::from_static("/shop.Orders/List"))
+    }
+}
+
+/// One labeler for the whole stack: every part labels the request by it (where axum's
+/// `MatchedPath` would say `/{*rest}`), and the route table is read by it.
+#[tokio::test(start_paused = true)]
+async fn one_route_labeler_is_given_to_every_part() {
+    let labeler = vitals::core::route::RouteLabeler::with_extractor(ServicePrefix);
+    let vitals = VitalsLayer::builder()
+        .route_labeler(labeler)
+        .route(
+            "/shop.Orders/List",
+            RouteSettings::new()
+                .cache(CachePolicy::public(Duration::from_mins(1)))
+                .timeout(Duration::from_millis(100)),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/{*rest}",
+            get(|uri: axum::http::Uri| async move {
+                if uri.path().ends_with("Slow") {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                "listed"
+            }),
+        )
+        .layer(vitals.clone());
+    // The deadline the table gave the route (through a timeout the builder made) applies.
+    let slow = send(&app, "/shop.Orders/Slow").await;
+    assert_eq!(slow.status(), StatusCode::SERVICE_UNAVAILABLE);
+    finish(slow).await;
+    let response = send(&app, "/shop.Orders/List").await;
+    assert_eq!(
+        header_of(&response, "cache-control"),
+        Some("public, max-age=60"),
+        "the cache part found the route's settings by the labeler"
+    );
+    finish(response).await;
+    let latency = vitals
+        .latency()
+        .unwrap()
+        .snapshot_by_route(vitals::latency::Window::OneMinute);
+    let routes: Vec<&str> = latency.series.iter().map(|s| s.route.as_str()).collect();
+    assert_eq!(
+        routes,
+        ["/shop.Orders/List"],
+        "the latency part labelled both so"
+    );
+}
