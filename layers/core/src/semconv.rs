@@ -95,63 +95,91 @@ pub fn protocol_version(version: Version) -> Option<&'static str> {
 /// else the scheme's default (80, or 443 for `https`). `None` without a valid authority — a
 /// malformed `Host` is never an attribute. Borrowed from the request: nothing is allocated.
 pub fn server_address<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<(&'a str, u16)> {
-    let authority = match uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => headers.get(http::header::HOST)?.to_str().ok()?,
-    };
-    let (host, port) = split_authority(authority)?;
     let default = if uri.scheme_str() == Some("https") {
         443
     } else {
         80
     };
+    // Parsed and checked by `http` already.
+    if let Some(authority) = uri.authority() {
+        let host = authority.host();
+        return (!host.is_empty()).then(|| (host, authority.port_u16().unwrap_or(default)));
+    }
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    let (host, port) = split_host(host)?;
     Some((host, port.unwrap_or(default)))
 }
 
-/// `host[:port]` (an IPv6 host in brackets), any `userinfo@` dropped; `None` when the host is
-/// empty or holds what no host may (RFC 3986 `reg-name`, IPv4, `[IPv6]`), or the port is not
-/// a number up to 65535.
-fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let inside = authority.get(1..end)?;
+/// A `Host` header's `host[:port]` (an IPv6 host in brackets), in one pass; `None` when the
+/// host is empty or holds what no host may (RFC 3986 `reg-name`, IPv4, `[IPv6]` — no userinfo),
+/// or the port is not a number up to 65535.
+fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
+    let bytes = value.as_bytes();
+    let host_end = if bytes.first() == Some(&b'[') {
+        let close = bytes.iter().position(|&b| b == b']')?;
+        let inside = bytes.get(1..close)?;
         let valid = !inside.is_empty()
             && inside
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         if !valid {
             return None;
         }
-        let after = authority.get(end + 1..)?;
-        let port = if after.is_empty() {
-            None
-        } else {
-            Some(after.strip_prefix(':')?)
-        };
-        (authority.get(..=end)?, port)
+        close + 1
     } else {
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        };
-        let valid = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
-        if !valid {
+        let mut end = bytes.len();
+        for (at, &b) in bytes.iter().enumerate() {
+            if b == b':' {
+                end = at;
+                break;
+            }
+            if !HOST_CHAR[usize::from(b)] {
+                return None;
+            }
+        }
+        if end == 0 {
             return None;
         }
-        (host, port)
+        end
     };
-    let port = match port {
-        Some(port) => Some(port.parse::<u16>().ok()?),
+    let port = match bytes.get(host_end) {
         None => None,
+        Some(b':') => Some(value.get(host_end + 1..)?.parse::<u16>().ok()?),
+        Some(_) => return None,
     };
-    Some((host, port))
+    Some((value.get(..host_end)?, port))
 }
+
+/// RFC 3986 `reg-name` characters (unreserved, percent, sub-delims), by byte.
+static HOST_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        #[allow(clippy::cast_possible_truncation)] // `b` < 256.
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 /// `user_agent.original` of a request: its `User-Agent` if it is visible ASCII (and spaces),
 /// cut at [`MAX_USER_AGENT_LEN`] bytes.
@@ -222,6 +250,7 @@ mod tests {
         );
         // A malformed or missing Host is no attribute.
         for bad in [
+            "user@shop.example",
             "bad host",
             "shop.example:99999",
             "shop.example:",
