@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+mod ascii;
 pub mod body;
 pub mod findings;
 pub mod identity;

@@ -151,35 +151,7 @@ fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// RFC 3986 `reg-name` characters (unreserved, percent, sub-delims), by byte.
-static HOST_CHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        #[allow(clippy::cast_possible_truncation)] // `b` < 256.
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        b += 1;
-    }
-    table
-};
+static HOST_CHAR: [bool; 256] = crate::ascii::alphanumeric_and(b"-._~%!$&'()*+,;=");
 
 /// `user_agent.original` of a request: its `User-Agent` if it is visible ASCII (and spaces),
 /// cut at [`MAX_USER_AGENT_LEN`] bytes.

@@ -480,34 +480,7 @@ fn is_tchar(b: u8) -> bool {
 
 /// `tchar` by byte: one load per byte where a search of the punctuation showed in profiles
 /// (a 55-character `traceparent` description is checked on every request).
-static TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        #[allow(clippy::cast_possible_truncation)] // `b` < 256.
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
+static TCHAR: [bool; 256] = crate::ascii::alphanumeric_and(b"!#$%&'*+-.^_`|~");
 
 /// Milliseconds with at most three decimals, rounded, trailing zeros trimmed (`12`, `4.1`,
 /// `0.125`), from whole nanoseconds — composed on the stack and written at once.
