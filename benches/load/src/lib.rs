@@ -58,6 +58,15 @@ impl FromStr for Variant {
     }
 }
 
+/// The one-thread runtime the in-process counters (`instructions`, `layer_instructions`) send
+/// their requests on.
+pub fn single_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())
+}
+
 /// The global concurrency limit of the Vitals and peer variants.
 pub const LIMIT: usize = 1024;
 

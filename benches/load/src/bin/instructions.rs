@@ -27,10 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match vitals_load::single_thread_runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("instructions: {error}");

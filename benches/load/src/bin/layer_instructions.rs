@@ -37,10 +37,7 @@ fn main() -> ExitCode {
         eprintln!("layer_instructions: N must be a number, not {count:?}");
         return ExitCode::FAILURE;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match vitals_load::single_thread_runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("layer_instructions: {error}");
