@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use vitals::cache_headers::{CacheHeadersLayer, CachePolicy};
-use vitals::concurrency::ConcurrencyLimitLayer;
+use vitals::cache_headers::{CacheHeadersLayer, CachePolicy, CacheSettings};
+use vitals::concurrency::{ConcurrencyLimitLayer, Limit, LimiterHandle};
 use vitals::core::findings::Findings;
 use vitals::core::route::RequestHead;
 use vitals::latency::LatencyRegistry;
@@ -56,50 +56,54 @@ pub fn vitals_layer(
     VitalsLayer::builder()
         // What the dashboard at /_vitals shows: slow requests, N+1 queries, blocking polls,
         // refusals.
-        .findings(findings)
+        .with_findings(findings)
         // A few hundred requests at once for the whole shop; more wait up to 250 ms, then
         // 503 + Retry-After. Health checks answer even when the shop is saturated.
-        .concurrency_limit(
+        .with_concurrency_limit(
             ConcurrencyLimitLayer::new(max_concurrency)
                 .with_max_wait(Duration::from_millis(250))
                 .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz"),
         )
         // API data that caches must revalidate before use (`no-cache`: the computed ETag makes
         // that a 304); errors never stored.
-        .cache_headers(CacheHeadersLayer::with_policy(CachePolicy::no_cache()))
-        .route(
+        .with_cache_headers(CacheHeadersLayer::new().with_policy(CachePolicy::no_cache()))
+        .with_route(
             "/products",
-            RouteSettings::new().cache_headers(catalogue_cache()),
+            RouteSettings::new().with_cache(catalogue_cache()),
         )
-        .route(
+        .with_route(
             "/products/{id}",
-            RouteSettings::new().cache_headers(catalogue_cache()),
+            RouteSettings::new().with_cache(catalogue_cache()),
         )
         // One JOIN: anything more is a regression. (`/orders/n-plus-one` goes over, on purpose.)
-        .route("/orders", RouteSettings::new().query_budget(3))
-        .route("/orders/n-plus-one", RouteSettings::new().query_budget(3))
-        // Per-user data: only the user's browser may keep it, revalidating before each use.
-        .route(
-            "/me",
-            RouteSettings::new().cache(CachePolicy::private(Duration::ZERO).must_revalidate()),
+        .with_route("/orders", RouteSettings::new().with_query_budget(3))
+        .with_route(
+            "/orders/n-plus-one",
+            RouteSettings::new().with_query_budget(3),
         )
-        .route(
+        // Per-user data: only the user's browser may keep it, revalidating before each use.
+        .with_route(
+            "/me",
+            RouteSettings::new()
+                .with_cache_policy(CachePolicy::private(Duration::ZERO).must_revalidate()),
+        )
+        .with_route(
             "/checkout",
-            RouteSettings::new().cache(CachePolicy::no_store()),
+            RouteSettings::new().with_cache_policy(CachePolicy::no_store()),
         )
         // `/slow` holds requests open on purpose, so it gets a limit of its own — 8 at once, 16
         // waiting at most 100 ms, the rest refused — and a deadline: the rest of the shop keeps
         // answering while it is flooded.
-        .route(
+        .with_route(
             "/slow",
             RouteSettings::new()
-                .limit(
-                    ConcurrencyLimitLayer::new(8)
+                .with_limit(
+                    Limit::new(8)
                         .with_max_queued(16)
                         .with_max_wait(Duration::from_millis(100))
                         .with_name("slow"),
                 )
-                .timeout(SLOW_ROUTE_TIMEOUT),
+                .with_timeout(SLOW_ROUTE_TIMEOUT),
         )
         .build()
 }
@@ -108,14 +112,16 @@ pub fn vitals_layer(
 /// and serve it up to five minutes stale while it revalidates. An unknown product's 404 is
 /// cached 10 s (scanners probing ids then cost one database query per id per 10 s); a request
 /// with `Authorization` gets the private equivalent (the layer's safe default).
-fn catalogue_cache() -> CacheHeadersLayer {
-    CacheHeadersLayer::with_policy(
-        CachePolicy::public(Duration::from_mins(1)).stale_while_revalidate(Duration::from_mins(5)),
-    )
-    .policy_for_status(
-        axum::http::StatusCode::NOT_FOUND,
-        CachePolicy::public(Duration::from_secs(10)),
-    )
+fn catalogue_cache() -> CacheSettings {
+    CacheSettings::new()
+        .with_policy(
+            CachePolicy::public(Duration::from_mins(1))
+                .stale_while_revalidate(Duration::from_mins(5)),
+        )
+        .with_status_policy(
+            axum::http::StatusCode::NOT_FOUND,
+            CachePolicy::public(Duration::from_secs(10)),
+        )
 }
 
 /// A started shop: database open and seeded, payment service reachable.
@@ -126,7 +132,7 @@ pub struct Shop {
     /// Every route's latency, for `GET /_vitals/latency` (and `/metrics` through the recorder).
     latency: LatencyRegistry,
     /// The global limit (`--max-concurrency`).
-    limit: ConcurrencyLimitLayer,
+    limit: LimiterHandle,
     /// What `GET /metrics` renders (the recorder `vitals::telemetry` installed).
     metrics: Option<vitals::telemetry::PrometheusHandle>,
     /// The live page at `/_vitals`.
@@ -182,13 +188,10 @@ impl Shop {
         .map_err(|e| StartError(e.to_string()))?;
         let mut dashboard = vitals.dashboard();
         if let Some(token) = config.dashboard_token {
-            dashboard = dashboard.bearer_token(token);
+            dashboard = dashboard.with_bearer_token(token);
         }
         let dashboard = dashboard.build().map_err(|e| StartError(e.to_string()))?;
-        let (Some(latency), Some(limit)) = (
-            vitals.latency().cloned(),
-            vitals.concurrency_limit().cloned(),
-        ) else {
+        let (Some(latency), Some(limit)) = (vitals.latency().cloned(), vitals.limiter()) else {
             return Err(StartError(
                 "the Vitals stack lacks latency or its limit".into(),
             ));

@@ -66,25 +66,32 @@ fn per_request(c: &mut Criterion) {
     Comparison::new(c, "cache_headers")
         .layer(
             "no_store_policy",
-            CacheHeadersLayer::with_policy(CachePolicy::no_store()),
+            CacheHeadersLayer::new().with_policy(CachePolicy::no_store()),
         )
         .layer(
             "public_policy_no_etag",
-            CacheHeadersLayer::with_policy(public()).etag_limit(0),
+            CacheHeadersLayer::new()
+                .with_policy(public())
+                .with_etag_limit(0),
         )
         .layer(
             "public_policy_etag_51_bytes",
-            CacheHeadersLayer::with_policy(public()),
+            CacheHeadersLayer::new().with_policy(public()),
         )
         .finish();
 
     Comparison::with_request(c, "cache_headers_304", conditional_request)
-        .layer("not_modified", CacheHeadersLayer::with_policy(public()))
+        .layer(
+            "not_modified",
+            CacheHeadersLayer::new().with_policy(public()),
+        )
         .finish();
 
     for (name, len) in [("1_kib", 1 << 10), ("64_kib", 64 << 10)] {
         let fixed = Fixed(body(len));
-        let layered = CacheHeadersLayer::with_policy(public()).layer(fixed.clone());
+        let layered = CacheHeadersLayer::new()
+            .with_policy(public())
+            .layer(fixed.clone());
         Comparison::new(c, &format!("cache_headers_etag_{name}"))
             .service("fixed_body", &fixed)
             .service("fixed_body_etag", &layered)

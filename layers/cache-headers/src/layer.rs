@@ -1,65 +1,16 @@
-//! `CacheHeadersLayer`: the builder and its configuration.
+//! `CacheHeadersLayer`: its default settings, each route's, and the layer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::StatusCode;
 use tower_layer::Layer;
-use vitals_core::route::{RequestHead, RouteLabeler};
+use vitals_core::route::RouteLabeler;
+use vitals_core::route_table::RouteTable;
 
 use crate::part::CachePart;
-use crate::policy::{CachePolicy, Rendered};
+use crate::policy::CachePolicy;
 use crate::service::CacheHeaders;
-
-/// Route templates with a configuration of their own.
-pub(crate) type RouteConfigs = HashMap<Box<str>, Arc<Config>>;
-
-/// Chooses a policy from the request (a rule instead of a fixed policy).
-pub trait PolicyRule: Send + Sync + 'static {
-    /// The policy for this request's successful responses, if any.
-    fn policy(&self, head: RequestHead<'_>) -> Option<CachePolicy>;
-}
-
-impl<F> PolicyRule for F
-where
-    F: Fn(RequestHead<'_>) -> Option<CachePolicy> + Send + Sync + 'static,
-{
-    fn policy(&self, head: RequestHead<'_>) -> Option<CachePolicy> {
-        self(head)
-    }
-}
-
-/// The shared configuration.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) policy: Option<Rendered>,
-    pub(crate) rule: Option<Arc<dyn PolicyRule>>,
-    pub(crate) status_policies: Vec<(StatusCode, Rendered)>,
-    pub(crate) public_even_if_authorized: bool,
-    pub(crate) private_cookies: Vec<String>,
-    pub(crate) handler_wins: bool,
-    pub(crate) etag_limit: usize,
-    pub(crate) labeler: RouteLabeler,
-    #[cfg(feature = "metrics")]
-    pub(crate) metrics: Arc<crate::metrics::Handles>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            policy: None,
-            rule: None,
-            status_policies: Vec::new(),
-            public_even_if_authorized: false,
-            private_cookies: Vec::new(),
-            handler_wins: true,
-            etag_limit: DEFAULT_ETAG_LIMIT,
-            labeler: RouteLabeler::new(),
-            #[cfg(feature = "metrics")]
-            metrics: Arc::default(),
-        }
-    }
-}
+use crate::settings::{CacheSettings, PolicyRule};
 
 /// Bodies up to this size (1 MiB) get a computed `ETag` by default.
 pub const DEFAULT_ETAG_LIMIT: usize = 1 << 20;
@@ -67,30 +18,16 @@ pub const DEFAULT_ETAG_LIMIT: usize = 1 << 20;
 /// Sets `Cache-Control` by policy, computes `ETag`s and answers conditional requests with
 /// `304`/`412`; see the [crate documentation](crate).
 ///
-/// Cheap to clone: clones (axum makes one per route) share one configuration.
-#[derive(Clone)]
+/// Its setters change its default [`CacheSettings`]; [`with_route`](Self::with_route) gives a
+/// route template settings of its own. Cheap to clone: clones (axum makes one per route) share
+/// one configuration.
+#[derive(Clone, Debug)]
 pub struct CacheHeadersLayer {
-    config: Arc<Config>,
-    /// Route templates with a configuration of their own.
-    routes: Arc<RouteConfigs>,
-}
-
-impl std::fmt::Debug for CacheHeadersLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheHeadersLayer")
-            .field("policy", &self.config.policy)
-            .field("rule", &self.config.rule.is_some())
-            .field("status_policies", &self.config.status_policies)
-            .field(
-                "public_even_if_authorized",
-                &self.config.public_even_if_authorized,
-            )
-            .field("private_cookies", &self.config.private_cookies)
-            .field("handler_wins", &self.config.handler_wins)
-            .field("etag_limit", &self.config.etag_limit)
-            .field("routes", &self.routes.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
+    settings: Arc<CacheSettings>,
+    routes: Arc<RouteTable<Arc<CacheSettings>>>,
+    labeler: RouteLabeler,
+    #[cfg(feature = "metrics")]
+    metrics: Arc<crate::metrics::Handles>,
 }
 
 impl Default for CacheHeadersLayer {
@@ -104,100 +41,102 @@ impl CacheHeadersLayer {
     /// errors, `ETag`s computed for bodies up to 1 MiB, and `304`s for conditional `GET`s.
     pub fn new() -> Self {
         Self {
-            config: Arc::new(Config::default()),
+            settings: Arc::default(),
             routes: Arc::default(),
+            labeler: RouteLabeler::new(),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::default(),
         }
     }
 
-    /// [`new`](Self::new) with `policy` for successful (2xx) responses.
-    pub fn with_policy(policy: CachePolicy) -> Self {
-        Self::new().policy(policy)
+    /// The layer's default settings (what a route without its own follows).
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
     }
 
-    fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
-    }
-
-    /// The policy for successful (2xx) responses.
+    /// Replaces the layer's default settings with `settings`.
     #[must_use]
-    pub fn policy(mut self, policy: CachePolicy) -> Self {
-        self.config().policy = Some(policy.into());
+    pub fn with_settings(mut self, settings: CacheSettings) -> Self {
+        self.settings = Arc::new(settings);
         self
     }
 
-    /// Chooses the policy for successful responses per request (by path, method, headers);
-    /// `None` falls back to [`policy`](Self::policy).
-    #[must_use]
-    pub fn policy_by(mut self, rule: impl PolicyRule) -> Self {
-        self.config().rule = Some(Arc::new(rule));
+    fn change(mut self, change: impl FnOnce(CacheSettings) -> CacheSettings) -> Self {
+        let settings = Arc::unwrap_or_clone(self.settings);
+        self.settings = Arc::new(change(settings));
         self
     }
 
-    /// The policy for responses with `status` — e.g. a short public lifetime for `404` on a
-    /// catalogue. Without one, every status from 400 up gets `no-store`.
+    /// The policy for successful (2xx) responses ([`CacheSettings::with_policy`]).
     #[must_use]
-    pub fn policy_for_status(mut self, status: StatusCode, policy: CachePolicy) -> Self {
-        let config = self.config();
-        config.status_policies.retain(|(s, _)| *s != status);
-        config.status_policies.push((status, policy.into()));
-        self
+    pub fn with_policy(self, policy: CachePolicy) -> Self {
+        self.change(|s| s.with_policy(policy))
     }
 
-    /// Keep public policies for requests with `Authorization` (or a private cookie): only for
-    /// responses that do not depend on who asks.
+    /// Chooses the policy for successful responses per request
+    /// ([`CacheSettings::with_policy_rule`]).
     #[must_use]
-    pub fn public_even_if_authorized(mut self) -> Self {
-        self.config().public_even_if_authorized = true;
-        self
+    pub fn with_policy_rule(self, rule: impl PolicyRule) -> Self {
+        self.change(|s| s.with_policy_rule(rule))
     }
 
-    /// Treat a request carrying cookie `name` (a session cookie) like one with
-    /// `Authorization`: public policies become private, and `Vary: Cookie` is added.
+    /// The policy for responses with `status` ([`CacheSettings::with_status_policy`]).
     #[must_use]
-    pub fn private_when_cookie(mut self, name: impl Into<String>) -> Self {
-        self.config().private_cookies.push(name.into());
-        self
+    pub fn with_status_policy(self, status: StatusCode, policy: CachePolicy) -> Self {
+        self.change(|s| s.with_status_policy(status, policy))
     }
 
-    /// Replace a `Cache-Control` the handler set, instead of keeping it.
+    /// Keep public policies for authenticated requests
+    /// ([`CacheSettings::with_public_even_if_authorized`]).
     #[must_use]
-    pub fn override_handler(mut self) -> Self {
-        self.config().handler_wins = false;
-        self
+    pub fn with_public_even_if_authorized(self) -> Self {
+        self.change(CacheSettings::with_public_even_if_authorized)
     }
 
-    /// Compute `ETag`s for bodies up to `bytes` (default 1 MiB); `0` turns computing off.
-    /// Larger bodies and bodies of unknown length pass through unbuffered.
+    /// Treat cookie `name` like `Authorization` ([`CacheSettings::with_private_cookie`]).
     #[must_use]
-    pub fn etag_limit(mut self, bytes: usize) -> Self {
-        self.config().etag_limit = bytes;
-        self
+    pub fn with_private_cookie(self, name: impl Into<String>) -> Self {
+        self.change(|s| s.with_private_cookie(name))
+    }
+
+    /// Replace a `Cache-Control` the handler set ([`CacheSettings::with_handler_override`]).
+    #[must_use]
+    pub fn with_handler_override(self) -> Self {
+        self.change(CacheSettings::with_handler_override)
+    }
+
+    /// The largest body that gets a computed `ETag` ([`CacheSettings::with_etag_limit`]).
+    #[must_use]
+    pub fn with_etag_limit(self, bytes: usize) -> Self {
+        self.change(|s| s.with_etag_limit(bytes))
     }
 
     /// Labels requests for the metrics and the per-route settings with `labeler` (default:
     /// axum's `MatchedPath`).
     #[must_use]
     pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
-        self.config().labeler = labeler;
+        self.labeler = labeler;
         self
     }
 
-    /// Requests for the route template `route` (`"/products/{id}"`) follow `layer`'s settings
-    /// instead of these — a route's policy kept in one table rather than in a `route_layer`
-    /// per route. The route is found through the route label (axum's `MatchedPath`).
+    /// Requests for the route template `route` (`"/products/{id}"`) follow `settings` instead
+    /// of the layer's — a route's policy kept in one table rather than in a `route_layer` per
+    /// route. The route is found through the route label (axum's `MatchedPath`).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
+    /// use vitals_cache_headers::{CacheHeadersLayer, CachePolicy, CacheSettings};
     ///
-    /// let cache = CacheHeadersLayer::with_policy(CachePolicy::no_cache()).with_route(
-    ///     "/products/{id}",
-    ///     CacheHeadersLayer::with_policy(CachePolicy::public(Duration::from_secs(60))),
-    /// );
+    /// let cache = CacheHeadersLayer::new()
+    ///     .with_policy(CachePolicy::no_cache())
+    ///     .with_route(
+    ///         "/products/{id}",
+    ///         CacheSettings::new().with_policy(CachePolicy::public(Duration::from_secs(60))),
+    ///     );
     /// ```
     #[must_use]
-    pub fn with_route(mut self, route: &str, layer: CacheHeadersLayer) -> Self {
-        Arc::make_mut(&mut self.routes).insert(route.into(), layer.config);
+    pub fn with_route(mut self, route: &str, settings: CacheSettings) -> Self {
+        Arc::make_mut(&mut self.routes).insert(route, Arc::new(settings));
         self
     }
 
@@ -205,8 +144,11 @@ impl CacheHeadersLayer {
     /// fused `vitals` stack); [`CacheHeaders`] is its standalone driver.
     pub fn part(&self) -> CachePart {
         CachePart {
-            config: Arc::clone(&self.config),
+            settings: Arc::clone(&self.settings),
             routes: Arc::clone(&self.routes),
+            labeler: self.labeler.clone(),
+            #[cfg(feature = "metrics")]
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! use axum::{routing::get, Router};
 //! use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
 //!
-//! let catalogue = CacheHeadersLayer::with_policy(
+//! let catalogue = CacheHeadersLayer::new().with_policy(
 //!     CachePolicy::public(Duration::from_secs(60))
 //!         .stale_while_revalidate(Duration::from_secs(300)),
 //! );
@@ -19,11 +19,11 @@
 //! ```
 //!
 //! - **Policies** ([`CachePolicy`]) render by RFC 9111's grammar; a `Cache-Control` the handler
-//!   set wins unless [`override_handler`](CacheHeadersLayer::override_handler) says otherwise
+//!   set wins unless [`override_handler`](CacheHeadersLayer::with_handler_override) says otherwise
 //!   (an unparsable one is left alone and logged — unless the response is for one user).
 //! - **Safe defaults**: a response for one user — to a request with `Authorization` (or a
-//!   [configured cookie](CacheHeadersLayer::private_when_cookie)), unless the route says
-//!   [`public_even_if_authorized`](CacheHeadersLayer::public_even_if_authorized), or one that
+//!   [configured cookie](CacheHeadersLayer::with_private_cookie)), unless the route says
+//!   [`public_even_if_authorized`](CacheHeadersLayer::with_public_even_if_authorized), or one that
 //!   sets a cookie — never leaves the layer storable by a shared cache, in any mode and whoever
 //!   wrote its `Cache-Control`: what would let one store it (`public`, `s-maxage`,
 //!   `must-revalidate` for credentials; anything but `private`/`no-store` with `Set-Cookie`) is
@@ -59,6 +59,7 @@ mod precondition;
 mod privacy;
 mod rules;
 mod service;
+mod settings;
 mod vary;
 
 #[cfg(test)]
@@ -71,7 +72,8 @@ pub use body::CacheBody;
 pub use conditional::{Preconditions, Validators, Verdict};
 pub use etag::EntityTag;
 pub use future::ResponseFuture;
-pub use layer::{CacheHeadersLayer, DEFAULT_ETAG_LIMIT, PolicyRule};
+pub use layer::{CacheHeadersLayer, DEFAULT_ETAG_LIMIT};
 pub use policy::CachePolicy;
 pub use precondition::{CurrentValidators, Precondition, PreconditionFuture, PreconditionLayer};
 pub use service::CacheHeaders;
+pub use settings::{CacheSettings, PolicyRule};

@@ -37,24 +37,31 @@ use http_body::Body;
 use vitals_core::route::{RouteLabel, RouteLabeler};
 
 use crate::body::CacheBody;
-use crate::layer::{Config, RouteConfigs};
 use crate::privacy::{OneUser, keep_from_shared_caches};
 use crate::rules::{
     Buffer, PolicyApplied, RequestFacts, apply_policy, collect, finish, tagged, wants_computed_etag,
 };
+use crate::settings::CacheSettings;
+use vitals_core::route_table::RouteTable;
 
 /// The cache-headers part of a [`CacheHeadersLayer`](crate::CacheHeadersLayer) (see
 /// [`CacheHeadersLayer::part`](crate::CacheHeadersLayer::part)). Cheap to clone.
 #[derive(Clone)]
 pub struct CachePart {
-    pub(crate) config: Arc<Config>,
-    pub(crate) routes: Arc<RouteConfigs>,
+    pub(crate) settings: Arc<CacheSettings>,
+    pub(crate) routes: Arc<RouteTable<Arc<CacheSettings>>>,
+    pub(crate) labeler: RouteLabeler,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Arc<crate::metrics::Handles>,
 }
 
 impl std::fmt::Debug for CachePart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachePart")
-            .field("routes", &self.routes.keys().collect::<Vec<_>>())
+            .field(
+                "routes",
+                &self.routes.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -68,25 +75,31 @@ impl CachePart {
 
     /// The route labeler the layer was given.
     pub fn route_labeler(&self) -> &RouteLabeler {
-        &self.config.labeler
+        &self.labeler
     }
 
     /// A request for `route` arrived: what the response head will need to know about it (its
     /// method, its preconditions, whether it carries credentials, the route's settings).
     pub fn start<B>(&self, request: &Request<B>, route: Option<&RouteLabel>) -> CacheInFlight {
-        let config = route
-            .and_then(|route| self.routes.get(route.as_str()))
-            .unwrap_or(&self.config);
+        let settings = route
+            .and_then(|route| self.routes.get(route))
+            .unwrap_or(&self.settings);
         CacheInFlight {
-            facts: RequestFacts::of(config, request, route.cloned()),
-            config: Arc::clone(config),
+            facts: RequestFacts::of(
+                settings,
+                request,
+                route.cloned(),
+                #[cfg(feature = "metrics")]
+                &self.metrics,
+            ),
+            settings: Arc::clone(settings),
         }
     }
 }
 
 /// A request the cache-headers part follows until its response head.
 pub struct CacheInFlight {
-    config: Arc<Config>,
+    settings: Arc<CacheSettings>,
     facts: RequestFacts,
 }
 
@@ -122,7 +135,7 @@ impl CacheInFlight {
     /// `GET`/`HEAD` without a validator of the handler's, whose exact length is within the
     /// limit, is buffered.
     pub fn on_response<B: Body>(self, mut response: Response<B>) -> CacheHead<B> {
-        let Self { config, facts } = self;
+        let Self { settings, facts } = self;
         let status = response.status();
         // A cache-headers layer inside already applied its policy (and its opt-ins): outer ones
         // leave `Cache-Control` and `Vary` alone.
@@ -141,16 +154,16 @@ impl CacheInFlight {
                 && !status.is_client_error()
                 && !status.is_server_error()
         } else {
-            let validatable = apply_policy(status, response.headers_mut(), &config, &facts);
+            let validatable = apply_policy(status, response.headers_mut(), &settings, &facts);
             // Only an opt-in could be undone by an outer layer's rules (the others give the
             // same answer twice): mark only then, and spare the response an extension map
             // otherwise.
-            if config.public_even_if_authorized {
+            if settings.public_even_if_authorized {
                 response.extensions_mut().insert(PolicyApplied);
             }
             validatable
         };
-        let wants_etag = validatable && wants_computed_etag(&response, &config, &facts);
+        let wants_etag = validatable && wants_computed_etag(&response, &settings, &facts);
         if !wants_etag {
             if facts.preconditions.is_none() {
                 // The common case: no conditional request, nothing to buffer.
@@ -165,7 +178,7 @@ impl CacheInFlight {
             parts: Some(parts),
             data: Buffer::Empty,
             trailers: None,
-            config,
+            settings,
             facts,
         })
     }
@@ -178,7 +191,7 @@ pub struct Buffering<B> {
     parts: Option<Parts>,
     data: Buffer,
     trailers: Option<HeaderMap>,
-    config: Arc<Config>,
+    settings: Arc<CacheSettings>,
     facts: RequestFacts,
 }
 
@@ -213,7 +226,7 @@ impl<B: Body> Buffering<B> {
             return Poll::Ready(match frame {
                 Some(Ok(frame)) => {
                     collect(frame, &mut self.data, &mut self.trailers);
-                    if self.data.len() <= self.config.etag_limit {
+                    if self.data.len() <= self.settings.etag_limit {
                         self.parts = Some(head);
                         continue;
                     }

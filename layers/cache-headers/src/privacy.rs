@@ -2,8 +2,8 @@
 //! `Cache-Control`: the layer's policy, the handler, or nobody.
 //!
 //! A response is *for one user* when the request carried credentials (`Authorization`, or a
-//! [configured session cookie](crate::CacheHeadersLayer::private_when_cookie)) and the route did
-//! not [opt in](crate::CacheHeadersLayer::public_even_if_authorized), or when the response sets a
+//! [configured session cookie](crate::CacheHeadersLayer::with_private_cookie)) and the route did
+//! not [opt in](crate::CacheHeadersLayer::with_public_even_if_authorized), or when the response sets a
 //! cookie. Such a response leaves the layer with a `Cache-Control` that no shared cache may store
 //! it by:
 //!

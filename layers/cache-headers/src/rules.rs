@@ -18,9 +18,9 @@ use vitals_core::route::{RequestHead, RouteLabel};
 use crate::body::CacheBody;
 use crate::conditional::{Preconditions, Validators, Verdict, parse_date};
 use crate::etag::EntityTag;
-use crate::layer::Config;
 use crate::policy::{CachePolicy, Rendered};
 use crate::privacy::{OneUser, keep_from_shared_caches};
+use crate::settings::CacheSettings;
 
 /// Left in the response extensions by a cache-headers layer that keeps public policies for
 /// authenticated requests: the outer ones do not apply their rules over its decision.
@@ -44,12 +44,17 @@ pub(crate) struct RequestFacts {
 }
 
 impl RequestFacts {
-    /// What `config` needs to know about `request` (for `route`) once the response comes.
-    pub(crate) fn of<B>(config: &Config, request: &Request<B>, route: Option<RouteLabel>) -> Self {
+    /// What `settings` needs to know about `request` (for `route`) once the response comes.
+    pub(crate) fn of<B>(
+        settings: &CacheSettings,
+        request: &Request<B>,
+        route: Option<RouteLabel>,
+        #[cfg(feature = "metrics")] metrics: &std::sync::Arc<crate::metrics::Handles>,
+    ) -> Self {
         let headers = request.headers();
         let preconditions = Preconditions::from_headers(headers);
-        // Only a rule's policy is per request; the configured one is read from the config.
-        let policy = config
+        // Only a rule's policy is per request; the configured one is read from the settings.
+        let policy = settings
             .rule
             .as_ref()
             .and_then(|rule| rule.policy(RequestHead::of(request)))
@@ -58,11 +63,11 @@ impl RequestFacts {
             safe: matches!(*request.method(), Method::GET | Method::HEAD),
             method: request.method().clone(),
             preconditions: (!preconditions.is_empty()).then(|| Box::new(preconditions)),
-            credentials: credentials(headers, &config.private_cookies),
+            credentials: credentials(headers, &settings.private_cookies),
             policy,
             route: route.filter(|_| cfg!(feature = "metrics")),
             #[cfg(feature = "metrics")]
-            metrics: std::sync::Arc::clone(&config.metrics),
+            metrics: std::sync::Arc::clone(metrics),
         }
     }
 }
@@ -180,7 +185,7 @@ pub(crate) fn tagged<B: Body>(
 pub(crate) fn apply_policy(
     status: StatusCode,
     headers: &mut HeaderMap,
-    config: &Config,
+    settings: &CacheSettings,
     facts: &RequestFacts,
 ) -> bool {
     let mut vary: [Option<&'static str>; 3] = [None, None, None];
@@ -191,23 +196,23 @@ pub(crate) fn apply_policy(
     let error = status.is_client_error() || status.is_server_error();
     let for_one = OneUser {
         // The route did not say its responses are the same for everyone.
-        credentials: !config.public_even_if_authorized && facts.credentials.is_some(),
+        credentials: !settings.public_even_if_authorized && facts.credentials.is_some(),
         sets_cookie: headers.contains_key(SET_COOKIE),
     };
-    let handler_wins = config.handler_wins && headers.contains_key(CACHE_CONTROL);
+    let handler_wins = settings.handler_wins && headers.contains_key(CACHE_CONTROL);
     let chosen = if handler_wins {
         None
     } else {
-        choose(status, config, facts)
+        choose(status, settings, facts)
     };
     let mut stores = true;
     if let Some(rendered) = chosen {
         let policy = &rendered.policy;
-        if policy.is_public() && !config.public_even_if_authorized {
+        if policy.is_public() && !settings.public_even_if_authorized {
             // Every response of a public route says it depends on credentials, so caches keep
             // the anonymous copy apart from any other.
             vary[1] = Some("Authorization");
-            if !config.private_cookies.is_empty() {
+            if !settings.private_cookies.is_empty() {
                 vary[2] = Some("Cookie");
             }
         }
@@ -260,10 +265,10 @@ fn merge_vary(headers: &mut HeaderMap, names: &[Option<&'static str>; 3]) {
 /// for 2xx, `no-store` from 400 up, nothing for the rest (1xx, 3xx keep what they have).
 fn choose<'a>(
     status: StatusCode,
-    config: &'a Config,
+    settings: &'a CacheSettings,
     facts: &'a RequestFacts,
 ) -> Option<Cow<'a, Rendered>> {
-    if let Some((_, policy)) = config.status_policies.iter().find(|(s, _)| *s == status) {
+    if let Some((_, policy)) = settings.status_policies.iter().find(|(s, _)| *s == status) {
         return Some(Cow::Borrowed(policy));
     }
     if status.is_client_error() || status.is_server_error() {
@@ -276,7 +281,7 @@ fn choose<'a>(
         return facts
             .policy
             .as_ref()
-            .or(config.policy.as_ref())
+            .or(settings.policy.as_ref())
             .map(Cow::Borrowed);
     }
     None
@@ -286,12 +291,12 @@ fn choose<'a>(
 /// the handler's, an exact length within the limit.
 pub(crate) fn wants_computed_etag<B: Body>(
     response: &Response<B>,
-    config: &Config,
+    settings: &CacheSettings,
     facts: &RequestFacts,
 ) -> bool {
     facts.safe
         && response.status() == StatusCode::OK
-        && config.etag_limit > 0
+        && settings.etag_limit > 0
         // A validator of the handler's (an ETag, or a Last-Modified) is used as it is.
         && !response.headers().contains_key(ETAG)
         && !response.headers().contains_key(LAST_MODIFIED)
@@ -299,7 +304,7 @@ pub(crate) fn wants_computed_etag<B: Body>(
             .body()
             .size_hint()
             .exact()
-            .is_some_and(|len| usize::try_from(len).is_ok_and(|len| len <= config.etag_limit))
+            .is_some_and(|len| usize::try_from(len).is_ok_and(|len| len <= settings.etag_limit))
 }
 
 /// Evaluates the request's preconditions against the response's validators, and turns the

@@ -18,7 +18,7 @@ use axum::routing::{get, put};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vitals_cache_headers::{
-    CacheHeadersLayer, CachePolicy, EntityTag, PreconditionLayer, Validators,
+    CacheHeadersLayer, CachePolicy, CacheSettings, EntityTag, PreconditionLayer, Validators,
 };
 
 const MINUTE: Duration = Duration::from_mins(1);
@@ -47,13 +47,12 @@ impl http_body::Body for Stream {
 type Versions = Arc<Mutex<HashMap<String, u32>>>;
 
 fn app() -> Router {
-    let catalogue = CacheHeadersLayer::with_policy(
-        CachePolicy::public(MINUTE).stale_while_revalidate(Duration::from_mins(5)),
-    )
-    .policy_for_status(
-        StatusCode::NOT_FOUND,
-        CachePolicy::public(Duration::from_secs(10)),
-    );
+    let catalogue = CacheHeadersLayer::new()
+        .with_policy(CachePolicy::public(MINUTE).stale_while_revalidate(Duration::from_mins(5)))
+        .with_status_policy(
+            StatusCode::NOT_FOUND,
+            CachePolicy::public(Duration::from_secs(10)),
+        );
     let versions: Versions = Arc::new(Mutex::new(HashMap::from([("1".to_owned(), 1)])));
     let lookup = Arc::clone(&versions);
     let guarded = PreconditionLayer::new(move |request: &http::request::Parts| {
@@ -93,8 +92,9 @@ fn app() -> Router {
         .route(
             "/public-for-all",
             get(|| async { "the same for everyone" }).route_layer(
-                CacheHeadersLayer::with_policy(CachePolicy::public(MINUTE))
-                    .public_even_if_authorized(),
+                CacheHeadersLayer::new()
+                    .with_policy(CachePolicy::public(MINUTE))
+                    .with_public_even_if_authorized(),
             ),
         )
         .route(
@@ -169,7 +169,7 @@ fn app() -> Router {
         .route(
             "/sets-cookie-no-cache",
             get(|| async { ([(header::SET_COOKIE, "session=abc")], "hello") })
-                .route_layer(CacheHeadersLayer::with_policy(CachePolicy::no_cache())),
+                .route_layer(CacheHeadersLayer::new().with_policy(CachePolicy::no_cache())),
         )
         .route(
             "/handler-junk",
@@ -179,7 +179,7 @@ fn app() -> Router {
         .route(
             "/overridden",
             get(|| async { ([(header::CACHE_CONTROL, "max-age=5")], "theirs") })
-                .route_layer(catalogue.clone().override_handler()),
+                .route_layer(catalogue.clone().with_handler_override()),
         )
         .route(
             "/stream",
@@ -210,7 +210,7 @@ fn app() -> Router {
                     "dated",
                 )
             })
-            .route_layer(catalogue.clone().etag_limit(0)),
+            .route_layer(catalogue.clone().with_etag_limit(0)),
         )
         .route(
             "/dated-only",
@@ -473,7 +473,11 @@ async fn no_mode_lets_shared_caches_store_a_response_for_one_user() {
                 )
             }),
         )
-        .layer(CacheHeadersLayer::with_policy(CachePolicy::public(MINUTE)).override_handler());
+        .layer(
+            CacheHeadersLayer::new()
+                .with_policy(CachePolicy::public(MINUTE))
+                .with_handler_override(),
+        );
     let request = axum::http::Request::get("/login")
         .body(Body::empty())
         .unwrap();
@@ -651,17 +655,20 @@ async fn writes_are_checked_against_the_current_version_before_the_handler() {
 
 #[tokio::test]
 async fn routes_follow_their_own_settings_from_one_table() {
-    let cache = CacheHeadersLayer::with_policy(CachePolicy::no_cache())
+    let cache = CacheHeadersLayer::new()
+        .with_policy(CachePolicy::no_cache())
         .with_route(
             "/products/{id}",
-            CacheHeadersLayer::with_policy(CachePolicy::public(MINUTE)).policy_for_status(
-                StatusCode::NOT_FOUND,
-                CachePolicy::public(Duration::from_secs(10)),
-            ),
+            CacheSettings::new()
+                .with_policy(CachePolicy::public(MINUTE))
+                .with_status_policy(
+                    StatusCode::NOT_FOUND,
+                    CachePolicy::public(Duration::from_secs(10)),
+                ),
         )
         .with_route(
             "/me",
-            CacheHeadersLayer::with_policy(CachePolicy::no_store()),
+            CacheSettings::new().with_policy(CachePolicy::no_store()),
         );
     let app = Router::new()
         .route(

@@ -214,19 +214,19 @@ fn case() -> impl Strategy<Value = Case> {
 fn layer(mode: &Mode, status: StatusCode) -> CacheHeadersLayer {
     let mut layer = CacheHeadersLayer::new();
     if let Some(index) = mode.policy {
-        layer = layer.policy(policy(index));
+        layer = layer.with_policy(policy(index));
     }
     if let Some(index) = mode.status_policy {
-        layer = layer.policy_for_status(status, policy(index));
+        layer = layer.with_status_policy(status, policy(index));
     }
     if mode.override_handler {
-        layer = layer.override_handler();
+        layer = layer.with_handler_override();
     }
     if mode.public_even_if_authorized {
-        layer = layer.public_even_if_authorized();
+        layer = layer.with_public_even_if_authorized();
     }
     if mode.session_cookie {
-        layer = layer.private_when_cookie(SESSION);
+        layer = layer.with_private_cookie(SESSION);
     }
     layer
 }
@@ -289,10 +289,10 @@ fn run(case: &Case) -> Vec<String> {
     if case.mode.nested {
         let mut outer = CacheHeadersLayer::new();
         if case.mode.session_cookie {
-            outer = outer.private_when_cookie(SESSION);
+            outer = outer.with_private_cookie(SESSION);
         }
         if case.mode.override_handler {
-            outer = outer.override_handler();
+            outer = outer.with_handler_override();
         }
         call(outer.layer(inner), request)
     } else {

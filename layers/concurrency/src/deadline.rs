@@ -17,7 +17,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use http_body_util::Full;
 use tokio::time::{Instant, Sleep};
 use vitals_core::outcome::OutcomeHint;
 use vitals_core::route::{RouteLabel, RouteLabeler};
+use vitals_core::route_table::RouteTable;
 
 use crate::body::LayerResponse;
 
@@ -39,7 +39,7 @@ pub(crate) struct DeadlineConfig {
     /// The deadline of routes without one of their own; `None`: no deadline.
     pub(crate) timeout: Option<Duration>,
     /// Route templates with a deadline of their own (`None`: none for that route).
-    pub(crate) routes: Arc<HashMap<Box<str>, Option<Duration>>>,
+    pub(crate) routes: Arc<RouteTable<Option<Duration>>>,
     pub(crate) labeler: RouteLabeler,
     pub(crate) response: LayerResponse,
     pub(crate) body_deadline: bool,
@@ -69,7 +69,7 @@ impl DeadlinePart {
     pub fn start(&self, route: Option<&RouteLabel>) -> Option<Deadline> {
         let config = &self.config;
         let timeout = route
-            .and_then(|route| config.routes.get(route.as_str()).copied())
+            .and_then(|route| config.routes.get(route).copied())
             .unwrap_or(config.timeout)?;
         let at = Instant::now().checked_add(timeout)?;
         Some(Deadline {

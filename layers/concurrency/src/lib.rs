@@ -41,20 +41,24 @@ pub mod adaptive;
 mod body;
 pub mod deadline;
 mod future;
+mod handle;
 mod layer;
 mod limiter;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod part;
 mod service;
+mod settings;
 mod timeout;
 
 pub use adaptive::AdaptiveLimit;
 pub use body::{LayerResponse, LimitBody};
 pub use future::ResponseFuture;
+pub use handle::LimiterHandle;
 pub use layer::ConcurrencyLimitLayer;
 pub use limiter::{DEFAULT_MAX_WAIT, DEFAULT_NAME, DEFAULT_RETRY_AFTER, LimiterSnapshot, Permit};
 pub use service::ConcurrencyLimit;
+pub use settings::Limit;
 pub use timeout::{
     BodyDeadlineElapsed, BoxError, DeadlineBody, IgnoreRequestBody, Timeout, TimeoutFuture,
     TimeoutLayer, WatchRequestBody, WatchedBody,

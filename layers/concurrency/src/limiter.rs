@@ -2,7 +2,6 @@
 //! adaptive limit, the counters and the permits it hands out.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -310,8 +309,12 @@ impl Limiter {
     }
 }
 
-/// Route templates with a limiter of their own, and that limiter's request classes.
-pub(crate) type RouteLimits = HashMap<Box<str>, (Arc<Limiter>, Arc<Classes>)>;
+/// A route's own limiter, and its request classes.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteLimiter {
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) classes: Arc<Classes>,
+}
 
 /// A rule that picks requests out by their head.
 pub(crate) type Rule = Arc<dyn Fn(RequestHead<'_>) -> bool + Send + Sync>;
@@ -336,6 +339,7 @@ impl std::fmt::Debug for Classes {
 }
 
 /// What a limiter is built from.
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) limit: usize,
     pub(crate) max_queued: usize,
@@ -344,7 +348,6 @@ pub(crate) struct Settings {
     pub(crate) rejection: LayerResponse,
     pub(crate) adaptive: Option<Aimd>,
     pub(crate) name: Cow<'static, str>,
-    pub(crate) findings: Option<Findings>,
 }
 
 impl Settings {
@@ -357,7 +360,6 @@ impl Settings {
             rejection: default_rejection(),
             adaptive,
             name: Cow::Borrowed(DEFAULT_NAME),
-            findings: None,
         }
     }
 }

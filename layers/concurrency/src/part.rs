@@ -23,7 +23,7 @@
 //! // The permit is held to the end of the response body.
 //! permit.on_response(&Response::new(()));
 //! permit.on_end(BodyEnd::Completed);
-//! assert_eq!(limit.snapshot().in_flight, 0);
+//! assert_eq!(limit.handle().snapshot().in_flight, 0);
 //! ```
 
 use std::sync::Arc;
@@ -35,7 +35,8 @@ use http::{Request, Response};
 use http_body_util::Full;
 use vitals_core::route::{RequestHead, RouteLabel, RouteLabeler};
 
-use crate::limiter::{Acquire, Classes, Limiter, Permit, QueueSlot, RouteLimits};
+use crate::limiter::{Acquire, Classes, Limiter, Permit, QueueSlot, RouteLimiter};
+use vitals_core::route_table::RouteTable;
 
 /// The concurrency-limit part of a [`ConcurrencyLimitLayer`](crate::ConcurrencyLimitLayer)
 /// (see [`ConcurrencyLimitLayer::part`](crate::ConcurrencyLimitLayer::part)). Cheap to clone;
@@ -44,7 +45,7 @@ use crate::limiter::{Acquire, Classes, Limiter, Permit, QueueSlot, RouteLimits};
 pub struct LimitPart {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) classes: Arc<Classes>,
-    pub(crate) routes: Arc<RouteLimits>,
+    pub(crate) routes: Arc<RouteTable<RouteLimiter>>,
     pub(crate) labeler: RouteLabeler,
 }
 
@@ -136,8 +137,8 @@ impl LimitPart {
     /// A request for `route` arrived: admitted at once when a permit is free (the fast path: no
     /// allocation, no wait), else queued when the queue has room, else refused.
     pub fn admit<B>(&self, request: &Request<B>, route: Option<&RouteLabel>) -> Admission {
-        let (limiter, classes) = match route.and_then(|route| self.routes.get(route.as_str())) {
-            Some((limiter, classes)) => (limiter, classes),
+        let (limiter, classes) = match route.and_then(|route| self.routes.get(route)) {
+            Some(own) => (&own.limiter, &own.classes),
             None => (&self.limiter, &self.classes),
         };
         let route = route.filter(|_| cfg!(feature = "metrics") || limiter.findings.is_some());

@@ -111,7 +111,7 @@ impl Simulation {
                 Some(Noise::Refusals) | None => {}
             }
         }
-        let wanted = self.layer.snapshot().limit;
+        let wanted = self.layer.handle().snapshot().limit;
         let mut held = Vec::with_capacity(wanted);
         for _ in 0..wanted {
             let response = send(&mut self.service, get("/")).await;
@@ -131,7 +131,7 @@ impl Simulation {
         for response in held {
             read(response).await;
         }
-        self.layer.snapshot().limit
+        self.layer.handle().snapshot().limit
     }
 
     /// `rounds` rounds; `total` noise requests spread over them, `per_round` at a time.
@@ -232,7 +232,7 @@ async fn shedding_low_priority_requests_never_lowers_the_adaptive_limit() {
         let response = send(&mut service, prefetch).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            layer.snapshot().limit,
+            layer.handle().snapshot().limit,
             16,
             "after {shed} low-priority sheds"
         );
@@ -241,7 +241,7 @@ async fn shedding_low_priority_requests_never_lowers_the_adaptive_limit() {
     for response in held {
         read(response).await;
     }
-    let books = layer.snapshot();
+    let books = layer.handle().snapshot();
     assert!(books.limit >= 16, "{books:?}");
     assert_eq!((books.in_flight, books.available), (0, books.limit));
 }

@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
-use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+use vitals_concurrency::{ConcurrencyLimitLayer, Limit, TimeoutLayer};
 use vitals_core::outcome::OutcomeHint;
 
 async fn send(app: &Router, path: &str) -> Response {
@@ -56,12 +56,12 @@ async fn the_permit_is_held_until_the_body_ends() {
     let response = send(&app, "/").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
-        limit.snapshot().in_flight,
+        limit.handle().snapshot().in_flight,
         1,
         "the head is out, the body is not"
     );
     assert_eq!(read_body(response).await, b"done");
-    let snapshot = limit.snapshot();
+    let snapshot = limit.handle().snapshot();
     assert_eq!(
         (snapshot.in_flight, snapshot.queued, snapshot.admitted),
         (0, 0, 1)
@@ -89,7 +89,7 @@ async fn a_full_queue_is_refused_at_once_with_retry_after() {
             .contains("\"error\"")
     );
     read_body(first).await;
-    assert_eq!(limit.snapshot().rejected, 1);
+    assert_eq!(limit.handle().snapshot().rejected, 1);
     assert_eq!(send(&app, "/").await.status(), StatusCode::OK, "free again");
 }
 
@@ -103,7 +103,7 @@ async fn queued_requests_are_admitted_when_a_permit_frees_and_refused_after_max_
         read_body(send(&app, "/").await).await
     });
     assert_eq!((a.as_slice(), b.as_slice()), (&b"done"[..], &b"done"[..]));
-    let snapshot = limit.snapshot();
+    let snapshot = limit.handle().snapshot();
     assert_eq!(snapshot.admitted, 2);
     assert!(snapshot.longest_admitted_wait > Duration::ZERO);
     assert!(snapshot.longest_admitted_wait <= Duration::from_millis(300));
@@ -138,9 +138,9 @@ async fn cancelled_waiters_leave_nothing_behind() {
         assert!(polled.is_pending());
         drop(waiting);
     }
-    assert_eq!(limit.snapshot().queued, 0);
+    assert_eq!(limit.handle().snapshot().queued, 0);
     read_body(holder).await;
-    let snapshot = limit.snapshot();
+    let snapshot = limit.handle().snapshot();
     assert_eq!((snapshot.in_flight, snapshot.queued), (0, 0));
     assert_eq!(read_body(send(&app, "/").await).await, b"done");
 }
@@ -166,13 +166,13 @@ async fn panics_and_dropped_bodies_return_their_permits() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
-    assert_eq!(limit.snapshot().in_flight, 0);
+    assert_eq!(limit.handle().snapshot().in_flight, 0);
 
     let app = sleeper(0).layer(limit.clone());
     for _ in 0..5 {
         drop(send(&app, "/").await); // the client went away before reading the body
     }
-    assert_eq!(limit.snapshot().in_flight, 0);
+    assert_eq!(limit.handle().snapshot().in_flight, 0);
 }
 
 #[tokio::test]
@@ -290,7 +290,7 @@ async fn overload_over_tcp_sheds_excess_and_never_exceeds_the_limit() {
     }
     server.abort();
 
-    let snapshot = limit.snapshot();
+    let snapshot = limit.handle().snapshot();
     assert!(
         refused > 0,
         "100 clients on a limit of 4 + 8 queued must be shed"
@@ -352,7 +352,7 @@ async fn the_adaptive_limit_backs_off_from_a_saturated_server_and_keeps_its_book
     for client in clients {
         client.await.unwrap();
     }
-    let snapshot = limit.snapshot();
+    let snapshot = limit.handle().snapshot();
     assert!(
         snapshot.limit < 32,
         "the limit came down from 32 towards 4: {snapshot:?}"
@@ -391,7 +391,7 @@ async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() 
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
-    let shrunk = limit.snapshot();
+    let shrunk = limit.handle().snapshot();
     assert_eq!(shrunk.limit, 7, "{shrunk:?}");
     assert_eq!(
         shrunk.in_flight, 8,
@@ -400,7 +400,7 @@ async fn an_adaptive_limit_that_shrinks_while_permits_are_out_keeps_its_books() 
     for response in held {
         read_body(response).await;
     }
-    let released = limit.snapshot();
+    let released = limit.handle().snapshot();
     assert_eq!(released.in_flight, 0, "{released:?}");
     assert_eq!(released.available, released.limit, "{released:?}");
 }
@@ -418,7 +418,7 @@ async fn permits_granted_too_late_go_back_through_the_adaptive_books() {
         .layer(limit.clone());
     // The timeout cuts the limit to 1 while both permits are out: one of them is owed.
     let held = [send(&app, "/").await, send(&app, "/timed-out").await];
-    assert_eq!(limit.snapshot().limit, 1);
+    assert_eq!(limit.handle().snapshot().limit, 1);
     let mut waiters: Vec<_> = (0..2)
         .map(|_| {
             Box::pin(
@@ -448,7 +448,7 @@ async fn permits_granted_too_late_go_back_through_the_adaptive_books() {
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert_eq!((books.in_flight, books.queued), (0, 0), "{books:?}");
     assert_eq!(
         books.available, books.limit,
@@ -496,7 +496,7 @@ async fn refusals_racing_returns_leave_the_adaptive_books_balanced() {
     for client in clients {
         client.await.unwrap();
     }
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert!(books.rejected > 0, "the test raced refusals: {books:?}");
     assert_eq!((books.in_flight, books.queued), (0, 0), "{books:?}");
     assert_eq!(
@@ -546,13 +546,17 @@ async fn health_checks_bypass_and_low_priority_is_shed_first() {
 
     // Saturated: everything limited is refused, the health check still answers, unlimited.
     let last = send(&app, "/").await;
-    assert_eq!(limit.snapshot().in_flight, 4);
+    assert_eq!(limit.handle().snapshot().in_flight, 4);
     assert_eq!(
         send(&app, "/").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(read_body(send(&app, "/healthz").await).await, b"ok");
-    assert_eq!(limit.snapshot().in_flight, 4, "the bypass took no permit");
+    assert_eq!(
+        limit.handle().snapshot().in_flight,
+        4,
+        "the bypass took no permit"
+    );
 
     for response in held.into_iter().chain([normal, last]) {
         read_body(response).await;
@@ -564,7 +568,7 @@ async fn health_checks_bypass_and_low_priority_is_shed_first() {
         "an idle server serves low priority too"
     );
     read_body(prefetched).await;
-    assert_eq!(limit.snapshot().in_flight, 0);
+    assert_eq!(limit.handle().snapshot().in_flight, 0);
 }
 
 /// A body of `chunks` frames, one every `every`.
@@ -633,7 +637,7 @@ async fn a_route_with_its_own_limit_is_counted_apart() {
     // One layer: 2 permits for every route, and a bulkhead of 1 for `/slow`.
     let limit = ConcurrencyLimitLayer::new(2)
         .with_max_queued(0)
-        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0));
+        .with_route("/slow", Limit::new(1).with_max_queued(0));
     let app = Router::new()
         .route("/", get(|| async { "page" }))
         .route("/slow", get(|| async { "slow" }))
@@ -646,7 +650,7 @@ async fn a_route_with_its_own_limit_is_counted_apart() {
         "the route's own limit of 1 is full"
     );
     assert_eq!(
-        limit.snapshot().in_flight,
+        limit.handle().snapshot().in_flight,
         0,
         "the global permits are untouched"
     );
@@ -655,21 +659,21 @@ async fn a_route_with_its_own_limit_is_counted_apart() {
         send(&app, "/").await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let route = limit.route_snapshot("/slow").unwrap();
+    let route = limit.handle().route_snapshot("/slow").unwrap();
     assert_eq!((route.in_flight, route.admitted, route.rejected), (1, 1, 1));
     read_body(slow).await;
     for page in pages {
         read_body(page).await;
     }
-    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 0);
-    assert_eq!(limit.snapshot().in_flight, 0);
-    assert!(limit.route_snapshot("/").is_none());
+    assert_eq!(limit.handle().route_snapshot("/slow").unwrap().in_flight, 0);
+    assert_eq!(limit.handle().snapshot().in_flight, 0);
+    assert!(limit.handle().route_snapshot("/").is_none());
 }
 
 #[tokio::test]
 async fn an_unlimited_layer_limits_only_its_routes() {
-    let limit = ConcurrencyLimitLayer::unlimited()
-        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0));
+    let limit =
+        ConcurrencyLimitLayer::unlimited().with_route("/slow", Limit::new(1).with_max_queued(0));
     let app = Router::new()
         .route("/", get(|| async { "page" }))
         .route("/slow", get(|| async { "slow" }))
@@ -688,7 +692,7 @@ async fn an_unlimited_layer_limits_only_its_routes() {
     for response in held {
         read_body(response).await;
     }
-    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 0);
+    assert_eq!(limit.handle().route_snapshot("/slow").unwrap().in_flight, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -706,16 +710,14 @@ async fn timeouts_are_set_per_route() {
         .route("/shorter", slow(300))
         .layer(
             TimeoutLayer::new(Duration::from_millis(200))
-                .with_route_timeout("/longer", Duration::from_millis(500))
-                .with_route_timeout("/unbounded", None)
-                .with_route_timeout("/shorter", Duration::from_millis(100)),
+                .with_route("/longer", Duration::from_millis(500))
+                .with_route("/unbounded", None)
+                .with_route("/shorter", Duration::from_millis(100)),
         );
     let only_routes = Router::new()
         .route("/default", slow(10_000))
         .route("/bounded", slow(300))
-        .layer(
-            TimeoutLayer::per_route().with_route_timeout("/bounded", Duration::from_millis(100)),
-        );
+        .layer(TimeoutLayer::per_route().with_route("/bounded", Duration::from_millis(100)));
     for (app, path, status) in [
         (&app, "/default", StatusCode::SERVICE_UNAVAILABLE),
         (&app, "/longer", StatusCode::OK),
@@ -733,16 +735,18 @@ async fn refusals_are_counted_per_route_in_the_findings_route_limiters_included(
     use vitals_core::findings::Findings;
 
     let findings = Findings::default();
-    // Route limit attached first, findings given after: the route limiter reports too.
+    // A route limit attached before the findings and one after: both report.
     let limit = ConcurrencyLimitLayer::new(1)
         .with_max_queued(0)
-        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0))
-        .with_findings(findings.clone());
+        .with_route("/slow", Limit::new(1).with_max_queued(0))
+        .with_findings(findings.clone())
+        .with_route("/late", Limit::new(1).with_max_queued(0));
     let app = Router::new()
         .route("/", get(|| async { "page" }))
         .route("/slow", get(|| async { "slow" }))
+        .route("/late", get(|| async { "late" }))
         .layer(limit.clone());
-    for path in ["/", "/slow"] {
+    for path in ["/", "/slow", "/late"] {
         let held = send(&app, path).await;
         assert_eq!(
             send(&app, path).await.status(),
@@ -751,12 +755,13 @@ async fn refusals_are_counted_per_route_in_the_findings_route_limiters_included(
         read_body(held).await;
     }
     let totals = findings.route_totals();
-    let rejected: Vec<(&str, u64)> = totals
+    let mut rejected: Vec<(&str, u64)> = totals
         .iter()
         .map(|t| (t.route.as_str(), t.rejected))
         .collect();
-    assert_eq!(rejected, [("/", 1), ("/slow", 1)]);
-    assert_eq!(limit.route_snapshot("/slow").unwrap().rejected, 1);
+    rejected.sort_unstable();
+    assert_eq!(rejected, [("/", 1), ("/late", 1), ("/slow", 1)]);
+    assert_eq!(limit.handle().route_snapshot("/slow").unwrap().rejected, 1);
 }
 
 /// The `Retry-After` values of `count` refusals in a row by a limit of 1 held by one request.
@@ -843,7 +848,7 @@ async fn settings_given_after_the_classes_labeler_and_routes_keep_them() {
     let limit = ConcurrencyLimitLayer::new(1)
         .with_bypass(|head: RequestHead<'_>| head.uri.path() == "/healthz")
         .with_route_labeler(labeler)
-        .with_route("/slow", ConcurrencyLimitLayer::new(1).with_max_queued(0))
+        .with_route("/slow", Limit::new(1).with_max_queued(0))
         // Each of these builds a fresh limiter: the classes, labeler and routes stay.
         .with_max_queued(0)
         .with_max_wait(Duration::from_millis(100))
@@ -858,9 +863,12 @@ async fn settings_given_after_the_classes_labeler_and_routes_keep_them() {
             .clone()
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
     };
-    assert_eq!(limit.route_snapshot("/slow").map(|s| s.limit), Some(1));
+    assert_eq!(
+        limit.handle().route_snapshot("/slow").map(|s| s.limit),
+        Some(1)
+    );
     let held = call("/").await.unwrap();
-    assert_eq!(limit.snapshot().in_flight, 1);
+    assert_eq!(limit.handle().snapshot().in_flight, 1);
     assert_eq!(
         call("/").await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE,
@@ -877,10 +885,10 @@ async fn settings_given_after_the_classes_labeler_and_routes_keep_them() {
         StatusCode::OK,
         "the labeler found the route, whose own limiter has a permit"
     );
-    assert_eq!(limit.route_snapshot("/slow").unwrap().in_flight, 1);
+    assert_eq!(limit.handle().route_snapshot("/slow").unwrap().in_flight, 1);
     read_body(slow.map(Body::new)).await;
     read_body(held.map(Body::new)).await;
-    assert_eq!(limit.snapshot().in_flight, 0);
+    assert_eq!(limit.handle().snapshot().in_flight, 0);
 }
 
 #[tokio::test]
@@ -955,17 +963,17 @@ async fn a_permit_granted_too_late_pays_a_debt_incurred_while_it_was_waiting() {
     release.notify_one();
     let working = working.await;
     assert_eq!(OutcomeHint::of(&working), Some(OutcomeHint::Timeout));
-    assert_eq!(limit.snapshot().limit, 1);
+    assert_eq!(limit.handle().snapshot().limit, 1);
     // Too late to admit: the waiter's permit goes back through the books, paying the debt.
     assert_eq!(waiter.await.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert_eq!(
         (books.limit, books.in_flight, books.available),
         (1, 1, 0),
         "one request holds the only permit: {books:?}"
     );
     read_body(working).await;
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert_eq!((books.in_flight, books.available), (0, 1), "{books:?}");
 }
 
@@ -987,14 +995,14 @@ async fn an_adaptive_limit_growing_back_from_a_deep_cut_cancels_only_what_it_gro
         held.push(send(&app, "/").await);
     }
     let cut = send(&app, "/timed-out").await;
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert_eq!((books.limit, books.in_flight), (1, 4), "{books:?}");
     // The first sample (the clock is paused: every latency is the baseline) grows the limit
     // from 1 to 2: one owed permit is cancelled, the returned one pays another, one is still
     // owed.
     let mut held = held.into_iter();
     read_body(held.next().unwrap()).await;
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert_eq!(
         (books.limit, books.in_flight, books.available),
         (2, 3, 0),
@@ -1003,7 +1011,7 @@ async fn an_adaptive_limit_growing_back_from_a_deep_cut_cancels_only_what_it_gro
     for response in held.chain([cut]) {
         read_body(response).await;
     }
-    let books = limit.snapshot();
+    let books = limit.handle().snapshot();
     assert_eq!(books.in_flight, 0, "{books:?}");
     assert_eq!(books.available, books.limit, "{books:?}");
 }

@@ -10,7 +10,7 @@ use axum::routing::get;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::ServiceExt;
 use vitals_concurrency::metrics::{ADMITTED, IN_FLIGHT, LIMIT, REJECTED, TIMED_OUT};
-use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+use vitals_concurrency::{ConcurrencyLimitLayer, Limit, TimeoutLayer};
 
 #[tokio::test]
 async fn counters_per_route_and_gauges_per_limiter() {
@@ -36,11 +36,8 @@ async fn counters_per_route_and_gauges_per_limiter() {
                 .with_name("global")
                 // A route limiter given unnamed is named after its route; a named one keeps
                 // its name.
-                .with_route("/own", ConcurrencyLimitLayer::new(2))
-                .with_route(
-                    "/named",
-                    ConcurrencyLimitLayer::new(3).with_name("bulkhead"),
-                ),
+                .with_route("/own", Limit::new(2))
+                .with_route("/named", Limit::new(3).with_name("bulkhead")),
         );
     let send = |path: &'static str| {
         app.clone()

@@ -17,7 +17,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
-use vitals_concurrency::{AdaptiveLimit, ConcurrencyLimitLayer, TimeoutLayer};
+use vitals_concurrency::{AdaptiveLimit, ConcurrencyLimitLayer, Limit, TimeoutLayer};
 use vitals_core::outcome::OutcomeHint;
 use vitals_core::route::RequestHead;
 
@@ -121,7 +121,7 @@ async fn exercise_adaptive(layer: &ConcurrencyLimitLayer) {
         tokio::time::advance(Duration::from_millis(took)).await;
         read(response).await;
     }
-    let books = layer.snapshot();
+    let books = layer.handle().snapshot();
     assert!(books.limit >= 1, "{books:?}");
     assert_eq!((books.in_flight, books.available), (0, books.limit));
 }
@@ -144,7 +144,7 @@ proptest! {
                 // One permit and one place in the queue: the wait and the refusal happen too.
                 .with_route(
                     "/tight",
-                    ConcurrencyLimitLayer::new(1)
+                    Limit::new(1)
                         .with_max_queued(1)
                         .with_max_wait(max_wait)
                         .with_retry_after(retry_after),
@@ -203,7 +203,7 @@ proptest! {
         body_deadline in any::<bool>(),
     ) {
         run(async move {
-            let mut layer = TimeoutLayer::new(timeout).with_route_timeout("/sleepy", route_timeout);
+            let mut layer = TimeoutLayer::new(timeout).with_route("/sleepy", route_timeout);
             if body_deadline {
                 layer = layer.with_body_deadline();
             }

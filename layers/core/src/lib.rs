@@ -5,6 +5,7 @@
 //!
 //! - [`route`]: the route label of a request — axum's `MatchedPath` template, or the fixed
 //!   [`route::UNMATCHED`] label, never the raw path — with a hook for other routers (gRPC).
+//! - [`route_table`]: each route template's settings, for every layer's `with_route`.
 //! - [`body`]: a response body wrapper that reports exactly once when the last byte was
 //!   produced, when the body failed, or when the client went away before the end.
 //! - [`server_timing`]: one per-request `Server-Timing` collector that every layer adds to and
@@ -46,9 +47,11 @@ mod ascii;
 pub mod body;
 pub mod findings;
 pub mod identity;
+mod macros;
 pub mod outcome;
 pub mod per_route;
 pub mod route;
+pub mod route_table;
 pub mod secret;
 pub mod semconv;
 pub mod server_timing;

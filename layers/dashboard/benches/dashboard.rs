@@ -35,8 +35,8 @@ fn summary_of_500_routes(c: &mut Criterion) {
     }
     let dashboard = runtime.block_on(async {
         vitals_dashboard::Dashboard::builder()
-            .latency(latency)
-            .findings(findings)
+            .with_latency(latency)
+            .with_findings(findings)
             .build()
             .unwrap_or_else(|e| panic!("{e}"))
     });

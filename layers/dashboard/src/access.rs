@@ -87,9 +87,9 @@ fn host_of(authority: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-/// A bare DNS host name (letters, digits, `-`, `_`, `.`): what [`allow_host`] takes.
+/// A bare DNS host name (letters, digits, `-`, `_`, `.`): what [`with_allowed_host`] takes.
 ///
-/// [`allow_host`]: crate::DashboardBuilder::allow_host
+/// [`with_allowed_host`]: crate::DashboardBuilder::with_allowed_host
 pub(crate) fn is_host_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253

@@ -106,7 +106,7 @@ fn queries_per_request(totals: &vitals_core::findings::RouteTotals) -> Option<f6
     (totals.requests > 0).then(|| totals.queries as f64 / totals.requests as f64)
 }
 
-fn limiter(limit: &vitals_concurrency::ConcurrencyLimitLayer) -> Value {
+fn limiter(limit: &vitals_concurrency::LimiterHandle) -> Value {
     let snapshot = limit.snapshot();
     json!({
         "limit": snapshot.limit,

@@ -13,8 +13,8 @@
 //! let latency = LatencyRegistry::new();
 //! let findings = Findings::default(); // give it to the timing, queries and limit layers too
 //! let dashboard = Dashboard::builder()
-//!     .latency(latency.clone())
-//!     .findings(findings)
+//!     .with_latency(latency.clone())
+//!     .with_findings(findings)
 //!     .build()?; // starts the history sampler: call it inside the tokio runtime
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hello" }))
@@ -31,13 +31,13 @@
 //! limiter and findings filled in.
 //!
 //! Access: only loopback peers that name a loopback host (`Host: localhost`, `127.0.0.1`,
-//! `[::1]`, any port, or a name given to [`allow_host`](DashboardBuilder::allow_host)), or
+//! `[::1]`, any port, or a name given to [`with_allowed_host`](DashboardBuilder::with_allowed_host)), or
 //! requests with `Authorization: Bearer <token>` when a token is configured, are served;
 //! others get `403`. The host check stops DNS rebinding: a web page whose name was re-pointed
 //! to 127.0.0.1 reaches the dashboard from loopback, but names its own host. The peer comes
 //! from axum's `ConnectInfo`: without it (served without connect info) only the token lets
 //! anyone in. Behind a reverse proxy on the same host every request comes from loopback: use
-//! [`token_only`](DashboardBuilder::token_only) there. [`Dashboard::guard`] puts routes of
+//! [`without_loopback_trust`](DashboardBuilder::without_loopback_trust) there. [`Dashboard::guard`] puts routes of
 //! your own (a JSON export, a debug endpoint) behind the same rules.
 
 mod access;
@@ -53,7 +53,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use vitals_concurrency::ConcurrencyLimitLayer;
+use vitals_concurrency::LimiterHandle;
 use vitals_core::findings::Findings;
 use vitals_latency::LatencyRegistry;
 
@@ -74,7 +74,7 @@ pub const DEFAULT_KEEP: Duration = Duration::from_mins(15);
 #[derive(Debug, Default)]
 pub(crate) struct Sources {
     pub(crate) latency: Option<LatencyRegistry>,
-    pub(crate) limiter: Option<ConcurrencyLimitLayer>,
+    pub(crate) limiter: Option<LimiterHandle>,
     pub(crate) findings: Option<Findings>,
 }
 
@@ -93,26 +93,28 @@ pub struct DashboardBuilder {
 
 impl DashboardBuilder {
     /// The latency registry to show (the `VitalsLayer`'s, or your `LatencyLayer`'s).
-    pub fn latency(mut self, registry: impl Into<Option<LatencyRegistry>>) -> Self {
+    pub fn with_latency(mut self, registry: impl Into<Option<LatencyRegistry>>) -> Self {
         self.sources.latency = registry.into();
         self
     }
 
-    /// The global limiter to show.
-    pub fn limiter(mut self, limit: impl Into<Option<ConcurrencyLimitLayer>>) -> Self {
-        self.sources.limiter = limit.into();
+    /// The global limiter to show, read through its handle
+    /// ([`ConcurrencyLimitLayer::handle`](vitals_concurrency::ConcurrencyLimitLayer::handle),
+    /// or the `VitalsLayer`'s `limiter()`).
+    pub fn with_limiter(mut self, limiter: impl Into<Option<LimiterHandle>>) -> Self {
+        self.sources.limiter = limiter.into();
         self
     }
 
     /// The findings the layers push to (give the same `Findings` to the layers, e.g. with
-    /// `VitalsBuilder::findings`).
-    pub fn findings(mut self, findings: impl Into<Option<Findings>>) -> Self {
+    /// `VitalsBuilder::with_findings`).
+    pub fn with_findings(mut self, findings: impl Into<Option<Findings>>) -> Self {
         self.sources.findings = findings.into();
         self
     }
 
     /// Where the routes live (default `/_vitals`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
@@ -120,14 +122,14 @@ impl DashboardBuilder {
     /// Also serve requests carrying `Authorization: Bearer <token>` (from any peer). A browser
     /// does not send such a header by itself: reach the page through a proxy that adds it, or
     /// an SSH tunnel to a loopback port.
-    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
 
     /// Serve only requests with the bearer token, whatever their peer. Use it behind a reverse
     /// proxy on the same host: every proxied request comes from loopback.
-    pub fn token_only(mut self) -> Self {
+    pub fn without_loopback_trust(mut self) -> Self {
         self.trust_loopback = false;
         self
     }
@@ -137,14 +139,14 @@ impl DashboardBuilder {
     /// `/etc/hosts`. Only loopback peers, and only names listed here besides `localhost`
     /// and the loopback addresses: any other name a loopback request carries may be a web
     /// page rebound to 127.0.0.1 by its DNS. Give the name without a port.
-    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+    pub fn with_allowed_host(mut self, host: impl Into<String>) -> Self {
         self.allowed_hosts.push(host.into());
         self
     }
 
     /// Sample the history every `every` (default 5 s, at least 100 ms), keeping `keep` of it
     /// (default 15 minutes).
-    pub fn history(mut self, every: Duration, keep: Duration) -> Self {
+    pub fn with_history(mut self, every: Duration, keep: Duration) -> Self {
         self.sample_every = every.max(Duration::from_millis(100));
         self.keep = keep;
         self

@@ -74,12 +74,12 @@ async fn serve(token: Option<&str>) -> Served {
         .with_max_queued(0)
         .with_findings(findings.clone());
     let mut builder = Dashboard::builder()
-        .latency(latency.clone())
-        .limiter(limit.clone())
-        .findings(findings.clone())
-        .history(Duration::from_hours(1), Duration::from_hours(10));
+        .with_latency(latency.clone())
+        .with_limiter(limit.handle())
+        .with_findings(findings.clone())
+        .with_history(Duration::from_hours(1), Duration::from_hours(10));
     if let Some(token) = token {
-        builder = builder.bearer_token(token);
+        builder = builder.with_bearer_token(token);
     }
     let dashboard = builder.build().unwrap();
     let release_slow = Arc::new(Notify::new());
@@ -133,7 +133,7 @@ async fn the_page_and_the_json_reflect_what_the_layers_recorded() {
     // refused.
     let held = tokio::spawn(async move { get_raw(addr, "/slow", "").await });
     eventually("the first GET /slow to hold the permit", || {
-        served.limit.snapshot().in_flight == 1
+        served.limit.handle().snapshot().in_flight == 1
     })
     .await;
     let refused = tokio::time::timeout(PATIENCE, get_raw(addr, "/slow", ""))
@@ -221,8 +221,8 @@ async fn the_page_and_the_json_reflect_what_the_layers_recorded() {
 async fn the_sampler_keeps_a_bounded_history_and_samples_in_the_background() {
     let latency = LatencyRegistry::new();
     let dashboard = Dashboard::builder()
-        .latency(latency)
-        .history(Duration::from_millis(100), Duration::from_millis(300))
+        .with_latency(latency)
+        .with_history(Duration::from_millis(100), Duration::from_millis(300))
         .build()
         .unwrap();
     for _ in 0..10 {
@@ -248,7 +248,10 @@ async fn only_loopback_peers_or_the_token_get_in() {
 
     // The same dashboard behind a server that knows no peer address (no connect info): only
     // the token opens it.
-    let dashboard = Dashboard::builder().bearer_token("s3cret").build().unwrap();
+    let dashboard = Dashboard::builder()
+        .with_bearer_token("s3cret")
+        .build()
+        .unwrap();
     let app = dashboard.router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -281,23 +284,29 @@ fn bad_settings_are_refused() {
     runtime.block_on(async {
         for prefix in ["", "/", "vitals", "/vitals/"] {
             assert!(matches!(
-                Dashboard::builder().prefix(prefix).build(),
+                Dashboard::builder().with_prefix(prefix).build(),
                 Err(DashboardError::InvalidPrefix(_))
             ));
         }
         assert_eq!(
-            Dashboard::builder().bearer_token("").build().unwrap_err(),
+            Dashboard::builder()
+                .with_bearer_token("")
+                .build()
+                .unwrap_err(),
             DashboardError::InvalidToken
         );
         for host in ["", "vitals.internal:8080", "a/b", "[::1]", "user@host"] {
             assert_eq!(
-                Dashboard::builder().allow_host(host).build().unwrap_err(),
+                Dashboard::builder()
+                    .with_allowed_host(host)
+                    .build()
+                    .unwrap_err(),
                 DashboardError::InvalidHost(host.to_owned()),
             );
         }
         assert!(
             Dashboard::builder()
-                .allow_host("vitals.internal")
+                .with_allowed_host("vitals.internal")
                 .build()
                 .is_ok()
         );
@@ -335,7 +344,7 @@ async fn a_loopback_peer_naming_another_host_is_refused_unless_allowed_or_with_t
 
     // A name the operator allowed.
     let dashboard = Dashboard::builder()
-        .allow_host("vitals.internal")
+        .with_allowed_host("vitals.internal")
         .build()
         .unwrap();
     let app = dashboard

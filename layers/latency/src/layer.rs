@@ -1,19 +1,12 @@
-//! `LatencyLayer` and the service it makes.
+//! `LatencyLayer`: the registry to record into and the route labeler.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
-
-use http::{Request, Response};
-use http_body::Body;
 use tower_layer::Layer;
-use tower_service::Service;
 use vitals_core::route::RouteLabeler;
 
-use crate::body::LatencyBody;
-use crate::future::ResponseFuture;
 use crate::part::LatencyPart;
 use crate::registry::LatencyRegistry;
+use crate::service::Latency;
 
 /// Records every request's duration, to the last byte of its body, into a
 /// [`LatencyRegistry`]; see the [crate documentation](crate).
@@ -26,9 +19,9 @@ pub struct LatencyLayer {
 }
 
 #[derive(Debug)]
-struct Shared {
-    part: LatencyPart,
-    labeler: RouteLabeler,
+pub(crate) struct Shared {
+    pub(crate) part: LatencyPart,
+    pub(crate) labeler: RouteLabeler,
 }
 
 impl LatencyLayer {
@@ -70,60 +63,17 @@ impl LatencyLayer {
     }
 }
 
+impl LatencyLayer {
+    /// What every clone shares: the part and the labeler.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
 impl<S> Layer<S> for LatencyLayer {
     type Service = Latency<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Latency {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`LatencyLayer`].
-#[derive(Clone, Debug)]
-pub struct Latency<S> {
-    inner: S,
-    layer: LatencyLayer,
-}
-
-impl<S> Latency<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Latency<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body,
-{
-    type Response = Response<LatencyBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
-        let shared = &self.layer.shared;
-        let route = shared.labeler.label(&request);
-        let in_flight = shared.part.start(request.method(), route, start);
-        let future = self.inner.call(request);
-        ResponseFuture::new(future, in_flight)
+        Latency::new(inner, self.clone())
     }
 }

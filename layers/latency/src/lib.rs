@@ -47,6 +47,7 @@ mod method;
 pub mod part;
 mod registry;
 mod series;
+mod service;
 mod shards;
 mod snapshot;
 mod window;
@@ -62,10 +63,11 @@ pub mod prometheus;
 
 pub use body::LatencyBody;
 pub use future::ResponseFuture;
-pub use layer::{Latency, LatencyLayer};
+pub use layer::LatencyLayer;
 pub use registry::{
     DEFAULT_MAX_SERIES, LatencyRegistry, LatencyRegistryBuilder, OVERFLOW_ROUTE, SeriesHandle,
 };
+pub use service::Latency;
 pub use snapshot::{CumulativeSeries, SeriesSnapshot, Snapshot};
 pub use window::Window;
 

@@ -1,11 +1,11 @@
 //! `QueryTrackingLayer`: configuration and the layer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 use vitals_core::route::{RouteLabel, RouteLabeler};
+use vitals_core::route_table::RouteTable;
 use vitals_core::server_timing::ServerTimingMode;
 
 use crate::n_plus_one::NPlusOneRule;
@@ -30,11 +30,11 @@ pub(crate) struct Config {
     pub(crate) labeler: RouteLabeler,
     pub(crate) rule: NPlusOneRule,
     pub(crate) action: NPlusOneAction,
-    pub(crate) route_actions: HashMap<Box<str>, NPlusOneAction>,
     pub(crate) server_timing: ServerTimingMode,
     /// Statements a request may make before it is reported (`None`: no budget).
     pub(crate) budget: Option<u64>,
-    pub(crate) route_budgets: HashMap<Box<str>, Option<u64>>,
+    /// What each route sets differently.
+    pub(crate) routes: RouteTable<RouteQueries>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Arc<crate::metrics::Handles>,
     pub(crate) findings: Option<vitals_core::findings::Findings>,
@@ -42,22 +42,16 @@ pub(crate) struct Config {
 
 impl Config {
     pub(crate) fn action_for(&self, route: &RouteLabel) -> NPlusOneAction {
-        if self.route_actions.is_empty() {
-            return self.action;
-        }
-        self.route_actions
-            .get(route.as_str())
-            .copied()
+        self.routes
+            .get(route)
+            .and_then(|settings| settings.action)
             .unwrap_or(self.action)
     }
 
     pub(crate) fn budget_for(&self, route: &RouteLabel) -> Option<u64> {
-        if self.route_budgets.is_empty() {
-            return self.budget;
-        }
-        self.route_budgets
-            .get(route.as_str())
-            .copied()
+        self.routes
+            .get(route)
+            .and_then(|settings| settings.budget)
             .unwrap_or(self.budget)
     }
 }
@@ -68,14 +62,45 @@ impl Default for Config {
             labeler: RouteLabeler::new(),
             rule: NPlusOneRule::default(),
             action: NPlusOneAction::Log,
-            route_actions: HashMap::new(),
             server_timing: ServerTimingMode::Always,
             budget: None,
-            route_budgets: HashMap::new(),
+            routes: RouteTable::new(),
             #[cfg(feature = "metrics")]
             metrics: Arc::default(),
             findings: None,
         }
+    }
+}
+
+/// What one route template does differently from the layer, given to
+/// [`QueryTrackingLayer::with_route`]. What it does not set follows the layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+// `Option<Option<_>>`: whether the route sets a budget at all, then its value (`None`: none).
+#[allow(clippy::option_option)]
+pub struct RouteQueries {
+    budget: Option<Option<u64>>,
+    action: Option<NPlusOneAction>,
+}
+
+impl RouteQueries {
+    /// Nothing set: the route follows the layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Statements a request on this route may make before it is reported (`None`: no
+    /// budget, whatever the layer's).
+    #[must_use]
+    pub fn with_query_budget(mut self, max_queries: impl Into<Option<u64>>) -> Self {
+        self.budget = Some(max_queries.into());
+        self
+    }
+
+    /// What to do with this route's N+1 findings.
+    #[must_use]
+    pub fn with_n_plus_one_action(mut self, action: NPlusOneAction) -> Self {
+        self.action = Some(action);
+        self
     }
 }
 
@@ -120,33 +145,32 @@ impl QueryTrackingLayer {
         self
     }
 
-    /// What to do with findings on one route template.
-    #[must_use]
-    pub fn with_route_n_plus_one_action(mut self, route: &str, action: NPlusOneAction) -> Self {
-        self.config().route_actions.insert(route.into(), action);
-        self
-    }
-
     /// A request that makes more than `max_queries` statements is reported: one WARN event
     /// (route, count, budget, trace id) and, with `metrics`, the `vitals.queries.over_budget`
     /// counter. Off by default. It reports, never fails a request; in tests, the `testing`
     /// feature's assertions fail the test instead.
     #[must_use]
-    pub fn with_query_budget(mut self, max_queries: u64) -> Self {
-        self.config().budget = Some(max_queries);
+    pub fn with_query_budget(mut self, max_queries: impl Into<Option<u64>>) -> Self {
+        self.config().budget = max_queries.into();
         self
     }
 
-    /// The query budget of one route template (`None`: no budget for it).
+    /// Requests for the route template `route` (`"/search"`) follow what `settings` sets
+    /// instead of the layer's budget and N+1 action (found through the route label, axum's
+    /// `MatchedPath`). A route given twice keeps the later settings.
+    ///
+    /// ```
+    /// use vitals_queries::{NPlusOneAction, QueryTrackingLayer, RouteQueries};
+    ///
+    /// let queries = QueryTrackingLayer::new()
+    ///     .with_query_budget(10)
+    ///     .with_route("/search", RouteQueries::new().with_query_budget(40))
+    ///     .with_route("/admin/report", RouteQueries::new().with_query_budget(None))
+    ///     .with_route("/orders", RouteQueries::new().with_n_plus_one_action(NPlusOneAction::Header));
+    /// ```
     #[must_use]
-    pub fn with_route_query_budget(
-        mut self,
-        route: &str,
-        max_queries: impl Into<Option<u64>>,
-    ) -> Self {
-        self.config()
-            .route_budgets
-            .insert(route.into(), max_queries.into());
+    pub fn with_route(mut self, route: &str, settings: RouteQueries) -> Self {
+        self.config().routes.insert(route, settings);
         self
     }
 

@@ -39,6 +39,7 @@ pub mod fingerprint;
 mod body;
 mod cache;
 mod events;
+mod future;
 mod layer;
 mod ledger;
 #[cfg(feature = "metrics")]
@@ -55,11 +56,12 @@ pub use events::{
     DB_TEXT_FIELDS, QueryEventLayer, QueryFilter, REQUEST_SPAN_TARGET, SQLX_ACQUIRE_TARGET,
     SQLX_TARGET, query_events,
 };
-pub use layer::{NPlusOneAction, QueryTrackingLayer};
+pub use future::ResponseFuture;
+pub use layer::{NPlusOneAction, QueryTrackingLayer, RouteQueries};
 pub use ledger::{
     FingerprintGroup, MAX_RECORDED, MAX_STATEMENT_LEN, Query, QueryLedger, QueryReport,
     RecordedQuery,
 };
 pub use n_plus_one::{DEFAULT_THRESHOLD, NPlusOneFinding, NPlusOneRule};
 pub use scope::{current_ledger, in_current_request, record, record_query};
-pub use service::{QueryTracking, ResponseFuture};
+pub use service::QueryTracking;

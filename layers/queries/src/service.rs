@@ -1,22 +1,17 @@
-//! `QueryTracking`: the service, and its response future.
+//! `QueryTracking`: the service.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tower_service::Service;
 use tracing::Instrument;
-use tracing::instrument::Instrumented;
 use vitals_core::server_timing::ServerTiming;
 
 use crate::body::QueryBody;
-use crate::ledger::QueryLedger;
-use crate::part::{QueriesInFlight, QueriesPart};
+use crate::future::ResponseFuture;
+use crate::part::QueriesPart;
 use crate::scope;
 
 /// Tracks the queries of each request; made by
@@ -32,15 +27,7 @@ impl<S> QueryTracking<S> {
         Self { inner, part }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    vitals_core::inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for QueryTracking<S>
@@ -66,43 +53,11 @@ where
         // A span of our own carries the ledger to threads and tasks outside this one.
         let span = in_flight.own_span();
         let inner = span.in_scope(|| in_flight.scope(|| self.inner.call(request)));
-        ResponseFuture {
-            inner: scope::with_ledger(in_flight.ledger().clone(), inner).instrument(span.clone()),
-            state: Some((in_flight, span, owned)),
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`QueryTracking`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: Instrumented<TaskLocalFuture<QueryLedger, F>>,
-        state: Option<(QueriesInFlight, tracing::Span, Option<ServerTiming>)>,
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body,
-    B::Data: From<Bytes> + bytes::Buf,
-{
-    type Output = Result<Response<QueryBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let Some((in_flight, span, owned)) = this.state.take() else {
-            panic!("vitals_queries::ResponseFuture polled after completion");
-        };
-        let ledger = in_flight.ledger().clone();
-        let (mut response, finish) = in_flight.on_response(response);
-        if let Some(timing) = owned {
-            timing.append_to(response.headers_mut());
-        }
-        Poll::Ready(Ok(
-            response.map(|body| QueryBody::new(body, span, ledger, finish))
-        ))
+        ResponseFuture::new(
+            scope::with_ledger(in_flight.ledger().clone(), inner).instrument(span.clone()),
+            in_flight,
+            span,
+            owned,
+        )
     }
 }

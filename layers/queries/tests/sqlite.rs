@@ -17,7 +17,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use vitals_core::identity::{RequestIdentity, TraceId};
-use vitals_queries::{NPlusOneAction, QueryLedger, QueryTrackingLayer};
+use vitals_queries::{NPlusOneAction, QueryLedger, QueryTrackingLayer, RouteQueries};
 
 /// Every `vitals_queries` WARN event of the test binary.
 ///
@@ -245,10 +245,11 @@ async fn counts_every_statement_and_reports_n_plus_one_when_the_body_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_threshold_is_no_finding() {
-    let app =
-        app(QueryTrackingLayer::new()
-            .with_route_n_plus_one_action("/items/{n}", NPlusOneAction::Fail))
-        .await;
+    let app = app(QueryTrackingLayer::new().with_route(
+        "/items/{n}",
+        RouteQueries::new().with_n_plus_one_action(NPlusOneAction::Fail),
+    ))
+    .await;
     let response = get_path(&app, "/items/4").await;
     assert_eq!(
         response.status(),
@@ -587,8 +588,8 @@ async fn requests_over_their_query_budget_are_reported_per_route() {
     // The default budget (3) is generous to `/items/{n}` on no route; `/spawned` gets 0.
     let app = app(QueryTrackingLayer::new()
         .with_query_budget(3)
-        .with_route_query_budget("/spawned", 0)
-        .with_route_query_budget("/manual", None))
+        .with_route("/spawned", RouteQueries::new().with_query_budget(0))
+        .with_route("/manual", RouteQueries::new().with_query_budget(None)))
     .await;
     let mut over = std::collections::HashMap::new();
     for path in ["/items/2", "/items/5", "/spawned", "/manual"] {

@@ -17,12 +17,12 @@ fn overhead(c: &mut Criterion) {
         )
         .layer(
             "timing_poll_off",
-            RequestTimingLayer::new().with_poll_timing(false),
+            RequestTimingLayer::new().without_poll_timing(),
         )
         .layer(
             "timing_poll_off_no_header",
             RequestTimingLayer::new()
-                .with_poll_timing(false)
+                .without_poll_timing()
                 .with_server_timing(ServerTimingMode::Off),
         )
         .layer(
@@ -37,7 +37,7 @@ fn overhead(c: &mut Criterion) {
         .layer(
             "timing_poll_off_no_header",
             RequestTimingLayer::new()
-                .with_poll_timing(false)
+                .without_poll_timing()
                 .with_server_timing(ServerTimingMode::Off),
         )
         .finish();
@@ -66,7 +66,7 @@ fn overhead(c: &mut Criterion) {
             "axum_timing_poll_off_no_header",
             &router().layer(
                 RequestTimingLayer::new()
-                    .with_poll_timing(false)
+                    .without_poll_timing()
                     .with_server_timing(ServerTimingMode::Off),
             ),
         )

@@ -1,12 +1,12 @@
 //! What the timing layer is told: thresholds, the `Server-Timing` policy, sampling, the hook.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use vitals_core::route::{RouteLabel, RouteLabeler};
+use vitals_core::route_table::RouteTable;
 pub use vitals_core::server_timing::ServerTimingMode;
 
 use crate::report::TimingReport;
@@ -21,7 +21,7 @@ pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub(crate) struct Threshold {
     default: Option<Duration>,
-    per_route: HashMap<Box<str>, Option<Duration>>,
+    per_route: RouteTable<Option<Duration>>,
     /// The lowest threshold of any route, kept up to date: a poll shorter than it needs no
     /// closer look whatever its route.
     lowest: Option<Duration>,
@@ -31,7 +31,7 @@ impl Threshold {
     pub(crate) fn new(default: Duration) -> Self {
         Self {
             default: Some(default),
-            per_route: HashMap::new(),
+            per_route: RouteTable::new(),
             lowest: Some(default),
         }
     }
@@ -42,14 +42,15 @@ impl Threshold {
     }
 
     pub(crate) fn set_route(&mut self, route: &str, threshold: Option<Duration>) {
-        self.per_route.insert(route.into(), threshold);
+        self.per_route.insert(route, threshold);
         self.update_lowest();
     }
 
     fn update_lowest(&mut self) {
         self.lowest = self
             .per_route
-            .values()
+            .iter()
+            .map(|(_, threshold)| threshold)
             .chain([&self.default])
             .filter_map(|threshold| *threshold)
             .min();
@@ -62,13 +63,48 @@ impl Threshold {
 
     /// The threshold for `route`: its override, else the default.
     pub(crate) fn for_route(&self, route: &RouteLabel) -> Option<Duration> {
-        if self.per_route.is_empty() {
-            return self.default;
-        }
-        self.per_route
-            .get(route.as_str())
-            .copied()
-            .unwrap_or(self.default)
+        self.per_route.get(route).copied().unwrap_or(self.default)
+    }
+}
+
+/// What one route template does differently from the layer's defaults, given to
+/// [`RequestTimingLayer::with_route`](crate::RequestTimingLayer::with_route). What it does not
+/// set follows the layer.
+///
+/// ```
+/// use std::time::Duration;
+/// use vitals_timing::{RequestTimingLayer, RouteTiming};
+///
+/// let timing = RequestTimingLayer::new()
+///     .with_route("/report", RouteTiming::new().with_slow_threshold(Duration::from_secs(5)))
+///     .with_route("/export", RouteTiming::new().with_blocking_threshold(None));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+// `Option<Option<_>>`: whether the route sets it at all, then its value (`None`: check off).
+#[allow(clippy::option_option)]
+pub struct RouteTiming {
+    pub(crate) slow_threshold: Option<Option<Duration>>,
+    pub(crate) blocking_threshold: Option<Option<Duration>>,
+}
+
+impl RouteTiming {
+    /// Nothing set: the route follows the layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The total time from which a request on this route is logged as slow (`None`: never).
+    #[must_use]
+    pub fn with_slow_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.slow_threshold = Some(threshold.into());
+        self
+    }
+
+    /// The single poll that counts as blocking the executor on this route (`None`: no check).
+    #[must_use]
+    pub fn with_blocking_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.blocking_threshold = Some(threshold.into());
+        self
     }
 }
 

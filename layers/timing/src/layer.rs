@@ -6,7 +6,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 use vitals_core::route::RouteLabeler;
 
-use crate::config::{Config, Sampler, ServerTimingMode};
+use crate::config::{Config, RouteTiming, Sampler, ServerTimingMode};
 use crate::part::TimingPart;
 use crate::report::TimingReport;
 use crate::service::RequestTiming;
@@ -46,12 +46,12 @@ impl RequestTimingLayer {
         self.with_server_timing(ServerTimingMode::Off)
     }
 
-    /// Measures the handler future's polls (executor time, longest poll) — on by default.
-    /// Off, the layer reads the clock three times per request whatever the handler does; on,
-    /// two more times per poll after the first.
+    /// Does not measure the handler future's polls (executor time, longest poll), measured by
+    /// default: the layer then reads the clock three times per request whatever the handler
+    /// does, instead of two more times per poll after the first. Blocking polls go unseen.
     #[must_use]
-    pub fn with_poll_timing(mut self, enabled: bool) -> Self {
-        self.config().poll_timing = enabled;
+    pub fn without_poll_timing(mut self) -> Self {
+        self.config().poll_timing = false;
         self
     }
 
@@ -63,18 +63,6 @@ impl RequestTimingLayer {
         self
     }
 
-    /// The blocking threshold for one route template (`"/report"`); `None` switches the check
-    /// off for it.
-    #[must_use]
-    pub fn with_route_blocking_threshold(
-        mut self,
-        route: &str,
-        threshold: impl Into<Option<Duration>>,
-    ) -> Self {
-        self.config().blocking.set_route(route, threshold.into());
-        self
-    }
-
     /// A request whose total time reaches this is logged as slow (default 1 s). `None`
     /// switches the check off.
     #[must_use]
@@ -83,14 +71,18 @@ impl RequestTimingLayer {
         self
     }
 
-    /// The slow threshold for one route template; `None` switches the check off for it.
+    /// Requests for the route template `route` (`"/report"`) follow what `settings` sets
+    /// instead of the layer's thresholds (found through the route label, axum's
+    /// `MatchedPath`). A route given twice keeps the later settings.
     #[must_use]
-    pub fn with_route_slow_threshold(
-        mut self,
-        route: &str,
-        threshold: impl Into<Option<Duration>>,
-    ) -> Self {
-        self.config().slow.set_route(route, threshold.into());
+    pub fn with_route(mut self, route: &str, settings: RouteTiming) -> Self {
+        let config = self.config();
+        if let Some(threshold) = settings.slow_threshold {
+            config.slow.set_route(route, threshold);
+        }
+        if let Some(threshold) = settings.blocking_threshold {
+            config.blocking.set_route(route, threshold);
+        }
         self
     }
 

@@ -22,7 +22,7 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{routing::get, Router};
-//! use vitals_timing::RequestTimingLayer;
+//! use vitals_timing::{RequestTimingLayer, RouteTiming};
 //!
 //! let app: Router = Router::new()
 //!     .route("/orders", get(|| async { "[]" }))
@@ -30,7 +30,7 @@
 //!     .layer(
 //!         RequestTimingLayer::new()
 //!             .with_slow_threshold(Duration::from_millis(500))
-//!             .with_route_slow_threshold("/report", Duration::from_secs(5)),
+//!             .with_route("/report", RouteTiming::new().with_slow_threshold(Duration::from_secs(5))),
 //!     );
 //! ```
 //!
@@ -51,7 +51,9 @@ mod service;
 mod starvation;
 
 pub use body::TimedBody;
-pub use config::{DEFAULT_BLOCKING_THRESHOLD, DEFAULT_SLOW_THRESHOLD, ServerTimingMode};
+pub use config::{
+    DEFAULT_BLOCKING_THRESHOLD, DEFAULT_SLOW_THRESHOLD, RouteTiming, ServerTimingMode,
+};
 pub use future::ResponseFuture;
 pub use layer::RequestTimingLayer;
 pub use report::TimingReport;

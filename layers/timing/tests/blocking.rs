@@ -21,7 +21,7 @@ use common::{Event, Events, Record, Reports, logged_ms};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vitals_core::findings::{Finding, Findings};
-use vitals_timing::{DEFAULT_BLOCKING_THRESHOLD, RequestTimingLayer};
+use vitals_timing::{DEFAULT_BLOCKING_THRESHOLD, RequestTimingLayer, RouteTiming};
 
 const BLOCKED: &str = "handler blocked the async executor";
 
@@ -196,8 +196,14 @@ async fn per_route_thresholds_override_the_default_or_switch_the_check_off() {
             reports.attach(
                 RequestTimingLayer::new()
                     // Far above any poll this test makes, however busy the machine.
-                    .with_route_blocking_threshold("/tolerated", Duration::from_mins(1))
-                    .with_route_blocking_threshold("/unchecked", None),
+                    .with_route(
+                        "/tolerated",
+                        RouteTiming::new().with_blocking_threshold(Duration::from_mins(1)),
+                    )
+                    .with_route(
+                        "/unchecked",
+                        RouteTiming::new().with_blocking_threshold(None),
+                    ),
             ),
         );
     for path in ["/tolerated", "/unchecked", "/checked"] {

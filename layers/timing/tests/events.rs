@@ -18,7 +18,7 @@ use common::Events;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vitals_core::server_timing::{Metric, ServerTiming};
-use vitals_timing::RequestTimingLayer;
+use vitals_timing::{RequestTimingLayer, RouteTiming};
 
 async fn send(app: &Router, path: &str) -> Response {
     app.clone()
@@ -59,7 +59,7 @@ async fn slow_requests_warn_with_what_other_layers_measured() {
         .layer(
             RequestTimingLayer::new()
                 .with_slow_threshold(Duration::from_millis(20))
-                .with_route_slow_threshold("/exempt", None),
+                .with_route("/exempt", RouteTiming::new().with_slow_threshold(None)),
         );
 
     let response = send(&app, "/slow").await;

@@ -338,7 +338,7 @@ async fn poll_timing_can_be_switched_off() {
     let reports = Reports::default();
     let app = Router::new()
         .route("/", get(|| async { "x" }))
-        .layer(reports.attach(RequestTimingLayer::new().with_poll_timing(false)));
+        .layer(reports.attach(RequestTimingLayer::new().without_poll_timing()));
     let response = send(&app, "/").await;
     assert_eq!(server_timing(&response).len(), 1);
     response.into_body().collect().await.unwrap();

@@ -12,8 +12,8 @@
 //! // OTEL_EXPORTER_OTLP_ENDPOINT is set (feature `otlp`). Keep the guard: dropping it flushes.
 //! let telemetry = vitals::telemetry::init()?;
 //! let vitals = VitalsLayer::builder()
-//!     .route("/products/{id}", RouteSettings::new().cache(CachePolicy::public(Duration::from_mins(1))))
-//!     .route("/slow", RouteSettings::new().timeout(Duration::from_secs(5)))
+//!     .with_route("/products/{id}", RouteSettings::new().with_cache_policy(CachePolicy::public(Duration::from_mins(1))))
+//!     .with_route("/slow", RouteSettings::new().with_timeout(Duration::from_secs(5)))
 //!     .build()?;
 //! let app = Router::new()
 //!     .route("/products/{id}", get(|| async { "a product" }))

@@ -4,14 +4,20 @@
 use std::time::Duration;
 
 #[cfg(feature = "cache-headers")]
-use vitals_cache_headers::{CacheHeadersLayer, CachePolicy};
+use vitals_cache_headers::{CachePolicy, CacheSettings};
 #[cfg(feature = "concurrency")]
-use vitals_concurrency::ConcurrencyLimitLayer;
+use vitals_concurrency::Limit;
+#[cfg(feature = "queries")]
+use vitals_queries::{NPlusOneAction, RouteQueries};
+#[cfg(feature = "timing")]
+use vitals_timing::RouteTiming;
 
-/// One route's settings, given to [`VitalsBuilder::route`](crate::VitalsBuilder::route) under
-/// its route template (`"/products/{id}"`). Every part of the stack finds them through the
-/// request's route label (axum's `MatchedPath`), so a route's cache policy, limit, deadline,
-/// query budget and slow threshold sit together instead of in one `route_layer` each.
+/// One route's settings, given to [`VitalsBuilder::with_route`](crate::VitalsBuilder::with_route)
+/// under its route template (`"/products/{id}"`). Every part of the stack finds them through
+/// the request's route label (axum's `MatchedPath`), so a route's cache policy, limit, deadline,
+/// query budget and slow threshold sit together instead of in one `route_layer` each. Each
+/// setting becomes the route's entry in its part's own table (the `with_route` of that layer
+/// crate).
 ///
 /// What a route does not set, it takes from the stack's defaults.
 ///
@@ -19,33 +25,31 @@ use vitals_concurrency::ConcurrencyLimitLayer;
 /// use std::time::Duration;
 /// use vitals::RouteSettings;
 /// use vitals::cache_headers::CachePolicy;
-/// use vitals::concurrency::ConcurrencyLimitLayer;
+/// use vitals::concurrency::Limit;
 ///
 /// let slow = RouteSettings::new()
-///     .limit(ConcurrencyLimitLayer::new(8).with_max_wait(Duration::from_millis(100)))
-///     .timeout(Duration::from_secs(5))
-///     .slow_threshold(Duration::from_secs(10));
+///     .with_limit(Limit::new(8).with_max_wait(Duration::from_millis(100)))
+///     .with_timeout(Duration::from_secs(5))
+///     .with_slow_threshold(Duration::from_secs(10));
 /// let catalogue = RouteSettings::new()
-///     .cache(CachePolicy::public(Duration::from_mins(1)))
-///     .query_budget(2);
+///     .with_cache_policy(CachePolicy::public(Duration::from_mins(1)))
+///     .with_query_budget(2);
 /// ```
 #[derive(Clone, Debug, Default)]
-// `Option<Option<_>>`: whether the route sets it at all, then its value, where `None` switches
-// the check off for the route.
-#[allow(clippy::option_option)]
+#[must_use]
 pub struct RouteSettings {
     #[cfg(feature = "cache-headers")]
     pub(crate) cache: Option<RouteCache>,
     #[cfg(feature = "concurrency")]
-    pub(crate) limit: Option<ConcurrencyLimitLayer>,
+    pub(crate) limit: Option<Limit>,
+    /// Whether the route sets a deadline at all, then its value (`None`: no deadline).
     #[cfg(feature = "concurrency")]
+    #[allow(clippy::option_option)]
     pub(crate) timeout: Option<Option<Duration>>,
     #[cfg(feature = "queries")]
-    pub(crate) query_budget: Option<Option<u64>>,
+    pub(crate) queries: Option<RouteQueries>,
     #[cfg(feature = "timing")]
-    pub(crate) slow_threshold: Option<Option<Duration>>,
-    #[cfg(feature = "timing")]
-    pub(crate) blocking_threshold: Option<Option<Duration>>,
+    pub(crate) timing: Option<RouteTiming>,
 }
 
 /// A route's caching: a policy on top of the stack's cache settings, or settings of its own.
@@ -53,7 +57,7 @@ pub struct RouteSettings {
 #[derive(Clone, Debug)]
 pub(crate) enum RouteCache {
     Policy(CachePolicy),
-    Layer(CacheHeadersLayer),
+    Settings(CacheSettings),
 }
 
 impl RouteSettings {
@@ -64,60 +68,77 @@ impl RouteSettings {
 
     /// The policy for the route's successful responses; everything else (authorization
     /// safety, error responses, ETags) follows the stack's cache settings — including a
-    /// `policy_by` rule there, which still decides first when it returns a policy.
+    /// policy rule there, which still decides first when it returns a policy.
     #[cfg(feature = "cache-headers")]
-    #[must_use]
-    pub fn cache(mut self, policy: CachePolicy) -> Self {
+    pub fn with_cache_policy(mut self, policy: CachePolicy) -> Self {
         self.cache = Some(RouteCache::Policy(policy));
         self
     }
 
-    /// Cache settings of the route's own (for example a policy for its `404`s too).
+    /// Cache settings of the route's own, in place of the stack's (for example a policy for
+    /// its `404`s too).
     #[cfg(feature = "cache-headers")]
-    #[must_use]
-    pub fn cache_headers(mut self, layer: CacheHeadersLayer) -> Self {
-        self.cache = Some(RouteCache::Layer(layer));
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        self.cache = Some(RouteCache::Settings(settings));
         self
     }
 
     /// A concurrency limit of the route's own — its own permits, queue and refusals, so a flood
     /// on it cannot take the permits the other routes need.
     #[cfg(feature = "concurrency")]
-    #[must_use]
-    pub fn limit(mut self, limit: ConcurrencyLimitLayer) -> Self {
+    pub fn with_limit(mut self, limit: Limit) -> Self {
         self.limit = Some(limit);
         self
     }
 
     /// The handler's deadline on this route (`None`: no deadline, whatever the default).
     #[cfg(feature = "concurrency")]
-    #[must_use]
-    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+    pub fn with_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = Some(timeout.into());
         self
     }
 
     /// Statements a request on this route may make before it is reported (`None`: none).
     #[cfg(feature = "queries")]
-    #[must_use]
-    pub fn query_budget(mut self, max_queries: impl Into<Option<u64>>) -> Self {
-        self.query_budget = Some(max_queries.into());
+    pub fn with_query_budget(mut self, max_queries: impl Into<Option<u64>>) -> Self {
+        self.queries = Some(
+            self.queries
+                .unwrap_or_default()
+                .with_query_budget(max_queries),
+        );
+        self
+    }
+
+    /// What the route's N+1 findings do.
+    #[cfg(feature = "queries")]
+    pub fn with_n_plus_one_action(mut self, action: NPlusOneAction) -> Self {
+        self.queries = Some(
+            self.queries
+                .unwrap_or_default()
+                .with_n_plus_one_action(action),
+        );
         self
     }
 
     /// The total time from which a request on this route is logged as slow (`None`: never).
     #[cfg(feature = "timing")]
-    #[must_use]
-    pub fn slow_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
-        self.slow_threshold = Some(threshold.into());
+    pub fn with_slow_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.timing = Some(
+            self.timing
+                .unwrap_or_default()
+                .with_slow_threshold(threshold),
+        );
         self
     }
 
     /// The single poll that counts as blocking the executor on this route (`None`: no check).
     #[cfg(feature = "timing")]
-    #[must_use]
-    pub fn blocking_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
-        self.blocking_threshold = Some(threshold.into());
+    pub fn with_blocking_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.timing = Some(
+            self.timing
+                .unwrap_or_default()
+                .with_blocking_threshold(threshold),
+        );
         self
     }
 }

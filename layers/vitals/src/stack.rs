@@ -9,7 +9,7 @@ use tower_layer::Layer;
 #[cfg(feature = "cache-headers")]
 use vitals_cache_headers::CacheHeadersLayer;
 #[cfg(feature = "concurrency")]
-use vitals_concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+use vitals_concurrency::{ConcurrencyLimitLayer, LimiterHandle, TimeoutLayer};
 #[cfg(feature = "latency")]
 use vitals_latency::{LatencyLayer, LatencyRegistry};
 #[cfg(feature = "queries")]
@@ -46,9 +46,9 @@ pub const DEFAULT_CONCURRENCY_LIMIT: usize = 1024;
 ///
 /// # fn main() -> Result<(), vitals::VitalsError> {
 /// let vitals = VitalsLayer::builder()
-///     .route(
+///     .with_route(
 ///         "/products/{id}",
-///         RouteSettings::new().cache(CachePolicy::public(Duration::from_mins(1))),
+///         RouteSettings::new().with_cache_policy(CachePolicy::public(Duration::from_mins(1))),
 ///     )
 ///     .build()?;
 /// let app: Router = Router::new()
@@ -88,10 +88,10 @@ impl VitalsLayer {
         self.latency.as_ref()
     }
 
-    /// The global concurrency limit (its snapshot, per-route snapshots).
+    /// A handle on the global concurrency limit and the routes' own (their snapshots).
     #[cfg(feature = "concurrency")]
-    pub fn concurrency_limit(&self) -> Option<&ConcurrencyLimitLayer> {
-        self.limit.as_ref()
+    pub fn limiter(&self) -> Option<LimiterHandle> {
+        self.limit.as_ref().map(ConcurrencyLimitLayer::handle)
     }
 
     /// The findings sink the parts push to, when one was given.
@@ -100,13 +100,13 @@ impl VitalsLayer {
     }
 
     /// A dashboard builder showing this stack: its latency registry, global limiter and
-    /// findings (see [`VitalsBuilder::findings`]).
+    /// findings (see [`VitalsBuilder::with_findings`]).
     #[cfg(feature = "dashboard")]
     pub fn dashboard(&self) -> vitals_dashboard::DashboardBuilder {
         vitals_dashboard::Dashboard::builder()
-            .latency(self.latency.clone())
-            .limiter(self.limit.clone())
-            .findings(self.findings.clone())
+            .with_latency(self.latency.clone())
+            .with_limiter(self.limiter())
+            .with_findings(self.findings.clone())
     }
 }
 
@@ -124,8 +124,9 @@ impl<S> Layer<S> for VitalsLayer {
     }
 }
 
-/// Configures each part of a [`VitalsLayer`]; each `with…`-less setter replaces a part's
-/// layer, each `without_…` switches a part off.
+/// Configures each part of a [`VitalsLayer`]: each `with_<part>` replaces a part's layer,
+/// each `without_<part>` switches it off, and the stack-wide settings (`Server-Timing`, the
+/// route labeler, findings, the route table) reach every part at once.
 #[derive(Debug)]
 #[must_use]
 pub struct VitalsBuilder {
@@ -184,7 +185,7 @@ impl VitalsBuilder {
     ///
     /// # fn main() -> Result<(), vitals::VitalsError> {
     /// let vitals = VitalsLayer::builder()
-    ///     .server_timing(ServerTimingMode::when_header(
+    ///     .with_server_timing(ServerTimingMode::when_header(
     ///         HeaderName::from_static("x-debug-timing"),
     ///         HeaderValue::from_static("s3cret"),
     ///     ))
@@ -194,8 +195,8 @@ impl VitalsBuilder {
     ///
     /// This replaces the mode of any part layer given to the builder; without it, each part
     /// keeps its own, and the most restrictive one on a request wins.
-    pub fn server_timing(mut self, mode: ServerTimingMode) -> Self {
-        self.server_timing = Some(mode);
+    pub fn with_server_timing(mut self, mode: impl Into<ServerTimingMode>) -> Self {
+        self.server_timing = Some(mode.into());
         self
     }
 
@@ -211,30 +212,31 @@ impl VitalsBuilder {
     ///
     /// # fn main() -> Result<(), vitals::VitalsError> {
     /// let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::new(["/shop.Orders/List"]));
-    /// let vitals = VitalsLayer::builder().route_labeler(labeler).build()?;
+    /// let vitals = VitalsLayer::builder().with_route_labeler(labeler).build()?;
     /// # let _ = vitals; Ok(()) }
     /// ```
-    pub fn route_labeler(mut self, labeler: RouteLabeler) -> Self {
+    pub fn with_route_labeler(mut self, labeler: RouteLabeler) -> Self {
         self.labeler = Some(labeler);
         self
     }
 
-    /// No `Server-Timing` header on any response (`server_timing(ServerTimingMode::Off)`).
+    /// No `Server-Timing` header on any response
+    /// (`with_server_timing(ServerTimingMode::Off)`).
     pub fn without_server_timing(self) -> Self {
-        self.server_timing(ServerTimingMode::Off)
+        self.with_server_timing(ServerTimingMode::Off)
     }
 
     /// Where the parts report what they notice, for a live view (the dashboard): timing its
     /// slow requests and blocking polls, queries its N+1 findings and queries per request, the
     /// limits (the global one and each route's) their refusals per route.
-    pub fn findings(mut self, findings: Findings) -> Self {
+    pub fn with_findings(mut self, findings: Findings) -> Self {
         self.findings = Some(findings);
         self
     }
 
     /// The trace-context layer (default: [`TraceContextLayer::new`]).
     #[cfg(feature = "trace-context")]
-    pub fn trace_context(mut self, layer: TraceContextLayer) -> Self {
+    pub fn with_trace_context(mut self, layer: TraceContextLayer) -> Self {
         self.trace_context = Some(layer);
         self
     }
@@ -248,7 +250,7 @@ impl VitalsBuilder {
 
     /// The timing layer (default: [`RequestTimingLayer::new`]).
     #[cfg(feature = "timing")]
-    pub fn timing(mut self, layer: RequestTimingLayer) -> Self {
+    pub fn with_timing(mut self, layer: RequestTimingLayer) -> Self {
         self.timing = Some(layer);
         self
     }
@@ -262,15 +264,8 @@ impl VitalsBuilder {
 
     /// Record latency into `registry` (default: a registry of the stack's own).
     #[cfg(feature = "latency")]
-    pub fn latency(mut self, registry: LatencyRegistry) -> Self {
+    pub fn with_latency(mut self, registry: LatencyRegistry) -> Self {
         self.latency = Some(LatencyLayer::new(registry));
-        self
-    }
-
-    /// The latency layer itself (for a custom route labeler).
-    #[cfg(feature = "latency")]
-    pub fn latency_layer(mut self, layer: LatencyLayer) -> Self {
-        self.latency = Some(layer);
         self
     }
 
@@ -283,7 +278,7 @@ impl VitalsBuilder {
 
     /// The global concurrency limit (default: [`DEFAULT_CONCURRENCY_LIMIT`]).
     #[cfg(feature = "concurrency")]
-    pub fn concurrency_limit(mut self, layer: ConcurrencyLimitLayer) -> Self {
+    pub fn with_concurrency_limit(mut self, layer: ConcurrencyLimitLayer) -> Self {
         self.limit = Some(layer);
         self
     }
@@ -297,14 +292,14 @@ impl VitalsBuilder {
 
     /// A deadline for every handler (default: none; routes may still declare theirs).
     #[cfg(feature = "concurrency")]
-    pub fn timeout(mut self, layer: TimeoutLayer) -> Self {
+    pub fn with_timeout(mut self, layer: TimeoutLayer) -> Self {
         self.timeout = Some(layer);
         self
     }
 
     /// The cache-headers layer (default: [`CacheHeadersLayer::new`]: no policy of its own).
     #[cfg(feature = "cache-headers")]
-    pub fn cache_headers(mut self, layer: CacheHeadersLayer) -> Self {
+    pub fn with_cache_headers(mut self, layer: CacheHeadersLayer) -> Self {
         self.cache_headers = Some(layer);
         self
     }
@@ -318,7 +313,7 @@ impl VitalsBuilder {
 
     /// The query-tracking layer (default: [`QueryTrackingLayer::new`]).
     #[cfg(feature = "queries")]
-    pub fn queries(mut self, layer: QueryTrackingLayer) -> Self {
+    pub fn with_queries(mut self, layer: QueryTrackingLayer) -> Self {
         self.queries = Some(layer);
         self
     }
@@ -331,7 +326,7 @@ impl VitalsBuilder {
     }
 
     /// Settings for the route template `route` (`"/products/{id}"`, as given to axum).
-    pub fn route(mut self, route: impl Into<String>, settings: RouteSettings) -> Self {
+    pub fn with_route(mut self, route: impl Into<String>, settings: RouteSettings) -> Self {
         self.routes.push((route.into(), settings));
         self
     }
@@ -484,52 +479,42 @@ impl VitalsBuilder {
                 .take()
                 .ok_or_else(|| off("cache", "cache headers"))?;
             let own = match cache {
-                crate::routes::RouteCache::Policy(policy) => global.clone().policy(policy),
-                crate::routes::RouteCache::Layer(layer) => layer,
+                crate::routes::RouteCache::Policy(policy) => {
+                    global.settings().clone().with_policy(policy)
+                }
+                crate::routes::RouteCache::Settings(settings) => settings,
             };
             self.cache_headers = Some(global.with_route(route, own));
         }
         #[cfg(feature = "concurrency")]
         {
-            if let Some(mut limit) = settings.limit {
+            if let Some(limit) = settings.limit {
                 let global = self
                     .limit
                     .take()
                     .ok_or_else(|| off("limit", "concurrency limit"))?;
-                if let Some(findings) = &self.findings {
-                    limit = limit.with_findings(findings.clone());
-                }
                 self.limit = Some(global.with_route(route, limit));
             }
             if let Some(timeout) = settings.timeout {
                 let layer = self.timeout.take().unwrap_or_else(TimeoutLayer::per_route);
-                self.timeout = Some(layer.with_route_timeout(route, timeout));
+                self.timeout = Some(layer.with_route(route, timeout));
             }
         }
         #[cfg(feature = "queries")]
-        if let Some(budget) = settings.query_budget {
+        if let Some(own) = settings.queries {
             let layer = self
                 .queries
                 .take()
                 .ok_or_else(|| off("query budget", "queries"))?;
-            self.queries = Some(layer.with_route_query_budget(route, budget));
+            self.queries = Some(layer.with_route(route, own));
         }
         #[cfg(feature = "timing")]
-        {
-            if let Some(threshold) = settings.slow_threshold {
-                let layer = self
-                    .timing
-                    .take()
-                    .ok_or_else(|| off("slow threshold", "timing"))?;
-                self.timing = Some(layer.with_route_slow_threshold(route, threshold));
-            }
-            if let Some(threshold) = settings.blocking_threshold {
-                let layer = self
-                    .timing
-                    .take()
-                    .ok_or_else(|| off("blocking threshold", "timing"))?;
-                self.timing = Some(layer.with_route_blocking_threshold(route, threshold));
-            }
+        if let Some(own) = settings.timing {
+            let layer = self
+                .timing
+                .take()
+                .ok_or_else(|| off("slow or blocking threshold", "timing"))?;
+            self.timing = Some(layer.with_route(route, own));
         }
         Ok(())
     }

@@ -109,34 +109,34 @@ fn settings() -> impl Strategy<Value = Settings> {
 
 fn stack(s: &Settings) -> VitalsLayer {
     VitalsLayer::builder()
-        .findings(Findings::new(s.findings))
-        .trace_context(TraceContextLayer::new().with_tracestate_limit(s.tracestate_limit))
-        .timing(
+        .with_findings(Findings::new(s.findings))
+        .with_trace_context(TraceContextLayer::new().with_tracestate_limit(s.tracestate_limit))
+        .with_timing(
             RequestTimingLayer::new()
                 .with_slow_threshold(s.slow)
                 .with_blocking_threshold(s.blocking)
                 .with_completion_events(s.completion_rate),
         )
-        .queries(
+        .with_queries(
             QueryTrackingLayer::new()
                 .with_n_plus_one_threshold(s.repeats)
                 .with_n_plus_one_min_total(s.min_total)
                 .with_query_budget(s.budget),
         )
-        .concurrency_limit(
+        .with_concurrency_limit(
             ConcurrencyLimitLayer::new(s.limit)
                 .with_max_queued(s.queued)
                 .with_max_wait(s.max_wait)
                 .with_retry_after(s.retry_after),
         )
-        .timeout(TimeoutLayer::new(s.timeout))
-        .route(
+        .with_timeout(TimeoutLayer::new(s.timeout))
+        .with_route(
             "/work",
             RouteSettings::new()
-                .timeout(s.route_timeout)
-                .query_budget(s.route_budget)
-                .slow_threshold(s.slow)
-                .blocking_threshold(s.blocking),
+                .with_timeout(s.route_timeout)
+                .with_query_budget(s.route_budget)
+                .with_slow_threshold(s.slow)
+                .with_blocking_threshold(s.blocking),
         )
         .build()
         .unwrap()

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use tower::ServiceExt;
 use vitals::cache_headers::CachePolicy;
-use vitals::concurrency::{ConcurrencyLimitLayer, TimeoutLayer};
+use vitals::concurrency::{ConcurrencyLimitLayer, Limit, TimeoutLayer};
 use vitals::{RouteSettings, VitalsError, VitalsLayer};
 
 fn app(vitals: &VitalsLayer) -> Router {
@@ -57,12 +57,12 @@ async fn every_part_is_on_by_default() {
     assert!(header_of(&response, "x-request-id").is_some(), "request id");
     assert!(header_of(&response, "etag").is_some(), "cache headers");
     assert_eq!(
-        vitals.concurrency_limit().unwrap().snapshot().in_flight,
+        vitals.limiter().unwrap().snapshot().in_flight,
         1,
         "the permit is held until the body ends"
     );
     assert_eq!(finish(response).await, b"a product");
-    assert_eq!(vitals.concurrency_limit().unwrap().snapshot().in_flight, 0);
+    assert_eq!(vitals.limiter().unwrap().snapshot().in_flight, 0);
     let latency = vitals
         .latency()
         .unwrap()
@@ -79,16 +79,16 @@ async fn every_part_is_on_by_default() {
 #[tokio::test(start_paused = true)]
 async fn each_route_reads_its_settings_from_the_table() {
     let vitals = VitalsLayer::builder()
-        .concurrency_limit(ConcurrencyLimitLayer::new(64))
-        .route(
+        .with_concurrency_limit(ConcurrencyLimitLayer::new(64))
+        .with_route(
             "/products/{id}",
-            RouteSettings::new().cache(CachePolicy::public(Duration::from_mins(1))),
+            RouteSettings::new().with_cache_policy(CachePolicy::public(Duration::from_mins(1))),
         )
-        .route(
+        .with_route(
             "/slow",
             RouteSettings::new()
-                .timeout(Duration::from_millis(100))
-                .limit(ConcurrencyLimitLayer::new(1).with_max_queued(0)),
+                .with_timeout(Duration::from_millis(100))
+                .with_limit(Limit::new(1).with_max_queued(0)),
         )
         .build()
         .unwrap();
@@ -115,7 +115,7 @@ async fn each_route_reads_its_settings_from_the_table() {
     finish(timed_out).await;
 
     // Its own limit of 1: a second request while one holds the permit is refused at once.
-    let limit = vitals.concurrency_limit().unwrap();
+    let limit = vitals.limiter().unwrap();
     let first = tokio::spawn({
         let app = app.clone();
         async move { finish(send(&app, "/slow").await).await }
@@ -160,7 +160,7 @@ async fn parts_switched_off_are_gone() {
         .build()
         .unwrap();
     assert!(vitals.latency().is_none());
-    assert!(vitals.concurrency_limit().is_none());
+    assert!(vitals.limiter().is_none());
     let response = send(&app(&vitals), "/products/1").await;
     assert_eq!(response.status(), StatusCode::OK);
     for name in ["server-timing", "x-request-id", "etag", "cache-control"] {
@@ -182,22 +182,19 @@ async fn parts_switched_off_are_gone() {
 #[test]
 fn bad_route_tables_are_refused_with_a_reason() {
     let invalid = VitalsLayer::builder()
-        .route("products", RouteSettings::new())
+        .with_route("products", RouteSettings::new())
         .build()
         .unwrap_err();
     assert_eq!(invalid, VitalsError::InvalidRoute("products".into()));
     let twice = VitalsLayer::builder()
-        .route("/a", RouteSettings::new().query_budget(1))
-        .route("/a", RouteSettings::new().query_budget(2))
+        .with_route("/a", RouteSettings::new().with_query_budget(1))
+        .with_route("/a", RouteSettings::new().with_query_budget(2))
         .build()
         .unwrap_err();
     assert_eq!(twice, VitalsError::DuplicateRoute("/a".into()));
     let off = VitalsLayer::builder()
         .without_concurrency_limit()
-        .route(
-            "/slow",
-            RouteSettings::new().limit(ConcurrencyLimitLayer::new(1)),
-        )
+        .with_route("/slow", RouteSettings::new().with_limit(Limit::new(1)))
         .build()
         .unwrap_err();
     assert!(
@@ -208,9 +205,9 @@ fn bad_route_tables_are_refused_with_a_reason() {
     // A deadline needs no global timeout: the route table brings the part in.
     assert!(
         VitalsLayer::builder()
-            .route(
+            .with_route(
                 "/slow",
-                RouteSettings::new().timeout(Duration::from_secs(1))
+                RouteSettings::new().with_timeout(Duration::from_secs(1))
             )
             .build()
             .is_ok()
@@ -224,12 +221,12 @@ async fn every_part_reports_to_the_findings() {
 
     let findings = Findings::default();
     let vitals = VitalsLayer::builder()
-        .findings(findings.clone())
-        .route(
+        .with_findings(findings.clone())
+        .with_route(
             "/slow",
             RouteSettings::new()
-                .slow_threshold(Duration::from_millis(1))
-                .limit(ConcurrencyLimitLayer::new(1).with_max_queued(0)),
+                .with_slow_threshold(Duration::from_millis(1))
+                .with_limit(Limit::new(1).with_max_queued(0)),
         )
         .build()
         .unwrap();
@@ -330,7 +327,7 @@ async fn one_switch_governs_the_whole_server_timing_header() {
 
     // When the header carries the token: only then.
     let gated = VitalsLayer::builder()
-        .server_timing(vitals::ServerTimingMode::when_header(
+        .with_server_timing(vitals::ServerTimingMode::when_header(
             header::HeaderName::from_static("x-debug-timing"),
             header::HeaderValue::from_static("s3cret"),
         ))
@@ -360,7 +357,7 @@ async fn one_switch_governs_the_whole_server_timing_header() {
 async fn a_part_configured_off_denies_the_header_even_when_another_part_attached_it() {
     // Trace context (outermost) would show the trace id; timing inside it says Off.
     let vitals = VitalsLayer::builder()
-        .timing(vitals::timing::RequestTimingLayer::new().without_server_timing())
+        .with_timing(vitals::timing::RequestTimingLayer::new().without_server_timing())
         .build()
         .unwrap();
     let response = send_with(&app_with_a_query(&vitals), &[]).await;
@@ -376,7 +373,7 @@ async fn a_part_configured_off_denies_the_header_even_when_another_part_attached
 async fn the_limit_queues_admits_and_refuses_inside_the_one_service() {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let vitals = VitalsLayer::builder()
-        .concurrency_limit(
+        .with_concurrency_limit(
             ConcurrencyLimitLayer::new(1)
                 .with_max_queued(1)
                 .with_max_wait(Duration::from_secs(1)),
@@ -395,7 +392,7 @@ async fn the_limit_queues_admits_and_refuses_inside_the_one_service() {
             }),
         )
         .layer(vitals.clone());
-    let limit = vitals.concurrency_limit().unwrap();
+    let limit = vitals.limiter().unwrap();
     let spawn = |app: &Router| {
         let app = app.clone();
         tokio::spawn(async move {
@@ -499,12 +496,12 @@ fn trickle() -> axum::body::Body {
 #[tokio::test(start_paused = true)]
 async fn the_deadline_covers_the_body_and_counts_from_admission() {
     let vitals = VitalsLayer::builder()
-        .concurrency_limit(
+        .with_concurrency_limit(
             ConcurrencyLimitLayer::new(1)
                 .with_max_queued(1)
                 .with_max_wait(Duration::from_secs(5)),
         )
-        .timeout(TimeoutLayer::new(Duration::from_millis(100)).with_body_deadline())
+        .with_timeout(TimeoutLayer::new(Duration::from_millis(100)).with_body_deadline())
         .build()
         .unwrap();
     let app = Router::new()
@@ -530,7 +527,7 @@ async fn the_deadline_covers_the_body_and_counts_from_admission() {
     assert_eq!(response.status(), StatusCode::OK);
     let read = axum::body::to_bytes(response.into_body(), 1 << 20).await;
     assert!(read.is_err(), "the body outlived the deadline: {read:?}");
-    assert_eq!(vitals.concurrency_limit().unwrap().snapshot().in_flight, 0);
+    assert_eq!(vitals.limiter().unwrap().snapshot().in_flight, 0);
 
     // Two requests of 80 ms each through a limit of one: the second waits 80 ms in the queue,
     // then has its own 100 ms.
@@ -576,12 +573,12 @@ impl vitals::core::route::ExtractRoute for ServicePrefix {
 async fn one_route_labeler_is_given_to_every_part() {
     let labeler = vitals::core::route::RouteLabeler::with_extractor(ServicePrefix);
     let vitals = VitalsLayer::builder()
-        .route_labeler(labeler)
-        .route(
+        .with_route_labeler(labeler)
+        .with_route(
             "/shop.Orders/List",
             RouteSettings::new()
-                .cache(CachePolicy::public(Duration::from_mins(1)))
-                .timeout(Duration::from_millis(100)),
+                .with_cache_policy(CachePolicy::public(Duration::from_mins(1)))
+                .with_timeout(Duration::from_millis(100)),
         )
         .build()
         .unwrap();
