@@ -291,26 +291,19 @@ pub mod peer {
     }
 }
 
-/// What `vitals::telemetry` installs for logs, for in-process use under `with_default`: the
-/// query events, the trace ids, and the JSON log layer at INFO writing to `writer`.
+/// What `vitals::telemetry` installs for JSON logs, for in-process use under `with_default`:
+/// its one log layer (lines, query events, ids) at INFO, writing to `writer`.
 pub fn vitals_subscriber<W>(
     writer: W,
 ) -> impl tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt;
-    tracing_subscriber::registry()
-        .with(vitals::queries::query_events())
-        .with(vitals::trace_context::logs::TraceIdsLayer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .event_format(vitals::trace_context::logs::JsonFormat)
-                .fmt_fields(vitals::trace_context::logs::SkipSpanFields)
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-        )
+    tracing_subscriber::registry().with(vitals::telemetry::JsonLogLayer::new(
+        writer,
+        tracing_subscriber::EnvFilter::new(vitals::telemetry::DEFAULT_FILTER),
+    ))
 }
 
 /// A server's time limit, so a forgotten server never runs for ever.

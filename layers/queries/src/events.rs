@@ -1,6 +1,7 @@
 //! Sources of queries that report through `tracing`: sqlx's query events and spans or events
 //! that follow the OpenTelemetry database conventions.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
@@ -78,7 +79,17 @@ impl QueryEventLayer {
     pub fn filter() -> QueryFilter {
         FilterFn::new(is_query_callsite)
     }
+
+    /// Whether the layer reads events or spans of this callsite: what [`filter`](Self::filter)
+    /// lets through, for a composing layer that filters for it.
+    pub fn wants(metadata: &Metadata<'_>) -> bool {
+        is_query_callsite(metadata)
+    }
 }
+
+/// Whether a database span has been seen in this process: until one is, the spans the layer
+/// is told about (the request spans) are not looked up on every record and close.
+static DB_SPANS: AtomicBool = AtomicBool::new(false);
 
 /// The filter [`QueryEventLayer`] is installed with.
 pub type QueryFilter = FilterFn<fn(&Metadata<'_>) -> bool>;
@@ -156,6 +167,7 @@ where
         let mut fields = SqlxFields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
+            DB_SPANS.store(true, Ordering::Relaxed);
             span.extensions_mut().insert(DbSpan {
                 statement: fields.statement,
                 dialect: fields.dialect.unwrap_or(self.dialect),
@@ -165,6 +177,9 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if !DB_SPANS.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(db) = extensions.get_mut::<DbSpan>() {
@@ -180,6 +195,9 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if !DB_SPANS.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(span) = ctx.span(&id) else { return };
         let Some(db) = span.extensions_mut().remove::<DbSpan>() else {
             return;

@@ -291,38 +291,68 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = Map::new();
-        let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        line.insert("timestamp".to_owned(), Value::from(timestamp));
-        let metadata = event.metadata();
-        line.insert("level".to_owned(), Value::from(metadata.level().as_str()));
-        line.insert("target".to_owned(), Value::from(metadata.target()));
-        if let Some(span) = ctx.lookup_current() {
-            line.insert("span".to_owned(), Value::from(span.name()));
-        }
-        // The innermost span with ids entered on this thread, whether or not the log filter
-        // lets the log layer see it; else the request (or scoped work) running on it; else
-        // the event's own scope.
-        let ids = ENTERED
-            .with(|entered| entered.borrow().last().map(|(_, ids)| ids.clone()))
-            .or_else(|| with_current(|current| current.map(TraceIds::of_scope)))
-            .or_else(|| {
-                ctx.event_scope()?
-                    .find_map(|span| span.extensions().get::<Arc<TraceIds>>().cloned())
-            });
-        if let Some(ids) = ids {
-            for (key, value) in [
-                ("trace_id", &ids.trace_id),
-                ("span_id", &ids.span_id),
-                ("request_id", &ids.request_id),
-            ] {
-                if let Some(value) = value {
-                    line.insert(key.to_owned(), Value::from(value.as_str()));
-                }
+        let span = ctx.lookup_current().map(|span| span.name());
+        let line = line(event, span, || {
+            ctx.event_scope()?
+                .find_map(|span| span.extensions().get::<Arc<TraceIds>>().cloned())
+        });
+        writeln!(writer, "{line}")
+    }
+}
+
+/// The line [`JsonFormat`] writes for `event`, newline included, for a layer that writes its
+/// own lines: `ctx` is that layer's context, where the current span and the spans of
+/// [`TraceIdsLayer`] are found (install [`TraceIdsLayer`] too).
+pub fn json_line<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> String
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let span = ctx.lookup_current().map(|span| span.name());
+    let mut line = line(event, span, || {
+        ctx.event_scope(event)?
+            .find_map(|span| span.extensions().get::<Arc<TraceIds>>().cloned())
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// One event as a JSON object: `span` is the current span's name; `scope_ids` finds the ids of
+/// the event's spans when neither a span with ids nor a request is current on this thread.
+fn line(
+    event: &Event<'_>,
+    span: Option<&str>,
+    scope_ids: impl FnOnce() -> Option<Arc<TraceIds>>,
+) -> Value {
+    let mut line = Map::new();
+    let mut timestamp = String::new();
+    // Writing to a `String` does not fail.
+    let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
+    line.insert("timestamp".to_owned(), Value::from(timestamp));
+    let metadata = event.metadata();
+    line.insert("level".to_owned(), Value::from(metadata.level().as_str()));
+    line.insert("target".to_owned(), Value::from(metadata.target()));
+    if let Some(span) = span {
+        line.insert("span".to_owned(), Value::from(span));
+    }
+    // The innermost span with ids entered on this thread, whether or not the log filter lets
+    // the log layer see it; else the request (or scoped work) running on it; else the event's
+    // own scope.
+    let ids = ENTERED
+        .with(|entered| entered.borrow().last().map(|(_, ids)| ids.clone()))
+        .or_else(|| with_current(|current| current.map(TraceIds::of_scope)))
+        .or_else(scope_ids);
+    if let Some(ids) = ids {
+        for (key, value) in [
+            ("trace_id", &ids.trace_id),
+            ("span_id", &ids.span_id),
+            ("request_id", &ids.request_id),
+        ] {
+            if let Some(value) = value {
+                line.insert(key.to_owned(), Value::from(value.as_str()));
             }
         }
-        event.record(&mut FieldsVisitor(&mut line));
-        writeln!(writer, "{}", Value::Object(line))
     }
+    event.record(&mut FieldsVisitor(&mut line));
+    Value::Object(line)
 }

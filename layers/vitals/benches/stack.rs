@@ -35,15 +35,10 @@ fn compare(c: &mut Criterion, group: &str) {
 /// What a service's `vitals::telemetry` installs, writing its JSON lines nowhere.
 #[cfg(feature = "telemetry")]
 fn json_logs() -> impl tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync {
-    vitals::queries::query_events()
-        .and_then(vitals::trace_context::logs::TraceIdsLayer)
-        .and_then(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::sink)
-                .event_format(vitals::trace_context::logs::JsonFormat)
-                .fmt_fields(vitals::trace_context::logs::SkipSpanFields)
-                .with_filter(LevelFilter::INFO),
-        )
+    vitals::telemetry::JsonLogLayer::new(
+        std::io::sink,
+        tracing_subscriber::EnvFilter::new(vitals::telemetry::DEFAULT_FILTER),
+    )
 }
 
 /// The stack with one part off at a time: what each part costs inside it.
@@ -106,15 +101,24 @@ fn otel(c: &mut Criterion) {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(Discard)
         .build();
-    let subscriber = tracing_subscriber::registry().with(json_logs()).with(
-        // As `vitals::telemetry` installs it: without busy/idle time, location and thread.
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("bench"))
-            .with_tracked_inactivity(false)
-            .with_location(false)
-            .with_threads(false)
-            .with_filter(LevelFilter::INFO),
-    );
+    // As `vitals::telemetry` installs it: the span export without busy/idle time, location and
+    // thread, behind its own INFO filter, and the log layer keeping INFO spans for it.
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_tracked_inactivity(false)
+                .with_location(false)
+                .with_threads(false)
+                .with_filter(LevelFilter::INFO),
+        )
+        .with(
+            vitals::telemetry::JsonLogLayer::new(
+                std::io::sink,
+                tracing_subscriber::EnvFilter::new(vitals::telemetry::DEFAULT_FILTER),
+            )
+            .with_span_export(),
+        );
     tracing::subscriber::with_default(subscriber, || compare(c, "stack_json_logs_otel"));
     let _ = provider.shutdown();
 }

@@ -24,6 +24,7 @@
 //! ([`TelemetryError::AlreadyInstalled`]), as is installing over another global subscriber or
 //! recorder.
 
+mod json;
 mod logs;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -34,6 +35,7 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use json::JsonLogLayer;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The log filter when `RUST_LOG` is not set.
