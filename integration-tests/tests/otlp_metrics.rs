@@ -36,7 +36,7 @@ async fn request_durations_reach_an_otlp_receiver_in_seconds_with_semconv_bucket
     .expect("the provider");
 
     let registry = LatencyRegistry::builder()
-        .meter(provider.meter("shop"))
+        .with_meter(provider.meter("shop"))
         .build();
     let app = Router::new()
         .route("/products/{id}", get(|| async { "a product" }))

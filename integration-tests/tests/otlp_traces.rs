@@ -78,10 +78,10 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
     // The shop's own telemetry setup, sending to the receiver (no log output: the harness
     // owns stdout).
     let telemetry = vitals::telemetry::builder()
-        .service_name("shop")
+        .with_service_name("shop")
         .without_logs()
         .without_prometheus()
-        .otlp_endpoint(receiver.endpoint())
+        .with_otlp_endpoint(receiver.endpoint())
         .install()
         .expect("telemetry");
     assert!(telemetry.exports_traces());

@@ -193,12 +193,12 @@ pub fn install_telemetry(variant: Variant, otlp: Option<&str>) -> Result<Telemet
         Variant::Bare | Variant::BareLayer | Variant::VitalsOff => Ok(TelemetryGuard::None),
         Variant::Vitals | Variant::VitalsOtlp => {
             let mut builder = vitals::telemetry::builder()
-                .service_name("vitals-load")
-                .log_format(vitals::telemetry::LogFormat::Json)
+                .with_service_name("vitals-load")
+                .with_log_format(vitals::telemetry::LogFormat::Json)
                 .without_otlp_from_env();
             if variant == Variant::VitalsOtlp {
                 let endpoint = otlp.ok_or("vitals-otlp needs --otlp URL")?;
-                builder = builder.otlp_endpoint(endpoint);
+                builder = builder.with_otlp_endpoint(endpoint);
             }
             builder
                 .install()

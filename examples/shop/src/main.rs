@@ -10,19 +10,19 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     // Logs with trace ids, a Prometheus recorder for `/metrics`, and request spans exported by
     // OTLP when `--otlp-endpoint` or OTEL_EXPORTER_OTLP_ENDPOINT names a collector.
-    let mut telemetry = vitals::telemetry::builder().service_name("shop");
+    let mut telemetry = vitals::telemetry::builder().with_service_name("shop");
     if let Some(format) = config.log_format {
-        telemetry = telemetry.log_format(match format {
+        telemetry = telemetry.with_log_format(match format {
             LogFormat::Json => vitals::telemetry::LogFormat::Json,
             LogFormat::Pretty => vitals::telemetry::LogFormat::Pretty,
         });
     }
     if let Some(endpoint) = &config.otlp_endpoint {
-        telemetry = telemetry.otlp_endpoint(endpoint);
+        telemetry = telemetry.with_otlp_endpoint(endpoint);
     }
     // sqlx's query events do not name the database: say which, for the fingerprints.
     if Backend::of_url(&config.database_url) == Some(Backend::Sqlite) {
-        telemetry = telemetry.sql_dialect(vitals::queries::fingerprint::SqlDialect::Sqlite);
+        telemetry = telemetry.with_sql_dialect(vitals::queries::fingerprint::SqlDialect::Sqlite);
     }
     let telemetry = match telemetry.install() {
         Ok(telemetry) => telemetry,

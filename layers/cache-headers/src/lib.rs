@@ -19,11 +19,11 @@
 //! ```
 //!
 //! - **Policies** ([`CachePolicy`]) render by RFC 9111's grammar; a `Cache-Control` the handler
-//!   set wins unless [`override_handler`](CacheHeadersLayer::with_handler_override) says otherwise
+//!   set wins unless [`with_handler_override`](CacheHeadersLayer::with_handler_override) says otherwise
 //!   (an unparsable one is left alone and logged — unless the response is for one user).
 //! - **Safe defaults**: a response for one user — to a request with `Authorization` (or a
 //!   [configured cookie](CacheHeadersLayer::with_private_cookie)), unless the route says
-//!   [`public_even_if_authorized`](CacheHeadersLayer::with_public_even_if_authorized), or one that
+//!   [`with_public_even_if_authorized`](CacheHeadersLayer::with_public_even_if_authorized), or one that
 //!   sets a cookie — never leaves the layer storable by a shared cache, in any mode and whoever
 //!   wrote its `Cache-Control`: what would let one store it (`public`, `s-maxage`,
 //!   `must-revalidate` for credentials; anything but `private`/`no-store` with `Set-Cookie`) is

@@ -66,7 +66,7 @@ where
 ///         Some(Validators { etag: EntityTag::strong(&format!("{id}-v7")), last_modified: None })
 ///     }
 /// })
-/// .require_precondition();
+/// .with_required_precondition();
 /// let app: Router = Router::new().route("/items/{id}", put(|| async { "saved" }).route_layer(guarded));
 /// ```
 #[derive(Clone)]
@@ -96,7 +96,7 @@ impl PreconditionLayer {
     /// `If-Unmodified-Since`) or that they create (`If-None-Match: *`) with `428 Precondition
     /// Required` (RFC 6585).
     #[must_use]
-    pub fn require_precondition(mut self) -> Self {
+    pub fn with_required_precondition(mut self) -> Self {
         self.require = true;
         self
     }
@@ -118,6 +118,10 @@ impl<S> Layer<S> for PreconditionLayer {
 pub struct Precondition<S> {
     inner: S,
     layer: PreconditionLayer,
+}
+
+impl<S> Precondition<S> {
+    vitals_core::inner_service_accessors!();
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Precondition<S> {

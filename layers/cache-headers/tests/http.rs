@@ -71,7 +71,7 @@ fn app() -> Router {
             })
         }
     })
-    .require_precondition();
+    .with_required_precondition();
 
     Router::new()
         .route(
@@ -457,7 +457,7 @@ async fn no_mode_lets_shared_caches_store_a_response_for_one_user() {
         cache_control("/bare-cookie", &[]).await.as_deref(),
         Some("private")
     );
-    // `override_handler()` on a status without a policy (a login redirect) kept the handler's
+    // `with_handler_override()` on a status without a policy (a login redirect) kept the handler's
     // `public` — here with no outer layer to catch it.
     let login = Router::new()
         .route(

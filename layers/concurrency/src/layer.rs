@@ -186,10 +186,10 @@ impl ConcurrencyLimitLayer {
         self.change(|limit| limit.with_retry_after(base))
     }
 
-    /// See [`Limit::with_rejection`].
+    /// See [`Limit::with_response`].
     #[must_use]
-    pub fn with_rejection(self, rejection: LayerResponse) -> Self {
-        self.change(|limit| limit.with_rejection(rejection))
+    pub fn with_response(self, rejection: LayerResponse) -> Self {
+        self.change(|limit| limit.with_response(rejection))
     }
 
     /// How requests get their `http.route` label in the `metrics` output (default: axum's

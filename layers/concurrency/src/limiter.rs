@@ -82,7 +82,7 @@ pub(crate) struct Limiter {
 
 /// A permit of the concurrency limit, held from admission to the end of the response body.
 /// Given back when dropped (the response body ended, the request was cancelled,
-/// the handler panicked). With an adaptive limit, only [`completed`](Self::completed) reports
+/// the handler panicked). With an adaptive limit, only `completed` reports
 /// the request's latency first, and only for a representative request (see
 /// [`crate::adaptive`]): a permit merely dropped says nothing about how long the work takes.
 #[derive(Debug)]
@@ -179,7 +179,7 @@ impl Permit {
 }
 
 impl Drop for Permit {
-    /// A permit dropped without [`completed`](Permit::completed) — the request cancelled, the
+    /// A permit dropped without `completed` — the request cancelled, the
     /// body dropped before its end or failed, the handler failed or panicked — goes back
     /// without a sample: a client that hung up after a microsecond must not teach the adaptive
     /// limit that requests take a microsecond.

@@ -121,7 +121,7 @@ impl Limit {
     /// The refusal's status and body (default: 503, `{"error": "..."}`). `Retry-After` is
     /// added to it.
     #[must_use]
-    pub fn with_rejection(mut self, rejection: LayerResponse) -> Self {
+    pub fn with_response(mut self, rejection: LayerResponse) -> Self {
         self.settings.rejection = rejection;
         self
     }

@@ -842,7 +842,7 @@ async fn settings_given_after_the_classes_labeler_and_routes_keep_them() {
 
     // A plain service, not a router: no `MatchedPath`, so only the custom labeler finds the
     // route `/slow`.
-    let labeler = RouteLabeler::with_extractor(|head: RequestHead<'_>| {
+    let labeler = RouteLabeler::from_extractor(|head: RequestHead<'_>| {
         (head.uri.path() == "/slow").then(|| RouteLabel::from_static("/slow"))
     });
     let limit = ConcurrencyLimitLayer::new(1)

@@ -177,7 +177,7 @@ impl RouteLabeler {
     }
 
     /// A labeler that asks `extractor` first.
-    pub fn with_extractor(extractor: impl ExtractRoute) -> Self {
+    pub fn from_extractor(extractor: impl ExtractRoute) -> Self {
         Self {
             custom: Some(Arc::new(extractor)),
         }
@@ -226,7 +226,7 @@ fn matched_path(_: &Extensions) -> Option<RouteLabel> {
 /// use http::Request;
 /// use vitals_core::route::{GrpcMethodRoute, RouteLabeler};
 ///
-/// let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::new([
+/// let labeler = RouteLabeler::from_extractor(GrpcMethodRoute::new([
 ///     "/grpc.health.v1.Health/Check",
 ///     "/grpc.health.v1.Health/Watch",
 /// ]));
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn custom_extractor_comes_first_and_can_fall_through() {
-        let labeler = RouteLabeler::with_extractor(|head: RequestHead<'_>| {
+        let labeler = RouteLabeler::from_extractor(|head: RequestHead<'_>| {
             (head.method == Method::POST).then(|| RouteLabel::from_static("/graphql"))
         });
         let post = Request::post("/anything").body(()).unwrap();
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn grpc_known_methods_only() {
         let labeler =
-            RouteLabeler::with_extractor(GrpcMethodRoute::new(["/grpc.health.v1.Health/Check"]));
+            RouteLabeler::from_extractor(GrpcMethodRoute::new(["/grpc.health.v1.Health/Check"]));
         assert_eq!(
             labeler
                 .label(&grpc("/grpc.health.v1.Health/Check"))
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn grpc_any_method_validates_the_path() {
-        let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::any_method());
+        let labeler = RouteLabeler::from_extractor(GrpcMethodRoute::any_method());
         assert_eq!(labeler.label(&grpc("/a.b.C/Do_1")).as_str(), "/a.b.C/Do_1");
         let long = format!("/svc/{}", "m".repeat(MAX_GRPC_METHOD_LEN));
         for bad in [

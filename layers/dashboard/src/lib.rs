@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `vitals` crate (feature `dashboard`), `VitalsBuilder::findings` hands the sink to
+//! With the `vitals` crate (feature `dashboard`), `VitalsBuilder::with_findings` hands the sink to
 //! every layer and `VitalsLayer::dashboard()` starts a builder with the stack's registry,
 //! limiter and findings filled in.
 //!
@@ -93,23 +93,23 @@ pub struct DashboardBuilder {
 
 impl DashboardBuilder {
     /// The latency registry to show (the `VitalsLayer`'s, or your `LatencyLayer`'s).
-    pub fn with_latency(mut self, registry: impl Into<Option<LatencyRegistry>>) -> Self {
-        self.sources.latency = registry.into();
+    pub fn with_latency(mut self, registry: LatencyRegistry) -> Self {
+        self.sources.latency = Some(registry);
         self
     }
 
     /// The global limiter to show, read through its handle
     /// ([`ConcurrencyLimitLayer::handle`](vitals_concurrency::ConcurrencyLimitLayer::handle),
     /// or the `VitalsLayer`'s `limiter()`).
-    pub fn with_limiter(mut self, limiter: impl Into<Option<LimiterHandle>>) -> Self {
-        self.sources.limiter = limiter.into();
+    pub fn with_limiter(mut self, limiter: LimiterHandle) -> Self {
+        self.sources.limiter = Some(limiter);
         self
     }
 
     /// The findings the layers push to (give the same `Findings` to the layers, e.g. with
     /// `VitalsBuilder::with_findings`).
-    pub fn with_findings(mut self, findings: impl Into<Option<Findings>>) -> Self {
-        self.sources.findings = findings.into();
+    pub fn with_findings(mut self, findings: Findings) -> Self {
+        self.sources.findings = Some(findings);
         self
     }
 

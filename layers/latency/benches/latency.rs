@@ -112,7 +112,7 @@ fn record(c: &mut Criterion) {
 }
 
 fn labeler() -> RouteLabeler {
-    RouteLabeler::with_extractor(|head: vitals_core::route::RequestHead<'_>| {
+    RouteLabeler::from_extractor(|head: vitals_core::route::RequestHead<'_>| {
         head.extensions
             .get::<RoutedBy>()
             .map(|routed| RouteLabel::from_static(routed.0))
@@ -162,7 +162,7 @@ fn exporters(c: &mut Criterion) {
     {
         use opentelemetry::metrics::MeterProvider;
         let registry = LatencyRegistry::builder()
-            .meter(provider.meter("bench"))
+            .with_meter(provider.meter("bench"))
             .build();
         Comparison::with_request(c, "latency_opentelemetry", routed_request)
             .layer(

@@ -94,7 +94,7 @@ impl Default for LatencyRegistryBuilder {
 impl LatencyRegistryBuilder {
     /// The cap on series (default 2,000): requests of new series beyond it count in one
     /// overflow series ([`OVERFLOW_ROUTE`]). At least 1.
-    pub fn max_series(mut self, max: usize) -> Self {
+    pub fn with_max_series(mut self, max: usize) -> Self {
         self.max_series = max.max(1);
         self
     }
@@ -102,7 +102,7 @@ impl LatencyRegistryBuilder {
     /// The `le` boundaries of the exported histogram, in seconds (default: OpenTelemetry's
     /// recommended [`DURATION_BUCKETS_SECONDS`]). Non-finite and non-positive values are dropped,
     /// the rest sorted and deduplicated. Local quantiles do not depend on these.
-    pub fn export_buckets(mut self, seconds: impl IntoIterator<Item = f64>) -> Self {
+    pub fn with_export_buckets(mut self, seconds: impl IntoIterator<Item = f64>) -> Self {
         let mut buckets: Vec<f64> = seconds
             .into_iter()
             .filter(|s| s.is_finite() && *s > 0.0)
@@ -116,7 +116,7 @@ impl LatencyRegistryBuilder {
     /// Also records into this OpenTelemetry meter: `http.server.request.duration` (seconds,
     /// with the export boundaries set explicitly) and `http.server.active_requests`.
     #[cfg(feature = "opentelemetry")]
-    pub fn meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+    pub fn with_meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
         self.meter = Some(meter);
         self
     }

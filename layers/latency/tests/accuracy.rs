@@ -214,7 +214,7 @@ fn error_rate_and_rate_per_second() {
 
 #[test]
 fn handles_past_the_cap_count_every_record_as_overflow() {
-    let registry = LatencyRegistry::builder().max_series(1).build();
+    let registry = LatencyRegistry::builder().with_max_series(1).build();
     let first = registry.series("/a", &Method::GET, StatusCode::OK);
     let folded = registry.series("/b", &Method::GET, StatusCode::OK);
     assert_eq!(registry.overflowed(), 0, "resolving is not recording");

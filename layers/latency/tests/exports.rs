@@ -313,7 +313,7 @@ fn an_opentelemetry_meter_gets_the_semconv_instruments_in_seconds() {
         .with_reader(PeriodicReader::builder(exporter.clone()).build())
         .build();
     let registry = LatencyRegistry::builder()
-        .meter(provider.meter("vitals-latency-test"))
+        .with_meter(provider.meter("vitals-latency-test"))
         .build();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

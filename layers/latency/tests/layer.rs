@@ -241,8 +241,8 @@ async fn ten_thousand_random_paths_and_methods_keep_series_bounded() {
     assert_eq!(snapshot.series.iter().map(|s| s.count).sum::<u64>(), 10_000);
 
     // A labeler that (wrongly) returns raw paths meets the series cap.
-    let registry = LatencyRegistry::builder().max_series(500).build();
-    let labeler = RouteLabeler::with_extractor(|head: vitals_core::route::RequestHead<'_>| {
+    let registry = LatencyRegistry::builder().with_max_series(500).build();
+    let labeler = RouteLabeler::from_extractor(|head: vitals_core::route::RequestHead<'_>| {
         Some(RouteLabel::new(head.uri.path()))
     });
     let router =

@@ -21,7 +21,7 @@ fn per_request(c: &mut Criterion) {
         .layer("queries_no_subscriber", QueryTrackingLayer::new())
         .layer(
             "queries_no_header",
-            QueryTrackingLayer::new().with_server_timing(false),
+            QueryTrackingLayer::new().without_server_timing(),
         )
         .finish();
 

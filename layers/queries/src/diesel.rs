@@ -39,7 +39,7 @@ impl DieselQueries {
     /// backend runs them): [`SqlDialect::MySql`] for `MysqlConnection`,
     /// [`SqlDialect::Sqlite`] for `SqliteConnection`.
     #[must_use]
-    pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
+    pub fn with_sql_dialect(mut self, dialect: SqlDialect) -> Self {
         self.dialect = dialect;
         self
     }

@@ -49,7 +49,7 @@ pub const DB_TEXT_FIELDS: [&str; 2] = ["db.query.text", "db.statement"];
 /// ```
 ///
 /// sqlx's events do not name the database, so their statements are fingerprinted in the
-/// dialect set with [`with_dialect`](Self::with_dialect) (standard SQL by default: set
+/// dialect set with [`with_sql_dialect`](Self::with_sql_dialect) (standard SQL by default: set
 /// [`SqlDialect::Sqlite`] or [`SqlDialect::MySql`] for those databases, or their
 /// double-quoted strings stay in fingerprints). Events and spans that carry OpenTelemetry's
 /// `db.system.name` (or `db.system`) are fingerprinted in the dialect it names.
@@ -66,7 +66,7 @@ impl QueryEventLayer {
 
     /// The SQL dialect of statements whose source does not name its database (sqlx's).
     #[must_use]
-    pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
+    pub fn with_sql_dialect(mut self, dialect: SqlDialect) -> Self {
         self.dialect = dialect;
         self
     }
@@ -213,7 +213,7 @@ where
             .find_map(|parent| parent.extensions().get::<QueryLedger>().cloned())
             .or_else(scope::task_ledger);
         if let Some(ledger) = ledger {
-            ledger.record(Query::new(statement, db.started.elapsed()).with_dialect(db.dialect));
+            ledger.record(Query::new(statement, db.started.elapsed()).with_sql_dialect(db.dialect));
         }
     }
 }

@@ -157,7 +157,8 @@ impl QueryTrackingLayer {
 
     /// Requests for the route template `route` (`"/search"`) follow what `settings` sets
     /// instead of the layer's budget and N+1 action (found through the route label, axum's
-    /// `MatchedPath`). A route given twice keeps the later settings.
+    /// `MatchedPath`). A route given twice keeps what the later settings set, and the rest of
+    /// the earlier ones.
     ///
     /// ```
     /// use vitals_queries::{NPlusOneAction, QueryTrackingLayer, RouteQueries};
@@ -170,7 +171,15 @@ impl QueryTrackingLayer {
     /// ```
     #[must_use]
     pub fn with_route(mut self, route: &str, settings: RouteQueries) -> Self {
-        self.config().routes.insert(route, settings);
+        let routes = &mut self.config().routes;
+        let merged = match routes.get_str(route) {
+            Some(earlier) => RouteQueries {
+                budget: settings.budget.or(earlier.budget),
+                action: settings.action.or(earlier.action),
+            },
+            None => settings,
+        };
+        routes.insert(route, merged);
         self
     }
 
@@ -223,5 +232,30 @@ impl<S> Layer<S> for QueryTrackingLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         QueryTracking::new(inner, self.part())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_given_twice_keeps_what_each_set() {
+        let layer = QueryTrackingLayer::new()
+            .with_query_budget(10)
+            .with_route("/a", RouteQueries::new().with_query_budget(3))
+            .with_route(
+                "/a",
+                RouteQueries::new().with_n_plus_one_action(NPlusOneAction::Fail),
+            )
+            .with_route("/b", RouteQueries::new().with_query_budget(None));
+        let a = RouteLabel::from_static("/a");
+        assert_eq!(layer.config.budget_for(&a), Some(3));
+        assert_eq!(layer.config.action_for(&a), NPlusOneAction::Fail);
+        let b = RouteLabel::from_static("/b");
+        assert_eq!(layer.config.budget_for(&b), None);
+        assert_eq!(layer.config.action_for(&b), NPlusOneAction::Log);
+        let other = RouteLabel::from_static("/other");
+        assert_eq!(layer.config.budget_for(&other), Some(10));
     }
 }

@@ -45,7 +45,7 @@ impl<'a> Query<'a> {
 
     /// The statement is written in `dialect`.
     #[must_use]
-    pub fn with_dialect(mut self, dialect: SqlDialect) -> Self {
+    pub fn with_sql_dialect(mut self, dialect: SqlDialect) -> Self {
         self.dialect = dialect;
         self
     }
@@ -237,7 +237,7 @@ mod tests {
         let ledger = QueryLedger::new();
         for email in ["a@b.c", "d@e.f"] {
             let sql = format!(r#"SELECT id FROM users WHERE email = "{email}""#);
-            ledger.record(Query::new(&sql, Duration::ZERO).with_dialect(SqlDialect::Sqlite));
+            ledger.record(Query::new(&sql, Duration::ZERO).with_sql_dialect(SqlDialect::Sqlite));
         }
         let report = ledger.report();
         assert_eq!(report.groups.len(), 1, "{report:#?}");

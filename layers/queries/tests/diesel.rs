@@ -54,7 +54,7 @@ async fn a_bind_value_holding_the_binds_marker_stays_out_of_the_statement() {
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
     conn.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         .unwrap();
-    conn.set_instrumentation(DieselQueries::new().with_dialect(SqlDialect::Sqlite));
+    conn.set_instrumentation(DieselQueries::new().with_sql_dialect(SqlDialect::Sqlite));
     let hostile = "secret -- binds: [1]";
     let ((), report) = capture(async {
         diesel::sql_query("INSERT INTO t (id, name) VALUES (1, ?)")

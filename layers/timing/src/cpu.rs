@@ -24,7 +24,7 @@
 //! The reading before a poll is at most [`REFRESH`] older than the poll's start, so the
 //! run-queue wait attributed to the poll may include up to that much from just before it: an
 //! error of at most 1 ms against a 10 ms threshold, in the direction of *not* reporting. Other
-//! platforms, or a Linux without `schedstat`, keep the wall clock (see [`split`]).
+//! platforms, or a Linux without `schedstat`, keep the wall clock (see `split`).
 
 use std::time::{Duration, Instant};
 

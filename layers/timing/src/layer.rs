@@ -73,7 +73,8 @@ impl RequestTimingLayer {
 
     /// Requests for the route template `route` (`"/report"`) follow what `settings` sets
     /// instead of the layer's thresholds (found through the route label, axum's
-    /// `MatchedPath`). A route given twice keeps the later settings.
+    /// `MatchedPath`). A route given twice keeps what the later settings set, and the rest of
+    /// the earlier ones.
     #[must_use]
     pub fn with_route(mut self, route: &str, settings: RouteTiming) -> Self {
         let config = self.config();

@@ -25,7 +25,7 @@ async fn grpc_calls_are_timed_with_their_status_and_streams_to_the_end() {
         .await;
     let reports = Reports::default();
     let layer = reports.attach(RequestTimingLayer::new().with_route_labeler(
-        RouteLabeler::with_extractor(GrpcMethodRoute::new([CHECK, WATCH])),
+        RouteLabeler::from_extractor(GrpcMethodRoute::new([CHECK, WATCH])),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

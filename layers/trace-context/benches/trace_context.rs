@@ -28,7 +28,7 @@ fn traced_request() -> Request<Full<Bytes>> {
 }
 
 fn layer() -> TraceContextLayer {
-    TraceContextLayer::new().with_route_labeler(RouteLabeler::with_extractor(
+    TraceContextLayer::new().with_route_labeler(RouteLabeler::from_extractor(
         |head: vitals_core::route::RequestHead<'_>| {
             head.extensions
                 .get::<RoutedBy>()

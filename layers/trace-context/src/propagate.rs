@@ -44,6 +44,10 @@ pub struct PropagateTraceContext<S> {
     inner: S,
 }
 
+impl<S> PropagateTraceContext<S> {
+    vitals_core::inner_service_accessors!();
+}
+
 impl<S, B> Service<Request<B>> for PropagateTraceContext<S>
 where
     S: Service<Request<B>>,

@@ -19,7 +19,7 @@ async fn a_grpc_call_carries_the_trace_from_client_to_server() {
         .set_service_status("shop", tonic_health::ServingStatus::Serving)
         .await;
     let layer = TraceContextLayer::new()
-        .with_route_labeler(RouteLabeler::with_extractor(GrpcMethodRoute::new([CHECK])));
+        .with_route_labeler(RouteLabeler::from_extractor(GrpcMethodRoute::new([CHECK])));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(

@@ -103,10 +103,19 @@ impl VitalsLayer {
     /// findings (see [`VitalsBuilder::with_findings`]).
     #[cfg(feature = "dashboard")]
     pub fn dashboard(&self) -> vitals_dashboard::DashboardBuilder {
-        vitals_dashboard::Dashboard::builder()
-            .with_latency(self.latency.clone())
-            .with_limiter(self.limiter())
-            .with_findings(self.findings.clone())
+        let mut builder = vitals_dashboard::Dashboard::builder();
+        #[cfg(feature = "latency")]
+        if let Some(registry) = &self.latency {
+            builder = builder.with_latency(registry.clone());
+        }
+        #[cfg(feature = "concurrency")]
+        if let Some(limiter) = self.limiter() {
+            builder = builder.with_limiter(limiter);
+        }
+        if let Some(findings) = &self.findings {
+            builder = builder.with_findings(findings.clone());
+        }
+        builder
     }
 }
 
@@ -211,7 +220,7 @@ impl VitalsBuilder {
     /// use vitals::core::route::{GrpcMethodRoute, RouteLabeler};
     ///
     /// # fn main() -> Result<(), vitals::VitalsError> {
-    /// let labeler = RouteLabeler::with_extractor(GrpcMethodRoute::new(["/shop.Orders/List"]));
+    /// let labeler = RouteLabeler::from_extractor(GrpcMethodRoute::new(["/shop.Orders/List"]));
     /// let vitals = VitalsLayer::builder().with_route_labeler(labeler).build()?;
     /// # let _ = vitals; Ok(()) }
     /// ```
@@ -505,7 +514,7 @@ impl VitalsBuilder {
             let layer = self
                 .queries
                 .take()
-                .ok_or_else(|| off("query budget", "queries"))?;
+                .ok_or_else(|| off("query budget or N+1 action", "queries"))?;
             self.queries = Some(layer.with_route(route, own));
         }
         #[cfg(feature = "timing")]
@@ -519,8 +528,9 @@ impl VitalsBuilder {
         Ok(())
     }
 
-    /// The parts the fused service runs itself. The route labeler is the latency layer's
-    /// when one was given (`latency_layer`), else the trace-context layer's, else axum's.
+    /// The parts the fused service runs itself. The route labeler is the latency part's
+    /// (`with_route_labeler` gives every part the same), else the trace-context part's, else
+    /// axum's.
     fn plan(&self) -> Plan {
         #[allow(unused_mut)] // Every part may be compiled out.
         let mut labeler = vitals_core::route::RouteLabeler::new();

@@ -571,7 +571,7 @@ impl vitals::core::route::ExtractRoute for ServicePrefix {
 /// `MatchedPath` would say `/{*rest}`), and the route table is read by it.
 #[tokio::test(start_paused = true)]
 async fn one_route_labeler_is_given_to_every_part() {
-    let labeler = vitals::core::route::RouteLabeler::with_extractor(ServicePrefix);
+    let labeler = vitals::core::route::RouteLabeler::from_extractor(ServicePrefix);
     let vitals = VitalsLayer::builder()
         .with_route_labeler(labeler)
         .with_route(

@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 
 pin_project! {
     /// The request body as the handler sees it behind
-    /// [`TimeoutLayer::with_request_body_watch`]: unchanged, but the layer knows whether the
+    /// [`TimeoutLayer::with_request_body_watch`](crate::TimeoutLayer::with_request_body_watch): unchanged, but the layer knows whether the
     /// handler is waiting for more of it.
     pub struct WatchedBody<B> {
         #[pin]
@@ -65,10 +65,10 @@ impl<B> std::fmt::Debug for WatchedBody<B> {
     }
 }
 
-/// The error type of bodies behind [`TimeoutLayer`].
+/// The error type of bodies behind [`TimeoutLayer`](crate::TimeoutLayer).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The error a body fails with when the [body deadline](TimeoutLayer::with_body_deadline)
+/// The error a body fails with when the [body deadline](crate::TimeoutLayer::with_body_deadline)
 /// passes before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyDeadlineElapsed;
@@ -83,7 +83,7 @@ impl std::error::Error for BodyDeadlineElapsed {}
 
 pin_project! {
     /// The handler's body, failed with [`BodyDeadlineElapsed`] if it is still streaming when
-    /// the deadline passes (only with [`TimeoutLayer::with_body_deadline`]).
+    /// the deadline passes (only with [`TimeoutLayer::with_body_deadline`](crate::TimeoutLayer::with_body_deadline)).
     pub struct DeadlineBody<B> {
         #[pin]
         inner: B,

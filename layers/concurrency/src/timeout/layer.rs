@@ -84,7 +84,7 @@ impl TimeoutLayer {
     /// the handler is waiting for the request body — a slow or stalled upload — and the
     /// configured status otherwise.
     ///
-    /// The inner service then sees the request body wrapped in a [`WatchedBody`] (same data
+    /// The inner service then sees the request body wrapped in a [`WatchedBody`](crate::WatchedBody) (same data
     /// and errors), which axum routers and handlers accept like any body. It costs one small
     /// allocation per request.
     pub fn with_request_body_watch(self) -> TimeoutLayer<WatchRequestBody> {
@@ -115,7 +115,7 @@ impl TimeoutLayer<WatchRequestBody> {
 
 impl<W> TimeoutLayer<W> {
     /// Let the deadline cover the response body too: a body still streaming when it passes
-    /// fails with [`BodyDeadlineElapsed`], so the server aborts the response (a client sees a
+    /// fails with [`BodyDeadlineElapsed`](crate::BodyDeadlineElapsed), so the server aborts the response (a client sees a
     /// truncated response, never one that looks complete).
     #[must_use]
     pub fn with_body_deadline(mut self) -> Self {

@@ -15,7 +15,7 @@ use super::layer::{IgnoreRequestBody, WatchRequestBody};
 use crate::body::LimitBody;
 use crate::deadline::{Deadline, DeadlinePart};
 
-/// The service made by [`TimeoutLayer`]: a thin adapter over the
+/// The service made by [`TimeoutLayer`](crate::TimeoutLayer): a thin adapter over the
 /// [deadline part](crate::deadline::DeadlinePart).
 #[derive(Clone, Debug)]
 pub struct Timeout<S, W = IgnoreRequestBody> {

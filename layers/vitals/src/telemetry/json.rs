@@ -64,7 +64,7 @@ impl<W> JsonLogLayer<W> {
     #[cfg(feature = "queries")]
     #[must_use]
     pub fn with_sql_dialect(mut self, dialect: vitals_queries::fingerprint::SqlDialect) -> Self {
-        self.queries = Some(vitals_queries::QueryEventLayer::new().with_dialect(dialect));
+        self.queries = Some(vitals_queries::QueryEventLayer::new().with_sql_dialect(dialect));
         self
     }
 

@@ -99,7 +99,7 @@ fn separate_layers(
     #[cfg(feature = "queries")]
     let queries = Some(
         vitals_queries::QueryEventLayer::new()
-            .with_dialect(sql_dialect)
+            .with_sql_dialect(sql_dialect)
             .with_filter(vitals_queries::QueryEventLayer::filter()),
     );
     #[cfg(not(feature = "queries"))]

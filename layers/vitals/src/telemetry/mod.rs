@@ -5,15 +5,15 @@
 //! - an env filter (`RUST_LOG`, default `info`) for the logs only — sqlx's DEBUG query events
 //!   still reach the query layer, which has its own filter;
 //! - with feature `otlp`, request spans exported by OTLP (HTTP/protobuf, batched) when
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` or [`TelemetryBuilder::otlp_endpoint`] names a collector;
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` or [`TelemetryBuilder::with_otlp_endpoint`] names a collector;
 //! - a Prometheus recorder for every layer's `metrics` output, with histogram buckets for the
 //!   request duration and queries per request.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), vitals::telemetry::TelemetryError> {
 //! let telemetry = vitals::telemetry::builder()
-//!     .service_name("shop")
-//!     .log_format(vitals::telemetry::LogFormat::Json)
+//!     .with_service_name("shop")
+//!     .with_log_format(vitals::telemetry::LogFormat::Json)
 //!     .install()?;
 //! // … serve; `/metrics` renders `telemetry.prometheus()`.
 //! drop(telemetry); // flushes the logs and exports the last spans
@@ -102,21 +102,21 @@ pub fn builder() -> TelemetryBuilder {
 
 impl TelemetryBuilder {
     /// The `service.name` of exported spans (`OTEL_SERVICE_NAME` wins when set; default
-    /// `unknown_service:<executable>`, so name it: `.service_name(env!("CARGO_PKG_NAME"))`).
-    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+    /// `unknown_service:<executable>`, so name it: `.with_service_name(env!("CARGO_PKG_NAME"))`).
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = name.into();
         self
     }
 
     /// The log format (default: JSON when stdout is not a terminal, pretty when it is).
-    pub fn log_format(mut self, format: LogFormat) -> Self {
+    pub fn with_log_format(mut self, format: LogFormat) -> Self {
         self.log_format = Some(format);
         self
     }
 
     /// The log filter when `RUST_LOG` is unset (default [`DEFAULT_FILTER`]); an invalid
     /// `RUST_LOG` is reported and this used instead.
-    pub fn default_filter(mut self, directives: impl Into<String>) -> Self {
+    pub fn with_default_filter(mut self, directives: impl Into<String>) -> Self {
         self.filter = directives.into();
         self
     }
@@ -130,7 +130,7 @@ impl TelemetryBuilder {
 
     /// Export request spans to this OTLP/HTTP collector (`http://localhost:4318`;
     /// `/v1/traces` is appended), whatever the environment says. Needs feature `otlp`.
-    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+    pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.otlp_endpoint = Some(endpoint.into());
         self
     }
@@ -145,7 +145,7 @@ impl TelemetryBuilder {
     /// for fingerprints: `Sqlite` or `MySql` there, or their double-quoted strings stay in
     /// fingerprints (default `Standard`: PostgreSQL).
     #[cfg(feature = "queries")]
-    pub fn sql_dialect(mut self, dialect: vitals_queries::fingerprint::SqlDialect) -> Self {
+    pub fn with_sql_dialect(mut self, dialect: vitals_queries::fingerprint::SqlDialect) -> Self {
         self.sql_dialect = dialect;
         self
     }
