@@ -56,8 +56,11 @@ fn server_attributes_follow_the_conventions(server: &Span, base_url: &str) {
         attribute(server, "user_agent.original"),
         Some(&AnyValue::StringValue("vitals-test/1.0".to_owned()))
     );
-    // Not the attributes no backend reads: busy/idle time, source location, thread.
+    // Not the attributes no backend reads: busy/idle time, source location, thread; nor the
+    // span's own ids again.
     for key in [
+        "trace_id",
+        "span_id",
         "busy_ns",
         "idle_ns",
         "code.filepath",

@@ -1,7 +1,7 @@
 //! `PerRoute`: a value made once per route label and kept — metric handles, mostly — so a
 //! request neither builds label strings nor looks a key up in the recorder each time.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 use std::sync::{PoisonError, RwLock};
 

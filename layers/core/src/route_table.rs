@@ -4,7 +4,7 @@
 //! settings)` inserts, the request path looks its label up once. A table with no routes costs
 //! one branch per lookup, not a hash.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 
 use crate::route::RouteLabel;

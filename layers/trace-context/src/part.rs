@@ -46,31 +46,6 @@ fn new_request_id() -> Option<RequestId> {
     RequestId::new(HeaderValue::from_bytes(&text).ok()?)
 }
 
-struct Ids {
-    trace: [u8; 32],
-    span: [u8; 16],
-}
-
-impl Ids {
-    fn of(context: &TraceContext) -> Self {
-        let mut ids = Self {
-            trace: [0; 32],
-            span: [0; 16],
-        };
-        hex_into(&context.trace_id.to_bytes(), &mut ids.trace);
-        hex_into(&context.span_id.to_bytes(), &mut ids.span);
-        ids
-    }
-
-    fn trace(&self) -> &str {
-        std::str::from_utf8(&self.trace).unwrap_or_default()
-    }
-
-    fn span(&self) -> &str {
-        std::str::from_utf8(&self.span).unwrap_or_default()
-    }
-}
-
 impl TracePart {
     /// Whether this part's `Server-Timing` mode lets the client of `headers` see timings.
     pub fn shows_server_timing(&self, headers: &HeaderMap) -> bool {
@@ -105,14 +80,11 @@ impl TracePart {
                 .or_else(new_request_id)
         });
         let method = method_label(request.method());
-        let ids = Ids::of(&context);
         let (uri, headers) = (request.uri(), request.headers());
         let server = semconv::server_address(uri, headers);
         let span = tracing::info_span!(
             target: vitals_core::identity::REQUEST_SPAN_TARGET,
             "request",
-            trace_id = ids.trace(),
-            span_id = ids.span(),
             request_id = request_id.as_ref().map(RequestId::as_str),
             otel.name = %format_args!("{method} {route}"),
             otel.kind = "server",
@@ -128,18 +100,14 @@ impl TracePart {
             otel.status_code = Empty,
             error.type = Empty,
         );
-        // With OpenTelemetry, the exported span's ids are the request's.
+        // With OpenTelemetry, the exported span's ids are the request's. The ids are no span
+        // fields: log lines read them from the request's scope, and an exported span has them
+        // as its own ids, not again as attributes.
         #[cfg(feature = "opentelemetry")]
         let context = if span.is_disabled() {
             context
         } else {
-            let bridged = crate::otel::bridge(&span, context.clone());
-            if bridged.span_id != context.span_id {
-                let ids = Ids::of(&bridged);
-                span.record("trace_id", ids.trace());
-                span.record("span_id", ids.span());
-            }
-            bridged
+            crate::otel::bridge(&span, context)
         };
         if let Some(timing) = server_timing.filter(|_| self.shows_server_timing(request.headers()))
         {
