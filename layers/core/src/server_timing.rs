@@ -142,7 +142,44 @@ pub struct Metric {
     name: Cow<'static, str>,
     /// Whole nanoseconds: formatting integers is several times cheaper than formatting floats.
     duration_nanos: Option<u64>,
-    description: Option<Cow<'static, str>>,
+    description: Option<Description>,
+}
+
+/// Descriptions up to this many bytes are copied into the metric itself (a `traceparent` is 55).
+const INLINE_DESCRIPTION: usize = 56;
+
+/// A description: given (static or owned), or a short one copied into the metric.
+#[derive(Clone)]
+enum Description {
+    Given(Cow<'static, str>),
+    Inline {
+        bytes: [u8; INLINE_DESCRIPTION],
+        len: u8,
+    },
+}
+
+impl Description {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Given(text) => text,
+            Self::Inline { bytes, len } => bytes
+                .get(..usize::from(*len))
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl PartialEq for Description {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Debug for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 impl Metric {
@@ -177,7 +214,28 @@ impl Metric {
     /// Sets the description (rendered as `desc=`).
     #[must_use]
     pub fn with_description(mut self, description: impl Into<Cow<'static, str>>) -> Self {
-        self.description = Some(description.into());
+        self.description = Some(Description::Given(description.into()));
+        self
+    }
+
+    /// Sets the description to a copy of `description`, kept in the metric itself when it is
+    /// short (up to 56 bytes: a `traceparent`, a count): no allocation for the metrics a
+    /// layer adds on every request.
+    #[must_use]
+    pub fn with_copied_description(mut self, description: &str) -> Self {
+        let mut bytes = [0; INLINE_DESCRIPTION];
+        self.description = Some(
+            match (
+                bytes.get_mut(..description.len()),
+                u8::try_from(description.len()),
+            ) {
+                (Some(dest), Ok(len)) => {
+                    dest.copy_from_slice(description.as_bytes());
+                    Description::Inline { bytes, len }
+                }
+                _ => Description::Given(Cow::Owned(description.to_owned())),
+            },
+        );
         self
     }
 
@@ -193,7 +251,7 @@ impl Metric {
 
     /// The description, if set.
     pub fn description(&self) -> Option<&str> {
-        self.description.as_deref()
+        self.description.as_ref().map(Description::as_str)
     }
 
     /// Writes the metric by the Server Timing grammar. `Ok(false)` if its name is not a token;
@@ -209,7 +267,7 @@ impl Metric {
         }
         if let Some(desc) = &self.description {
             out.push(b";desc=")?;
-            write_param_value(out, truncate(desc, MAX_DESCRIPTION_LEN))?;
+            write_param_value(out, truncate(desc.as_str(), MAX_DESCRIPTION_LEN))?;
         }
         Ok(true)
     }
@@ -555,6 +613,16 @@ mod tests {
         assert_eq!(metric.name(), "db");
         assert_eq!(metric.duration_ms(), Some(4.1));
         assert_eq!(metric.description(), Some("7 queries"));
+        let copied = Metric::new("db").with_copied_description("7 queries");
+        assert_eq!(copied.description(), Some("7 queries"));
+        assert_eq!(copied, Metric::new("db").with_description("7 queries"));
+        let long = "é".repeat(40);
+        assert_eq!(
+            Metric::new("x")
+                .with_copied_description(&long)
+                .description(),
+            Some(long.as_str())
+        );
         let bare = Metric::new("cache");
         assert_eq!((bare.duration_ms(), bare.description()), (None, None));
         assert_eq!(

@@ -20,6 +20,7 @@
 //! finish.on_end(BodyEnd::Completed); // N+1 findings and budgets are reported
 //! ```
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -157,18 +158,26 @@ impl QueriesInFlight {
         if let Some(timing) = &self.server_timing {
             if count > 0 {
                 let noun = if count == 1 { "query" } else { "queries" };
-                let mut description = format!("{count} {noun}");
-                if action == NPlusOneAction::Header
-                    && let Some(worst) = findings.first()
-                {
-                    description =
-                        format!("{description}; N+1 {}x: {}", worst.count, worst.fingerprint);
-                }
-                timing.add(
-                    Metric::new("db")
-                        .with_duration(total)
-                        .with_description(description),
-                );
+                let metric = Metric::new("db").with_duration(total);
+                let metric = match findings.first() {
+                    Some(worst) if action == NPlusOneAction::Header => {
+                        metric.with_description(format!(
+                            "{count} {noun}; N+1 {}x: {}",
+                            worst.count, worst.fingerprint
+                        ))
+                    }
+                    // Composed on the stack: the `db` entry of every request with statements.
+                    _ => {
+                        let mut text = [0u8; 32];
+                        let mut rest = &mut text[..];
+                        let _ = write!(rest, "{count} {noun}");
+                        let len = 32 - rest.len();
+                        metric.with_copied_description(
+                            std::str::from_utf8(&text[..len]).unwrap_or_default(),
+                        )
+                    }
+                };
+                timing.add(metric);
             }
             let (pool_wait, acquires) = self.ledger.pool_wait();
             if acquires > 0 {

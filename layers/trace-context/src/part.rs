@@ -112,10 +112,8 @@ impl TracePart {
         if let Some(timing) = server_timing.filter(|_| self.shows_server_timing(request.headers()))
         {
             let encoded = context.traceparent().encode();
-            let description = std::str::from_utf8(&encoded)
-                .map(str::to_owned)
-                .unwrap_or_default();
-            timing.add(Metric::new("trace").with_description(description));
+            let description = std::str::from_utf8(&encoded).unwrap_or_default();
+            timing.add(Metric::new("trace").with_copied_description(description));
         }
         let extensions = request.extensions_mut();
         extensions.insert(RequestIdentity {
