@@ -39,11 +39,13 @@ impl<T> RouteTable<T> {
     }
 
     /// The value of the request's route, if it declared one.
+    #[inline]
     pub fn get(&self, route: &RouteLabel) -> Option<&T> {
         self.get_str(route.as_str())
     }
 
     /// The value of the route template `route`, if it declared one.
+    #[inline]
     pub fn get_str(&self, route: &str) -> Option<&T> {
         if self.routes.is_empty() {
             return None;
@@ -73,6 +75,7 @@ impl<T> RouteTable<T> {
     }
 
     /// Whether no route declared a value.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -66,7 +66,7 @@ impl TimingPart {
             .extensions()
             .get::<RequestIdentity>()
             .filter(|identity| !identity.is_empty())
-            .cloned();
+            .map(|identity| Box::new(identity.clone()));
         let adds_total = config.server_timing.allows(request.headers());
         TimingInFlight {
             config: Arc::clone(config),
@@ -94,7 +94,7 @@ pub struct TimingInFlight {
     start: Instant,
     method: http::Method,
     route: RouteLabel,
-    identity: Option<RequestIdentity>,
+    identity: Option<Box<RequestIdentity>>,
     server_timing: Option<ServerTiming>,
     adds_total: bool,
     stats: PollStats,
@@ -259,7 +259,7 @@ impl TimingInFlight {
             cpu_wait: stats.waited,
             polls: stats.polls,
             blocking_threshold: config.blocking.for_route(&self.route),
-            identity: self.identity.as_ref(),
+            identity: self.identity.as_deref(),
             server_timing: self.server_timing.as_ref(),
         };
         report::finish(config, &report);

@@ -94,6 +94,7 @@ pin_project! {
 impl<B> DeadlineBody<B> {
     /// `inner`, failed with [`BodyDeadlineElapsed`] if it has not ended by `deadline` (none:
     /// passed through).
+    #[inline]
     pub fn new(inner: B, deadline: Option<tokio::time::Instant>) -> Self {
         Self {
             inner,
