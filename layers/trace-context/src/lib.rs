@@ -18,9 +18,11 @@
 //!   with a random trace id and the random flag set, and drops `tracestate`.
 //! - **The request**: an INFO span (target `vitals_trace_context`) named `{method} {route}`
 //!   through `otel.name`, with `otel.kind = "server"`, `http.request.method`, `http.route`,
-//!   `url.path`, `url.scheme`, `http.response.status_code`, `otel.status_code = ERROR` for 5xx,
-//!   `error.type`, and `trace_id`, `span_id`, `request_id` for log correlation. The
-//!   [`TraceContext`] and vitals-core's `RequestIdentity` go into the request extensions.
+//!   `url.path`, `url.scheme`, the server's address and port, the protocol version, the user
+//!   agent, `http.response.status_code`, `otel.status_code = ERROR` for 5xx, `error.type`, and
+//!   `request_id`. The trace and span ids are no fields: log lines read them from the request's
+//!   scope (module `logs`), an exported span has them as its own. The [`TraceContext`] and
+//!   vitals-core's `RequestIdentity` go into the request extensions.
 //! - **Out, to the client**: the `trace` metric in `Server-Timing`
 //!   (`trace;desc=00-<trace-id>-<span-id>-<flags>`, the W3C editor's draft that replaced
 //!   `traceresponse`), in the same line as the other layers' metrics, and `x-request-id` (the

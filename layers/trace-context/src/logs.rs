@@ -301,13 +301,21 @@ where
 }
 
 /// The line [`JsonFormat`] writes for `event`, newline included, for a layer that writes its
-/// own lines: `ctx` is that layer's context, where the current span and the spans of
-/// [`TraceIdsLayer`] are found (install [`TraceIdsLayer`] too).
-pub fn json_line<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> String
+/// own lines: `ctx` is that layer's context, where the spans of [`TraceIdsLayer`] are found
+/// (install [`TraceIdsLayer`] too), and `shown` says which spans its log filter shows — the
+/// line's `span` is the innermost of those, as the fmt layer behind that filter would name it.
+pub fn json_line<S>(
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+    shown: impl Fn(&tracing::Metadata<'_>) -> bool,
+) -> String
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let span = ctx.lookup_current().map(|span| span.name());
+    let span = ctx
+        .lookup_current()
+        .and_then(|current| current.scope().find(|span| shown(span.metadata())))
+        .map(|span| span.name());
     let mut line = line(event, span, || {
         ctx.event_scope(event)?
             .find_map(|span| span.extensions().get::<Arc<TraceIds>>().cloned())

@@ -83,8 +83,12 @@ impl<W> JsonLogLayer<W> {
         let queries = self.queries.is_some() && vitals_queries::QueryEventLayer::wants(metadata);
         #[cfg(not(feature = "queries"))]
         let queries = false;
+        let fields = metadata.fields();
         queries
-            || (metadata.is_span() && metadata.fields().field("trace_id").is_some())
+            || (metadata.is_span()
+                && ["trace_id", "span_id", "request_id"]
+                    .iter()
+                    .any(|name| fields.field(name).is_some()))
             || (self.keep_info && *metadata.level() <= Level::INFO)
     }
 }
@@ -117,7 +121,7 @@ where
             queries.on_event(event, ctx.clone());
         }
         if self.filter.enabled(metadata, ctx.clone()) {
-            let line = json_line(event, &ctx);
+            let line = json_line(event, &ctx, |span| self.filter.enabled(span, ctx.clone()));
             // A log line that cannot be written is dropped, as the fmt layer drops it.
             let _ = self
                 .writer

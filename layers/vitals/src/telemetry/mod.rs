@@ -46,7 +46,8 @@ pub const DEFAULT_FILTER: &str = "info";
 pub enum LogFormat {
     /// One JSON object per line, with `trace_id`/`span_id` as top-level keys.
     Json,
-    /// Multi-line human-readable text (spans and their fields, `trace_id` included).
+    /// Multi-line human-readable text (spans and their fields, the request span's `request_id`
+    /// included).
     Pretty,
 }
 
