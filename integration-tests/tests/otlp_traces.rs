@@ -156,6 +156,17 @@ async fn request_spans_reach_an_otlp_receiver_with_the_callers_trace() {
         .unwrap_or_else(|| panic!("no client span in {names:?}"));
     assert_eq!(hex(&client.trace_id), TRACE);
     assert_eq!(client.parent_span_id, checkout_span.span_id);
+    // A log line of the handler, in no span of its own, is an event of the request's span.
+    let approved = checkout_span
+        .events
+        .iter()
+        .find(|e| e.name == "payment approved")
+        .unwrap_or_else(|| panic!("no payment event in {:?}", checkout_span.events));
+    assert!(
+        approved.attributes.iter().any(|kv| kv.key == "product_id"
+            && kv.value.as_ref().and_then(|v| v.value.as_ref()) == Some(&AnyValue::IntValue(2))),
+        "{approved:?}"
+    );
     assert_eq!(sent, format!("00-{TRACE}-{}-01", hex(&client.span_id)));
     // The downstream call's outcome is on its span.
     assert_eq!(

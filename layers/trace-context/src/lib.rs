@@ -54,6 +54,8 @@ pub use body::TracedBody;
 pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
 pub use future::ResponseFuture;
 pub use layer::{TraceContextLayer, X_REQUEST_ID};
+#[cfg(feature = "opentelemetry")]
+pub use otel::{RequestSpanEvents, export_request_spans, record_request_event};
 pub use propagate::{PropagateTraceContext, PropagateTraceContextLayer};
 pub use service::TraceContextService;
 pub use traceparent::{TraceFlags, TraceParent};

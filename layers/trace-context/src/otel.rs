@@ -1,5 +1,6 @@
-//! The bridge to OpenTelemetry (feature `opentelemetry`): the request span, exported through
-//! tracing-opentelemetry, continues the caller's trace (same trace id, the caller's span as
+//! The bridge to OpenTelemetry (feature `opentelemetry`): the request's server span — built here
+//! when a tracer was given ([`export_request_spans`]), else the tracing span exported through
+//! tracing-opentelemetry — continues the caller's trace (same trace id, the caller's span as
 //! parent, `tracestate` carried), and the ids the service reports (Server-Timing, logs,
 //! downstream `traceparent`) are the exported span's.
 
@@ -88,4 +89,175 @@ pub(crate) fn client_context(span: &Span) -> Option<TraceContext> {
         state: current.map(|c| c.state).unwrap_or_default(),
         exported: true,
     })
+}
+
+/// The tracer request spans are exported with directly, when one was given
+/// ([`export_request_spans`]); else they are exported through tracing-opentelemetry.
+static DIRECT: std::sync::OnceLock<opentelemetry::global::BoxedTracer> = std::sync::OnceLock::new();
+
+/// Exports every request span with `tracer` directly, instead of through
+/// tracing-opentelemetry: the span is built once with its attributes, no tracing field is
+/// converted. Spans a handler creates with `tracing` still nest under it (its context is current
+/// while the request's work runs). Keep the request span (target
+/// `vitals_core::identity::REQUEST_SPAN_TARGET`) from the tracing-opentelemetry layer then, or
+/// it is exported twice. Returns `false` if a tracer was given before (that one stays).
+pub fn export_request_spans(tracer: opentelemetry::global::BoxedTracer) -> bool {
+    DIRECT.set(tracer).is_ok()
+}
+
+/// Whether request spans are exported directly ([`export_request_spans`]).
+pub(crate) fn exports_directly() -> bool {
+    DIRECT.get().is_some()
+}
+
+/// The server span of a request, started with `tracer` under the caller's context in
+/// `context`; returns its OpenTelemetry context and the request's context with its ids.
+pub(crate) fn start_server_span(
+    name: String,
+    attributes: Vec<opentelemetry::KeyValue>,
+    mut context: TraceContext,
+) -> Option<(opentelemetry::Context, TraceContext)> {
+    use opentelemetry::trace::{SpanKind, Tracer as _};
+    let tracer = DIRECT.get()?;
+    let parent = match context.parent_id {
+        Some(parent) => {
+            let state = OtelTraceState::from_str(&context.state.to_string()).unwrap_or_default();
+            opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+                OtelTraceId::from_bytes(context.trace_id.to_bytes()),
+                OtelSpanId::from_bytes(parent.to_bytes()),
+                OtelTraceFlags::new(context.flags.bits() & TraceFlags::SAMPLED.bits()),
+                true,
+                state,
+            ))
+        }
+        None => opentelemetry::Context::new(),
+    };
+    let span = tracer.build_with_context(
+        opentelemetry::trace::SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes),
+        &parent,
+    );
+    let ids = opentelemetry::trace::Span::span_context(&span).clone();
+    if ids.is_valid()
+        && let (Some(trace_id), Some(span_id)) = (
+            TraceId::from_bytes(ids.trace_id().to_bytes()),
+            SpanId::from_bytes(ids.span_id().to_bytes()),
+        )
+    {
+        context.trace_id = trace_id;
+        context.span_id = span_id;
+        context.flags = with_sampled(context.flags, ids.trace_flags().is_sampled());
+        context.exported = true;
+    }
+    Some((parent.with_span(span), context))
+}
+
+/// Log events that happen directly inside a request — in no span of their own — become events
+/// of its exported span, when it is exported directly ([`export_request_spans`]), as
+/// tracing-opentelemetry makes them events of the spans it exports. Install it beside the log
+/// layer with an INFO filter (`vitals::telemetry` does): events inside spans of yours go to
+/// those spans already.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpanEvents;
+
+impl<S> tracing_subscriber::Layer<S> for RequestSpanEvents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        record_request_event(event, &ctx);
+    }
+}
+
+/// What [`RequestSpanEvents`] does, for a layer of its own to call from its `on_event`.
+pub fn record_request_event<S>(
+    event: &tracing::Event<'_>,
+    ctx: &tracing_subscriber::layer::Context<'_, S>,
+) where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if !exports_directly() {
+        return;
+    }
+    let innermost = match event.parent() {
+        Some(parent) => ctx.span(parent),
+        None if event.is_contextual() => ctx.lookup_current(),
+        None => None,
+    };
+    if innermost
+        .is_none_or(|span| span.metadata().target() != vitals_core::identity::REQUEST_SPAN_TARGET)
+    {
+        return;
+    }
+    // The request's exported span is current while its work runs (`TraceScope::in_scope`).
+    let current = opentelemetry::Context::current();
+    let span = current.span();
+    if !span.is_recording() {
+        return;
+    }
+    let metadata = event.metadata();
+    let mut fields = EventFields {
+        name: None,
+        attributes: vec![
+            opentelemetry::KeyValue::new("level", metadata.level().as_str()),
+            opentelemetry::KeyValue::new("target", metadata.target().to_owned()),
+        ],
+    };
+    event.record(&mut fields);
+    let name = fields.name.map_or(
+        std::borrow::Cow::Borrowed(metadata.name()),
+        std::borrow::Cow::Owned,
+    );
+    span.add_event(name, fields.attributes);
+}
+
+/// An event's message (its name when exported) and other fields (its attributes).
+struct EventFields {
+    name: Option<String>,
+    attributes: Vec<opentelemetry::KeyValue>,
+}
+
+impl tracing::field::Visit for EventFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.name = Some(value.to_owned());
+        } else {
+            self.attributes
+                .push(opentelemetry::KeyValue::new(field.name(), value.to_owned()));
+        }
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.attributes
+            .push(opentelemetry::KeyValue::new(field.name(), value));
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(value) => self.record_i64(field, value),
+            Err(_) => self.record_debug(field, &value),
+        }
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.attributes
+            .push(opentelemetry::KeyValue::new(field.name(), value));
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.attributes
+            .push(opentelemetry::KeyValue::new(field.name(), value));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.name = Some(format!("{value:?}"));
+        } else {
+            self.attributes.push(opentelemetry::KeyValue::new(
+                field.name(),
+                format!("{value:?}"),
+            ));
+        }
+    }
 }

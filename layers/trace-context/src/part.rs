@@ -103,11 +103,43 @@ impl TracePart {
         // With OpenTelemetry, the exported span's ids are the request's. The ids are no span
         // fields: log lines read them from the request's scope, and an exported span has them
         // as its own ids, not again as attributes.
+        // Exported directly when a tracer was given for it, else through tracing-opentelemetry.
         #[cfg(feature = "opentelemetry")]
-        let context = if span.is_disabled() {
-            context
+        let (otel, context) = if crate::otel::exports_directly() {
+            use opentelemetry::KeyValue;
+            let mut attributes = Vec::with_capacity(10);
+            attributes.push(KeyValue::new("http.request.method", method));
+            attributes.push(KeyValue::new("http.route", route.as_str().to_owned()));
+            attributes.push(KeyValue::new("url.path", uri.path().to_owned()));
+            attributes.push(KeyValue::new(
+                "url.scheme",
+                uri.scheme_str().unwrap_or("http").to_owned(),
+            ));
+            if let Some((host, port)) = server {
+                attributes.push(KeyValue::new("server.address", host.to_owned()));
+                attributes.push(KeyValue::new("server.port", i64::from(port)));
+            }
+            if let Some(version) = semconv::protocol_version(request.version()) {
+                attributes.push(KeyValue::new("network.protocol.version", version));
+            }
+            if let Some(agent) = semconv::user_agent(headers) {
+                attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
+            }
+            if let Some(id) = &request_id {
+                attributes.push(KeyValue::new("request_id", id.as_str().to_owned()));
+            }
+            match crate::otel::start_server_span(
+                format!("{method} {route}"),
+                attributes,
+                context.clone(),
+            ) {
+                Some((otel, context)) => (Some(otel), context),
+                None => (None, context),
+            }
+        } else if span.is_disabled() {
+            (None, context)
         } else {
-            crate::otel::bridge(&span, context)
+            (None, crate::otel::bridge(&span, context))
         };
         if let Some(timing) = server_timing.filter(|_| self.shows_server_timing(request.headers()))
         {
@@ -126,6 +158,8 @@ impl TracePart {
         TraceInFlight {
             scope: TraceScope {
                 span,
+                #[cfg(feature = "opentelemetry")]
+                otel,
                 current: Arc::new(CurrentScope {
                     context,
                     request_id,
@@ -140,6 +174,9 @@ impl TracePart {
 /// The request's span and context, made current together while its work runs.
 pub struct TraceScope {
     span: Span,
+    /// The exported server span's context, when it is exported directly.
+    #[cfg(feature = "opentelemetry")]
+    otel: Option<opentelemetry::Context>,
     /// The context and request id, current while the request's work runs: for
     /// [`inject`](crate::inject) and for the ids on log lines (no per-span copy of them).
     current: Arc<CurrentScope>,
@@ -164,6 +201,9 @@ impl TraceScope {
     /// of the body: once, whatever other parts do inside.
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         let _entered = self.span.enter();
+        // Spans the work creates with `tracing` nest under the exported server span.
+        #[cfg(feature = "opentelemetry")]
+        let _otel = self.otel.as_ref().map(|otel| otel.clone().attach());
         enter(&self.current, f)
     }
 
@@ -171,6 +211,30 @@ impl TraceScope {
     pub fn on_body_error(&self) {
         self.span.record("otel.status_code", "ERROR");
         self.span.record("error.type", "body_error");
+        #[cfg(feature = "opentelemetry")]
+        self.fail_export("body_error");
+    }
+
+    /// Marks the directly exported span as failed with `error_type`.
+    #[cfg(feature = "opentelemetry")]
+    fn fail_export(&self, error_type: &'static str) {
+        use opentelemetry::trace::TraceContextExt as _;
+        if let Some(otel) = &self.otel {
+            let span = otel.span();
+            span.set_status(opentelemetry::trace::Status::error(""));
+            span.set_attribute(opentelemetry::KeyValue::new("error.type", error_type));
+        }
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+impl Drop for TraceScope {
+    fn drop(&mut self) {
+        use opentelemetry::trace::TraceContextExt as _;
+        // The request ends with its body (or when it is dropped): so does its exported span.
+        if let Some(otel) = &self.otel {
+            otel.span().end();
+        }
     }
 }
 
@@ -208,6 +272,22 @@ impl TraceInFlight {
             span.record("otel.status_code", "ERROR");
             span.record("error.type", status.as_str());
         }
+        #[cfg(feature = "opentelemetry")]
+        if let Some(otel) = &self.scope.otel {
+            use opentelemetry::trace::TraceContextExt as _;
+            let exported = otel.span();
+            exported.set_attribute(opentelemetry::KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+            if status.is_server_error() {
+                exported.set_status(opentelemetry::trace::Status::error(""));
+                exported.set_attribute(opentelemetry::KeyValue::new(
+                    "error.type",
+                    status.as_str().to_owned(),
+                ));
+            }
+        }
         if let (Some(name), Some(value)) = (self.request_id_header, self.request_id) {
             response.headers_mut().insert(name, value);
         }
@@ -218,5 +298,7 @@ impl TraceInFlight {
     pub fn on_error(self) {
         self.scope.span.record("otel.status_code", "ERROR");
         self.scope.span.record("error.type", "service_error");
+        #[cfg(feature = "opentelemetry")]
+        self.scope.fail_export("service_error");
     }
 }

@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 #[cfg(feature = "telemetry")]
-use tracing_subscriber::{Layer as _, filter::LevelFilter, layer::SubscriberExt};
+use tracing_subscriber::{Layer as _, layer::SubscriberExt};
 use vitals::VitalsLayer;
 use vitals_bench::{Comparison, RESPONSE_JSON};
 
@@ -101,8 +101,13 @@ fn otel(c: &mut Criterion) {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(Discard)
         .build();
-    // As `vitals::telemetry` installs it: the span export without busy/idle time, location and
-    // thread, behind its own INFO filter, and the log layer keeping INFO spans for it.
+    // As `vitals::telemetry` installs it: the request spans built and exported by the trace
+    // part itself (the last benchmark of the process: this stays on); spans of the handler's
+    // through tracing-opentelemetry without busy/idle time, location and thread, behind an INFO
+    // filter that leaves the request span out; the log layer keeping INFO spans for it.
+    vitals::trace_context::export_request_spans(opentelemetry::global::BoxedTracer::new(Box::new(
+        provider.tracer("bench"),
+    )));
     let subscriber = tracing_subscriber::registry()
         .with(
             tracing_opentelemetry::layer()
@@ -110,7 +115,11 @@ fn otel(c: &mut Criterion) {
                 .with_tracked_inactivity(false)
                 .with_location(false)
                 .with_threads(false)
-                .with_filter(LevelFilter::INFO),
+                .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                    *metadata.level() <= tracing::Level::INFO
+                        && !(metadata.is_span()
+                            && metadata.target() == vitals::core::identity::REQUEST_SPAN_TARGET)
+                })),
         )
         .with(
             vitals::telemetry::JsonLogLayer::new(

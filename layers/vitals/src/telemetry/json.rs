@@ -120,6 +120,11 @@ where
         {
             queries.on_event(event, ctx.clone());
         }
+        // Beside a span exporter: events directly inside a request become its span's events.
+        #[cfg(feature = "otlp")]
+        if self.keep_info && *metadata.level() <= Level::INFO {
+            vitals_trace_context::record_request_event(event, &ctx);
+        }
         if self.filter.enabled(metadata, ctx.clone()) {
             let line = json_line(event, &ctx, |span| self.filter.enabled(span, ctx.clone()));
             // A log line that cannot be written is dropped, as the fmt layer drops it.

@@ -27,6 +27,7 @@ pub(super) fn install(
             sql_dialect,
         )
         .with(span_export(traces))
+        .with(request_events(traces))
         .try_init()
         .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
         return Ok(None);
@@ -56,6 +57,7 @@ pub(super) fn install(
             sql_dialect,
         )
         .with(span_export(traces))
+        .with(request_events(traces))
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(writer)
@@ -130,8 +132,32 @@ where
             .with_tracked_inactivity(false)
             .with_location(false)
             .with_threads(false)
+            // The request spans are exported by the trace-context part, not through this layer.
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                *metadata.level() <= tracing::Level::INFO
+                    && !(metadata.is_span()
+                        && metadata.target() == vitals_core::identity::REQUEST_SPAN_TARGET)
+            }))
+    })
+}
+
+/// Events directly inside a request as its exported span's events, behind an INFO filter of
+/// their own (for subscribers without `JsonLogLayer`, which does it itself).
+#[cfg(feature = "otlp")]
+fn request_events<S>(traces: Traces<'_>) -> Option<impl Layer<S>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    traces.map(|_| {
+        vitals_trace_context::RequestSpanEvents
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     })
+}
+
+/// No span events without the `otlp` feature.
+#[cfg(not(feature = "otlp"))]
+fn request_events(_: Traces<'_>) -> Option<tracing_subscriber::layer::Identity> {
+    None
 }
 
 /// No span export without the `otlp` feature.

@@ -195,6 +195,14 @@ impl TelemetryBuilder {
             .as_ref()
             .map(|(endpoint, _)| otlp::tracer_provider(endpoint, &self.service_name))
             .transpose()?;
+        // The request spans are built and exported by the trace-context part itself.
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = &traces {
+            use opentelemetry::trace::TracerProvider as _;
+            vitals_trace_context::export_request_spans(opentelemetry::global::BoxedTracer::new(
+                Box::new(provider.tracer("vitals")),
+            ));
+        }
         // Without the feature: an endpoint the code asked for is an error; one the platform put
         // in the environment (collectors inject it everywhere) is a warning, once logs work.
         #[cfg(not(feature = "otlp"))]
