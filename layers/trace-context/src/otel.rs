@@ -110,15 +110,18 @@ pub(crate) fn exports_directly() -> bool {
     DIRECT.get().is_some()
 }
 
-/// The server span of a request, started with `tracer` under the caller's context in
-/// `context`; returns its OpenTelemetry context and the request's context with its ids.
+/// The server span of a request, started with the tracer given to [`export_request_spans`]
+/// under the caller's context in `context`; returns its OpenTelemetry context (none without a
+/// tracer) and the request's context with its ids.
 pub(crate) fn start_server_span(
     name: String,
     attributes: Vec<opentelemetry::KeyValue>,
     mut context: TraceContext,
-) -> Option<(opentelemetry::Context, TraceContext)> {
+) -> (Option<opentelemetry::Context>, TraceContext) {
     use opentelemetry::trace::{SpanKind, Tracer as _};
-    let tracer = DIRECT.get()?;
+    let Some(tracer) = DIRECT.get() else {
+        return (None, context);
+    };
     let parent = match context.parent_id {
         Some(parent) => {
             let state = OtelTraceState::from_str(&context.state.to_string()).unwrap_or_default();
@@ -150,7 +153,7 @@ pub(crate) fn start_server_span(
         context.flags = with_sampled(context.flags, ids.trace_flags().is_sampled());
         context.exported = true;
     }
-    Some((parent.with_span(span), context))
+    (Some(parent.with_span(span)), context)
 }
 
 /// Log events that happen directly inside a request — in no span of their own — become events

@@ -111,10 +111,12 @@ impl TracePart {
             attributes.push(KeyValue::new("http.request.method", method));
             attributes.push(KeyValue::new("http.route", route.as_str().to_owned()));
             attributes.push(KeyValue::new("url.path", uri.path().to_owned()));
-            attributes.push(KeyValue::new(
-                "url.scheme",
-                uri.scheme_str().unwrap_or("http").to_owned(),
-            ));
+            // The usual schemes without a copy.
+            attributes.push(match uri.scheme_str() {
+                None | Some("http") => KeyValue::new("url.scheme", "http"),
+                Some("https") => KeyValue::new("url.scheme", "https"),
+                Some(other) => KeyValue::new("url.scheme", other.to_owned()),
+            });
             if let Some((host, port)) = server {
                 attributes.push(KeyValue::new("server.address", host.to_owned()));
                 attributes.push(KeyValue::new("server.port", i64::from(port)));
@@ -128,14 +130,7 @@ impl TracePart {
             if let Some(id) = &request_id {
                 attributes.push(KeyValue::new("request_id", id.as_str().to_owned()));
             }
-            match crate::otel::start_server_span(
-                format!("{method} {route}"),
-                attributes,
-                context.clone(),
-            ) {
-                Some((otel, context)) => (Some(otel), context),
-                None => (None, context),
-            }
+            crate::otel::start_server_span(format!("{method} {route}"), attributes, context)
         } else if span.is_disabled() {
             (None, context)
         } else {
