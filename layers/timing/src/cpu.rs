@@ -23,8 +23,11 @@
 //!
 //! The reading before a poll is at most [`REFRESH`] older than the poll's start, so the
 //! run-queue wait attributed to the poll may include up to that much from just before it: an
-//! error of at most 1 ms against a 10 ms threshold, in the direction of *not* reporting. Other
-//! platforms, or a Linux without `schedstat`, keep the wall clock (see `split`).
+//! error of at most 1 ms against a 10 ms threshold, in the direction of *not* reporting. When
+//! the reading is taken after the poll began instead (the thread was preempted between the
+//! request's start and its first poll's reading), the time before the reading counts as waited,
+//! never as held: the same direction. Other platforms, or a Linux without `schedstat`, keep the
+//! wall clock (see `split`).
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +80,24 @@ impl PollSplit {
             on_cpu,
             blocked: not_waiting.saturating_sub(on_cpu),
             waited,
+        }
+    }
+
+    /// Like [`from_counters`](Self::from_counters) for counters whose first reading was taken
+    /// `unknown` after the poll began: they cover only the rest of it. The time before that
+    /// reading is not known to have been held, so it counts as waited — a preempted thread is
+    /// never taken for a blocked one; the error is toward not reporting, by at most `unknown`.
+    pub(crate) fn from_late_counters(
+        wall: Duration,
+        unknown: Duration,
+        ran: Duration,
+        waited: Duration,
+    ) -> Self {
+        let covered = wall.saturating_sub(unknown);
+        let split = Self::from_counters(covered, ran, waited);
+        Self {
+            waited: split.waited + wall.saturating_sub(covered),
+            ..split
         }
     }
 }
@@ -247,13 +268,14 @@ mod linux {
         THIS_THREAD.with(|this| {
             let counters = this.get()?.as_ref()?;
             let (before, now) = counters.refresh()?;
-            // A reading from within the poll (a nested poll on this thread refreshed it)
-            // says nothing about the poll's start.
-            if before.at > start + AT_START {
-                return None;
-            }
             let ran = Duration::from_nanos(now.ran.saturating_sub(before.ran));
             let waited = Duration::from_nanos(now.waited.saturating_sub(before.waited));
+            // A reading taken after the poll began (the thread was preempted between the
+            // request's start and the poll's first reading, or a nested poll refreshed it).
+            let unknown = before.at.saturating_duration_since(start);
+            if unknown > AT_START {
+                return Some(PollSplit::from_late_counters(wall, unknown, ran, waited));
+            }
             Some(PollSplit::from_counters(wall, ran, waited))
         })
     }
@@ -286,6 +308,17 @@ mod tests {
             (split.on_cpu, split.waited, split.held()),
             (ms(0), ms(10), ms(0))
         );
+        // Preempted 12 ms before the poll's first reading, then 3 ms on a CPU: the 12 ms are
+        // not held.
+        let split = PollSplit::from_late_counters(ms(15), ms(12), ms(3), ms(0));
+        assert_eq!(
+            (split.on_cpu, split.blocked, split.waited),
+            (ms(3), ms(0), ms(12))
+        );
+        assert_eq!(split.wall(), ms(15));
+        // A reading later than the whole poll (a nested poll's): nothing known, nothing held.
+        let split = PollSplit::from_late_counters(ms(15), ms(20), ms(3), ms(1));
+        assert_eq!((split.held(), split.wall()), (ms(0), ms(15)));
     }
 
     #[cfg(target_os = "linux")]
@@ -315,5 +348,31 @@ mod tests {
         );
         assert!(spun.blocked <= Duration::from_millis(15), "{spun:?}");
         assert!(executor_cpu_wait().is_some());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_reading_later_than_the_polls_start_does_not_make_it_held() {
+        if !splits_polls() {
+            eprintln!("skipped: this kernel has no /proc/thread-self/schedstat");
+            return;
+        }
+        // As when the thread is preempted between a request's start and its first poll's
+        // reading (on a busy machine, often inside that very read): the reading is 20 ms later
+        // than the poll's start, and the poll then runs 1 ms.
+        let start = Instant::now();
+        poll_starts(start);
+        std::thread::sleep(Duration::from_millis(5));
+        let Some(start) = start.checked_sub(Duration::from_millis(20)) else {
+            panic!("the monotonic clock starts less than 20 ms before this test");
+        };
+        poll_starts(start);
+        let began = Instant::now();
+        while began.elapsed() < Duration::from_millis(1) {
+            std::hint::black_box(());
+        }
+        let split = split(start, Instant::now());
+        assert!(split.wall() >= Duration::from_millis(21), "{split:?}");
+        assert!(split.held() < Duration::from_millis(10), "{split:?}");
     }
 }

@@ -59,9 +59,6 @@ impl TimingPart {
         server_timing: Option<ServerTiming>,
     ) -> TimingInFlight {
         let config = &self.config;
-        if config.poll_timing && config.blocking.lowest().is_some() {
-            cpu::poll_starts(start);
-        }
         let identity = request
             .extensions()
             .get::<RequestIdentity>()
@@ -157,8 +154,9 @@ impl TimingInFlight {
         }
         let split = config.blocking.lowest().is_some();
         let began = (self.stats.polls > 0).then(Instant::now);
-        if split && let Some(began) = began {
-            cpu::poll_starts(began);
+        if split {
+            // On the thread that polls: the request may have been started on another one.
+            cpu::poll_starts(began.unwrap_or(self.start));
         }
         PollClock { began, split }
     }
