@@ -104,6 +104,22 @@ impl RequestId {
         valid.then_some(Self(value))
     }
 
+    /// A generated id: `value` as 32 lowercase hex digits. Built in one allocation that its
+    /// clones share (the response header, the log lines, the spans), and not checked again:
+    /// hex digits are visible ASCII.
+    pub fn from_u128(value: u128) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 32];
+        for (i, b) in value.to_be_bytes().into_iter().enumerate() {
+            text[2 * i] = DIGITS[usize::from(b >> 4)];
+            text[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        Self(
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+                .unwrap_or_else(|_| HeaderValue::from_static("0")),
+        )
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // Checked to be visible ASCII on construction.
@@ -182,6 +198,12 @@ mod tests {
         assert!(RequestId::new(HeaderValue::from_str(&over).unwrap()).is_none());
         // obs-text bytes are legal in a header but not in a request id.
         assert!(RequestId::new(HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()).is_none());
+        let generated = RequestId::from_u128(0x0123_4567_89ab_cdef_0000_0000_0000_00ff);
+        assert_eq!(generated.as_str(), "0123456789abcdef00000000000000ff");
+        assert_eq!(
+            RequestId::new(generated.header_value().clone()),
+            Some(generated)
+        );
     }
 
     #[test]

@@ -31,19 +31,12 @@ use vitals_core::server_timing::{Metric, ServerTiming};
 
 use crate::context::{CurrentScope, TraceContext, enter};
 use crate::layer::Config;
-use crate::traceparent::hex_into;
 
 /// The trace-context part of a [`TraceContextLayer`](crate::TraceContextLayer) (see
 /// [`TraceContextLayer::part`](crate::TraceContextLayer::part)). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct TracePart {
     pub(crate) config: Arc<Config>,
-}
-
-fn new_request_id() -> Option<RequestId> {
-    let mut text = [0u8; 32];
-    hex_into(&fastrand::u128(..).to_be_bytes(), &mut text);
-    RequestId::new(HeaderValue::from_bytes(&text).ok()?)
 }
 
 impl TracePart {
@@ -77,7 +70,7 @@ impl TracePart {
                 .headers()
                 .get(name)
                 .and_then(|value| RequestId::new(value.clone()))
-                .or_else(new_request_id)
+                .or_else(|| Some(RequestId::from_u128(fastrand::u128(..))))
         });
         let method = method_label(request.method());
         let (uri, headers) = (request.uri(), request.headers());
