@@ -112,6 +112,12 @@ impl Deadline {
         self.config.response.to_full(Some(OutcomeHint::Timeout))
     }
 
+    /// The deadline as the request's, current while its handler is polled: what outgoing
+    /// calls made from the handler read (`vitals_client`).
+    pub fn request_deadline(&self) -> vitals_core::deadline::RequestDeadline {
+        vitals_core::deadline::RequestDeadline::at(self.at.into_std())
+    }
+
     /// When the response body must have ended, if the deadline covers it
     /// ([`TimeoutLayer::with_body_deadline`](crate::TimeoutLayer::with_body_deadline)).
     pub fn body_deadline(&self) -> Option<Instant> {

@@ -11,6 +11,8 @@
 //! - [`server_timing`]: one per-request `Server-Timing` collector that every layer adds to and
 //!   the outermost one renders.
 //! - [`identity`]: the trace id and request id of the current request, for logs and findings.
+//! - [`deadline`]: the current request's deadline, for the calls its handler makes downstream.
+//! - [`grpc_timeout`]: the `grpc-timeout` header, read and written.
 //! - [`outcome`]: how a request ended (`completed`, `server_error`, `cancelled`, `rejected`,
 //!   `timeout`), including gRPC statuses carried in headers or trailers.
 //! - [`secret`]: comparing tokens in constant time.
@@ -45,7 +47,9 @@
 
 mod ascii;
 pub mod body;
+pub mod deadline;
 pub mod findings;
+pub mod grpc_timeout;
 pub mod identity;
 mod macros;
 pub mod outcome;

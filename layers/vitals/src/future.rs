@@ -279,7 +279,18 @@ where
     loop {
         match phase.as_mut().project() {
             PhaseProj::Running { future } => {
-                let response = match future.poll(cx) {
+                // The handler's outgoing calls see the request's deadline while it is polled.
+                #[cfg(feature = "concurrency")]
+                let polled = vitals_core::deadline::RequestDeadline::in_scope(
+                    parts
+                        .deadline
+                        .as_ref()
+                        .map(vitals_concurrency::deadline::Deadline::request_deadline),
+                    || future.poll(cx),
+                );
+                #[cfg(not(feature = "concurrency"))]
+                let polled = future.poll(cx);
+                let response = match polled {
                     Poll::Pending => return deadline_passed(phase, parts, cx),
                     Poll::Ready(Err(error)) => {
                         phase.set(Phase::Done);

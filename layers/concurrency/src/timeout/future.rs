@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes};
 use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use vitals_core::deadline::RequestDeadline;
 
 use super::body::{BoxError, DeadlineBody};
 use crate::body::{LayerResponse, LimitBody};
@@ -52,8 +53,10 @@ where
             // Only a body read left pending by this poll of the handler counts as waiting.
             watch.waiting.store(false, Ordering::Release);
         }
+        // The handler's outgoing calls see the request's deadline while it is polled.
+        let current = this.deadline.as_ref().map(Deadline::request_deadline);
         if let HandlerProj::Running { future } = this.inner.as_mut().project()
-            && let Poll::Ready(result) = future.poll(cx)
+            && let Poll::Ready(result) = RequestDeadline::in_scope(current, || future.poll(cx))
         {
             this.inner.set(Handler::Gone);
             let deadline = *this.body_deadline;

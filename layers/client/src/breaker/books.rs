@@ -1,0 +1,349 @@
+//! The breaker's books: its state and the recent calls' outcomes, as plain rules over the
+//! time they are given (no clock read here, no I/O), so each rule is tested by itself.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The sliding window is kept as this many buckets of equal length.
+const BUCKETS: u32 = 10;
+
+/// The breaker's settings, validated (see [`CircuitBreakerLayer`](super::CircuitBreakerLayer)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Settings {
+    pub(crate) window: Duration,
+    pub(crate) minimum_calls: u32,
+    pub(crate) failure_ratio: f64,
+    pub(crate) open_for: Duration,
+    pub(crate) probes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(10),
+            minimum_calls: 20,
+            failure_ratio: 0.5,
+            open_for: Duration::from_secs(5),
+            probes: 1,
+        }
+    }
+}
+
+impl Settings {
+    /// Each setting brought into its range: a window of at least 10 ms, at least one call and
+    /// one probe, a ratio in `[0.01, 1]` (NaN: the default).
+    pub(crate) fn validated(self) -> Self {
+        let failure_ratio = if self.failure_ratio.is_nan() {
+            Self::default().failure_ratio
+        } else {
+            self.failure_ratio.clamp(0.01, 1.0)
+        };
+        Self {
+            window: self.window.max(Duration::from_millis(10)),
+            minimum_calls: self.minimum_calls.max(1),
+            failure_ratio,
+            open_for: self.open_for,
+            probes: self.probes.max(1),
+        }
+    }
+}
+
+/// The state a breaker is in, as its handle reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; their outcomes are counted.
+    Closed,
+    /// The downstream failed too often: calls are refused without calling it.
+    Open,
+    /// The open time is over: a bounded number of probe calls go through; the first that
+    /// succeeds closes the breaker, one that fails opens it again.
+    HalfOpen,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { in_flight: u32 },
+}
+
+/// What a call may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Go through, counted in the window.
+    Call,
+    /// Go through as one of the half-open probes.
+    Probe,
+    /// Refused; a probe may go in this long.
+    Refuse(Duration),
+}
+
+/// A change of state worth saying once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transition {
+    /// Opened after `failures` of `calls` failed in the window (or a probe failed: 1 of 1).
+    Opened { calls: u32, failures: u32 },
+    /// A probe succeeded.
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Bucket {
+    epoch: u64,
+    calls: u32,
+    failures: u32,
+}
+
+/// State and window of one breaker.
+#[derive(Debug)]
+pub(crate) struct Books {
+    mode: Mode,
+    origin: Instant,
+    buckets: [Bucket; BUCKETS as usize],
+    pub(crate) times_opened: u64,
+}
+
+impl Books {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            mode: Mode::Closed,
+            origin: now,
+            buckets: [Bucket::default(); BUCKETS as usize],
+            times_opened: 0,
+        }
+    }
+
+    pub(crate) fn state(&self, now: Instant) -> BreakerState {
+        match self.mode {
+            Mode::Closed => BreakerState::Closed,
+            Mode::Open { until } if now < until => BreakerState::Open,
+            Mode::Open { .. } | Mode::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a call may go now.
+    pub(crate) fn admit(&mut self, now: Instant, settings: &Settings) -> Admit {
+        if let Mode::Open { until } = self.mode {
+            if now < until {
+                return Admit::Refuse(until - now);
+            }
+            self.mode = Mode::HalfOpen { in_flight: 0 };
+        }
+        match &mut self.mode {
+            Mode::Closed => Admit::Call,
+            Mode::HalfOpen { in_flight } if *in_flight < settings.probes => {
+                *in_flight += 1;
+                Admit::Probe
+            }
+            Mode::HalfOpen { .. } | Mode::Open { .. } => Admit::Refuse(Duration::ZERO),
+        }
+    }
+
+    /// A call admitted as `admitted` ended, failed or not.
+    pub(crate) fn record(
+        &mut self,
+        admitted: Admit,
+        failed: bool,
+        now: Instant,
+        settings: &Settings,
+    ) -> Option<Transition> {
+        match (admitted, self.mode) {
+            (Admit::Probe, Mode::HalfOpen { .. }) if failed => Some(self.open(now, settings, 1, 1)),
+            (Admit::Probe, Mode::HalfOpen { .. }) => {
+                self.mode = Mode::Closed;
+                self.buckets = [Bucket::default(); BUCKETS as usize];
+                Some(Transition::Closed)
+            }
+            (Admit::Call, Mode::Closed) => {
+                let epoch = self.epoch(now, settings);
+                let slot = usize::try_from(epoch % u64::from(BUCKETS)).unwrap_or_default();
+                let bucket = &mut self.buckets[slot];
+                if bucket.epoch != epoch {
+                    *bucket = Bucket {
+                        epoch,
+                        ..Bucket::default()
+                    };
+                }
+                bucket.calls = bucket.calls.saturating_add(1);
+                bucket.failures = bucket.failures.saturating_add(u32::from(failed));
+                let (calls, failures) = self.totals(epoch);
+                let ratio = f64::from(failures) / f64::from(calls.max(1));
+                (failed && calls >= settings.minimum_calls && ratio >= settings.failure_ratio)
+                    .then(|| self.open(now, settings, calls, failures))
+            }
+            // A call admitted before the state changed: its outcome no longer decides anything.
+            _ => None,
+        }
+    }
+
+    /// A probe ended without a verdict (dropped, or its readiness failed): its slot is free.
+    pub(crate) fn abandon_probe(&mut self) {
+        if let Mode::HalfOpen { in_flight } = &mut self.mode {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Calls and failures in the window ending at `now`.
+    pub(crate) fn window(&self, now: Instant, settings: &Settings) -> (u32, u32) {
+        self.totals(self.epoch(now, settings))
+    }
+
+    fn open(&mut self, now: Instant, settings: &Settings, calls: u32, failures: u32) -> Transition {
+        self.mode = Mode::Open {
+            until: now.checked_add(settings.open_for).unwrap_or(now),
+        };
+        self.buckets = [Bucket::default(); BUCKETS as usize];
+        self.times_opened += 1;
+        Transition::Opened { calls, failures }
+    }
+
+    fn epoch(&self, now: Instant, settings: &Settings) -> u64 {
+        let bucket = (settings.window / BUCKETS).as_nanos().max(1);
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        // Over 500 years of buckets at 1 ms each before this saturates.
+        u64::try_from(since / bucket).unwrap_or(u64::MAX)
+    }
+
+    fn totals(&self, epoch: u64) -> (u32, u32) {
+        self.buckets
+            .iter()
+            .filter(|b| b.calls > 0 && b.epoch + u64::from(BUCKETS) > epoch)
+            .fold((0_u32, 0_u32), |(calls, failures), b| {
+                (
+                    calls.saturating_add(b.calls),
+                    failures.saturating_add(b.failures),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            window: Duration::from_secs(10),
+            minimum_calls: 4,
+            failure_ratio: 0.5,
+            open_for: Duration::from_secs(5),
+            probes: 2,
+        }
+    }
+
+    #[test]
+    fn opens_at_the_ratio_once_the_window_has_the_minimum_of_calls() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut books = Books::new(t0);
+        // Three failures: below the minimum of four calls.
+        for _ in 0..3 {
+            assert_eq!(books.admit(t0, &s), Admit::Call);
+            assert_eq!(books.record(Admit::Call, true, t0, &s), None);
+        }
+        assert_eq!(books.state(t0), BreakerState::Closed);
+        // The fourth call succeeds: 3 of 4 failed, but a success never opens it.
+        assert_eq!(books.record(Admit::Call, false, t0, &s), None);
+        let opened = books.record(Admit::Call, true, t0, &s);
+        assert_eq!(
+            opened,
+            Some(Transition::Opened {
+                calls: 5,
+                failures: 4
+            })
+        );
+        assert_eq!(books.state(t0), BreakerState::Open);
+        assert_eq!(
+            books.admit(t0 + Duration::from_secs(1), &s),
+            Admit::Refuse(Duration::from_secs(4))
+        );
+    }
+
+    #[test]
+    fn old_outcomes_leave_the_window() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut books = Books::new(t0);
+        for _ in 0..3 {
+            books.record(Admit::Call, true, t0, &s);
+        }
+        // Eleven seconds later the three failures are out of the 10 s window.
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(books.window(later, &s), (0, 0));
+        assert_eq!(books.record(Admit::Call, true, later, &s), None);
+        assert_eq!(books.window(later, &s), (1, 1));
+        // Within the window they add up.
+        let soon = later + Duration::from_secs(2);
+        for _ in 0..2 {
+            books.record(Admit::Call, false, soon, &s);
+        }
+        assert_eq!(
+            books.record(Admit::Call, true, soon, &s),
+            Some(Transition::Opened {
+                calls: 4,
+                failures: 2
+            })
+        );
+    }
+
+    #[test]
+    fn half_open_lets_the_probes_through_and_the_first_verdict_decides() {
+        let s = settings();
+        let t0 = Instant::now();
+        let mut books = Books::new(t0);
+        for _ in 0..4 {
+            books.record(Admit::Call, true, t0, &s);
+        }
+        let after = t0 + Duration::from_secs(5);
+        assert_eq!(books.state(after), BreakerState::HalfOpen);
+        assert_eq!(books.admit(after, &s), Admit::Probe);
+        assert_eq!(books.admit(after, &s), Admit::Probe);
+        assert_eq!(books.admit(after, &s), Admit::Refuse(Duration::ZERO));
+        // One probe dropped: its slot is free again.
+        books.abandon_probe();
+        assert_eq!(books.admit(after, &s), Admit::Probe);
+        // A failed probe opens it again, for the whole open time.
+        assert!(matches!(
+            books.record(Admit::Probe, true, after, &s),
+            Some(Transition::Opened { .. })
+        ));
+        assert_eq!(
+            books.admit(after, &s),
+            Admit::Refuse(Duration::from_secs(5))
+        );
+        // Then a successful probe closes it, with an empty window.
+        let later = after + Duration::from_secs(5);
+        assert_eq!(books.admit(later, &s), Admit::Probe);
+        assert_eq!(
+            books.record(Admit::Probe, false, later, &s),
+            Some(Transition::Closed)
+        );
+        assert_eq!(books.state(later), BreakerState::Closed);
+        assert_eq!(books.window(later, &s), (0, 0));
+        // The other probes' late verdicts and calls admitted before decide nothing.
+        assert_eq!(books.record(Admit::Probe, true, later, &s), None);
+        assert_eq!(books.times_opened, 2);
+    }
+
+    #[test]
+    fn settings_out_of_range_are_brought_into_it() {
+        let odd = Settings {
+            window: Duration::ZERO,
+            minimum_calls: 0,
+            failure_ratio: f64::NAN,
+            open_for: Duration::ZERO,
+            probes: 0,
+        }
+        .validated();
+        assert_eq!(odd.window, Duration::from_millis(10));
+        assert_eq!((odd.minimum_calls, odd.probes), (1, 1));
+        assert!((odd.failure_ratio - 0.5).abs() < f64::EPSILON);
+        let over = Settings {
+            failure_ratio: 7.0,
+            ..Settings::default()
+        }
+        .validated();
+        assert!((over.failure_ratio - 1.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,118 @@
+//! `BreakerFuture`: the call, and its outcome booked when it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, Response};
+use pin_project_lite::pin_project;
+
+use super::books::Admit;
+use super::layer::Shared;
+use crate::error::{BoxError, BreakerOpen, DeadlineExceeded};
+
+/// One admitted call's claim on the breaker: its outcome is booked once; a probe dropped
+/// before its outcome frees its slot.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    shared: Arc<Shared>,
+    admitted: Admit,
+    booked: bool,
+}
+
+impl Ticket {
+    pub(crate) fn new(shared: Arc<Shared>, admitted: Admit) -> Self {
+        Self {
+            shared,
+            admitted,
+            booked: false,
+        }
+    }
+
+    fn book(&mut self, failed: bool) {
+        self.booked = true;
+        self.shared.record(self.admitted, failed);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.booked && self.admitted == Admit::Probe {
+            self.shared.abandon_probe();
+        }
+    }
+}
+
+/// gRPC statuses in a response head that say the downstream failed (not the caller):
+/// `UNKNOWN` 2, `DEADLINE_EXCEEDED` 4, `INTERNAL` 13, `UNAVAILABLE` 14, `DATA_LOSS` 15.
+fn grpc_failure(headers: &HeaderMap) -> bool {
+    headers
+        .get("grpc-status")
+        .is_some_and(|status| matches!(status.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15"))
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](super::CircuitBreaker).
+    pub struct BreakerFuture<F> {
+        #[pin]
+        call: Option<F>,
+        ticket: Option<Ticket>,
+        refused: Option<BreakerOpen>,
+    }
+}
+
+impl<F> BreakerFuture<F> {
+    pub(crate) fn running(call: F, ticket: Ticket) -> Self {
+        Self {
+            call: Some(call),
+            ticket: Some(ticket),
+            refused: None,
+        }
+    }
+
+    pub(crate) fn refused(error: BreakerOpen) -> Self {
+        Self {
+            call: None,
+            ticket: None,
+            refused: Some(error),
+        }
+    }
+}
+
+impl<F, B, E> Future for BreakerFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<B>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(call) = this.call.as_pin_mut() else {
+            let refused = this.refused.take().unwrap_or_else(|| {
+                BreakerOpen::new(Arc::from("(polled after completion)"), Duration::ZERO)
+            });
+            return Poll::Ready(Err(Box::new(refused)));
+        };
+        let result = std::task::ready!(call.poll(cx)).map_err(Into::into);
+        if let Some(mut ticket) = this.ticket.take() {
+            let failed = match &result {
+                Ok(response) => Some(
+                    (ticket.shared.failure_status)(response.status())
+                        || grpc_failure(response.headers()),
+                ),
+                // Refused by a deadline inside for lack of time: the downstream was not asked.
+                Err(error) => match error.downcast_ref::<DeadlineExceeded>() {
+                    Some(exceeded) if !exceeded.call_started() => None,
+                    _ => Some(true),
+                },
+            };
+            if let Some(failed) = failed {
+                ticket.book(failed);
+            }
+        }
+        Poll::Ready(result)
+    }
+}

@@ -1,0 +1,192 @@
+//! `CircuitBreakerLayer`: the breaker's settings and shared state, and its handle.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::time::Instant;
+use tower_layer::Layer;
+
+use super::books::{Admit, Books, BreakerState, Settings, Transition};
+use super::service::CircuitBreaker;
+
+/// Decides whether a response status is a failure of the downstream.
+pub(crate) type StatusRule = fn(StatusCode) -> bool;
+
+/// One breaker, shared by every service this layer wraps (see the
+/// [module docs](crate::breaker)).
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What every clone of a breaker's services shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) name: Arc<str>,
+    pub(crate) settings: Settings,
+    pub(crate) failure_status: StatusRule,
+    books: Mutex<Books>,
+}
+
+impl Shared {
+    fn books(&self) -> MutexGuard<'_, Books> {
+        // The books are plain counters: a panic elsewhere while they were locked leaves them
+        // usable.
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn admit(&self) -> Admit {
+        self.books().admit(Instant::now(), &self.settings)
+    }
+
+    pub(crate) fn record(&self, admitted: Admit, failed: bool) {
+        let transition = self
+            .books()
+            .record(admitted, failed, Instant::now(), &self.settings);
+        match transition {
+            Some(Transition::Opened { calls, failures }) => tracing::warn!(
+                target: "vitals_client",
+                breaker = &*self.name,
+                calls,
+                failures,
+                open_for_ms = u64::try_from(self.settings.open_for.as_millis()).unwrap_or(u64::MAX),
+                "circuit breaker opened: the downstream failed {failures} of {calls} calls; calls \
+                 fail at once until a probe succeeds"
+            ),
+            Some(Transition::Closed) => tracing::info!(
+                target: "vitals_client",
+                breaker = &*self.name,
+                "circuit breaker closed: a probe call succeeded"
+            ),
+            None => {}
+        }
+    }
+
+    pub(crate) fn abandon_probe(&self) {
+        self.books().abandon_probe();
+    }
+}
+
+/// The default failure rule: a 5xx.
+fn server_error(status: StatusCode) -> bool {
+    status.is_server_error()
+}
+
+impl CircuitBreakerLayer {
+    /// A breaker named `name` (the downstream it protects, for logs and errors) with the
+    /// defaults: a 10 s window, at least 20 calls, 50% failures, open for 5 s, one probe.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self::build(name.into(), Settings::default(), server_error)
+    }
+
+    fn build(name: Arc<str>, settings: Settings, failure_status: StatusRule) -> Self {
+        let settings = settings.validated();
+        Self {
+            shared: Arc::new(Shared {
+                name,
+                settings,
+                failure_status,
+                books: Mutex::new(Books::new(Instant::now())),
+            }),
+        }
+    }
+
+    /// Rebuilds the breaker with changed settings (a new, closed breaker: set everything before
+    /// wrapping services).
+    fn with(&self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.shared.settings;
+        change(&mut settings);
+        Self::build(
+            Arc::clone(&self.shared.name),
+            settings,
+            self.shared.failure_status,
+        )
+    }
+
+    /// How far back outcomes count (default 10 s; at least 10 ms).
+    #[must_use]
+    pub fn with_window(self, window: Duration) -> Self {
+        self.with(|s| s.window = window)
+    }
+
+    /// How many calls the window must hold before failures can open the breaker (default 20;
+    /// at least 1).
+    #[must_use]
+    pub fn with_minimum_calls(self, calls: u32) -> Self {
+        self.with(|s| s.minimum_calls = calls)
+    }
+
+    /// The share of failed calls in the window that opens the breaker (default 0.5; brought
+    /// into 0.01–1).
+    #[must_use]
+    pub fn with_failure_ratio(self, ratio: f64) -> Self {
+        self.with(|s| s.failure_ratio = ratio)
+    }
+
+    /// How long the breaker stays open before it lets probes through (default 5 s).
+    #[must_use]
+    pub fn with_open_for(self, open_for: Duration) -> Self {
+        self.with(|s| s.open_for = open_for)
+    }
+
+    /// How many probe calls may be under way at once while half-open (default 1; at least 1).
+    #[must_use]
+    pub fn with_probes(self, probes: u32) -> Self {
+        self.with(|s| s.probes = probes)
+    }
+
+    /// Which response statuses count as failures (default: 5xx). Errors of the inner service
+    /// always do.
+    #[must_use]
+    pub fn with_failure_status(self, rule: fn(StatusCode) -> bool) -> Self {
+        let settings = self.shared.settings;
+        Self::build(Arc::clone(&self.shared.name), settings, rule)
+    }
+
+    /// A read-only view of the breaker's state.
+    pub fn handle(&self) -> BreakerHandle {
+        BreakerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> Layer<S> for CircuitBreakerLayer {
+    type Service = CircuitBreaker<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreaker::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Reads a breaker's state (for a health page, a dashboard, a test).
+#[derive(Clone, Debug)]
+pub struct BreakerHandle {
+    shared: Arc<Shared>,
+}
+
+impl BreakerHandle {
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Its state now.
+    pub fn state(&self) -> BreakerState {
+        self.shared.books().state(Instant::now())
+    }
+
+    /// How many times it opened.
+    pub fn times_opened(&self) -> u64 {
+        self.shared.books().times_opened
+    }
+
+    /// Calls and failures in the window now (zero while open or half-open: the window starts
+    /// afresh when the breaker closes).
+    pub fn window(&self) -> (u32, u32) {
+        self.shared
+            .books()
+            .window(Instant::now(), &self.shared.settings)
+    }
+}

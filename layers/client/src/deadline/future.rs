@@ -1,0 +1,88 @@
+//! `DeadlineFuture`: the call raced against its limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::{BoxError, DeadlineExceeded};
+
+pin_project! {
+    /// The response future of [`Deadline`](super::Deadline).
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running {
+            #[pin]
+            call: F,
+            // Dropping the call at the limit closes its connection: the callee sees it end.
+            #[pin]
+            limit: Option<Sleep>,
+            by_request: bool,
+        },
+        Refused { error: Option<DeadlineExceeded> },
+    }
+}
+
+impl<F> DeadlineFuture<F> {
+    pub(crate) fn running(call: F, limit: Option<(Instant, bool)>) -> Self {
+        let (limit, by_request) = match limit {
+            Some((at, by_request)) => (Some(tokio::time::sleep_until(at)), by_request),
+            None => (None, false),
+        };
+        Self {
+            state: State::Running {
+                call,
+                limit,
+                by_request,
+            },
+        }
+    }
+
+    pub(crate) fn refused(error: DeadlineExceeded) -> Self {
+        Self {
+            state: State::Refused { error: Some(error) },
+        }
+    }
+}
+
+impl<F, T, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Running {
+                call,
+                limit,
+                by_request,
+            } => {
+                if let Poll::Ready(result) = call.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                if let Some(limit) = limit.as_pin_mut()
+                    && limit.poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Box::new(DeadlineExceeded::new(*by_request, true))));
+                }
+                Poll::Pending
+            }
+            StateProj::Refused { error } => Poll::Ready(Err(Box::new(
+                error
+                    .take()
+                    .unwrap_or_else(|| DeadlineExceeded::new(true, false)),
+            ))),
+        }
+    }
+}
