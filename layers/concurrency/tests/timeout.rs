@@ -111,3 +111,34 @@ async fn a_body_read_given_up_earlier_does_not_make_a_slow_handler_a_408() {
     let reply = exchange(addr, "/peek-then-think", 1_000, &[b'x'; 10]).await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
 }
+
+#[tokio::test]
+async fn the_handler_sees_the_deadline_as_the_current_one() {
+    use tower::ServiceExt;
+    use vitals_core::deadline::RequestDeadline;
+    let app = Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                tokio::task::yield_now().await;
+                RequestDeadline::current()
+                    .map_or(0, |deadline| deadline.remaining().as_millis())
+                    .to_string()
+            }),
+        )
+        .layer(TimeoutLayer::new(DEADLINE));
+    let response = app
+        .oneshot(
+            axum::http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 64)
+        .await
+        .unwrap();
+    let millis: u128 = std::str::from_utf8(&body).unwrap().parse().unwrap();
+    assert!((150..=200).contains(&millis), "{millis}");
+    assert_eq!(RequestDeadline::current(), None);
+}

@@ -615,3 +615,33 @@ async fn one_route_labeler_is_given_to_every_part() {
         "the latency part labelled both so"
     );
 }
+
+#[tokio::test]
+async fn the_handler_sees_its_route_deadline_as_the_current_one_and_no_other_does() {
+    use vitals_core::deadline::RequestDeadline;
+    let vitals = VitalsLayer::builder()
+        .with_route(
+            "/deadline",
+            RouteSettings::new().with_timeout(Duration::from_millis(250)),
+        )
+        .build()
+        .unwrap();
+    let left = |_: ()| async {
+        // Across an await too: the deadline is set on every poll of the handler.
+        tokio::task::yield_now().await;
+        RequestDeadline::current().map_or_else(
+            || "none".to_owned(),
+            |d| d.remaining().as_millis().to_string(),
+        )
+    };
+    let app = Router::new()
+        .route("/deadline", get(move || left(())))
+        .route("/none", get(move || left(())))
+        .layer(vitals);
+    let with = String::from_utf8(finish(send(&app, "/deadline").await).await).unwrap();
+    let millis: u64 = with.parse().unwrap();
+    assert!((200..=250).contains(&millis), "{with}");
+    let without = finish(send(&app, "/none").await).await;
+    assert_eq!(without, b"none");
+    assert_eq!(RequestDeadline::current(), None);
+}
