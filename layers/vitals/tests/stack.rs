@@ -626,7 +626,7 @@ async fn the_handler_sees_its_route_deadline_as_the_current_one_and_no_other_doe
         )
         .build()
         .unwrap();
-    let left = |_: ()| async {
+    let left = || async {
         // Across an await too: the deadline is set on every poll of the handler.
         tokio::task::yield_now().await;
         RequestDeadline::current().map_or_else(
@@ -635,8 +635,8 @@ async fn the_handler_sees_its_route_deadline_as_the_current_one_and_no_other_doe
         )
     };
     let app = Router::new()
-        .route("/deadline", get(move || left(())))
-        .route("/none", get(move || left(())))
+        .route("/deadline", get(left))
+        .route("/none", get(left))
         .layer(vitals);
     let with = String::from_utf8(finish(send(&app, "/deadline").await).await).unwrap();
     let millis: u64 = with.parse().unwrap();
