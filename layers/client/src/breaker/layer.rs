@@ -1,5 +1,6 @@
 //! `CircuitBreakerLayer`: the breaker's settings and shared state, and its handle.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     pub(crate) settings: Settings,
     pub(crate) failure_status: StatusRule,
+    /// Whether the books say closed, readable without their lock: a closed breaker admits a
+    /// call with one atomic load, no lock, no clock. (A call admitted as the breaker opens in
+    /// another thread goes through; its outcome is not counted.)
+    closed: AtomicBool,
     books: Mutex<Books>,
 }
 
@@ -37,13 +42,24 @@ impl Shared {
     }
 
     pub(crate) fn admit(&self) -> Admit {
+        if self.closed.load(Ordering::Acquire) {
+            return Admit::Call;
+        }
         self.books().admit(Instant::now(), &self.settings)
     }
 
     pub(crate) fn record(&self, admitted: Admit, failed: bool) {
-        let transition = self
-            .books()
-            .record(admitted, failed, Instant::now(), &self.settings);
+        let transition = {
+            let mut books = self.books();
+            let transition = books.record(admitted, failed, Instant::now(), &self.settings);
+            if transition.is_some() {
+                self.closed.store(
+                    books.state(Instant::now()) == BreakerState::Closed,
+                    Ordering::Release,
+                );
+            }
+            transition
+        };
         match transition {
             Some(Transition::Opened { calls, failures }) => tracing::warn!(
                 target: "vitals_client",
@@ -87,6 +103,7 @@ impl CircuitBreakerLayer {
                 name,
                 settings,
                 failure_status,
+                closed: AtomicBool::new(true),
                 books: Mutex::new(Books::new(Instant::now())),
             }),
         }

@@ -23,9 +23,12 @@ pin_project! {
         Running {
             #[pin]
             call: F,
-            // Dropping the call at the limit closes its connection: the callee sees it end.
+            // When the call must end; the timer is made only once the call has to wait (most
+            // answers that come at once never need one). Dropping the call at the limit closes
+            // its connection: the callee sees it end.
+            at: Option<Instant>,
             #[pin]
-            limit: Option<Sleep>,
+            timer: Option<Sleep>,
             by_request: bool,
         },
         Refused { error: Option<DeadlineExceeded> },
@@ -34,15 +37,12 @@ pin_project! {
 
 impl<F> DeadlineFuture<F> {
     pub(crate) fn running(call: F, limit: Option<(Instant, bool)>) -> Self {
-        let (limit, by_request) = match limit {
-            Some((at, by_request)) => (Some(tokio::time::sleep_until(at)), by_request),
-            None => (None, false),
-        };
         Self {
             state: State::Running {
                 call,
-                limit,
-                by_request,
+                at: limit.map(|(at, _)| at),
+                timer: None,
+                by_request: limit.is_some_and(|(_, by_request)| by_request),
             },
         }
     }
@@ -65,14 +65,18 @@ where
         match self.project().state.project() {
             StateProj::Running {
                 call,
-                limit,
+                at,
+                mut timer,
                 by_request,
             } => {
                 if let Poll::Ready(result) = call.poll(cx) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                if let Some(limit) = limit.as_pin_mut()
-                    && limit.poll(cx).is_ready()
+                if let Some(at) = at.take() {
+                    timer.set(Some(tokio::time::sleep_until(at)));
+                }
+                if let Some(timer) = timer.as_pin_mut()
+                    && timer.poll(cx).is_ready()
                 {
                     return Poll::Ready(Err(Box::new(DeadlineExceeded::new(*by_request, true))));
                 }

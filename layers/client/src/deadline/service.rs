@@ -46,10 +46,9 @@ struct Limit {
 /// The earliest of the call's own timeout, the current request's deadline and one carried in
 /// the outgoing request's extensions (those two less the reserve).
 fn limit<B>(request: &Request<B>, settings: &DeadlineLayer) -> Option<Limit> {
-    let now = Instant::now();
     let own = settings
         .timeout
-        .and_then(|timeout| now.checked_add(timeout))
+        .and_then(|timeout| Instant::now().checked_add(timeout))
         .map(|at| Limit {
             at,
             by_request: false,
@@ -59,11 +58,15 @@ fn limit<B>(request: &Request<B>, settings: &DeadlineLayer) -> Option<Limit> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-    .map(|deadline| Limit {
-        at: Instant::from_std(deadline.instant())
-            .checked_sub(settings.reserve)
-            .unwrap_or(now),
-        by_request: true,
+    .map(|deadline| {
+        let at = Instant::from_std(deadline.instant());
+        Limit {
+            // A reserve longer than the clock's past: no time left.
+            at: at
+                .checked_sub(settings.reserve)
+                .unwrap_or_else(Instant::now),
+            by_request: true,
+        }
     });
     match (own, request_deadline) {
         (Some(own), Some(request)) if request.at <= own.at => Some(request),
