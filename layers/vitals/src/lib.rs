@@ -28,12 +28,15 @@
 //! [`timing`], [`queries`], [`latency`], [`trace_context`], [`cache_headers`],
 //! [`concurrency`]; [`core`] always. Feature `telemetry` (default) adds [`telemetry`];
 //! `otlp` adds OTLP span export to it; `dashboard` adds the live `/_vitals` page
-//! (`dashboard`, and [`VitalsLayer::dashboard`]).
+//! (`dashboard`, and [`VitalsLayer::dashboard`]); `client` adds `client`, the stack for
+//! outgoing calls (the request's deadline carried into them, a circuit breaker).
 
 pub use vitals_core as core;
 
 #[cfg(feature = "cache-headers")]
 pub use vitals_cache_headers as cache_headers;
+#[cfg(feature = "client")]
+pub use vitals_client as client;
 #[cfg(feature = "concurrency")]
 pub use vitals_concurrency as concurrency;
 #[cfg(feature = "dashboard")]
@@ -79,6 +82,9 @@ mod benchmarks_md {}
 #[cfg(all(doctest, feature = "cache-headers"))]
 #[doc = include_str!("../../../docs/cache-headers.md")]
 mod cache_headers_md {}
+#[cfg(all(doctest, feature = "client", feature = "concurrency"))]
+#[doc = include_str!("../../../docs/client.md")]
+mod client_md {}
 #[cfg(all(doctest, feature = "concurrency"))]
 #[doc = include_str!("../../../docs/concurrency.md")]
 mod concurrency_md {}
