@@ -258,6 +258,49 @@ async fn checkout_answers_502_when_the_payment_service_is_down() {
 }
 
 #[tokio::test]
+async fn checkout_stops_calling_a_payment_service_that_keeps_failing() {
+    let mut config = test_config();
+    config.payment_failure_rate = 1.0;
+    let shop = TestShop::start(config).await;
+    let stub = shop.shop().payment_stub().expect("the built-in stub");
+    // Every payment fails (502) until the breaker opens: within twenty calls.
+    let mut failed = 0;
+    loop {
+        let response = shop.get("/checkout").await;
+        if response.status() == 503 {
+            break;
+        }
+        assert_eq!(response.status(), 502);
+        failed += 1;
+        assert!(
+            failed <= 20,
+            "the breaker did not open after {failed} failed payments"
+        );
+    }
+    assert_eq!(stub.calls(), failed);
+    assert_eq!(
+        shop.shop().payment_breaker().state(),
+        vitals::client::BreakerState::Open
+    );
+    // Open: answered at once with 503 and Retry-After, the payment service not called.
+    for _ in 0..10 {
+        let started = Instant::now();
+        let response = shop.get("/checkout").await;
+        assert_eq!(response.status(), 503);
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=5).contains(&retry_after), "{retry_after}");
+        assert_error(&response.json().await.unwrap());
+        assert!(started.elapsed() < Duration::from_millis(250));
+    }
+    assert_eq!(stub.calls(), failed);
+    shop.shutdown().await;
+}
+
+#[tokio::test]
 async fn invalid_payment_url_is_a_start_error() {
     for url in ["not a url", "ftp://127.0.0.1/"] {
         let mut config = test_config();

@@ -32,6 +32,11 @@ pub struct Config {
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub payment_latency_ms: u64,
 
+    /// Share of calls the built-in stub payment service fails with 503, from 0 to 1 (spread
+    /// evenly); at 1 every call fails and the payment client's circuit breaker opens within 20.
+    #[arg(long, default_value_t = 0.0, value_parser = failure_rate)]
+    pub payment_failure_rate: f64,
+
     /// How long `GET /checkout` waits for the payment service, in milliseconds.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub payment_timeout_ms: u64,
@@ -81,6 +86,18 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// A failure rate: a number from 0 to 1.
+fn failure_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not between 0 and 1"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +114,14 @@ mod tests {
     fn bad_values_are_refused_with_an_error() {
         assert!(Config::try_parse_from(["shop", "--listen", "not-an-address"]).is_err());
         assert!(Config::try_parse_from(["shop", "--payment-timeout-ms", "0"]).is_err());
+        for rate in ["1.5", "-0.1", "NaN", "half"] {
+            assert!(
+                Config::try_parse_from(["shop", "--payment-failure-rate", rate]).is_err(),
+                "{rate}"
+            );
+        }
+        let config = Config::try_parse_from(["shop", "--payment-failure-rate", "0.25"]).unwrap();
+        assert!((config.payment_failure_rate - 0.25).abs() < f64::EPSILON);
         assert!(Config::try_parse_from(["shop", "--log-format", "xml"]).is_err());
         let config = Config::try_parse_from(["shop", "--log-format", "json"]).unwrap();
         assert_eq!(config.log_format, Some(LogFormat::Json));

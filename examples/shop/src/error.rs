@@ -20,6 +20,9 @@ pub enum ApiError {
     BadGateway(String),
     /// 504: a downstream service did not answer in time.
     GatewayTimeout(String),
+    /// 503: a downstream service is known to be failing (its circuit breaker is open); try
+    /// again after the duration (`Retry-After`, whole seconds, at least 1).
+    ServiceUnavailable(String, std::time::Duration),
     /// 500: a database failure (details are logged, not sent).
     Database(sqlx::Error),
 }
@@ -45,6 +48,18 @@ impl IntoResponse for ApiError {
             ),
             Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, message),
             Self::GatewayTimeout(message) => (StatusCode::GATEWAY_TIMEOUT, message),
+            Self::ServiceUnavailable(message, retry_after) => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": message })),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                return response;
+            }
             Self::Database(error) => {
                 tracing::error!(%error, "database error");
                 (

@@ -165,9 +165,12 @@ impl Shop {
         let (payment_url, payment_stub) = if let Some(url) = config.payment_url {
             (url, None)
         } else {
-            let stub = PaymentStub::start(Duration::from_millis(config.payment_latency_ms))
-                .await
-                .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
+            let stub = PaymentStub::start(
+                Duration::from_millis(config.payment_latency_ms),
+                config.payment_failure_rate,
+            )
+            .await
+            .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
             (stub.url(), Some(stub))
         };
         let payment = PaymentClient::new(
@@ -249,6 +252,11 @@ impl Shop {
     /// The state of `/slow`'s own limiter.
     pub fn slow_limit(&self) -> Option<vitals::concurrency::LimiterSnapshot> {
         self.limit.route_snapshot("/slow")
+    }
+
+    /// The payment client's circuit breaker.
+    pub fn payment_breaker(&self) -> &vitals::client::BreakerHandle {
+        self.state.payment.breaker()
     }
 
     /// The built-in payment stub, if it runs.

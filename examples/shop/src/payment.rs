@@ -4,18 +4,27 @@
 //! HTTP server with a configurable latency, so a slow dependency can be shown without any
 //! other process.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
+use vitals::client::{
+    BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, DeadlineExceeded, DeadlineLayer,
+};
 
 /// What the shop sends to the payment service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,17 +49,59 @@ pub struct PaymentReceipt {
 /// Why a payment failed.
 #[derive(Debug)]
 pub enum PaymentError {
-    /// No answer within the timeout.
+    /// No answer within the timeout, or the request's deadline.
     Timeout,
+    /// The payment service kept failing: its circuit breaker is open, so it was not called.
+    Unavailable {
+        /// When the breaker lets a probe call through.
+        retry_after: Duration,
+    },
     /// Connection failure, bad status or unreadable answer.
     Failed(String),
 }
 
-/// Calls the payment service over HTTP.
+/// reqwest as a tower service over `http` types, for the client layers.
 #[derive(Clone, Debug)]
+struct Reqwest(reqwest::Client);
+
+impl tower::Service<http::Request<reqwest::Body>> for Reqwest {
+    type Response = http::Response<reqwest::Body>;
+    type Error = reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, reqwest::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), reqwest::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<reqwest::Body>) -> Self::Future {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request)?;
+            Ok(http::Response::from(client.execute(request).await?))
+        })
+    }
+}
+
+/// The client stack to the payment service: a circuit breaker, the request's deadline (or the
+/// shop's payment timeout, whichever is first), reqwest.
+type Transport =
+    BoxCloneSyncService<http::Request<reqwest::Body>, http::Response<reqwest::Body>, BoxError>;
+
+/// Calls the payment service over HTTP.
+#[derive(Clone)]
 pub struct PaymentClient {
-    http: reqwest::Client,
+    transport: Transport,
+    breaker: BreakerHandle,
     pay_url: reqwest::Url,
+}
+
+impl std::fmt::Debug for PaymentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentClient")
+            .field("pay_url", &self.pay_url.as_str())
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PaymentClient {
@@ -64,17 +115,43 @@ impl PaymentClient {
         let pay_url = base
             .join("pay")
             .map_err(|e| format!("invalid payment URL {base_url:?}: {e}"))?;
+        // reqwest's own timeout bounds the whole exchange, body included; the deadline layer
+        // ends the call sooner when the request being served has less time left.
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { http, pay_url })
+        let breaker = CircuitBreakerLayer::new("payment");
+        let handle = breaker.handle();
+        let transport = Transport::new(
+            tower::ServiceBuilder::new()
+                .layer(breaker)
+                .layer(DeadlineLayer::new().with_timeout(timeout))
+                .service(Reqwest(http)),
+        );
+        Ok(Self {
+            transport,
+            breaker: handle,
+            pay_url,
+        })
+    }
+
+    /// The payment service's circuit breaker.
+    pub fn breaker(&self) -> &BreakerHandle {
+        &self.breaker
     }
 
     /// Charges `request.amount_cents`.
     pub async fn pay(&self, request: &PaymentRequest) -> Result<PaymentReceipt, PaymentError> {
-        let classify = |e: reqwest::Error| {
-            if e.is_timeout() {
+        let classify = |e: BoxError| {
+            if let Some(open) = e.downcast_ref::<BreakerOpen>() {
+                PaymentError::Unavailable {
+                    retry_after: open.retry_after(),
+                }
+            } else if e.is::<DeadlineExceeded>()
+                || e.downcast_ref::<reqwest::Error>()
+                    .is_some_and(reqwest::Error::is_timeout)
+            {
                 PaymentError::Timeout
             } else {
                 PaymentError::Failed(e.to_string())
@@ -94,14 +171,17 @@ impl PaymentClient {
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let mut trace = reqwest::header::HeaderMap::new();
-        vitals::trace_context::inject_span(&span, &mut trace);
+        let body = serde_json::to_vec(request)
+            .map_err(|e| PaymentError::Failed(format!("cannot encode the payment: {e}")))?;
+        let mut outgoing = http::Request::post(self.pay_url.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(reqwest::Body::from(body))
+            .map_err(|e| PaymentError::Failed(format!("cannot build the payment call: {e}")))?;
+        vitals::trace_context::inject_span(&span, outgoing.headers_mut());
         let sent = self
-            .http
-            .post(self.pay_url.clone())
-            .headers(trace)
-            .json(request)
-            .send()
+            .transport
+            .clone()
+            .oneshot(outgoing)
             .instrument(span.clone())
             .await;
         // What the conventions ask of a client span: the status as an integer; an error for
@@ -116,7 +196,13 @@ impl PaymentClient {
                 }
             }
             Err(error) => {
-                let kind = if error.is_timeout() {
+                let kind = if error.is::<BreakerOpen>() {
+                    "circuit_open"
+                } else if error.is::<DeadlineExceeded>()
+                    || error
+                        .downcast_ref::<reqwest::Error>()
+                        .is_some_and(reqwest::Error::is_timeout)
+                {
                     "timeout"
                 } else {
                     "_OTHER"
@@ -132,7 +218,12 @@ impl PaymentClient {
                 response.status()
             )));
         }
-        response.json().await.map_err(classify)
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| classify(Box::new(e)))?
+            .to_bytes();
+        serde_json::from_slice(&body)
+            .map_err(|e| PaymentError::Failed(format!("unreadable payment answer: {e}")))
     }
 }
 
@@ -145,12 +236,19 @@ pub struct PaymentStub {
 }
 
 impl PaymentStub {
-    /// Starts the stub on a free loopback port, answering after `latency`.
-    pub async fn start(latency: Duration) -> std::io::Result<Self> {
+    /// Starts the stub on a free loopback port, answering after `latency`, failing (503) the
+    /// share `failure_rate` of the calls (0 to 1, spread evenly: 0.25 fails every fourth).
+    pub async fn start(latency: Duration, failure_rate: f64) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(StubState {
             latency,
+            failure_rate: if failure_rate.is_nan() {
+                0.0
+            } else {
+                failure_rate.clamp(0.0, 1.0)
+            },
+            calls: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             last_traceparent: std::sync::Mutex::new(None),
         });
@@ -174,6 +272,11 @@ impl PaymentStub {
             .clone()
     }
 
+    /// How many payment calls reached the stub.
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::Relaxed)
+    }
+
     /// The stub's base URL (`http://127.0.0.1:PORT/`).
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
@@ -189,6 +292,8 @@ impl Drop for PaymentStub {
 #[derive(Debug)]
 struct StubState {
     latency: Duration,
+    failure_rate: f64,
+    calls: AtomicU64,
     next_id: AtomicU64,
     last_traceparent: std::sync::Mutex<Option<String>>,
 }
@@ -197,7 +302,7 @@ async fn pay(
     State(state): State<Arc<StubState>>,
     headers: axum::http::HeaderMap,
     Json(request): Json<PaymentRequest>,
-) -> Json<PaymentReceipt> {
+) -> Result<Json<PaymentReceipt>, StatusCode> {
     let traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -207,10 +312,41 @@ async fn pay(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = traceparent;
     tokio::time::sleep(state.latency).await;
+    let call = state.calls.fetch_add(1, Ordering::Relaxed);
+    if fails(call, state.failure_rate) {
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    Json(PaymentReceipt {
+    Ok(Json(PaymentReceipt {
         payment_id: format!("pay_{id:06}"),
         status: "approved".to_owned(),
         amount_cents: request.amount_cents,
-    })
+    }))
+}
+
+/// Whether call number `call` (from 0) fails at `rate`: the failures spread evenly, so any
+/// run of calls fails the share `rate` of them, give or take one.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn fails(call: u64, rate: f64) -> bool {
+    let before = (call as f64 * rate).floor() as u64;
+    let after = ((call + 1) as f64 * rate).floor() as u64;
+    after > before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fails;
+
+    #[test]
+    fn failures_spread_evenly_at_the_rate() {
+        let count = |rate: f64| (0..100).filter(|&call| fails(call, rate)).count();
+        assert_eq!(count(0.0), 0);
+        assert_eq!(count(1.0), 100);
+        assert_eq!(count(0.25), 25);
+        assert!((0..4).filter(|&call| fails(call, 0.25)).count() == 1);
+    }
 }

@@ -11,7 +11,7 @@
 //! | `GET /report/blocking`  | the same work inline on the executor: blocks other requests  |
 //! | `GET /slow?ms=N`        | a request held open (0–60000 ms)                             |
 //! | `GET /me`               | an authenticated, per-user response (`Bearer demo`)         |
-//! | `GET /checkout`         | a call to a downstream payment service with a timeout        |
+//! | `GET /checkout`         | a call to a downstream payment service: deadline and breaker |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,6 +234,19 @@ async fn checkout(
             tracing::warn!(product_id, "payment service timed out");
             Err(ApiError::GatewayTimeout(
                 "payment service timed out".to_owned(),
+            ))
+        }
+        Err(PaymentError::Unavailable { retry_after }) => {
+            // Answered at once: the breaker keeps the request from waiting on a service that
+            // keeps failing.
+            tracing::warn!(
+                product_id,
+                retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+                "payment service unavailable (circuit open)"
+            );
+            Err(ApiError::ServiceUnavailable(
+                "payment service unavailable".to_owned(),
+                retry_after,
             ))
         }
         Err(PaymentError::Failed(reason)) => {
