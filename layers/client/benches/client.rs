@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use vitals_client::{CircuitBreakerLayer, DeadlineLayer};
+use vitals_client::{CircuitBreakerLayer, DeadlineLayer, RetryLayer};
 use vitals_core::deadline::RequestDeadline;
 
 fn transport() -> impl Service<
@@ -53,6 +53,23 @@ fn overhead(c: &mut Criterion) {
             .service(transport());
         let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
         b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
+    });
+    group.bench_function("retry", |b| {
+        let client = ServiceBuilder::new()
+            .layer(RetryLayer::new())
+            .service(transport());
+        b.iter(|| runtime.block_on(client.clone().oneshot(http::Request::new(()))));
+    });
+    group.bench_function("retry_breaker_deadline", |b| {
+        let client = ServiceBuilder::new()
+            .layer(RetryLayer::new())
+            .layer(CircuitBreakerLayer::new("bench"))
+            .layer(DeadlineLayer::new().with_timeout(Duration::from_secs(2)))
+            .service(transport());
+        let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
+        b.iter(|| {
+            runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(()))))
+        });
     });
     group.finish();
 }

@@ -11,7 +11,9 @@
 //!   started with no time left fails at once, and a gRPC call tells the callee as
 //!   `grpc-timeout`;
 //! - [`CircuitBreakerLayer`]: a downstream that keeps failing is not called for a while — calls
-//!   fail at once, then a probe finds out whether it is back.
+//!   fail at once, then a probe finds out whether it is back;
+//! - [`RetryLayer`]: a failed call that can repeat is tried again, after a jittered backoff or
+//!   the downstream's `Retry-After`, under a retry budget, never past the deadline.
 //!
 //! Put the breaker outside the deadline, so that a call cut by the deadline counts as the
 //! downstream's failure (a call refused for lack of time does not: the downstream was never
@@ -38,7 +40,9 @@
 pub mod breaker;
 pub mod deadline;
 mod error;
+pub mod retry;
 
 pub use breaker::{BreakerHandle, BreakerState, CircuitBreakerLayer};
 pub use deadline::DeadlineLayer;
 pub use error::{BoxError, BreakerOpen, DeadlineExceeded};
+pub use retry::{ReplayBody, RetryLayer};

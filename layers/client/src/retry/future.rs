@@ -1,0 +1,164 @@
+//! `RetryFuture`: one call, tried again while it may be.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower::retry::budget::Budget;
+use tower_service::Service;
+use vitals_core::deadline::RequestDeadline;
+
+use super::body::ReplayBody;
+use super::layer::Shared;
+use super::rules;
+use super::service::copy;
+use crate::error::{BoxError, BreakerOpen, DeadlineExceeded};
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] call: F },
+        Waiting { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry).
+    pub struct RetryFuture<S, B, F> {
+        #[pin]
+        state: State<F>,
+        // A clone of the service for the retries, and the request to send again.
+        service: Option<S>,
+        replay: Option<Request<B>>,
+        shared: Arc<Shared>,
+        attempts: u32,
+    }
+}
+
+impl<S, B, F> RetryFuture<S, B, F> {
+    pub(crate) fn new(
+        first: F,
+        replay: Option<Request<B>>,
+        service: Option<S>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            state: State::Calling { call: first },
+            service,
+            replay,
+            shared,
+            attempts: 1,
+        }
+    }
+}
+
+/// Polled again after it answered: a caller's bug, answered with an error, not a panic.
+fn lost() -> BoxError {
+    "vitals_client::RetryFuture polled after it answered".into()
+}
+
+/// How long to wait before trying again after `result`, or `None` to return it.
+fn next_wait<T, B>(
+    result: &Result<Response<T>, BoxError>,
+    replay: Option<&Request<B>>,
+    attempts: u32,
+    shared: &Shared,
+) -> Option<Duration> {
+    let replay = replay?;
+    if attempts >= shared.max_attempts {
+        return None;
+    }
+    let wait = match result {
+        Ok(response) if rules::retriable_status(response.status()) => {
+            match rules::retry_after(response.headers(), SystemTime::now()) {
+                // The downstream asks for longer than we wait: its answer stands.
+                Some(asked) if asked > shared.retry_after_cap => return None,
+                Some(asked) => asked,
+                None => rules::backoff(attempts, shared.base, shared.cap, fastrand::f64()),
+            }
+        }
+        Ok(_) => return None,
+        // The breaker says the downstream is down: another attempt now would be refused too.
+        Err(error) if error.is::<BreakerOpen>() => return None,
+        Err(error)
+            if error
+                .downcast_ref::<DeadlineExceeded>()
+                .is_some_and(DeadlineExceeded::by_request_deadline) =>
+        {
+            return None;
+        }
+        Err(_) => rules::backoff(attempts, shared.base, shared.cap, fastrand::f64()),
+    };
+    // Never past the request's deadline: a retry that cannot finish in time is not made.
+    let deadline = match (
+        RequestDeadline::current(),
+        replay.extensions().get::<RequestDeadline>().copied(),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if deadline.is_some_and(|deadline| deadline.remaining() <= wait) {
+        return None;
+    }
+    // Last, so that only a retry that is made spends from the budget.
+    shared.budget.withdraw().then_some(wait)
+}
+
+impl<S, B, ResB> Future for RetryFuture<S, B, S::Future>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: ReplayBody,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { call } => {
+                    let result = ready!(call.poll(cx)).map_err(Into::into);
+                    let Some(wait) =
+                        next_wait(&result, this.replay.as_ref(), *this.attempts, this.shared)
+                    else {
+                        return Poll::Ready(result);
+                    };
+                    this.state.set(State::Waiting {
+                        sleep: tokio::time::sleep(wait),
+                    });
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    let Some(service) = this.service.as_mut() else {
+                        return Poll::Ready(Err(lost()));
+                    };
+                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    *this.attempts += 1;
+                    // Another copy while more attempts may follow; the last one sends the copy
+                    // kept so far.
+                    let next = if *this.attempts < this.shared.max_attempts {
+                        this.replay
+                            .as_ref()
+                            .and_then(|request| copy(request, this.shared.max_body))
+                    } else {
+                        None
+                    };
+                    let Some(request) = std::mem::replace(this.replay, next) else {
+                        return Poll::Ready(Err(lost()));
+                    };
+                    let call = service.call(request);
+                    this.state.set(State::Calling { call });
+                }
+            }
+        }
+    }
+}
