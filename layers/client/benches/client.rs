@@ -67,9 +67,7 @@ fn overhead(c: &mut Criterion) {
             .layer(DeadlineLayer::new().with_timeout(Duration::from_secs(2)))
             .service(transport());
         let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
-        b.iter(|| {
-            runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(()))))
-        });
+        b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
     });
     group.finish();
 }

@@ -5,13 +5,13 @@
 //! type of their own, and these sit beside them. Find them with `downcast_ref`:
 //!
 //! ```
-//! use vitals_client::{BoxError, BreakerOpen, DeadlineExceeded};
+//! use vitals_client::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 //!
 //! fn describe(error: &BoxError) -> &'static str {
 //!     if error.is::<DeadlineExceeded>() {
 //!         "no time left"
-//!     } else if error.is::<BreakerOpen>() {
-//!         "the downstream is failing: not called"
+//!     } else if error.is::<BreakerOpen>() || error.is::<BulkheadFull>() {
+//!         "not called: the downstream is failing, or busy with our calls"
 //!     } else {
 //!         "the call failed"
 //!     }
@@ -106,3 +106,39 @@ impl fmt::Display for BreakerOpen {
 }
 
 impl std::error::Error for BreakerOpen {}
+
+/// The bulkhead was full: as many calls to this downstream as allowed were under way, so this
+/// one failed at once, without calling it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkheadFull {
+    name: std::sync::Arc<str>,
+    limit: usize,
+}
+
+impl BulkheadFull {
+    pub(crate) fn new(name: std::sync::Arc<str>, limit: usize) -> Self {
+        Self { name, limit }
+    }
+
+    /// The bulkhead's name (the downstream it protects).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many calls it lets through at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bulkhead {:?} is full: {} calls are under way, the downstream was not called",
+            self.name, self.limit
+        )
+    }
+}
+
+impl std::error::Error for BulkheadFull {}

@@ -12,6 +12,8 @@
 //!   `grpc-timeout`;
 //! - [`CircuitBreakerLayer`]: a downstream that keeps failing is not called for a while — calls
 //!   fail at once, then a probe finds out whether it is back;
+//! - [`BulkheadLayer`]: at most so many calls to one downstream at once; the rest fail at once
+//!   instead of piling up behind a slow dependency;
 //! - [`RetryLayer`]: a failed call that can repeat is tried again, after a jittered backoff or
 //!   the downstream's `Retry-After`, under a retry budget, never past the deadline.
 //!
@@ -38,11 +40,13 @@
 //! this compares with tower's retry, tower-resilience, failsafe and recloser.
 
 pub mod breaker;
+pub mod bulkhead;
 pub mod deadline;
 mod error;
 pub mod retry;
 
 pub use breaker::{BreakerHandle, BreakerState, CircuitBreakerLayer};
+pub use bulkhead::BulkheadLayer;
 pub use deadline::DeadlineLayer;
-pub use error::{BoxError, BreakerOpen, DeadlineExceeded};
+pub use error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 pub use retry::{ReplayBody, RetryLayer};

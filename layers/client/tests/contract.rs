@@ -257,3 +257,31 @@ async fn a_grpc_call_carries_what_is_left_and_never_more_than_it_asked() {
         call.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_full_bulkhead_refuses_without_polling_and_permits_belong_to_their_clones() {
+    let layer = vitals_client::BulkheadLayer::new("mock", 2);
+    let (service, mut handle, ready_polls) = spawn(layer.clone());
+    handle.allow(10);
+    let mut first = Spawn::new(service.get_ref().clone());
+    let mut second = Spawn::new(service.get_ref().clone());
+    assert!(matches!(first.poll_ready(), Poll::Ready(Ok(()))));
+    assert!(matches!(second.poll_ready(), Poll::Ready(Ok(()))));
+    assert_eq!(layer.in_flight(), 2);
+    let polls = ready_polls.load(Ordering::SeqCst);
+    // Both permits are reserved: a third caller is refused, the inner service unasked.
+    let mut third = Spawn::new(service.get_ref().clone());
+    assert!(matches!(third.poll_ready(), Poll::Ready(Ok(()))));
+    let error = third.call(Request::new(())).await.unwrap_err();
+    assert!(error.is::<vitals_client::BulkheadFull>(), "{error}");
+    assert_eq!(ready_polls.load(Ordering::SeqCst), polls);
+    // A clone that reserved a permit and gives up frees it; a call holds it to its answer.
+    drop(second);
+    assert_eq!(layer.in_flight(), 1);
+    let call = first.call(Request::new(()));
+    assert_eq!(layer.in_flight(), 1);
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(Response::new(()));
+    call.await.unwrap();
+    assert_eq!(layer.in_flight(), 0);
+}

@@ -17,7 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use vitals_client::{
-    BoxError, BreakerOpen, BreakerState, CircuitBreakerLayer, DeadlineExceeded, DeadlineLayer,
+    BoxError, BreakerOpen, BreakerState, BulkheadFull, BulkheadLayer, CircuitBreakerLayer,
+    DeadlineExceeded, DeadlineLayer,
 };
 use vitals_core::deadline::RequestDeadline;
 
@@ -197,4 +198,43 @@ async fn a_call_is_cut_at_the_request_deadline_and_the_downstream_sees_it_end() 
             .call_started()
     );
     assert!(began.elapsed() < Duration::from_millis(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_downstream_holds_no_more_calls_than_its_bulkhead_and_does_not_open_the_breaker() {
+    let downstream = Arc::new(Downstream::default());
+    downstream.delay_ms.store(200, Ordering::SeqCst);
+    let url = format!("{}/pay", start(Arc::clone(&downstream)).await);
+    let breaker = CircuitBreakerLayer::new("payment").with_minimum_calls(5);
+    let state = breaker.handle();
+    let client = ServiceBuilder::new()
+        .layer(breaker)
+        .layer(BulkheadLayer::new("payment", 2))
+        .service(transport());
+    let began = Instant::now();
+    let callers: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { (call(&client, &url).await, began.elapsed()) })
+        })
+        .collect();
+    let (mut answered, mut refused) = (0, 0);
+    for caller in callers {
+        match caller.await.unwrap() {
+            (Ok(status), _) => {
+                assert_eq!(status, 200);
+                answered += 1;
+            }
+            (Err(error), took) => {
+                assert!(error.is::<BulkheadFull>(), "{error}");
+                assert!(took < Duration::from_millis(100), "refused after {took:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((answered, refused), (2, 8));
+    assert_eq!(downstream.calls.load(Ordering::SeqCst), 2);
+    // Eight refusals by the bulkhead are not the downstream's failures.
+    assert_eq!(state.state(), BreakerState::Closed);
+    assert_eq!(state.window(), (2, 0));
 }

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use super::books::Admit;
 use super::layer::Shared;
-use crate::error::{BoxError, BreakerOpen, DeadlineExceeded};
+use crate::error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 
 /// One admitted call's claim on the breaker: its outcome is booked once; a probe dropped
 /// before its outcome frees its slot.
@@ -103,7 +103,9 @@ where
                     (ticket.shared.failure_status)(response.status())
                         || grpc_failure(response.headers()),
                 ),
-                // Refused by a deadline inside for lack of time: the downstream was not asked.
+                // Refused inside — by a full bulkhead, or a deadline that left no time: the
+                // downstream was not asked.
+                Err(error) if error.is::<BulkheadFull>() => None,
                 Err(error) => match error.downcast_ref::<DeadlineExceeded>() {
                     Some(exceeded) if !exceeded.call_started() => None,
                     _ => Some(true),

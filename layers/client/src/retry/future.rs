@@ -17,7 +17,7 @@ use super::body::ReplayBody;
 use super::layer::Shared;
 use super::rules;
 use super::service::copy;
-use crate::error::{BoxError, BreakerOpen, DeadlineExceeded};
+use crate::error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 
 pin_project! {
     #[project = StateProj]
@@ -86,6 +86,8 @@ fn next_wait<T, B>(
         Ok(_) => return None,
         // The breaker says the downstream is down: another attempt now would be refused too.
         Err(error) if error.is::<BreakerOpen>() => return None,
+        // As many calls as allowed are under way: one more right away would be refused too.
+        Err(error) if error.is::<BulkheadFull>() => return None,
         Err(error)
             if error
                 .downcast_ref::<DeadlineExceeded>()

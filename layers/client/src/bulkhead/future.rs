@@ -1,0 +1,61 @@
+//! `BulkheadFuture`: the call, holding its permit until it answers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::error::{BoxError, BulkheadFull};
+
+pin_project! {
+    /// The response future of [`Bulkhead`](super::Bulkhead).
+    pub struct BulkheadFuture<F> {
+        #[pin]
+        call: Option<F>,
+        permit: Option<OwnedSemaphorePermit>,
+        full: Option<BulkheadFull>,
+    }
+}
+
+impl<F> BulkheadFuture<F> {
+    pub(crate) fn running(call: F, permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            call: Some(call),
+            permit: Some(permit),
+            full: None,
+        }
+    }
+
+    pub(crate) fn full(error: BulkheadFull) -> Self {
+        Self {
+            call: None,
+            permit: None,
+            full: Some(error),
+        }
+    }
+}
+
+impl<F, T, E> Future for BulkheadFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(call) = this.call.as_pin_mut() else {
+            let full = this
+                .full
+                .take()
+                .unwrap_or_else(|| BulkheadFull::new("(polled after completion)".into(), 0));
+            return Poll::Ready(Err(Box::new(full)));
+        };
+        let result = ready!(call.poll(cx));
+        // The answer is here: the permit goes back before the caller reads the body.
+        this.permit.take();
+        Poll::Ready(result.map_err(Into::into))
+    }
+}
