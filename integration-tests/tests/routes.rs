@@ -195,6 +195,9 @@ async fn check_fallbacks(shop: &TestShop) {
         "# TYPE vitals_concurrency_admitted_total counter",
         "# TYPE vitals_queries_per_request histogram",
         "# HELP vitals_concurrency_in_flight ",
+        // The payment calls of the checkouts above, by the client conventions, in seconds.
+        "# TYPE http_client_request_duration_seconds histogram",
+        "http_client_request_duration_seconds_bucket{http_request_method=\"POST\",server_address=\"127.0.0.1\",",
     ] {
         assert!(
             text.contains(family),

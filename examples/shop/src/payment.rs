@@ -23,7 +23,8 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
 use vitals::client::{
-    BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, DeadlineExceeded, DeadlineLayer,
+    BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, ClientMetricsLayer,
+    DeadlineExceeded, DeadlineLayer,
 };
 
 /// What the shop sends to the payment service.
@@ -82,8 +83,8 @@ impl tower::Service<http::Request<reqwest::Body>> for Reqwest {
     }
 }
 
-/// The client stack to the payment service: a circuit breaker, the request's deadline (or the
-/// shop's payment timeout, whichever is first), reqwest.
+/// The client stack to the payment service: a circuit breaker, `http.client.request.duration`,
+/// the request's deadline (or the shop's payment timeout, whichever is first), reqwest.
 type Transport =
     BoxCloneSyncService<http::Request<reqwest::Body>, http::Response<reqwest::Body>, BoxError>;
 
@@ -126,6 +127,7 @@ impl PaymentClient {
         let transport = Transport::new(
             tower::ServiceBuilder::new()
                 .layer(breaker)
+                .layer(ClientMetricsLayer::new())
                 .layer(DeadlineLayer::new().with_timeout(timeout))
                 .service(Reqwest(http)),
         );

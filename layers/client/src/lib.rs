@@ -43,10 +43,14 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod deadline;
 mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod retry;
 
 pub use breaker::{BreakerHandle, BreakerState, CircuitBreakerLayer};
 pub use bulkhead::BulkheadLayer;
 pub use deadline::DeadlineLayer;
 pub use error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
+#[cfg(feature = "metrics")]
+pub use metrics::ClientMetricsLayer;
 pub use retry::{ReplayBody, RetryLayer};

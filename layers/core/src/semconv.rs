@@ -50,6 +50,9 @@ pub const MAX_USER_AGENT_LEN: usize = 256;
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
 /// The number of requests being served.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http.server.active_requests";
+/// The client request duration histogram (one sample per attempt), in seconds; the same
+/// recommended buckets as the server's.
+pub const HTTP_CLIENT_REQUEST_DURATION: &str = "http.client.request.duration";
 
 /// The bucket boundaries OpenTelemetry recommends for [`HTTP_SERVER_REQUEST_DURATION`], in
 /// seconds. (SDK defaults are millisecond-scale: set these explicitly.)

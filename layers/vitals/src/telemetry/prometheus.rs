@@ -32,6 +32,11 @@ fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
         vitals_core::semconv::HTTP_SERVER_REQUEST_DURATION,
         &vitals_core::semconv::DURATION_BUCKETS_SECONDS,
     ));
+    #[cfg(feature = "client")]
+    buckets.push((
+        vitals_core::semconv::HTTP_CLIENT_REQUEST_DURATION,
+        &vitals_core::semconv::DURATION_BUCKETS_SECONDS,
+    ));
     #[cfg(feature = "queries")]
     buckets.push((
         vitals_queries::metrics::QUERIES_PER_REQUEST,
@@ -55,5 +60,7 @@ pub(super) fn install(recorder: PrometheusRecorder) -> Result<PrometheusHandle, 
     vitals_concurrency::metrics::describe();
     #[cfg(feature = "cache-headers")]
     vitals_cache_headers::metrics::describe();
+    #[cfg(feature = "client")]
+    vitals_client::metrics::describe();
     Ok(handle)
 }
