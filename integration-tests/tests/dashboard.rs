@@ -50,6 +50,14 @@ async fn the_shop_dashboard_shows_its_routes_and_the_n_plus_one() {
             <= 3.0
     );
     assert_eq!(summary["limiter"]["limit"], 512);
+    // The payment client's breaker, in the Downstream panel.
+    assert_eq!(
+        summary["downstream"],
+        serde_json::json!([{
+            "name": "payment", "state": "closed", "times_opened": 0,
+            "window_calls": 0, "window_failures": 0,
+        }])
+    );
 
     let findings: Value = shop.get_json("/_vitals/api/findings", 200).await;
     let n_plus_one = findings["findings"]
@@ -68,6 +76,35 @@ async fn the_shop_dashboard_shows_its_routes_and_the_n_plus_one() {
         n_plus_one["trace_id"].as_str().map(str::len),
         Some(32),
         "{n_plus_one}"
+    );
+    shop.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_payment_breaker_open_and_its_findings() {
+    let mut config = vitals_integration_tests::test_config();
+    config.payment_failure_rate = 1.0;
+    let shop = TestShop::start(config).await;
+    while shop.get("/checkout").await.status() != 503 {}
+    let summary: Value = shop.get_json("/_vitals/api/summary", 200).await;
+    let payment = &summary["downstream"][0];
+    assert_eq!(payment["name"], "payment");
+    assert_eq!(payment["state"], "open");
+    assert_eq!(payment["times_opened"], 1);
+    let findings: Value = shop.get_json("/_vitals/api/findings", 200).await;
+    let opened = findings["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "downstream")
+        .unwrap_or_else(|| panic!("no downstream finding in {findings}"));
+    assert_eq!(opened["event"], "breaker_opened");
+    assert_eq!(opened["downstream"], "payment");
+    assert!(
+        opened["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("20 of 20 calls failed")),
+        "{opened}"
     );
     shop.shutdown().await;
 }

@@ -12,12 +12,27 @@ use reqwest::header::{ETAG, HeaderValue, IF_NONE_MATCH};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use tokio::task::JoinHandle;
 
+use crate::payment::StubControl;
+
 /// How often one round of traffic starts.
 const TICK: Duration = Duration::from_millis(250);
 
+/// One minute of rounds; the payment service's outage covers rounds 80 to 159 of it (from
+/// 20 s to 40 s).
+const ROUNDS_PER_CYCLE: u64 = 240;
+const OUTAGE: std::ops::Range<u64> = 80..160;
+
+/// Whether the built-in payment service is down in round `round`: for 20 s of every minute, so
+/// the dashboard shows its circuit breaker open (about ten seconds in: twenty failed checkouts
+/// at two a second) and close again (the first probe after the outage).
+fn payment_down(round: u64) -> bool {
+    OUTAGE.contains(&(round % ROUNDS_PER_CYCLE))
+}
+
 /// Starts the traffic against `base_url` (`http://127.0.0.1:3000`); it runs until the process
 /// ends. Failed calls are ignored: the point is load, and the dashboard shows the failures.
-pub fn spawn(base_url: String) -> JoinHandle<()> {
+/// With `payment` (the built-in stub), the payment service also has an outage every minute.
+pub fn spawn(base_url: String, payment: Option<StubControl>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(client) = Client::builder().timeout(Duration::from_secs(10)).build() else {
             tracing::warn!("demo traffic: cannot build an HTTP client");
@@ -25,8 +40,12 @@ pub fn spawn(base_url: String) -> JoinHandle<()> {
         };
         let tags = EntityTags::default();
         let mut ticks = tokio::time::interval(TICK);
+        let usual_rate = payment.as_ref().map_or(0.0, StubControl::failure_rate);
         for round in 0u64.. {
             ticks.tick().await;
+            if let Some(payment) = &payment {
+                payment.set_failure_rate(if payment_down(round) { 1.0 } else { usual_rate });
+            }
             for path in paths(round) {
                 let request = tags.request(&client, &base_url, &path);
                 let tags = tags.clone();
@@ -139,6 +158,18 @@ fn paths(round: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_payment_outage_is_long_enough_to_open_the_breaker_and_ends() {
+        let down = (0..ROUNDS_PER_CYCLE).filter(|&r| payment_down(r)).count();
+        // Checkouts go every other round: the breaker's twenty calls fit in the outage twice.
+        let checkouts = (0..ROUNDS_PER_CYCLE)
+            .filter(|&r| payment_down(r) && paths(r).iter().any(|p| p == "/checkout"))
+            .count();
+        assert!(checkouts >= 40, "{checkouts}");
+        assert!(down < usize::try_from(ROUNDS_PER_CYCLE).unwrap() / 2);
+        assert!(!payment_down(0) && !payment_down(ROUNDS_PER_CYCLE - 1));
+    }
 
     #[test]
     fn a_minute_of_rounds_covers_every_problem() {

@@ -173,11 +173,15 @@ impl Shop {
             .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
             (stub.url(), Some(stub))
         };
+        // One findings ring for the layers and the payment client: the dashboard shows both.
+        let findings = Findings::default();
         let payment = PaymentClient::new(
             &payment_url,
             Duration::from_millis(config.payment_timeout_ms),
+            findings.clone(),
         )
         .map_err(StartError)?;
+        let breaker = payment.breaker().clone();
         let state = Arc::new(AppState {
             db,
             workload,
@@ -186,10 +190,10 @@ impl Shop {
         });
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
-            Findings::default(),
+            findings,
         )
         .map_err(|e| StartError(e.to_string()))?;
-        let mut dashboard = vitals.dashboard();
+        let mut dashboard = vitals.dashboard().with_breaker(breaker);
         if let Some(token) = config.dashboard_token {
             dashboard = dashboard.with_bearer_token(token);
         }

@@ -74,7 +74,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
          Dashboard: {url}/_vitals   (add --demo-traffic to see it move)\n"
     );
     if demo_traffic {
-        shop::demo::spawn(url.clone());
+        shop::demo::spawn(
+            url.clone(),
+            shop.payment_stub().map(shop::payment::PaymentStub::control),
+        );
         eprintln!("driving demo traffic: open {url}/_vitals");
     }
     axum::serve(

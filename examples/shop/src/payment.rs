@@ -26,6 +26,7 @@ use vitals::client::{
     BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, ClientMetricsLayer,
     DeadlineExceeded, DeadlineLayer,
 };
+use vitals::core::findings::Findings;
 
 /// What the shop sends to the payment service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -106,8 +107,9 @@ impl std::fmt::Debug for PaymentClient {
 }
 
 impl PaymentClient {
-    /// A client for the service at `base_url`, giving up after `timeout`.
-    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, String> {
+    /// A client for the service at `base_url`, giving up after `timeout` (or the request's
+    /// deadline); its breaker's openings and closings, and calls out of time, go to `findings`.
+    pub fn new(base_url: &str, timeout: Duration, findings: Findings) -> Result<Self, String> {
         let base = reqwest::Url::parse(base_url)
             .map_err(|e| format!("invalid payment URL {base_url:?}: {e}"))?;
         if !matches!(base.scheme(), "http") {
@@ -122,13 +124,17 @@ impl PaymentClient {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let breaker = CircuitBreakerLayer::new("payment");
+        let breaker = CircuitBreakerLayer::new("payment").with_findings(findings.clone());
         let handle = breaker.handle();
         let transport = Transport::new(
             tower::ServiceBuilder::new()
                 .layer(breaker)
                 .layer(ClientMetricsLayer::new())
-                .layer(DeadlineLayer::new().with_timeout(timeout))
+                .layer(
+                    DeadlineLayer::new()
+                        .with_timeout(timeout)
+                        .with_findings(findings),
+                )
                 .service(Reqwest(http)),
         );
         Ok(Self {
@@ -245,11 +251,7 @@ impl PaymentStub {
         let addr = listener.local_addr()?;
         let state = Arc::new(StubState {
             latency,
-            failure_rate: if failure_rate.is_nan() {
-                0.0
-            } else {
-                failure_rate.clamp(0.0, 1.0)
-            },
+            failure_rate: AtomicU64::new(valid_rate(failure_rate).to_bits()),
             calls: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             last_traceparent: std::sync::Mutex::new(None),
@@ -274,6 +276,11 @@ impl PaymentStub {
             .clone()
     }
 
+    /// A handle that changes how the stub fails while it runs.
+    pub fn control(&self) -> StubControl {
+        StubControl(Arc::clone(&self.state))
+    }
+
     /// How many payment calls reached the stub.
     pub fn calls(&self) -> u64 {
         self.state.calls.load(Ordering::Relaxed)
@@ -282,6 +289,25 @@ impl PaymentStub {
     /// The stub's base URL (`http://127.0.0.1:PORT/`).
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+}
+
+/// Changes how a running [`PaymentStub`] fails (the demo traffic gives it an outage now and
+/// then). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StubControl(Arc<StubState>);
+
+impl StubControl {
+    /// Changes the share of calls that fail (0 to 1), from the next call on.
+    pub fn set_failure_rate(&self, rate: f64) {
+        self.0
+            .failure_rate
+            .store(valid_rate(rate).to_bits(), Ordering::Relaxed);
+    }
+
+    /// The share of calls that fail now.
+    pub fn failure_rate(&self) -> f64 {
+        f64::from_bits(self.0.failure_rate.load(Ordering::Relaxed))
     }
 }
 
@@ -294,7 +320,8 @@ impl Drop for PaymentStub {
 #[derive(Debug)]
 struct StubState {
     latency: Duration,
-    failure_rate: f64,
+    /// An `f64`'s bits: changed while the stub runs.
+    failure_rate: AtomicU64,
     calls: AtomicU64,
     next_id: AtomicU64,
     last_traceparent: std::sync::Mutex<Option<String>>,
@@ -315,7 +342,10 @@ async fn pay(
         .unwrap_or_else(std::sync::PoisonError::into_inner) = traceparent;
     tokio::time::sleep(state.latency).await;
     let call = state.calls.fetch_add(1, Ordering::Relaxed);
-    if fails(call, state.failure_rate) {
+    if fails(
+        call,
+        f64::from_bits(state.failure_rate.load(Ordering::Relaxed)),
+    ) {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
@@ -324,6 +354,15 @@ async fn pay(
         status: "approved".to_owned(),
         amount_cents: request.amount_cents,
     }))
+}
+
+/// `rate` within 0 to 1 (NaN: 0).
+fn valid_rate(rate: f64) -> f64 {
+    if rate.is_nan() {
+        0.0
+    } else {
+        rate.clamp(0.0, 1.0)
+    }
 }
 
 /// Whether call number `call` (from 0) fails at `rate`: the failures spread evenly, so any

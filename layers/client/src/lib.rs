@@ -43,6 +43,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod deadline;
 mod error;
+mod findings;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod retry;

@@ -196,3 +196,32 @@ async fn no_retry_waits_past_the_requests_deadline() {
     assert_eq!(send(&client, request).await, 200);
     assert_eq!(downstream.calls.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_is_reported_once() {
+    let downstream = Arc::new(Downstream::default());
+    let url = format!("{}/fail", start(Arc::clone(&downstream)).await);
+    let findings = vitals_core::findings::Findings::default();
+    // No share and no floor: the budget has nothing to spend.
+    let client = client(
+        RetryLayer::new()
+            .with_budget(0.0, 0)
+            .with_backoff(Duration::ZERO, Duration::ZERO)
+            .with_findings(findings.clone()),
+    );
+    for _ in 0..20 {
+        assert_eq!(send(&client, get_request(&url)).await, 503);
+    }
+    assert_eq!(
+        downstream.calls.load(Ordering::SeqCst),
+        20,
+        "retried without a budget"
+    );
+    let recent = findings.recent();
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert!(matches!(
+        &recent[0].finding,
+        vitals_core::findings::Finding::Downstream { event: "retry_budget_exhausted", downstream, .. }
+            if downstream == "127.0.0.1"
+    ));
+}

@@ -101,7 +101,10 @@ async fn a_failing_downstream_opens_the_breaker_then_a_probe_closes_it() {
     let base = start(Arc::clone(&downstream)).await;
     let url = format!("{base}/pay");
     // The defaults, but a short open time for the test.
-    let layer = CircuitBreakerLayer::new("payment").with_open_for(Duration::from_millis(300));
+    let findings = vitals_core::findings::Findings::default();
+    let layer = CircuitBreakerLayer::new("payment")
+        .with_open_for(Duration::from_millis(300))
+        .with_findings(findings.clone());
     let breaker = layer.handle();
     let client = ServiceBuilder::new().layer(layer).service(transport());
 
@@ -160,6 +163,24 @@ async fn a_failing_downstream_opens_the_breaker_then_a_probe_closes_it() {
     downstream.delay_ms.store(0, Ordering::SeqCst);
     assert_eq!(call(&client, &url).await.unwrap(), 200);
     assert_eq!(breaker.times_opened(), 1);
+    // The dashboard's findings: opened, then closed, each once.
+    let events: Vec<_> = findings
+        .recent()
+        .into_iter()
+        .map(|recorded| match recorded.finding {
+            vitals_core::findings::Finding::Downstream {
+                downstream, event, ..
+            } => (downstream, event),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("payment".to_owned(), "breaker_closed"),
+            ("payment".to_owned(), "breaker_opened")
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,8 +188,13 @@ async fn a_call_is_cut_at_the_request_deadline_and_the_downstream_sees_it_end() 
     let downstream = Arc::new(Downstream::default());
     downstream.slow_ended_ms.store(u64::MAX, Ordering::SeqCst);
     let base = start(Arc::clone(&downstream)).await;
+    let findings = vitals_core::findings::Findings::default();
     let client = ServiceBuilder::new()
-        .layer(DeadlineLayer::new().with_timeout(Duration::from_secs(5)))
+        .layer(
+            DeadlineLayer::new()
+                .with_timeout(Duration::from_secs(5))
+                .with_findings(findings.clone()),
+        )
         .service(transport());
     // What the server side does for a request with 200 ms left.
     let deadline = RequestDeadline::after(Duration::from_millis(200)).unwrap();
@@ -198,6 +224,11 @@ async fn a_call_is_cut_at_the_request_deadline_and_the_downstream_sees_it_end() 
             .call_started()
     );
     assert!(began.elapsed() < Duration::from_millis(5));
+    // Two calls out of time, one finding (at most one per 10 s).
+    let recent = findings.recent();
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0].finding.kind(), "downstream");
+    assert_eq!(recent[0].finding.route(), "127.0.0.1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,26 +90,39 @@ pub enum Finding {
         /// That request's trace id, when the trace-context layer ran.
         trace_id: Option<String>,
     },
+    /// Something happened to the calls to a downstream service: its circuit breaker opened or
+    /// closed, the retry budget ran out, calls ran out of time (`vitals-client`).
+    Downstream {
+        /// The downstream's name (the breaker's, or the host called).
+        downstream: String,
+        /// `breaker_opened`, `breaker_closed`, `retry_budget_exhausted` or
+        /// `deadline_exceeded`.
+        event: &'static str,
+        /// What happened, in a sentence.
+        detail: String,
+    },
 }
 
 impl Finding {
-    /// `"slow"`, `"n_plus_one"`, `"blocking"` or `"starvation"`.
+    /// `"slow"`, `"n_plus_one"`, `"blocking"`, `"starvation"` or `"downstream"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Slow { .. } => "slow",
             Self::NPlusOne { .. } => "n_plus_one",
             Self::Blocking { .. } => "blocking",
             Self::Starvation { .. } => "starvation",
+            Self::Downstream { .. } => "downstream",
         }
     }
 
-    /// The route template it was found on.
+    /// The route template it was found on; for a downstream finding, the downstream's name.
     pub fn route(&self) -> &str {
         match self {
             Self::Slow { route, .. }
             | Self::NPlusOne { route, .. }
             | Self::Blocking { route, .. }
             | Self::Starvation { route, .. } => route,
+            Self::Downstream { downstream, .. } => downstream,
         }
     }
 }

@@ -36,6 +36,8 @@ struct Summary<'a> {
     window: &'static str,
     routes: Vec<RouteRow<'a>>,
     limiter: Option<Value>,
+    /// The circuit breakers given to the dashboard.
+    downstream: Vec<Value>,
 }
 
 /// Every route over the last minute, with its queries per request and refusals since the
@@ -97,6 +99,7 @@ pub(crate) fn summary(sources: &Sources) -> String {
         window: "1m",
         routes,
         limiter: sources.limiter.as_ref().map(limiter),
+        downstream: sources.breakers.iter().map(breaker).collect(),
     };
     serde_json::to_string(&summary).unwrap_or_else(|_| String::from("{}"))
 }
@@ -104,6 +107,22 @@ pub(crate) fn summary(sources: &Sources) -> String {
 #[allow(clippy::cast_precision_loss)]
 fn queries_per_request(totals: &vitals_core::findings::RouteTotals) -> Option<f64> {
     (totals.requests > 0).then(|| totals.queries as f64 / totals.requests as f64)
+}
+
+fn breaker(breaker: &vitals_client::BreakerHandle) -> Value {
+    let state = match breaker.state() {
+        vitals_client::BreakerState::Closed => "closed",
+        vitals_client::BreakerState::Open => "open",
+        vitals_client::BreakerState::HalfOpen => "half_open",
+    };
+    let (calls, failures) = breaker.window();
+    json!({
+        "name": breaker.name(),
+        "state": state,
+        "times_opened": breaker.times_opened(),
+        "window_calls": calls,
+        "window_failures": failures,
+    })
 }
 
 fn limiter(limit: &vitals_concurrency::LimiterHandle) -> Value {
@@ -227,6 +246,15 @@ fn finding(recorded: &Recorded) -> Value {
             object.insert("cpu_wait_ms".into(), json!(cpu_wait_ms));
             object.insert("over_s".into(), json!(over_s));
             object.insert("trace_id".into(), json!(trace_id));
+        }
+        Finding::Downstream {
+            downstream,
+            event,
+            detail,
+        } => {
+            object.insert("downstream".into(), json!(downstream));
+            object.insert("event".into(), json!(event));
+            object.insert("detail".into(), json!(detail));
         }
         _ => {}
     }

@@ -76,6 +76,7 @@ pub(crate) struct Sources {
     pub(crate) latency: Option<LatencyRegistry>,
     pub(crate) limiter: Option<LimiterHandle>,
     pub(crate) findings: Option<Findings>,
+    pub(crate) breakers: Vec<vitals_client::BreakerHandle>,
 }
 
 /// Configures a [`Dashboard`].
@@ -110,6 +111,14 @@ impl DashboardBuilder {
     /// `VitalsBuilder::with_findings`).
     pub fn with_findings(mut self, findings: Findings) -> Self {
         self.sources.findings = Some(findings);
+        self
+    }
+
+    /// A downstream's circuit breaker to show in the "Downstream" panel (its state, how often it
+    /// opened, its window); call once per breaker. Give the breaker the same `Findings`
+    /// (`CircuitBreakerLayer::with_findings`) for its openings and closings in the findings.
+    pub fn with_breaker(mut self, breaker: vitals_client::BreakerHandle) -> Self {
+        self.sources.breakers.push(breaker);
         self
     }
 

@@ -82,8 +82,10 @@ pub(crate) enum Admit {
 /// A change of state worth saying once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Transition {
-    /// Opened after `failures` of `calls` failed in the window (or a probe failed: 1 of 1).
+    /// Opened after `failures` of `calls` failed in the window.
     Opened { calls: u32, failures: u32 },
+    /// A probe failed: open again, for the whole open time.
+    Reopened,
     /// A probe succeeded.
     Closed,
 }
@@ -149,7 +151,10 @@ impl Books {
         settings: &Settings,
     ) -> Option<Transition> {
         match (admitted, self.mode) {
-            (Admit::Probe, Mode::HalfOpen { .. }) if failed => Some(self.open(now, settings, 1, 1)),
+            (Admit::Probe, Mode::HalfOpen { .. }) if failed => {
+                self.open(now, settings, 1, 1);
+                Some(Transition::Reopened)
+            }
             (Admit::Probe, Mode::HalfOpen { .. }) => {
                 self.mode = Mode::Closed;
                 self.buckets = [Bucket::default(); BUCKETS as usize];
@@ -304,10 +309,10 @@ mod tests {
         books.abandon_probe();
         assert_eq!(books.admit(after, &s), Admit::Probe);
         // A failed probe opens it again, for the whole open time.
-        assert!(matches!(
+        assert_eq!(
             books.record(Admit::Probe, true, after, &s),
-            Some(Transition::Opened { .. })
-        ));
+            Some(Transition::Reopened)
+        );
         assert_eq!(
             books.admit(after, &s),
             Admit::Refuse(Duration::from_secs(5))

@@ -7,9 +7,11 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 use tower_layer::Layer;
+use vitals_core::findings::Findings;
 
 use super::books::{Admit, Books, BreakerState, Settings, Transition};
 use super::service::CircuitBreaker;
+use crate::findings::Reporter;
 
 /// Decides whether a response status is a failure of the downstream.
 pub(crate) type StatusRule = fn(StatusCode) -> bool;
@@ -32,6 +34,7 @@ pub(crate) struct Shared {
     /// another thread goes through; its outcome is not counted.)
     closed: AtomicBool,
     books: Mutex<Books>,
+    findings: Reporter,
 }
 
 impl Shared {
@@ -61,20 +64,44 @@ impl Shared {
             transition
         };
         match transition {
-            Some(Transition::Opened { calls, failures }) => tracing::warn!(
+            Some(Transition::Opened { calls, failures }) => {
+                let open_ms = self.settings.open_for.as_millis();
+                self.findings.always(
+                    &self.name,
+                    "breaker_opened",
+                    format!(
+                        "circuit breaker opened: {failures} of {calls} calls failed; calls fail \
+                         at once for {open_ms} ms, then a probe"
+                    ),
+                );
+                tracing::warn!(
+                    target: "vitals_client",
+                    breaker = &*self.name,
+                    calls,
+                    failures,
+                    open_for_ms = u64::try_from(open_ms).unwrap_or(u64::MAX),
+                    "circuit breaker opened: the downstream failed {failures} of {calls} calls; \
+                     calls fail at once until a probe succeeds"
+                );
+            }
+            // Still down: said when it opened; the state shows on the dashboard.
+            Some(Transition::Reopened) => tracing::debug!(
                 target: "vitals_client",
                 breaker = &*self.name,
-                calls,
-                failures,
-                open_for_ms = u64::try_from(self.settings.open_for.as_millis()).unwrap_or(u64::MAX),
-                "circuit breaker opened: the downstream failed {failures} of {calls} calls; calls \
-                 fail at once until a probe succeeds"
+                "circuit breaker probe failed: open again"
             ),
-            Some(Transition::Closed) => tracing::info!(
-                target: "vitals_client",
-                breaker = &*self.name,
-                "circuit breaker closed: a probe call succeeded"
-            ),
+            Some(Transition::Closed) => {
+                self.findings.always(
+                    &self.name,
+                    "breaker_closed",
+                    "circuit breaker closed: a probe call succeeded".to_owned(),
+                );
+                tracing::info!(
+                    target: "vitals_client",
+                    breaker = &*self.name,
+                    "circuit breaker closed: a probe call succeeded"
+                );
+            }
             None => {}
         }
     }
@@ -93,10 +120,20 @@ impl CircuitBreakerLayer {
     /// A breaker named `name` (the downstream it protects, for logs and errors) with the
     /// defaults: a 10 s window, at least 20 calls, 50% failures, open for 5 s, one probe.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
-        Self::build(name.into(), Settings::default(), server_error)
+        Self::build(
+            name.into(),
+            Settings::default(),
+            server_error,
+            Reporter::default(),
+        )
     }
 
-    fn build(name: Arc<str>, settings: Settings, failure_status: StatusRule) -> Self {
+    fn build(
+        name: Arc<str>,
+        settings: Settings,
+        failure_status: StatusRule,
+        findings: Reporter,
+    ) -> Self {
         let settings = settings.validated();
         Self {
             shared: Arc::new(Shared {
@@ -105,12 +142,13 @@ impl CircuitBreakerLayer {
                 failure_status,
                 closed: AtomicBool::new(true),
                 books: Mutex::new(Books::new(Instant::now())),
+                findings,
             }),
         }
     }
 
     /// Rebuilds the breaker with changed settings (a new, closed breaker: set everything before
-    /// wrapping services).
+    /// wrapping services and taking its handle).
     fn with(&self, change: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = self.shared.settings;
         change(&mut settings);
@@ -118,6 +156,19 @@ impl CircuitBreakerLayer {
             Arc::clone(&self.shared.name),
             settings,
             self.shared.failure_status,
+            self.shared.findings.clone(),
+        )
+    }
+
+    /// Reports each opening and closing to `findings` (kind `downstream`, events
+    /// `breaker_opened` and `breaker_closed`), for the dashboard.
+    #[must_use]
+    pub fn with_findings(self, findings: Findings) -> Self {
+        Self::build(
+            Arc::clone(&self.shared.name),
+            self.shared.settings,
+            self.shared.failure_status,
+            Reporter::new(findings),
         )
     }
 
@@ -157,8 +208,12 @@ impl CircuitBreakerLayer {
     /// always do.
     #[must_use]
     pub fn with_failure_status(self, rule: fn(StatusCode) -> bool) -> Self {
-        let settings = self.shared.settings;
-        Self::build(Arc::clone(&self.shared.name), settings, rule)
+        Self::build(
+            Arc::clone(&self.shared.name),
+            self.shared.settings,
+            rule,
+            self.shared.findings.clone(),
+        )
     }
 
     /// A read-only view of the breaker's state.

@@ -8,12 +8,31 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{BoxError, DeadlineExceeded};
+use crate::findings::Reporter;
+
+/// Where to report a call that ran out of the request's time, and the downstream's name.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) reporter: Reporter,
+    pub(crate) downstream: String,
+}
+
+impl Report {
+    fn exceeded(self, error: &DeadlineExceeded) {
+        if !error.by_request_deadline() {
+            return;
+        }
+        self.reporter
+            .at_most_every_interval(&self.downstream, "deadline_exceeded", || error.to_string());
+    }
+}
 
 pin_project! {
     /// The response future of [`Deadline`](super::Deadline).
     pub struct DeadlineFuture<F> {
         #[pin]
         state: State<F>,
+        report: Option<Report>,
     }
 }
 
@@ -36,7 +55,7 @@ pin_project! {
 }
 
 impl<F> DeadlineFuture<F> {
-    pub(crate) fn running(call: F, limit: Option<(Instant, bool)>) -> Self {
+    pub(crate) fn running(call: F, limit: Option<(Instant, bool)>, report: Option<Report>) -> Self {
         Self {
             state: State::Running {
                 call,
@@ -44,12 +63,14 @@ impl<F> DeadlineFuture<F> {
                 timer: None,
                 by_request: limit.is_some_and(|(_, by_request)| by_request),
             },
+            report,
         }
     }
 
-    pub(crate) fn refused(error: DeadlineExceeded) -> Self {
+    pub(crate) fn refused(error: DeadlineExceeded, report: Option<Report>) -> Self {
         Self {
             state: State::Refused { error: Some(error) },
+            report,
         }
     }
 }
@@ -62,7 +83,14 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let this = self.project();
+        let exceeded = |error: DeadlineExceeded, report: &mut Option<Report>| {
+            if let Some(report) = report.take() {
+                report.exceeded(&error);
+            }
+            Poll::Ready(Err(Box::new(error) as BoxError))
+        };
+        match this.state.project() {
             StateProj::Running {
                 call,
                 at,
@@ -78,15 +106,16 @@ where
                 if let Some(timer) = timer.as_pin_mut()
                     && timer.poll(cx).is_ready()
                 {
-                    return Poll::Ready(Err(Box::new(DeadlineExceeded::new(*by_request, true))));
+                    return exceeded(DeadlineExceeded::new(*by_request, true), this.report);
                 }
                 Poll::Pending
             }
-            StateProj::Refused { error } => Poll::Ready(Err(Box::new(
+            StateProj::Refused { error } => exceeded(
                 error
                     .take()
                     .unwrap_or_else(|| DeadlineExceeded::new(true, false)),
-            ))),
+                this.report,
+            ),
         }
     }
 }

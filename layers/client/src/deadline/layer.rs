@@ -3,15 +3,18 @@
 use std::time::Duration;
 
 use tower_layer::Layer;
+use vitals_core::findings::Findings;
 
 use super::service::Deadline;
+use crate::findings::Reporter;
 
 /// Puts every outgoing call under the request's deadline, and its own timeout (see the
 /// [module docs](crate::deadline)).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DeadlineLayer {
     pub(crate) timeout: Option<Duration>,
     pub(crate) reserve: Duration,
+    pub(crate) findings: Option<Reporter>,
 }
 
 impl DeadlineLayer {
@@ -38,10 +41,20 @@ impl DeadlineLayer {
     }
 }
 
+impl DeadlineLayer {
+    /// Reports to `findings` when calls run out of the request's time (kind `downstream`, event
+    /// `deadline_exceeded`, the host called as the downstream; at most once per 10 s).
+    #[must_use]
+    pub fn with_findings(mut self, findings: Findings) -> Self {
+        self.findings = Some(Reporter::new(findings));
+        self
+    }
+}
+
 impl<S> Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Deadline::new(inner, *self)
+        Deadline::new(inner, self.clone())
     }
 }

@@ -9,7 +9,7 @@ use tower_service::Service;
 use vitals_core::deadline::RequestDeadline;
 use vitals_core::grpc_timeout::{self, GRPC_TIMEOUT};
 
-use super::future::DeadlineFuture;
+use super::future::{DeadlineFuture, Report};
 use super::layer::DeadlineLayer;
 use crate::error::{BoxError, DeadlineExceeded};
 
@@ -103,15 +103,20 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let limit = limit(&request, &self.settings);
+        // Only with findings: who to name when the request's time runs out.
+        let report = self.settings.findings.as_ref().map(|reporter| Report {
+            reporter: reporter.clone(),
+            downstream: request.uri().host().unwrap_or("downstream").to_owned(),
+        });
         if std::mem::take(&mut self.refused) {
-            return DeadlineFuture::refused(DeadlineExceeded::new(true, false));
+            return DeadlineFuture::refused(DeadlineExceeded::new(true, false), report);
         }
         let Some(limit) = limit else {
-            return DeadlineFuture::running(self.inner.call(request), None);
+            return DeadlineFuture::running(self.inner.call(request), None, None);
         };
         let left = limit.at.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return DeadlineFuture::refused(DeadlineExceeded::new(limit.by_request, false));
+            return DeadlineFuture::refused(DeadlineExceeded::new(limit.by_request, false), report);
         }
         if is_grpc(request.headers()) {
             let asked = request
@@ -123,6 +128,10 @@ where
                 .headers_mut()
                 .insert(GRPC_TIMEOUT, grpc_timeout::encode(timeout));
         }
-        DeadlineFuture::running(self.inner.call(request), Some((limit.at, limit.by_request)))
+        DeadlineFuture::running(
+            self.inner.call(request),
+            Some((limit.at, limit.by_request)),
+            report,
+        )
     }
 }

@@ -109,7 +109,18 @@ fn next_wait<T, B>(
         return None;
     }
     // Last, so that only a retry that is made spends from the budget.
-    shared.budget.withdraw().then_some(wait)
+    if shared.budget.withdraw() {
+        return Some(wait);
+    }
+    let downstream = replay.uri().host().unwrap_or("downstream");
+    shared
+        .findings
+        .at_most_every_interval(downstream, "retry_budget_exhausted", || {
+            "the retry budget is spent: failed calls are no longer retried (the downstream \
+             failed more than the budget's share of the calls)"
+                .to_owned()
+        });
+    None
 }
 
 impl<S, B, ResB> Future for RetryFuture<S, B, S::Future>

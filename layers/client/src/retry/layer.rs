@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use tower::retry::budget::TpsBudget;
 use tower_layer::Layer;
+use vitals_core::findings::Findings;
 
 use super::service::Retry;
+use crate::findings::Reporter;
 
 /// How long a deposit counts in the retry budget.
 const BUDGET_WINDOW: Duration = Duration::from_secs(10);
@@ -30,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) budget_ratio: f32,
     pub(crate) budget_floor: u32,
     pub(crate) budget: TpsBudget,
+    pub(crate) findings: Reporter,
 }
 
 impl Default for RetryLayer {
@@ -52,6 +55,7 @@ impl RetryLayer {
             budget_ratio: 0.2,
             budget_floor: 10,
             budget: TpsBudget::default(),
+            findings: Reporter::default(),
         })
     }
 
@@ -81,6 +85,7 @@ impl RetryLayer {
             budget_ratio: s.budget_ratio,
             budget_floor: s.budget_floor,
             budget: TpsBudget::default(),
+            findings: s.findings.clone(),
         };
         change(&mut shared);
         Self::build(shared)
@@ -125,6 +130,15 @@ impl RetryLayer {
             s.budget_ratio = ratio;
             s.budget_floor = floor;
         })
+    }
+}
+
+impl RetryLayer {
+    /// Reports to `findings` when the budget stops a retry (kind `downstream`, event
+    /// `retry_budget_exhausted`, the host called as the downstream; at most once per 10 s).
+    #[must_use]
+    pub fn with_findings(self, findings: Findings) -> Self {
+        self.with(|s| s.findings = Reporter::new(findings))
     }
 }
 
