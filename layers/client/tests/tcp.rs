@@ -205,7 +205,7 @@ async fn a_call_is_cut_at_the_request_deadline_and_the_downstream_sees_it_end() 
     let exceeded = error.downcast_ref::<DeadlineExceeded>().unwrap();
     assert!(exceeded.by_request_deadline() && exceeded.call_started());
     assert!(
-        took >= Duration::from_millis(195) && took < Duration::from_millis(350),
+        took >= Duration::from_millis(195) && took < Duration::from_millis(600),
         "{took:?}"
     );
     // The connection closed with the call: the downstream stopped working for it.
