@@ -24,15 +24,18 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use vitals::{RouteSettings, VitalsLayer};
-use vitals_client::{DeadlineExceeded, DeadlineLayer};
+use vitals_client::{DeadlineExceeded, DeadlineLayer, ServerTimingLayer};
 use vitals_concurrency::TimeoutLayer;
 
 const DEADLINE: Duration = Duration::from_millis(200);
 /// Kept back from the request's deadline so the handler answers before the server's deadline.
 const RESERVE: Duration = Duration::from_millis(20);
 
-/// The HTTP client to the payment service: hyper-util's, under the request's deadline.
-type Payment = vitals_client::deadline::Deadline<Client<HttpConnector, Full<Bytes>>>;
+/// The HTTP client to the payment service: hyper-util's, under the request's deadline, its
+/// time in the response's `Server-Timing`.
+type Payment = vitals_client::server_timing::ServerTimed<
+    vitals_client::deadline::Deadline<Client<HttpConnector, Full<Bytes>>>,
+>;
 
 /// When the downstream's work for a call ended, in ms after it began (dropped or done).
 type Ended = Arc<Mutex<Option<u128>>>;
@@ -80,6 +83,7 @@ async fn an_http_call_is_cut_at_the_requests_deadline_in_the_preset() {
     let transport: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let client = ServiceBuilder::new()
+        .layer(ServerTimingLayer::new("payment"))
         .layer(DeadlineLayer::new().with_reserve(RESERVE))
         .service(transport);
     let vitals = VitalsLayer::builder()
@@ -106,6 +110,19 @@ async fn an_http_call_is_cut_at_the_requests_deadline_in_the_preset() {
     let began = Instant::now();
     let response = reqwest::get(format!("{front}/checkout")).await.unwrap();
     let took = began.elapsed();
+    // The payment call's time is in the response's `Server-Timing`, beside the server's own.
+    let server_timing = response.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let payment_ms: f64 = server_timing
+        .split(", ")
+        .find_map(|entry| entry.strip_prefix("payment;dur="))
+        .unwrap_or_else(|| panic!("no payment entry in {server_timing:?}"))
+        .parse()
+        .unwrap();
+    assert!((150.0..500.0).contains(&payment_ms), "{server_timing}");
+    assert!(server_timing.contains("total;dur="), "{server_timing}");
     assert_eq!(response.status(), 504, "{:?}", response.text().await);
     assert!(took < DEADLINE + Duration::from_millis(300), "{took:?}");
     // The downstream's work for the call stopped with it, not a second later.
@@ -226,4 +243,39 @@ async fn a_grpc_call_carries_the_time_left_as_grpc_timeout() {
         carried <= DEADLINE.saturating_sub(RESERVE) && carried >= Duration::from_millis(120),
         "grpc-timeout {carried:?}"
     );
+}
+
+#[tokio::test]
+async fn the_timing_layer_alone_takes_a_calls_server_timing_entry_too() {
+    let inventory = ServiceBuilder::new()
+        .layer(ServerTimingLayer::new("inventory"))
+        .service(tower::service_fn(|(): ()| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, std::convert::Infallible>("in stock")
+        }));
+    let app = Router::new()
+        .route(
+            "/stock",
+            get(move || {
+                let inventory = inventory.clone();
+                async move { inventory.oneshot(()).await.unwrap_or("unknown") }
+            }),
+        )
+        .layer(vitals::timing::RequestTimingLayer::new());
+    let response = app
+        .oneshot(
+            http::Request::get("/stock")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let server_timing = response.headers()["server-timing"].to_str().unwrap();
+    let inventory_ms: f64 = server_timing
+        .split(", ")
+        .find_map(|entry| entry.strip_prefix("inventory;dur="))
+        .unwrap_or_else(|| panic!("no inventory entry in {server_timing:?}"))
+        .parse()
+        .unwrap();
+    assert!(inventory_ms >= 20.0, "{server_timing}");
 }

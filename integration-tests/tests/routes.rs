@@ -168,7 +168,17 @@ async fn check_me(shop: &TestShop, orders: &[Value]) {
 }
 
 async fn check_checkout(shop: &TestShop) {
-    // Checkout: a real call to the payment stub.
+    // Checkout: a real call to the payment stub, its time in `Server-Timing`.
+    let response = shop.get("/checkout").await;
+    let server_timing = response.headers()["server-timing"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        server_timing.contains("payment;dur="),
+        "no payment entry: {server_timing}"
+    );
+    assert_eq!(response.status(), 200);
     let paid = shop.get_json("/checkout", 200).await;
     assert_eq!(paid["status"], "paid");
     assert_eq!(paid["payment"]["status"], "approved");

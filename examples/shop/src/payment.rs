@@ -24,7 +24,7 @@ use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
 use vitals::client::{
     BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, ClientMetricsLayer,
-    DeadlineExceeded, DeadlineLayer,
+    DeadlineExceeded, DeadlineLayer, ServerTimingLayer,
 };
 use vitals::core::findings::Findings;
 
@@ -84,7 +84,8 @@ impl tower::Service<http::Request<reqwest::Body>> for Reqwest {
     }
 }
 
-/// The client stack to the payment service: a circuit breaker, `http.client.request.duration`,
+/// The client stack to the payment service: its time in `Server-Timing` (`payment;dur=…`), a
+/// circuit breaker, `http.client.request.duration`,
 /// the request's deadline (or the shop's payment timeout, whichever is first), reqwest.
 type Transport =
     BoxCloneSyncService<http::Request<reqwest::Body>, http::Response<reqwest::Body>, BoxError>;
@@ -128,6 +129,7 @@ impl PaymentClient {
         let handle = breaker.handle();
         let transport = Transport::new(
             tower::ServiceBuilder::new()
+                .layer(ServerTimingLayer::new("payment"))
                 .layer(breaker)
                 .layer(ClientMetricsLayer::new())
                 .layer(

@@ -14,6 +14,8 @@
 //!   fail at once, then a probe finds out whether it is back;
 //! - [`BulkheadLayer`]: at most so many calls to one downstream at once; the rest fail at once
 //!   instead of piling up behind a slow dependency;
+//! - [`ServerTimingLayer`]: each call's time in the incoming request's `Server-Timing`
+//!   (`payment;dur=182.4`);
 //! - [`RetryLayer`]: a failed call that can repeat is tried again, after a jittered backoff or
 //!   the downstream's `Retry-After`, under a retry budget, never past the deadline.
 //!
@@ -47,6 +49,7 @@ mod findings;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod retry;
+pub mod server_timing;
 
 pub use breaker::{BreakerHandle, BreakerState, CircuitBreakerLayer};
 pub use bulkhead::BulkheadLayer;
@@ -55,3 +58,4 @@ pub use error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 #[cfg(feature = "metrics")]
 pub use metrics::ClientMetricsLayer;
 pub use retry::{ReplayBody, RetryLayer};
+pub use server_timing::ServerTimingLayer;

@@ -273,6 +273,11 @@ impl Metric {
     }
 }
 
+thread_local! {
+    /// The collector of the request whose handler is being polled on this thread.
+    static CURRENT: std::cell::Cell<Option<Arc<Shared>>> = const { std::cell::Cell::new(None) };
+}
+
 /// The per-request `Server-Timing` collector. Clones share the same metrics.
 #[derive(Clone)]
 pub struct ServerTiming {
@@ -435,6 +440,53 @@ impl ServerTiming {
         existing
     }
 
+    /// Runs `f` with `timing` as the current request's collector, for code the handler runs
+    /// (`vitals-client` adds an entry per downstream call); `timing` is moved in and back, not
+    /// cloned. `None` leaves the current one as it is.
+    pub fn in_scope<R>(timing: &mut Option<ServerTiming>, f: impl FnOnce() -> R) -> R {
+        /// Puts the collector back where it came from, and the previous one current, panicking
+        /// or not.
+        struct Restore<'a> {
+            timing: &'a mut Option<ServerTiming>,
+            owner: bool,
+            previous: Option<Arc<Shared>>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let shared = CURRENT.with(|current| current.replace(self.previous.take()));
+                *self.timing = shared.map(|shared| ServerTiming {
+                    shared,
+                    owner: self.owner,
+                });
+            }
+        }
+        let Some(this) = timing.take() else {
+            return f();
+        };
+        let owner = this.owner;
+        let previous = CURRENT.with(|current| current.replace(Some(this.shared)));
+        let _restore = Restore {
+            timing,
+            owner,
+            previous,
+        };
+        f()
+    }
+
+    /// The collector of the request whose handler is being polled on this thread (not as
+    /// owner), when a layer made it current ([`in_scope`](Self::in_scope)).
+    pub fn current() -> Option<ServerTiming> {
+        CURRENT.with(|current| {
+            let shared = current.take();
+            let copy = shared.clone();
+            current.set(shared);
+            copy.map(|shared| ServerTiming {
+                shared,
+                owner: false,
+            })
+        })
+    }
+
     /// Denies the header for this request: no layer will render it. Metrics are still kept.
     pub fn deny(&self) {
         self.shared.denied.store(true, Ordering::Relaxed);
@@ -528,6 +580,12 @@ impl fmt::Debug for ServerTiming {
 }
 
 /// RFC 9110 `token`: one or more `tchar`.
+/// Whether `name` can name a metric: an HTTP token (letters, digits and ``!#$%&'*+-.^_`|~``).
+/// A metric with another name is left out of the header.
+pub fn is_valid_name(name: &str) -> bool {
+    is_token(name)
+}
+
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_tchar)
 }
@@ -643,6 +701,25 @@ mod tests {
         assert_eq!(line.len(), MAX_HEADER_LEN);
         assert!(line.push(b"x").is_err(), "one byte more does not");
         assert_eq!(line.as_bytes().len(), MAX_HEADER_LEN);
+    }
+
+    #[test]
+    fn the_current_collector_is_moved_in_and_back() {
+        let mut extensions = Extensions::new();
+        let mut timing = Some(ServerTiming::attach(&mut extensions));
+        assert!(ServerTiming::current().is_none());
+        ServerTiming::in_scope(&mut timing, || {
+            let current = ServerTiming::current().unwrap();
+            assert!(!current.is_owner());
+            current.add(Metric::new("payment").with_duration(Duration::from_millis(12)));
+        });
+        assert!(ServerTiming::current().is_none());
+        let timing = timing.unwrap();
+        assert!(timing.is_owner());
+        let line = timing.render().unwrap();
+        assert_eq!(line.to_str().unwrap(), "payment;dur=12");
+        let mut none = None;
+        assert_eq!(ServerTiming::in_scope(&mut none, || 7), 7);
     }
 
     #[test]

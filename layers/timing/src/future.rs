@@ -62,7 +62,7 @@ where
         };
         let clock = in_flight.poll_begins();
         *this.polling = true;
-        let polled = this.inner.poll(cx);
+        let polled = in_flight.with_server_timing(|| this.inner.poll(cx));
         *this.polling = false;
         let now = in_flight.poll_ends(clock, polled.is_ready());
         let Poll::Ready(result) = polled else {

@@ -161,6 +161,12 @@ impl TimingInFlight {
         PollClock { began, split }
     }
 
+    /// Runs `poll` (the handler's poll) with the request's `Server-Timing` collector current,
+    /// for the handler's outgoing calls to add to (`vitals-client`).
+    pub fn with_server_timing<R>(&mut self, poll: impl FnOnce() -> R) -> R {
+        ServerTiming::in_scope(&mut self.server_timing, poll)
+    }
+
     /// Call right after polling the handler, `ready` when it answered. Returns the time the
     /// poll ended — the response head's time when `ready` — read once for every part.
     pub fn poll_ends(&mut self, clock: PollClock, ready: bool) -> Option<Instant> {

@@ -14,6 +14,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 use vitals_core::body::EitherBody;
+use vitals_core::server_timing::ServerTiming;
 
 #[cfg(feature = "concurrency")]
 use crate::admission::Deadline;
@@ -279,17 +280,18 @@ where
     loop {
         match phase.as_mut().project() {
             PhaseProj::Running { future } => {
-                // The handler's outgoing calls see the request's deadline while it is polled.
+                // The handler's outgoing calls see the request's deadline and its
+                // `Server-Timing` collector while it is polled.
                 #[cfg(feature = "concurrency")]
-                let polled = vitals_core::deadline::RequestDeadline::in_scope(
-                    parts
-                        .deadline
-                        .as_ref()
-                        .map(vitals_concurrency::deadline::Deadline::request_deadline),
-                    || future.poll(cx),
-                );
+                let deadline = parts
+                    .deadline
+                    .as_ref()
+                    .map(vitals_concurrency::deadline::Deadline::request_deadline);
                 #[cfg(not(feature = "concurrency"))]
-                let polled = future.poll(cx);
+                let deadline = None;
+                let polled = ServerTiming::in_scope(&mut parts.server_timing, || {
+                    vitals_core::deadline::RequestDeadline::in_scope(deadline, || future.poll(cx))
+                });
                 let response = match polled {
                     Poll::Pending => return deadline_passed(phase, parts, cx),
                     Poll::Ready(Err(error)) => {
