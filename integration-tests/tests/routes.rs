@@ -314,6 +314,23 @@ async fn checkout_stops_calling_a_payment_service_that_keeps_failing() {
 }
 
 #[tokio::test]
+async fn a_latency_spike_of_the_payment_service_is_cut_at_the_timeout() {
+    let mut config = test_config();
+    config.payment_latency_spike_ms = 2_000;
+    config.payment_timeout_ms = 300;
+    let shop = TestShop::start(config).await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let started = Instant::now();
+        statuses.push(shop.get("/checkout").await.status().as_u16());
+        assert!(started.elapsed() < Duration::from_millis(1_500));
+    }
+    // Every tenth payment call spikes past the timeout.
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 200, 200, 504]);
+    shop.shutdown().await;
+}
+
+#[tokio::test]
 async fn invalid_payment_url_is_a_start_error() {
     for url in ["not a url", "ftp://127.0.0.1/"] {
         let mut config = test_config();

@@ -37,6 +37,12 @@ pub struct Config {
     #[arg(long, default_value_t = 0.0, value_parser = failure_rate)]
     pub payment_failure_rate: f64,
 
+    /// Extra latency of every tenth call to the built-in stub payment service, in
+    /// milliseconds (0: none): a latency spike, past `--payment-timeout-ms` to see the deadline
+    /// cut calls.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub payment_latency_spike_ms: u64,
+
     /// How long `GET /checkout` waits for the payment service, in milliseconds.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub payment_timeout_ms: u64,

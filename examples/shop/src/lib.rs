@@ -171,6 +171,8 @@ impl Shop {
             )
             .await
             .map_err(|e| StartError(format!("cannot start the payment stub: {e}")))?;
+            stub.control()
+                .set_latency_spike(Duration::from_millis(config.payment_latency_spike_ms));
             (stub.url(), Some(stub))
         };
         // One findings ring for the layers and the payment client: the dashboard shows both.

@@ -254,6 +254,7 @@ impl PaymentStub {
         let state = Arc::new(StubState {
             latency,
             failure_rate: AtomicU64::new(valid_rate(failure_rate).to_bits()),
+            spike_ms: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             last_traceparent: std::sync::Mutex::new(None),
@@ -307,6 +308,15 @@ impl StubControl {
             .store(valid_rate(rate).to_bits(), Ordering::Relaxed);
     }
 
+    /// Makes every tenth call take `spike` longer (zero: no spike): a dependency whose tail
+    /// latency jumps, to show the deadline cutting calls and the `Server-Timing` entry.
+    pub fn set_latency_spike(&self, spike: Duration) {
+        self.0.spike_ms.store(
+            u64::try_from(spike.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     /// The share of calls that fail now.
     pub fn failure_rate(&self) -> f64 {
         f64::from_bits(self.0.failure_rate.load(Ordering::Relaxed))
@@ -324,6 +334,8 @@ struct StubState {
     latency: Duration,
     /// An `f64`'s bits: changed while the stub runs.
     failure_rate: AtomicU64,
+    /// Extra latency of every tenth call, in milliseconds (0: none).
+    spike_ms: AtomicU64,
     calls: AtomicU64,
     next_id: AtomicU64,
     last_traceparent: std::sync::Mutex<Option<String>>,
@@ -342,8 +354,14 @@ async fn pay(
         .last_traceparent
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = traceparent;
-    tokio::time::sleep(state.latency).await;
     let call = state.calls.fetch_add(1, Ordering::Relaxed);
+    // Every tenth call: the latency spike, when there is one.
+    let spike = if call % SPIKE_EVERY == SPIKE_EVERY - 1 {
+        Duration::from_millis(state.spike_ms.load(Ordering::Relaxed))
+    } else {
+        Duration::ZERO
+    };
+    tokio::time::sleep(state.latency + spike).await;
     if fails(
         call,
         f64::from_bits(state.failure_rate.load(Ordering::Relaxed)),
@@ -357,6 +375,9 @@ async fn pay(
         amount_cents: request.amount_cents,
     }))
 }
+
+/// One call in this many takes the latency spike.
+const SPIKE_EVERY: u64 = 10;
 
 /// `rate` within 0 to 1 (NaN: 0).
 fn valid_rate(rate: f64) -> f64 {
