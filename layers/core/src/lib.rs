@@ -11,6 +11,7 @@
 //! - [`server_timing`]: one per-request `Server-Timing` collector that every layer adds to and
 //!   the outermost one renders.
 //! - [`identity`]: the trace id and request id of the current request, for logs and findings.
+//! - [`attempt`]: which attempt of an outgoing call a request is (`http.request.resend_count`).
 //! - [`deadline`]: the current request's deadline, for the calls its handler makes downstream.
 //! - [`grpc_timeout`]: the `grpc-timeout` header, read and written.
 //! - [`outcome`]: how a request ended (`completed`, `server_error`, `cancelled`, `rejected`,
@@ -46,6 +47,7 @@
 //! ```
 
 mod ascii;
+pub mod attempt;
 pub mod body;
 pub mod deadline;
 pub mod findings;

@@ -34,10 +34,11 @@
 //! See `docs/trace-context.md`.
 
 mod body;
+#[cfg(feature = "logs")]
+pub mod client_span;
 mod context;
 mod future;
 mod layer;
-#[cfg(feature = "logs")]
 pub mod logs;
 #[cfg(feature = "opentelemetry")]
 mod otel;
@@ -51,6 +52,7 @@ mod tracestate;
 mod props;
 
 pub use body::TracedBody;
+pub use client_span::{ClientSpan, ClientSpanFuture, ClientSpanLayer};
 pub use context::{Scoped, TRACEPARENT, TRACESTATE, TraceContext, inject, inject_span};
 pub use future::ResponseFuture;
 pub use layer::{TraceContextLayer, X_REQUEST_ID};

@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::retry::budget::Budget;
 use tower_service::Service;
+use vitals_core::attempt::ResendCount;
 use vitals_core::deadline::RequestDeadline;
 
 use super::body::ReplayBody;
@@ -165,9 +166,13 @@ where
                     } else {
                         None
                     };
-                    let Some(request) = std::mem::replace(this.replay, next) else {
+                    let Some(mut request) = std::mem::replace(this.replay, next) else {
                         return Poll::Ready(Err(lost()));
                     };
+                    // For the attempt's CLIENT span: `http.request.resend_count`.
+                    request
+                        .extensions_mut()
+                        .insert(ResendCount(*this.attempts - 1));
                     let call = service.call(request);
                     this.state.set(State::Calling { call });
                 }
