@@ -4,7 +4,7 @@
 //! The span is a child of the current span (the request being handled, or a span of the
 //! handler's), named for the method (`GET`), with `http.request.method`, `server.address`,
 //! `server.port`, `url.full`, `http.request.resend_count` (from
-//! [`ResendCount`](vitals_core::attempt::ResendCount), which `vitals-client`'s retry sets on
+//! [`ResendCount`], which `vitals-client`'s retry sets on
 //! each attempt after the first), and at the end `http.response.status_code`, and `error.type`
 //! with status Error for a `4xx`/`5xx`, an error (`_OTHER`), or a call dropped before its answer
 //! (`cancelled`: cut by a deadline outside, or given up). Put it innermost, under the retry:
