@@ -104,6 +104,10 @@ pub(crate) struct Books {
     origin: Instant,
     buckets: [Bucket; BUCKETS as usize],
     pub(crate) times_opened: u64,
+    /// Bumped at every change of mode: an outcome booked against another generation than the
+    /// one its call was admitted in (a slow call from before the breaker opened, a probe from
+    /// an earlier half-open period) decides nothing.
+    generation: u64,
 }
 
 impl Books {
@@ -113,7 +117,18 @@ impl Books {
             origin: now,
             buckets: [Bucket::default(); BUCKETS as usize],
             times_opened: 0,
+            generation: 0,
         }
+    }
+
+    /// The current generation (see the field).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The generation, while closed: a closed breaker admits calls without its lock.
+    pub(crate) fn closed_generation(&self) -> Option<u64> {
+        matches!(self.mode, Mode::Closed).then_some(self.generation)
     }
 
     pub(crate) fn state(&self, now: Instant) -> BreakerState {
@@ -131,6 +146,7 @@ impl Books {
                 return Admit::Refuse(until - now);
             }
             self.mode = Mode::HalfOpen { in_flight: 0 };
+            self.generation += 1;
         }
         match &mut self.mode {
             Mode::Closed => Admit::Call,
@@ -142,14 +158,19 @@ impl Books {
         }
     }
 
-    /// A call admitted as `admitted` ended, failed or not.
+    /// A call admitted as `admitted` in `generation` ended, failed or not.
     pub(crate) fn record(
         &mut self,
         admitted: Admit,
+        generation: u64,
         failed: bool,
         now: Instant,
         settings: &Settings,
     ) -> Option<Transition> {
+        if generation != self.generation {
+            // Admitted before the state changed: its outcome no longer decides anything.
+            return None;
+        }
         match (admitted, self.mode) {
             (Admit::Probe, Mode::HalfOpen { .. }) if failed => {
                 self.open(now, settings, 1, 1);
@@ -157,6 +178,7 @@ impl Books {
             }
             (Admit::Probe, Mode::HalfOpen { .. }) => {
                 self.mode = Mode::Closed;
+                self.generation += 1;
                 self.buckets = [Bucket::default(); BUCKETS as usize];
                 Some(Transition::Closed)
             }
@@ -177,13 +199,16 @@ impl Books {
                 (failed && calls >= settings.minimum_calls && ratio >= settings.failure_ratio)
                     .then(|| self.open(now, settings, calls, failures))
             }
-            // A call admitted before the state changed: its outcome no longer decides anything.
             _ => None,
         }
     }
 
-    /// A probe ended without a verdict (dropped, or its readiness failed): its slot is free.
-    pub(crate) fn abandon_probe(&mut self) {
+    /// A probe of `generation` ended without a verdict (dropped, or its readiness failed): its
+    /// slot is free — if it still holds one (not a probe of an earlier half-open period).
+    pub(crate) fn abandon_probe(&mut self, generation: u64) {
+        if generation != self.generation {
+            return;
+        }
         if let Mode::HalfOpen { in_flight } = &mut self.mode {
             *in_flight = in_flight.saturating_sub(1);
         }
@@ -200,6 +225,7 @@ impl Books {
         };
         self.buckets = [Bucket::default(); BUCKETS as usize];
         self.times_opened += 1;
+        self.generation += 1;
         Transition::Opened { calls, failures }
     }
 
@@ -245,12 +271,18 @@ mod tests {
         // Three failures: below the minimum of four calls.
         for _ in 0..3 {
             assert_eq!(books.admit(t0, &s), Admit::Call);
-            assert_eq!(books.record(Admit::Call, true, t0, &s), None);
+            assert_eq!(
+                books.record(Admit::Call, books.generation(), true, t0, &s),
+                None
+            );
         }
         assert_eq!(books.state(t0), BreakerState::Closed);
         // The fourth call succeeds: 3 of 4 failed, but a success never opens it.
-        assert_eq!(books.record(Admit::Call, false, t0, &s), None);
-        let opened = books.record(Admit::Call, true, t0, &s);
+        assert_eq!(
+            books.record(Admit::Call, books.generation(), false, t0, &s),
+            None
+        );
+        let opened = books.record(Admit::Call, books.generation(), true, t0, &s);
         assert_eq!(
             opened,
             Some(Transition::Opened {
@@ -271,20 +303,23 @@ mod tests {
         let t0 = Instant::now();
         let mut books = Books::new(t0);
         for _ in 0..3 {
-            books.record(Admit::Call, true, t0, &s);
+            books.record(Admit::Call, books.generation(), true, t0, &s);
         }
         // Eleven seconds later the three failures are out of the 10 s window.
         let later = t0 + Duration::from_secs(11);
         assert_eq!(books.window(later, &s), (0, 0));
-        assert_eq!(books.record(Admit::Call, true, later, &s), None);
+        assert_eq!(
+            books.record(Admit::Call, books.generation(), true, later, &s),
+            None
+        );
         assert_eq!(books.window(later, &s), (1, 1));
         // Within the window they add up.
         let soon = later + Duration::from_secs(2);
         for _ in 0..2 {
-            books.record(Admit::Call, false, soon, &s);
+            books.record(Admit::Call, books.generation(), false, soon, &s);
         }
         assert_eq!(
-            books.record(Admit::Call, true, soon, &s),
+            books.record(Admit::Call, books.generation(), true, soon, &s),
             Some(Transition::Opened {
                 calls: 4,
                 failures: 2
@@ -298,7 +333,7 @@ mod tests {
         let t0 = Instant::now();
         let mut books = Books::new(t0);
         for _ in 0..4 {
-            books.record(Admit::Call, true, t0, &s);
+            books.record(Admit::Call, books.generation(), true, t0, &s);
         }
         let after = t0 + Duration::from_secs(5);
         assert_eq!(books.state(after), BreakerState::HalfOpen);
@@ -306,11 +341,11 @@ mod tests {
         assert_eq!(books.admit(after, &s), Admit::Probe);
         assert_eq!(books.admit(after, &s), Admit::Refuse(Duration::ZERO));
         // One probe dropped: its slot is free again.
-        books.abandon_probe();
+        books.abandon_probe(books.generation());
         assert_eq!(books.admit(after, &s), Admit::Probe);
         // A failed probe opens it again, for the whole open time.
         assert_eq!(
-            books.record(Admit::Probe, true, after, &s),
+            books.record(Admit::Probe, books.generation(), true, after, &s),
             Some(Transition::Reopened)
         );
         assert_eq!(
@@ -320,14 +355,20 @@ mod tests {
         // Then a successful probe closes it, with an empty window.
         let later = after + Duration::from_secs(5);
         assert_eq!(books.admit(later, &s), Admit::Probe);
+        let probing = books.generation();
         assert_eq!(
-            books.record(Admit::Probe, false, later, &s),
+            books.record(Admit::Probe, books.generation(), false, later, &s),
             Some(Transition::Closed)
         );
         assert_eq!(books.state(later), BreakerState::Closed);
         assert_eq!(books.window(later, &s), (0, 0));
-        // The other probes' late verdicts and calls admitted before decide nothing.
-        assert_eq!(books.record(Admit::Probe, true, later, &s), None);
+        // Late verdicts of an earlier period decide nothing: the other probe's, and a slow
+        // call admitted before the breaker first opened.
+        assert_eq!(books.record(Admit::Probe, probing, true, later, &s), None);
+        assert_eq!(books.record(Admit::Call, 0, true, later, &s), None);
+        assert_eq!(books.window(later, &s), (0, 0));
+        books.abandon_probe(probing);
+        assert_eq!(books.state(later), BreakerState::Closed);
         assert_eq!(books.times_opened, 2);
     }
 

@@ -19,28 +19,30 @@ use crate::error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 pub(crate) struct Ticket {
     shared: Arc<Shared>,
     admitted: Admit,
+    generation: u64,
     booked: bool,
 }
 
 impl Ticket {
-    pub(crate) fn new(shared: Arc<Shared>, admitted: Admit) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, admitted: Admit, generation: u64) -> Self {
         Self {
             shared,
             admitted,
+            generation,
             booked: false,
         }
     }
 
     fn book(&mut self, failed: bool) {
         self.booked = true;
-        self.shared.record(self.admitted, failed);
+        self.shared.record(self.admitted, self.generation, failed);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.booked && self.admitted == Admit::Probe {
-            self.shared.abandon_probe();
+            self.shared.abandon_probe(self.generation);
         }
     }
 }

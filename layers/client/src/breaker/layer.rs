@@ -1,6 +1,6 @@
 //! `CircuitBreakerLayer`: the breaker's settings and shared state, and its handle.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use vitals_core::findings::Findings;
 use super::books::{Admit, Books, BreakerState, Settings, Transition};
 use super::service::CircuitBreaker;
 use crate::findings::Reporter;
+
+/// `closed_generation` when the breaker is not closed.
+const NOT_CLOSED: u64 = u64::MAX;
 
 /// Decides whether a response status is a failure of the downstream.
 pub(crate) type StatusRule = fn(StatusCode) -> bool;
@@ -29,10 +32,11 @@ pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     pub(crate) settings: Settings,
     pub(crate) failure_status: StatusRule,
-    /// Whether the books say closed, readable without their lock: a closed breaker admits a
-    /// call with one atomic load, no lock, no clock. (A call admitted as the breaker opens in
-    /// another thread goes through; its outcome is not counted.)
-    closed: AtomicBool,
+    /// The books' generation while they say closed, else [`NOT_CLOSED`]; readable without
+    /// their lock: a closed breaker admits a call with one atomic load, no lock, no clock. (A
+    /// call admitted as the breaker opens in another thread goes through; its outcome, of an
+    /// earlier generation, is not counted.)
+    closed_generation: AtomicU64,
     books: Mutex<Books>,
     findings: Reporter,
 }
@@ -44,20 +48,25 @@ impl Shared {
         self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn admit(&self) -> Admit {
-        if self.closed.load(Ordering::Acquire) {
-            return Admit::Call;
+    /// Whether a call may go now, and the generation it is admitted in.
+    pub(crate) fn admit(&self) -> (Admit, u64) {
+        let generation = self.closed_generation.load(Ordering::Acquire);
+        if generation != NOT_CLOSED {
+            return (Admit::Call, generation);
         }
-        self.books().admit(Instant::now(), &self.settings)
+        let mut books = self.books();
+        let admitted = books.admit(Instant::now(), &self.settings);
+        (admitted, books.generation())
     }
 
-    pub(crate) fn record(&self, admitted: Admit, failed: bool) {
+    pub(crate) fn record(&self, admitted: Admit, generation: u64, failed: bool) {
         let transition = {
             let mut books = self.books();
-            let transition = books.record(admitted, failed, Instant::now(), &self.settings);
+            let transition =
+                books.record(admitted, generation, failed, Instant::now(), &self.settings);
             if transition.is_some() {
-                self.closed.store(
-                    books.state(Instant::now()) == BreakerState::Closed,
+                self.closed_generation.store(
+                    books.closed_generation().unwrap_or(NOT_CLOSED),
                     Ordering::Release,
                 );
             }
@@ -106,8 +115,8 @@ impl Shared {
         }
     }
 
-    pub(crate) fn abandon_probe(&self) {
-        self.books().abandon_probe();
+    pub(crate) fn abandon_probe(&self, generation: u64) {
+        self.books().abandon_probe(generation);
     }
 }
 
@@ -140,7 +149,7 @@ impl CircuitBreakerLayer {
                 name,
                 settings,
                 failure_status,
-                closed: AtomicBool::new(true),
+                closed_generation: AtomicU64::new(0),
                 books: Mutex::new(Books::new(Instant::now())),
                 findings,
             }),

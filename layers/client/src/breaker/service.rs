@@ -53,8 +53,10 @@ impl<S> CircuitBreaker<S> {
 
     fn admit(&self) -> Admitted {
         match self.shared.admit() {
-            Admit::Refuse(retry_after) => Admitted::Refused(retry_after),
-            admit => Admitted::Go(Ticket::new(Arc::clone(&self.shared), admit)),
+            (Admit::Refuse(retry_after), _) => Admitted::Refused(retry_after),
+            (admit, generation) => {
+                Admitted::Go(Ticket::new(Arc::clone(&self.shared), admit, generation))
+            }
         }
     }
 }
