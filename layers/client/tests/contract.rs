@@ -285,3 +285,29 @@ async fn a_full_bulkhead_refuses_without_polling_and_permits_belong_to_their_clo
     call.await.unwrap();
     assert_eq!(layer.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn waiting_for_readiness_ends_with_the_requests_time() {
+    let (mut service, mut handle, ready_polls) = spawn(DeadlineLayer::new());
+    handle.allow(0);
+    let deadline = RequestDeadline::after(Duration::from_millis(50)).unwrap();
+    // The inner service is not ready: the caller waits…
+    assert!(RequestDeadline::in_scope(Some(deadline), || service.poll_ready()).is_pending());
+    tokio::time::sleep(Duration::from_millis(70)).await;
+    // …until the request's time is up: then the call is refused, the inner service unasked.
+    assert!(service.is_woken());
+    let polls = ready_polls.load(Ordering::SeqCst);
+    let error = RequestDeadline::in_scope(Some(deadline), || {
+        assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+        service.call(Request::new(()))
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        !error
+            .downcast_ref::<DeadlineExceeded>()
+            .unwrap()
+            .call_started()
+    );
+    assert_eq!(ready_polls.load(Ordering::SeqCst), polls);
+}

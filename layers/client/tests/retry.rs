@@ -225,3 +225,21 @@ async fn a_spent_budget_is_reported_once() {
             if downstream == "127.0.0.1"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_refused_before_it_is_sent_leaves_the_answer_it_was_to_replace() {
+    let downstream = Arc::new(Downstream::default());
+    let url = format!("{}/fail", start(Arc::clone(&downstream)).await);
+    // One failed call opens this breaker: the retry of the first 503 is refused by it.
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new().with_backoff(Duration::ZERO, Duration::ZERO))
+        .layer(vitals_client::CircuitBreakerLayer::new("downstream").with_minimum_calls(1))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    let response = client.oneshot(get_request(&url)).await.unwrap();
+    assert_eq!(
+        response.status(),
+        503,
+        "the downstream's answer, not BreakerOpen"
+    );
+    assert_eq!(downstream.calls.load(Ordering::SeqCst), 1);
+}

@@ -96,7 +96,7 @@ where
             http.request.method = method,
             server.address = uri.host(),
             server.port = port.map(i64::from),
-            url.full = %uri,
+            url.full = %FullUrl(uri),
             http.request.resend_count = (resends > 0).then_some(i64::from(resends)),
             http.response.status_code = Empty,
             error.type = Empty,
@@ -114,6 +114,27 @@ where
             span,
             done: false,
         }
+    }
+}
+
+/// A URI as `url.full`: without the user and password an authority may carry
+/// (`https://user:secret@host/`), which the conventions say must not be recorded.
+struct FullUrl<'a>(&'a http::Uri);
+
+impl std::fmt::Display for FullUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(authority) = uri.authority() {
+            let host_and_port = authority
+                .as_str()
+                .rsplit_once('@')
+                .map_or(authority.as_str(), |(_, rest)| rest);
+            f.write_str(host_and_port)?;
+        }
+        f.write_str(uri.path_and_query().map_or("", |p| p.as_str()))
     }
 }
 
@@ -165,5 +186,24 @@ where
             this.span.record("otel.status_code", "ERROR");
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FullUrl;
+
+    #[test]
+    fn the_full_url_never_carries_credentials() {
+        let show = |uri: &str| FullUrl(&uri.parse().unwrap()).to_string();
+        assert_eq!(
+            show("https://user:secret@pay.example:8443/v1/pay?x=1"),
+            "https://pay.example:8443/v1/pay?x=1"
+        );
+        assert_eq!(
+            show("http://127.0.0.1:3000/stock"),
+            "http://127.0.0.1:3000/stock"
+        );
+        assert_eq!(show("/relative"), "/relative");
     }
 }

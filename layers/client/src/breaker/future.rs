@@ -91,14 +91,17 @@ where
     type Output = Result<Response<B>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(call) = this.call.as_pin_mut() else {
+        let mut this = self.project();
+        let Some(call) = this.call.as_mut().as_pin_mut() else {
             let refused = this.refused.take().unwrap_or_else(|| {
                 BreakerOpen::new(Arc::from("(polled after completion)"), Duration::ZERO)
             });
             return Poll::Ready(Err(Box::new(refused)));
         };
         let result = std::task::ready!(call.poll(cx)).map_err(Into::into);
+        // Done: the finished call (and what it holds, a connection) goes now; polled again,
+        // this future answers with an error instead of polling it.
+        this.call.set(None);
         if let Some(mut ticket) = this.ticket.take() {
             let failed = match &result {
                 Ok(response) => Some(

@@ -45,8 +45,8 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(call) = this.call.as_pin_mut() else {
+        let mut this = self.project();
+        let Some(call) = this.call.as_mut().as_pin_mut() else {
             let full = this
                 .full
                 .take()
@@ -54,7 +54,9 @@ where
             return Poll::Ready(Err(Box::new(full)));
         };
         let result = ready!(call.poll(cx));
-        // The answer is here: the permit goes back before the caller reads the body.
+        // The answer is here: the permit goes back before the caller reads the body, and the
+        // finished call is not polled again.
+        this.call.set(None);
         this.permit.take();
         Poll::Ready(result.map_err(Into::into))
     }

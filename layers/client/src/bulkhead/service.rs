@@ -71,7 +71,14 @@ where
             // Full: ready to refuse at once, the inner service not asked.
             return Poll::Ready(Ok(()));
         }
-        self.inner.poll_ready(cx).map_err(Into::into)
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Err(error)) => {
+                // No call will follow: the permit goes back.
+                self.admitted = None;
+                Poll::Ready(Err(error.into()))
+            }
+            other => other.map_err(Into::into),
+        }
     }
 
     fn call(&mut self, request: R) -> Self::Future {

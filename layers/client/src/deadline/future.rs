@@ -83,14 +83,14 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let exceeded = |error: DeadlineExceeded, report: &mut Option<Report>| {
             if let Some(report) = report.take() {
                 report.exceeded(&error);
             }
             Poll::Ready(Err(Box::new(error) as BoxError))
         };
-        match this.state.project() {
+        match this.state.as_mut().project() {
             StateProj::Running {
                 call,
                 at,
@@ -98,6 +98,8 @@ where
                 by_request,
             } => {
                 if let Poll::Ready(result) = call.poll(cx) {
+                    // Done: the finished call is dropped now, and never polled again.
+                    this.state.set(State::Refused { error: None });
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 if let Some(at) = at.take() {
@@ -106,7 +108,10 @@ where
                 if let Some(timer) = timer.as_pin_mut()
                     && timer.poll(cx).is_ready()
                 {
-                    return exceeded(DeadlineExceeded::new(*by_request, true), this.report);
+                    let error = DeadlineExceeded::new(*by_request, true);
+                    // The call is dropped now: its connection closes, the callee sees it end.
+                    this.state.set(State::Refused { error: None });
+                    return exceeded(error, this.report);
                 }
                 Poll::Pending
             }

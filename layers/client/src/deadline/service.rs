@@ -1,10 +1,11 @@
 //! `Deadline<S>`: the client service under the request's deadline.
 
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use vitals_core::deadline::RequestDeadline;
 use vitals_core::grpc_timeout::{self, GRPC_TIMEOUT};
@@ -14,13 +15,23 @@ use super::layer::DeadlineLayer;
 use crate::error::{BoxError, DeadlineExceeded};
 
 /// A client service whose calls end by the request's deadline (see [`DeadlineLayer`]).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Deadline<S> {
     inner: S,
     settings: DeadlineLayer,
     /// Set by `poll_ready` when the request had no time left: the inner service was not asked
-    /// for readiness, and the call is refused.
+    /// for readiness (or stopped being waited for), and the call is refused.
     refused: bool,
+    /// While the inner service is not ready: when the request's time runs out, and the timer
+    /// that wakes this service then.
+    waiting: Option<(Instant, Pin<Box<Sleep>>)>,
+}
+
+impl<S: Clone> Clone for Deadline<S> {
+    /// A clone has no readiness decision of its own yet: this one's stays with it.
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.settings.clone())
+    }
 }
 
 impl<S> Deadline<S> {
@@ -30,6 +41,7 @@ impl<S> Deadline<S> {
             inner,
             settings,
             refused: false,
+            waiting: None,
         }
     }
 
@@ -92,13 +104,41 @@ where
     type Future = DeadlineFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let current = RequestDeadline::current();
         // No time left: no readiness asked of the inner service, so no connection made.
-        if RequestDeadline::current().is_some_and(|d| d.remaining() <= self.settings.reserve) {
+        if current.is_some_and(|d| d.remaining() <= self.settings.reserve) {
             self.refused = true;
+            self.waiting = None;
             return Poll::Ready(Ok(()));
         }
         self.refused = false;
-        self.inner.poll_ready(cx).map_err(Into::into)
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(ready) => {
+                self.waiting = None;
+                Poll::Ready(ready.map_err(Into::into))
+            }
+            Poll::Pending => {
+                // Waiting for readiness (a busy pool, a full buffer) ends with the request's
+                // time too: the call is then refused, the inner service no longer waited for.
+                let Some(deadline) = current else {
+                    return Poll::Pending;
+                };
+                let at = Instant::from_std(deadline.instant())
+                    .checked_sub(self.settings.reserve)
+                    .unwrap_or_else(Instant::now);
+                if self.waiting.as_ref().is_none_or(|(armed, _)| *armed != at) {
+                    self.waiting = Some((at, Box::pin(tokio::time::sleep_until(at))));
+                }
+                if let Some((_, timer)) = self.waiting.as_mut()
+                    && timer.as_mut().poll(cx).is_ready()
+                {
+                    self.waiting = None;
+                    self.refused = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+        }
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
@@ -116,6 +156,10 @@ where
         };
         let left = limit.at.saturating_duration_since(Instant::now());
         if left.is_zero() {
+            // The inner service was made ready for this call: its readiness (a permit, a
+            // connection slot) is given back by calling it and dropping the call at once,
+            // before it is polled — a tower service does its work when polled.
+            drop(self.inner.call(request));
             return DeadlineFuture::refused(DeadlineExceeded::new(limit.by_request, false), report);
         }
         if is_grpc(request.headers()) {

@@ -26,23 +26,26 @@ pin_project! {
         Calling { #[pin] call: F },
         Waiting { #[pin] sleep: Sleep },
         Readying,
+        Done,
     }
 }
 
 pin_project! {
-    /// The response future of [`Retry`](super::Retry).
-    pub struct RetryFuture<S, B, F> {
+    /// The response future of [`Retry`](super::Retry): `T` is the response.
+    pub struct RetryFuture<S, B, F, T> {
         #[pin]
         state: State<F>,
         // A clone of the service for the retries, and the request to send again.
         service: Option<S>,
         replay: Option<Request<B>>,
+        // The answer being retried: it stands when the retry is refused before it is sent.
+        last: Option<Result<T, BoxError>>,
         shared: Arc<Shared>,
         attempts: u32,
     }
 }
 
-impl<S, B, F> RetryFuture<S, B, F> {
+impl<S, B, F, T> RetryFuture<S, B, F, T> {
     pub(crate) fn new(
         first: F,
         replay: Option<Request<B>>,
@@ -53,10 +56,21 @@ impl<S, B, F> RetryFuture<S, B, F> {
             state: State::Calling { call: first },
             service,
             replay,
+            last: None,
             shared,
             attempts: 1,
         }
     }
+}
+
+/// Whether an attempt's error says it was refused before it was sent (by an open breaker, a
+/// full bulkhead, or a deadline that left no time): the downstream was not asked.
+fn refused_before_sending(error: &BoxError) -> bool {
+    error.is::<BreakerOpen>()
+        || error.is::<BulkheadFull>()
+        || error
+            .downcast_ref::<DeadlineExceeded>()
+            .is_some_and(|exceeded| !exceeded.call_started())
 }
 
 /// Polled again after it answered: a caller's bug, answered with an error, not a panic.
@@ -124,7 +138,7 @@ fn next_wait<T, B>(
     None
 }
 
-impl<S, B, ResB> Future for RetryFuture<S, B, S::Future>
+impl<S, B, ResB> Future for RetryFuture<S, B, S::Future, Response<ResB>>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
@@ -138,11 +152,21 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { call } => {
                     let result = ready!(call.poll(cx)).map_err(Into::into);
+                    // A retry refused before it was sent: the answer it was to replace stands.
+                    let result = match (result, this.last.take()) {
+                        (Err(error), Some(last)) if refused_before_sending(&error) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(last);
+                        }
+                        (result, _) => result,
+                    };
                     let Some(wait) =
                         next_wait(&result, this.replay.as_ref(), *this.attempts, this.shared)
                     else {
+                        this.state.set(State::Done);
                         return Poll::Ready(result);
                     };
+                    *this.last = Some(result);
                     this.state.set(State::Waiting {
                         sleep: tokio::time::sleep(wait),
                     });
@@ -153,9 +177,14 @@ where
                 }
                 StateProj::Readying => {
                     let Some(service) = this.service.as_mut() else {
+                        this.state.set(State::Done);
                         return Poll::Ready(Err(lost()));
                     };
-                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
+                    if let Err(error) = ready!(service.poll_ready(cx)) {
+                        // No retry after all: the answer it was to replace stands.
+                        this.state.set(State::Done);
+                        return Poll::Ready(this.last.take().unwrap_or_else(|| Err(error.into())));
+                    }
                     *this.attempts += 1;
                     // Another copy while more attempts may follow; the last one sends the copy
                     // kept so far.
@@ -167,6 +196,7 @@ where
                         None
                     };
                     let Some(mut request) = std::mem::replace(this.replay, next) else {
+                        this.state.set(State::Done);
                         return Poll::Ready(Err(lost()));
                     };
                     // For the attempt's CLIENT span: `http.request.resend_count`.
@@ -176,6 +206,7 @@ where
                     let call = service.call(request);
                     this.state.set(State::Calling { call });
                 }
+                StateProj::Done => return Poll::Ready(Err(lost())),
             }
         }
     }

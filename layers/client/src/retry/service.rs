@@ -47,7 +47,7 @@ where
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = RetryFuture<S, B, S::Future>;
+    type Future = RetryFuture<S, B, S::Future, Response<ResB>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
