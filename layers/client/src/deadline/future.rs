@@ -33,6 +33,7 @@ pin_project! {
         #[pin]
         state: State<F>,
         report: Option<Report>,
+        done: bool,
     }
 }
 
@@ -64,6 +65,7 @@ impl<F> DeadlineFuture<F> {
                 by_request: limit.is_some_and(|(_, by_request)| by_request),
             },
             report,
+            done: false,
         }
     }
 
@@ -71,6 +73,7 @@ impl<F> DeadlineFuture<F> {
         Self {
             state: State::Refused { error: Some(error) },
             report,
+            done: false,
         }
     }
 }
@@ -97,9 +100,13 @@ where
                 mut timer,
                 by_request,
             } => {
+                if *this.done {
+                    return exceeded(DeadlineExceeded::new(false, false), this.report);
+                }
                 if let Poll::Ready(result) = call.poll(cx) {
-                    // Done: the finished call is dropped now, and never polled again.
-                    this.state.set(State::Refused { error: None });
+                    // Done: never polled again (a flag, not a new state: the common path stays
+                    // a branch).
+                    *this.done = true;
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 if let Some(at) = at.take() {

@@ -114,7 +114,9 @@ where
         self.refused = false;
         match self.inner.poll_ready(cx) {
             Poll::Ready(ready) => {
-                self.waiting = None;
+                if self.waiting.is_some() {
+                    self.waiting = None;
+                }
                 Poll::Ready(ready.map_err(Into::into))
             }
             Poll::Pending => {
