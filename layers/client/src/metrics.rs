@@ -94,21 +94,13 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let uri = request.uri();
         let mut labels = Vec::with_capacity(5);
         labels.push(Label::from_static_parts(
             semconv::HTTP_REQUEST_METHOD,
             semconv::method_label(request.method()),
         ));
-        if let Some(host) = uri.host() {
+        if let Some((host, port)) = semconv::server_address(request.uri(), request.headers()) {
             labels.push(Label::new(semconv::SERVER_ADDRESS, host.to_owned()));
-        }
-        let port = uri.port_u16().or(match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
-        if let Some(port) = port {
             labels.push(Label::new(semconv::SERVER_PORT, port.to_string()));
         }
         MeasuredFuture {

@@ -32,7 +32,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::field::Empty;
 use vitals_core::attempt::ResendCount;
-use vitals_core::semconv::method_label;
+use vitals_core::semconv::{method_label, server_address};
 
 use crate::context::{inject, inject_span};
 
@@ -82,11 +82,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let method = method_label(request.method());
         let uri = request.uri();
-        let port = uri.port_u16().or(match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
+        let server = server_address(uri, request.headers());
         let resends = ResendCount::of(&request);
         let span = tracing::info_span!(
             target: "vitals_trace_context::client",
@@ -94,8 +90,8 @@ where
             otel.name = method,
             otel.kind = "client",
             http.request.method = method,
-            server.address = uri.host(),
-            server.port = port.map(i64::from),
+            server.address = server.map(|(host, _)| host),
+            server.port = server.map(|(_, port)| i64::from(port)),
             url.full = %FullUrl(uri),
             http.request.resend_count = (resends > 0).then_some(i64::from(resends)),
             http.response.status_code = Empty,
