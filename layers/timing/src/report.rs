@@ -148,23 +148,38 @@ fn warn_blocking(report: &TimingReport<'_>) {
         ..
     } = Common::of(report);
     let split = report.longest_poll_split;
-    tracing::warn!(
-        target: TARGET,
-        longest_poll_ms = report.longest_poll.map(millis),
-        on_cpu_ms = split.map(|split| millis(split.on_cpu)),
-        blocked_ms = split.map(|split| millis(split.blocked)),
-        cpu_wait_ms = split.map(|split| millis(split.waited)),
-        http.request.method = %report.method,
-        http.route = %report.route,
-        http.response.status_code = status,
-        threshold_ms = report.blocking_threshold.map(millis),
-        busy_ms = report.busy.map(millis),
-        polls = report.polls,
-        trace_id,
-        request_id,
-        "handler blocked the async executor: a single poll ran longer than the threshold \
-         (move CPU-heavy or blocking work to spawn_blocking)"
-    );
+    macro_rules! warn_with {
+        ($message:literal) => {
+            tracing::warn!(
+                target: TARGET,
+                longest_poll_ms = report.longest_poll.map(millis),
+                on_cpu_ms = split.map(|split| millis(split.on_cpu)),
+                blocked_ms = split.map(|split| millis(split.blocked)),
+                cpu_wait_ms = split.map(|split| millis(split.waited)),
+                http.request.method = %report.method,
+                http.route = %report.route,
+                http.response.status_code = status,
+                threshold_ms = report.blocking_threshold.map(millis),
+                busy_ms = report.busy.map(millis),
+                polls = report.polls,
+                trace_id,
+                request_id,
+                $message
+            )
+        };
+    }
+    if split.is_some_and(|split| split.blocked > split.on_cpu) {
+        warn_with!(
+            "handler blocked the async executor: a single poll waited in the kernel longer than \
+             the threshold (a sleep, blocking I/O, or a contended lock — on a saturated machine \
+             often one whose holder is waiting for a CPU; move blocking calls to spawn_blocking)"
+        );
+    } else {
+        warn_with!(
+            "handler blocked the async executor: a single poll ran longer than the threshold \
+             (move CPU-heavy or blocking work to spawn_blocking)"
+        );
+    }
 }
 
 #[cold]
