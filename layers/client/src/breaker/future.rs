@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderMap, Response};
+use http::{HeaderMap, HeaderName, Response};
 use pin_project_lite::pin_project;
 
 use super::books::Admit;
@@ -47,11 +47,14 @@ impl Drop for Ticket {
     }
 }
 
+/// The gRPC status header, named once (a `&str` name is parsed on every lookup).
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// gRPC statuses in a response head that say the downstream failed (not the caller):
 /// `UNKNOWN` 2, `DEADLINE_EXCEEDED` 4, `INTERNAL` 13, `UNAVAILABLE` 14, `DATA_LOSS` 15.
 fn grpc_failure(headers: &HeaderMap) -> bool {
     headers
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .is_some_and(|status| matches!(status.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15"))
 }
 

@@ -10,11 +10,12 @@ use tokio::time::{Instant, Sleep};
 use crate::error::{BoxError, DeadlineExceeded};
 use crate::findings::Reporter;
 
-/// Where to report a call that ran out of the request's time, and the downstream's name.
+/// Where to report a call that ran out of the request's time, and the downstream's authority
+/// (shared with the request's URI, not copied: its host is read only if a finding is made).
 #[derive(Debug)]
 pub(crate) struct Report {
     pub(crate) reporter: Reporter,
-    pub(crate) downstream: String,
+    pub(crate) downstream: Option<http::uri::Authority>,
 }
 
 impl Report {
@@ -22,8 +23,12 @@ impl Report {
         if !error.by_request_deadline() {
             return;
         }
+        let downstream = self
+            .downstream
+            .as_ref()
+            .map_or("downstream", http::uri::Authority::host);
         self.reporter
-            .at_most_every_interval(&self.downstream, "deadline_exceeded", || error.to_string());
+            .at_most_every_interval(downstream, "deadline_exceeded", || error.to_string());
     }
 }
 
@@ -43,12 +48,11 @@ pin_project! {
         Running {
             #[pin]
             call: F,
-            // When the call must end; the timer is made only once the call has to wait (most
-            // answers that come at once never need one). Dropping the call at the limit closes
-            // its connection: the callee sees it end.
+            // When the call must end; the timer is made (and boxed: the future stays small for
+            // the answers that come at once) only once the call has to wait. Dropping the call
+            // at the limit closes its connection: the callee sees it end.
             at: Option<Instant>,
-            #[pin]
-            timer: Option<Sleep>,
+            timer: Option<Pin<Box<Sleep>>>,
             by_request: bool,
         },
         Refused { error: Option<DeadlineExceeded> },
@@ -97,7 +101,7 @@ where
             StateProj::Running {
                 call,
                 at,
-                mut timer,
+                timer,
                 by_request,
             } => {
                 if *this.done {
@@ -110,10 +114,10 @@ where
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 if let Some(at) = at.take() {
-                    timer.set(Some(tokio::time::sleep_until(at)));
+                    *timer = Some(Box::pin(tokio::time::sleep_until(at)));
                 }
-                if let Some(timer) = timer.as_pin_mut()
-                    && timer.poll(cx).is_ready()
+                if let Some(timer) = timer.as_mut()
+                    && timer.as_mut().poll(cx).is_ready()
                 {
                     let error = DeadlineExceeded::new(*by_request, true);
                     // The call is dropped now: its connection closes, the callee sees it end.

@@ -55,12 +55,12 @@ struct Limit {
     by_request: bool,
 }
 
-/// The earliest of the call's own timeout, the current request's deadline and one carried in
-/// the outgoing request's extensions (those two less the reserve).
-fn limit<B>(request: &Request<B>, settings: &DeadlineLayer) -> Option<Limit> {
+/// The earliest of the call's own timeout from `now`, the current request's deadline and one
+/// carried in the outgoing request's extensions (those two less the reserve).
+fn limit<B>(request: &Request<B>, settings: &DeadlineLayer, now: Instant) -> Option<Limit> {
     let own = settings
         .timeout
-        .and_then(|timeout| Instant::now().checked_add(timeout))
+        .and_then(|timeout| now.checked_add(timeout))
         .map(|at| Limit {
             at,
             by_request: false,
@@ -74,9 +74,7 @@ fn limit<B>(request: &Request<B>, settings: &DeadlineLayer) -> Option<Limit> {
         let at = Instant::from_std(deadline.instant());
         Limit {
             // A reserve longer than the clock's past: no time left.
-            at: at
-                .checked_sub(settings.reserve)
-                .unwrap_or_else(Instant::now),
+            at: at.checked_sub(settings.reserve).unwrap_or(now),
             by_request: true,
         }
     });
@@ -144,11 +142,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let limit = limit(&request, &self.settings);
+        // One clock read for the whole decision.
+        let now = Instant::now();
+        let limit = limit(&request, &self.settings, now);
         // Only with findings: who to name when the request's time runs out.
         let report = self.settings.findings.as_ref().map(|reporter| Report {
             reporter: reporter.clone(),
-            downstream: request.uri().host().unwrap_or("downstream").to_owned(),
+            downstream: request.uri().authority().cloned(),
         });
         if std::mem::take(&mut self.refused) {
             return DeadlineFuture::refused(DeadlineExceeded::new(true, false), report);
@@ -156,7 +156,7 @@ where
         let Some(limit) = limit else {
             return DeadlineFuture::running(self.inner.call(request), None, None);
         };
-        let left = limit.at.saturating_duration_since(Instant::now());
+        let left = limit.at.saturating_duration_since(now);
         if left.is_zero() {
             // The inner service was made ready for this call: its readiness (a permit, a
             // connection slot) is given back by calling it and dropping the call at once,

@@ -24,7 +24,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Calling { #[pin] call: F },
-        Waiting { #[pin] sleep: Sleep },
+        // Boxed: the future stays small for the calls that are never retried.
+        Waiting { sleep: Pin<Box<Sleep>> },
         Readying,
         Done,
     }
@@ -168,11 +169,11 @@ where
                     };
                     *this.last = Some(result);
                     this.state.set(State::Waiting {
-                        sleep: tokio::time::sleep(wait),
+                        sleep: Box::pin(tokio::time::sleep(wait)),
                     });
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {

@@ -1,0 +1,95 @@
+//! Runs N calls through one client stack, for counting instructions per call under callgrind:
+//! the difference between the counts of two runs, divided by the difference of their N, is one
+//! call's cost without the start-up (docs/client.md, "Cost").
+//!
+//! ```text
+//! cargo build --release -p vitals-client --example call_cost
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/call_cost retry_breaker_deadline 2500
+//! ```
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tower::{Service, ServiceBuilder, ServiceExt};
+use vitals_client::{CircuitBreakerLayer, DeadlineLayer, RetryLayer};
+use vitals_core::deadline::RequestDeadline;
+
+fn transport() -> impl Service<
+    http::Request<()>,
+    Response = http::Response<()>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<http::Response<()>, Infallible>>,
+> + Clone {
+    tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
+}
+
+fn run<S>(runtime: &tokio::runtime::Runtime, client: S, calls: u32, deadline: bool)
+where
+    S: Service<http::Request<()>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let scope = RequestDeadline::after(Duration::from_hours(1)).filter(|_| deadline);
+    for _ in 0..calls {
+        let call = client.clone().oneshot(http::Request::new(()));
+        let answer = match scope {
+            Some(deadline) => runtime.block_on(deadline.scope(call)),
+            None => runtime.block_on(call),
+        };
+        assert!(answer.is_ok(), "a call failed");
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let variant = args.next().unwrap_or_else(|| "bare".to_owned());
+    let calls = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let timeout = Duration::from_secs(2);
+    match variant.as_str() {
+        "bare" => run(&runtime, transport(), calls, false),
+        "deadline" => run(
+            &runtime,
+            ServiceBuilder::new()
+                .layer(DeadlineLayer::new().with_timeout(timeout))
+                .service(transport()),
+            calls,
+            true,
+        ),
+        "breaker" => run(
+            &runtime,
+            ServiceBuilder::new()
+                .layer(CircuitBreakerLayer::new("cost"))
+                .service(transport()),
+            calls,
+            false,
+        ),
+        "retry" => run(
+            &runtime,
+            ServiceBuilder::new()
+                .layer(RetryLayer::new())
+                .service(transport()),
+            calls,
+            false,
+        ),
+        "retry_breaker_deadline" => run(
+            &runtime,
+            ServiceBuilder::new()
+                .layer(RetryLayer::new())
+                .layer(CircuitBreakerLayer::new("cost"))
+                .layer(DeadlineLayer::new().with_timeout(timeout))
+                .service(transport()),
+            calls,
+            true,
+        ),
+        other => {
+            eprintln!(
+                "unknown stack {other:?}: bare, deadline, breaker, retry, retry_breaker_deadline"
+            );
+            std::process::exit(2);
+        }
+    }
+}
