@@ -23,7 +23,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
 use vitals::client::{
-    BoxError, BreakerHandle, BreakerOpen, CircuitBreakerLayer, ClientMetricsLayer,
+    BoxError, BreakerBody, BreakerHandle, BreakerOpen, CircuitBreakerLayer, ClientMetricsLayer,
     DeadlineExceeded, DeadlineLayer, ServerTimingLayer,
 };
 use vitals::core::findings::Findings;
@@ -87,8 +87,11 @@ impl tower::Service<http::Request<reqwest::Body>> for Reqwest {
 /// The client stack to the payment service: its time in `Server-Timing` (`payment;dur=…`), a
 /// circuit breaker, `http.client.request.duration`,
 /// the request's deadline (or the shop's payment timeout, whichever is first), reqwest.
-type Transport =
-    BoxCloneSyncService<http::Request<reqwest::Body>, http::Response<reqwest::Body>, BoxError>;
+type Transport = BoxCloneSyncService<
+    http::Request<reqwest::Body>,
+    http::Response<BreakerBody<reqwest::Body>>,
+    BoxError,
+>;
 
 /// Calls the payment service over HTTP.
 #[derive(Clone)]

@@ -51,7 +51,7 @@ pub mod metrics;
 pub mod retry;
 pub mod server_timing;
 
-pub use breaker::{BreakerHandle, BreakerState, CircuitBreakerLayer};
+pub use breaker::{BreakerBody, BreakerHandle, BreakerState, CircuitBreakerLayer, HostBreakers};
 pub use bulkhead::BulkheadLayer;
 pub use deadline::DeadlineLayer;
 pub use error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};

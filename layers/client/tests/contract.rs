@@ -61,13 +61,13 @@ fn status(status: StatusCode) -> Response<()> {
 }
 
 /// One call through `service`, answered by the mock with `answer`.
-async fn exchange<S>(
+async fn exchange<S, B>(
     service: &mut Spawn<S>,
     handle: &mut MockHandle,
     answer: StatusCode,
 ) -> StatusCode
 where
-    S: Service<Request<()>, Response = Response<()>>,
+    S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     handle.allow(1);

@@ -80,10 +80,9 @@ fn get_request(url: &str) -> http::Request<Full<Bytes>> {
     http::Request::get(url).body(Full::default()).unwrap()
 }
 
-async fn call<S>(client: &S, url: &str) -> Result<StatusCode, BoxError>
+async fn call<S, B>(client: &S, url: &str) -> Result<StatusCode, BoxError>
 where
-    S: Service<http::Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>
-        + Clone,
+    S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone,
     S::Error: Into<BoxError>,
 {
     let response = client
@@ -181,6 +180,127 @@ async fn a_failing_downstream_opens_the_breaker_then_a_probe_closes_it() {
             ("payment".to_owned(), "breaker_opened")
         ]
     );
+}
+
+/// The authority (`127.0.0.1:port`) of a downstream's base URL: its breaker's name per host.
+fn authority(base: &str) -> &str {
+    base.trim_start_matches("http://")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_one_failing_host_is_cut_off_and_the_others_still_called() {
+    let (failing, healthy) = (
+        Arc::new(Downstream::default()),
+        Arc::new(Downstream::default()),
+    );
+    failing.failing.store(true, Ordering::SeqCst);
+    let failing_base = start(Arc::clone(&failing)).await;
+    let healthy_base = start(Arc::clone(&healthy)).await;
+    let layer = CircuitBreakerLayer::new("webhooks")
+        .with_minimum_calls(5)
+        .per_host();
+    let hosts = layer.hosts().unwrap();
+    // One client for both hosts, as a gateway or a webhook sender has.
+    let client = ServiceBuilder::new().layer(layer).service(transport());
+
+    for _ in 0..5 {
+        assert_eq!(
+            call(&client, &format!("{failing_base}/pay")).await.unwrap(),
+            500
+        );
+        assert_eq!(
+            call(&client, &format!("{healthy_base}/pay")).await.unwrap(),
+            200
+        );
+    }
+    // The failing host's breaker opened; its calls are refused without reaching it, named
+    // after the host; the healthy host is still called.
+    let error = call(&client, &format!("{failing_base}/pay"))
+        .await
+        .unwrap_err();
+    let refused = error.downcast_ref::<BreakerOpen>().unwrap();
+    assert_eq!(refused.name(), authority(&failing_base));
+    assert_eq!(failing.calls.load(Ordering::SeqCst), 5);
+    for _ in 0..10 {
+        assert_eq!(
+            call(&client, &format!("{healthy_base}/pay")).await.unwrap(),
+            200
+        );
+    }
+    assert_eq!(healthy.calls.load(Ordering::SeqCst), 15);
+
+    let failing_breaker = hosts.get(authority(&failing_base)).unwrap();
+    let healthy_breaker = hosts.get(authority(&healthy_base)).unwrap();
+    assert_eq!(failing_breaker.state(), BreakerState::Open);
+    assert_eq!(healthy_breaker.state(), BreakerState::Closed);
+    assert_eq!(healthy_breaker.window(), (15, 0));
+    let names: Vec<_> = hosts.all().iter().map(|h| h.name().to_owned()).collect();
+    let mut expected = vec![
+        authority(&failing_base).to_owned(),
+        authority(&healthy_base).to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_hosts_past_the_limit_share_one_breaker() {
+    let downstreams: Vec<_> = (0..3).map(|_| Arc::new(Downstream::default())).collect();
+    let mut bases = Vec::new();
+    for downstream in &downstreams {
+        downstream.failing.store(true, Ordering::SeqCst);
+        bases.push(start(Arc::clone(downstream)).await);
+    }
+    let layer = CircuitBreakerLayer::new("tenants")
+        .with_minimum_calls(4)
+        .with_max_hosts(1);
+    let hosts = layer.hosts().unwrap();
+    let client = ServiceBuilder::new().layer(layer).service(transport());
+
+    // The first host has its own breaker; the other two share one: two failures each open it.
+    assert_eq!(
+        call(&client, &format!("{}/pay", bases[0])).await.unwrap(),
+        500
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            call(&client, &format!("{}/pay", bases[1])).await.unwrap(),
+            500
+        );
+        assert_eq!(
+            call(&client, &format!("{}/pay", bases[2])).await.unwrap(),
+            500
+        );
+    }
+    let error = call(&client, &format!("{}/pay", bases[2]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<BreakerOpen>().unwrap().name(),
+        "(other hosts)"
+    );
+    assert!(
+        call(&client, &format!("{}/pay", bases[1]))
+            .await
+            .unwrap_err()
+            .is::<BreakerOpen>()
+    );
+    // The first host's breaker has one failure of the four it needs: still closed.
+    assert_eq!(
+        call(&client, &format!("{}/pay", bases[0])).await.unwrap(),
+        500
+    );
+    assert_eq!(
+        hosts.get(authority(&bases[0])).unwrap().state(),
+        BreakerState::Closed
+    );
+    assert_eq!(hosts.all().len(), 2);
+    assert!(hosts.get(authority(&bases[1])).is_none());
+    let calls: Vec<_> = downstreams
+        .iter()
+        .map(|d| d.calls.load(Ordering::SeqCst))
+        .collect();
+    assert_eq!(calls, [2, 2, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

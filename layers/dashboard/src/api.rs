@@ -99,7 +99,18 @@ pub(crate) fn summary(sources: &Sources) -> String {
         window: "1m",
         routes,
         limiter: sources.limiter.as_ref().map(limiter),
-        downstream: sources.breakers.iter().map(breaker).collect(),
+        downstream: sources
+            .breakers
+            .iter()
+            .map(breaker)
+            .chain(
+                sources
+                    .host_breakers
+                    .iter()
+                    .flat_map(vitals_client::HostBreakers::all)
+                    .map(|handle| breaker(&handle)),
+            )
+            .collect(),
     };
     serde_json::to_string(&summary).unwrap_or_else(|_| String::from("{}"))
 }

@@ -77,6 +77,7 @@ pub(crate) struct Sources {
     pub(crate) limiter: Option<LimiterHandle>,
     pub(crate) findings: Option<Findings>,
     pub(crate) breakers: Vec<vitals_client::BreakerHandle>,
+    pub(crate) host_breakers: Vec<vitals_client::HostBreakers>,
 }
 
 /// Configures a [`Dashboard`].
@@ -119,6 +120,13 @@ impl DashboardBuilder {
     /// (`CircuitBreakerLayer::with_findings`) for its openings and closings in the findings.
     pub fn with_breaker(mut self, breaker: vitals_client::BreakerHandle) -> Self {
         self.sources.breakers.push(breaker);
+        self
+    }
+
+    /// The breakers of a per-host circuit breaker layer (`CircuitBreakerLayer::per_host`): each
+    /// host called so far gets a row in the "Downstream" panel, named after the host.
+    pub fn with_host_breakers(mut self, breakers: vitals_client::HostBreakers) -> Self {
+        self.sources.host_breakers.push(breakers);
         self
     }
 

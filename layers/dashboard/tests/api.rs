@@ -377,3 +377,66 @@ async fn a_loopback_peer_naming_another_host_is_refused_unless_allowed_or_with_t
         );
     }
 }
+
+/// A per-host breaker layer in the Downstream panel: a row per host called, named after it,
+/// over real downstreams (two axum servers on loopback ports, one failing every call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_breakers_each_get_a_row_named_after_the_host() {
+    async fn downstream(status: u16) -> SocketAddr {
+        let app = Router::new().route(
+            "/call",
+            get(move || async move { axum::http::StatusCode::from_u16(status).unwrap() }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+    let (failing, healthy) = (downstream(500).await, downstream(200).await);
+    let layer = vitals_client::CircuitBreakerLayer::new("hooks")
+        .with_minimum_calls(3)
+        .per_host();
+    let dashboard = Dashboard::builder()
+        .with_host_breakers(layer.hosts().unwrap())
+        .build()
+        .unwrap();
+    // The client: one GET over TCP to the request's authority.
+    let transport = tower::service_fn(|request: http::Request<()>| async move {
+        let addr: SocketAddr = request.uri().authority().unwrap().as_str().parse().unwrap();
+        let (status, _) = get_raw(addr, request.uri().path(), "").await;
+        Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
+    });
+    let client = tower::ServiceBuilder::new().layer(layer).service(transport);
+    for addr in [failing, healthy, failing, healthy, failing, healthy] {
+        let request = http::Request::get(format!("http://{addr}/call"))
+            .body(())
+            .unwrap();
+        tower::ServiceExt::oneshot(client.clone(), request)
+            .await
+            .unwrap();
+    }
+
+    let app = dashboard.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let (status, body) = get_raw(addr, "/_vitals/api/summary", "").await;
+    assert_eq!(status, 200, "{body}");
+    let mut rows = json(&body)["downstream"].as_array().unwrap().clone();
+    rows.sort_by_key(|row| row["name"].as_str().unwrap().to_owned());
+    let mut expected = vec![
+        serde_json::json!({"name": failing.to_string(), "state": "open", "times_opened": 1,
+            "window_calls": 0, "window_failures": 0}),
+        serde_json::json!({"name": healthy.to_string(), "state": "closed", "times_opened": 0,
+            "window_calls": 3, "window_failures": 0}),
+    ];
+    expected.sort_by_key(|row| row["name"].as_str().unwrap().to_owned());
+    assert_eq!(rows, expected);
+}

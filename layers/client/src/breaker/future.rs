@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, Response};
 use pin_project_lite::pin_project;
 
+use super::body::BreakerBody;
 use super::books::Admit;
 use super::layer::Shared;
 use crate::error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
@@ -33,7 +35,7 @@ impl Ticket {
         }
     }
 
-    fn book(&mut self, failed: bool) {
+    pub(crate) fn book(&mut self, failed: bool) {
         self.booked = true;
         self.shared.record(self.admitted, self.generation, failed);
     }
@@ -48,14 +50,23 @@ impl Drop for Ticket {
 }
 
 /// The gRPC status header, named once (a `&str` name is parsed on every lookup).
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// gRPC statuses in a response head that say the downstream failed (not the caller):
 /// `UNKNOWN` 2, `DEADLINE_EXCEEDED` 4, `INTERNAL` 13, `UNAVAILABLE` 14, `DATA_LOSS` 15.
-fn grpc_failure(headers: &HeaderMap) -> bool {
+pub(crate) fn grpc_failure(headers: &HeaderMap) -> bool {
     headers
         .get(GRPC_STATUS)
         .is_some_and(|status| matches!(status.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15"))
+}
+
+/// Whether a response is a gRPC one whose status is still to come, in its trailers: a gRPC
+/// content type and no `grpc-status` in the head (a trailers-only answer has it there).
+fn grpc_status_in_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+        && !headers.contains_key(GRPC_STATUS)
 }
 
 pin_project! {
@@ -91,7 +102,7 @@ where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<Response<B>, BoxError>;
+    type Output = Result<Response<BreakerBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -107,10 +118,14 @@ where
         this.call.set(None);
         if let Some(mut ticket) = this.ticket.take() {
             let failed = match &result {
-                Ok(response) => Some(
-                    (ticket.shared.failure_status)(response.status())
-                        || grpc_failure(response.headers()),
-                ),
+                Ok(response) if (ticket.shared.failure_status)(response.status()) => Some(true),
+                // A streamed gRPC answer: decided by its trailers, in the body.
+                Ok(response) if grpc_status_in_trailers(response.headers()) => {
+                    return Poll::Ready(result.map(|response| {
+                        response.map(|body| BreakerBody::new(body, Some(ticket)))
+                    }));
+                }
+                Ok(response) => Some(grpc_failure(response.headers())),
                 // Refused inside — by a full bulkhead, or a deadline that left no time: the
                 // downstream was not asked.
                 Err(error) if error.is::<BulkheadFull>() => None,
@@ -123,6 +138,6 @@ where
                 ticket.book(failed);
             }
         }
-        Poll::Ready(result)
+        Poll::Ready(result.map(|response| response.map(|body| BreakerBody::new(body, None))))
     }
 }

@@ -10,6 +10,7 @@ use tower_layer::Layer;
 use vitals_core::findings::Findings;
 
 use super::books::{Admit, Books, BreakerState, Settings, Transition};
+use super::hosts::Hosts;
 use super::service::CircuitBreaker;
 use crate::findings::Reporter;
 
@@ -19,12 +20,18 @@ const NOT_CLOSED: u64 = u64::MAX;
 /// Decides whether a response status is a failure of the downstream.
 pub(crate) type StatusRule = fn(StatusCode) -> bool;
 
-/// One breaker, shared by every service this layer wraps (see the
-/// [module docs](crate::breaker)).
+/// One breaker, shared by every service this layer wraps — or one per downstream host with
+/// [`per_host`](Self::per_host) (see the [module docs](crate::breaker)).
 #[derive(Clone, Debug)]
 pub struct CircuitBreakerLayer {
     pub(crate) shared: Arc<Shared>,
+    /// With [`per_host`](Self::per_host): the hosts' breakers, made from `shared`'s settings.
+    pub(crate) hosts: Option<Arc<Hosts>>,
 }
+
+/// How many hosts get a breaker of their own by default under
+/// [`per_host`](CircuitBreakerLayer::per_host).
+const DEFAULT_MAX_HOSTS: usize = 1024;
 
 /// What every clone of a breaker's services shares.
 #[derive(Debug)]
@@ -42,6 +49,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A new breaker named `name`, closed, with this one's settings, rule and findings.
+    pub(crate) fn renamed(&self, name: Arc<str>) -> Self {
+        Self {
+            name,
+            settings: self.settings,
+            failure_status: self.failure_status,
+            closed_generation: AtomicU64::new(0),
+            books: Mutex::new(Books::new(Instant::now())),
+            findings: self.findings.clone(),
+        }
+    }
+
     fn books(&self) -> MutexGuard<'_, Books> {
         // The books are plain counters: a panic elsewhere while they were locked leaves them
         // usable.
@@ -134,6 +153,7 @@ impl CircuitBreakerLayer {
             Settings::default(),
             server_error,
             Reporter::default(),
+            None,
         )
     }
 
@@ -142,18 +162,23 @@ impl CircuitBreakerLayer {
         settings: Settings,
         failure_status: StatusRule,
         findings: Reporter,
+        max_hosts: Option<usize>,
     ) -> Self {
         let settings = settings.validated();
-        Self {
-            shared: Arc::new(Shared {
-                name,
-                settings,
-                failure_status,
-                closed_generation: AtomicU64::new(0),
-                books: Mutex::new(Books::new(Instant::now())),
-                findings,
-            }),
-        }
+        let shared = Arc::new(Shared {
+            name,
+            settings,
+            failure_status,
+            closed_generation: AtomicU64::new(0),
+            books: Mutex::new(Books::new(Instant::now())),
+            findings,
+        });
+        let hosts = max_hosts.map(|limit| Arc::new(Hosts::new(Arc::clone(&shared), limit.max(1))));
+        Self { shared, hosts }
+    }
+
+    fn max_hosts(&self) -> Option<usize> {
+        self.hosts.as_ref().map(|hosts| hosts.limit())
     }
 
     /// Rebuilds the breaker with changed settings (a new, closed breaker: set everything before
@@ -166,6 +191,44 @@ impl CircuitBreakerLayer {
             settings,
             self.shared.failure_status,
             self.shared.findings.clone(),
+            self.max_hosts(),
+        )
+    }
+
+    /// One breaker per downstream host instead of one for every call: for a client shared by
+    /// many downstreams (a gateway, a webhook sender), where one host failing must not stop the
+    /// calls to the others. The host is the request URI's authority (`host` or `host:port`,
+    /// lowercased, credentials left out), else its `Host` header; each host's breaker is made on
+    /// its first call with this layer's settings, named after the host (in errors, logs,
+    /// findings). At most 1,024 hosts get their own ([`with_max_hosts`](Self::with_max_hosts));
+    /// the hosts after those share one, `(other hosts)`, so memory stays bounded.
+    ///
+    /// The breaker is chosen in `call`, once the request is known: `poll_ready` asks the inner
+    /// service for readiness even while a host's breaker is open (a client shared by many hosts
+    /// is ready or not for all of them), and a refused call does not call it — the readiness
+    /// stays with this clone, for its next call, as tower's contract allows.
+    #[must_use]
+    pub fn per_host(self) -> Self {
+        let max_hosts = self.max_hosts().unwrap_or(DEFAULT_MAX_HOSTS);
+        Self::build(
+            Arc::clone(&self.shared.name),
+            self.shared.settings,
+            self.shared.failure_status,
+            self.shared.findings.clone(),
+            Some(max_hosts),
+        )
+    }
+
+    /// With [`per_host`](Self::per_host): how many hosts get a breaker of their own (default
+    /// 1,024; at least 1); the others share one. Turns `per_host` on.
+    #[must_use]
+    pub fn with_max_hosts(self, hosts: usize) -> Self {
+        Self::build(
+            Arc::clone(&self.shared.name),
+            self.shared.settings,
+            self.shared.failure_status,
+            self.shared.findings.clone(),
+            Some(hosts),
         )
     }
 
@@ -178,6 +241,7 @@ impl CircuitBreakerLayer {
             self.shared.settings,
             self.shared.failure_status,
             Reporter::new(findings),
+            self.max_hosts(),
         )
     }
 
@@ -222,14 +286,22 @@ impl CircuitBreakerLayer {
             self.shared.settings,
             rule,
             self.shared.findings.clone(),
+            self.max_hosts(),
         )
     }
 
-    /// A read-only view of the breaker's state.
+    /// A read-only view of the breaker's state. Under [`per_host`](Self::per_host) it is the
+    /// template no call goes through (always closed): read [`hosts`](Self::hosts) instead.
     pub fn handle(&self) -> BreakerHandle {
-        BreakerHandle {
-            shared: Arc::clone(&self.shared),
-        }
+        BreakerHandle::of(Arc::clone(&self.shared))
+    }
+
+    /// A read-only view of the per-host breakers ([`per_host`](Self::per_host)); `None` for a
+    /// single breaker.
+    pub fn hosts(&self) -> Option<HostBreakers> {
+        self.hosts.as_ref().map(|hosts| HostBreakers {
+            hosts: Arc::clone(hosts),
+        })
     }
 }
 
@@ -237,7 +309,31 @@ impl<S> Layer<S> for CircuitBreakerLayer {
     type Service = CircuitBreaker<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::new(inner, Arc::clone(&self.shared))
+        CircuitBreaker::new(inner, Arc::clone(&self.shared), self.hosts.clone())
+    }
+}
+
+/// Reads the breakers of a [`per_host`](CircuitBreakerLayer::per_host) layer (for a health
+/// page, the dashboard's Downstream panel, a test).
+#[derive(Clone, Debug)]
+pub struct HostBreakers {
+    hosts: Arc<Hosts>,
+}
+
+impl HostBreakers {
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.hosts.template().name
+    }
+
+    /// Each host's breaker so far, by name (the host, or `(other hosts)`).
+    pub fn all(&self) -> Vec<BreakerHandle> {
+        self.hosts.handles()
+    }
+
+    /// The breaker of `host` (`host` or `host:port`, as in the request URI), once it was called.
+    pub fn get(&self, host: &str) -> Option<BreakerHandle> {
+        self.hosts.handle(host)
     }
 }
 
@@ -248,6 +344,10 @@ pub struct BreakerHandle {
 }
 
 impl BreakerHandle {
+    pub(crate) fn of(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
     /// The breaker's name.
     pub fn name(&self) -> &str {
         &self.shared.name

@@ -6,8 +6,9 @@
 //!   buckets). A failure is an error from the inner service (connect errors, timeouts —
 //!   [`DeadlineExceeded`](crate::DeadlineExceeded) included) or a response the classifier calls
 //!   one (5xx by default; a 4xx is the caller's fault, not the downstream's; a gRPC
-//!   `grpc-status` of `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN` or `DATA_LOSS`
-//!   in the response head).
+//!   `grpc-status` of `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN` or `DATA_LOSS`,
+//!   in the response head or — for a streamed answer — in its trailers, read as the body
+//!   ([`BreakerBody`]) ends).
 //! - **Open**: once the window holds at least [`with_minimum_calls`](CircuitBreakerLayer::with_minimum_calls)
 //!   calls (20) and at least [`with_failure_ratio`](CircuitBreakerLayer::with_failure_ratio)
 //!   of them (0.5) failed, calls fail at once with [`BreakerOpen`](crate::BreakerOpen) for
@@ -19,7 +20,8 @@
 //!
 //! One `CircuitBreakerLayer` is one breaker: every service it wraps, and every clone of them,
 //! shares its state. Build one per downstream (the payment service, the search cluster) and
-//! name it for the logs; opening and closing are logged once each (WARN, INFO, target
+//! name it for the logs — or, for one client shared by many downstreams, make it
+//! [`per_host`](CircuitBreakerLayer::per_host): a breaker per host, made on its first call; opening and closing are logged once each (WARN, INFO, target
 //! `vitals_client`). The tower contract is kept: readiness is reserved per clone and never
 //! carried to a clone, and an open breaker never polls the inner service.
 //!
@@ -49,12 +51,15 @@
 //! # }
 //! ```
 
+mod body;
 mod books;
 mod future;
+mod hosts;
 mod layer;
 mod service;
 
+pub use body::BreakerBody;
 pub use books::BreakerState;
 pub use future::BreakerFuture;
-pub use layer::{BreakerHandle, CircuitBreakerLayer};
+pub use layer::{BreakerHandle, CircuitBreakerLayer, HostBreakers};
 pub use service::CircuitBreaker;
