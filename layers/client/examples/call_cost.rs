@@ -24,7 +24,7 @@ fn transport() -> impl Service<
     tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
 }
 
-fn run<S>(runtime: &tokio::runtime::Runtime, client: S, calls: u32, deadline: bool)
+fn run<S>(runtime: &tokio::runtime::Runtime, client: &S, calls: u32, deadline: bool)
 where
     S: Service<http::Request<()>> + Clone,
     S::Error: std::fmt::Debug,
@@ -50,10 +50,10 @@ fn main() {
         .expect("a runtime");
     let timeout = Duration::from_secs(2);
     match variant.as_str() {
-        "bare" => run(&runtime, transport(), calls, false),
+        "bare" => run(&runtime, &transport(), calls, false),
         "deadline" => run(
             &runtime,
-            ServiceBuilder::new()
+            &ServiceBuilder::new()
                 .layer(DeadlineLayer::new().with_timeout(timeout))
                 .service(transport()),
             calls,
@@ -61,7 +61,7 @@ fn main() {
         ),
         "breaker" => run(
             &runtime,
-            ServiceBuilder::new()
+            &ServiceBuilder::new()
                 .layer(CircuitBreakerLayer::new("cost"))
                 .service(transport()),
             calls,
@@ -69,7 +69,7 @@ fn main() {
         ),
         "retry" => run(
             &runtime,
-            ServiceBuilder::new()
+            &ServiceBuilder::new()
                 .layer(RetryLayer::new())
                 .service(transport()),
             calls,
@@ -77,7 +77,7 @@ fn main() {
         ),
         "retry_breaker_deadline" => run(
             &runtime,
-            ServiceBuilder::new()
+            &ServiceBuilder::new()
                 .layer(RetryLayer::new())
                 .layer(CircuitBreakerLayer::new("cost"))
                 .layer(DeadlineLayer::new().with_timeout(timeout))
