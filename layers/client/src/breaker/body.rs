@@ -21,12 +21,13 @@ pin_project! {
     pub struct BreakerBody<B> {
         #[pin]
         inner: B,
-        verdict_pending: Option<Ticket>,
+        // Boxed: every other response carries `None` in one word.
+        verdict_pending: Option<Box<Ticket>>,
     }
 }
 
 impl<B> BreakerBody<B> {
-    pub(crate) fn new(inner: B, verdict_pending: Option<Ticket>) -> Self {
+    pub(crate) fn new(inner: B, verdict_pending: Option<Box<Ticket>>) -> Self {
         Self {
             inner,
             verdict_pending,

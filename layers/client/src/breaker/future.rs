@@ -60,13 +60,33 @@ pub(crate) fn grpc_failure(headers: &HeaderMap) -> bool {
         .is_some_and(|status| matches!(status.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15"))
 }
 
-/// Whether a response is a gRPC one whose status is still to come, in its trailers: a gRPC
-/// content type and no `grpc-status` in the head (a trailers-only answer has it there).
-fn grpc_status_in_trailers(headers: &HeaderMap) -> bool {
-    headers
+/// What a response's head says of a call, for the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeadVerdict {
+    Failed,
+    Succeeded,
+    /// A gRPC answer whose status is still to come, in its trailers.
+    InTrailers,
+}
+
+/// The verdict of a response head that the status rule did not call a failure: a gRPC answer
+/// by its `grpc-status` (a trailers-only answer has it in the head), or by its trailers when
+/// the head has none; any other answer succeeded. One header lookup for a non-gRPC answer.
+fn head_verdict(headers: &HeaderMap) -> HeadVerdict {
+    let grpc = headers
         .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
-        && !headers.contains_key(GRPC_STATUS)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if !grpc {
+        return HeadVerdict::Succeeded;
+    }
+    if !headers.contains_key(GRPC_STATUS) {
+        return HeadVerdict::InTrailers;
+    }
+    if grpc_failure(headers) {
+        HeadVerdict::Failed
+    } else {
+        HeadVerdict::Succeeded
+    }
 }
 
 pin_project! {
@@ -119,13 +139,16 @@ where
         if let Some(mut ticket) = this.ticket.take() {
             let failed = match &result {
                 Ok(response) if (ticket.shared.failure_status)(response.status()) => Some(true),
-                // A streamed gRPC answer: decided by its trailers, in the body.
-                Ok(response) if grpc_status_in_trailers(response.headers()) => {
-                    return Poll::Ready(result.map(|response| {
-                        response.map(|body| BreakerBody::new(body, Some(ticket)))
-                    }));
-                }
-                Ok(response) => Some(grpc_failure(response.headers())),
+                Ok(response) => match head_verdict(response.headers()) {
+                    HeadVerdict::Failed => Some(true),
+                    HeadVerdict::Succeeded => Some(false),
+                    // A streamed gRPC answer: decided by its trailers, in the body.
+                    HeadVerdict::InTrailers => {
+                        return Poll::Ready(result.map(|response| {
+                            response.map(|body| BreakerBody::new(body, Some(Box::new(ticket))))
+                        }));
+                    }
+                },
                 // Refused inside — by a full bulkhead, or a deadline that left no time: the
                 // downstream was not asked.
                 Err(error) if error.is::<BulkheadFull>() => None,
@@ -139,5 +162,44 @@ where
             }
         }
         Poll::Ready(result.map(|response| response.map(|body| BreakerBody::new(body, None))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, http::HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_grpc_status_decides_in_the_head_or_waits_for_the_trailers() {
+        let grpc = ("content-type", "application/grpc+proto");
+        // Trailers-only answers: the status is in the head.
+        assert_eq!(
+            head_verdict(&head(&[grpc, ("grpc-status", "14")])),
+            HeadVerdict::Failed
+        );
+        assert_eq!(
+            head_verdict(&head(&[grpc, ("grpc-status", "5")])),
+            HeadVerdict::Succeeded,
+            "NOT_FOUND is the caller's business"
+        );
+        // A streamed answer: HTTP 200, the status still to come.
+        assert_eq!(head_verdict(&head(&[grpc])), HeadVerdict::InTrailers);
+        // Not gRPC: a stray grpc-status means nothing.
+        assert_eq!(
+            head_verdict(&head(&[
+                ("content-type", "application/json"),
+                ("grpc-status", "14")
+            ])),
+            HeadVerdict::Succeeded
+        );
+        assert_eq!(head_verdict(&HeaderMap::new()), HeadVerdict::Succeeded);
     }
 }
