@@ -51,6 +51,8 @@ fn main() {
     let timeout = Duration::from_secs(2);
     match variant.as_str() {
         "bare" => run(&runtime, &transport(), calls, false),
+        // The bare call inside a request's deadline scope, as the stacks with a deadline run.
+        "bare_scoped" => run(&runtime, &transport(), calls, true),
         "deadline" => run(
             &runtime,
             &ServiceBuilder::new()
@@ -87,7 +89,8 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "unknown stack {other:?}: bare, deadline, breaker, retry, retry_breaker_deadline"
+                "unknown stack {other:?}: bare, bare_scoped, deadline, breaker, retry, \
+                 retry_breaker_deadline"
             );
             std::process::exit(2);
         }
