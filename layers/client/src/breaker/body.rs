@@ -34,7 +34,8 @@ impl<B> BreakerBody<B> {
         }
     }
 
-    /// The inner body.
+    /// The inner body. A verdict still to come is given up: the call is booked as neither a
+    /// success nor a failure (as when the body is dropped).
     pub fn into_inner(self) -> B {
         self.inner
     }
@@ -90,7 +91,91 @@ impl<B: Body> Body for BreakerBody<B> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+
     use super::*;
+    use crate::breaker::books::BreakerState;
+    use crate::breaker::layer::Shared;
+    use crate::{BreakerHandle, CircuitBreakerLayer};
+
+    /// A body that yields the frames it was given, then ends.
+    struct Frames(VecDeque<Result<Frame<Bytes>, &'static str>>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+            Poll::Ready(self.0.pop_front())
+        }
+    }
+
+    fn message_then(last: Option<Result<Frame<Bytes>, &'static str>>) -> Frames {
+        let mut frames = VecDeque::from([Ok(Frame::data(Bytes::from_static(b"message")))]);
+        frames.extend(last);
+        Frames(frames)
+    }
+
+    fn trailers(status: &'static str) -> Option<Result<Frame<Bytes>, &'static str>> {
+        let mut trailers = HeaderMap::new();
+        trailers.insert(GRPC_STATUS, http::HeaderValue::from_static(status));
+        Some(Ok(Frame::trailers(trailers)))
+    }
+
+    /// A breaker that opens at its first failure, and a call admitted by it.
+    fn breaker() -> (Arc<Shared>, BreakerHandle) {
+        let layer = CircuitBreakerLayer::new("test").with_minimum_calls(1);
+        (Arc::clone(&layer.shared), layer.handle())
+    }
+
+    fn ticket(shared: &Arc<Shared>) -> Option<Box<Ticket>> {
+        let (admitted, generation) = shared.admit();
+        Some(Box::new(Ticket::new(
+            Arc::clone(shared),
+            admitted,
+            generation,
+        )))
+    }
+
+    #[tokio::test]
+    async fn the_trailers_decide_a_streamed_call() {
+        // OK in the trailers: a success.
+        let (shared, handle) = breaker();
+        let body = BreakerBody::new(message_then(trailers("0")), ticket(&shared));
+        body.collect().await.unwrap();
+        assert_eq!(handle.window(), (1, 0));
+        // UNAVAILABLE in the trailers: a failure (the breaker opens at its first).
+        let body = BreakerBody::new(message_then(trailers("14")), ticket(&shared));
+        body.collect().await.unwrap();
+        assert_eq!(handle.state(), BreakerState::Open);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_off_or_ends_without_a_status_is_a_failure() {
+        for last in [Some(Err("reset")), None] {
+            let (shared, handle) = breaker();
+            let body = BreakerBody::new(message_then(last), ticket(&shared));
+            let _ = body.collect().await;
+            assert_eq!(handle.state(), BreakerState::Open);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_trailers_is_no_verdict() {
+        let (shared, handle) = breaker();
+        let mut body = BreakerBody::new(message_then(trailers("14")), ticket(&shared));
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        assert_eq!(handle.window(), (0, 0));
+        assert_eq!(handle.state(), BreakerState::Closed);
+    }
 
     #[test]
     fn trailers_without_a_status_or_with_a_failure_status_fail() {

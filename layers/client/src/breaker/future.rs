@@ -60,6 +60,14 @@ pub(crate) fn grpc_failure(headers: &HeaderMap) -> bool {
         .is_some_and(|status| matches!(status.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15"))
 }
 
+/// Whether a content type is gRPC's (`application/grpc`, `+proto`, `;…`) — not gRPC-web, which
+/// carries its status inside the body, not in HTTP trailers.
+fn is_grpc(content_type: &[u8]) -> bool {
+    content_type
+        .strip_prefix(b"application/grpc")
+        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
+}
+
 /// What a response's head says of a call, for the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HeadVerdict {
@@ -75,7 +83,7 @@ enum HeadVerdict {
 fn head_verdict(headers: &HeaderMap) -> HeadVerdict {
     let grpc = headers
         .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+        .is_some_and(|value| is_grpc(value.as_bytes()));
     if !grpc {
         return HeadVerdict::Succeeded;
     }
@@ -142,6 +150,10 @@ where
                 Ok(response) => match head_verdict(response.headers()) {
                     HeadVerdict::Failed => Some(true),
                     HeadVerdict::Succeeded => Some(false),
+                    // A probe is decided by the head: the downstream answered, it is back. (A
+                    // long stream would otherwise hold the half-open breaker's probe slot, and
+                    // refuse every other call, until its trailers.)
+                    HeadVerdict::InTrailers if ticket.admitted == Admit::Probe => Some(false),
                     // A streamed gRPC answer: decided by its trailers, in the body.
                     HeadVerdict::InTrailers => {
                         return Poll::Ready(result.map(|response| {
@@ -168,6 +180,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CircuitBreakerLayer;
+    use crate::breaker::books::BreakerState;
+
+    #[tokio::test]
+    async fn a_streamed_probe_is_decided_by_its_head() {
+        let layer = CircuitBreakerLayer::new("test")
+            .with_minimum_calls(1)
+            .with_open_for(Duration::ZERO);
+        let (shared, handle) = (Arc::clone(&layer.shared), layer.handle());
+        let (admitted, generation) = shared.admit();
+        Ticket::new(Arc::clone(&shared), admitted, generation).book(true);
+        // Open for no time: the next call is a probe, answered by a stream.
+        let (admitted, generation) = shared.admit();
+        assert_eq!(admitted, Admit::Probe);
+        let mut response = Response::new(());
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        let call = BreakerFuture::running(
+            std::future::ready(Ok::<_, std::io::Error>(response)),
+            Ticket::new(Arc::clone(&shared), admitted, generation),
+        );
+        let response = call.await.unwrap();
+        // Closed at the head: a long stream does not hold the probe slot until its trailers.
+        assert_eq!(handle.state(), BreakerState::Closed);
+        drop(response);
+        assert_eq!(handle.state(), BreakerState::Closed);
+    }
 
     fn head(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -192,6 +233,15 @@ mod tests {
         );
         // A streamed answer: HTTP 200, the status still to come.
         assert_eq!(head_verdict(&head(&[grpc])), HeadVerdict::InTrailers);
+        // gRPC-web carries its status in the body: decided by its head, as any other answer.
+        assert_eq!(
+            head_verdict(&head(&[("content-type", "application/grpc-web+proto")])),
+            HeadVerdict::Succeeded
+        );
+        assert_eq!(
+            head_verdict(&head(&[("content-type", "application/grpc;charset=utf-8")])),
+            HeadVerdict::InTrailers
+        );
         // Not gRPC: a stray grpc-status means nothing.
         assert_eq!(
             head_verdict(&head(&[

@@ -21,9 +21,12 @@
 //! One `CircuitBreakerLayer` is one breaker: every service it wraps, and every clone of them,
 //! shares its state. Build one per downstream (the payment service, the search cluster) and
 //! name it for the logs — or, for one client shared by many downstreams, make it
-//! [`per_host`](CircuitBreakerLayer::per_host): a breaker per host, made on its first call; opening and closing are logged once each (WARN, INFO, target
-//! `vitals_client`). The tower contract is kept: readiness is reserved per clone and never
-//! carried to a clone, and an open breaker never polls the inner service.
+//! [`per_host`](CircuitBreakerLayer::per_host): a breaker per host, made on its first call.
+//! Opening and closing are logged once each (WARN, INFO, target `vitals_client`). The tower
+//! contract is kept: readiness is reserved per clone and never carried to a clone, and an open
+//! breaker never polls the inner service (per host, the breaker is known only in `call`:
+//! `poll_ready` asks the inner service first, and a refused call leaves that readiness with the
+//! clone).
 //!
 //! ```
 //! use std::time::Duration;
