@@ -28,6 +28,11 @@
 //! voluntary switch therefore counts that time as waited: on a busy host it is steal, and a
 //! thread that never slept did not block.
 //!
+//! That reading is the thread's last, at most [`REFRESH`] before the poll: a thread that parked
+//! (gave its CPU up waiting for work) in that millisecond counts as having slept during the
+//! poll, and the poll's stolen time, if any, then counts as blocked — the error, rare, is
+//! toward reporting; reading the switches at every poll's start would cost a system call each.
+//!
 //! The reading before a poll is at most [`REFRESH`] older than the poll's start, so the
 //! run-queue wait attributed to the poll may include up to that much from just before it: an
 //! error of at most 1 ms against a 10 ms threshold, in the direction of *not* reporting. When
@@ -174,10 +179,9 @@ pub fn executor_cpu_wait() -> Option<Duration> {
     }
 }
 
-/// The calling thread's time on a CPU so far, from the kernel's counters (Linux); `None`
+/// The calling thread's time on a CPU so far, from its CPU-time clock (Linux); `None`
 /// elsewhere. For calibrating work by CPU time rather than by the wall clock, which on a busy
-/// machine counts the time other processes had the CPU. The kernel brings it up to date at
-/// scheduler ticks: compare readings tens of milliseconds apart.
+/// machine counts the time other processes had the CPU.
 pub fn thread_cpu_time() -> Option<Duration> {
     #[cfg(target_os = "linux")]
     {
@@ -199,6 +203,7 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use nix::sys::resource::{UsageWho, getrusage};
+    use nix::time::ClockId;
 
     use super::{PollSplit, REFRESH};
 
@@ -258,8 +263,19 @@ mod linux {
         let at = Instant::now();
         let text = std::str::from_utf8(buffer.get(..len)?).ok()?;
         let mut fields = text.split_ascii_whitespace();
-        let ran = fields.next()?.parse().ok()?;
+        let scheduled: u64 = fields.next()?.parse().ok()?;
         let waited = fields.next()?.parse().ok()?;
+        // The thread's CPU-time clock is exact on every kernel; `schedstat`'s own figure for a
+        // running thread is, on some, brought up to date only at scheduler ticks.
+        let ran = ClockId::CLOCK_THREAD_CPUTIME_ID
+            .now()
+            .ok()
+            .and_then(|time| {
+                let secs = u64::try_from(time.tv_sec()).ok()?;
+                let nanos = u64::try_from(time.tv_nsec()).ok()?;
+                secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+            })
+            .unwrap_or(scheduled);
         let gave_up = getrusage(UsageWho::RUSAGE_THREAD)
             .ok()
             .map(|usage| usage.voluntary_context_switches());

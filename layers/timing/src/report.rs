@@ -170,9 +170,10 @@ fn warn_blocking(report: &TimingReport<'_>) {
     }
     if split.is_some_and(|split| split.blocked > split.on_cpu) {
         warn_with!(
-            "handler blocked the async executor: a single poll waited in the kernel longer than \
-             the threshold (a sleep, blocking I/O, or a contended lock — on a saturated machine \
-             often one whose holder is waiting for a CPU; move blocking calls to spawn_blocking)"
+            "handler blocked the async executor: a single poll held its thread past the \
+             threshold, mostly waiting in the kernel (a sleep, blocking I/O, or a contended lock \
+             — on a saturated machine often one whose holder is waiting for a CPU; move blocking \
+             calls to spawn_blocking)"
         );
     } else {
         warn_with!(

@@ -123,10 +123,10 @@ mod tests {
         Frames(frames)
     }
 
-    fn trailers(status: &'static str) -> Option<Result<Frame<Bytes>, &'static str>> {
+    fn trailers(status: &'static str) -> Frame<Bytes> {
         let mut trailers = HeaderMap::new();
         trailers.insert(GRPC_STATUS, http::HeaderValue::from_static(status));
-        Some(Ok(Frame::trailers(trailers)))
+        Frame::trailers(trailers)
     }
 
     /// A breaker that opens at its first failure, and a call admitted by it.
@@ -135,24 +135,26 @@ mod tests {
         (Arc::clone(&layer.shared), layer.handle())
     }
 
-    fn ticket(shared: &Arc<Shared>) -> Option<Box<Ticket>> {
+    fn ticket(shared: &Arc<Shared>) -> Ticket {
         let (admitted, generation) = shared.admit();
-        Some(Box::new(Ticket::new(
-            Arc::clone(shared),
-            admitted,
-            generation,
-        )))
+        Ticket::new(Arc::clone(shared), admitted, generation)
     }
 
     #[tokio::test]
     async fn the_trailers_decide_a_streamed_call() {
         // OK in the trailers: a success.
         let (shared, handle) = breaker();
-        let body = BreakerBody::new(message_then(trailers("0")), ticket(&shared));
+        let body = BreakerBody::new(
+            message_then(Some(Ok(trailers("0")))),
+            Some(Box::new(ticket(&shared))),
+        );
         body.collect().await.unwrap();
         assert_eq!(handle.window(), (1, 0));
         // UNAVAILABLE in the trailers: a failure (the breaker opens at its first).
-        let body = BreakerBody::new(message_then(trailers("14")), ticket(&shared));
+        let body = BreakerBody::new(
+            message_then(Some(Ok(trailers("14")))),
+            Some(Box::new(ticket(&shared))),
+        );
         body.collect().await.unwrap();
         assert_eq!(handle.state(), BreakerState::Open);
     }
@@ -161,7 +163,7 @@ mod tests {
     async fn a_body_that_breaks_off_or_ends_without_a_status_is_a_failure() {
         for last in [Some(Err("reset")), None] {
             let (shared, handle) = breaker();
-            let body = BreakerBody::new(message_then(last), ticket(&shared));
+            let body = BreakerBody::new(message_then(last), Some(Box::new(ticket(&shared))));
             let _ = body.collect().await;
             assert_eq!(handle.state(), BreakerState::Open);
         }
@@ -170,7 +172,10 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_before_its_trailers_is_no_verdict() {
         let (shared, handle) = breaker();
-        let mut body = BreakerBody::new(message_then(trailers("14")), ticket(&shared));
+        let mut body = BreakerBody::new(
+            message_then(Some(Ok(trailers("14")))),
+            Some(Box::new(ticket(&shared))),
+        );
         body.frame().await.unwrap().unwrap();
         drop(body);
         assert_eq!(handle.window(), (0, 0));
