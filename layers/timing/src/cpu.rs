@@ -10,14 +10,15 @@
 //! On Linux the kernel keeps, per thread, the time spent on a CPU and the time spent waiting
 //! runnable on a run queue (`/proc/thread-self/schedstat`, in nanoseconds). The run-queue wait
 //! is added when the thread gets a CPU back, so only a reading taken by the thread itself,
-//! while it runs, is exact. Reading costs a system call (about a microsecond), too much for
-//! every poll, so:
+//! while it runs, is exact. A reading — that file, the thread's CPU-time clock and its
+//! voluntary context switches (`getrusage`) — costs three system calls (about 1.6 µs together
+//! on the 2-core VM CI runs on), too much for every poll, so:
 //!
 //! - each runtime thread that polls a timed handler opens its own `schedstat` once and keeps
 //!   its last reading in a thread-local;
 //! - at a poll's start the thread reads its counters again only when its last reading is more
-//!   than [`REFRESH`] old — at most a thousand reads a second per busy thread, about 0.1% of a
-//!   core; otherwise a poll pays one thread-local lookup and a comparison;
+//!   than [`REFRESH`] old — at most a thousand readings a second per busy thread, about 0.16%
+//!   of a core; otherwise a poll pays one thread-local lookup and a comparison;
 //! - only a poll that crossed the blocking threshold by the wall clock — rare — reads its
 //!   counters at its end and compares them with the reading from before it began.
 //!
