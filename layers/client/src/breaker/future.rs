@@ -20,30 +20,40 @@ use crate::error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 #[derive(Debug)]
 pub(crate) struct Ticket {
     shared: Arc<Shared>,
-    admitted: Admit,
     generation: u64,
+    /// Admitted as a half-open probe (else as a call counted in the window).
+    probe: bool,
     booked: bool,
 }
 
 impl Ticket {
+    /// A claim for a call `admitted` (as a call or a probe, never a refusal) in `generation`.
     pub(crate) fn new(shared: Arc<Shared>, admitted: Admit, generation: u64) -> Self {
         Self {
             shared,
-            admitted,
             generation,
+            probe: admitted == Admit::Probe,
             booked: false,
+        }
+    }
+
+    fn admitted(&self) -> Admit {
+        if self.probe {
+            Admit::Probe
+        } else {
+            Admit::Call
         }
     }
 
     pub(crate) fn book(&mut self, failed: bool) {
         self.booked = true;
-        self.shared.record(self.admitted, self.generation, failed);
+        self.shared.record(self.admitted(), self.generation, failed);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if !self.booked && self.admitted == Admit::Probe {
+        if !self.booked && self.probe {
             self.shared.abandon_probe(self.generation);
         }
     }
@@ -153,7 +163,7 @@ where
                     // A probe is decided by the head: the downstream answered, it is back. (A
                     // long stream would otherwise hold the half-open breaker's probe slot, and
                     // refuse every other call, until its trailers.)
-                    HeadVerdict::InTrailers if ticket.admitted == Admit::Probe => Some(false),
+                    HeadVerdict::InTrailers if ticket.probe => Some(false),
                     // A streamed gRPC answer: decided by its trailers, in the body.
                     HeadVerdict::InTrailers => {
                         return Poll::Ready(result.map(|response| {

@@ -1,7 +1,9 @@
 //! `Deadline<S>`: the client service under the request's deadline.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request};
@@ -18,25 +20,30 @@ use crate::error::{BoxError, DeadlineExceeded};
 #[derive(Debug)]
 pub struct Deadline<S> {
     inner: S,
-    settings: DeadlineLayer,
+    /// Shared by the clones: a clone per call costs a reference count, not a copy.
+    settings: Arc<DeadlineLayer>,
     /// Set by `poll_ready` when the request had no time left: the inner service was not asked
     /// for readiness (or stopped being waited for), and the call is refused.
     refused: bool,
-    /// While the inner service is not ready: when the request's time runs out, and the timer
-    /// that wakes this service then.
-    waiting: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// While the inner service is not ready: the timer that wakes this service when the
+    /// request's time runs out.
+    waiting: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S: Clone> Clone for Deadline<S> {
     /// A clone has no readiness decision of its own yet: this one's stays with it.
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), self.settings.clone())
+        Self::shared(self.inner.clone(), Arc::clone(&self.settings))
     }
 }
 
 impl<S> Deadline<S> {
     /// `inner` with `settings`.
     pub fn new(inner: S, settings: DeadlineLayer) -> Self {
+        Self::shared(inner, Arc::new(settings))
+    }
+
+    pub(crate) fn shared(inner: S, settings: Arc<DeadlineLayer>) -> Self {
         Self {
             inner,
             settings,
@@ -55,9 +62,40 @@ struct Limit {
     by_request: bool,
 }
 
-/// The earliest of the call's own timeout from `now`, the current request's deadline and one
-/// carried in the outgoing request's extensions (those two less the reserve).
-fn limit<B>(request: &Request<B>, settings: &DeadlineLayer, now: Instant) -> Option<Limit> {
+/// `at` less `reserve`; `None` when the reserve reaches back past the clock's start (no time
+/// left). Without a reserve (the default) no arithmetic at all.
+fn less_reserve(at: Instant, reserve: Duration) -> Option<Instant> {
+    if reserve.is_zero() {
+        Some(at)
+    } else {
+        at.checked_sub(reserve)
+    }
+}
+
+/// Whether the request's deadline, less the reserve, has passed (without a reserve, one
+/// comparison of instants).
+fn no_time_left(deadline: RequestDeadline, reserve: Duration) -> bool {
+    if reserve.is_zero() {
+        deadline.instant() <= std::time::Instant::now()
+    } else {
+        deadline.remaining() <= reserve
+    }
+}
+
+/// The earliest of the call's own timeout, the current request's deadline and one carried in
+/// the outgoing request's extensions (those two less the reserve), and the time it was decided
+/// at; `None` — without reading the clock — when the call has no limit at all.
+fn limit<B>(request: &Request<B>, settings: &DeadlineLayer) -> Option<(Limit, Instant)> {
+    let carried = request.extensions().get::<RequestDeadline>().copied();
+    let request_deadline = match (RequestDeadline::current(), carried) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if request_deadline.is_none() && settings.timeout.is_none() {
+        return None;
+    }
+    // One clock read for the whole decision.
+    let now = Instant::now();
     let own = settings
         .timeout
         .and_then(|timeout| now.checked_add(timeout))
@@ -65,24 +103,17 @@ fn limit<B>(request: &Request<B>, settings: &DeadlineLayer, now: Instant) -> Opt
             at,
             by_request: false,
         });
-    let carried = request.extensions().get::<RequestDeadline>().copied();
-    let request_deadline = match (RequestDeadline::current(), carried) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-    .map(|deadline| {
-        let at = Instant::from_std(deadline.instant());
-        Limit {
-            // A reserve longer than the clock's past: no time left.
-            at: at.checked_sub(settings.reserve).unwrap_or(now),
-            by_request: true,
-        }
+    let request_deadline = request_deadline.map(|deadline| Limit {
+        // A reserve longer than the clock's past: no time left.
+        at: less_reserve(Instant::from_std(deadline.instant()), settings.reserve).unwrap_or(now),
+        by_request: true,
     });
-    match (own, request_deadline) {
+    let limit = match (own, request_deadline) {
         (Some(own), Some(request)) if request.at <= own.at => Some(request),
         (Some(own), _) => Some(own),
         (None, request) => request,
-    }
+    };
+    limit.map(|limit| (limit, now))
 }
 
 /// Whether the request is a gRPC call.
@@ -104,7 +135,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let current = RequestDeadline::current();
         // No time left: no readiness asked of the inner service, so no connection made.
-        if current.is_some_and(|d| d.remaining() <= self.settings.reserve) {
+        if current.is_some_and(|deadline| no_time_left(deadline, self.settings.reserve)) {
             self.refused = true;
             self.waiting = None;
             return Poll::Ready(Ok(()));
@@ -123,13 +154,16 @@ where
                 let Some(deadline) = current else {
                     return Poll::Pending;
                 };
-                let at = Instant::from_std(deadline.instant())
-                    .checked_sub(self.settings.reserve)
+                let at = less_reserve(Instant::from_std(deadline.instant()), self.settings.reserve)
                     .unwrap_or_else(Instant::now);
-                if self.waiting.as_ref().is_none_or(|(armed, _)| *armed != at) {
-                    self.waiting = Some((at, Box::pin(tokio::time::sleep_until(at))));
+                if self
+                    .waiting
+                    .as_ref()
+                    .is_none_or(|timer| timer.deadline() != at)
+                {
+                    self.waiting = Some(Box::pin(tokio::time::sleep_until(at)));
                 }
-                if let Some((_, timer)) = self.waiting.as_mut()
+                if let Some(timer) = self.waiting.as_mut()
                     && timer.as_mut().poll(cx).is_ready()
                 {
                     self.waiting = None;
@@ -142,9 +176,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // One clock read for the whole decision.
-        let now = Instant::now();
-        let limit = limit(&request, &self.settings, now);
+        let limit = limit(&request, &self.settings);
         // Only with findings: who to name when the request's time runs out.
         let report = self.settings.findings.as_ref().map(|reporter| Report {
             reporter: reporter.clone(),
@@ -153,11 +185,10 @@ where
         if std::mem::take(&mut self.refused) {
             return DeadlineFuture::refused(DeadlineExceeded::new(true, false), report);
         }
-        let Some(limit) = limit else {
+        let Some((limit, now)) = limit else {
             return DeadlineFuture::running(self.inner.call(request), None, None);
         };
-        let left = limit.at.saturating_duration_since(now);
-        if left.is_zero() {
+        if limit.at <= now {
             // The inner service was made ready for this call: its readiness (a permit, a
             // connection slot) is given back by calling it and dropping the call at once,
             // before it is polled — a tower service does its work when polled.
@@ -165,6 +196,7 @@ where
             return DeadlineFuture::refused(DeadlineExceeded::new(limit.by_request, false), report);
         }
         if is_grpc(request.headers()) {
+            let left = limit.at.saturating_duration_since(now);
             let asked = request
                 .headers()
                 .get(GRPC_TIMEOUT)

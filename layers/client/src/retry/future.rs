@@ -40,7 +40,8 @@ pin_project! {
         service: Option<S>,
         replay: Option<Request<B>>,
         // The answer being retried: it stands when the retry is refused before it is sent.
-        last: Option<Result<T, BoxError>>,
+        // Boxed: only a retried call has one, and every call's future stays smaller.
+        last: Option<Box<Result<T, BoxError>>>,
         shared: Arc<Shared>,
         attempts: u32,
     }
@@ -157,7 +158,7 @@ where
                     let result = match (result, this.last.take()) {
                         (Err(error), Some(last)) if refused_before_sending(&error) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(last);
+                            return Poll::Ready(*last);
                         }
                         (result, _) => result,
                     };
@@ -167,7 +168,7 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(result);
                     };
-                    *this.last = Some(result);
+                    *this.last = Some(Box::new(result));
                     this.state.set(State::Waiting {
                         sleep: Box::pin(tokio::time::sleep(wait)),
                     });
@@ -184,7 +185,11 @@ where
                     if let Err(error) = ready!(service.poll_ready(cx)) {
                         // No retry after all: the answer it was to replace stands.
                         this.state.set(State::Done);
-                        return Poll::Ready(this.last.take().unwrap_or_else(|| Err(error.into())));
+                        return Poll::Ready(
+                            this.last
+                                .take()
+                                .map_or_else(|| Err(error.into()), |last| *last),
+                        );
                     }
                     *this.attempts += 1;
                     // Another copy while more attempts may follow; the last one sends the copy
