@@ -29,6 +29,10 @@ pub(crate) struct Ticket {
 impl Ticket {
     /// A claim for a call `admitted` (as a call or a probe, never a refusal) in `generation`.
     pub(crate) fn new(shared: Arc<Shared>, admitted: Admit, generation: u64) -> Self {
+        debug_assert!(
+            !matches!(admitted, Admit::Refuse(_)),
+            "a refused call has no ticket"
+        );
         Self {
             shared,
             generation,
