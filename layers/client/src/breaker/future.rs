@@ -160,7 +160,7 @@ where
         this.call.set(None);
         if let Some(mut ticket) = this.ticket.take() {
             let failed = match &result {
-                Ok(response) if (ticket.shared.failure_status)(response.status()) => Some(true),
+                Ok(response) if (ticket.shared.rules.status)(response.status()) => Some(true),
                 Ok(response) => match head_verdict(response.headers()) {
                     HeadVerdict::Failed => Some(true),
                     HeadVerdict::Succeeded => Some(false),
@@ -180,7 +180,7 @@ where
                 Err(error) if error.is::<BulkheadFull>() => None,
                 Err(error) => match error.downcast_ref::<DeadlineExceeded>() {
                     Some(exceeded) if !exceeded.call_started() => None,
-                    _ => Some(true),
+                    _ => Some((ticket.shared.rules.error)(error)),
                 },
             };
             if let Some(failed) = failed {
@@ -196,6 +196,32 @@ mod tests {
     use super::*;
     use crate::CircuitBreakerLayer;
     use crate::breaker::books::BreakerState;
+
+    #[tokio::test]
+    async fn the_error_rule_decides_which_errors_count() {
+        fn not_the_callers_deadline(error: &BoxError) -> bool {
+            error
+                .downcast_ref::<DeadlineExceeded>()
+                .is_none_or(|exceeded| !exceeded.by_request_deadline())
+        }
+        let layer = CircuitBreakerLayer::new("test")
+            .with_minimum_calls(1)
+            .with_failure_error(not_the_callers_deadline);
+        let (shared, handle) = (Arc::clone(&layer.shared), layer.handle());
+        let call = |error: BoxError| {
+            let (admitted, generation) = shared.admit();
+            BreakerFuture::running(
+                std::future::ready(Err::<Response<()>, _>(error)),
+                Ticket::new(Arc::clone(&shared), admitted, generation),
+            )
+        };
+        // Cut by the caller's deadline, after it was sent: not counted as a failure.
+        let _ = call(Box::new(DeadlineExceeded::new(true, true))).await;
+        assert_eq!(handle.window(), (1, 0));
+        // Cut by the call's own timeout: a failure, and the breaker opens.
+        let _ = call(Box::new(DeadlineExceeded::new(false, true))).await;
+        assert_eq!(handle.state(), BreakerState::Open);
+    }
 
     #[tokio::test]
     async fn a_streamed_probe_is_decided_by_its_head() {

@@ -12,13 +12,34 @@ use vitals_core::findings::Findings;
 use super::books::{Admit, Books, BreakerState, Settings, Transition};
 use super::hosts::Hosts;
 use super::service::CircuitBreaker;
+use crate::error::BoxError;
 use crate::findings::Reporter;
 
 /// `closed_generation` when the breaker is not closed.
 const NOT_CLOSED: u64 = u64::MAX;
 
-/// Decides whether a response status is a failure of the downstream.
-pub(crate) type StatusRule = fn(StatusCode) -> bool;
+/// What counts as a failure of the downstream.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    /// A response status.
+    pub(crate) status: fn(StatusCode) -> bool,
+    /// An error of the inner service (a call refused before it was sent never counts).
+    pub(crate) error: fn(&BoxError) -> bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            status: server_error,
+            error: any_error,
+        }
+    }
+}
+
+/// The default error rule: every error the downstream's call ended with.
+fn any_error(_: &BoxError) -> bool {
+    true
+}
 
 /// One breaker, shared by every service this layer wraps — or one per downstream host with
 /// [`per_host`](Self::per_host) (see the [module docs](crate::breaker)).
@@ -38,7 +59,7 @@ const DEFAULT_MAX_HOSTS: usize = 1024;
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     pub(crate) settings: Settings,
-    pub(crate) failure_status: StatusRule,
+    pub(crate) rules: Rules,
     /// The books' generation while they say closed, else [`NOT_CLOSED`]; readable without
     /// their lock: a closed breaker admits a call with one atomic load, no lock, no clock. (A
     /// call admitted as the breaker opens in another thread goes through; its outcome, of an
@@ -54,7 +75,7 @@ impl Shared {
         Self {
             name,
             settings: self.settings,
-            failure_status: self.failure_status,
+            rules: self.rules,
             closed_generation: AtomicU64::new(0),
             books: Mutex::new(Books::new(Instant::now())),
             findings: self.findings.clone(),
@@ -151,7 +172,7 @@ impl CircuitBreakerLayer {
         Self::build(
             name.into(),
             Settings::default(),
-            server_error,
+            Rules::default(),
             Reporter::default(),
             None,
         )
@@ -160,7 +181,7 @@ impl CircuitBreakerLayer {
     fn build(
         name: Arc<str>,
         settings: Settings,
-        failure_status: StatusRule,
+        rules: Rules,
         findings: Reporter,
         max_hosts: Option<usize>,
     ) -> Self {
@@ -168,7 +189,7 @@ impl CircuitBreakerLayer {
         let shared = Arc::new(Shared {
             name,
             settings,
-            failure_status,
+            rules,
             closed_generation: AtomicU64::new(0),
             books: Mutex::new(Books::new(Instant::now())),
             findings,
@@ -189,7 +210,7 @@ impl CircuitBreakerLayer {
         Self::build(
             Arc::clone(&self.shared.name),
             settings,
-            self.shared.failure_status,
+            self.shared.rules,
             self.shared.findings.clone(),
             self.max_hosts(),
         )
@@ -213,7 +234,7 @@ impl CircuitBreakerLayer {
         Self::build(
             Arc::clone(&self.shared.name),
             self.shared.settings,
-            self.shared.failure_status,
+            self.shared.rules,
             self.shared.findings.clone(),
             Some(max_hosts),
         )
@@ -226,7 +247,7 @@ impl CircuitBreakerLayer {
         Self::build(
             Arc::clone(&self.shared.name),
             self.shared.settings,
-            self.shared.failure_status,
+            self.shared.rules,
             self.shared.findings.clone(),
             Some(hosts),
         )
@@ -239,7 +260,7 @@ impl CircuitBreakerLayer {
         Self::build(
             Arc::clone(&self.shared.name),
             self.shared.settings,
-            self.shared.failure_status,
+            self.shared.rules,
             Reporter::new(findings),
             self.max_hosts(),
         )
@@ -277,14 +298,48 @@ impl CircuitBreakerLayer {
         self.with(|s| s.probes = probes)
     }
 
-    /// Which response statuses count as failures (default: 5xx). Errors of the inner service
-    /// always do.
+    /// Which response statuses count as failures (default: 5xx).
     #[must_use]
     pub fn with_failure_status(self, rule: fn(StatusCode) -> bool) -> Self {
         Self::build(
             Arc::clone(&self.shared.name),
             self.shared.settings,
-            rule,
+            Rules {
+                status: rule,
+                ..self.shared.rules
+            },
+            self.shared.findings.clone(),
+            self.max_hosts(),
+        )
+    }
+
+    /// Which errors of the inner service count as failures (default: all — connect errors,
+    /// resets, a call cut by its own timeout or by the request's deadline). A call refused
+    /// before it was sent (a full bulkhead, a deadline that left no time) never counts, whatever
+    /// the rule; an error the rule does not count is booked as a call that did not fail, as a
+    /// 4xx is. For example, so that calls cut by the *caller's* deadline — a caller in a
+    /// hurry, not a slow downstream — do not open the breaker:
+    ///
+    /// ```
+    /// use vitals_client::{BoxError, CircuitBreakerLayer, DeadlineExceeded};
+    ///
+    /// fn not_the_callers_deadline(error: &BoxError) -> bool {
+    ///     error
+    ///         .downcast_ref::<DeadlineExceeded>()
+    ///         .is_none_or(|exceeded| !exceeded.by_request_deadline())
+    /// }
+    /// let breaker = CircuitBreakerLayer::new("search").with_failure_error(not_the_callers_deadline);
+    /// # let _ = breaker;
+    /// ```
+    #[must_use]
+    pub fn with_failure_error(self, rule: fn(&BoxError) -> bool) -> Self {
+        Self::build(
+            Arc::clone(&self.shared.name),
+            self.shared.settings,
+            Rules {
+                error: rule,
+                ..self.shared.rules
+            },
             self.shared.findings.clone(),
             self.max_hosts(),
         )
