@@ -27,6 +27,13 @@ fn overhead(c: &mut Criterion) {
         let client = transport();
         b.iter(|| runtime.block_on(client.clone().oneshot(http::Request::new(()))));
     });
+    // The bare call inside a request's deadline scope (the server side's cost), as the stacks
+    // with a deadline below run.
+    group.bench_function("bare_scoped", |b| {
+        let client = transport();
+        let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
+        b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
+    });
     group.bench_function("deadline_none", |b| {
         let client = ServiceBuilder::new()
             .layer(DeadlineLayer::new())
