@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CACHE_CONTROL, SET_COOKIE};
+use http::header::CACHE_CONTROL;
 use http::response::Parts;
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
@@ -39,7 +39,8 @@ use vitals_core::route::{RouteLabel, RouteLabeler};
 use crate::body::CacheBody;
 use crate::privacy::{OneUser, keep_from_shared_caches};
 use crate::rules::{
-    Buffer, PolicyApplied, RequestFacts, apply_policy, collect, finish, tagged, wants_computed_etag,
+    Buffer, Carried, PolicyApplied, RequestFacts, apply_policy, collect, finish, tagged,
+    wants_computed_etag,
 };
 use crate::settings::CacheSettings;
 use vitals_core::route_table::RouteTable;
@@ -139,12 +140,13 @@ impl CacheInFlight {
         let status = response.status();
         // A cache-headers layer inside already applied its policy (and its opt-ins): outer ones
         // leave `Cache-Control` and `Vary` alone.
+        let carried = Carried::of(response.headers());
         let validatable = if response.extensions().get::<PolicyApplied>().is_some() {
             // Its opt-in stands for credentials; a cookie set on the way out (by a layer in
             // between) is still kept from shared caches.
             let for_one = OneUser {
                 credentials: false,
-                sets_cookie: response.headers().contains_key(SET_COOKIE),
+                sets_cookie: carried.set_cookie,
             };
             if let Some(confined) = keep_from_shared_caches(response.headers(), for_one) {
                 response.headers_mut().insert(CACHE_CONTROL, confined.value);
@@ -154,7 +156,8 @@ impl CacheInFlight {
                 && !status.is_client_error()
                 && !status.is_server_error()
         } else {
-            let validatable = apply_policy(status, response.headers_mut(), &settings, &facts);
+            let validatable =
+                apply_policy(status, response.headers_mut(), &settings, &facts, carried);
             // Only an opt-in could be undone by an outer layer's rules (the others give the
             // same answer twice): mark only then, and spare the response an extension map
             // otherwise.
@@ -163,7 +166,7 @@ impl CacheInFlight {
             }
             validatable
         };
-        let wants_etag = validatable && wants_computed_etag(&response, &settings, &facts);
+        let wants_etag = validatable && wants_computed_etag(&response, &settings, &facts, carried);
         if !wants_etag {
             if facts.preconditions.is_none() {
                 // The common case: no conditional request, nothing to buffer.

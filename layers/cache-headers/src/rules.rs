@@ -182,14 +182,46 @@ pub(crate) fn tagged<B: Body>(
 /// Whose `Cache-Control` it is — the policy's, the handler's, or none — is decided first; then
 /// one rule, [`keep_from_shared_caches`], makes whatever was decided safe for a response that is
 /// for one user, so no mode and no status can skip it.
+/// Which of the headers these rules look at a response carries, found in one pass over its
+/// names (a lookup each would hash the name every time; a response has a few headers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Carried {
+    pub(crate) content_encoding: bool,
+    pub(crate) set_cookie: bool,
+    pub(crate) cache_control: bool,
+    pub(crate) etag: bool,
+    pub(crate) last_modified: bool,
+}
+
+impl Carried {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut carried = Self::default();
+        for name in headers.keys() {
+            if *name == CONTENT_ENCODING {
+                carried.content_encoding = true;
+            } else if *name == SET_COOKIE {
+                carried.set_cookie = true;
+            } else if *name == CACHE_CONTROL {
+                carried.cache_control = true;
+            } else if *name == ETAG {
+                carried.etag = true;
+            } else if *name == LAST_MODIFIED {
+                carried.last_modified = true;
+            }
+        }
+        carried
+    }
+}
+
 pub(crate) fn apply_policy(
     status: StatusCode,
     headers: &mut HeaderMap,
     settings: &CacheSettings,
     facts: &RequestFacts,
+    carried: Carried,
 ) -> bool {
     let mut vary: [Option<&'static str>; 3] = [None, None, None];
-    if headers.contains_key(CONTENT_ENCODING) {
+    if carried.content_encoding {
         // An inner compression layer encoded the body: caches must key on Accept-Encoding.
         vary[0] = Some("Accept-Encoding");
     }
@@ -197,9 +229,9 @@ pub(crate) fn apply_policy(
     let for_one = OneUser {
         // The route did not say its responses are the same for everyone.
         credentials: !settings.public_even_if_authorized && facts.credentials.is_some(),
-        sets_cookie: headers.contains_key(SET_COOKIE),
+        sets_cookie: carried.set_cookie,
     };
-    let handler_wins = settings.handler_wins && headers.contains_key(CACHE_CONTROL);
+    let handler_wins = settings.handler_wins && carried.cache_control;
     let chosen = if handler_wins {
         None
     } else {
@@ -293,13 +325,14 @@ pub(crate) fn wants_computed_etag<B: Body>(
     response: &Response<B>,
     settings: &CacheSettings,
     facts: &RequestFacts,
+    carried: Carried,
 ) -> bool {
     facts.safe
         && response.status() == StatusCode::OK
         && settings.etag_limit > 0
         // A validator of the handler's (an ETag, or a Last-Modified) is used as it is.
-        && !response.headers().contains_key(ETAG)
-        && !response.headers().contains_key(LAST_MODIFIED)
+        && !carried.etag
+        && !carried.last_modified
         && response
             .body()
             .size_hint()
@@ -380,5 +413,49 @@ fn strip_representation(headers: &mut HeaderMap, has_etag: bool) {
     }
     if has_etag {
         headers.remove(LAST_MODIFIED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn one_pass_finds_each_header_the_rules_look_at() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(Carried::of(&headers), Carried::default());
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        headers.insert(ETAG, HeaderValue::from_static("\"a\""));
+        headers.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(
+            Carried::of(&headers),
+            Carried {
+                set_cookie: true,
+                etag: true,
+                ..Carried::default()
+            }
+        );
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            LAST_MODIFIED,
+            HeaderValue::from_static("Sun, 06 Dec 2026 10:00:00 GMT"),
+        );
+        assert_eq!(
+            Carried::of(&headers),
+            Carried {
+                content_encoding: true,
+                set_cookie: true,
+                cache_control: true,
+                etag: true,
+                last_modified: true,
+            }
+        );
     }
 }
