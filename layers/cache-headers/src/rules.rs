@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
-    CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, COOKIE, ETAG, LAST_MODIFIED, SET_COOKIE,
-    TRANSFER_ENCODING,
+    CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, COOKIE, ETAG, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE, TRANSFER_ENCODING,
 };
 use http::response::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -52,7 +52,13 @@ impl RequestFacts {
         #[cfg(feature = "metrics")] metrics: &std::sync::Arc<crate::metrics::Handles>,
     ) -> Self {
         let headers = request.headers();
-        let preconditions = Preconditions::from_headers(headers);
+        let asked = Asked::of(headers);
+        // Most requests carry no precondition: not one header looked up for them.
+        let preconditions = if asked.preconditions {
+            Preconditions::from_headers(headers)
+        } else {
+            Preconditions::default()
+        };
         // Only a rule's policy is per request; the configured one is read from the settings.
         let policy = settings
             .rule
@@ -63,7 +69,7 @@ impl RequestFacts {
             safe: matches!(*request.method(), Method::GET | Method::HEAD),
             method: request.method().clone(),
             preconditions: (!preconditions.is_empty()).then(|| Box::new(preconditions)),
-            credentials: credentials(headers, &settings.private_cookies),
+            credentials: credentials(headers, asked, &settings.private_cookies),
             policy,
             route: route.filter(|_| cfg!(feature = "metrics")),
             #[cfg(feature = "metrics")]
@@ -72,12 +78,42 @@ impl RequestFacts {
     }
 }
 
+/// Which of the request headers these rules read a request carries, found in one pass over
+/// its names (a lookup each would hash the name every time; most requests carry none of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Asked {
+    /// `If-Match`, `If-None-Match`, `If-Modified-Since` or `If-Unmodified-Since`.
+    preconditions: bool,
+    authorization: bool,
+    cookie: bool,
+}
+
+impl Asked {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut asked = Self::default();
+        for name in headers.keys() {
+            if *name == AUTHORIZATION {
+                asked.authorization = true;
+            } else if *name == COOKIE {
+                asked.cookie = true;
+            } else if *name == IF_NONE_MATCH
+                || *name == IF_MATCH
+                || *name == IF_MODIFIED_SINCE
+                || *name == IF_UNMODIFIED_SINCE
+            {
+                asked.preconditions = true;
+            }
+        }
+        asked
+    }
+}
+
 /// The header a private variant depends on, if the request is authenticated.
-fn credentials(headers: &HeaderMap, cookies: &[String]) -> Option<&'static str> {
-    if headers.contains_key(AUTHORIZATION) {
+fn credentials(headers: &HeaderMap, asked: Asked, cookies: &[String]) -> Option<&'static str> {
+    if asked.authorization {
         return Some("Authorization");
     }
-    if cookies.is_empty() {
+    if cookies.is_empty() || !asked.cookie {
         return None;
     }
     let carries = headers.get_all(COOKIE).iter().any(|line| {
@@ -421,6 +457,46 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn one_pass_finds_the_request_headers_the_rules_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, HeaderValue::from_static("example.com"));
+        assert_eq!(Asked::of(&headers), Asked::default());
+        for name in [
+            IF_MATCH,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_UNMODIFIED_SINCE,
+        ] {
+            let mut conditional = headers.clone();
+            conditional.insert(name, HeaderValue::from_static("x"));
+            assert!(Asked::of(&conditional).preconditions);
+        }
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        headers.insert(COOKIE, HeaderValue::from_static("session=1"));
+        assert_eq!(
+            Asked::of(&headers),
+            Asked {
+                preconditions: false,
+                authorization: true,
+                cookie: true,
+            }
+        );
+        // Authorization wins; a configured private cookie counts only when sent.
+        assert_eq!(
+            credentials(&headers, Asked::of(&headers), &[]),
+            Some("Authorization")
+        );
+        headers.remove(AUTHORIZATION);
+        let session = ["session".to_owned()];
+        assert_eq!(
+            credentials(&headers, Asked::of(&headers), &session),
+            Some("Cookie")
+        );
+        headers.remove(COOKIE);
+        assert_eq!(credentials(&headers, Asked::of(&headers), &session), None);
+    }
 
     #[test]
     fn one_pass_finds_each_header_the_rules_look_at() {
