@@ -221,6 +221,7 @@ pub(crate) fn tagged<B: Body>(
 /// Which of the headers these rules look at a response carries, found in one pass over its
 /// names (a lookup each would hash the name every time; a response has a few headers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // One flag per header the rules read, set in one pass.
 pub(crate) struct Carried {
     pub(crate) content_encoding: bool,
     pub(crate) set_cookie: bool,
