@@ -636,13 +636,24 @@ fn write_param_value(out: &mut Line, value: &str) -> Result<(), Full> {
         return out.push(value.as_bytes());
     }
     out.push(b"\"")?;
-    for c in value.chars() {
+    // Runs of characters that go in as they are, written at once; a quote or backslash
+    // escaped, any other character (a control, a non-ASCII one) as one `?`.
+    let mut rest = value;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'!'..=b'~') || b == b'"' || b == b'\\')
+    {
+        out.push(&rest.as_bytes()[..at])?;
+        let Some(c) = rest[at..].chars().next() else {
+            break;
+        };
         match c {
             '"' | '\\' => out.push(&[b'\\', c as u8])?,
-            ' ' | '\t' | '!'..='~' => out.push(&[c as u8])?,
             _ => out.push(b"?")?,
         }
+        rest = &rest[at + c.len_utf8()..];
     }
+    out.push(rest.as_bytes())?;
     out.push(b"\"")
 }
 
