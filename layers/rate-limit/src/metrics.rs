@@ -1,0 +1,73 @@
+//! The rate limit's decisions through the `metrics` facade (feature `metrics`).
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `vitals.rate_limit.allowed` | counter | `http.route` |
+//! | `vitals.rate_limit.refused` | counter | `http.route`, `vitals.quota` |
+//! | `vitals.rate_limit.shadow_refused` | counter | `http.route`, `vitals.quota` |
+//!
+//! Keys never become labels: the series stay as many as routes × quotas, whatever the
+//! clients.
+
+use metrics::Counter;
+use vitals_core::per_route::PerRoute;
+use vitals_core::route::RouteLabel;
+use vitals_core::semconv::HTTP_ROUTE;
+
+use crate::quota::Quota;
+
+/// Requests a rate limit allowed.
+pub const ALLOWED: &str = "vitals.rate_limit.allowed";
+/// Requests a rate limit refused (429).
+pub const REFUSED: &str = "vitals.rate_limit.refused";
+/// Requests a rate limit in shadow mode would have refused.
+pub const SHADOW_REFUSED: &str = "vitals.rate_limit.shadow_refused";
+/// The label naming the quota that refused.
+pub const QUOTA: &str = "vitals.quota";
+
+/// HELP text for this crate's families (call once, after installing the recorder).
+pub fn describe() {
+    use metrics::describe_counter;
+    describe_counter!(ALLOWED, "Requests a rate limit allowed.");
+    describe_counter!(
+        REFUSED,
+        "Requests a rate limit refused (429 Too Many Requests)."
+    );
+    describe_counter!(
+        SHADOW_REFUSED,
+        "Requests a rate limit in shadow mode would have refused."
+    );
+}
+
+fn route_of(route: Option<&RouteLabel>) -> &str {
+    route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str)
+}
+
+/// A limit's counters per route, resolved at a route's first request (install the recorder
+/// before it).
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    allowed: PerRoute<Counter>,
+}
+
+impl Handles {
+    pub(crate) fn allowed(&self, route: Option<&RouteLabel>) {
+        let route = route_of(route);
+        self.allowed.with(
+            route,
+            || metrics::counter!(ALLOWED, HTTP_ROUTE => route.to_owned()),
+            |counter| counter.increment(1),
+        );
+    }
+
+    /// A refusal (or one shadow mode let through): rare enough to resolve its series on use.
+    pub(crate) fn refused(&self, route: Option<&RouteLabel>, quota: &Quota, shadow: bool) {
+        let name = if shadow { SHADOW_REFUSED } else { REFUSED };
+        metrics::counter!(
+            name,
+            HTTP_ROUTE => route_of(route).to_owned(),
+            QUOTA => quota.name().to_owned()
+        )
+        .increment(1);
+    }
+}

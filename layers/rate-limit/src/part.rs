@@ -1,0 +1,439 @@
+//! The rate-limit part: find the request's key, spend one request of each quota, and allow or
+//! refuse — written once and driven by [`RateLimit`](crate::RateLimit) (and by the fused
+//! `vitals` stack, which answers its refusal like the concurrency limit's).
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use http::{Request, Response};
+//! use vitals_rate_limit::{PeerAddr, Quota, RateLimitLayer};
+//! use vitals_rate_limit::part::Decision;
+//!
+//! let part = RateLimitLayer::new(Quota::per_second(1)).part();
+//! let mut request = Request::new(());
+//! request.extensions_mut().insert(PeerAddr("192.0.2.1".parse::<IpAddr>()?));
+//! let Decision::Allowed(grant) = part.check(&request, None) else {
+//!     unreachable!("the first request of the second");
+//! };
+//! let mut response = Response::new(());
+//! grant.on_response(&mut response);
+//! assert_eq!(response.headers()["ratelimit"], r#""per-second";r=0;t=1"#);
+//! let Decision::Refused(refusal) = part.check(&request, None) else {
+//!     unreachable!("the second request of the same second");
+//! };
+//! let refused: Response<http_body_util::Full<bytes::Bytes>> = refusal.into_response();
+//! assert_eq!(refused.status(), 429);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use vitals_core::route::{RouteLabel, RouteLabeler};
+use vitals_core::route_table::RouteTable;
+
+use crate::headers::{self, Left, RATELIMIT, RATELIMIT_POLICY};
+use crate::limiter::{QuotaLimiter, Verdict};
+use crate::quota::Quota;
+use crate::settings::RateLimitSettings;
+
+/// The digest requests with no key share (a real key's xxh3 digest is 0 with probability
+/// 2⁻¹²⁸).
+const UNKEYED: u128 = 0;
+
+/// The rate-limit part of a [`RateLimitLayer`](crate::RateLimitLayer) (see
+/// [`RateLimitLayer::part`](crate::RateLimitLayer::part)). Cheap to clone; clones share the
+/// quotas' state.
+#[derive(Clone, Debug)]
+pub struct RateLimitPart {
+    pub(crate) default: Option<Arc<Enforced>>,
+    pub(crate) routes: Arc<RouteTable<Arc<Enforced>>>,
+    pub(crate) labeler: RouteLabeler,
+}
+
+/// What the limit decided for a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// The route has no rate limit.
+    Unlimited,
+    /// Allowed: give the response its headers with [`Grant::on_response`].
+    Allowed(Grant),
+    /// Refused: answer with [`Refusal::into_response`].
+    Refused(Refusal),
+}
+
+/// An allowed request's `RateLimit-Policy` and `RateLimit` headers, for its response.
+#[derive(Debug)]
+pub struct Grant {
+    headers: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl Grant {
+    /// Adds the headers to the response (nothing when they are off or in shadow mode).
+    pub fn on_response<B>(self, response: &mut Response<B>) {
+        if let Some((policy, remaining)) = self.headers {
+            let headers = response.headers_mut();
+            headers.insert(RATELIMIT_POLICY, policy);
+            headers.insert(RATELIMIT, remaining);
+        }
+    }
+}
+
+/// A refused request: its `429` with `Retry-After`.
+#[derive(Debug)]
+pub struct Refusal {
+    retry_after: Duration,
+    violated: Quota,
+    headers: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl Refusal {
+    /// The `429 Too Many Requests` response (marked as a rejection for the outer parts).
+    pub fn into_response<D: From<Bytes> + Buf>(self) -> Response<Full<D>> {
+        let mut response = headers::too_many_requests(self.retry_after, &[&self.violated]);
+        Grant {
+            headers: self.headers,
+        }
+        .on_response(&mut response);
+        response
+    }
+
+    /// How long until the quota allows the client again.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+/// A rate limit in force: the settings, each quota's state, the counts.
+#[derive(Debug)]
+pub(crate) struct Enforced {
+    pub(crate) settings: RateLimitSettings,
+    keyed: Quotas,
+    unkeyed: Option<Quotas>,
+    pub(crate) books: Books,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Handles,
+}
+
+/// Quotas and the `RateLimit-Policy` they advertise.
+#[derive(Debug)]
+pub(crate) struct Quotas {
+    pub(crate) limiters: Vec<QuotaLimiter>,
+    policy: Option<HeaderValue>,
+}
+
+impl Quotas {
+    fn new(quotas: &[Quota], max_keys: usize) -> Self {
+        Self {
+            limiters: quotas
+                .iter()
+                .map(|quota| QuotaLimiter::new(quota.clone(), max_keys))
+                .collect(),
+            policy: headers::policy(quotas),
+        }
+    }
+}
+
+/// A limit's counts since it started.
+#[derive(Debug, Default)]
+pub(crate) struct Books {
+    pub(crate) allowed: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) shadow_refused: AtomicU64,
+    /// The second (since the epoch) shadow refusals were last logged in.
+    shadow_logged: AtomicU64,
+}
+
+impl Enforced {
+    pub(crate) fn new(settings: RateLimitSettings, max_keys: usize) -> Self {
+        let keyed = Quotas::new(&settings.quotas, max_keys);
+        let unkeyed = settings
+            .unkeyed
+            .as_deref()
+            .map(|quotas| Quotas::new(quotas, max_keys));
+        Self {
+            keyed,
+            unkeyed,
+            settings,
+            books: Books::default(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Handles::default(),
+        }
+    }
+
+    /// Keys stored, keys dropped early and the stores' bytes, summed over the quotas.
+    pub(crate) fn keys(&self) -> (usize, u64, usize) {
+        let all = self.keyed.limiters.iter().chain(
+            self.unkeyed
+                .iter()
+                .flat_map(|quotas| quotas.limiters.iter()),
+        );
+        all.fold((0, 0, 0), |(stored, early, bytes), limiter| {
+            (
+                stored + limiter.store.len(),
+                early + limiter.store.evicted_early(),
+                bytes + limiter.store.allocated_bytes(),
+            )
+        })
+    }
+
+    fn check<B>(&self, request: &Request<B>, route: Option<&RouteLabel>) -> Decision {
+        let key = self
+            .settings
+            .keys
+            .iter()
+            .find_map(|rule| rule.digest(request));
+        let (quotas, key) = match (key, &self.unkeyed) {
+            (Some(key), _) => (&self.keyed, key),
+            (None, Some(unkeyed)) => (unkeyed, UNKEYED),
+            (None, None) => (&self.keyed, UNKEYED),
+        };
+        let mut left = [Left {
+            remaining: 0,
+            reset: Duration::ZERO,
+        }; 4];
+        let mut more = Vec::new();
+        let mut refused = None;
+        for (i, limiter) in quotas.limiters.iter().enumerate() {
+            match limiter.check(key) {
+                Verdict::Allowed { remaining, reset } => {
+                    let this = Left { remaining, reset };
+                    match left.get_mut(i) {
+                        Some(slot) => *slot = this,
+                        None => more.push(this),
+                    }
+                }
+                Verdict::Refused { wait } => {
+                    refused = Some((i, wait));
+                    break;
+                }
+            }
+        }
+        let checked = refused.map_or(quotas.limiters.len(), |(i, _)| i + 1);
+        let left_of = |i: usize| {
+            if let Some((at, wait)) = refused
+                && at == i
+            {
+                return Left {
+                    remaining: 0,
+                    reset: wait,
+                };
+            }
+            left.get(i).copied().unwrap_or_else(|| more[i - left.len()])
+        };
+        let shadow = self.settings.shadow;
+        let headers = (self.settings.headers && !shadow)
+            .then(|| {
+                let remaining = headers::remaining(
+                    quotas.limiters[..checked]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, limiter)| (&limiter.quota, left_of(i))),
+                )?;
+                Some((quotas.policy.clone()?, remaining))
+            })
+            .flatten();
+        let Some((at, wait)) = refused else {
+            self.books.allowed.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            self.metrics.allowed(route);
+            #[cfg(not(feature = "metrics"))]
+            let _ = route;
+            return Decision::Allowed(Grant { headers });
+        };
+        let violated = &quotas.limiters[at].quota;
+        #[cfg(feature = "metrics")]
+        self.metrics.refused(route, violated, shadow);
+        if shadow {
+            self.books.shadow_refused.fetch_add(1, Ordering::Relaxed);
+            self.log_shadow(route, violated);
+            return Decision::Allowed(Grant { headers: None });
+        }
+        self.books.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            http.route = route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str),
+            quota = violated.name(),
+            retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "rate limit: request refused"
+        );
+        Decision::Refused(Refusal {
+            retry_after: wait,
+            violated: violated.clone(),
+            headers,
+        })
+    }
+
+    /// Shadow refusals are logged at most once a second per limit, with the count so far.
+    fn log_shadow(&self, route: Option<&RouteLabel>, quota: &Quota) {
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let last = self.books.shadow_logged.load(Ordering::Relaxed);
+        if last != second
+            && self
+                .books
+                .shadow_logged
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::info!(
+                http.route = route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str),
+                quota = quota.name(),
+                would_have_refused = self.books.shadow_refused.load(Ordering::Relaxed),
+                "rate limit (shadow mode): would refuse this request"
+            );
+        }
+    }
+}
+
+impl RateLimitPart {
+    /// Whether [`check`](Self::check) wants the request's route: to pick a route's own limit,
+    /// or to label what it counts. When not, pass `None` and skip labelling.
+    pub fn wants_route(&self) -> bool {
+        cfg!(feature = "metrics") || !self.routes.is_empty()
+    }
+
+    /// The route labeler the layer was given.
+    pub fn route_labeler(&self) -> &RouteLabeler {
+        &self.labeler
+    }
+
+    /// Whether any route is limited at all.
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none() && self.routes.is_empty()
+    }
+
+    /// A request for `route` arrived: spend one request of each of its quotas under its key.
+    pub fn check<B>(&self, request: &Request<B>, route: Option<&RouteLabel>) -> Decision {
+        let limit = route
+            .and_then(|route| self.routes.get(route))
+            .or(self.default.as_ref());
+        match limit {
+            Some(limit) => limit.check(request, route),
+            None => Decision::Unlimited,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use http::HeaderName;
+
+    use super::*;
+    use crate::key::{Key, PeerAddr};
+
+    fn from(peer: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(PeerAddr(peer.parse::<IpAddr>().expect("test address")));
+        request
+    }
+
+    fn enforced(settings: RateLimitSettings) -> Enforced {
+        Enforced::new(settings, 1_000)
+    }
+
+    #[test]
+    fn every_quota_is_checked_and_the_first_refusal_stops() {
+        let limit = enforced(
+            RateLimitSettings::new(Quota::per_second(2).named("fast"))
+                .with_quota(Quota::per_hour(3).named("slow")),
+        );
+        let request = from("192.0.2.1");
+        for _ in 0..2 {
+            assert!(matches!(limit.check(&request, None), Decision::Allowed(_)));
+        }
+        // The per-second quota refuses: the hourly one is not spent.
+        let Decision::Refused(refusal) = limit.check(&request, None) else {
+            panic!("the third request of the second");
+        };
+        let response: Response<Full<Bytes>> = refusal.into_response();
+        assert_eq!(response.headers()[RATELIMIT], r#""fast";r=0;t=1"#);
+        assert_eq!(
+            response.headers()[RATELIMIT_POLICY],
+            r#""fast";q=2;w=1, "slow";q=3;w=3600"#
+        );
+        assert_eq!(limit.books.refused.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn requests_without_a_key_share_one_quota() {
+        let limit = enforced(
+            RateLimitSettings::new(Quota::per_minute(1))
+                .with_key_header(HeaderName::from_static("x-api-key")),
+        );
+        assert!(matches!(
+            limit.check(&from("192.0.2.1"), None),
+            Decision::Allowed(_)
+        ));
+        assert!(matches!(
+            limit.check(&from("192.0.2.2"), None),
+            Decision::Refused(_)
+        ));
+        let mut keyed = from("192.0.2.2");
+        keyed
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("k1"));
+        assert!(matches!(limit.check(&keyed, None), Decision::Allowed(_)));
+    }
+
+    #[test]
+    fn an_unkeyed_quota_of_its_own() {
+        let limit = enforced(
+            RateLimitSettings::new(Quota::per_minute(100))
+                .with_keys([Key::header(HeaderName::from_static("x-api-key"))])
+                .with_unkeyed_quota(Quota::per_minute(1).named("anonymous")),
+        );
+        let Decision::Allowed(grant) = limit.check(&from("192.0.2.1"), None) else {
+            panic!("the first anonymous request");
+        };
+        let mut response = Response::new(());
+        grant.on_response(&mut response);
+        assert_eq!(
+            response.headers()[RATELIMIT_POLICY],
+            r#""anonymous";q=1;w=60"#
+        );
+        assert!(matches!(
+            limit.check(&from("192.0.2.1"), None),
+            Decision::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn shadow_mode_refuses_nothing_and_counts() {
+        let limit = enforced(RateLimitSettings::new(Quota::per_minute(1)).with_shadow_mode());
+        let request = from("192.0.2.1");
+        for _ in 0..3 {
+            let Decision::Allowed(grant) = limit.check(&request, None) else {
+                panic!("shadow mode refuses nothing");
+            };
+            let mut response = Response::new(());
+            grant.on_response(&mut response);
+            assert!(response.headers().get(RATELIMIT).is_none());
+        }
+        assert_eq!(limit.books.shadow_refused.load(Ordering::Relaxed), 2);
+        assert_eq!(limit.books.refused.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn more_than_four_quotas() {
+        let mut settings = RateLimitSettings::new(Quota::per_minute(10).named("q0"));
+        for i in 1..6 {
+            settings = settings.with_quota(Quota::per_minute(10).named(&format!("q{i}")));
+        }
+        let limit = enforced(settings);
+        let Decision::Allowed(grant) = limit.check(&from("192.0.2.1"), None) else {
+            panic!("allowed");
+        };
+        let mut response = Response::new(());
+        grant.on_response(&mut response);
+        let value = response.headers()[RATELIMIT].to_str().expect("ASCII");
+        assert_eq!(value.matches(";r=9;").count(), 6, "{value}");
+    }
+}

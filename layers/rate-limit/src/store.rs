@@ -1,0 +1,178 @@
+//! The in-process key store under governor's GCRA: one theoretical arrival time per key, in
+//! shards of a bounded size, so a flood of new keys cannot grow memory without end.
+//!
+//! A key whose arrival time has passed is indistinguishable from a key never seen: it is
+//! dropped first when a shard is full. When a shard is full of keys that are all still
+//! spending their quota (more distinct clients inside one burst window than the bound), the
+//! half closest to being fresh again is dropped: those clients get a fresh burst early. That
+//! loosens the limit for them only; it is counted ([`KeyStore::evicted_early`]) and reported
+//! once by the layer.
+//!
+//! Each key is a 128-bit digest, so an entry is 24 bytes plus the map's control byte whatever
+//! the key's source (an address, an API key): `max_keys` entries take at most
+//! `max_keys × 25 / (7/8)` bytes rounded up to the shards' power-of-two capacities — under
+//! 64 bytes a key, 6.4 MB for the default 100,000 keys per quota.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use hashbrown::HashMap;
+
+/// Shards: contention stays low with many cores; each shard is one small lock.
+const SHARDS: usize = 16;
+
+/// Keys' arrival times, at most `max_keys` of them.
+#[derive(Debug)]
+pub(crate) struct KeyStore {
+    shards: Box<[Mutex<HashMap<u128, u64>>]>,
+    per_shard: usize,
+    /// One request's share of the quota, in nanoseconds: a key whose arrival time is this far
+    /// in the past of a new key's is fresh.
+    interval: u64,
+    evicted_early: AtomicU64,
+    /// The quota's name, for the one warning a full store gives.
+    quota: String,
+    warned: AtomicBool,
+}
+
+impl KeyStore {
+    pub(crate) fn new(max_keys: usize, interval: u64, quota: &str) -> Self {
+        let per_shard = max_keys.div_ceil(SHARDS).max(1);
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard,
+            interval,
+            evicted_early: AtomicU64::new(0),
+            quota: quota.to_owned(),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Keys stored now.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().map_or(0, |map| map.len()))
+            .sum()
+    }
+
+    /// Bytes the maps hold now (their capacity, not their length).
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().map_or(0, |map| map.allocation_size()))
+            .sum()
+    }
+
+    /// Keys dropped while still spending their quota.
+    pub(crate) fn evicted_early(&self) -> u64 {
+        self.evicted_early.load(Ordering::Relaxed)
+    }
+
+    fn shard(&self, key: u128) -> &Mutex<HashMap<u128, u64>> {
+        // The key is a digest: its low bits are as good as any hash.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = (key as usize) % SHARDS;
+        &self.shards[index]
+    }
+}
+
+impl StateStore for KeyStore {
+    type Key = u128;
+
+    fn measure_and_replace<T, F, E>(&self, key: &u128, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // A poisoned shard (a panic elsewhere while it was held) still holds valid numbers.
+        let mut map = self
+            .shard(*key)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tat) = map.get_mut(key) {
+            let (outcome, next) = f(Some(Nanos::new(*tat)))?;
+            *tat = next.as_u64();
+            return Ok(outcome);
+        }
+        let (outcome, next) = f(None)?;
+        let next = next.as_u64();
+        if map.len() >= self.per_shard {
+            // A new key's arrival time is one interval past now.
+            let now = next.saturating_sub(self.interval);
+            let evicted = make_room(&mut map, now, self.per_shard);
+            if evicted > 0 {
+                self.evicted_early.fetch_add(evicted, Ordering::Relaxed);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        quota = %self.quota,
+                        max_keys = self.per_shard * SHARDS,
+                        "rate limit: more clients spending this quota at once than it holds \
+                         keys for; the longest-waiting were given a fresh burst early \
+                         (raise with_max_keys; said once)"
+                    );
+                }
+            }
+        }
+        map.insert(*key, next);
+        Ok(outcome)
+    }
+}
+
+/// Drops the fresh keys of a full shard; when that frees nothing, the half of the keys
+/// closest to fresh. Returns how many still-spending keys were dropped.
+fn make_room(map: &mut HashMap<u128, u64>, now: u64, capacity: usize) -> u64 {
+    map.retain(|_, tat| *tat > now);
+    if map.len() < capacity {
+        return 0;
+    }
+    let mut arrivals: Vec<u64> = map.values().copied().collect();
+    let middle = arrivals.len() / 2;
+    let (_, cut, _) = arrivals.select_nth_unstable(middle);
+    let cut = *cut;
+    let before = map.len();
+    map.retain(|_, tat| *tat > cut);
+    (before - map.len()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrive(store: &KeyStore, key: u128, now: u64) {
+        let _: Result<(), ()> = store.measure_and_replace(&key, |tat| {
+            let tat = tat.map_or(now, Nanos::as_u64).max(now);
+            Ok(((), Nanos::new(tat + store.interval)))
+        });
+    }
+
+    #[test]
+    fn fresh_keys_go_first() {
+        let store = KeyStore::new(SHARDS * 4, 10, "test");
+        for key in 0..(SHARDS as u128 * 4) {
+            arrive(&store, key, 0);
+        }
+        assert_eq!(store.len(), SHARDS * 4);
+        // Later, every stored key is fresh again: new keys replace them, none early.
+        for key in 1_000..(1_000 + SHARDS as u128 * 4) {
+            arrive(&store, key, 100);
+        }
+        assert!(store.len() <= SHARDS * 4);
+        assert_eq!(store.evicted_early(), 0);
+    }
+
+    #[test]
+    fn a_flood_stays_bounded_and_is_counted() {
+        let store = KeyStore::new(1_000, 1_000_000_000, "test");
+        for key in 0..100_000_u128 {
+            arrive(
+                &store,
+                key.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                5,
+            );
+        }
+        assert!(store.len() <= 1_000 + SHARDS, "{}", store.len());
+        assert!(store.evicted_early() > 0);
+    }
+}
