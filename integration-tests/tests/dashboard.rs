@@ -84,6 +84,8 @@ async fn the_shop_dashboard_shows_its_routes_and_the_n_plus_one() {
 async fn the_dashboard_shows_the_payment_breaker_open_and_its_findings() {
     let mut config = vitals_integration_tests::test_config();
     config.payment_failure_rate = 1.0;
+    // Checkouts in a row from one client until the breaker opens: past its quota otherwise.
+    config.checkout_burst = 1_000;
     let shop = TestShop::start(config).await;
     while shop.get("/checkout").await.status() != 503 {}
     let summary: Value = shop.get_json("/_vitals/api/summary", 200).await;

@@ -274,6 +274,8 @@ async fn checkout_answers_502_when_the_payment_service_is_down() {
 async fn checkout_stops_calling_a_payment_service_that_keeps_failing() {
     let mut config = test_config();
     config.payment_failure_rate = 1.0;
+    // Thirty checkouts in a row from one client: past its quota otherwise.
+    config.checkout_burst = 1_000;
     let shop = TestShop::start(config).await;
     let stub = shop.shop().payment_stub().expect("the built-in stub");
     // Every payment fails (502) until the breaker opens: within twenty calls.
@@ -347,4 +349,45 @@ async fn invalid_payment_url_is_a_start_error() {
         error.to_string().contains("unsupported database URL"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn checkout_is_rate_limited_per_api_key_then_per_client() {
+    let shop = TestShop::start(test_config()).await;
+    let stub = shop.shop().payment_stub().expect("the built-in stub");
+    let checkout = |key: Option<&'static str>| {
+        let mut request = shop.client().get(shop.url("/checkout"));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send()
+    };
+    // Ten at once (the burst) from this client, without a key: then 429, and no payment call.
+    for _ in 0..10 {
+        assert_eq!(checkout(None).await.unwrap().status(), 200);
+    }
+    let refused = checkout(None).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        refused.headers()["ratelimit-policy"],
+        r#""per-second";q=10;w=2"#
+    );
+    assert_eq!(refused.headers()["ratelimit"], r#""per-second";r=0;t=1"#);
+    assert_error(&refused.json().await.unwrap());
+    assert_eq!(stub.calls(), 10);
+    // A caller with an API key spends the key's own quota.
+    let keyed = checkout(Some("team-a")).await.unwrap();
+    assert_eq!(keyed.status(), 200);
+    let remaining = keyed.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(remaining.starts_with(r#""per-second";r=9;"#), "{remaining}");
+    // Other routes have no quota.
+    assert!(
+        shop.get("/products")
+            .await
+            .headers()
+            .get("ratelimit")
+            .is_none()
+    );
+    shop.shutdown().await;
 }

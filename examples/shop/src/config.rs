@@ -47,6 +47,15 @@ pub struct Config {
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub payment_timeout_ms: u64,
 
+    /// `GET /checkout` calls each caller may make a second (by `X-Api-Key`, else by client
+    /// address); more get 429 + Retry-After.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub checkout_rate: u32,
+
+    /// `GET /checkout` calls a caller may make at once before the rate applies.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub checkout_burst: u32,
+
     /// Requests served at once across the whole shop; more wait briefly, then get 503.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_concurrency: u64,

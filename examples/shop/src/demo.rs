@@ -17,6 +17,9 @@ use crate::payment::StubControl;
 /// How often one round of traffic starts.
 const TICK: Duration = Duration::from_millis(250);
 
+/// The API key the demo traffic's checkouts carry.
+const DEMO_API_KEY: &str = "demo";
+
 /// One minute of rounds; the payment service's outage covers rounds 80 to 159 of it (from
 /// 20 s to 40 s).
 const ROUNDS_PER_CYCLE: u64 = 240;
@@ -88,6 +91,10 @@ impl EntityTags {
         if path == "/me" {
             request = request.bearer_auth(crate::routes::DEMO_TOKEN);
         }
+        if path == "/checkout" {
+            // The demo is one API client: its checkouts share the key's quota.
+            request = request.header(crate::API_KEY_HEADER, DEMO_API_KEY);
+        }
         if let Some(tag) = self.get(path) {
             request = request.header(IF_NONE_MATCH, tag);
         }
@@ -148,6 +155,11 @@ fn paths(round: u64) -> Vec<String> {
     if round % 16 == 3 {
         paths.push("/slow?ms=1200".to_owned());
     }
+    if round % 60 == 12 {
+        // 20 checkouts at once from one API key, whose quota allows 10 at once: the rest are
+        // refused with 429 before any payment call.
+        paths.extend(std::iter::repeat_n("/checkout".to_owned(), 20));
+    }
     if round % 60 == 30 {
         // 40 at once against a limit of 8 with 16 waiting at most 100 ms: some are refused.
         paths.extend(std::iter::repeat_n("/slow?ms=400".to_owned(), 40));
@@ -184,6 +196,8 @@ mod tests {
             assert!(all.iter().any(|p| p == needle), "{needle}");
         }
         assert!(all.iter().filter(|p| *p == "/slow?ms=400").count() >= 40);
+        // A burst past the checkout quota's 10 at once.
+        assert!((0..240).any(|r| paths(r).iter().filter(|p| *p == "/checkout").count() > 10));
     }
 
     fn if_none_match(tags: &EntityTags, path: &str) -> Option<HeaderValue> {

@@ -33,6 +33,7 @@ use vitals::concurrency::{ConcurrencyLimitLayer, Limit, LimiterHandle};
 use vitals::core::findings::Findings;
 use vitals::core::route::RequestHead;
 use vitals::latency::LatencyRegistry;
+use vitals::rate_limit::{ClientIp, Key, Quota, RateLimitSettings};
 use vitals::{RouteSettings, VitalsLayer};
 
 pub use config::{Config, LogFormat};
@@ -51,6 +52,7 @@ pub const SLOW_ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// histograms, the query ledger with N+1 detection, ETags and 304s.
 pub fn vitals_layer(
     max_concurrency: usize,
+    checkout: RateLimitSettings,
     findings: Findings,
 ) -> Result<VitalsLayer, vitals::VitalsError> {
     VitalsLayer::builder()
@@ -87,9 +89,14 @@ pub fn vitals_layer(
             RouteSettings::new()
                 .with_cache_policy(CachePolicy::private(Duration::ZERO).must_revalidate()),
         )
+        // Each caller may start 5 payments a second (10 at once): by API key (`X-Api-Key`),
+        // else by client address (no proxy trusted). Over it: 429 + Retry-After, before any
+        // permit or payment call is spent.
         .with_route(
             "/checkout",
-            RouteSettings::new().with_cache_policy(CachePolicy::no_store()),
+            RouteSettings::new()
+                .with_cache_policy(CachePolicy::no_store())
+                .with_rate_limit(checkout),
         )
         // `/slow` holds requests open on purpose, so it gets a limit of its own — 8 at once, 16
         // waiting at most 100 ms, the rest refused — and a deadline: the rest of the shop keeps
@@ -106,6 +113,18 @@ pub fn vitals_layer(
                 .with_timeout(SLOW_ROUTE_TIMEOUT),
         )
         .build()
+}
+
+/// The header `GET /checkout` is rate-limited by when a caller sends it.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// `GET /checkout`'s quota (by default 5 a second with bursts of 10), per API key, else per
+/// client address.
+pub fn checkout_quota(rate: u32, burst: u32) -> RateLimitSettings {
+    RateLimitSettings::new(Quota::per_second(rate.max(1)).with_burst(burst.max(1))).with_keys([
+        Key::header(http::HeaderName::from_static(API_KEY_HEADER)),
+        Key::client_ip(ClientIp::new()),
+    ])
 }
 
 /// The catalogue changes rarely and is the same for everyone: any cache may keep it a minute
@@ -192,6 +211,7 @@ impl Shop {
         });
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
+            checkout_quota(config.checkout_rate, config.checkout_burst),
             findings,
         )
         .map_err(|e| StartError(e.to_string()))?;

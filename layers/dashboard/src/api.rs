@@ -38,6 +38,8 @@ struct Summary<'a> {
     limiter: Option<Value>,
     /// The circuit breakers given to the dashboard.
     downstream: Vec<Value>,
+    /// The rate limit's routes, the ones refusing most first.
+    rate_limits: Vec<Value>,
 }
 
 /// Every route over the last minute, with its queries per request and refusals since the
@@ -111,6 +113,11 @@ pub(crate) fn summary(sources: &Sources) -> String {
                     .map(|handle| breaker(&handle)),
             )
             .collect(),
+        rate_limits: sources
+            .rate_limit
+            .as_ref()
+            .map(rate_limits)
+            .unwrap_or_default(),
     };
     serde_json::to_string(&summary).unwrap_or_else(|_| String::from("{}"))
 }
@@ -118,6 +125,31 @@ pub(crate) fn summary(sources: &Sources) -> String {
 #[allow(clippy::cast_precision_loss)]
 fn queries_per_request(totals: &vitals_core::findings::RouteTotals) -> Option<f64> {
     (totals.requests > 0).then(|| totals.queries as f64 / totals.requests as f64)
+}
+
+/// Each limited route's counts (the stack-wide limit as `*`), most refusals first.
+fn rate_limits(handle: &vitals_rate_limit::RateLimitHandle) -> Vec<Value> {
+    let mut rows: Vec<(String, vitals_rate_limit::RateLimitSnapshot)> = handle.route_snapshots();
+    if let Some(all) = handle.snapshot() {
+        rows.push(("*".to_owned(), all));
+    }
+    rows.sort_by(|a, b| {
+        (b.1.refused + b.1.shadow_refused)
+            .cmp(&(a.1.refused + a.1.shadow_refused))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    rows.into_iter()
+        .map(|(route, snapshot)| {
+            json!({
+                "route": route,
+                "allowed": snapshot.allowed,
+                "refused": snapshot.refused,
+                "shadow_refused": snapshot.shadow_refused,
+                "keys": snapshot.keys,
+                "evicted_early": snapshot.evicted_early,
+            })
+        })
+        .collect()
 }
 
 fn breaker(breaker: &vitals_client::BreakerHandle) -> Value {

@@ -75,6 +75,7 @@ pub const DEFAULT_KEEP: Duration = Duration::from_mins(15);
 pub(crate) struct Sources {
     pub(crate) latency: Option<LatencyRegistry>,
     pub(crate) limiter: Option<LimiterHandle>,
+    pub(crate) rate_limit: Option<vitals_rate_limit::RateLimitHandle>,
     pub(crate) findings: Option<Findings>,
     pub(crate) breakers: Vec<vitals_client::BreakerHandle>,
     pub(crate) host_breakers: Vec<vitals_client::HostBreakers>,
@@ -105,6 +106,15 @@ impl DashboardBuilder {
     /// or the `VitalsLayer`'s `limiter()`).
     pub fn with_limiter(mut self, limiter: LimiterHandle) -> Self {
         self.sources.limiter = Some(limiter);
+        self
+    }
+
+    /// The rate limit to show in the "Rate limits" panel: each limited route's allowed and
+    /// refused requests since the start, the routes refusing most first
+    /// ([`RateLimitLayer::handle`](vitals_rate_limit::RateLimitLayer::handle), or the
+    /// `VitalsLayer`'s `rate_limit()`).
+    pub fn with_rate_limit(mut self, handle: vitals_rate_limit::RateLimitHandle) -> Self {
+        self.sources.rate_limit = Some(handle);
         self
     }
 

@@ -440,3 +440,49 @@ async fn per_host_breakers_each_get_a_row_named_after_the_host() {
     expected.sort_by_key(|row| row["name"].as_str().unwrap().to_owned());
     assert_eq!(rows, expected);
 }
+
+#[tokio::test]
+async fn rate_limits_are_listed_by_refusals() {
+    use vitals_rate_limit::part::Decision;
+    use vitals_rate_limit::{PeerAddr, Quota, RateLimitLayer, RateLimitSettings};
+
+    let layer = RateLimitLayer::new(Quota::per_minute(100))
+        .with_route("/checkout", RateLimitSettings::new(Quota::per_minute(1)))
+        .with_route("/quiet", RateLimitSettings::new(Quota::per_minute(1)));
+    let part = layer.part();
+    let mut request = http::Request::new(());
+    request
+        .extensions_mut()
+        .insert(PeerAddr("192.0.2.1".parse().unwrap()));
+    let checkout = vitals_core::route::RouteLabel::from_static("/checkout");
+    for _ in 0..3 {
+        let _: Decision = part.check(&request, Some(&checkout));
+    }
+    let _: Decision = part.check(&request, None);
+    let dashboard = Dashboard::builder()
+        .with_rate_limit(layer.handle())
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = dashboard.router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let (status, body) = get_raw(addr, "/_vitals/api/summary", "").await;
+    assert_eq!(status, 200, "{body}");
+    let rows = json(&body)["rate_limits"].as_array().unwrap().clone();
+    let routes: Vec<&str> = rows.iter().map(|r| r["route"].as_str().unwrap()).collect();
+    assert_eq!(routes, ["/checkout", "*", "/quiet"]);
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"route": "/checkout", "allowed": 1, "refused": 2,
+            "shadow_refused": 0, "keys": 1, "evicted_early": 0})
+    );
+    assert_eq!(rows[1]["allowed"], 1);
+}

@@ -8,8 +8,16 @@ pub(crate) use vitals_concurrency::Permit;
 #[cfg(feature = "concurrency")]
 pub(crate) use vitals_concurrency::deadline::{Deadline, DeadlinePart};
 #[cfg(feature = "concurrency")]
-pub(crate) use vitals_concurrency::part::{Queued, Refusal};
+pub(crate) use vitals_concurrency::part::Queued;
 use vitals_core::route::RouteLabel;
+
+#[cfg(feature = "rate-limit")]
+pub(crate) use vitals_rate_limit::part::Grant;
+
+/// No rate-limit headers without the rate limit.
+#[cfg(not(feature = "rate-limit"))]
+#[derive(Debug)]
+pub(crate) enum Grant {}
 
 /// No permit without the limit.
 #[cfg(not(feature = "concurrency"))]
@@ -20,11 +28,6 @@ pub(crate) enum Permit {}
 #[cfg(not(feature = "concurrency"))]
 #[derive(Debug)]
 pub(crate) enum Queued {}
-
-/// No refusal without the limit.
-#[cfg(not(feature = "concurrency"))]
-#[derive(Debug)]
-pub(crate) enum Refusal {}
 
 /// No deadline without the `concurrency` feature.
 #[cfg(not(feature = "concurrency"))]

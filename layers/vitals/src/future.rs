@@ -18,7 +18,7 @@ use vitals_core::server_timing::ServerTiming;
 
 #[cfg(feature = "concurrency")]
 use crate::admission::Deadline;
-use crate::admission::{Refusal, Waiting};
+use crate::admission::Waiting;
 use crate::body::{Cached, Inner, VitalsBody, deadlined, uncached};
 use crate::state::{Finish, Parts, QueriesFinish, RequestState};
 
@@ -60,6 +60,12 @@ where
     Inner<B>: Body,
 {
     let parts = std::mem::take(&mut state.parts);
+    if let Some(grant) = parts.rate_limit {
+        #[cfg(feature = "rate-limit")]
+        grant.on_response(&mut response);
+        #[cfg(not(feature = "rate-limit"))]
+        match grant {}
+    }
     let mut permit = parts.permit;
     if let Some(permit) = permit.as_mut() {
         #[cfg(feature = "concurrency")]
@@ -140,9 +146,10 @@ pin_project! {
         Queued {
             waiting: Box<Waiting<S, Req>>,
         },
-        // The limit refused: answered on the first poll.
+        // A limit refused (the rate limit or the concurrency limit): answered on the first
+        // poll.
         Refused {
-            refusal: Option<Refusal>,
+            answer: Option<Response<Full<B::Data>>>,
         },
         // Answered; what the handler held is dropped.
         Done,
@@ -169,11 +176,14 @@ impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
         )
     }
 
-    #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
-    pub(crate) fn refused(refusal: Refusal, state: Box<RequestState>) -> Self {
+    #[cfg_attr(
+        not(any(feature = "concurrency", feature = "rate-limit")),
+        allow(dead_code)
+    )]
+    pub(crate) fn refused(answer: Response<Full<B::Data>>, state: Box<RequestState>) -> Self {
         Self::new(
             Phase::Refused {
-                refusal: Some(refusal),
+                answer: Some(answer),
             },
             Some(state),
         )
@@ -359,15 +369,12 @@ where
                 #[cfg(not(feature = "concurrency"))]
                 match waiting.queued {}
             }
-            PhaseProj::Refused { refusal } => {
-                let Some(refusal) = refusal.take() else {
+            PhaseProj::Refused { answer } => {
+                let Some(answer) = answer.take() else {
                     completed();
                 };
                 phase.set(Phase::Done);
-                #[cfg(feature = "concurrency")]
-                return Step::Answer(refusal.into_response());
-                #[cfg(not(feature = "concurrency"))]
-                match refusal {}
+                return Step::Answer(answer);
             }
             PhaseProj::Done => completed(),
         }

@@ -45,6 +45,8 @@ pub use vitals_dashboard as dashboard;
 pub use vitals_latency as latency;
 #[cfg(feature = "queries")]
 pub use vitals_queries as queries;
+#[cfg(feature = "rate-limit")]
+pub use vitals_rate_limit as rate_limit;
 #[cfg(feature = "timing")]
 pub use vitals_timing as timing;
 #[cfg(feature = "trace-context")]

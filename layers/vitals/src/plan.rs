@@ -27,6 +27,8 @@ pub(crate) struct Plan {
     pub(crate) latency: Option<vitals_latency::part::LatencyPart>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<vitals_queries::part::QueriesPart>,
+    #[cfg(feature = "rate-limit")]
+    pub(crate) rate_limit: Option<vitals_rate_limit::part::RateLimitPart>,
     #[cfg(feature = "concurrency")]
     pub(crate) limit: Option<vitals_concurrency::part::LimitPart>,
     #[cfg(feature = "concurrency")]
@@ -39,6 +41,9 @@ pub(crate) struct Plan {
 /// queued request, what its deadline will be read from once admitted).
 pub(crate) struct Started {
     pub(crate) state: Box<RequestState>,
+    /// The rate limit's refusal: answered at once, nothing inside it started.
+    #[cfg(feature = "rate-limit")]
+    pub(crate) rate_refusal: Option<vitals_rate_limit::part::Refusal>,
     #[cfg(feature = "concurrency")]
     pub(crate) admission: Option<(Admission, Option<(DeadlinePart, RouteLabel)>)>,
     #[cfg(not(feature = "concurrency"))]
@@ -83,16 +88,32 @@ impl Plan {
             .as_ref()
             .zip(start)
             .map(|(part, start)| part.start(request.method(), route.clone(), start));
+        // A request over its quota never reaches the parts inside the rate limit.
+        #[cfg(feature = "rate-limit")]
+        let (rate_limit, rate_refusal) = match self
+            .rate_limit
+            .as_ref()
+            .map(|part| part.check(request, Some(&route)))
+        {
+            None | Some(vitals_rate_limit::part::Decision::Unlimited) => (None, None),
+            Some(vitals_rate_limit::part::Decision::Allowed(grant)) => (Some(grant), None),
+            Some(vitals_rate_limit::part::Decision::Refused(refusal)) => (None, Some(refusal)),
+        };
+        #[cfg(feature = "rate-limit")]
+        let within_quota = rate_refusal.is_none();
+        #[cfg(not(feature = "rate-limit"))]
+        let (rate_limit, within_quota) = (None, true);
         // A refused request never reaches the parts inside the limit.
         #[cfg(feature = "concurrency")]
         let admission = self
             .limit
             .as_ref()
+            .filter(|_| within_quota)
             .map(|part| part.admit(request, Some(&route)));
         #[cfg(feature = "concurrency")]
-        let admitted = !matches!(admission, Some(Admission::Refused(_)));
+        let admitted = within_quota && !matches!(admission, Some(Admission::Refused(_)));
         #[cfg(not(feature = "concurrency"))]
-        let admitted = true;
+        let admitted = within_quota;
         #[cfg(feature = "cache-headers")]
         let cache = self
             .cache
@@ -102,7 +123,11 @@ impl Plan {
         #[cfg(not(feature = "cache-headers"))]
         let cache = None;
         #[cfg(feature = "concurrency")]
-        let (deadline, later_deadline) = self.deadline(admission.as_ref(), &route);
+        let (deadline, later_deadline) = if within_quota {
+            self.deadline(admission.as_ref(), &route)
+        } else {
+            (None, None)
+        };
         #[cfg(not(feature = "concurrency"))]
         let deadline = None;
         #[cfg(feature = "queries")]
@@ -127,6 +152,7 @@ impl Plan {
                 #[cfg(feature = "queries")]
                 queries,
                 cache,
+                rate_limit,
                 permit: None,
                 deadline,
                 server_timing: server_timing
@@ -138,7 +164,12 @@ impl Plan {
         let admission = admission.map(|admission| (admission, later_deadline));
         #[cfg(not(feature = "concurrency"))]
         let admission = None;
-        Started { state, admission }
+        Started {
+            state,
+            #[cfg(feature = "rate-limit")]
+            rate_refusal,
+            admission,
+        }
     }
 
     /// The deadline of a request the limit decided on: counted from now when admitted at once
@@ -169,6 +200,8 @@ impl Plan {
         let on = self.uses_clock() || self.uses_server_timing();
         #[cfg(feature = "concurrency")]
         let on = on || self.limit.is_some() || self.deadline.is_some();
+        #[cfg(feature = "rate-limit")]
+        let on = on || self.rate_limit.is_some();
         #[cfg(feature = "cache-headers")]
         let on = on || self.cache.is_some();
         !on

@@ -9,6 +9,8 @@ use vitals_cache_headers::{CachePolicy, CacheSettings};
 use vitals_concurrency::Limit;
 #[cfg(feature = "queries")]
 use vitals_queries::{NPlusOneAction, RouteQueries};
+#[cfg(feature = "rate-limit")]
+use vitals_rate_limit::RateLimitSettings;
 #[cfg(feature = "timing")]
 use vitals_timing::RouteTiming;
 
@@ -46,6 +48,8 @@ pub struct RouteSettings {
     #[cfg(feature = "concurrency")]
     #[allow(clippy::option_option)]
     pub(crate) timeout: Option<Option<Duration>>,
+    #[cfg(feature = "rate-limit")]
+    pub(crate) rate_limit: Option<RateLimitSettings>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<RouteQueries>,
     #[cfg(feature = "timing")]
@@ -88,6 +92,30 @@ impl RouteSettings {
     #[cfg(feature = "concurrency")]
     pub fn with_limit(mut self, limit: Limit) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// The route's own rate limit: its quotas, keys and headers, in place of the stack's
+    /// (see [`VitalsBuilder::with_rate_limit`](crate::VitalsBuilder::with_rate_limit)).
+    ///
+    /// ```
+    /// use vitals::{RouteSettings, VitalsLayer};
+    /// use vitals::rate_limit::{Quota, RateLimitSettings};
+    ///
+    /// # fn main() -> Result<(), vitals::VitalsError> {
+    /// let vitals = VitalsLayer::builder()
+    ///     .with_route(
+    ///         "/checkout",
+    ///         RouteSettings::new()
+    ///             .with_rate_limit(RateLimitSettings::new(Quota::per_second(5).with_burst(10))),
+    ///     )
+    ///     .build()?;
+    /// assert!(vitals.rate_limit().is_some());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "rate-limit")]
+    pub fn with_rate_limit(mut self, settings: RateLimitSettings) -> Self {
+        self.rate_limit = Some(settings);
         self
     }
 

@@ -57,14 +57,20 @@ where
         #[allow(unused_mut, unused_variables)] // Changed by the limit only.
         let Started {
             mut state,
+            #[cfg(feature = "rate-limit")]
+            rate_refusal,
             admission,
         } = self.plan.start(&mut request);
+        #[cfg(feature = "rate-limit")]
+        if let Some(refusal) = rate_refusal {
+            return ResponseFuture::refused(refusal.into_response(), state);
+        }
         #[cfg(feature = "concurrency")]
         match admission {
             None => {}
             Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
             Some((Admission::Refused(refusal), _)) => {
-                return ResponseFuture::refused(refusal, state);
+                return ResponseFuture::refused(refusal.into_response(), state);
             }
             Some((Admission::Queued(queued), later_deadline)) => {
                 // The clone that is ready goes with the request; this service keeps the fresh

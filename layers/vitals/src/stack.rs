@@ -14,6 +14,8 @@ use vitals_concurrency::{ConcurrencyLimitLayer, LimiterHandle, TimeoutLayer};
 use vitals_latency::{LatencyLayer, LatencyRegistry};
 #[cfg(feature = "queries")]
 use vitals_queries::QueryTrackingLayer;
+#[cfg(feature = "rate-limit")]
+use vitals_rate_limit::{RateLimitHandle, RateLimitLayer};
 #[cfg(feature = "timing")]
 use vitals_timing::RequestTimingLayer;
 #[cfg(feature = "trace-context")]
@@ -63,6 +65,8 @@ pub struct VitalsLayer {
     latency: Option<LatencyRegistry>,
     #[cfg(feature = "concurrency")]
     limit: Option<ConcurrencyLimitLayer>,
+    #[cfg(feature = "rate-limit")]
+    rate_limit: Option<RateLimitLayer>,
     findings: Option<Findings>,
 }
 
@@ -94,6 +98,12 @@ impl VitalsLayer {
         self.limit.as_ref().map(ConcurrencyLimitLayer::handle)
     }
 
+    /// A handle on the rate limit's counts (`None` when no route has a quota).
+    #[cfg(feature = "rate-limit")]
+    pub fn rate_limit(&self) -> Option<RateLimitHandle> {
+        self.rate_limit.as_ref().map(RateLimitLayer::handle)
+    }
+
     /// The findings sink the parts push to, when one was given.
     pub fn findings(&self) -> Option<&Findings> {
         self.findings.as_ref()
@@ -111,6 +121,9 @@ impl VitalsLayer {
         #[cfg(feature = "concurrency")]
         if let Some(limiter) = self.limiter() {
             builder = builder.with_limiter(limiter);
+        }
+        if let Some(rate_limit) = self.rate_limit() {
+            builder = builder.with_rate_limit(rate_limit);
         }
         if let Some(findings) = &self.findings {
             builder = builder.with_findings(findings.clone());
@@ -145,6 +158,8 @@ pub struct VitalsBuilder {
     timing: Option<RequestTimingLayer>,
     #[cfg(feature = "latency")]
     latency: Option<LatencyLayer>,
+    #[cfg(feature = "rate-limit")]
+    rate_limit: Option<RateLimitLayer>,
     #[cfg(feature = "concurrency")]
     limit: Option<ConcurrencyLimitLayer>,
     #[cfg(feature = "concurrency")]
@@ -168,6 +183,8 @@ impl VitalsBuilder {
             timing: Some(RequestTimingLayer::new()),
             #[cfg(feature = "latency")]
             latency: Some(LatencyLayer::new(LatencyRegistry::new())),
+            #[cfg(feature = "rate-limit")]
+            rate_limit: None,
             #[cfg(feature = "concurrency")]
             limit: Some(ConcurrencyLimitLayer::new(DEFAULT_CONCURRENCY_LIMIT)),
             #[cfg(feature = "concurrency")]
@@ -285,6 +302,23 @@ impl VitalsBuilder {
         self
     }
 
+    /// A rate limit for every route (none by default; routes can still have their own with
+    /// [`RouteSettings::with_rate_limit`](crate::RouteSettings::with_rate_limit)). It runs
+    /// after latency and before the concurrency limit: its `429`s are timed, counted and
+    /// traced, and take no permit.
+    #[cfg(feature = "rate-limit")]
+    pub fn with_rate_limit(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit = Some(layer);
+        self
+    }
+
+    /// No rate limit at all (routes may not declare quotas then).
+    #[cfg(feature = "rate-limit")]
+    pub fn without_rate_limit(mut self) -> Self {
+        self.rate_limit = None;
+        self
+    }
+
     /// The global concurrency limit (default: [`DEFAULT_CONCURRENCY_LIMIT`]).
     #[cfg(feature = "concurrency")]
     pub fn with_concurrency_limit(mut self, layer: ConcurrencyLimitLayer) -> Self {
@@ -368,6 +402,8 @@ impl VitalsBuilder {
             latency: self.latency.as_ref().map(|l| l.registry().clone()),
             #[cfg(feature = "concurrency")]
             limit: self.limit.clone(),
+            #[cfg(feature = "rate-limit")]
+            rate_limit: self.rate_limit.clone(),
             findings: self.findings.clone(),
             plan: Arc::new(self.plan()),
         })
@@ -464,6 +500,13 @@ impl VitalsBuilder {
                 .take()
                 .map(|l| l.with_route_labeler(labeler.clone()));
         }
+        #[cfg(feature = "rate-limit")]
+        {
+            self.rate_limit = self
+                .rate_limit
+                .take()
+                .map(|l| l.with_route_labeler(labeler.clone()));
+        }
         #[cfg(feature = "queries")]
         {
             self.queries = self
@@ -509,6 +552,14 @@ impl VitalsBuilder {
                 self.timeout = Some(layer.with_route(route, timeout));
             }
         }
+        #[cfg(feature = "rate-limit")]
+        if let Some(quotas) = settings.rate_limit {
+            let layer = self
+                .rate_limit
+                .take()
+                .unwrap_or_else(RateLimitLayer::per_route);
+            self.rate_limit = Some(layer.with_route(route, quotas));
+        }
         #[cfg(feature = "queries")]
         if let Some(own) = settings.queries {
             let layer = self
@@ -552,6 +603,8 @@ impl VitalsBuilder {
             latency: self.latency.as_ref().map(LatencyLayer::part),
             #[cfg(feature = "queries")]
             queries: self.queries.as_ref().map(QueryTrackingLayer::part),
+            #[cfg(feature = "rate-limit")]
+            rate_limit: self.rate_limit.as_ref().map(RateLimitLayer::part),
             #[cfg(feature = "concurrency")]
             limit: self.limit.as_ref().map(ConcurrencyLimitLayer::part),
             #[cfg(feature = "concurrency")]

@@ -9,7 +9,7 @@ use vitals_core::body::BodyEnd;
 use vitals_core::body::BodyObserver;
 use vitals_core::server_timing::ServerTiming;
 
-use crate::admission::{Deadline, Permit};
+use crate::admission::{Deadline, Grant, Permit};
 use crate::scope::Scope;
 
 #[cfg(feature = "cache-headers")]
@@ -46,6 +46,8 @@ pub(crate) struct Parts {
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<vitals_queries::part::QueriesInFlight>,
     pub(crate) cache: Option<CacheInFlight>,
+    /// The rate limit's headers for the response.
+    pub(crate) rate_limit: Option<Grant>,
     /// The concurrency limit's permit, held to the end of the body.
     pub(crate) permit: Option<Permit>,
     #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]

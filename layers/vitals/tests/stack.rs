@@ -645,3 +645,86 @@ async fn the_handler_sees_its_route_deadline_as_the_current_one_and_no_other_doe
     assert_eq!(without, b"none");
     assert_eq!(RequestDeadline::current(), None);
 }
+
+#[tokio::test]
+async fn the_rate_limit_refuses_before_the_limit_and_is_timed_and_counted() {
+    use vitals::rate_limit::{PeerAddr, Quota, RateLimitLayer, RateLimitSettings};
+
+    let vitals = VitalsLayer::builder()
+        .with_rate_limit(RateLimitLayer::new(Quota::per_minute(100)))
+        .with_route(
+            "/products/{id}",
+            RouteSettings::new().with_rate_limit(RateLimitSettings::new(
+                Quota::per_minute(2).named("products"),
+            )),
+        )
+        .build()
+        .unwrap();
+    let app = app(&vitals);
+    let send_from = |path: &'static str, client: [u8; 4]| {
+        let mut request = Request::get(path).body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr(std::net::IpAddr::from(client)));
+        app.clone().oneshot(request)
+    };
+    for left in ["1", "0"] {
+        let response = send_from("/products/1", [192, 0, 2, 1]).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&response, "ratelimit-policy"),
+            Some(r#""products";q=2;w=60"#)
+        );
+        let remaining = header_of(&response, "ratelimit").unwrap();
+        assert!(
+            remaining.starts_with(&format!(r#""products";r={left};"#)),
+            "{remaining}"
+        );
+        finish(response).await;
+    }
+    let refused = send_from("/products/1", [192, 0, 2, 1]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header_of(&refused, "retry-after"), Some("30"));
+    assert_eq!(header_of(&refused, "cache-control"), Some("no-store"));
+    // Timed and traced like any answer; no ETag on a refusal, no permit taken.
+    let timing = header_of(&refused, "server-timing").unwrap().to_owned();
+    assert!(timing.contains("total;dur="), "{timing}");
+    assert!(header_of(&refused, "etag").is_none());
+    assert_eq!(vitals.limiter().unwrap().snapshot().in_flight, 0);
+    finish(refused).await;
+    // Another client, and another route under the stack's own quota.
+    assert_eq!(
+        send_from("/products/1", [192, 0, 2, 2])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let other = send_from("/other", [192, 0, 2, 1]).await.unwrap();
+    assert_eq!(
+        header_of(&other, "ratelimit-policy"),
+        Some(r#""per-minute";q=100;w=60"#)
+    );
+
+    let handle = vitals.rate_limit().unwrap();
+    let products = handle.route_snapshot("/products/{id}").unwrap();
+    assert_eq!((products.allowed, products.refused), (3, 1));
+    assert_eq!(handle.snapshot().unwrap().allowed, 1);
+    let latency = vitals
+        .latency()
+        .unwrap()
+        .snapshot(vitals::latency::Window::OneMinute);
+    let refusals: u64 = latency
+        .series
+        .iter()
+        .filter(|s| s.route == "/products/{id}" && s.status == Some(429))
+        .map(|s| s.count)
+        .sum();
+    assert_eq!(refusals, 1, "{latency:?}");
+}
+
+#[test]
+fn no_rate_limit_without_a_quota() {
+    let vitals = VitalsLayer::new();
+    assert!(vitals.rate_limit().is_none());
+}

@@ -58,6 +58,8 @@ pub(super) fn install(recorder: PrometheusRecorder) -> Result<PrometheusHandle, 
     vitals_timing::metrics::describe();
     #[cfg(feature = "concurrency")]
     vitals_concurrency::metrics::describe();
+    #[cfg(feature = "rate-limit")]
+    vitals_rate_limit::metrics::describe();
     #[cfg(feature = "cache-headers")]
     vitals_cache_headers::metrics::describe();
     #[cfg(feature = "client")]
