@@ -152,7 +152,7 @@ mod tests {
             // Every window that starts at an allowed request.
             for (i, start) in allowed_at.iter().enumerate() {
                 for (j, end) in allowed_at.iter().enumerate().skip(i) {
-                    let window = *end - *start;
+                    let window = end.saturating_sub(*start);
                     let in_window = (j - i + 1) as u128;
                     let bound = u128::from(burst) + window.as_nanos() / interval.as_nanos();
                     prop_assert!(in_window <= bound, "{in_window} in {window:?} > {bound}");

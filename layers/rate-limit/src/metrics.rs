@@ -61,6 +61,7 @@ impl Handles {
     }
 
     /// A refusal (or one shadow mode let through): rare enough to resolve its series on use.
+    #[allow(clippy::unused_self)] // A method beside `allowed`, for when refusals get handles too.
     pub(crate) fn refused(&self, route: Option<&RouteLabel>, quota: &Quota, shadow: bool) {
         let name = if shadow { SHADOW_REFUSED } else { REFUSED };
         metrics::counter!(

@@ -103,7 +103,7 @@ impl Quota {
     ///
     /// When `requests` is zero.
     pub fn per_minute(requests: u32) -> Self {
-        Self::checked(requests, Duration::from_secs(60))
+        Self::checked(requests, Duration::from_mins(1))
     }
 
     /// `requests` an hour. Named `per-hour`.
@@ -112,7 +112,7 @@ impl Quota {
     ///
     /// When `requests` is zero.
     pub fn per_hour(requests: u32) -> Self {
-        Self::checked(requests, Duration::from_secs(3_600))
+        Self::checked(requests, Duration::from_hours(1))
     }
 
     /// `requests` a day. Named `per-day`.
@@ -121,7 +121,7 @@ impl Quota {
     ///
     /// When `requests` is zero.
     pub fn per_day(requests: u32) -> Self {
-        Self::checked(requests, Duration::from_secs(86_400))
+        Self::checked(requests, Duration::from_hours(24))
     }
 
     fn checked(requests: u32, period: Duration) -> Self {

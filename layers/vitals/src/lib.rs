@@ -102,6 +102,9 @@ mod latency_md {}
 #[cfg(all(doctest, feature = "queries", feature = "telemetry"))]
 #[doc = include_str!("../../../docs/queries.md")]
 mod queries_md {}
+#[cfg(all(doctest, feature = "rate-limit"))]
+#[doc = include_str!("../../../docs/rate-limit.md")]
+mod rate_limit_md {}
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/shop.md")]
 mod shop_md {}

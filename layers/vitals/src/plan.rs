@@ -59,14 +59,7 @@ impl Plan {
         #[allow(unused_variables)] // Read by the timing and latency parts only.
         let start = self.uses_clock().then(Instant::now);
         let route = self.labeler.label(request);
-        // One decision for every part; the collector this service inserts, it renders.
-        let server_timing = if self.uses_server_timing() {
-            let allowed = self.shows_server_timing(request.headers());
-            ServerTiming::attach_if(request.extensions_mut(), allowed)
-                .map(|timing| (timing, allowed))
-        } else {
-            None
-        };
+        let server_timing = self.attach_server_timing(request);
         #[cfg(feature = "trace-context")]
         let trace = self.trace.as_ref().map(|part| {
             let shown = server_timing
@@ -90,15 +83,7 @@ impl Plan {
             .map(|(part, start)| part.start(request.method(), route.clone(), start));
         // A request over its quota never reaches the parts inside the rate limit.
         #[cfg(feature = "rate-limit")]
-        let (rate_limit, rate_refusal) = match self
-            .rate_limit
-            .as_ref()
-            .map(|part| part.check(request, Some(&route)))
-        {
-            None | Some(vitals_rate_limit::part::Decision::Unlimited) => (None, None),
-            Some(vitals_rate_limit::part::Decision::Allowed(grant)) => (Some(grant), None),
-            Some(vitals_rate_limit::part::Decision::Refused(refusal)) => (None, Some(refusal)),
-        };
+        let (rate_limit, rate_refusal) = self.check_quota(request, &route);
         #[cfg(feature = "rate-limit")]
         let within_quota = rate_refusal.is_none();
         #[cfg(not(feature = "rate-limit"))]
@@ -169,6 +154,39 @@ impl Plan {
             #[cfg(feature = "rate-limit")]
             rate_refusal,
             admission,
+        }
+    }
+
+    /// One `Server-Timing` decision for every part, and the collector (this service renders
+    /// the one it inserts), with whether the client may see it.
+    fn attach_server_timing<B>(&self, request: &mut Request<B>) -> Option<(ServerTiming, bool)> {
+        if !self.uses_server_timing() {
+            return None;
+        }
+        let allowed = self.shows_server_timing(request.headers());
+        ServerTiming::attach_if(request.extensions_mut(), allowed).map(|timing| (timing, allowed))
+    }
+
+    /// The rate limit's decision: the headers for an allowed request's response, or the
+    /// refusal.
+    #[cfg(feature = "rate-limit")]
+    fn check_quota<B>(
+        &self,
+        request: &Request<B>,
+        route: &vitals_core::route::RouteLabel,
+    ) -> (
+        Option<vitals_rate_limit::part::Grant>,
+        Option<vitals_rate_limit::part::Refusal>,
+    ) {
+        use vitals_rate_limit::part::Decision;
+        match self
+            .rate_limit
+            .as_ref()
+            .map(|part| part.check(request, Some(route)))
+        {
+            None | Some(Decision::Unlimited) => (None, None),
+            Some(Decision::Allowed(grant)) => (Some(grant), None),
+            Some(Decision::Refused(refusal)) => (None, Some(refusal)),
         }
     }
 
