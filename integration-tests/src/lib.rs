@@ -17,11 +17,16 @@
 //! dropped at [`TestShop::shutdown`]. Without it the Postgres variants are skipped, with a note
 //! on stderr, except under CI (`CI` set), where they fail ([`service_url`]).
 //!
+//! Redis: [`redis::redis_url`] reads `VITALS_TEST_REDIS_URL` (`scripts/redis start`), with the
+//! same rule; tests of a slow or dead Redis start a throwaway server of their own
+//! ([`redis::ThrowawayRedis`]).
+//!
 //! Waiting: tests wait on the state they need ([`eventually`]), never for a fixed time, so a
 //! busy machine makes them slower, not wrong.
 
 pub mod events;
 pub mod otlp;
+pub mod redis;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! The response future of [`RateLimit`](crate::RateLimit): the handler's response with the
-//! `RateLimit` headers added, or the refusal.
+//! The response future of [`RateLimit`](crate::RateLimit): waiting for the quotas' store
+//! (Redis), then the handler's response with the `RateLimit` headers added — or the refusal.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,24 +9,37 @@ use http::Response;
 use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
+use tower_service::Service;
 use vitals_core::body::EitherBody;
 
-use crate::part::Grant;
+use crate::part::{Checking, Decision, Grant};
 
 pin_project! {
     /// The response future of [`RateLimit`](crate::RateLimit).
-    pub struct ResponseFuture<F, B: Body> {
+    pub struct ResponseFuture<S, Req, B>
+    where
+        S: Service<Req>,
+        B: Body,
+    {
         #[pin]
-        state: State<F, B>,
+        state: State<S, Req, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B: Body> {
+    enum State<S, Req, B>
+    where
+        S: Service<Req>,
+        B: Body,
+    {
+        // Boxed: the store's round trip is the slow path; the running future stays small.
+        Checking {
+            waiting: Box<Waiting<S, Req>>,
+        },
         Running {
             #[pin]
-            future: F,
+            future: S::Future,
             grant: Option<Grant>,
         },
         Refused {
@@ -35,8 +48,16 @@ pin_project! {
     }
 }
 
-impl<F, B: Body> ResponseFuture<F, B> {
-    pub(crate) fn running(future: F, grant: Option<Grant>) -> Self {
+/// A request whose quotas are being checked, with the service that will take it.
+struct Waiting<S, Req> {
+    checking: Checking,
+    decided: Option<Option<Grant>>,
+    service: S,
+    request: Option<Req>,
+}
+
+impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
+    pub(crate) fn running(future: S::Future, grant: Option<Grant>) -> Self {
         Self {
             state: State::Running { future, grant },
         }
@@ -49,29 +70,74 @@ impl<F, B: Body> ResponseFuture<F, B> {
             },
         }
     }
+
+    pub(crate) fn checking(checking: Checking, service: S, request: Req) -> Self {
+        Self {
+            state: State::Checking {
+                waiting: Box::new(Waiting {
+                    checking,
+                    decided: None,
+                    service,
+                    request: Some(request),
+                }),
+            },
+        }
+    }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: Body,
-{
-    type Output = Result<Response<EitherBody<B>>, E>;
+fn completed() -> ! {
+    panic!("vitals_rate_limit::ResponseFuture polled after completion")
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Running { future, grant } => {
-                let mut response = ready!(future.poll(cx))?;
-                if let Some(grant) = grant.take() {
-                    grant.on_response(&mut response);
+impl<S, Req, B> Future for ResponseFuture<S, Req, B>
+where
+    S: Service<Req, Response = Response<B>>,
+    B: Body,
+    B::Data: From<bytes::Bytes> + bytes::Buf,
+{
+    type Output = Result<Response<EitherBody<B>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut state = self.as_mut().project().state;
+            match state.as_mut().project() {
+                StateProj::Checking { waiting } => {
+                    if waiting.decided.is_none() {
+                        match ready!(Pin::new(&mut waiting.checking).poll(cx)) {
+                            Decision::Allowed(grant) => waiting.decided = Some(Some(grant)),
+                            Decision::Unlimited | Decision::Pending(_) => {
+                                waiting.decided = Some(None);
+                            }
+                            Decision::Refused(refusal) => {
+                                state.set(State::Refused {
+                                    response: Some(refusal.into_response()),
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    ready!(waiting.service.poll_ready(cx))?;
+                    let (Some(request), Some(grant)) =
+                        (waiting.request.take(), waiting.decided.take())
+                    else {
+                        completed();
+                    };
+                    let future = waiting.service.call(request);
+                    state.set(State::Running { future, grant });
                 }
-                Poll::Ready(Ok(response.map(EitherBody::inner)))
-            }
-            StateProj::Refused { response } => {
-                let Some(response) = response.take() else {
-                    panic!("vitals_rate_limit::ResponseFuture polled after completion");
-                };
-                Poll::Ready(Ok(response.map(EitherBody::own)))
+                StateProj::Running { future, grant } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(grant) = grant.take() {
+                        grant.on_response(&mut response);
+                    }
+                    return Poll::Ready(Ok(response.map(EitherBody::inner)));
+                }
+                StateProj::Refused { response } => {
+                    let Some(response) = response.take() else {
+                        completed();
+                    };
+                    return Poll::Ready(Ok(response.map(EitherBody::own)));
+                }
             }
         }
     }

@@ -22,6 +22,9 @@ pub struct RateLimitSnapshot {
     pub evicted_early: u64,
     /// Bytes the quotas' key stores hold now.
     pub memory_bytes: usize,
+    /// Requests decided without the quotas' store (Redis), which failed or timed out: allowed,
+    /// or refused with `503` by a quota that fails closed.
+    pub store_failures: u64,
 }
 
 /// A cheap, cloneable view of a [`RateLimitLayer`](crate::RateLimitLayer)'s limits.
@@ -36,6 +39,7 @@ fn snapshot(limit: &Arc<Enforced>) -> RateLimitSnapshot {
         allowed: limit.books.allowed.load(Ordering::Relaxed),
         refused: limit.books.refused.load(Ordering::Relaxed),
         shadow_refused: limit.books.shadow_refused.load(Ordering::Relaxed),
+        store_failures: limit.books.store_failures.load(Ordering::Relaxed),
         keys,
         evicted_early,
         memory_bytes,

@@ -53,7 +53,7 @@ pub(crate) fn policy(quotas: &[Quota]) -> Option<HeaderValue> {
 }
 
 /// One quota's state for the `RateLimit` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Left {
     pub(crate) remaining: u32,
     pub(crate) reset: Duration,
@@ -104,6 +104,20 @@ pub(crate) fn too_many_requests<D: From<Bytes> + Buf>(
         RETRY_AFTER,
         HeaderValue::from(seconds_up(retry_after).max(1)),
     );
+    OutcomeHint::Rejected.mark(&mut response);
+    response
+}
+
+/// The `503 Service Unavailable` of a quota that fails closed while its store (Redis) does
+/// not answer: `Retry-After: 1`, `no-store`, a JSON body.
+pub(crate) fn store_unavailable<D: From<Bytes> + Buf>() -> Response<Full<D>> {
+    let body = r#"{"error":"rate limit unavailable: its store did not answer"}"#;
+    let mut response = Response::new(Full::new(D::from(Bytes::from_static(body.as_bytes()))));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     OutcomeHint::Rejected.mark(&mut response);
     response
 }

@@ -27,6 +27,8 @@ pub struct RateLimitLayer {
     routes: RouteTable<RateLimitSettings>,
     labeler: RouteLabeler,
     max_keys: usize,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis_store::RedisStore>,
     built: Arc<OnceLock<RateLimitPart>>,
 }
 
@@ -52,6 +54,8 @@ impl RateLimitLayer {
             routes: RouteTable::new(),
             labeler: RouteLabeler::new(),
             max_keys: DEFAULT_MAX_KEYS,
+            #[cfg(feature = "redis")]
+            redis: None,
             built: Arc::default(),
         }
     }
@@ -124,15 +128,33 @@ impl RateLimitLayer {
                 default: self
                     .default
                     .clone()
-                    .map(|settings| Arc::new(Enforced::new(settings, self.max_keys))),
+                    .map(|settings| self.enforce(settings, "*")),
                 routes: Arc::new(
-                    self.routes.map(|_, settings| {
-                        Arc::new(Enforced::new(settings.clone(), self.max_keys))
-                    }),
+                    self.routes
+                        .map(|route, settings| self.enforce(settings.clone(), route)),
                 ),
                 labeler: self.labeler.clone(),
             })
             .clone()
+    }
+
+    /// Keeps every quota in Redis, shared by every instance using the same store and key
+    /// prefix (feature `redis`; see [`RedisStore`](crate::RedisStore)). Each request is then
+    /// decided by one round trip, unless this instance already knows its key is refused.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn with_redis(self, store: crate::redis_store::RedisStore) -> Self {
+        self.changed(|layer| layer.redis = Some(store))
+    }
+
+    fn enforce(&self, settings: RateLimitSettings, limit: &str) -> Arc<Enforced> {
+        Arc::new(Enforced::new(
+            settings,
+            self.max_keys,
+            limit,
+            #[cfg(feature = "redis")]
+            self.redis.clone(),
+        ))
     }
 
     /// A read-only view of the counts.

@@ -50,6 +50,10 @@ mod limiter;
 pub mod metrics;
 pub mod part;
 mod quota;
+#[cfg(feature = "redis")]
+mod redis_store;
+#[cfg(feature = "redis")]
+mod remote;
 mod service;
 mod settings;
 mod store;
@@ -60,5 +64,7 @@ pub use handle::{RateLimitHandle, RateLimitSnapshot};
 pub use key::{Key, PeerAddr};
 pub use layer::{DEFAULT_MAX_KEYS, RateLimitLayer};
 pub use quota::{Quota, QuotaError};
+#[cfg(feature = "redis")]
+pub use redis_store::{DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreError};
 pub use service::RateLimit;
 pub use settings::RateLimitSettings;

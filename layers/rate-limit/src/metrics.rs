@@ -22,8 +22,12 @@ pub const ALLOWED: &str = "vitals.rate_limit.allowed";
 pub const REFUSED: &str = "vitals.rate_limit.refused";
 /// Requests a rate limit in shadow mode would have refused.
 pub const SHADOW_REFUSED: &str = "vitals.rate_limit.shadow_refused";
+/// Requests decided without the quotas' store (Redis) because it failed or timed out.
+pub const STORE_FAILURES: &str = "vitals.rate_limit.store_failures";
 /// The label naming the quota that refused.
 pub const QUOTA: &str = "vitals.quota";
+/// The label saying what a store failure did: `allowed` (fail open) or `refused` (closed).
+pub const DECISION: &str = "vitals.decision";
 
 /// HELP text for this crate's families (call once, after installing the recorder).
 pub fn describe() {
@@ -36,6 +40,10 @@ pub fn describe() {
     describe_counter!(
         SHADOW_REFUSED,
         "Requests a rate limit in shadow mode would have refused."
+    );
+    describe_counter!(
+        STORE_FAILURES,
+        "Requests a rate limit decided without its store (Redis), which failed or timed out."
     );
 }
 
@@ -58,6 +66,17 @@ impl Handles {
             || metrics::counter!(ALLOWED, HTTP_ROUTE => route.to_owned()),
             |counter| counter.increment(1),
         );
+    }
+
+    /// A request decided without the store.
+    #[allow(clippy::unused_self)] // A method beside `allowed`, for when failures get handles too.
+    pub(crate) fn store_failed(&self, route: Option<&RouteLabel>, closed: bool) {
+        metrics::counter!(
+            STORE_FAILURES,
+            HTTP_ROUTE => route_of(route).to_owned(),
+            DECISION => if closed { "refused" } else { "allowed" }
+        )
+        .increment(1);
     }
 
     /// A refusal (or one shadow mode let through): rare enough to resolve its series on use.

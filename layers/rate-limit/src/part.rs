@@ -25,8 +25,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
@@ -63,6 +66,25 @@ pub enum Decision {
     Allowed(Grant),
     /// Refused: answer with [`Refusal::into_response`].
     Refused(Refusal),
+    /// The quotas live in Redis: await [`Checking`] for the decision (never `Pending` again).
+    Pending(Checking),
+}
+
+/// A quota check on its way to Redis and back (feature `redis`).
+pub struct Checking(Pin<Box<dyn Future<Output = Decision> + Send>>);
+
+impl Future for Checking {
+    type Output = Decision;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Decision> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for Checking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checking(..)")
+    }
 }
 
 /// An allowed request's `RateLimit-Policy` and `RateLimit` headers, for its response.
@@ -82,18 +104,34 @@ impl Grant {
     }
 }
 
-/// A refused request: its `429` with `Retry-After`.
+/// A refused request: its `429` with `Retry-After` (or, when the quotas' store failed and a
+/// quota fails closed, its `503`).
 #[derive(Debug)]
 pub struct Refusal {
-    retry_after: Duration,
-    violated: Quota,
+    reason: Reason,
     headers: Option<(HeaderValue, HeaderValue)>,
 }
 
+#[derive(Debug)]
+enum Reason {
+    OverQuota {
+        retry_after: Duration,
+        violated: Quota,
+    },
+    StoreFailed,
+}
+
 impl Refusal {
-    /// The `429 Too Many Requests` response (marked as a rejection for the outer parts).
+    /// The `429 Too Many Requests` response (marked as a rejection for the outer parts); the
+    /// `503` of a store failure on a quota that fails closed.
     pub fn into_response<D: From<Bytes> + Buf>(self) -> Response<Full<D>> {
-        let mut response = headers::too_many_requests(self.retry_after, &[&self.violated]);
+        let mut response = match &self.reason {
+            Reason::OverQuota {
+                retry_after,
+                violated,
+            } => headers::too_many_requests(*retry_after, &[violated]),
+            Reason::StoreFailed => headers::store_unavailable(),
+        };
         Grant {
             headers: self.headers,
         }
@@ -103,7 +141,10 @@ impl Refusal {
 
     /// How long until the quota allows the client again.
     pub fn retry_after(&self) -> Duration {
-        self.retry_after
+        match &self.reason {
+            Reason::OverQuota { retry_after, .. } => *retry_after,
+            Reason::StoreFailed => Duration::from_secs(1),
+        }
     }
 }
 
@@ -116,6 +157,8 @@ pub(crate) struct Enforced {
     pub(crate) books: Books,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::Handles,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis_store::RedisStore>,
 }
 
 /// Quotas and the `RateLimit-Policy` they advertise.
@@ -123,17 +166,78 @@ pub(crate) struct Enforced {
 pub(crate) struct Quotas {
     pub(crate) limiters: Vec<QuotaLimiter>,
     policy: Option<HeaderValue>,
+    #[cfg(feature = "redis")]
+    pub(crate) remote: crate::remote::RemoteQuotas,
 }
 
 impl Quotas {
-    fn new(quotas: &[Quota], max_keys: usize) -> Self {
+    fn new(quotas: &[Quota], max_keys: usize, _limit: &str) -> Self {
         Self {
             limiters: quotas
                 .iter()
                 .map(|quota| QuotaLimiter::new(quota.clone(), max_keys))
                 .collect(),
             policy: headers::policy(quotas),
+            #[cfg(feature = "redis")]
+            remote: crate::remote::RemoteQuotas::new(quotas, _limit),
         }
+    }
+
+    /// Spends one request of each quota in process, in order, up to the first refusal.
+    fn check_here(&self, key: u128) -> Checked {
+        let mut checked = Checked::default();
+        for (i, limiter) in self.limiters.iter().enumerate() {
+            match limiter.check(key) {
+                Verdict::Allowed { remaining, reset } => checked.push(Left { remaining, reset }),
+                Verdict::Refused { wait } => {
+                    checked.refused = Some((i, wait));
+                    break;
+                }
+            }
+        }
+        checked
+    }
+}
+
+/// What each quota checked said: the remaining burst of those that allowed, and the one that
+/// refused. Up to four quotas without an allocation.
+#[derive(Debug, Default)]
+pub(crate) struct Checked {
+    inline: [Left; 4],
+    more: Vec<Left>,
+    allowed: usize,
+    pub(crate) refused: Option<(usize, Duration)>,
+}
+
+impl Checked {
+    pub(crate) fn push(&mut self, left: Left) {
+        match self.inline.get_mut(self.allowed) {
+            Some(slot) => *slot = left,
+            None => self.more.push(left),
+        }
+        self.allowed += 1;
+    }
+
+    /// Quota `i`'s state for the `RateLimit` header.
+    fn left(&self, i: usize) -> Left {
+        if let Some((at, wait)) = self.refused
+            && at == i
+        {
+            return Left {
+                remaining: 0,
+                reset: wait,
+            };
+        }
+        self.inline
+            .get(i)
+            .copied()
+            .or_else(|| self.more.get(i - self.inline.len()).copied())
+            .unwrap_or_default()
+    }
+
+    /// How many quotas were checked (the allowed ones and the one that refused).
+    fn count(&self) -> usize {
+        self.allowed + usize::from(self.refused.is_some())
     }
 }
 
@@ -143,17 +247,25 @@ pub(crate) struct Books {
     pub(crate) allowed: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) shadow_refused: AtomicU64,
+    /// Requests decided without the quotas' store because it failed (allowed or refused as
+    /// the quotas fail).
+    pub(crate) store_failures: AtomicU64,
     /// The second (since the epoch) shadow refusals were last logged in.
     shadow_logged: AtomicU64,
 }
 
 impl Enforced {
-    pub(crate) fn new(settings: RateLimitSettings, max_keys: usize) -> Self {
-        let keyed = Quotas::new(&settings.quotas, max_keys);
+    pub(crate) fn new(
+        settings: RateLimitSettings,
+        max_keys: usize,
+        limit: &str,
+        #[cfg(feature = "redis")] redis: Option<crate::redis_store::RedisStore>,
+    ) -> Self {
+        let keyed = Quotas::new(&settings.quotas, max_keys, limit);
         let unkeyed = settings
             .unkeyed
             .as_deref()
-            .map(|quotas| Quotas::new(quotas, max_keys));
+            .map(|quotas| Quotas::new(quotas, max_keys, &format!("{limit}:unkeyed")));
         Self {
             keyed,
             unkeyed,
@@ -161,6 +273,8 @@ impl Enforced {
             books: Books::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Handles::default(),
+            #[cfg(feature = "redis")]
+            redis,
         }
     }
 
@@ -180,63 +294,61 @@ impl Enforced {
         })
     }
 
-    fn check<B>(&self, request: &Request<B>, route: Option<&RouteLabel>) -> Decision {
+    fn quotas(&self, unkeyed: bool) -> &Quotas {
+        match (&self.unkeyed, unkeyed) {
+            (Some(quotas), true) => quotas,
+            _ => &self.keyed,
+        }
+    }
+
+    fn check<B>(self: &Arc<Self>, request: &Request<B>, route: Option<&RouteLabel>) -> Decision {
         let key = self
             .settings
             .keys
             .iter()
             .find_map(|rule| rule.digest(request));
-        let (quotas, key) = match (key, &self.unkeyed) {
-            (Some(key), _) => (&self.keyed, key),
-            (None, Some(unkeyed)) => (unkeyed, UNKEYED),
-            (None, None) => (&self.keyed, UNKEYED),
+        let (unkeyed, key) = match key {
+            Some(key) => (false, key),
+            None => (true, UNKEYED),
         };
-        let mut left = [Left {
-            remaining: 0,
-            reset: Duration::ZERO,
-        }; 4];
-        let mut more = Vec::new();
-        let mut refused = None;
-        for (i, limiter) in quotas.limiters.iter().enumerate() {
-            match limiter.check(key) {
-                Verdict::Allowed { remaining, reset } => {
-                    let this = Left { remaining, reset };
-                    match left.get_mut(i) {
-                        Some(slot) => *slot = this,
-                        None => more.push(this),
-                    }
-                }
-                Verdict::Refused { wait } => {
-                    refused = Some((i, wait));
-                    break;
-                }
+        let quotas = self.quotas(unkeyed);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            if let Some(checked) = quotas.remote.refused_here(key) {
+                return self.decide(quotas, &checked, route);
             }
+            let check = crate::remote::check(
+                Arc::clone(self),
+                redis.clone(),
+                unkeyed,
+                key,
+                route.cloned(),
+            );
+            return Decision::Pending(Checking(Box::pin(check)));
         }
-        let checked = refused.map_or(quotas.limiters.len(), |(i, _)| i + 1);
-        let left_of = |i: usize| {
-            if let Some((at, wait)) = refused
-                && at == i
-            {
-                return Left {
-                    remaining: 0,
-                    reset: wait,
-                };
-            }
-            left.get(i).copied().unwrap_or_else(|| more[i - left.len()])
-        };
+        self.decide(quotas, &quotas.check_here(key), route)
+    }
+
+    /// The decision on what the quotas said: the headers, the counts, the refusal.
+    pub(crate) fn decide(
+        &self,
+        quotas: &Quotas,
+        checked: &Checked,
+        route: Option<&RouteLabel>,
+    ) -> Decision {
         let shadow = self.settings.shadow;
         let headers = (self.settings.headers && !shadow)
             .then(|| {
                 let remaining = headers::remaining(
-                    quotas.limiters[..checked]
+                    quotas.limiters[..checked.count()]
                         .iter()
                         .enumerate()
-                        .map(|(i, limiter)| (&limiter.quota, left_of(i))),
+                        .map(|(i, limiter)| (&limiter.quota, checked.left(i))),
                 )?;
                 Some((quotas.policy.clone()?, remaining))
             })
             .flatten();
-        let Some((at, wait)) = refused else {
+        let Some((at, wait)) = checked.refused else {
             self.books.allowed.fetch_add(1, Ordering::Relaxed);
             #[cfg(feature = "metrics")]
             self.metrics.allowed(route);
@@ -260,10 +372,33 @@ impl Enforced {
             "rate limit: request refused"
         );
         Decision::Refused(Refusal {
-            retry_after: wait,
-            violated: violated.clone(),
+            reason: Reason::OverQuota {
+                retry_after: wait,
+                violated: violated.clone(),
+            },
             headers,
         })
+    }
+
+    /// The store failed for a request: allowed without headers, unless a quota fails closed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn store_failed(&self, quotas: &Quotas, route: Option<&RouteLabel>) -> Decision {
+        self.books.store_failures.fetch_add(1, Ordering::Relaxed);
+        let closed = quotas
+            .limiters
+            .iter()
+            .any(|limiter| limiter.quota.fails_closed());
+        #[cfg(feature = "metrics")]
+        self.metrics.store_failed(route, closed);
+        #[cfg(not(feature = "metrics"))]
+        let _ = route;
+        if closed {
+            return Decision::Refused(Refusal {
+                reason: Reason::StoreFailed,
+                headers: None,
+            });
+        }
+        Decision::Allowed(Grant { headers: None })
     }
 
     /// Shadow refusals are logged at most once a second per limit, with the count so far.
@@ -287,6 +422,11 @@ impl Enforced {
             );
         }
     }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn quotas_of(&self, unkeyed: bool) -> &Quotas {
+        self.quotas(unkeyed)
+    }
 }
 
 impl RateLimitPart {
@@ -301,12 +441,27 @@ impl RateLimitPart {
         &self.labeler
     }
 
+    /// Whether the quotas live in a store across the network (Redis), so that
+    /// [`check`](Self::check) may answer [`Decision::Pending`].
+    pub fn is_remote(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.default
+                .iter()
+                .chain(self.routes.iter().map(|(_, limit)| limit))
+                .any(|limit| limit.redis.is_some())
+        }
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     /// Whether any route is limited at all.
     pub fn is_empty(&self) -> bool {
         self.default.is_none() && self.routes.is_empty()
     }
 
-    /// A request for `route` arrived: spend one request of each of its quotas under its key.
+    /// A request for `route` arrived: spend one request of each of its quotas under its key
+    /// (in process: decided now; in Redis: [`Decision::Pending`]).
     pub fn check<B>(&self, request: &Request<B>, route: Option<&RouteLabel>) -> Decision {
         let limit = route
             .and_then(|route| self.routes.get(route))
@@ -335,8 +490,14 @@ mod tests {
         request
     }
 
-    fn enforced(settings: RateLimitSettings) -> Enforced {
-        Enforced::new(settings, 1_000)
+    fn enforced(settings: RateLimitSettings) -> Arc<Enforced> {
+        Arc::new(Enforced::new(
+            settings,
+            1_000,
+            "*",
+            #[cfg(feature = "redis")]
+            None,
+        ))
     }
 
     #[test]

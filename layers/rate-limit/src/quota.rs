@@ -31,6 +31,8 @@ pub struct Quota {
     burst: NonZeroU32,
     /// The time one request's share of the quota takes to come back.
     interval: Duration,
+    /// Refuse (503) rather than allow when the quotas' store does not answer.
+    fail_closed: bool,
 }
 
 /// Why a quota could not be made.
@@ -84,6 +86,7 @@ impl Quota {
             name: Arc::from(default_name(period)),
             burst,
             interval,
+            fail_closed: false,
         })
     }
 
@@ -175,6 +178,21 @@ impl Quota {
         Ok(self)
     }
 
+    /// When the quotas' store (Redis) does not answer, refuse the request with `503` and
+    /// `Retry-After: 1` instead of allowing it (the default: a rate limit outage should not
+    /// become a service outage). For quotas that protect something worse than the service
+    /// answering: a paid downstream, an abuse-prone endpoint. In process, nothing can fail.
+    #[must_use]
+    pub fn with_fail_closed(mut self) -> Self {
+        self.fail_closed = true;
+        self
+    }
+
+    /// Whether the quota refuses when its store does not answer.
+    pub fn fails_closed(&self) -> bool {
+        self.fail_closed
+    }
+
     /// The quota's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -214,6 +232,7 @@ impl fmt::Debug for Quota {
             .field("name", &self.name)
             .field("burst", &self.burst)
             .field("interval", &self.interval)
+            .field("fail_closed", &self.fail_closed)
             .finish()
     }
 }

@@ -29,13 +29,13 @@ impl<S> RateLimit<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: Body,
     ResBody::Data: From<Bytes> + Buf,
 {
     type Response = Response<EitherBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S, Request<ReqBody>, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -52,6 +52,13 @@ where
                 ResponseFuture::running(self.inner.call(request), Some(grant))
             }
             Decision::Refused(refusal) => ResponseFuture::refused(refusal.into_response()),
+            Decision::Pending(checking) => {
+                // The clone that is ready goes with the request; this service keeps the fresh
+                // one.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::checking(checking, inner, request)
+            }
         }
     }
 }

@@ -4,11 +4,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
-use http::Response;
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -20,6 +21,7 @@ use vitals_core::server_timing::ServerTiming;
 use crate::admission::Deadline;
 use crate::admission::Waiting;
 use crate::body::{Cached, Inner, VitalsBody, deadlined, uncached};
+use crate::plan::{Early, Plan};
 use crate::state::{Finish, Parts, QueriesFinish, RequestState};
 
 #[cfg(feature = "cache-headers")]
@@ -146,6 +148,10 @@ pin_project! {
         Queued {
             waiting: Box<Waiting<S, Req>>,
         },
+        // Waiting for the rate limit's store (Redis) before any part starts.
+        Checking {
+            checking: Box<Checking<S, Req>>,
+        },
         // A limit refused (the rate limit or the concurrency limit): answered on the first
         // poll.
         Refused {
@@ -156,7 +162,33 @@ pin_project! {
     }
 }
 
+/// A request whose quotas are being checked in the rate limit's store, with everything it
+/// needs to start once the answer is in.
+#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))] // Never made without the rate limit.
+pub(crate) struct Checking<S, Req> {
+    #[cfg(feature = "rate-limit")]
+    pub(crate) checking: vitals_rate_limit::part::Checking,
+    #[cfg(not(feature = "rate-limit"))]
+    pub(crate) checking: std::convert::Infallible,
+    /// The route and arrival time, and the decision once it came.
+    pub(crate) early: Option<Early>,
+    pub(crate) decided: bool,
+    pub(crate) service: S,
+    pub(crate) request: Option<Req>,
+    pub(crate) plan: Arc<Plan>,
+}
+
 impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn checking(checking: Checking<S, Req>) -> Self {
+        Self::new(
+            Phase::Checking {
+                checking: Box::new(checking),
+            },
+            None,
+        )
+    }
+
     pub(crate) fn running(future: S::Future, state: Box<RequestState>) -> Self {
         Self::new(Phase::Running { future }, Some(state))
     }
@@ -202,16 +234,20 @@ fn completed() -> ! {
     panic!("vitals::ResponseFuture polled after completion")
 }
 
-impl<S, Req, B> Future for ResponseFuture<S, Req, B>
+impl<S, ReqBody, B> Future for ResponseFuture<S, Request<ReqBody>, B>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
     B: Body,
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body,
 {
     type Output = Result<Response<VitalsBody<B>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let PhaseProj::Checking { checking } = self.as_mut().project().phase.project() {
+            let started = std::task::ready!(poll_checking(checking, cx))?;
+            self.set(started);
+        }
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
             return passthrough(this.phase, cx);
@@ -252,6 +288,44 @@ where
             }
         })
     }
+}
+
+/// Waits for the rate limit's store, then the service's readiness; then the request starts as
+/// [`begin`](crate::service::begin) starts any other.
+#[cfg_attr(not(feature = "rate-limit"), allow(unused_variables))]
+fn poll_checking<S, ReqBody, B>(
+    checking: &mut Checking<S, Request<ReqBody>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<ResponseFuture<S, Request<ReqBody>, B>, S::Error>>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+{
+    #[cfg(feature = "rate-limit")]
+    {
+        if !checking.decided {
+            let decision = std::task::ready!(Pin::new(&mut checking.checking).poll(cx));
+            if let Some(early) = checking.early.as_mut() {
+                early.decision = decision;
+            }
+            checking.decided = true;
+        }
+        std::task::ready!(checking.service.poll_ready(cx))?;
+        let Some(request) = checking.request.take() else {
+            completed();
+        };
+        let clone = checking.service.clone();
+        let mut service = std::mem::replace(&mut checking.service, clone);
+        Poll::Ready(Ok(crate::service::begin(
+            &checking.plan,
+            request,
+            checking.early.take(),
+            &mut service,
+        )))
+    }
+    #[cfg(not(feature = "rate-limit"))]
+    match checking.checking {}
 }
 
 /// Every part is off: the handler's future polled as it is, its body passed through.
@@ -376,7 +450,8 @@ where
                 phase.set(Phase::Done);
                 return Step::Answer(answer);
             }
-            PhaseProj::Done => completed(),
+            // Handled before the parts started (`poll_checking`).
+            PhaseProj::Checking { .. } | PhaseProj::Done => completed(),
         }
     }
 }

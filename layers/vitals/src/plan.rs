@@ -5,7 +5,7 @@ use std::time::Instant;
 use http::{HeaderMap, Request};
 #[cfg(feature = "concurrency")]
 use vitals_concurrency::part::Admission;
-#[cfg(feature = "concurrency")]
+#[cfg(any(feature = "concurrency", feature = "rate-limit"))]
 use vitals_core::route::RouteLabel;
 use vitals_core::route::RouteLabeler;
 use vitals_core::server_timing::ServerTiming;
@@ -37,6 +37,19 @@ pub(crate) struct Plan {
     pub(crate) cache: Option<vitals_cache_headers::part::CachePart>,
 }
 
+/// What was decided before the parts started: the route, the arrival time, and the rate
+/// limit's decision once its store (Redis) answered.
+#[cfg(feature = "rate-limit")]
+pub(crate) struct Early {
+    pub(crate) route: RouteLabel,
+    pub(crate) arrived: Option<Instant>,
+    pub(crate) decision: vitals_rate_limit::part::Decision,
+}
+
+/// Nothing is decided early without the rate limit.
+#[cfg(not(feature = "rate-limit"))]
+pub(crate) enum Early {}
+
 /// A request the parts started on: their state, and what the limit decided (with, for a
 /// queued request, what its deadline will be read from once admitted).
 pub(crate) struct Started {
@@ -55,10 +68,26 @@ impl Plan {
     /// docs/architecture.md orders them — trace context, timing, latency, the limit; then, for
     /// an admitted request, the deadline, cache headers and queries. The route is labelled
     /// once, and the `Server-Timing` decision made once.
-    pub(crate) fn start<B>(&self, request: &mut Request<B>) -> Started {
+    pub(crate) fn start<B>(&self, request: &mut Request<B>, early: Option<Early>) -> Started {
+        #[cfg(feature = "rate-limit")]
+        let (start, route, decided) = match early {
+            Some(early) => (early.arrived, early.route, Some(early.decision)),
+            None => (
+                self.uses_clock().then(Instant::now),
+                self.labeler.label(request),
+                None,
+            ),
+        };
+        #[cfg(not(feature = "rate-limit"))]
+        let (start, route) = match early {
+            Some(never) => match never {},
+            None => (
+                self.uses_clock().then(Instant::now),
+                self.labeler.label(request),
+            ),
+        };
         #[allow(unused_variables)] // Read by the timing and latency parts only.
-        let start = self.uses_clock().then(Instant::now);
-        let route = self.labeler.label(request);
+        let start = start;
         let server_timing = self.attach_server_timing(request);
         #[cfg(feature = "trace-context")]
         let trace = self.trace.as_ref().map(|part| {
@@ -83,7 +112,7 @@ impl Plan {
             .map(|(part, start)| part.start(request.method(), route.clone(), start));
         // A request over its quota never reaches the parts inside the rate limit.
         #[cfg(feature = "rate-limit")]
-        let (rate_limit, rate_refusal) = self.check_quota(request, &route);
+        let (rate_limit, rate_refusal) = self.check_quota(request, &route, decided);
         #[cfg(feature = "rate-limit")]
         let within_quota = rate_refusal.is_none();
         #[cfg(not(feature = "rate-limit"))]
@@ -173,21 +202,56 @@ impl Plan {
     fn check_quota<B>(
         &self,
         request: &Request<B>,
-        route: &vitals_core::route::RouteLabel,
+        route: &RouteLabel,
+        decided: Option<vitals_rate_limit::part::Decision>,
     ) -> (
         Option<vitals_rate_limit::part::Grant>,
         Option<vitals_rate_limit::part::Refusal>,
     ) {
         use vitals_rate_limit::part::Decision;
-        match self
-            .rate_limit
-            .as_ref()
-            .map(|part| part.check(request, Some(route)))
-        {
-            None | Some(Decision::Unlimited) => (None, None),
+        let decision = decided.or_else(|| {
+            self.rate_limit
+                .as_ref()
+                .map(|part| part.check(request, Some(route)))
+        });
+        match decision {
+            // A store's answer is awaited before the parts start (`early_decision`), so a
+            // pending check is not seen here.
+            None | Some(Decision::Unlimited | Decision::Pending(_)) => (None, None),
             Some(Decision::Allowed(grant)) => (Some(grant), None),
             Some(Decision::Refused(refusal)) => (None, Some(refusal)),
         }
+    }
+
+    /// For a rate limit whose quotas live in Redis: the route, the arrival time and the
+    /// decision, taken before the parts start, so a request that must wait for Redis waits
+    /// before anything is started for it (`Err`: the check to await). `None` for an
+    /// in-process rate limit (decided inside [`start`](Self::start)) or none.
+    #[cfg(feature = "rate-limit")]
+    pub(crate) fn early_decision<B>(
+        &self,
+        request: &Request<B>,
+    ) -> Option<Result<Early, (vitals_rate_limit::part::Checking, Early)>> {
+        use vitals_rate_limit::part::Decision;
+        let part = self.rate_limit.as_ref().filter(|part| part.is_remote())?;
+        let arrived = self.uses_clock().then(Instant::now);
+        let route = self.labeler.label(request);
+        let decision = part.check(request, Some(&route));
+        Some(match decision {
+            Decision::Pending(checking) => Err((
+                checking,
+                Early {
+                    route,
+                    arrived,
+                    decision: Decision::Unlimited,
+                },
+            )),
+            decision => Ok(Early {
+                route,
+                arrived,
+                decision,
+            }),
+        })
     }
 
     /// The deadline of a request the limit decided on: counted from now when admitted at once

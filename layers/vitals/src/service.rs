@@ -16,7 +16,7 @@ use vitals_concurrency::part::Admission;
 use crate::admission::Waiting;
 use crate::body::{Inner, VitalsBody};
 use crate::future::ResponseFuture;
-use crate::plan::{Plan, Started};
+use crate::plan::{Early, Plan, Started};
 
 /// The service made by [`VitalsLayer`](crate::VitalsLayer): every part — trace context,
 /// timing, latency, the concurrency limit, the deadline, cache headers, queries — run in one
@@ -50,43 +50,79 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if self.plan.is_empty() {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        #[allow(unused_mut, unused_variables)] // Changed by the limit only.
-        let Started {
-            mut state,
-            #[cfg(feature = "rate-limit")]
-            rate_refusal,
-            admission,
-        } = self.plan.start(&mut request);
         #[cfg(feature = "rate-limit")]
-        if let Some(refusal) = rate_refusal {
-            return ResponseFuture::refused(refusal.into_response(), state);
-        }
-        #[cfg(feature = "concurrency")]
-        match admission {
-            None => {}
-            Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
-            Some((Admission::Refused(refusal), _)) => {
-                return ResponseFuture::refused(refusal.into_response(), state);
-            }
-            Some((Admission::Queued(queued), later_deadline)) => {
-                // The clone that is ready goes with the request; this service keeps the fresh
-                // one.
+        let early = match self.plan.early_decision(&request) {
+            None => None,
+            Some(Ok(early)) => Some(early),
+            Some(Err((checking, early))) => {
+                // The quotas' store must answer first: nothing starts before it has. The
+                // clone that is ready goes with the request; this service keeps the fresh one.
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
-                let waiting = Waiting {
-                    queued,
+                return ResponseFuture::checking(crate::future::Checking {
+                    checking,
+                    early: Some(early),
+                    decided: false,
                     service,
                     request: Some(request),
-                    deadline: later_deadline,
-                };
-                return ResponseFuture::queued(waiting, state);
+                    plan: Arc::clone(&self.plan),
+                });
             }
-        }
-        let inner = state.scope.in_scope(|| self.inner.call(request));
-        ResponseFuture::running(inner, state)
+        };
+        #[cfg(not(feature = "rate-limit"))]
+        let early = None;
+        begin(&self.plan, request, early, &mut self.inner)
     }
+}
+
+/// The parts start on the request (with what was decided early), then it is answered at
+/// once, waits in the limit's queue, or goes to `service`, which is ready.
+pub(crate) fn begin<S, ReqBody, ResBody>(
+    plan: &Plan,
+    mut request: Request<ReqBody>,
+    early: Option<Early>,
+    service: &mut S,
+) -> ResponseFuture<S, Request<ReqBody>, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Body,
+    ResBody::Data: From<Bytes> + Buf,
+{
+    #[allow(unused_mut, unused_variables)] // Changed by the limit only.
+    let Started {
+        mut state,
+        #[cfg(feature = "rate-limit")]
+        rate_refusal,
+        admission,
+    } = plan.start(&mut request, early);
+    #[cfg(feature = "rate-limit")]
+    if let Some(refusal) = rate_refusal {
+        return ResponseFuture::refused(refusal.into_response(), state);
+    }
+    #[cfg(feature = "concurrency")]
+    match admission {
+        None => {}
+        Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
+        Some((Admission::Refused(refusal), _)) => {
+            return ResponseFuture::refused(refusal.into_response(), state);
+        }
+        Some((Admission::Queued(queued), later_deadline)) => {
+            // The clone that is ready goes with the request; the caller keeps the fresh one.
+            let clone = service.clone();
+            let service = std::mem::replace(service, clone);
+            let waiting = Waiting {
+                queued,
+                service,
+                request: Some(request),
+                deadline: later_deadline,
+            };
+            return ResponseFuture::queued(waiting, state);
+        }
+    }
+    let inner = state.scope.in_scope(|| service.call(request));
+    ResponseFuture::running(inner, state)
 }

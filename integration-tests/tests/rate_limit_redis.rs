@@ -1,0 +1,254 @@
+//! The rate limit's quotas in a real Redis: shared by instances, exact over real time, the
+//! script reloaded after `SCRIPT FLUSH`, and a paused, slow or dead Redis failing open or
+//! closed as each quota says.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::{Request, StatusCode};
+use tower::ServiceExt;
+use vitals::rate_limit::{PeerAddr, Quota, RateLimitLayer, RedisStore};
+use vitals_integration_tests::redis::{ThrowawayRedis, redis_url, unique_prefix};
+
+/// An app behind `layer`, as one instance of a service.
+fn instance(layer: RateLimitLayer) -> Router {
+    Router::new()
+        .route("/items", get(|| async { "items" }))
+        .layer(layer)
+}
+
+async fn send(app: &Router, client: &str) -> http::Response<axum::body::Body> {
+    let mut request = Request::get("/items").body(Body::empty()).unwrap();
+    request
+        .extensions_mut()
+        .insert(PeerAddr(client.parse::<IpAddr>().unwrap()));
+    app.clone().oneshot(request).await.unwrap()
+}
+
+async fn commands(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// How many times Redis ran the rate limit's script (by digest or sent whole).
+async fn script_calls(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split(['=', ','])
+                .nth(1)
+                .and_then(|calls| calls.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn two_instances_share_one_quota_and_refuse_locally_once_over() {
+    let Some(url) = redis_url("two_instances_share_one_quota_and_refuse_locally_once_over") else {
+        return;
+    };
+    let prefix = unique_prefix("shared");
+    let layer = || {
+        RateLimitLayer::new(Quota::per_minute(6))
+            .with_redis(RedisStore::new(&url).unwrap().with_prefix(prefix.clone()))
+    };
+    let (a, b) = (instance(layer()), instance(layer()));
+    // Six between them, alternating; the seventh is refused on either.
+    for i in 0..6 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let response = send(app, "192.0.2.1").await;
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+        let remaining = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(
+            remaining.starts_with(&format!(r#""per-minute";r={};"#, 5 - i)),
+            "{remaining}"
+        );
+    }
+    let refused = send(&b, "192.0.2.1").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "10");
+    // Another client has its own quota in the same Redis.
+    assert_eq!(send(&a, "192.0.2.2").await.status(), StatusCode::OK);
+    // Once refused, instance b refuses the key without asking Redis again.
+    let mut redis = commands(&url).await;
+    let before = script_calls(&mut redis).await;
+    for _ in 0..5 {
+        assert_eq!(
+            send(&b, "192.0.2.1").await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(script_calls(&mut redis).await, before);
+    // Instance a has not seen the refusal: it asks Redis, which refuses.
+    assert_eq!(
+        send(&a, "192.0.2.1").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(script_calls(&mut redis).await, before + 1);
+}
+
+#[tokio::test]
+async fn over_real_time_a_key_gets_the_burst_plus_the_rate_and_no_more() {
+    let Some(url) = redis_url("over_real_time_a_key_gets_the_burst_plus_the_rate_and_no_more")
+    else {
+        return;
+    };
+    let store = RedisStore::new(&url)
+        .unwrap()
+        .with_prefix(unique_prefix("exact"))
+        .with_timeout(Duration::from_secs(2));
+    // 20 a second, 5 at once.
+    let app = instance(RateLimitLayer::new(Quota::per_second(20).with_burst(5)).with_redis(store));
+    // A greedy client for 1.5 s: at most 5 + 20 × 1.5 = 35 get through; Redis's clock and
+    // ours differ by the round trips, so allow one more at the edge.
+    let started = Instant::now();
+    let mut allowed = 0;
+    while started.elapsed() < Duration::from_millis(1_500) {
+        if send(&app, "192.0.2.9").await.status() == StatusCode::OK {
+            allowed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let bound = 5.0 + 20.0 * elapsed;
+    assert!(
+        f64::from(allowed) <= bound + 1.0,
+        "{allowed} in {elapsed} s > {bound}"
+    );
+    assert!(
+        f64::from(allowed) >= bound - 4.0,
+        "{allowed} in {elapsed} s, far under {bound}"
+    );
+    // A steady client at half the rate is never refused.
+    for _ in 0..15 {
+        assert_eq!(send(&app, "192.0.2.10").await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_script_is_sent_again_after_script_flush() {
+    let Some(url) = redis_url("the_script_is_sent_again_after_script_flush") else {
+        return;
+    };
+    let store = RedisStore::new(&url)
+        .unwrap()
+        .with_prefix(unique_prefix("noscript"));
+    let app = instance(RateLimitLayer::new(Quota::per_minute(100)).with_redis(store.clone()));
+    assert_eq!(send(&app, "192.0.2.1").await.status(), StatusCode::OK);
+    let mut redis = commands(&url).await;
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let response = send(&app, "192.0.2.1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let remaining = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(
+        remaining.starts_with(r#""per-minute";r=98;"#),
+        "{remaining}"
+    );
+    assert_eq!(store.failures(), 0);
+}
+
+#[tokio::test]
+async fn a_paused_or_slow_redis_fails_open_or_closed_as_the_quota_says() {
+    let Some(redis) = ThrowawayRedis::start("a_paused_or_slow_redis_fails_open_or_closed") else {
+        return;
+    };
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .with_timeout(Duration::from_millis(100));
+    let open = instance(RateLimitLayer::new(Quota::per_minute(100)).with_redis(store.clone()));
+    let closed = instance(
+        RateLimitLayer::new(Quota::per_minute(100).with_fail_closed()).with_redis(store.clone()),
+    );
+    assert_eq!(send(&open, "192.0.2.1").await.status(), StatusCode::OK);
+    let mut connection = commands(&redis.url()).await;
+
+    // Paused: every call times out.
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1_000)
+        .arg("ALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let allowed = send(&open, "192.0.2.1").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited past the timeout"
+    );
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert!(
+        allowed.headers().get("ratelimit").is_none(),
+        "no quota known: no headers"
+    );
+    let refused = send(&closed, "192.0.2.1").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(store.failures(), 2);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(send(&closed, "192.0.2.1").await.status(), StatusCode::OK);
+
+    // Slow: DEBUG SLEEP holds the server past the timeout.
+    let sleeper = tokio::spawn({
+        let mut connection = commands(&redis.url()).await;
+        async move {
+            let () = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("0.5")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        send(&closed, "192.0.2.1").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(send(&open, "192.0.2.1").await.status(), StatusCode::OK);
+    sleeper.await.unwrap();
+    assert_eq!(store.failures(), 4);
+}
+
+#[tokio::test]
+async fn a_dead_redis_fails_open_and_the_service_keeps_answering() {
+    let Some(redis) = ThrowawayRedis::start("a_dead_redis_fails_open") else {
+        return;
+    };
+    let store = RedisStore::new(&redis.url())
+        .unwrap()
+        .with_timeout(Duration::from_millis(100));
+    let layer = RateLimitLayer::new(Quota::per_minute(100)).with_redis(store.clone());
+    let app = instance(layer.clone());
+    assert_eq!(send(&app, "192.0.2.1").await.status(), StatusCode::OK);
+    let mut connection = commands(&redis.url()).await;
+    let _: Result<(), _> = redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query_async(&mut connection)
+        .await;
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(send(&app, "192.0.2.1").await.status(), StatusCode::OK);
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+    assert_eq!(store.failures(), 20);
+    let snapshot = layer.handle().snapshot().unwrap();
+    assert_eq!((snapshot.allowed, snapshot.store_failures), (1, 20));
+}

@@ -1,0 +1,342 @@
+//! [`RedisStore`]: quotas shared across a fleet — every instance spends the same keys' quotas
+//! in one Redis (feature `redis`).
+//!
+//! One round trip per request: a Lua script runs GCRA for each quota of the request in order,
+//! on Redis's own clock (`TIME`, so the instances' clocks do not matter), atomically, and stops
+//! at the first quota that refuses. The script is sent once and then run by its digest
+//! (`EVALSHA`; sent again when Redis answers `NOSCRIPT`, after a restart or `SCRIPT FLUSH`).
+//! Each key expires when its quota is whole again: Redis holds only the clients spending.
+//!
+//! Once Redis refused a key, the instance refuses it locally until the refusal's
+//! `Retry-After` has passed, without a round trip: a client hammering past its quota costs
+//! Redis one call per wait, not one per request. The local refusal is never looser than
+//! Redis's (it ends exactly when Redis said more quota comes back, measured from when the
+//! answer arrived), so the slack across a fleet is on the strict side.
+//!
+//! When Redis fails or is slow (each call has a timeout, 50 ms by default), the quota fails
+//! open (the request is allowed, without `RateLimit` headers) or, for a quota made with
+//! [`Quota::with_fail_closed`](crate::Quota::with_fail_closed), closed (`503` +
+//! `Retry-After: 1`). Either way the failure is counted, and logged at WARN at most once a
+//! minute with how many failed since.
+//!
+//! ```no_run
+//! use vitals_rate_limit::{Quota, RateLimitLayer, RedisStore};
+//!
+//! # fn main() -> Result<(), vitals_rate_limit::RedisStoreError> {
+//! let redis = RedisStore::new("redis://10.0.0.5:6379/")?;
+//! let layer = RateLimitLayer::new(Quota::per_minute(600)).with_redis(redis);
+//! # let _ = layer; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// The default time a call to Redis may take before the quota fails open or closed.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+/// The default prefix of the keys the rate limit writes.
+pub const DEFAULT_REDIS_PREFIX: &str = "vitals:rl";
+
+/// GCRA for each quota of one request, in order (KEYS[i]; ARGV[2i-1] the interval in
+/// microseconds, ARGV[2i] the burst), on the server's clock. Answers
+/// `{refused quota (1-based, 0: none), wait in microseconds, remaining of each quota allowed}`.
+/// Times are microseconds since the epoch: exact in Lua's doubles (under 2^53).
+const GCRA: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local answer = {0, 0}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = interval * (tonumber(ARGV[2 * i]) - 1)
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  if now < tat - tolerance then
+    answer[1] = i
+    answer[2] = tat - tolerance - now
+    return answer
+  end
+  local next = tat + interval
+  redis.call('SET', KEYS[i], string.format('%d', next), 'PX', math.ceil((next - now) / 1000))
+  answer[#answer + 1] = math.floor((now + tolerance + interval - next) / interval)
+end
+return answer
+";
+
+/// A Redis that holds the quotas of a fleet. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: redis::Client,
+    url: String,
+    connection: OnceLock<Result<ConnectionManager, String>>,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+    failures: AtomicU64,
+    /// The failures count when the last warning was logged, and its second since the epoch.
+    warned_failures: AtomicU64,
+    warned_at: AtomicU64,
+}
+
+/// A Redis URL the client cannot use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisStoreError(String);
+
+impl fmt::Display for RedisStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedisStoreError {}
+
+/// What Redis answered for one request's quotas.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RemoteAnswer {
+    /// The remaining burst of each quota that allowed the request, in order.
+    pub(crate) remaining: Vec<u32>,
+    /// The quota that refused (0-based) and when it allows again.
+    pub(crate) refused: Option<(usize, Duration)>,
+}
+
+/// Why a call to Redis gave no answer.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Timeout,
+    Redis(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("no answer within the timeout"),
+            Self::Redis(error) => f.write_str(error),
+        }
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://host:port/db`, `rediss://…`, `redis+unix:…`).
+    /// Nothing is connected until the first request: a Redis that is down at start is a
+    /// failure of the first checks, not of the service's start.
+    pub fn new(url: &str) -> Result<Self, RedisStoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|error| RedisStoreError(format!("Redis URL {url:?}: {error}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                url: redact(url),
+                connection: OnceLock::new(),
+                script: redis::Script::new(GCRA),
+                prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+                timeout: DEFAULT_REDIS_TIMEOUT,
+                failures: AtomicU64::new(0),
+                warned_failures: AtomicU64::new(0),
+                warned_at: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn change(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+            client: shared.client.clone(),
+            url: shared.url.clone(),
+            connection: OnceLock::new(),
+            script: redis::Script::new(GCRA),
+            prefix: shared.prefix.clone(),
+            timeout: shared.timeout,
+            failures: AtomicU64::new(0),
+            warned_failures: AtomicU64::new(0),
+            warned_at: AtomicU64::new(0),
+        });
+        change(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The prefix of every key the rate limit writes (default [`DEFAULT_REDIS_PREFIX`]):
+    /// give services sharing one Redis different prefixes, or the same one to share quotas.
+    #[must_use]
+    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.change(|shared| shared.prefix = prefix)
+    }
+
+    /// How long a call may take before the quota fails open or closed (default
+    /// [`DEFAULT_REDIS_TIMEOUT`]; at least 1 ms).
+    #[must_use]
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.change(|shared| shared.timeout = timeout.max(Duration::from_millis(1)))
+    }
+
+    /// Calls that failed or timed out since the start.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, Failure> {
+        let shared = &self.shared;
+        let made = shared.connection.get_or_init(|| {
+            // Fail fast: the request waits at most the timeout, so reconnecting is left to
+            // the next request rather than retried here.
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(shared.timeout))
+                .set_response_timeout(Some(shared.timeout))
+                .set_number_of_retries(1);
+            ConnectionManager::new_lazy_with_config(shared.client.clone(), config)
+                .map_err(|error| error.to_string())
+        });
+        made.clone().map_err(Failure::Redis)
+    }
+
+    /// Runs the script for `keys` (one a quota) with `args` (interval in microseconds and
+    /// burst, a pair a quota), within the timeout.
+    pub(crate) async fn check(
+        &self,
+        keys: &[String],
+        args: &[u64],
+    ) -> Result<RemoteAnswer, Failure> {
+        let result = tokio::time::timeout(self.shared.timeout, async {
+            let mut connection = self.connection()?;
+            let mut invocation = self.shared.script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            invocation
+                .invoke_async::<Vec<i64>>(&mut connection)
+                .await
+                .map_err(|error| Failure::Redis(error.to_string()))
+        })
+        .await
+        .unwrap_or(Err(Failure::Timeout))
+        .and_then(|answer| parse(&answer, keys.len()));
+        if let Err(failure) = &result {
+            self.failed(failure);
+        }
+        result
+    }
+
+    /// Counts a failure; logs at most once a minute, with how many failed since the last log.
+    fn failed(&self, failure: &Failure) {
+        let shared = &self.shared;
+        let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let last = shared.warned_at.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + 60)
+            && shared
+                .warned_at
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let before = shared.warned_failures.swap(failures, Ordering::Relaxed);
+            tracing::warn!(
+                redis = %shared.url,
+                error = %failure,
+                failures_since_last_warning = failures - before,
+                "rate limit: Redis did not answer; quotas fail open or closed as configured \
+                 (said at most once a minute)"
+            );
+        }
+    }
+}
+
+/// The script's answer for `quotas` quotas, checked: anything else is a failure, not a panic.
+fn parse(answer: &[i64], quotas: usize) -> Result<RemoteAnswer, Failure> {
+    let bad = || Failure::Redis(format!("unexpected script answer {answer:?}"));
+    let (&refused, rest) = answer.split_first().ok_or_else(bad)?;
+    let (&wait, remaining) = rest.split_first().ok_or_else(bad)?;
+    let refused = usize::try_from(refused).map_err(|_| bad())?;
+    let allowed = if refused == 0 { quotas } else { refused - 1 };
+    if refused > quotas || remaining.len() != allowed {
+        return Err(bad());
+    }
+    let remaining = remaining
+        .iter()
+        .map(|&left| u32::try_from(left.max(0)).unwrap_or(u32::MAX))
+        .collect();
+    let wait = Duration::from_micros(u64::try_from(wait.max(0)).unwrap_or(0));
+    Ok(RemoteAnswer {
+        remaining,
+        refused: refused.checked_sub(1).map(|quota| (quota, wait)),
+    })
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.shared.url)
+            .field("prefix", &self.shared.prefix)
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_checked() {
+        assert_eq!(
+            parse(&[0, 0, 4, 9], 2).ok(),
+            Some(RemoteAnswer {
+                remaining: vec![4, 9],
+                refused: None
+            })
+        );
+        assert_eq!(
+            parse(&[2, 1_500_000, 4], 2).ok(),
+            Some(RemoteAnswer {
+                remaining: vec![4],
+                refused: Some((1, Duration::from_millis(1_500)))
+            })
+        );
+        for bad in [
+            &[][..],
+            &[0],
+            &[0, 0, 1],
+            &[3, 0, 1, 1],
+            &[-1, 0],
+            &[1, 0, 7],
+        ] {
+            assert!(parse(bad, 2).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://…@10.0.0.5:6379/0"
+        );
+        assert_eq!(redact("redis://10.0.0.5/"), "redis://10.0.0.5/");
+        assert!(RedisStore::new("http://nope").is_err());
+        assert!(RedisStore::new("redis://127.0.0.1:1/").is_ok());
+    }
+}

@@ -1,0 +1,132 @@
+//! The Redis side of a limit's quotas (feature `redis`): the keys the script spends, its
+//! arguments, and the keys this instance knows Redis is refusing.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use vitals_core::route::RouteLabel;
+
+use crate::headers::Left;
+use crate::part::{Checked, Decision, Enforced};
+use crate::quota::Quota;
+use crate::redis_store::RedisStore;
+
+/// At most this many keys are remembered as refused; past it, new refusals are not
+/// remembered (their next request asks Redis again).
+const MAX_REFUSED_HERE: usize = 10_000;
+
+/// A limit's quotas as Redis knows them.
+#[derive(Debug)]
+pub(crate) struct RemoteQuotas {
+    /// Each quota's part of its Redis key: the limit, the quota's place and name.
+    names: Vec<String>,
+    /// The script's arguments: each quota's interval in microseconds and burst.
+    args: Vec<u64>,
+    /// Keys Redis refused, until when, and which quota refused.
+    refused: Mutex<HashMap<u128, (Instant, usize)>>,
+}
+
+impl RemoteQuotas {
+    pub(crate) fn new(quotas: &[Quota], limit: &str) -> Self {
+        // Braces would make a Redis Cluster hash tag of the route template: keep them out.
+        let limit: String = limit
+            .chars()
+            .map(|c| match c {
+                '{' => '(',
+                '}' => ')',
+                c => c,
+            })
+            .collect();
+        Self {
+            names: quotas
+                .iter()
+                .enumerate()
+                .map(|(i, quota)| format!("{limit}:{i}:{}", quota.name()))
+                .collect(),
+            args: quotas
+                .iter()
+                .flat_map(|quota| {
+                    let micros = u64::try_from(quota.interval().as_micros())
+                        .unwrap_or(u64::MAX)
+                        .max(1);
+                    [micros, u64::from(quota.burst())]
+                })
+                .collect(),
+            refused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Redis keys of `key`'s quotas. The key's digest is the hash tag, so in a Redis
+    /// Cluster all of one client's quotas sit in one slot, as one script needs.
+    fn keys(&self, prefix: &str, key: u128) -> Vec<String> {
+        self.names
+            .iter()
+            .map(|name| format!("{prefix}:{{{key:032x}}}:{name}"))
+            .collect()
+    }
+
+    /// The refusal this instance remembers for `key`, while it lasts.
+    pub(crate) fn refused_here(&self, key: u128) -> Option<Checked> {
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        let (until, quota) = *refused.get(&key)?;
+        let now = Instant::now();
+        if now >= until {
+            refused.remove(&key);
+            return None;
+        }
+        let mut checked = Checked::default();
+        for _ in 0..quota {
+            // The quotas before the one that refused: not asked again, shown as spent.
+            checked.push(Left::default());
+        }
+        checked.refused = Some((quota, until - now));
+        Some(checked)
+    }
+
+    fn remember_refusal(&self, key: u128, wait: Duration, quota: usize) {
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused.len() >= MAX_REFUSED_HERE {
+            let now = Instant::now();
+            refused.retain(|_, (until, _)| *until > now);
+            if refused.len() >= MAX_REFUSED_HERE {
+                return;
+            }
+        }
+        refused.insert(key, (Instant::now() + wait, quota));
+    }
+}
+
+/// Spends `key`'s quotas in Redis and decides.
+pub(crate) async fn check(
+    limit: Arc<Enforced>,
+    redis: RedisStore,
+    unkeyed: bool,
+    key: u128,
+    route: Option<RouteLabel>,
+) -> Decision {
+    let quotas = limit.quotas_of(unkeyed);
+    let keys = quotas.remote.keys(redis.prefix(), key);
+    match redis.check(&keys, &quotas.remote.args).await {
+        Ok(answer) => {
+            let mut checked = Checked::default();
+            for (i, remaining) in answer.remaining.into_iter().enumerate() {
+                let whole = quotas
+                    .limiters
+                    .get(i)
+                    .is_none_or(|limiter| remaining >= limiter.quota.burst());
+                let reset = match quotas.limiters.get(i) {
+                    Some(limiter) if !whole => limiter.quota.interval(),
+                    _ => Duration::ZERO,
+                };
+                checked.push(Left { remaining, reset });
+            }
+            if let Some((quota, wait)) = answer.refused {
+                quotas.remote.remember_refusal(key, wait, quota);
+                checked.refused = Some((quota, wait));
+            }
+            limit.decide(quotas, &checked, route.as_ref())
+        }
+        Err(_) => limit.store_failed(quotas, route.as_ref()),
+    }
+}
