@@ -38,8 +38,10 @@ impl ThrowawayRedis {
         redis_url(test)?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .unwrap_or_else(|error| panic!("no free port: {error}"));
+            .map_or_else(
+                |error| panic!("no free port: {error}"),
+                |address| address.port(),
+            );
         let child = Command::new("redis-server")
             .args([
                 "--port",

@@ -252,3 +252,99 @@ async fn a_dead_redis_fails_open_and_the_service_keeps_answering() {
     let snapshot = layer.handle().snapshot().unwrap();
     assert_eq!((snapshot.allowed, snapshot.store_failures), (1, 20));
 }
+
+#[tokio::test]
+async fn two_shops_on_one_redis_give_four_clients_one_checkout_quota() {
+    let Some(url) = redis_url("two_shops_on_one_redis_give_four_clients_one_checkout_quota") else {
+        return;
+    };
+    let start = || {
+        let mut config = vitals_integration_tests::test_config();
+        config.redis_url = Some(url.clone());
+        vitals_integration_tests::TestShop::start(config)
+    };
+    let (a, b) = (start().await, start().await);
+    // One API key, unique to this run, so earlier runs' quotas in the same Redis do not count.
+    let key = unique_prefix("fleet-key");
+    let started = Instant::now();
+    let window = Duration::from_secs(2);
+    let client = |shop: &vitals_integration_tests::TestShop| {
+        let (http, url, key) = (shop.client().clone(), shop.url("/checkout"), key.clone());
+        tokio::spawn(async move {
+            let (mut allowed, mut refused) = (0_u32, 0_u32);
+            while started.elapsed() < window {
+                let response = http
+                    .get(&url)
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .unwrap();
+                match response.status().as_u16() {
+                    200 => allowed += 1,
+                    429 => refused += 1,
+                    other => panic!("unexpected status {other}"),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (allowed, refused)
+        })
+    };
+    let clients = [client(&a), client(&a), client(&b), client(&b)];
+    let (mut allowed, mut refused) = (0, 0);
+    for client in clients {
+        let (ok, no) = client.await.unwrap();
+        allowed += ok;
+        refused += no;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // 5 a second with bursts of 10, shared: at most 10 + 5·T (one more for the round trips at
+    // the window's edges). Two quotas of their own would let about twice as many through.
+    let bound = 10.0 + 5.0 * elapsed;
+    println!("{allowed} allowed, {refused} refused in {elapsed:.2} s (bound {bound:.1})");
+    assert!(
+        f64::from(allowed) <= bound + 1.0,
+        "{allowed} allowed in {elapsed} s > {bound}"
+    );
+    assert!(
+        f64::from(allowed) >= bound - 3.0,
+        "{allowed} allowed in {elapsed} s, under {bound}"
+    );
+    assert!(refused > 0);
+    // A refusal decided by Redis goes through the whole stack: timed, traced, counted.
+    let mut over = None;
+    for _ in 0..30 {
+        let response = a
+            .client()
+            .get(a.url("/checkout"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            over = Some(response);
+            break;
+        }
+    }
+    let over = over.expect("a refusal within 30 requests");
+    let timing = over.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(
+        timing.contains("trace;desc=00-") && timing.contains("total;dur="),
+        "{timing}"
+    );
+    assert!(over.headers().contains_key("x-request-id"));
+    // Each shop counted its own refusals.
+    for shop in [&a, &b] {
+        let summary = shop.get_json("/_vitals/api/summary", 200).await;
+        let checkout = summary["rate_limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["route"] == "/checkout")
+            .cloned()
+            .unwrap_or_else(|| panic!("no /checkout row in {summary}"));
+        assert!(checkout["refused"].as_u64().unwrap() > 0, "{checkout}");
+        assert_eq!(checkout["keys"], 0, "in Redis, not in process: {checkout}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

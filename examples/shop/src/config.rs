@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub checkout_burst: u32,
 
+    /// Keep the `GET /checkout` quota in this Redis (`redis://host:port/`), shared by every
+    /// shop instance given the same URL; in process when not given.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+
     /// Requests served at once across the whole shop; more wait briefly, then get 503.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_concurrency: u64,

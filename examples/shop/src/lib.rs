@@ -33,7 +33,7 @@ use vitals::concurrency::{ConcurrencyLimitLayer, Limit, LimiterHandle};
 use vitals::core::findings::Findings;
 use vitals::core::route::RequestHead;
 use vitals::latency::LatencyRegistry;
-use vitals::rate_limit::{ClientIp, Key, Quota, RateLimitSettings};
+use vitals::rate_limit::{ClientIp, Key, Quota, RateLimitLayer, RateLimitSettings, RedisStore};
 use vitals::{RouteSettings, VitalsLayer};
 
 pub use config::{Config, LogFormat};
@@ -53,9 +53,12 @@ pub const SLOW_ROUTE_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn vitals_layer(
     max_concurrency: usize,
     checkout: RateLimitSettings,
+    quotas: RateLimitLayer,
     findings: Findings,
 ) -> Result<VitalsLayer, vitals::VitalsError> {
     VitalsLayer::builder()
+        // Where the routes' quotas live: in process, or in Redis for a fleet (`--redis-url`).
+        .with_rate_limit(quotas)
         // What the dashboard at /_vitals shows: slow requests, N+1 queries, blocking polls,
         // refusals.
         .with_findings(findings)
@@ -209,9 +212,15 @@ impl Shop {
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
         });
+        let mut quotas = RateLimitLayer::per_route();
+        if let Some(url) = &config.redis_url {
+            quotas =
+                quotas.with_redis(RedisStore::new(url).map_err(|e| StartError(e.to_string()))?);
+        }
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
             checkout_quota(config.checkout_rate, config.checkout_burst),
+            quotas,
             findings,
         )
         .map_err(|e| StartError(e.to_string()))?;

@@ -66,5 +66,52 @@ fn check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead, check);
+/// One check against the Redis at `VITALS_TEST_REDIS_URL` (`scripts/redis start`), over
+/// loopback: the script's round trip (feature `redis`; skipped without the variable).
+#[cfg(feature = "redis")]
+fn redis_round_trip(c: &mut Criterion) {
+    use vitals_rate_limit::RedisStore;
+    use vitals_rate_limit::part::Decision;
+
+    let Ok(url) = std::env::var("VITALS_TEST_REDIS_URL") else {
+        eprintln!("rate_limit_redis: skipped, VITALS_TEST_REDIS_URL is not set");
+        return;
+    };
+    let Ok(store) = RedisStore::new(&url) else {
+        eprintln!("rate_limit_redis: skipped, bad URL {url}");
+        return;
+    };
+    let part = roomy()
+        .with_redis(
+            store
+                .with_prefix("bench")
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .part();
+    // The harness's runtime has no I/O driver; the Redis connection needs one.
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("rate_limit_redis: skipped, no tokio runtime");
+        return;
+    };
+    let request = request_from("192.0.2.1");
+    c.benchmark_group("rate_limit_redis")
+        .bench_function("check_round_trip", |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    match part.check(&request, None) {
+                        Decision::Pending(checking) => black_box(checking.await),
+                        decided => black_box(decided),
+                    }
+                })
+            });
+        });
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_round_trip(_: &mut Criterion) {}
+
+criterion_group!(benches, overhead, check, redis_round_trip);
 criterion_main!(benches);

@@ -48,10 +48,17 @@ pin_project! {
     }
 }
 
+/// Where a check stands.
+enum Decided {
+    Not,
+    Allowed(Option<Grant>),
+    Taken,
+}
+
 /// A request whose quotas are being checked, with the service that will take it.
 struct Waiting<S, Req> {
     checking: Checking,
-    decided: Option<Option<Grant>>,
+    decided: Decided,
     service: S,
     request: Option<Req>,
 }
@@ -76,7 +83,7 @@ impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
             state: State::Checking {
                 waiting: Box::new(Waiting {
                     checking,
-                    decided: None,
+                    decided: Decided::Not,
                     service,
                     request: Some(request),
                 }),
@@ -102,11 +109,13 @@ where
             let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
                 StateProj::Checking { waiting } => {
-                    if waiting.decided.is_none() {
+                    if let Decided::Not = waiting.decided {
                         match ready!(Pin::new(&mut waiting.checking).poll(cx)) {
-                            Decision::Allowed(grant) => waiting.decided = Some(Some(grant)),
+                            Decision::Allowed(grant) => {
+                                waiting.decided = Decided::Allowed(Some(grant));
+                            }
                             Decision::Unlimited | Decision::Pending(_) => {
-                                waiting.decided = Some(None);
+                                waiting.decided = Decided::Allowed(None);
                             }
                             Decision::Refused(refusal) => {
                                 state.set(State::Refused {
@@ -117,8 +126,9 @@ where
                         }
                     }
                     ready!(waiting.service.poll_ready(cx))?;
-                    let (Some(request), Some(grant)) =
-                        (waiting.request.take(), waiting.decided.take())
+                    let decided = std::mem::replace(&mut waiting.decided, Decided::Taken);
+                    let (Some(request), Decided::Allowed(grant)) =
+                        (waiting.request.take(), decided)
                     else {
                         completed();
                     };

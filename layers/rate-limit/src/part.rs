@@ -171,7 +171,8 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
-    fn new(quotas: &[Quota], max_keys: usize, _limit: &str) -> Self {
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))] // The limit names Redis keys.
+    fn new(quotas: &[Quota], max_keys: usize, limit: &str) -> Self {
         Self {
             limiters: quotas
                 .iter()
@@ -179,7 +180,7 @@ impl Quotas {
                 .collect(),
             policy: headers::policy(quotas),
             #[cfg(feature = "redis")]
-            remote: crate::remote::RemoteQuotas::new(quotas, _limit),
+            remote: crate::remote::RemoteQuotas::new(quotas, limit),
         }
     }
 

@@ -167,9 +167,9 @@ pin_project! {
 #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))] // Never made without the rate limit.
 pub(crate) struct Checking<S, Req> {
     #[cfg(feature = "rate-limit")]
-    pub(crate) checking: vitals_rate_limit::part::Checking,
+    pub(crate) quota_check: vitals_rate_limit::part::Checking,
     #[cfg(not(feature = "rate-limit"))]
-    pub(crate) checking: std::convert::Infallible,
+    pub(crate) quota_check: std::convert::Infallible,
     /// The route and arrival time, and the decision once it came.
     pub(crate) early: Option<Early>,
     pub(crate) decided: bool,
@@ -290,13 +290,17 @@ where
     }
 }
 
+/// A request that started after its quota check, or the error of the service's readiness.
+type Begun<S, ReqBody, B> =
+    Result<ResponseFuture<S, Request<ReqBody>, B>, <S as Service<Request<ReqBody>>>::Error>;
+
 /// Waits for the rate limit's store, then the service's readiness; then the request starts as
 /// [`begin`](crate::service::begin) starts any other.
 #[cfg_attr(not(feature = "rate-limit"), allow(unused_variables))]
 fn poll_checking<S, ReqBody, B>(
     checking: &mut Checking<S, Request<ReqBody>>,
     cx: &mut Context<'_>,
-) -> Poll<Result<ResponseFuture<S, Request<ReqBody>, B>, S::Error>>
+) -> Poll<Begun<S, ReqBody, B>>
 where
     S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
     B: Body,
@@ -305,7 +309,7 @@ where
     #[cfg(feature = "rate-limit")]
     {
         if !checking.decided {
-            let decision = std::task::ready!(Pin::new(&mut checking.checking).poll(cx));
+            let decision = std::task::ready!(Pin::new(&mut checking.quota_check).poll(cx));
             if let Some(early) = checking.early.as_mut() {
                 early.decision = decision;
             }
@@ -325,7 +329,7 @@ where
         )))
     }
     #[cfg(not(feature = "rate-limit"))]
-    match checking.checking {}
+    match checking.quota_check {}
 }
 
 /// Every part is off: the handler's future polled as it is, its body passed through.

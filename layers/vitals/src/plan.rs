@@ -50,6 +50,12 @@ pub(crate) struct Early {
 #[cfg(not(feature = "rate-limit"))]
 pub(crate) enum Early {}
 
+/// The rate limit's decision, when taken before the parts start.
+#[cfg(feature = "rate-limit")]
+type EarlyDecision = vitals_rate_limit::part::Decision;
+#[cfg(not(feature = "rate-limit"))]
+type EarlyDecision = std::convert::Infallible;
+
 /// A request the parts started on: their state, and what the limit decided (with, for a
 /// queued request, what its deadline will be read from once admitted).
 pub(crate) struct Started {
@@ -69,25 +75,8 @@ impl Plan {
     /// an admitted request, the deadline, cache headers and queries. The route is labelled
     /// once, and the `Server-Timing` decision made once.
     pub(crate) fn start<B>(&self, request: &mut Request<B>, early: Option<Early>) -> Started {
-        #[cfg(feature = "rate-limit")]
-        let (start, route, decided) = match early {
-            Some(early) => (early.arrived, early.route, Some(early.decision)),
-            None => (
-                self.uses_clock().then(Instant::now),
-                self.labeler.label(request),
-                None,
-            ),
-        };
-        #[cfg(not(feature = "rate-limit"))]
-        let (start, route) = match early {
-            Some(never) => match never {},
-            None => (
-                self.uses_clock().then(Instant::now),
-                self.labeler.label(request),
-            ),
-        };
-        #[allow(unused_variables)] // Read by the timing and latency parts only.
-        let start = start;
+        #[allow(unused_variables)] // The arrival is read by the timing and latency parts only.
+        let (start, route, decided) = self.arrival(request, early);
         let server_timing = self.attach_server_timing(request);
         #[cfg(feature = "trace-context")]
         let trace = self.trace.as_ref().map(|part| {
@@ -183,6 +172,31 @@ impl Plan {
             #[cfg(feature = "rate-limit")]
             rate_refusal,
             admission,
+        }
+    }
+
+    /// When the request arrived, its route, and the rate limit's decision: from what was
+    /// decided early, or now.
+    #[allow(clippy::type_complexity)] // Three plain values, named where they are read.
+    fn arrival<B>(
+        &self,
+        request: &Request<B>,
+        early: Option<Early>,
+    ) -> (
+        Option<Instant>,
+        vitals_core::route::RouteLabel,
+        Option<EarlyDecision>,
+    ) {
+        match early {
+            #[cfg(feature = "rate-limit")]
+            Some(early) => (early.arrived, early.route, Some(early.decision)),
+            #[cfg(not(feature = "rate-limit"))]
+            Some(never) => match never {},
+            None => (
+                self.uses_clock().then(Instant::now),
+                self.labeler.label(request),
+                None,
+            ),
         }
     }
 

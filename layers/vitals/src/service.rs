@@ -64,7 +64,7 @@ where
                 let clone = self.inner.clone();
                 let service = std::mem::replace(&mut self.inner, clone);
                 return ResponseFuture::checking(crate::future::Checking {
-                    checking,
+                    quota_check: checking,
                     early: Some(early),
                     decided: false,
                     service,
