@@ -332,6 +332,16 @@ async fn two_shops_on_one_redis_give_four_clients_one_checkout_quota() {
         "{timing}"
     );
     assert!(over.headers().contains_key("x-request-id"));
+    // The store's round trips and the refusals are in the metrics (no key among the labels).
+    let metrics = a.get("/metrics").await.text().await.unwrap();
+    for family in [
+        "vitals_rate_limit_store_duration_seconds_bucket{le=",
+        "vitals_rate_limit_refused_total{http_route=\"/checkout\",vitals_quota=\"per-second\"}",
+        "vitals_rate_limit_allowed_total{http_route=\"/checkout\"}",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from /metrics");
+    }
+    assert!(!metrics.contains(&key), "a key among the labels");
     // Each shop counted its own refusals.
     for shop in [&a, &b] {
         let summary = shop.get_json("/_vitals/api/summary", 200).await;

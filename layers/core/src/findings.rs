@@ -101,10 +101,25 @@ pub enum Finding {
         /// What happened, in a sentence.
         detail: String,
     },
+    /// A client went over a rate-limit quota (`vitals-rate-limit`): reported at most every
+    /// ten seconds per client, with the refusals since.
+    RateLimited {
+        /// Route template.
+        route: String,
+        /// The quota that refused.
+        quota: String,
+        /// The client's key: a hash of it (`#` and 16 hex digits) unless the limit shows keys.
+        key: String,
+        /// Requests of this client refused since the last report.
+        refused: u64,
+        /// The trace id of the refused request, when the trace-context layer ran before.
+        trace_id: Option<String>,
+    },
 }
 
 impl Finding {
-    /// `"slow"`, `"n_plus_one"`, `"blocking"`, `"starvation"` or `"downstream"`.
+    /// `"slow"`, `"n_plus_one"`, `"blocking"`, `"starvation"`, `"downstream"` or
+    /// `"rate_limited"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Slow { .. } => "slow",
@@ -112,6 +127,7 @@ impl Finding {
             Self::Blocking { .. } => "blocking",
             Self::Starvation { .. } => "starvation",
             Self::Downstream { .. } => "downstream",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -121,7 +137,8 @@ impl Finding {
             Self::Slow { route, .. }
             | Self::NPlusOne { route, .. }
             | Self::Blocking { route, .. }
-            | Self::Starvation { route, .. } => route,
+            | Self::Starvation { route, .. }
+            | Self::RateLimited { route, .. } => route,
             Self::Downstream { downstream, .. } => downstream,
         }
     }

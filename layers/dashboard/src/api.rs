@@ -299,6 +299,18 @@ fn finding(recorded: &Recorded) -> Value {
             object.insert("event".into(), json!(event));
             object.insert("detail".into(), json!(detail));
         }
+        Finding::RateLimited {
+            quota,
+            key,
+            refused,
+            trace_id,
+            ..
+        } => {
+            object.insert("quota".into(), json!(quota));
+            object.insert("key".into(), json!(key));
+            object.insert("refused".into(), json!(refused));
+            object.insert("trace_id".into(), json!(trace_id));
+        }
         _ => {}
     }
     Value::Object(object)

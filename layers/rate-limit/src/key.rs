@@ -124,6 +124,25 @@ impl Key {
     }
 }
 
+impl Key {
+    /// The request's key as text, for a limit that shows keys in its findings: the client's
+    /// address (IPv6 cut to its prefix), the header's value, the custom rule's value. An
+    /// extension's value is not text: `None`, and the finding shows its hash.
+    pub(crate) fn describe<B>(&self, request: &Request<B>) -> Option<String> {
+        match &self.0 {
+            Repr::ClientIp(rule) => rule
+                .key(request.headers(), peer_address(request.extensions()))
+                .map(|address| address.to_string()),
+            Repr::Header(name) => request
+                .headers()
+                .get(name)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            Repr::Extension(..) => None,
+            Repr::Custom(find) => find(RequestHead::of(request)),
+        }
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {

@@ -3,12 +3,13 @@
 use std::sync::{Arc, OnceLock};
 
 use tower_layer::Layer;
+use vitals_core::findings::Findings;
 use vitals_core::route::RouteLabeler;
 use vitals_core::route_table::RouteTable;
 
 use crate::handle::RateLimitHandle;
 use crate::key::Key;
-use crate::part::{Enforced, RateLimitPart};
+use crate::part::{Enforced, RateLimitPart, Reports};
 use crate::quota::Quota;
 use crate::service::RateLimit;
 use crate::settings::RateLimitSettings;
@@ -29,6 +30,8 @@ pub struct RateLimitLayer {
     max_keys: usize,
     #[cfg(feature = "redis")]
     redis: Option<crate::redis_store::RedisStore>,
+    findings: Option<Findings>,
+    visible_keys: bool,
     built: Arc<OnceLock<RateLimitPart>>,
 }
 
@@ -56,6 +59,8 @@ impl RateLimitLayer {
             max_keys: DEFAULT_MAX_KEYS,
             #[cfg(feature = "redis")]
             redis: None,
+            findings: None,
+            visible_keys: false,
             built: Arc::default(),
         }
     }
@@ -154,7 +159,26 @@ impl RateLimitLayer {
             limit,
             #[cfg(feature = "redis")]
             self.redis.clone(),
+            self.findings
+                .clone()
+                .map(|findings| Reports::new(findings, self.visible_keys)),
         ))
+    }
+
+    /// Reports refused clients to `findings` (the dashboard's "Clients refused most"): each
+    /// client at most every 10 seconds, with its refusals since, its key hashed unless
+    /// [`with_visible_keys`](Self::with_visible_keys).
+    #[must_use]
+    pub fn with_findings(self, findings: Findings) -> Self {
+        self.changed(|layer| layer.findings = Some(findings))
+    }
+
+    /// Shows refused clients' keys in the findings as they are (an address, an API key's
+    /// value) instead of a hash. API keys are secrets: only where the dashboard's readers may
+    /// see them.
+    #[must_use]
+    pub fn with_visible_keys(self) -> Self {
+        self.changed(|layer| layer.visible_keys = true)
     }
 
     /// A read-only view of the counts.

@@ -5,6 +5,8 @@
 //! | `vitals.rate_limit.allowed` | counter | `http.route` |
 //! | `vitals.rate_limit.refused` | counter | `http.route`, `vitals.quota` |
 //! | `vitals.rate_limit.shadow_refused` | counter | `http.route`, `vitals.quota` |
+//! | `vitals.rate_limit.store_failures` | counter | `http.route`, `vitals.decision` (`allowed`/`refused`) |
+//! | `vitals.rate_limit.store.duration` | histogram (s) | — |
 //!
 //! Keys never become labels: the series stay as many as routes × quotas, whatever the
 //! clients.
@@ -24,6 +26,8 @@ pub const REFUSED: &str = "vitals.rate_limit.refused";
 pub const SHADOW_REFUSED: &str = "vitals.rate_limit.shadow_refused";
 /// Requests decided without the quotas' store (Redis) because it failed or timed out.
 pub const STORE_FAILURES: &str = "vitals.rate_limit.store_failures";
+/// The time each call to the quotas' store (Redis) took, in seconds, answered or not.
+pub const STORE_DURATION: &str = "vitals.rate_limit.store.duration";
 /// The label naming the quota that refused.
 pub const QUOTA: &str = "vitals.quota";
 /// The label saying what a store failure did: `allowed` (fail open) or `refused` (closed).
@@ -40,6 +44,11 @@ pub fn describe() {
     describe_counter!(
         SHADOW_REFUSED,
         "Requests a rate limit in shadow mode would have refused."
+    );
+    metrics::describe_histogram!(
+        STORE_DURATION,
+        metrics::Unit::Seconds,
+        "Time of each call to a rate limit's store (Redis), answered or not."
     );
     describe_counter!(
         STORE_FAILURES,

@@ -27,14 +27,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashMap;
 
 use bytes::{Buf, Bytes};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
+use vitals_core::findings::{Finding, Findings};
+use vitals_core::identity::RequestIdentity;
 use vitals_core::route::{RouteLabel, RouteLabeler};
 use vitals_core::route_table::RouteTable;
 
@@ -159,6 +163,81 @@ pub(crate) struct Enforced {
     metrics: crate::metrics::Handles,
     #[cfg(feature = "redis")]
     redis: Option<crate::redis_store::RedisStore>,
+    reports: Option<Reports>,
+}
+
+/// Refused clients reported to the findings: at most every [`REPORT_EVERY`] per client, with
+/// the refusals since; at most [`MAX_REPORTED`] clients remembered.
+#[derive(Debug)]
+pub(crate) struct Reports {
+    findings: Findings,
+    visible_keys: bool,
+    clients: Mutex<HashMap<u128, (Instant, u64)>>,
+}
+
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+const MAX_REPORTED: usize = 1_000;
+
+/// Who a request was, for the findings: its key's digest, the key shown (when the limit shows
+/// keys), the trace id.
+#[derive(Debug)]
+pub(crate) struct Seen {
+    digest: u128,
+    shown: Option<String>,
+    trace_id: Option<String>,
+}
+
+impl Reports {
+    pub(crate) fn new(findings: Findings, visible_keys: bool) -> Self {
+        Self {
+            findings,
+            visible_keys,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a refusal of `seen`; reports it when its client was not reported recently.
+    fn refused(&self, route: Option<&RouteLabel>, quota: &Quota, seen: &Seen) {
+        let now = Instant::now();
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if clients.len() >= MAX_REPORTED && !clients.contains_key(&seen.digest) {
+            clients.retain(|_, (last, _)| now.duration_since(*last) < REPORT_EVERY);
+        }
+        let refused = match clients.get_mut(&seen.digest) {
+            Some((last, count)) if now.duration_since(*last) < REPORT_EVERY => {
+                *count += 1;
+                return;
+            }
+            Some((last, count)) => {
+                let refused = *count + 1;
+                *last = now;
+                *count = 0;
+                refused
+            }
+            None => {
+                if clients.len() < MAX_REPORTED {
+                    clients.insert(seen.digest, (now, 0));
+                }
+                1
+            }
+        };
+        drop(clients);
+        let key = seen.shown.clone().unwrap_or_else(|| {
+            // A hash of the key's digest: stable, and no key in the clear.
+            #[allow(clippy::cast_possible_truncation)] // The high half, on purpose.
+            let high = (seen.digest >> 64) as u64;
+            format!("#{high:016x}")
+        });
+        self.findings.push(Finding::RateLimited {
+            route: route
+                .map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str)
+                .to_owned(),
+            quota: quota.name().to_owned(),
+            key,
+            refused,
+            trace_id: seen.trace_id.clone(),
+        });
+    }
 }
 
 /// Quotas and the `RateLimit-Policy` they advertise.
@@ -261,6 +340,7 @@ impl Enforced {
         max_keys: usize,
         limit: &str,
         #[cfg(feature = "redis")] redis: Option<crate::redis_store::RedisStore>,
+        reports: Option<Reports>,
     ) -> Self {
         let keyed = Quotas::new(&settings.quotas, max_keys, limit);
         let unkeyed = settings
@@ -276,7 +356,28 @@ impl Enforced {
             metrics: crate::metrics::Handles::default(),
             #[cfg(feature = "redis")]
             redis,
+            reports,
         }
+    }
+
+    /// Who the request is, for the findings (only when they are kept).
+    fn seen<B>(&self, request: &Request<B>, digest: u128) -> Option<Seen> {
+        let reports = self.reports.as_ref()?;
+        let shown = if reports.visible_keys {
+            self.settings
+                .keys
+                .iter()
+                .find_map(|rule| rule.describe(request))
+        } else {
+            None
+        };
+        Some(Seen {
+            digest,
+            shown,
+            trace_id: RequestIdentity::of(request.extensions())
+                .trace_id
+                .map(|id| id.to_string()),
+        })
     }
 
     /// Keys stored, keys dropped early and the stores' bytes, summed over the quotas.
@@ -313,21 +414,25 @@ impl Enforced {
             None => (true, UNKEYED),
         };
         let quotas = self.quotas(unkeyed);
+        // Who the client is matters only for a refusal (worked out then, but before a round
+        // trip to Redis, which leaves the request behind).
+        let seen_if = |checked: &Checked| checked.refused.and_then(|_| self.seen(request, key));
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             if let Some(checked) = quotas.remote.refused_here(key) {
-                return self.decide(quotas, &checked, route);
+                return self.decide(quotas, &checked, route, seen_if(&checked).as_ref());
             }
             let check = crate::remote::check(
                 Arc::clone(self),
                 redis.clone(),
-                unkeyed,
-                key,
+                (unkeyed, key),
                 route.cloned(),
+                self.seen(request, key),
             );
             return Decision::Pending(Checking(Box::pin(check)));
         }
-        self.decide(quotas, &quotas.check_here(key), route)
+        let checked = quotas.check_here(key);
+        self.decide(quotas, &checked, route, seen_if(&checked).as_ref())
     }
 
     /// The decision on what the quotas said: the headers, the counts, the refusal.
@@ -336,6 +441,7 @@ impl Enforced {
         quotas: &Quotas,
         checked: &Checked,
         route: Option<&RouteLabel>,
+        seen: Option<&Seen>,
     ) -> Decision {
         let shadow = self.settings.shadow;
         let headers = (self.settings.headers && !shadow)
@@ -366,6 +472,9 @@ impl Enforced {
             return Decision::Allowed(Grant { headers: None });
         }
         self.books.refused.fetch_add(1, Ordering::Relaxed);
+        if let (Some(reports), Some(seen)) = (&self.reports, seen) {
+            reports.refused(route, violated, seen);
+        }
         tracing::debug!(
             http.route = route.map_or(vitals_core::route::UNMATCHED, RouteLabel::as_str),
             quota = violated.name(),
@@ -498,6 +607,7 @@ mod tests {
             "*",
             #[cfg(feature = "redis")]
             None,
+            None,
         ))
     }
 
@@ -581,6 +691,71 @@ mod tests {
         }
         assert_eq!(limit.books.shadow_refused.load(Ordering::Relaxed), 2);
         assert_eq!(limit.books.refused.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn refused_clients_are_reported_at_most_every_ten_seconds() {
+        let findings = Findings::new(16);
+        let limit = Arc::new(Enforced::new(
+            RateLimitSettings::new(Quota::per_minute(1)),
+            1_000,
+            "*",
+            #[cfg(feature = "redis")]
+            None,
+            Some(Reports::new(findings.clone(), true)),
+        ));
+        let route = RouteLabel::from_static("/checkout");
+        for _ in 0..4 {
+            let _ = limit.check(&from("192.0.2.1"), Some(&route));
+        }
+        let _ = limit.check(&from("192.0.2.2"), Some(&route));
+        let _ = limit.check(&from("192.0.2.2"), Some(&route));
+        // Newest first: one finding per client, however often it was refused.
+        let recent: Vec<Finding> = findings
+            .recent()
+            .into_iter()
+            .rev()
+            .map(|r| r.finding)
+            .collect();
+        assert_eq!(
+            recent,
+            [
+                Finding::RateLimited {
+                    route: "/checkout".to_owned(),
+                    quota: "per-minute".to_owned(),
+                    key: "192.0.2.1".to_owned(),
+                    refused: 1,
+                    trace_id: None,
+                },
+                Finding::RateLimited {
+                    route: "/checkout".to_owned(),
+                    quota: "per-minute".to_owned(),
+                    key: "192.0.2.2".to_owned(),
+                    refused: 1,
+                    trace_id: None,
+                },
+            ]
+        );
+        // Hashed unless shown.
+        let hashed = Findings::new(4);
+        let limit = Arc::new(Enforced::new(
+            RateLimitSettings::new(Quota::per_minute(1)),
+            1_000,
+            "*",
+            #[cfg(feature = "redis")]
+            None,
+            Some(Reports::new(hashed.clone(), false)),
+        ));
+        let _ = limit.check(&from("192.0.2.1"), None);
+        let _ = limit.check(&from("192.0.2.1"), None);
+        let Some(Finding::RateLimited { key, .. }) = hashed.recent().pop().map(|r| r.finding)
+        else {
+            panic!("a finding");
+        };
+        assert!(
+            key.starts_with('#') && key.len() == 17 && !key.contains("192"),
+            "{key}"
+        );
     }
 
     #[test]

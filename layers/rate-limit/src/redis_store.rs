@@ -207,6 +207,8 @@ impl RedisStore {
         keys: &[String],
         args: &[u64],
     ) -> Result<RemoteAnswer, Failure> {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.shared.timeout, async {
             let mut connection = self.connection()?;
             let mut invocation = self.shared.script.prepare_invoke();
@@ -224,6 +226,8 @@ impl RedisStore {
         .await
         .unwrap_or(Err(Failure::Timeout))
         .and_then(|answer| parse(&answer, keys.len()));
+        #[cfg(feature = "metrics")]
+        metrics::histogram!(crate::metrics::STORE_DURATION).record(started.elapsed().as_secs_f64());
         if let Err(failure) = &result {
             self.failed(failure);
         }

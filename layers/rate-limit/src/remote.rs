@@ -8,7 +8,7 @@ use hashbrown::HashMap;
 use vitals_core::route::RouteLabel;
 
 use crate::headers::Left;
-use crate::part::{Checked, Decision, Enforced};
+use crate::part::{Checked, Decision, Enforced, Seen};
 use crate::quota::Quota;
 use crate::redis_store::RedisStore;
 
@@ -101,9 +101,9 @@ impl RemoteQuotas {
 pub(crate) async fn check(
     limit: Arc<Enforced>,
     redis: RedisStore,
-    unkeyed: bool,
-    key: u128,
+    (unkeyed, key): (bool, u128),
     route: Option<RouteLabel>,
+    seen: Option<Seen>,
 ) -> Decision {
     let quotas = limit.quotas_of(unkeyed);
     let keys = quotas.remote.keys(redis.prefix(), key);
@@ -125,7 +125,7 @@ pub(crate) async fn check(
                 quotas.remote.remember_refusal(key, wait, quota);
                 checked.refused = Some((quota, wait));
             }
-            limit.decide(quotas, &checked, route.as_ref())
+            limit.decide(quotas, &checked, route.as_ref(), seen.as_ref())
         }
         Err(_) => limit.store_failed(quotas, route.as_ref()),
     }

@@ -430,6 +430,13 @@ impl VitalsBuilder {
         {
             self.limit = self.limit.take().map(|l| l.with_findings(findings.clone()));
         }
+        #[cfg(feature = "rate-limit")]
+        {
+            self.rate_limit = self
+                .rate_limit
+                .take()
+                .map(|l| l.with_findings(findings.clone()));
+        }
     }
 
     /// Gives every part that adds to `Server-Timing` the same mode.
@@ -554,10 +561,13 @@ impl VitalsBuilder {
         }
         #[cfg(feature = "rate-limit")]
         if let Some(quotas) = settings.rate_limit {
-            let layer = self
-                .rate_limit
-                .take()
-                .unwrap_or_else(RateLimitLayer::per_route);
+            let layer = self.rate_limit.take().unwrap_or_else(|| {
+                let layer = RateLimitLayer::per_route();
+                match &self.findings {
+                    Some(findings) => layer.with_findings(findings.clone()),
+                    None => layer,
+                }
+            });
             self.rate_limit = Some(layer.with_route(route, quotas));
         }
         #[cfg(feature = "queries")]

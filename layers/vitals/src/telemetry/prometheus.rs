@@ -10,6 +10,13 @@ use super::TelemetryError;
 #[cfg(feature = "queries")]
 const QUERY_COUNT_BUCKETS: [f64; 10] = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0];
 
+/// Buckets of the rate limit's store round trips (Redis on a network: a fraction of a
+/// millisecond to its timeout).
+#[cfg(feature = "redis")]
+const STORE_DURATION_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// Recommended Prometheus naming (`_total` on counters), and histograms (which aggregate
 /// across instances) rather than the exporter's default summaries.
 pub(super) fn recorder() -> Result<PrometheusRecorder, TelemetryError> {
@@ -41,6 +48,11 @@ fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
     buckets.push((
         vitals_queries::metrics::QUERIES_PER_REQUEST,
         &QUERY_COUNT_BUCKETS,
+    ));
+    #[cfg(feature = "redis")]
+    buckets.push((
+        vitals_rate_limit::metrics::STORE_DURATION,
+        &STORE_DURATION_BUCKETS,
     ));
     buckets
 }
