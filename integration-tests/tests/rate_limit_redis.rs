@@ -258,14 +258,15 @@ async fn two_shops_on_one_redis_give_four_clients_one_checkout_quota() {
     let Some(url) = redis_url("two_shops_on_one_redis_give_four_clients_one_checkout_quota") else {
         return;
     };
+    // One API key, unique to this run, so earlier runs' quotas in the same Redis do not count.
+    let key = unique_prefix("fleet-key");
     let start = || {
         let mut config = vitals_integration_tests::test_config();
         config.redis_url = Some(url.clone());
+        config.api_keys = vec![key.clone()];
         vitals_integration_tests::TestShop::start(config)
     };
     let (a, b) = (start().await, start().await);
-    // One API key, unique to this run, so earlier runs' quotas in the same Redis do not count.
-    let key = unique_prefix("fleet-key");
     let started = Instant::now();
     let window = Duration::from_secs(2);
     let client = |shop: &vitals_integration_tests::TestShop| {
@@ -357,4 +358,30 @@ async fn two_shops_on_one_redis_give_four_clients_one_checkout_quota() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_refused_by_one_quota_spends_none_of_the_others() {
+    let Some(url) = redis_url("a_request_refused_by_one_quota_spends_none_of_the_others") else {
+        return;
+    };
+    let prefix = unique_prefix("all-or-nothing");
+    let store = || RedisStore::new(&url).unwrap().with_prefix(prefix.clone());
+    let both = instance(
+        RateLimitLayer::new(Quota::per_minute(3).named("a"))
+            .with_quota(Quota::per_minute(2).named("b"))
+            .with_redis(store()),
+    );
+    assert_eq!(send(&both, "192.0.2.1").await.status(), StatusCode::OK);
+    assert_eq!(send(&both, "192.0.2.1").await.status(), StatusCode::OK);
+    // Quota b refuses; the refusal shows it alone.
+    let refused = send(&both, "192.0.2.1").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["ratelimit"], r#""b";r=0;t=30"#);
+    // Another instance with quota a alone (the same Redis key): a spent 2 of 3, not 3.
+    let only_a = instance(RateLimitLayer::new(Quota::per_minute(3).named("a")).with_redis(store()));
+    let response = send(&only_a, "192.0.2.1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let remaining = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(remaining.starts_with(r#""a";r=0;"#), "{remaining}");
 }

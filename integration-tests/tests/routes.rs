@@ -381,6 +381,9 @@ async fn checkout_is_rate_limited_per_api_key_then_per_client() {
     assert_eq!(keyed.status(), 200);
     let remaining = keyed.headers()["ratelimit"].to_str().unwrap().to_owned();
     assert!(remaining.starts_with(r#""per-second";r=9;"#), "{remaining}");
+    // A made-up key is no way around the quota: it counts as this client's address, which
+    // has spent its quota.
+    assert_eq!(checkout(Some("made-up")).await.unwrap().status(), 429);
     // Other routes have no quota.
     assert!(
         shop.get("/products")

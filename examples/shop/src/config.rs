@@ -56,6 +56,12 @@ pub struct Config {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub checkout_burst: u32,
 
+    /// The API keys the shop issued (comma-separated): `X-Api-Key` counts for the checkout quota
+    /// only when it is one of them; any other value is the client's own invention, and the
+    /// request is counted by its address.
+    #[arg(long, value_delimiter = ',', default_value = "demo,team-a,team-b")]
+    pub api_keys: Vec<String>,
+
     /// Keep the `GET /checkout` quota in this Redis (`redis://host:port/`), shared by every
     /// shop instance given the same URL; in process when not given.
     #[arg(long, value_name = "URL")]

@@ -121,13 +121,22 @@ pub fn vitals_layer(
 /// The header `GET /checkout` is rate-limited by when a caller sends it.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// `GET /checkout`'s quota (by default 5 a second with bursts of 10), per API key, else per
-/// client address.
-pub fn checkout_quota(rate: u32, burst: u32) -> RateLimitSettings {
-    RateLimitSettings::new(Quota::per_second(rate.max(1)).with_burst(burst.max(1))).with_keys([
-        Key::header(http::HeaderName::from_static(API_KEY_HEADER)),
-        Key::client_ip(ClientIp::new()),
-    ])
+/// `GET /checkout`'s quota (by default 5 a second with bursts of 10), per API key the shop
+/// issued (`api_keys`), else per client address: a made-up key is no way around the quota.
+pub fn checkout_quota(rate: u32, burst: u32, api_keys: &[String]) -> RateLimitSettings {
+    let issued: Arc<std::collections::HashSet<String>> = Arc::new(
+        api_keys
+            .iter()
+            .filter(|key| !key.is_empty())
+            .cloned()
+            .collect(),
+    );
+    let api_key = Key::custom(move |head| {
+        let key = head.headers.get(API_KEY_HEADER)?.to_str().ok()?;
+        issued.contains(key).then(|| key.to_owned())
+    });
+    RateLimitSettings::new(Quota::per_second(rate.max(1)).with_burst(burst.max(1)))
+        .with_keys([api_key, Key::client_ip(ClientIp::new())])
 }
 
 /// The catalogue changes rarely and is the same for everyone: any cache may keep it a minute
@@ -219,7 +228,11 @@ impl Shop {
         }
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
-            checkout_quota(config.checkout_rate, config.checkout_burst),
+            checkout_quota(
+                config.checkout_rate,
+                config.checkout_burst,
+                &config.api_keys,
+            ),
             quotas,
             findings,
         )

@@ -63,6 +63,12 @@ impl Key {
 
     /// The value of a request header, such as `X-Api-Key`. An empty or missing header is no
     /// key.
+    ///
+    /// The value is whatever the client sent: a client that makes up a new value for each
+    /// request gets a new quota each time. Use it only for a header an earlier layer has
+    /// checked, or key by the authenticated principal ([`Key::extension`]), or accept only the
+    /// keys you issued with [`Key::custom`] (an unknown value then falls through to the next
+    /// rule, such as the client address).
     pub fn header(name: HeaderName) -> Self {
         Self(Repr::Header(name))
     }

@@ -66,6 +66,11 @@ impl<C: Clock> QuotaLimiter<C> {
         }
     }
 
+    /// Gives back the share [`check`](Self::check) took for `key`.
+    pub(crate) fn refund(&self, key: u128) {
+        self.store.refund(key);
+    }
+
     /// Takes one request's share of `key`'s quota, or says how long until there is one.
     pub(crate) fn check(&self, key: u128) -> Verdict {
         match self.limiter.check_key(&key) {

@@ -43,6 +43,7 @@ use vitals_core::route::{RouteLabel, RouteLabeler};
 use vitals_core::route_table::RouteTable;
 
 use crate::headers::{self, Left, RATELIMIT, RATELIMIT_POLICY};
+use crate::key::Key;
 use crate::limiter::{QuotaLimiter, Verdict};
 use crate::quota::Quota;
 use crate::settings::RateLimitSettings;
@@ -202,6 +203,11 @@ impl Reports {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if clients.len() >= MAX_REPORTED && !clients.contains_key(&seen.digest) {
             clients.retain(|_, (last, _)| now.duration_since(*last) < REPORT_EVERY);
+            if clients.len() >= MAX_REPORTED {
+                // More clients refused within ten seconds than are remembered: the ones
+                // already reported stand for the flood; this one is not reported.
+                return;
+            }
         }
         let refused = match clients.get_mut(&seen.digest) {
             Some((last, count)) if now.duration_since(*last) < REPORT_EVERY => {
@@ -215,9 +221,7 @@ impl Reports {
                 refused
             }
             None => {
-                if clients.len() < MAX_REPORTED {
-                    clients.insert(seen.digest, (now, 0));
-                }
+                clients.insert(seen.digest, (now, 0));
                 1
             }
         };
@@ -263,13 +267,17 @@ impl Quotas {
         }
     }
 
-    /// Spends one request of each quota in process, in order, up to the first refusal.
+    /// Spends one request of each quota in process, in order; when one refuses, the quotas
+    /// before it get their share back (a refused request spends nothing).
     fn check_here(&self, key: u128) -> Checked {
         let mut checked = Checked::default();
         for (i, limiter) in self.limiters.iter().enumerate() {
             match limiter.check(key) {
                 Verdict::Allowed { remaining, reset } => checked.push(Left { remaining, reset }),
                 Verdict::Refused { wait } => {
+                    for earlier in &self.limiters[..i] {
+                        earlier.refund(key);
+                    }
                     checked.refused = Some((i, wait));
                     break;
                 }
@@ -287,6 +295,8 @@ pub(crate) struct Checked {
     more: Vec<Left>,
     allowed: usize,
     pub(crate) refused: Option<(usize, Duration)>,
+    /// The first quota the `RateLimit` header shows (the ones before it were not asked).
+    pub(crate) shown_from: usize,
 }
 
 impl Checked {
@@ -360,16 +370,14 @@ impl Enforced {
         }
     }
 
-    /// Who the request is, for the findings (only when they are kept).
-    fn seen<B>(&self, request: &Request<B>, digest: u128) -> Option<Seen> {
+    /// Who the request is, for the findings (only when they are kept): `rule` is the key rule
+    /// that found its key (none: an unkeyed request).
+    fn seen<B>(&self, request: &Request<B>, digest: u128, rule: Option<&Key>) -> Option<Seen> {
         let reports = self.reports.as_ref()?;
-        let shown = if reports.visible_keys {
-            self.settings
-                .keys
-                .iter()
-                .find_map(|rule| rule.describe(request))
-        } else {
-            None
+        let shown = match rule {
+            Some(rule) if reports.visible_keys => rule.describe(request),
+            Some(_) => None,
+            None => Some("(no key)".to_owned()),
         };
         Some(Seen {
             digest,
@@ -404,19 +412,20 @@ impl Enforced {
     }
 
     fn check<B>(self: &Arc<Self>, request: &Request<B>, route: Option<&RouteLabel>) -> Decision {
-        let key = self
+        let found = self
             .settings
             .keys
             .iter()
-            .find_map(|rule| rule.digest(request));
-        let (unkeyed, key) = match key {
-            Some(key) => (false, key),
-            None => (true, UNKEYED),
+            .find_map(|rule| rule.digest(request).map(|digest| (rule, digest)));
+        let (unkeyed, key, rule) = match found {
+            Some((rule, key)) => (false, key, Some(rule)),
+            None => (true, UNKEYED, None),
         };
         let quotas = self.quotas(unkeyed);
         // Who the client is matters only for a refusal (worked out then, but before a round
         // trip to Redis, which leaves the request behind).
-        let seen_if = |checked: &Checked| checked.refused.and_then(|_| self.seen(request, key));
+        let seen_if =
+            |checked: &Checked| checked.refused.and_then(|_| self.seen(request, key, rule));
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
             if let Some(checked) = quotas.remote.refused_here(key) {
@@ -427,7 +436,7 @@ impl Enforced {
                 redis.clone(),
                 (unkeyed, key),
                 route.cloned(),
-                self.seen(request, key),
+                self.seen(request, key, rule),
             );
             return Decision::Pending(Checking(Box::pin(check)));
         }
@@ -450,6 +459,7 @@ impl Enforced {
                     quotas.limiters[..checked.count()]
                         .iter()
                         .enumerate()
+                        .skip(checked.shown_from)
                         .map(|(i, limiter)| (&limiter.quota, checked.left(i))),
                 )?;
                 Some((quotas.policy.clone()?, remaining))
@@ -632,6 +642,35 @@ mod tests {
             r#""fast";q=2;w=1, "slow";q=3;w=3600"#
         );
         assert_eq!(limit.books.refused.load(Ordering::Relaxed), 1);
+
+        // The other way round: the hourly budget refuses, and the per-second quota gets its
+        // share back, so a refused request spends nothing at all.
+        let limit = enforced(
+            RateLimitSettings::new(Quota::per_second(2).named("fast"))
+                .with_quota(Quota::per_hour(1).named("slow")),
+        );
+        let Decision::Allowed(_) = limit.check(&request, None) else {
+            panic!("the first request");
+        };
+        for _ in 0..5 {
+            assert!(matches!(limit.check(&request, None), Decision::Refused(_)));
+        }
+        assert_eq!(
+            limit.keyed.limiters[0].check(1),
+            Verdict::Allowed {
+                remaining: 1,
+                reset: Duration::from_millis(500),
+            }
+        );
+        let Decision::Refused(refusal) = limit.check(&request, None) else {
+            panic!("over the hourly budget");
+        };
+        let response: Response<Full<Bytes>> = refusal.into_response();
+        // The fast quota spent one (the first request) and no more.
+        assert_eq!(
+            response.headers()[RATELIMIT],
+            r#""fast";r=0;t=1, "slow";r=0;t=3600"#
+        );
     }
 
     #[test]

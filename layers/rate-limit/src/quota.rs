@@ -40,7 +40,8 @@ pub struct Quota {
 pub enum QuotaError {
     /// A quota of zero requests, or a zero burst.
     Zero,
-    /// The period is zero, or too short to hand out one request per nanosecond.
+    /// The period is zero, too short to hand out one request per nanosecond, or so long
+    /// (with the burst) that the time a spent burst takes to come back passes 100 years.
     Period,
     /// A name that is empty, longer than 64 characters, or not printable ASCII (it is sent as a
     /// structured-field string).
@@ -51,9 +52,10 @@ impl fmt::Display for QuotaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Zero => f.write_str("a quota needs at least one request and a burst of one"),
-            Self::Period => {
-                f.write_str("a quota's period must be at least one nanosecond per request")
-            }
+            Self::Period => f.write_str(
+                "a quota's period must be at least one nanosecond per request, and a spent burst \
+                 must come back within 100 years",
+            ),
             Self::Name(name) => write!(
                 f,
                 "quota name {name:?}: 1 to 64 printable ASCII characters, no double quote or backslash"
@@ -79,9 +81,7 @@ impl Quota {
     pub fn try_new(requests: u32, period: Duration) -> Result<Self, QuotaError> {
         let burst = NonZeroU32::new(requests).ok_or(QuotaError::Zero)?;
         let interval = period / requests;
-        if interval.is_zero() {
-            return Err(QuotaError::Period);
-        }
+        check_window(interval, burst)?;
         Ok(Self {
             name: Arc::from(default_name(period)),
             burst,
@@ -94,8 +94,8 @@ impl Quota {
     ///
     /// # Panics
     ///
-    /// When `requests` is zero or over 1,000,000,000 (settings written in code; use
-    /// [`try_new`](Self::try_new) for values from outside).
+    /// When `requests` is zero or over 1,000,000,000 (less than a nanosecond each: settings
+    /// written in code; use [`try_new`](Self::try_new) for values from outside).
     pub fn per_second(requests: u32) -> Self {
         Self::checked(requests, Duration::from_secs(1))
     }
@@ -151,6 +151,7 @@ impl Quota {
     /// [`with_burst`](Self::with_burst), with an error for a zero burst.
     pub fn try_with_burst(mut self, burst: u32) -> Result<Self, QuotaError> {
         self.burst = NonZeroU32::new(burst).ok_or(QuotaError::Zero)?;
+        check_window(self.interval, self.burst)?;
         Ok(self)
     }
 
@@ -237,6 +238,19 @@ impl fmt::Debug for Quota {
     }
 }
 
+/// The longest time a spent burst may take to come back: GCRA adds it to the clock in 64-bit
+/// nanoseconds (governor) and microseconds (the Redis script), so it is kept far from either's
+/// limit.
+const LONGEST_WINDOW: Duration = Duration::from_hours(100 * 365 * 24);
+
+fn check_window(interval: Duration, burst: NonZeroU32) -> Result<(), QuotaError> {
+    let window = interval.as_nanos() * u128::from(burst.get());
+    if interval.is_zero() || window > LONGEST_WINDOW.as_nanos() {
+        return Err(QuotaError::Period);
+    }
+    Ok(())
+}
+
 fn default_name(period: Duration) -> String {
     match period.as_secs() {
         1 if period.subsec_nanos() == 0 => "per-second".to_owned(),
@@ -289,6 +303,16 @@ mod tests {
             Quota::per_second(1).try_with_burst(0),
             Err(QuotaError::Zero)
         );
+        // A spent burst that would take a million years to come back.
+        assert_eq!(
+            Quota::per_day(1).try_with_burst(u32::MAX),
+            Err(QuotaError::Period)
+        );
+        assert_eq!(
+            Quota::try_new(1, Duration::from_secs(u64::MAX)),
+            Err(QuotaError::Period)
+        );
+        assert!(Quota::per_day(1).try_with_burst(30 * 365).is_ok());
         for bad in ["", "say \"hi\"", "a\\b", "tab\there", "é", &"x".repeat(65)] {
             assert_eq!(
                 Quota::per_second(1).try_named(bad),

@@ -42,23 +42,31 @@ pub const DEFAULT_REDIS_PREFIX: &str = "vitals:rl";
 
 /// GCRA for each quota of one request, in order (KEYS[i]; ARGV[2i-1] the interval in
 /// microseconds, ARGV[2i] the burst), on the server's clock. Answers
-/// `{refused quota (1-based, 0: none), wait in microseconds, remaining of each quota allowed}`.
+/// `{refused quota (1-based, 0: none), wait in microseconds, remaining of each quota}` (the
+/// remaining only when every quota allowed).
 /// Times are microseconds since the epoch: exact in Lua's doubles (under 2^53).
+// Every quota is read first and written only when all allow: a refused request spends
+// nothing. (`replicate_commands` lets Redis before 5 write after `TIME`; later ones always do.)
 const GCRA: &str = r"
+pcall(redis.replicate_commands)
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local answer = {0, 0}
+local arrivals = {}
 for i = 1, #KEYS do
   local interval = tonumber(ARGV[2 * i - 1])
   local tolerance = interval * (tonumber(ARGV[2 * i]) - 1)
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   if now < tat - tolerance then
-    answer[1] = i
-    answer[2] = tat - tolerance - now
-    return answer
+    return {i, tat - tolerance - now}
   end
-  local next = tat + interval
+  arrivals[i] = tat
+end
+local answer = {0, 0}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = interval * (tonumber(ARGV[2 * i]) - 1)
+  local next = arrivals[i] + interval
   redis.call('SET', KEYS[i], string.format('%d', next), 'PX', math.ceil((next - now) / 1000))
   answer[#answer + 1] = math.floor((now + tolerance + interval - next) / interval)
 end
@@ -99,7 +107,7 @@ impl std::error::Error for RedisStoreError {}
 /// What Redis answered for one request's quotas.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct RemoteAnswer {
-    /// The remaining burst of each quota that allowed the request, in order.
+    /// The remaining burst of each quota, in order, when all allowed the request.
     pub(crate) remaining: Vec<u32>,
     /// The quota that refused (0-based) and when it allows again.
     pub(crate) refused: Option<(usize, Duration)>,
@@ -266,7 +274,7 @@ fn parse(answer: &[i64], quotas: usize) -> Result<RemoteAnswer, Failure> {
     let (&refused, rest) = answer.split_first().ok_or_else(bad)?;
     let (&wait, remaining) = rest.split_first().ok_or_else(bad)?;
     let refused = usize::try_from(refused).map_err(|_| bad())?;
-    let allowed = if refused == 0 { quotas } else { refused - 1 };
+    let allowed = if refused == 0 { quotas } else { 0 };
     if refused > quotas || remaining.len() != allowed {
         return Err(bad());
     }
@@ -315,9 +323,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(&[2, 1_500_000, 4], 2).ok(),
+            parse(&[2, 1_500_000], 2).ok(),
             Some(RemoteAnswer {
-                remaining: vec![4],
+                remaining: vec![],
                 refused: Some((1, Duration::from_millis(1_500)))
             })
         );
@@ -325,7 +333,8 @@ mod tests {
             &[][..],
             &[0],
             &[0, 0, 1],
-            &[3, 0, 1, 1],
+            &[3, 0],
+            &[2, 0, 4],
             &[-1, 0],
             &[1, 0, 7],
         ] {

@@ -24,7 +24,14 @@ pub(crate) struct RemoteQuotas {
     /// The script's arguments: each quota's interval in microseconds and burst.
     args: Vec<u64>,
     /// Keys Redis refused, until when, and which quota refused.
-    refused: Mutex<HashMap<u128, (Instant, usize)>>,
+    refused: Mutex<Refused>,
+}
+
+#[derive(Debug, Default)]
+struct Refused {
+    keys: HashMap<u128, (Instant, usize)>,
+    /// When the expired entries were last swept out of a full map (at most once a second).
+    swept: Option<Instant>,
 }
 
 impl RemoteQuotas {
@@ -47,13 +54,15 @@ impl RemoteQuotas {
             args: quotas
                 .iter()
                 .flat_map(|quota| {
-                    let micros = u64::try_from(quota.interval().as_micros())
+                    // Rounded up to whole microseconds (Redis's clock): never looser than in
+                    // process; over a million a second is one a microsecond in Redis.
+                    let micros = u64::try_from(quota.interval().as_nanos().div_ceil(1_000))
                         .unwrap_or(u64::MAX)
                         .max(1);
                     [micros, u64::from(quota.burst())]
                 })
                 .collect(),
-            refused: Mutex::new(HashMap::new()),
+            refused: Mutex::new(Refused::default()),
         }
     }
 
@@ -66,35 +75,49 @@ impl RemoteQuotas {
             .collect()
     }
 
-    /// The refusal this instance remembers for `key`, while it lasts.
+    /// The refusal this instance remembers for `key`, while it lasts. Only the quota that
+    /// refused is shown in its `RateLimit` header: the others were not asked again.
     pub(crate) fn refused_here(&self, key: u128) -> Option<Checked> {
         let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        let (until, quota) = *refused.get(&key)?;
+        let (until, quota) = *refused.keys.get(&key)?;
         let now = Instant::now();
         if now >= until {
-            refused.remove(&key);
+            refused.keys.remove(&key);
             return None;
         }
-        let mut checked = Checked::default();
-        for _ in 0..quota {
-            // The quotas before the one that refused: not asked again, shown as spent.
-            checked.push(Left::default());
-        }
-        checked.refused = Some((quota, until - now));
-        Some(checked)
+        Some(refusal_of(quota, until - now))
     }
 
     fn remember_refusal(&self, key: u128, wait: Duration, quota: usize) {
         let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        if refused.len() >= MAX_REFUSED_HERE {
-            let now = Instant::now();
-            refused.retain(|_, (until, _)| *until > now);
-            if refused.len() >= MAX_REFUSED_HERE {
+        let now = Instant::now();
+        if refused.keys.len() >= MAX_REFUSED_HERE {
+            let recently = refused
+                .swept
+                .is_some_and(|swept| now.duration_since(swept) < Duration::from_secs(1));
+            if recently {
+                return;
+            }
+            refused.swept = Some(now);
+            refused.keys.retain(|_, (until, _)| *until > now);
+            if refused.keys.len() >= MAX_REFUSED_HERE {
                 return;
             }
         }
-        refused.insert(key, (Instant::now() + wait, quota));
+        refused.keys.insert(key, (now + wait, quota));
     }
+}
+
+/// A refusal by quota `quota`: nothing was spent, and only that quota is shown in the
+/// `RateLimit` header (the ones before it were not asked, or not answered for).
+fn refusal_of(quota: usize, wait: Duration) -> Checked {
+    let mut checked = Checked::default();
+    for _ in 0..quota {
+        checked.push(Left::default());
+    }
+    checked.refused = Some((quota, wait));
+    checked.shown_from = quota;
+    checked
 }
 
 /// Spends `key`'s quotas in Redis and decides.
@@ -109,6 +132,11 @@ pub(crate) async fn check(
     let keys = quotas.remote.keys(redis.prefix(), key);
     match redis.check(&keys, &quotas.remote.args).await {
         Ok(answer) => {
+            if let Some((quota, wait)) = answer.refused {
+                quotas.remote.remember_refusal(key, wait, quota);
+                let checked = refusal_of(quota, wait);
+                return limit.decide(quotas, &checked, route.as_ref(), seen.as_ref());
+            }
             let mut checked = Checked::default();
             for (i, remaining) in answer.remaining.into_iter().enumerate() {
                 let whole = quotas
@@ -120,10 +148,6 @@ pub(crate) async fn check(
                     _ => Duration::ZERO,
                 };
                 checked.push(Left { remaining, reset });
-            }
-            if let Some((quota, wait)) = answer.refused {
-                quotas.remote.remember_refusal(key, wait, quota);
-                checked.refused = Some((quota, wait));
             }
             limit.decide(quotas, &checked, route.as_ref(), seen.as_ref())
         }

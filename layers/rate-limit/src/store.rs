@@ -2,11 +2,13 @@
 //! shards of a bounded size, so a flood of new keys cannot grow memory without end.
 //!
 //! A key whose arrival time has passed is indistinguishable from a key never seen: it is
-//! dropped first when a shard is full. When a shard is full of keys that are all still
-//! spending their quota (more distinct clients inside one burst window than the bound), the
-//! half closest to being fresh again is dropped: those clients get a fresh burst early. That
-//! loosens the limit for them only; it is counted ([`KeyStore::evicted_early`]) and reported
-//! once by the layer.
+//! dropped first when a shard is full. When a shard is still more than three quarters full of
+//! keys that are spending their quota (more distinct clients inside one burst window than the
+//! bound), the ones closest to being fresh again are dropped down to three quarters: those
+//! clients get a fresh burst early. That loosens the limit for them only; it is counted
+//! ([`KeyStore::evicted_early`]) and logged once. Each clean-up frees a quarter of the shard
+//! at least, so its cost is spread over that many new keys; a key's shard is chosen with a
+//! per-process random hash, so nobody can aim keys at one shard.
 //!
 //! Each key is a 128-bit digest, so an entry is 24 bytes (the digest and the arrival time) plus
 //! the map's control byte whatever the key's source (an address, an API key): `max_keys`
@@ -17,9 +19,11 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use std::hash::BuildHasher;
+
 use governor::nanos::Nanos;
 use governor::state::StateStore;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 /// Shards: contention stays low with many cores; each shard is one small lock.
 const SHARDS: usize = 16;
@@ -36,6 +40,8 @@ fn halves(key: u128) -> Halves {
 #[derive(Debug)]
 pub(crate) struct KeyStore {
     shards: Box<[Mutex<HashMap<Halves, u64>>]>,
+    /// Picks a key's shard (seeded at random per process).
+    spread: DefaultHashBuilder,
     per_shard: usize,
     /// One request's share of the quota, in nanoseconds: a key whose arrival time is this far
     /// in the past of a new key's is fresh.
@@ -51,6 +57,7 @@ impl KeyStore {
         let per_shard = max_keys.div_ceil(SHARDS).max(1);
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            spread: DefaultHashBuilder::default(),
             per_shard,
             interval,
             evicted_early: AtomicU64::new(0),
@@ -71,7 +78,7 @@ impl KeyStore {
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.lock().map_or(0, |map| map.allocation_size()))
+            .map(|shard| lock(shard).allocation_size())
             .sum()
     }
 
@@ -81,11 +88,26 @@ impl KeyStore {
     }
 
     fn shard(&self, key: u128) -> &Mutex<HashMap<Halves, u64>> {
-        // The key is a digest: its low bits are as good as any hash.
-        #[allow(clippy::cast_possible_truncation)]
-        let index = (key as usize) % SHARDS;
+        #[allow(clippy::cast_possible_truncation)] // Any bits of the hash will do.
+        let index = (self.spread.hash_one(key) as usize) % SHARDS;
         &self.shards[index]
     }
+
+    /// Gives `key` back the share of one request: a request one quota allowed and a later one
+    /// refused is counted by neither.
+    pub(crate) fn refund(&self, key: u128) {
+        let mut map = lock(self.shard(key));
+        if let Some(tat) = map.get_mut(&halves(key)) {
+            *tat = tat.saturating_sub(self.interval);
+        }
+    }
+}
+
+/// A shard, even one a panic poisoned: it holds plain numbers, valid whatever happened.
+fn lock(shard: &Mutex<HashMap<Halves, u64>>) -> std::sync::MutexGuard<'_, HashMap<Halves, u64>> {
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl StateStore for KeyStore {
@@ -130,24 +152,26 @@ impl StateStore for KeyStore {
     }
 }
 
-/// Drops the fresh keys of a full shard; when that frees nothing, the half of the keys
-/// closest to fresh. Returns how many still-spending keys were dropped.
+/// Makes room in a full shard: drops its fresh keys, then, while more than three quarters
+/// remain, the keys closest to fresh; rebuilds the table (removals leave tombstones that would
+/// make a later insert double it). Returns how many still-spending keys were dropped.
 fn make_room(map: &mut HashMap<Halves, u64>, now: u64, capacity: usize) -> u64 {
     map.retain(|_, tat| *tat > now);
-    if map.len() < capacity {
-        // Removals leave tombstones that would make the next insert double the table:
-        // rebuilt at the size the bound needs instead.
-        map.shrink_to(capacity);
-        return 0;
+    let target = capacity - capacity / 4;
+    let mut early = 0;
+    if map.len() > target {
+        let drop = map.len() - target;
+        let mut arrivals: Vec<u64> = map.values().copied().collect();
+        let (_, cut, _) = arrivals.select_nth_unstable(drop - 1);
+        let cut = *cut;
+        let before = map.len();
+        map.retain(|_, tat| *tat > cut);
+        early = (before - map.len()) as u64;
     }
-    let mut arrivals: Vec<u64> = map.values().copied().collect();
-    let middle = arrivals.len() / 2;
-    let (_, cut, _) = arrivals.select_nth_unstable(middle);
-    let cut = *cut;
-    let before = map.len();
-    map.retain(|_, tat| *tat > cut);
-    map.shrink_to(capacity);
-    (before - map.len()) as u64
+    let mut rebuilt = HashMap::with_capacity(capacity);
+    rebuilt.extend(map.drain());
+    *map = rebuilt;
+    early
 }
 
 #[cfg(test)]
@@ -163,17 +187,24 @@ mod tests {
 
     #[test]
     fn fresh_keys_go_first() {
-        let store = KeyStore::new(SHARDS * 4, 10, "test");
-        for key in 0..(SHARDS as u128 * 4) {
+        // Room for 64 keys a shard; shards are picked at random, so fill each about halfway.
+        let store = KeyStore::new(SHARDS * 64, 10, "test");
+        for key in 0..(SHARDS as u128 * 32) {
             arrive(&store, key, 0);
         }
-        assert_eq!(store.len(), SHARDS * 4);
+        assert_eq!(store.len(), SHARDS * 32);
         // Later, every stored key is fresh again: new keys replace them, none early.
-        for key in 1_000..(1_000 + SHARDS as u128 * 4) {
+        for key in 100_000..(100_000 + SHARDS as u128 * 16) {
             arrive(&store, key, 100);
         }
-        assert!(store.len() <= SHARDS * 4);
+        assert!(store.len() <= SHARDS * 64);
+        assert!(store.len() >= SHARDS * 16, "{}", store.len());
         assert_eq!(store.evicted_early(), 0);
+        // A refund gives one request's share back: the key is as if it had not come.
+        arrive(&store, 7, 1_000);
+        store.refund(7);
+        let tat = lock(store.shard(7)).get(&halves(7)).copied();
+        assert_eq!(tat, Some(1_000));
     }
 
     #[test]

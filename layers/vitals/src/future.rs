@@ -315,7 +315,16 @@ where
             }
             checking.decided = true;
         }
-        std::task::ready!(checking.service.poll_ready(cx))?;
+        // A refusal is answered at once: it does not wait for the service.
+        let refused = checking.early.as_ref().is_some_and(|early| {
+            matches!(
+                early.decision,
+                vitals_rate_limit::part::Decision::Refused(_)
+            )
+        });
+        if !refused {
+            std::task::ready!(checking.service.poll_ready(cx))?;
+        }
         let Some(request) = checking.request.take() else {
             completed();
         };
