@@ -47,7 +47,7 @@ impl RateLimitSettings {
     }
 
     /// One more quota, checked after the others (a per-second burst and an hourly budget).
-    /// A request one quota refuses does not spend the quotas after it.
+    /// A request one quota refuses spends none of the others.
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
         self.quotas.push(quota);

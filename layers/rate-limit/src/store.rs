@@ -16,32 +16,38 @@
 //! capacities — under 64 bytes a key, 6.4 MB for the default 100,000 keys per quota (measured:
 //! 3.3 MB).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use std::hash::BuildHasher;
 
 use governor::nanos::Nanos;
 use governor::state::StateStore;
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Shards: contention stays low with many cores; each shard is one small lock.
 const SHARDS: usize = 16;
 
-/// A 128-bit key as two halves: 8-byte alignment, so an entry is 24 bytes, not 32.
-type Halves = (u64, u64);
+/// An entry: the key's two halves (8-byte alignment, so an entry is 24 bytes, not 32) and its
+/// theoretical arrival time, updated in place under the shard's read lock (compare and swap,
+/// as governor's own stores do): checks of keys already known never wait for each other.
+type Entry = (u64, u64, AtomicU64);
 
 #[allow(clippy::cast_possible_truncation)] // The low half is taken on purpose.
-fn halves(key: u128) -> Halves {
+fn halves(key: u128) -> (u64, u64) {
     ((key >> 64) as u64, key as u64)
 }
+
+/// One shard: entries found by the hash the store computed once per check.
+type Shard = HashTable<Entry>;
 
 /// Keys' arrival times, at most `max_keys` of them.
 #[derive(Debug)]
 pub(crate) struct KeyStore {
-    shards: Box<[Mutex<HashMap<Halves, u64>>]>,
-    /// Picks a key's shard (seeded at random per process).
-    spread: DefaultHashBuilder,
+    shards: Box<[RwLock<Shard>]>,
+    /// Hashes a key once for its shard and its place in the shard (seeded at random per
+    /// process: nobody can aim keys at one shard or one bucket).
+    hasher: DefaultHashBuilder,
     per_shard: usize,
     /// One request's share of the quota, in nanoseconds: a key whose arrival time is this far
     /// in the past of a new key's is fresh.
@@ -56,8 +62,8 @@ impl KeyStore {
     pub(crate) fn new(max_keys: usize, interval: u64, quota: &str) -> Self {
         let per_shard = max_keys.div_ceil(SHARDS).max(1);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            spread: DefaultHashBuilder::default(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
+            hasher: DefaultHashBuilder::default(),
             per_shard,
             interval,
             evicted_early: AtomicU64::new(0),
@@ -68,17 +74,14 @@ impl KeyStore {
 
     /// Keys stored now.
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.lock().map_or(0, |map| map.len()))
-            .sum()
+        self.shards.iter().map(|shard| read(shard).len()).sum()
     }
 
-    /// Bytes the maps hold now (their capacity, not their length).
+    /// Bytes the tables hold now (their capacity, not their length).
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| lock(shard).allocation_size())
+            .map(|shard| read(shard).allocation_size())
             .sum()
     }
 
@@ -87,27 +90,71 @@ impl KeyStore {
         self.evicted_early.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: u128) -> &Mutex<HashMap<Halves, u64>> {
-        #[allow(clippy::cast_possible_truncation)] // Any bits of the hash will do.
-        let index = (self.spread.hash_one(key) as usize) % SHARDS;
-        &self.shards[index]
+    /// The key's hash and its shard.
+    fn locate(&self, key: u128) -> (u64, &RwLock<Shard>) {
+        let hash = self.hasher.hash_one(key);
+        // The table uses the hash's low bits (and its top 7 as tags): the shard takes bits
+        // from the middle.
+        #[allow(clippy::cast_possible_truncation)] // Four bits of the hash.
+        let index = ((hash >> 40) as usize) % SHARDS;
+        (hash, &self.shards[index])
+    }
+
+    fn rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
+        |&(high, low, _)| {
+            self.hasher
+                .hash_one((u128::from(high) << 64) | u128::from(low))
+        }
     }
 
     /// Gives `key` back the share of one request: a request one quota allowed and a later one
     /// refused is counted by neither.
     pub(crate) fn refund(&self, key: u128) {
-        let mut map = lock(self.shard(key));
-        if let Some(tat) = map.get_mut(&halves(key)) {
-            *tat = tat.saturating_sub(self.interval);
+        let (hash, shard) = self.locate(key);
+        let (high, low) = halves(key);
+        if let Some(entry) = read(shard).find(hash, |e| e.0 == high && e.1 == low) {
+            let _ = entry
+                .2
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                    Some(tat.saturating_sub(self.interval))
+                });
         }
+    }
+
+    #[cfg(test)]
+    fn arrival(&self, key: u128) -> Option<u64> {
+        let (hash, shard) = self.locate(key);
+        let (high, low) = halves(key);
+        read(shard)
+            .find(hash, |e| e.0 == high && e.1 == low)
+            .map(|e| e.2.load(Ordering::Acquire))
     }
 }
 
-/// A shard, even one a panic poisoned: it holds plain numbers, valid whatever happened.
-fn lock(shard: &Mutex<HashMap<Halves, u64>>) -> std::sync::MutexGuard<'_, HashMap<Halves, u64>> {
-    shard
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A shard to read, even one a panic poisoned: it holds plain numbers, valid whatever
+/// happened.
+fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    shard.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A shard to change (a new key, a clean-up), poisoned or not.
+fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    shard.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Replaces an arrival time if nobody else did meanwhile: `f` decides from the time it saw.
+fn update<T, E>(
+    tat: &AtomicU64,
+    f: &impl Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+) -> Result<T, E> {
+    let mut seen = tat.load(Ordering::Acquire);
+    loop {
+        let (outcome, next) = f(Some(Nanos::new(seen)))?;
+        match tat.compare_exchange_weak(seen, next.as_u64(), Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(outcome),
+            Err(current) => seen = current,
+        }
+    }
 }
 
 impl StateStore for KeyStore {
@@ -117,23 +164,23 @@ impl StateStore for KeyStore {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        // A poisoned shard (a panic elsewhere while it was held) still holds valid numbers.
-        let mut map = self
-            .shard(*key)
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = halves(*key);
-        if let Some(tat) = map.get_mut(&key) {
-            let (outcome, next) = f(Some(Nanos::new(*tat)))?;
-            *tat = next.as_u64();
-            return Ok(outcome);
+        let (hash, shard) = self.locate(*key);
+        let (high, low) = halves(*key);
+        let known = |e: &Entry| e.0 == high && e.1 == low;
+        if let Some(entry) = read(shard).find(hash, known) {
+            return update(&entry.2, &f);
+        }
+        let mut table = write(shard);
+        // Another check may have added the key since the read lock was let go.
+        if let Some(entry) = table.find(hash, known) {
+            return update(&entry.2, &f);
         }
         let (outcome, next) = f(None)?;
         let next = next.as_u64();
-        if map.len() >= self.per_shard {
+        if table.len() >= self.per_shard {
             // A new key's arrival time is one interval past now.
             let now = next.saturating_sub(self.interval);
-            let evicted = make_room(&mut map, now, self.per_shard);
+            let evicted = make_room(&mut table, now, self.per_shard, &self.rehash());
             if evicted > 0 {
                 self.evicted_early.fetch_add(evicted, Ordering::Relaxed);
                 if !self.warned.swap(true, Ordering::Relaxed) {
@@ -147,7 +194,7 @@ impl StateStore for KeyStore {
                 }
             }
         }
-        map.insert(key, next);
+        table.insert_unique(hash, (high, low, AtomicU64::new(next)), self.rehash());
         Ok(outcome)
     }
 }
@@ -155,22 +202,24 @@ impl StateStore for KeyStore {
 /// Makes room in a full shard: drops its fresh keys, then, while more than three quarters
 /// remain, the keys closest to fresh; rebuilds the table (removals leave tombstones that would
 /// make a later insert double it). Returns how many still-spending keys were dropped.
-fn make_room(map: &mut HashMap<Halves, u64>, now: u64, capacity: usize) -> u64 {
-    map.retain(|_, tat| *tat > now);
+fn make_room(table: &mut Shard, now: u64, capacity: usize, rehash: &impl Fn(&Entry) -> u64) -> u64 {
+    table.retain(|entry| *entry.2.get_mut() > now);
     let target = capacity - capacity / 4;
     let mut early = 0;
-    if map.len() > target {
-        let drop = map.len() - target;
-        let mut arrivals: Vec<u64> = map.values().copied().collect();
+    if table.len() > target {
+        let drop = table.len() - target;
+        let mut arrivals: Vec<u64> = table.iter_mut().map(|entry| *entry.2.get_mut()).collect();
         let (_, cut, _) = arrivals.select_nth_unstable(drop - 1);
         let cut = *cut;
-        let before = map.len();
-        map.retain(|_, tat| *tat > cut);
-        early = (before - map.len()) as u64;
+        let before = table.len();
+        table.retain(|entry| *entry.2.get_mut() > cut);
+        early = (before - table.len()) as u64;
     }
-    let mut rebuilt = HashMap::with_capacity(capacity);
-    rebuilt.extend(map.drain());
-    *map = rebuilt;
+    let mut rebuilt = HashTable::with_capacity(capacity);
+    for entry in table.drain() {
+        rebuilt.insert_unique(rehash(&entry), entry, rehash);
+    }
+    *table = rebuilt;
     early
 }
 
@@ -203,8 +252,7 @@ mod tests {
         // A refund gives one request's share back: the key is as if it had not come.
         arrive(&store, 7, 1_000);
         store.refund(7);
-        let tat = lock(store.shard(7)).get(&halves(7)).copied();
-        assert_eq!(tat, Some(1_000));
+        assert_eq!(store.arrival(7), Some(1_000));
     }
 
     #[test]
