@@ -36,7 +36,7 @@ pub struct RateLimitHandle {
 fn snapshot(limit: &Arc<Enforced>) -> RateLimitSnapshot {
     let (keys, evicted_early, memory_bytes) = limit.keys();
     RateLimitSnapshot {
-        allowed: limit.books.allowed.load(Ordering::Relaxed),
+        allowed: limit.books.allowed.get(),
         refused: limit.books.refused.load(Ordering::Relaxed),
         shadow_refused: limit.books.shadow_refused.load(Ordering::Relaxed),
         store_failures: limit.books.store_failures.load(Ordering::Relaxed),

@@ -331,10 +331,48 @@ impl Checked {
     }
 }
 
+/// A counter spread over cache lines, one per thread (modulo [`STRIPES`]): adding touches only
+/// the thread's own line; reading sums them.
+#[derive(Debug, Default)]
+pub(crate) struct StripedCount([Stripe; STRIPES]);
+
+/// One cache line's worth of counter.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+const STRIPES: usize = 8;
+
+thread_local! {
+    /// This thread's stripe, handed out in turn.
+    static STRIPE: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        #[allow(clippy::cast_possible_truncation)] // Taken modulo a small number.
+        let stripe = NEXT.fetch_add(1, Ordering::Relaxed) as usize % STRIPES;
+        stripe
+    };
+}
+
+impl StripedCount {
+    pub(crate) fn add_one(&self) {
+        let stripe = STRIPE.with(|stripe| *stripe);
+        self.0[stripe].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|stripe| stripe.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// A limit's counts since it started.
 #[derive(Debug, Default)]
 pub(crate) struct Books {
-    pub(crate) allowed: AtomicU64,
+    /// Striped: every allowed request counts, and threads counting on one line would pass it
+    /// between their cores on each request.
+    pub(crate) allowed: StripedCount,
     pub(crate) refused: AtomicU64,
     pub(crate) shadow_refused: AtomicU64,
     /// Requests decided without the quotas' store because it failed (allowed or refused as
@@ -466,7 +504,7 @@ impl Enforced {
             })
             .flatten();
         let Some((at, wait)) = checked.refused else {
-            self.books.allowed.fetch_add(1, Ordering::Relaxed);
+            self.books.allowed.add_one();
             #[cfg(feature = "metrics")]
             self.metrics.allowed(route);
             #[cfg(not(feature = "metrics"))]
@@ -732,17 +770,22 @@ mod tests {
         assert_eq!(limit.books.refused.load(Ordering::Relaxed), 0);
     }
 
-    #[test]
-    fn refused_clients_are_reported_at_most_every_ten_seconds() {
-        let findings = Findings::new(16);
-        let limit = Arc::new(Enforced::new(
+    /// One a minute, reporting to `findings`, keys shown or hashed.
+    fn reporting(findings: &Findings, visible_keys: bool) -> Arc<Enforced> {
+        Arc::new(Enforced::new(
             RateLimitSettings::new(Quota::per_minute(1)),
             1_000,
             "*",
             #[cfg(feature = "redis")]
             None,
-            Some(Reports::new(findings.clone(), true)),
-        ));
+            Some(Reports::new(findings.clone(), visible_keys)),
+        ))
+    }
+
+    #[test]
+    fn refused_clients_are_reported_at_most_every_ten_seconds() {
+        let findings = Findings::new(16);
+        let limit = reporting(&findings, true);
         let route = RouteLabel::from_static("/checkout");
         for _ in 0..4 {
             let _ = limit.check(&from("192.0.2.1"), Some(&route));
@@ -777,14 +820,7 @@ mod tests {
         );
         // Hashed unless shown.
         let hashed = Findings::new(4);
-        let limit = Arc::new(Enforced::new(
-            RateLimitSettings::new(Quota::per_minute(1)),
-            1_000,
-            "*",
-            #[cfg(feature = "redis")]
-            None,
-            Some(Reports::new(hashed.clone(), false)),
-        ));
+        let limit = reporting(&hashed, false);
         let _ = limit.check(&from("192.0.2.1"), None);
         let _ = limit.check(&from("192.0.2.1"), None);
         let Some(Finding::RateLimited { key, .. }) = hashed.recent().pop().map(|r| r.finding)
