@@ -10,12 +10,18 @@
 //!   rate is never refused. Several quotas on one route are all checked.
 //! - [`Key`]: whose quota a request spends — the client address through a trusted-proxy rule
 //!   ([`ClientIp`]: forwarded headers read from the right, never the forgeable leftmost value;
-//!   IPv6 by /64), an API-key header, a principal an earlier layer stored, or a rule of your
-//!   own. Requests without a key share one quota; they are never unlimited.
+//!   IPv6 by /64), an API-key header (count only keys you issued: [`Key::header`]), a
+//!   principal an earlier layer stored, or a rule of your own. Requests without a key share
+//!   one quota; they are never unlimited.
 //! - [`RateLimitSettings`]: a route's quotas, keys, shadow mode (count what would be refused,
 //!   refuse nothing) and headers; per route with [`RateLimitLayer::with_route`].
 //! - Memory stays bounded: each quota holds at most [`with_max_keys`](RateLimitLayer::with_max_keys)
 //!   keys (default 100,000, under ~64 bytes each).
+//! - Across a fleet (feature `redis`): `RedisStore` keeps the quotas in one Redis — one Lua
+//!   script per request on Redis's clock, a local refusal once Redis refused a key, and a
+//!   quota that fails open (or closed) when Redis does not answer in time.
+//! - Refused clients reach the findings ([`RateLimitLayer::with_findings`]), at most every
+//!   10 s per client, keys hashed unless shown.
 //!
 //! The layer answers with a `Response` and keeps the inner service's error type, so axum needs
 //! no `HandleErrorLayer`; it marks its refusals `rejected` for the outer Vitals layers. It is a
@@ -26,6 +32,7 @@
 //! use http::HeaderName;
 //! use vitals_rate_limit::{ClientIp, Key, Quota, RateLimitLayer, RateLimitSettings};
 //!
+//! // (An API-key header counts only once checked: see `Key::header`.)
 //! let checkout = RateLimitSettings::new(Quota::per_second(5).with_burst(10)).with_keys([
 //!     Key::header(HeaderName::from_static("x-api-key")),
 //!     Key::client_ip(ClientIp::new()),
