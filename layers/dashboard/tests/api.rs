@@ -67,6 +67,22 @@ struct Served {
     release_slow: Arc<Notify>,
 }
 
+/// Serves `app` on a loopback port with the peer address of each connection (the dashboard
+/// lets loopback peers in).
+async fn serve_with_peers(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
 async fn serve(token: Option<&str>) -> Served {
     let latency = LatencyRegistry::new();
     let findings = Findings::new(50);
@@ -96,16 +112,7 @@ async fn serve(token: Option<&str>) -> Served {
         .layer(limit.clone())
         .layer(LatencyLayer::new(latency))
         .merge(dashboard.router());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve_with_peers(app).await;
     Served {
         addr,
         dashboard,
@@ -350,16 +357,7 @@ async fn a_loopback_peer_naming_another_host_is_refused_unless_allowed_or_with_t
     let app = dashboard
         .router()
         .merge(dashboard.guard(Router::new().route("/internal", get(|| async { "internal" }))));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve_with_peers(app).await;
     for path in ["/_vitals", "/internal"] {
         assert_eq!(
             request_raw(addr, "GET", path, &host("Vitals.Internal:8080"))
@@ -417,16 +415,7 @@ async fn per_host_breakers_each_get_a_row_named_after_the_host() {
     }
 
     let app = dashboard.router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve_with_peers(app).await;
     let (status, body) = get_raw(addr, "/_vitals/api/summary", "").await;
     assert_eq!(status, 200, "{body}");
     let mut rows = json(&body)["downstream"].as_array().unwrap().clone();
@@ -463,17 +452,7 @@ async fn rate_limits_are_listed_by_refusals() {
         .with_rate_limit(layer.handle())
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = dashboard.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = serve_with_peers(dashboard.router()).await;
     let (status, body) = get_raw(addr, "/_vitals/api/summary", "").await;
     assert_eq!(status, 200, "{body}");
     let rows = json(&body)["rate_limits"].as_array().unwrap().clone();

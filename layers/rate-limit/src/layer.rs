@@ -139,6 +139,10 @@ impl RateLimitLayer {
                         .map(|route, settings| self.enforce(settings.clone(), route)),
                 ),
                 labeler: self.labeler.clone(),
+                #[cfg(feature = "redis")]
+                remote: self.redis.is_some(),
+                #[cfg(not(feature = "redis"))]
+                remote: false,
             })
             .clone()
     }

@@ -60,6 +60,8 @@ pub struct RateLimitPart {
     pub(crate) default: Option<Arc<Enforced>>,
     pub(crate) routes: Arc<RouteTable<Arc<Enforced>>>,
     pub(crate) labeler: RouteLabeler,
+    /// Whether the quotas live in Redis (decided once, read per request).
+    pub(crate) remote: bool,
 }
 
 /// What the limit decided for a request.
@@ -442,7 +444,7 @@ impl Enforced {
         })
     }
 
-    fn quotas(&self, unkeyed: bool) -> &Quotas {
+    pub(crate) fn quotas(&self, unkeyed: bool) -> &Quotas {
         match (&self.unkeyed, unkeyed) {
             (Some(quotas), true) => quotas,
             _ => &self.keyed,
@@ -580,11 +582,6 @@ impl Enforced {
             );
         }
     }
-
-    #[cfg(feature = "redis")]
-    pub(crate) fn quotas_of(&self, unkeyed: bool) -> &Quotas {
-        self.quotas(unkeyed)
-    }
 }
 
 impl RateLimitPart {
@@ -602,15 +599,7 @@ impl RateLimitPart {
     /// Whether the quotas live in a store across the network (Redis), so that
     /// [`check`](Self::check) may answer [`Decision::Pending`].
     pub fn is_remote(&self) -> bool {
-        #[cfg(feature = "redis")]
-        {
-            self.default
-                .iter()
-                .chain(self.routes.iter().map(|(_, limit)| limit))
-                .any(|limit| limit.redis.is_some())
-        }
-        #[cfg(not(feature = "redis"))]
-        false
+        self.remote
     }
 
     /// Whether any route is limited at all.

@@ -73,10 +73,14 @@ end
 return answer
 ";
 
-/// A Redis that holds the quotas of a fleet. Cheap to clone; clones share the connection.
+/// A Redis that holds the quotas of a fleet. Cheap to clone; clones share the connection (whose
+/// own connect and response timeouts are those of the clone that used it first; every call is
+/// also cut at its own store's timeout).
 #[derive(Clone)]
 pub struct RedisStore {
     shared: Arc<Shared>,
+    prefix: Arc<str>,
+    timeout: Duration,
 }
 
 struct Shared {
@@ -84,8 +88,6 @@ struct Shared {
     url: String,
     connection: OnceLock<Result<ConnectionManager, String>>,
     script: redis::Script,
-    prefix: String,
-    timeout: Duration,
     failures: AtomicU64,
     /// The failures count when the last warning was logged, and its second since the epoch.
     warned_failures: AtomicU64,
@@ -142,46 +144,29 @@ impl RedisStore {
                 url: redact(url),
                 connection: OnceLock::new(),
                 script: redis::Script::new(GCRA),
-                prefix: DEFAULT_REDIS_PREFIX.to_owned(),
-                timeout: DEFAULT_REDIS_TIMEOUT,
                 failures: AtomicU64::new(0),
                 warned_failures: AtomicU64::new(0),
                 warned_at: AtomicU64::new(0),
             }),
+            prefix: Arc::from(DEFAULT_REDIS_PREFIX),
+            timeout: DEFAULT_REDIS_TIMEOUT,
         })
-    }
-
-    fn change(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
-            client: shared.client.clone(),
-            url: shared.url.clone(),
-            connection: OnceLock::new(),
-            script: redis::Script::new(GCRA),
-            prefix: shared.prefix.clone(),
-            timeout: shared.timeout,
-            failures: AtomicU64::new(0),
-            warned_failures: AtomicU64::new(0),
-            warned_at: AtomicU64::new(0),
-        });
-        change(&mut shared);
-        Self {
-            shared: Arc::new(shared),
-        }
     }
 
     /// The prefix of every key the rate limit writes (default [`DEFAULT_REDIS_PREFIX`]):
     /// give services sharing one Redis different prefixes, or the same one to share quotas.
     #[must_use]
-    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
-        let prefix = prefix.into();
-        self.change(|shared| shared.prefix = prefix)
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
     }
 
     /// How long a call may take before the quota fails open or closed (default
     /// [`DEFAULT_REDIS_TIMEOUT`]; at least 1 ms).
     #[must_use]
-    pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.change(|shared| shared.timeout = timeout.max(Duration::from_millis(1)))
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
     }
 
     /// Calls that failed or timed out since the start.
@@ -190,7 +175,7 @@ impl RedisStore {
     }
 
     pub(crate) fn prefix(&self) -> &str {
-        &self.shared.prefix
+        &self.prefix
     }
 
     fn connection(&self) -> Result<ConnectionManager, Failure> {
@@ -199,8 +184,8 @@ impl RedisStore {
             // Fail fast: the request waits at most the timeout, so reconnecting is left to
             // the next request rather than retried here.
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(shared.timeout))
-                .set_response_timeout(Some(shared.timeout))
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
                 .set_number_of_retries(1);
             ConnectionManager::new_lazy_with_config(shared.client.clone(), config)
                 .map_err(|error| error.to_string())
@@ -217,7 +202,7 @@ impl RedisStore {
     ) -> Result<RemoteAnswer, Failure> {
         #[cfg(feature = "metrics")]
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.shared.timeout, async {
+        let result = tokio::time::timeout(self.timeout, async {
             let mut connection = self.connection()?;
             let mut invocation = self.shared.script.prepare_invoke();
             for key in keys {
@@ -303,8 +288,8 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("url", &self.shared.url)
-            .field("prefix", &self.shared.prefix)
-            .field("timeout", &self.shared.timeout)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }

@@ -128,7 +128,7 @@ pub(crate) async fn check(
     route: Option<RouteLabel>,
     seen: Option<Seen>,
 ) -> Decision {
-    let quotas = limit.quotas_of(unkeyed);
+    let quotas = limit.quotas(unkeyed);
     let keys = quotas.remote.keys(redis.prefix(), key);
     match redis.check(&keys, &quotas.remote.args).await {
         Ok(answer) => {
