@@ -115,11 +115,60 @@ pub enum Finding {
         /// The trace id of the refused request, when the trace-context layer ran before.
         trace_id: Option<String>,
     },
+    /// One database statement ran longer than its route's slow-statement threshold
+    /// (`vitals-queries`): reported at most once a minute per statement shape.
+    SlowStatement {
+        /// Route template of the request that ran it.
+        route: String,
+        /// The statement's fingerprint (literals and placeholders as `?`).
+        fingerprint: String,
+        /// How long it ran.
+        duration_ms: f64,
+        /// The threshold it passed.
+        threshold_ms: f64,
+        /// Whether the database cut it at its statement timeout.
+        timed_out: bool,
+        /// The trace id, when the trace-context layer ran.
+        trace_id: Option<String>,
+    },
+    /// A connection pool had requests waiting for a connection for longer than its exhaustion
+    /// threshold (`vitals-queries`): reported once per episode.
+    PoolExhausted {
+        /// The pool's name.
+        pool: String,
+        /// Requests waiting for a connection when it was reported.
+        waiting: u64,
+        /// The pool's maximum size.
+        max: u64,
+        /// How long the oldest waiter had waited.
+        longest_wait_ms: f64,
+        /// The routes holding connections longest at that moment, with how long they held them
+        /// (longest first, at most five).
+        holders: Vec<(String, f64)>,
+    },
+    /// The database's own plan for a statement scans a large table in full: an index is
+    /// likely missing (`vitals-queries`' missing-index detector). Reported once per statement
+    /// shape and table.
+    MissingIndex {
+        /// Route template of the request that ran it.
+        route: String,
+        /// The table scanned in full.
+        table: String,
+        /// The columns the statement filters that table by (where the plan or the statement
+        /// names them).
+        columns: Vec<String>,
+        /// The table's size in rows (the database's estimate).
+        rows: u64,
+        /// The statement's fingerprint.
+        fingerprint: String,
+        /// The plan line that shows the scan (`SCAN customers`, `Seq Scan on customers`).
+        plan: String,
+    },
 }
 
 impl Finding {
-    /// `"slow"`, `"n_plus_one"`, `"blocking"`, `"starvation"`, `"downstream"` or
-    /// `"rate_limited"`.
+    /// `"slow"`, `"n_plus_one"`, `"blocking"`, `"starvation"`, `"downstream"`,
+    /// `"rate_limited"`, `"slow_statement"`, `"pool_exhausted"` or `"missing_index"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Slow { .. } => "slow",
@@ -128,18 +177,25 @@ impl Finding {
             Self::Starvation { .. } => "starvation",
             Self::Downstream { .. } => "downstream",
             Self::RateLimited { .. } => "rate_limited",
+            Self::SlowStatement { .. } => "slow_statement",
+            Self::PoolExhausted { .. } => "pool_exhausted",
+            Self::MissingIndex { .. } => "missing_index",
         }
     }
 
-    /// The route template it was found on; for a downstream finding, the downstream's name.
+    /// The route template it was found on; for a downstream finding, the downstream's name;
+    /// for a pool's exhaustion, the pool's name.
     pub fn route(&self) -> &str {
         match self {
             Self::Slow { route, .. }
             | Self::NPlusOne { route, .. }
             | Self::Blocking { route, .. }
             | Self::Starvation { route, .. }
-            | Self::RateLimited { route, .. } => route,
+            | Self::RateLimited { route, .. }
+            | Self::SlowStatement { route, .. }
+            | Self::MissingIndex { route, .. } => route,
             Self::Downstream { downstream, .. } => downstream,
+            Self::PoolExhausted { pool, .. } => pool,
         }
     }
 }

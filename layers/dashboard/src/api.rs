@@ -311,6 +311,51 @@ fn finding(recorded: &Recorded) -> Value {
             object.insert("refused".into(), json!(refused));
             object.insert("trace_id".into(), json!(trace_id));
         }
+        Finding::SlowStatement {
+            fingerprint,
+            duration_ms,
+            threshold_ms,
+            timed_out,
+            trace_id,
+            ..
+        } => {
+            object.insert("fingerprint".into(), json!(fingerprint));
+            object.insert("duration_ms".into(), json!(duration_ms));
+            object.insert("threshold_ms".into(), json!(threshold_ms));
+            object.insert("timed_out".into(), json!(timed_out));
+            object.insert("trace_id".into(), json!(trace_id));
+        }
+        Finding::PoolExhausted {
+            pool,
+            waiting,
+            max,
+            longest_wait_ms,
+            holders,
+        } => {
+            object.insert("pool".into(), json!(pool));
+            object.insert("waiting".into(), json!(waiting));
+            object.insert("max".into(), json!(max));
+            object.insert("longest_wait_ms".into(), json!(longest_wait_ms));
+            let holders: Vec<Value> = holders
+                .iter()
+                .map(|(route, held_ms)| json!({ "route": route, "held_ms": held_ms }))
+                .collect();
+            object.insert("holders".into(), Value::Array(holders));
+        }
+        Finding::MissingIndex {
+            table,
+            columns,
+            rows,
+            fingerprint,
+            plan,
+            ..
+        } => {
+            object.insert("table".into(), json!(table));
+            object.insert("columns".into(), json!(columns));
+            object.insert("rows".into(), json!(rows));
+            object.insert("fingerprint".into(), json!(fingerprint));
+            object.insert("plan".into(), json!(plan));
+        }
         _ => {}
     }
     Value::Object(object)

@@ -68,6 +68,9 @@ impl Instrumentation for DieselQueries {
                     rows_affected: None,
                     error: error.as_deref(),
                     dialect: self.dialect,
+                    timed_out: error
+                        .as_deref()
+                        .is_some_and(|message| crate::is_timeout_error(None, message)),
                 });
             }
             _ => {}

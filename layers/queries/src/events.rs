@@ -152,6 +152,7 @@ where
             rows_affected: fields.rows_affected,
             error: None,
             dialect: fields.dialect.unwrap_or(self.dialect),
+            timed_out: false,
         });
     }
 

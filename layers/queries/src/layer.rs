@@ -8,7 +8,9 @@ use vitals_core::route::{RouteLabel, RouteLabeler};
 use vitals_core::route_table::RouteTable;
 use vitals_core::server_timing::ServerTimingMode;
 
+use crate::index::IndexDetector;
 use crate::n_plus_one::NPlusOneRule;
+use crate::statements::{DEFAULT_SLOW_STATEMENT, Watch};
 use crate::part::QueriesPart;
 use crate::service::QueryTracking;
 
@@ -38,6 +40,12 @@ pub(crate) struct Config {
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Arc<crate::metrics::Handles>,
     pub(crate) findings: Option<vitals_core::findings::Findings>,
+    /// Statements at least this long are reported slow (`None`: not reported).
+    pub(crate) slow_statement: Option<Duration>,
+    /// What the requests share about their statements.
+    pub(crate) watch: Arc<Watch>,
+    /// Explains new or slow statement shapes and reports full scans.
+    pub(crate) detector: Option<IndexDetector>,
 }
 
 impl Config {
@@ -46,6 +54,13 @@ impl Config {
             .get(route)
             .and_then(|settings| settings.action)
             .unwrap_or(self.action)
+    }
+
+    pub(crate) fn slow_statement_for(&self, route: &RouteLabel) -> Option<Duration> {
+        self.routes
+            .get(route)
+            .and_then(|settings| settings.slow_statement)
+            .unwrap_or(self.slow_statement)
     }
 
     pub(crate) fn budget_for(&self, route: &RouteLabel) -> Option<u64> {
@@ -68,6 +83,9 @@ impl Default for Config {
             #[cfg(feature = "metrics")]
             metrics: Arc::default(),
             findings: None,
+            slow_statement: Some(DEFAULT_SLOW_STATEMENT),
+            watch: Arc::default(),
+            detector: None,
         }
     }
 }
@@ -80,6 +98,7 @@ impl Default for Config {
 pub struct RouteQueries {
     budget: Option<Option<u64>>,
     action: Option<NPlusOneAction>,
+    slow_statement: Option<Option<Duration>>,
 }
 
 impl RouteQueries {
@@ -100,6 +119,14 @@ impl RouteQueries {
     #[must_use]
     pub fn with_n_plus_one_action(mut self, action: NPlusOneAction) -> Self {
         self.action = Some(action);
+        self
+    }
+
+    /// Statements at least this long are reported slow on this route (`None`: not reported,
+    /// whatever the layer's threshold).
+    #[must_use]
+    pub fn with_slow_statement_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.slow_statement = Some(threshold.into());
         self
     }
 }
@@ -176,10 +203,32 @@ impl QueryTrackingLayer {
             Some(earlier) => RouteQueries {
                 budget: settings.budget.or(earlier.budget),
                 action: settings.action.or(earlier.action),
+                slow_statement: settings.slow_statement.or(earlier.slow_statement),
             },
             None => settings,
         };
         routes.insert(route, merged);
+        self
+    }
+
+    /// A statement that runs at least `threshold` is reported: a WARN event (route,
+    /// fingerprint, duration, trace id) and, with [`with_findings`](Self::with_findings), a
+    /// slow-statement finding — at most once a minute per statement shape. Default 100 ms
+    /// ([`DEFAULT_SLOW_STATEMENT`]); `None` turns it off. Routes set their own with
+    /// [`RouteQueries::with_slow_statement_threshold`]. A statement the database cut at its
+    /// statement timeout is reported whatever its duration.
+    #[must_use]
+    pub fn with_slow_statement_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.config().slow_statement = threshold.into();
+        self
+    }
+
+    /// Hands statement shapes to `detector`, which explains them on a connection of its own
+    /// and reports full scans of large tables as missing-index findings (see
+    /// [`IndexDetector`]).
+    #[must_use]
+    pub fn with_index_detector(mut self, detector: IndexDetector) -> Self {
+        self.config().detector = Some(detector);
         self
     }
 

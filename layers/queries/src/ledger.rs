@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use vitals_core::route::RouteLabel;
+
 use crate::cache::fingerprint_of;
 use crate::fingerprint::SqlDialect;
+use crate::statements::{RequestWatch, Seen};
 
 /// The most statements one ledger keeps in full; beyond it only counts and groups grow.
 pub const MAX_RECORDED: usize = 1_000;
@@ -28,6 +31,9 @@ pub struct Query<'a> {
     pub error: Option<&'a str>,
     /// The SQL dialect it is written in, which decides what `"…"` is when fingerprinting.
     pub dialect: SqlDialect,
+    /// Whether the database cut it at its statement timeout (PostgreSQL's
+    /// `statement_timeout`, SQLite's busy timeout): reported as such, not as a generic error.
+    pub timed_out: bool,
 }
 
 impl<'a> Query<'a> {
@@ -40,7 +46,22 @@ impl<'a> Query<'a> {
             rows_affected: None,
             error: None,
             dialect: SqlDialect::Standard,
+            timed_out: false,
         }
+    }
+
+    /// The statement failed with `error`.
+    #[must_use]
+    pub fn with_error(mut self, error: &'a str) -> Self {
+        self.error = Some(error);
+        self
+    }
+
+    /// The database cut the statement at its statement timeout.
+    #[must_use]
+    pub fn with_timed_out(mut self) -> Self {
+        self.timed_out = true;
+        self
     }
 
     /// The statement is written in `dialect`.
@@ -96,13 +117,23 @@ pub struct QueryReport {
     pub pool_wait: Duration,
     /// Connection acquires seen.
     pub acquires: u64,
+    /// Statements the database cut at its statement timeout.
+    pub timeouts: u64,
 }
 
 /// A request's query ledger. Clones share it; it is cheap to clone and safe to share across
 /// threads (sqlx-sqlite reports from its worker thread).
 #[derive(Clone, Debug, Default)]
 pub struct QueryLedger {
-    state: Arc<Mutex<State>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: Mutex<State>,
+    /// The tracking layer's watch over each statement (slow ones, the histogram, the
+    /// missing-index detector); none for a ledger made outside a tracked request.
+    watch: Option<RequestWatch>,
 }
 
 #[derive(Debug, Default)]
@@ -113,12 +144,28 @@ struct State {
     groups: HashMap<u64, FingerprintGroup>,
     pool_wait: Duration,
     acquires: u64,
+    timeouts: u64,
 }
 
 impl QueryLedger {
     /// An empty ledger.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty ledger whose statements `watch` sees as they are recorded.
+    pub(crate) fn watched(watch: RequestWatch) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::default(),
+                watch: Some(watch),
+            }),
+        }
+    }
+
+    /// The route of the request this ledger belongs to, when a tracking layer made it.
+    pub fn route(&self) -> Option<&RouteLabel> {
+        self.inner.watch.as_ref().map(|watch| &watch.route)
     }
 
     /// Records one statement. Durations add up saturating: a source reporting an absurd
@@ -138,15 +185,27 @@ impl QueryLedger {
         group.count = group.count.saturating_add(1);
         group.total = group.total.saturating_add(query.duration);
         let fingerprint = Arc::clone(&group.fingerprint);
-        if state.queries.len() < MAX_RECORDED {
-            state.queries.push(RecordedQuery {
-                statement: statement.to_owned(),
-                fingerprint,
+        if query.timed_out {
+            state.timeouts = state.timeouts.saturating_add(1);
+        }
+        if let Some(watch) = &self.inner.watch {
+            let print = Arc::clone(&fingerprint);
+            let recorded = state.queries.len() < MAX_RECORDED;
+            if recorded {
+                state.queries.push(recorded_query(&query, statement, fingerprint));
+            }
+            drop(state);
+            watch.observe(&Seen {
+                fingerprint: &print,
+                key,
+                statement,
                 duration: query.duration,
-                rows_returned: query.rows_returned,
-                rows_affected: query.rows_affected,
-                error: query.error.map(str::to_owned),
+                timed_out: query.timed_out,
             });
+            return;
+        }
+        if state.queries.len() < MAX_RECORDED {
+            state.queries.push(recorded_query(&query, statement, fingerprint));
         }
     }
 
@@ -161,6 +220,11 @@ impl QueryLedger {
     pub fn pool_wait(&self) -> (Duration, u64) {
         let state = self.lock();
         (state.pool_wait, state.acquires)
+    }
+
+    /// Statements the database cut at its statement timeout.
+    pub fn timeouts(&self) -> u64 {
+        self.lock().timeouts
     }
 
     /// How many statements were recorded and their total time, read together.
@@ -204,11 +268,26 @@ impl QueryLedger {
             groups,
             pool_wait: state.pool_wait,
             acquires: state.acquires,
+            timeouts: state.timeouts,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn recorded_query(query: &Query<'_>, statement: &str, fingerprint: Arc<str>) -> RecordedQuery {
+    RecordedQuery {
+        statement: statement.to_owned(),
+        fingerprint,
+        duration: query.duration,
+        rows_returned: query.rows_returned,
+        rows_affected: query.rows_affected,
+        error: query.error.map(str::to_owned),
     }
 }
 

@@ -35,6 +35,8 @@
 #[cfg(feature = "diesel")]
 pub mod diesel;
 pub mod fingerprint;
+pub mod index;
+pub mod pool;
 
 mod body;
 mod cache;
@@ -48,6 +50,7 @@ mod n_plus_one;
 pub mod part;
 mod scope;
 mod service;
+mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -65,3 +68,7 @@ pub use ledger::{
 pub use n_plus_one::{DEFAULT_THRESHOLD, NPlusOneFinding, NPlusOneRule};
 pub use scope::{current_ledger, in_current_request, record, record_query};
 pub use service::QueryTracking;
+pub use statements::{DEFAULT_SLOW_STATEMENT, SLOW_REPORT_INTERVAL, is_slow, is_timeout_error};
+#[cfg(feature = "sqlx")]
+pub use statements::{is_sqlx_timeout, record_sqlx_error};
+pub use index::SpawnError;

@@ -37,6 +37,7 @@ use crate::layer::{Config, NPlusOneAction};
 use crate::ledger::QueryLedger;
 use crate::n_plus_one::NPlusOneFinding;
 use crate::scope;
+use crate::statements::RequestWatch;
 
 /// The queries part of a [`QueryTrackingLayer`](crate::QueryTrackingLayer) (see
 /// [`QueryTrackingLayer::part`](crate::QueryTrackingLayer::part)). Cheap to clone.
@@ -64,9 +65,15 @@ impl QueriesPart {
             .extensions()
             .get::<RequestIdentity>()
             .and_then(|identity| identity.trace_id);
+        let ledger = QueryLedger::watched(RequestWatch {
+            route: route.clone(),
+            trace_id,
+            threshold: self.config.slow_statement_for(&route),
+            config: Arc::clone(&self.config),
+        });
         QueriesInFlight {
             config: Arc::clone(&self.config),
-            ledger: QueryLedger::new(),
+            ledger,
             route,
             method: request.method().clone(),
             trace_id,
@@ -217,9 +224,15 @@ impl QueriesInFlight {
             self.over_budget(budget);
         }
         #[cfg(feature = "metrics")]
-        self.config
-            .metrics
-            .record(&self.route, self.ledger.count(), findings.len());
+        {
+            self.config
+                .metrics
+                .record(&self.route, self.ledger.count(), findings.len());
+            let timeouts = self.ledger.timeouts();
+            if timeouts > 0 {
+                self.config.metrics.timeouts(&self.route, timeouts);
+            }
+        }
     }
 
     #[cold]

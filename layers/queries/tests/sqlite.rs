@@ -158,6 +158,20 @@ async fn app(layer: QueryTrackingLayer) -> Router {
     Router::new()
         .route("/items/{n}", get(n_plus_one))
         .route("/none", get(|| async { "no queries" }))
+        .route(
+            "/heavy",
+            get(|State(pool): State<SqlitePool>| async move {
+                // A million rows generated and summed: tens of milliseconds at least.
+                let sum: i64 = sqlx::query_scalar(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
+                     SELECT sum(i) FROM n",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                sum.to_string()
+            }),
+        )
         .route("/by-name/{n}", get(n_plus_one_with_literals))
         .route(
             "/spawned",
@@ -473,6 +487,64 @@ async fn opentelemetry_convention_spans_and_events_count() {
     assert!(
         warnings.iter().any(|m| m.contains("5 times")),
         "{warnings:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_statement_is_reported_once_with_its_route_and_fingerprint() {
+    let findings = vitals_core::findings::Findings::new(50);
+    let app = app(
+        QueryTrackingLayer::new()
+            .with_findings(findings.clone())
+            .with_slow_statement_threshold(Duration::from_millis(10))
+            .with_route(
+                "/items/{n}",
+                RouteQueries::new().with_slow_statement_threshold(None),
+            ),
+    )
+    .await;
+    let (response, trace_id) = get_traced(&app, "/heavy").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let slow: Vec<_> = findings
+        .recent()
+        .into_iter()
+        .filter(|r| r.finding.kind() == "slow_statement")
+        .collect();
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    let vitals_core::findings::Finding::SlowStatement {
+        route,
+        fingerprint,
+        duration_ms,
+        threshold_ms,
+        timed_out,
+        trace_id: found_trace,
+    } = &slow[0].finding
+    else {
+        unreachable!()
+    };
+    assert_eq!(route, "/heavy");
+    assert!(fingerprint.ends_with("SELECT sum(i) FROM n"), "{fingerprint}");
+    assert!(*duration_ms >= 10.0 && (*threshold_ms - 10.0).abs() < f64::EPSILON);
+    assert!(!timed_out);
+    assert_eq!(found_trace.as_deref(), Some(trace_id.to_string().as_str()));
+    let messages = warnings().messages_of(trace_id);
+    assert!(
+        messages.iter().any(|m| m.starts_with("slow statement: ")),
+        "{messages:?}"
+    );
+    // Once a minute per statement shape, however often it runs.
+    let (_, again) = get_traced(&app, "/heavy").await;
+    assert!(warnings().messages_of(again).is_empty());
+    // A route without a threshold reports nothing, whatever the layer's.
+    let (_, items) = get_traced(&app, "/items/3").await;
+    assert!(warnings().messages_of(items).is_empty());
+    assert_eq!(
+        findings
+            .recent()
+            .iter()
+            .filter(|r| r.finding.kind() == "slow_statement")
+            .count(),
+        1
     );
 }
 

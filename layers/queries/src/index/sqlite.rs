@@ -1,0 +1,147 @@
+//! Plans from SQLite: `EXPLAIN QUERY PLAN` on a read-only connection of the detector's own.
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row};
+use tokio::sync::Mutex;
+
+use super::{Explain, ExplainError, ExplainFuture, ScannedTable, plan};
+
+/// Asks SQLite for plans (`EXPLAIN QUERY PLAN`), on a connection of its own with
+/// `PRAGMA query_only` set: it can read the schema and the table sizes, and write nothing.
+#[derive(Debug)]
+pub struct SqliteExplainer {
+    connection: Mutex<SqliteConnection>,
+}
+
+impl SqliteExplainer {
+    /// Opens the detector's connection to the database at `url` (`sqlite://shop.db`, or the
+    /// application's `sqlite:file:NAME?mode=memory&cache=shared` for a shared in-memory
+    /// database).
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid or the database cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        Self::connect_with(SqliteConnectOptions::from_str(url)?).await
+    }
+
+    /// Opens the detector's connection with `options` (its statements are not logged, so
+    /// they never reach a ledger or the logs).
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be opened.
+    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let mut connection = options.disable_statement_logging().connect().await?;
+        sqlx::raw_sql("PRAGMA query_only = ON")
+            .execute(&mut connection)
+            .await?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+}
+
+impl Explain for SqliteExplainer {
+    fn explain<'a>(&'a self, statement: &'a str) -> ExplainFuture<'a> {
+        Box::pin(async move {
+            let mut connection = self.connection.lock().await;
+            // Parameters left unbound are NULL: the plan does not depend on their values.
+            let sql = format!("EXPLAIN QUERY PLAN {statement}");
+            let lines: Vec<String> = sqlx::raw_sql(AssertSqlSafe(sql))
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(ExplainError::new)?
+                .iter()
+                .filter_map(|row| row.try_get::<String, _>("detail").ok())
+                .collect();
+            let mut tables = Vec::new();
+            for scan in plan::sqlite_full_scans(statement, &lines) {
+                let rows = table_rows(&mut connection, &scan.table)
+                    .await
+                    .map_err(ExplainError::new)?;
+                tables.push(ScannedTable { scan, rows });
+            }
+            Ok(tables)
+        })
+    }
+}
+
+/// The table's size: its largest rowid (one step down the b-tree), else a count.
+async fn table_rows(connection: &mut SqliteConnection, table: &str) -> Result<u64, sqlx::Error> {
+    let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+    let largest = sqlx::raw_sql(AssertSqlSafe(format!("SELECT MAX(rowid) FROM {quoted}")))
+        .fetch_one(&mut *connection)
+        .await
+        .and_then(|row| row.try_get::<Option<i64>, _>(0));
+    let rows = match largest {
+        Ok(largest) => largest.unwrap_or(0),
+        // A WITHOUT ROWID table.
+        Err(_) => sqlx::raw_sql(AssertSqlSafe(format!("SELECT COUNT(*) FROM {quoted}")))
+            .fetch_one(&mut *connection)
+            .await?
+            .try_get::<i64, _>(0)?,
+    };
+    Ok(u64::try_from(rows).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn database() -> (sqlx::SqlitePool, String) {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = format!(
+            "sqlite:file:vitals-explain-{}-{n}?mode=memory&cache=shared",
+            std::process::id()
+        );
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        for sql in [
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL, login TEXT NOT NULL)",
+            "CREATE INDEX customers_login ON customers (login)",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO customers SELECT i, 'c' || i || '@example.com', 'c' || i FROM n",
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        }
+        (pool, url)
+    }
+
+    #[tokio::test]
+    async fn an_unindexed_filter_is_a_full_scan_and_an_indexed_one_is_not() {
+        let (_pool, url) = database().await;
+        let explainer = SqliteExplainer::connect(&url).await.unwrap();
+        let tables = explainer
+            .explain("SELECT id FROM customers WHERE email = $1")
+            .await
+            .unwrap();
+        assert_eq!(tables.len(), 1, "{tables:?}");
+        assert_eq!(tables[0].scan.table, "customers");
+        assert_eq!(tables[0].scan.columns, ["email"]);
+        assert_eq!(tables[0].rows, 3_000);
+        let indexed = explainer
+            .explain("SELECT id FROM customers WHERE login = $1")
+            .await
+            .unwrap();
+        assert!(indexed.is_empty(), "{indexed:?}");
+    }
+
+    #[tokio::test]
+    async fn the_connection_writes_nothing_and_bad_statements_are_errors() {
+        let (pool, url) = database().await;
+        let explainer = SqliteExplainer::connect(&url).await.unwrap();
+        assert!(explainer.explain("SELECT * FROM nowhere WHERE a = 1").await.is_err());
+        // Even if a write reached it, query_only refuses it.
+        let mut connection = explainer.connection.lock().await;
+        let write = sqlx::raw_sql("DELETE FROM customers").execute(&mut *connection).await;
+        assert!(write.is_err(), "query_only");
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 3_000);
+    }
+}

@@ -1,0 +1,244 @@
+//! Every statement a tracked request runs, watched as it is recorded: slow statements reported
+//! (a WARN and a finding), statement timeouts told apart from other errors, the statement-time
+//! histogram per fingerprint, and new statement shapes handed to the missing-index detector.
+//!
+//! The check on the hot path is one comparison of the statement's duration with the route's
+//! threshold; what follows a slow statement is cold and rate-limited: one report per
+//! fingerprint a minute, so a slow statement that runs a thousand times a second logs once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use vitals_core::findings::Finding;
+use vitals_core::identity::TraceId;
+use vitals_core::route::RouteLabel;
+
+use crate::layer::Config;
+
+/// The slow-statement threshold when none is set: 100 ms.
+pub const DEFAULT_SLOW_STATEMENT: Duration = Duration::from_millis(100);
+
+/// How often one statement shape is reported slow at most.
+pub const SLOW_REPORT_INTERVAL: Duration = Duration::from_mins(1);
+
+/// The most statement shapes whose last report time is remembered; past it the oldest
+/// reports are forgotten (a workload of ever-new shapes reports each once anyway).
+const MAX_REMEMBERED: usize = 4_096;
+
+/// What the layer shares between the requests it watches: when each shape was last
+/// reported slow, where findings go, the histogram series, the detector.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    reported: Mutex<HashMap<u64, Instant>>,
+    #[cfg(feature = "metrics")]
+    pub(crate) series: crate::metrics::StatementSeries,
+}
+
+/// One request's view of the layer's [`Watch`]: its route, trace id and threshold.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestWatch {
+    pub(crate) route: RouteLabel,
+    pub(crate) trace_id: Option<TraceId>,
+    /// `None`: slow statements are not reported on this route.
+    pub(crate) threshold: Option<Duration>,
+    pub(crate) config: Arc<Config>,
+}
+
+/// What the ledger tells the watch about one statement.
+pub(crate) struct Seen<'a> {
+    pub(crate) fingerprint: &'a Arc<str>,
+    pub(crate) key: u64,
+    pub(crate) statement: &'a str,
+    pub(crate) duration: Duration,
+    pub(crate) timed_out: bool,
+}
+
+impl RequestWatch {
+    /// Called for every statement the request's ledger records.
+    pub(crate) fn observe(&self, seen: &Seen<'_>) {
+        let slow = is_slow(seen.duration, self.threshold);
+        if slow || seen.timed_out {
+            self.slow(seen);
+        }
+        #[cfg(feature = "metrics")]
+        self.config
+            .watch
+            .series
+            .record(seen.key, seen.fingerprint, seen.duration);
+        if let Some(detector) = &self.config.detector {
+            detector.consider(seen, &self.route, slow);
+        }
+    }
+
+    #[cold]
+    fn slow(&self, seen: &Seen<'_>) {
+        if !self.config.watch.due(seen.key, Instant::now()) {
+            return;
+        }
+        let duration_ms = millis(seen.duration);
+        let threshold_ms = self.threshold.map_or(0.0, millis);
+        let trace_id = self.trace_id.map(tracing::field::display);
+        if seen.timed_out {
+            tracing::warn!(
+                target: "vitals_queries",
+                fingerprint = %seen.fingerprint,
+                http.route = %self.route,
+                duration_ms,
+                trace_id,
+                "statement cut by the database's statement timeout after {duration_ms} ms"
+            );
+        } else {
+            tracing::warn!(
+                target: "vitals_queries",
+                fingerprint = %seen.fingerprint,
+                http.route = %self.route,
+                duration_ms,
+                threshold_ms,
+                trace_id,
+                "slow statement: {duration_ms} ms, threshold {threshold_ms} ms"
+            );
+        }
+        if let Some(findings) = &self.config.findings {
+            findings.push(Finding::SlowStatement {
+                route: self.route.as_str().to_owned(),
+                fingerprint: seen.fingerprint.to_string(),
+                duration_ms,
+                threshold_ms,
+                timed_out: seen.timed_out,
+                trace_id: self.trace_id.map(|id| id.to_string()),
+            });
+        }
+    }
+}
+
+impl Watch {
+    /// Whether the shape `key` may be reported now (and, if so, it is marked reported).
+    fn due(&self, key: u64, now: Instant) -> bool {
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = reported.get(&key)
+            && now.saturating_duration_since(*last) < SLOW_REPORT_INTERVAL
+        {
+            return false;
+        }
+        if reported.len() >= MAX_REMEMBERED {
+            reported.retain(|_, last| now.saturating_duration_since(*last) < SLOW_REPORT_INTERVAL);
+            if reported.len() >= MAX_REMEMBERED {
+                reported.clear();
+            }
+        }
+        reported.insert(key, now);
+        true
+    }
+}
+
+/// Whether a statement that ran `duration` is slow under `threshold` (the hot-path rule).
+#[inline]
+pub fn is_slow(duration: Duration, threshold: Option<Duration>) -> bool {
+    threshold.is_some_and(|threshold| duration >= threshold)
+}
+
+/// Whether a database error is a statement cut at the database's statement timeout, from its
+/// SQLSTATE or SQLite result code and its message: PostgreSQL's `57014` with
+/// "canceling statement due to statement timeout", SQLite's `SQLITE_BUSY` family (5, 261, 517,
+/// 773) and `SQLITE_LOCKED` (6) — what a busy timeout ends in.
+///
+/// ```
+/// use vitals_queries::is_timeout_error;
+///
+/// assert!(is_timeout_error(Some("57014"), "canceling statement due to statement timeout"));
+/// assert!(!is_timeout_error(Some("57014"), "canceling statement due to user request"));
+/// assert!(is_timeout_error(Some("5"), "database is locked"));
+/// assert!(is_timeout_error(None, "database is locked"));
+/// assert!(!is_timeout_error(Some("23505"), "duplicate key value"));
+/// ```
+pub fn is_timeout_error(code: Option<&str>, message: &str) -> bool {
+    let by_message = message.contains("statement timeout")
+        || message.contains("database is locked")
+        || message.contains("database table is locked");
+    match code {
+        // query_canceled: also a user's cancel, told apart by the message.
+        Some("57014") => message.contains("statement timeout"),
+        Some("5" | "6" | "261" | "517" | "773") => true,
+        Some(_) => false,
+        None => by_message,
+    }
+}
+
+/// Whether sqlx's error is a statement cut at the database's statement timeout (see
+/// [`is_timeout_error`]).
+#[cfg(feature = "sqlx")]
+pub fn is_sqlx_timeout(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => {
+            is_timeout_error(error.code().as_deref(), error.message())
+        }
+        _ => false,
+    }
+}
+
+/// Records a statement that failed with sqlx's `error` after `elapsed` in the current
+/// request's ledger — sqlx reports no failed statements itself — as timed out when the
+/// database cut it at its statement timeout (then reported like a slow statement, and counted
+/// in `vitals.queries.statement_timeouts`). Returns whether it was a timeout.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let error = sqlx::Error::RowNotFound;
+/// assert!(!vitals_queries::record_sqlx_error("SELECT 1", Duration::ZERO, &error));
+/// ```
+#[cfg(feature = "sqlx")]
+pub fn record_sqlx_error(statement: &str, elapsed: Duration, error: &sqlx::Error) -> bool {
+    let timed_out = is_sqlx_timeout(error);
+    if matches!(error, sqlx::Error::Database(_)) {
+        let message = error.to_string();
+        let mut query = crate::Query::new(statement, elapsed).with_error(&message);
+        if timed_out {
+            query = query.with_timed_out();
+        }
+        crate::record_query(query);
+    }
+    timed_out
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_is_at_or_over_the_threshold_and_off_without_one() {
+        let ms = Duration::from_millis;
+        assert!(!is_slow(ms(99), Some(ms(100))));
+        assert!(is_slow(ms(100), Some(ms(100))));
+        assert!(is_slow(ms(5_000), Some(ms(100))));
+        assert!(!is_slow(Duration::MAX, None));
+    }
+
+    #[test]
+    fn a_shape_is_reported_once_an_interval() {
+        let watch = Watch::default();
+        let start = Instant::now();
+        assert!(watch.due(1, start));
+        assert!(!watch.due(1, start + Duration::from_secs(59)));
+        assert!(watch.due(2, start + Duration::from_secs(59)), "another shape");
+        assert!(watch.due(1, start + SLOW_REPORT_INTERVAL));
+    }
+
+    #[test]
+    fn the_memory_of_reports_is_bounded() {
+        let watch = Watch::default();
+        let now = Instant::now();
+        for key in 0..(MAX_REMEMBERED as u64 * 3) {
+            assert!(watch.due(key, now));
+        }
+        assert!(watch.reported.lock().unwrap().len() <= MAX_REMEMBERED);
+    }
+}
