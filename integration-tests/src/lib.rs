@@ -225,6 +225,43 @@ pub fn install_prometheus() {
     });
 }
 
+/// Runs `promtool check metrics` on `text` and fails on any complaint. Without promtool the
+/// check is skipped with a note, unless `VITALS_REQUIRE_PROMTOOL` is set (scripts/ci sets it),
+/// which makes a missing promtool fail.
+pub fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            assert!(
+                std::env::var_os("VITALS_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required: {error}"
+            );
+            eprintln!("skipped: promtool not found ({error})");
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .expect("write the metrics to promtool");
+    }
+    let output = child.wait_with_output().expect("promtool's answer");
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The PostgreSQL server for the Postgres variants: see [`service_url`].
 pub fn postgres_admin_url(test: &str) -> Option<String> {
     service_url(POSTGRES_URL_VAR, "PostgreSQL", test)

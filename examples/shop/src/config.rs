@@ -67,6 +67,19 @@ pub struct Config {
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
 
+    /// The most database connections the shop's pool opens.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub pool_size: u32,
+
+    /// The name the pool's metrics carry (`db.client.connection.pool.name`).
+    #[arg(long, default_value = "shop")]
+    pub pool_name: String,
+
+    /// How long one database statement may run before the database cuts it, in milliseconds
+    /// (PostgreSQL's `statement_timeout`; SQLite waits at most 5 s for a lock).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub statement_timeout_ms: u64,
+
     /// Requests served at once across the whole shop; more wait briefly, then get 503.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_concurrency: u64,

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Row};
+use vitals::core::findings::Findings;
+use vitals::queries::pool::{Held, PoolVitals};
 
 /// Which database the shop runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +43,40 @@ pub mod seed {
     pub const CUSTOMERS: i64 = 60;
     /// Orders (spread over customers and products).
     pub const ORDERS: i64 = 240;
+    /// Customers in all, the crowd without orders included: enough that a lookup through a
+    /// column without an index is a real scan (`GET /orders/by-email`).
+    pub const ALL_CUSTOMERS: i64 = 12_000;
+    /// Rows per `INSERT` of the crowd.
+    pub const BATCH: i64 = 1_000;
+}
+
+/// How the shop's pool is set up.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// The most connections the pool opens (default 8).
+    pub max_connections: u32,
+    /// How long one statement may run before the database cuts it (default 5 s): PostgreSQL's
+    /// `statement_timeout`. SQLite has no statement timeout; its busy timeout (sqlx's default,
+    /// 5 s) bounds how long a statement waits for a lock.
+    pub statement_timeout: Duration,
+    /// How long an acquire waits for a connection before it fails (default 10 s).
+    pub acquire_timeout: Duration,
+    /// Where the pool's exhaustion findings go.
+    pub findings: Option<Findings>,
+    /// The pool's name in its metrics and findings (default `shop`).
+    pub pool_name: String,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+            findings: None,
+            pool_name: "shop".to_owned(),
+        }
+    }
 }
 
 /// A connection pool and the backend behind it.
@@ -47,6 +84,10 @@ pub mod seed {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The URL the pool connects with (for the index detector's own connection).
+    url: String,
+    /// Waits, holders and exhaustion of the pool: every statement acquires through it.
+    vitals: PoolVitals,
 }
 
 /// A product.
@@ -126,7 +167,7 @@ impl From<sqlx::Error> for ConnectError {
     }
 }
 
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS customers (
         id BIGINT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -146,11 +187,24 @@ const SCHEMA: [&str; 3] = [
         total_cents BIGINT NOT NULL,
         placed_at TEXT NOT NULL
     )",
+    // The indexed twin of `customers.email` (its primary key is its index):
+    // `GET /orders/by-email-indexed` looks customers up through it.
+    "CREATE TABLE IF NOT EXISTS customer_emails (
+        email TEXT PRIMARY KEY,
+        customer_id BIGINT NOT NULL REFERENCES customers (id)
+    )",
+    "CREATE INDEX IF NOT EXISTS orders_customer_id ON orders (customer_id)",
 ];
 
 impl Db {
-    /// Connects, creates the schema if missing, and seeds an empty database.
+    /// Connects with [`DbOptions::default`], creates the schema if missing, and seeds an
+    /// empty database.
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with(url, DbOptions::default()).await
+    }
+
+    /// Connects with `options`, creates the schema if missing, and seeds an empty database.
+    pub async fn connect_with(url: &str, options: DbOptions) -> Result<Self, ConnectError> {
         let backend =
             Backend::of_url(url).ok_or_else(|| ConnectError::UnsupportedUrl(url.to_owned()))?;
         sqlx::any::install_default_drivers();
@@ -167,21 +221,59 @@ impl Db {
             }
             // Create the file if it does not exist yet.
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            // Every connection cuts a statement at the timeout (unless the URL sets its own).
+            Backend::Postgres if !url.contains("statement_timeout") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{url}{separator}options[statement_timeout]={}",
+                    options.statement_timeout.as_millis().max(1)
+                )
+            }
             _ => url.to_owned(),
         };
         // An in-memory SQLite database lives as long as one connection to it: keep one open.
         let pool = AnyPoolOptions::new()
-            .max_connections(8)
+            .max_connections(options.max_connections.max(1))
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(options.acquire_timeout)
             .connect(&url)
             .await?;
-        let db = Self { pool, backend };
+        let mut vitals = PoolVitals::new(options.pool_name, pool.clone());
+        if let Some(findings) = options.findings {
+            vitals = vitals.with_findings(findings);
+        }
+        let vitals = vitals
+            .spawn()
+            .map_err(|e| ConnectError::Sqlx(sqlx::Error::Configuration(e.into())))?;
+        let db = Self {
+            pool,
+            backend,
+            url,
+            vitals,
+        };
         db.create_schema().await?;
         db.seed_if_empty().await?;
+        db.seed_crowd().await?;
         Ok(db)
+    }
+
+    /// The URL the pool connects with, as rewritten for it (an in-memory SQLite database's
+    /// shared name, the statement timeout): what a second connection to the same database uses.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The pool's vitals.
+    pub fn pool_vitals(&self) -> &PoolVitals {
+        &self.vitals
+    }
+
+    /// A connection from the pool, acquired through its vitals (counted while waiting, held
+    /// by the current route until dropped).
+    pub async fn acquire(&self) -> Result<Held<PoolConnection<Any>>, sqlx::Error> {
+        self.vitals.acquire(&self.pool).await
     }
 
     /// The backend.
@@ -274,10 +366,47 @@ impl Db {
         tx.commit().await
     }
 
+    /// The customers without orders, up to [`seed::ALL_CUSTOMERS`], and every customer's row
+    /// in `customer_emails`; for a database seeded before they existed too.
+    async fn seed_crowd(&self) -> Result<(), sqlx::Error> {
+        let count = |sql: &'static str| async move {
+            sqlx::query(sql)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<i64, _>(0)
+        };
+        let mut tx = self.pool.begin().await?;
+        let customers = count("SELECT COUNT(*) FROM customers").await?;
+        for first in
+            (customers + 1..=seed::ALL_CUSTOMERS).step_by(usize::try_from(seed::BATCH).unwrap_or(1))
+        {
+            let last = (first + seed::BATCH - 1).min(seed::ALL_CUSTOMERS);
+            let rows: Vec<String> = (first..=last)
+                .map(|id| format!("({id}, 'Customer {id}', 'customer{id}@example.com')"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO customers (id, name, email) VALUES {}",
+                rows.join(", ")
+            );
+            // Built from numbers only: no outside input.
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO customer_emails (email, customer_id)
+             SELECT email, id FROM customers
+             WHERE email NOT IN (SELECT email FROM customer_emails)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
     /// All products, by id.
     pub async fn products(&self) -> Result<Vec<Product>, sqlx::Error> {
         sqlx::query("SELECT id, name, price_cents, stock FROM products ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut **self.acquire().await?)
             .await?
             .iter()
             .map(product_from_row)
@@ -288,7 +417,7 @@ impl Db {
     pub async fn product(&self, id: i64) -> Result<Option<Product>, sqlx::Error> {
         sqlx::query("SELECT id, name, price_cents, stock FROM products WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut **self.acquire().await?)
             .await?
             .as_ref()
             .map(product_from_row)
@@ -299,7 +428,7 @@ impl Db {
     pub async fn customer(&self, id: i64) -> Result<Option<Customer>, sqlx::Error> {
         sqlx::query("SELECT id, name, email FROM customers WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut **self.acquire().await?)
             .await?
             .map(|row| {
                 Ok(Customer {
@@ -319,7 +448,7 @@ impl Db {
              FROM orders o JOIN customers c ON c.id = o.customer_id
              ORDER BY o.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut **self.acquire().await?)
         .await?
         .iter()
         .map(|row| {
@@ -346,7 +475,7 @@ impl Db {
             "SELECT id, customer_id, product_id, quantity, total_cents, placed_at
              FROM orders ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut **self.acquire().await?)
         .await?;
         let mut orders = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -370,21 +499,116 @@ impl Db {
     /// `(customer_id, total_cents)` of every order, for the report.
     pub async fn order_totals(&self) -> Result<Vec<(i64, i64)>, sqlx::Error> {
         sqlx::query("SELECT customer_id, total_cents FROM orders ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut **self.acquire().await?)
             .await?
             .iter()
             .map(|row| Ok((row.try_get("customer_id")?, row.try_get("total_cents")?)))
             .collect()
     }
 
+    /// The customer with this e-mail address, looked up through `customers.email`, which has
+    /// no index: the database reads every customer to find one (the missing-index problem).
+    pub async fn customer_by_email(&self, email: &str) -> Result<Option<Customer>, sqlx::Error> {
+        const SQL: &str = "SELECT id, name, email FROM customers WHERE email = $1";
+        let mut connection = self.acquire().await?;
+        let row = recorded(
+            SQL,
+            sqlx::query(SQL)
+                .bind(email)
+                .fetch_optional(&mut **connection),
+        )
+        .await?;
+        row.as_ref().map(customer_from_row).transpose()
+    }
+
+    /// The same lookup through `customer_emails`, whose key is indexed: the fix.
+    pub async fn customer_by_email_indexed(
+        &self,
+        email: &str,
+    ) -> Result<Option<Customer>, sqlx::Error> {
+        const SQL: &str = "SELECT c.id, c.name, c.email
+             FROM customer_emails e JOIN customers c ON c.id = e.customer_id
+             WHERE e.email = $1";
+        let mut connection = self.acquire().await?;
+        let row = recorded(
+            SQL,
+            sqlx::query(SQL)
+                .bind(email)
+                .fetch_optional(&mut **connection),
+        )
+        .await?;
+        row.as_ref().map(customer_from_row).transpose()
+    }
+
+    /// The orders of one customer (through the index on `orders.customer_id`).
+    pub async fn orders_of(&self, customer: &Customer) -> Result<Vec<Order>, sqlx::Error> {
+        sqlx::query(
+            "SELECT id, product_id, quantity, total_cents, placed_at
+             FROM orders WHERE customer_id = $1 ORDER BY id",
+        )
+        .bind(customer.id)
+        .fetch_all(&mut **self.acquire().await?)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Order {
+                id: row.try_get("id")?,
+                product_id: row.try_get("product_id")?,
+                quantity: row.try_get("quantity")?,
+                total_cents: row.try_get("total_cents")?,
+                placed_at: row.try_get("placed_at")?,
+                customer: customer.clone(),
+            })
+        })
+        .collect()
+    }
+
+    /// A customer's order count, with the pooled connection held through `slow_call` too —
+    /// the pool-exhaustion bug: the connection sits idle in this request while others wait.
+    pub async fn order_count_holding<F: std::future::Future>(
+        &self,
+        customer_id: i64,
+        slow_call: impl FnOnce() -> F,
+    ) -> Result<i64, sqlx::Error> {
+        let mut connection = self.acquire().await?;
+        let count = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE customer_id = $1")
+            .bind(customer_id)
+            .fetch_one(&mut **connection)
+            .await?
+            .try_get("n")?;
+        slow_call().await;
+        drop(connection);
+        Ok(count)
+    }
+
     /// How many orders a customer placed.
     pub async fn order_count(&self, customer_id: i64) -> Result<i64, sqlx::Error> {
         sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE customer_id = $1")
             .bind(customer_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut **self.acquire().await?)
             .await?
             .try_get("n")
     }
+}
+
+/// Runs a statement; if it fails, records it in the request's ledger (sqlx reports only
+/// statements that succeed), as timed out when the database cut it at its timeout.
+async fn recorded<T>(
+    sql: &str,
+    statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let started = std::time::Instant::now();
+    statement.await.inspect_err(|error| {
+        vitals::queries::record_sqlx_error(sql, started.elapsed(), error);
+    })
+}
+
+fn customer_from_row(row: &AnyRow) -> Result<Customer, sqlx::Error> {
+    Ok(Customer {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+    })
 }
 
 fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {

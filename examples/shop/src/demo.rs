@@ -164,6 +164,25 @@ fn paths(round: u64) -> Vec<String> {
         // 40 at once against a limit of 8 with 16 waiting at most 100 ms: some are refused.
         paths.extend(std::iter::repeat_n("/slow?ms=400".to_owned(), 40));
     }
+    if round % 4 == 1 {
+        // A lookup through a column without an index, and its indexed twin.
+        let customer = 61 + round % 11_900;
+        paths.push(format!(
+            "/orders/by-email?email=customer{customer}@example.com"
+        ));
+        paths.push(format!(
+            "/orders/by-email-indexed?email=customer{customer}@example.com"
+        ));
+    }
+    if round % 60 == 40 {
+        // 30 at once, each holding a pooled connection through a 400 ms call: the pool of 8
+        // runs dry and the rest wait (the pool-exhaustion finding).
+        paths.extend(std::iter::repeat_n("/orders/hold?ms=400".to_owned(), 30));
+    }
+    if round % 60 == 50 {
+        // The fix under the same load: nobody waits for the pool.
+        paths.extend(std::iter::repeat_n("/orders/release?ms=400".to_owned(), 30));
+    }
     paths
 }
 
@@ -192,10 +211,17 @@ mod tests {
             "/slow?ms=1200",
             "/products/24",
             "/me",
+            "/orders/hold?ms=400",
+            "/orders/release?ms=400",
         ] {
             assert!(all.iter().any(|p| p == needle), "{needle}");
         }
         assert!(all.iter().filter(|p| *p == "/slow?ms=400").count() >= 40);
+        assert!(all.iter().any(|p| p.starts_with("/orders/by-email?email=")));
+        assert!(
+            all.iter()
+                .any(|p| p.starts_with("/orders/by-email-indexed?email="))
+        );
         // A burst past the checkout quota's 10 at once.
         assert!((0..240).any(|r| paths(r).iter().filter(|p| *p == "/checkout").count() > 10));
     }

@@ -60,6 +60,15 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
                 return response;
             }
+            // Cut at the database's statement timeout: the database is slow or locked, not
+            // broken; the client may retry later (recorded as such by `Db`).
+            Self::Database(error) if vitals::queries::is_sqlx_timeout(&error) => {
+                return Self::ServiceUnavailable(
+                    "the database did not answer in time".to_owned(),
+                    std::time::Duration::from_secs(1),
+                )
+                .into_response();
+            }
             Self::Database(error) => {
                 tracing::error!(%error, "database error");
                 (

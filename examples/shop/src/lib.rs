@@ -33,11 +33,13 @@ use vitals::concurrency::{ConcurrencyLimitLayer, Limit, LimiterHandle};
 use vitals::core::findings::Findings;
 use vitals::core::route::RequestHead;
 use vitals::latency::LatencyRegistry;
+use vitals::queries::QueryTrackingLayer;
+use vitals::queries::index::{DetectMode, IndexDetector, PostgresExplainer, SqliteExplainer};
 use vitals::rate_limit::{ClientIp, Key, Quota, RateLimitLayer, RateLimitSettings, RedisStore};
 use vitals::{RouteSettings, VitalsLayer};
 
 pub use config::{Config, LogFormat};
-use db::Db;
+use db::{Backend, Db, DbOptions};
 use payment::{PaymentClient, PaymentStub};
 use report::Workload;
 use routes::AppState;
@@ -55,8 +57,17 @@ pub fn vitals_layer(
     checkout: RateLimitSettings,
     quotas: RateLimitLayer,
     findings: Findings,
+    detector: Option<IndexDetector>,
 ) -> Result<VitalsLayer, vitals::VitalsError> {
+    // Statements over 100 ms are reported slow (the default); each new statement shape is
+    // explained once on the detector's own connection, and full scans of large tables are
+    // reported as missing indexes.
+    let mut queries = QueryTrackingLayer::new();
+    if let Some(detector) = detector {
+        queries = queries.with_index_detector(detector);
+    }
     VitalsLayer::builder()
+        .with_queries(queries)
         // Where the routes' quotas live: in process, or in Redis for a fleet (`--redis-url`).
         .with_rate_limit(quotas)
         // What the dashboard at /_vitals shows: slow requests, N+1 queries, blocking polls,
@@ -155,6 +166,34 @@ fn catalogue_cache() -> CacheSettings {
         )
 }
 
+/// The missing-index detector in first-sight mode (each new statement shape is explained the
+/// first time it runs, so one request is enough to get the finding), on a connection of its
+/// own. Without it (its connection failed) the shop runs on, and says so once.
+async fn index_detector(db: &Db, findings: &Findings) -> Option<IndexDetector> {
+    let builder = match db.backend() {
+        Backend::Sqlite => SqliteExplainer::connect(db.url())
+            .await
+            .map(IndexDetector::new),
+        Backend::Postgres => PostgresExplainer::connect(db.url())
+            .await
+            .map(IndexDetector::new),
+    };
+    let detector = builder.map_err(|e| e.to_string()).and_then(|builder| {
+        builder
+            .with_mode(DetectMode::FirstSight)
+            .with_findings(findings.clone())
+            .spawn()
+            .map_err(|e| e.to_string())
+    });
+    match detector {
+        Ok(detector) => Some(detector),
+        Err(error) => {
+            tracing::warn!(%error, "the missing-index detector is off: its connection failed");
+            None
+        }
+    }
+}
+
 /// A started shop: database open and seeded, payment service reachable.
 #[derive(Debug)]
 pub struct Shop {
@@ -168,6 +207,8 @@ pub struct Shop {
     metrics: Option<vitals::telemetry::PrometheusHandle>,
     /// The live page at `/_vitals`.
     dashboard: vitals::dashboard::Dashboard,
+    /// The missing-index detector, unless its connection failed.
+    index_detector: Option<IndexDetector>,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -187,9 +228,22 @@ impl Shop {
     /// Opens the database (creating and seeding it), calibrates the report's workload and
     /// starts the stub payment service unless `config.payment_url` names one.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let db = Db::connect(&config.database_url)
-            .await
-            .map_err(|e| StartError(e.to_string()))?;
+        // One findings ring for the layers, the pool and the payment client: the dashboard
+        // shows them all.
+        let findings = Findings::default();
+        let db = Db::connect_with(
+            &config.database_url,
+            DbOptions {
+                max_connections: config.pool_size,
+                statement_timeout: Duration::from_millis(config.statement_timeout_ms),
+                findings: Some(findings.clone()),
+                pool_name: config.pool_name.clone(),
+                ..DbOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
+        let detector = index_detector(&db, &findings).await;
         let workload = tokio::task::spawn_blocking(|| Workload::calibrate(report::TARGET))
             .await
             .map_err(|e| StartError(format!("workload calibration failed: {e}")))?;
@@ -206,8 +260,6 @@ impl Shop {
                 .set_latency_spike(Duration::from_millis(config.payment_latency_spike_ms));
             (stub.url(), Some(stub))
         };
-        // One findings ring for the layers and the payment client: the dashboard shows both.
-        let findings = Findings::default();
         let payment = PaymentClient::new(
             &payment_url,
             Duration::from_millis(config.payment_timeout_ms),
@@ -235,9 +287,13 @@ impl Shop {
             ),
             quotas,
             findings,
+            detector.clone(),
         )
         .map_err(|e| StartError(e.to_string()))?;
-        let mut dashboard = vitals.dashboard().with_breaker(breaker);
+        let mut dashboard = vitals
+            .dashboard()
+            .with_breaker(breaker)
+            .with_pool(state.db.pool_vitals().clone());
         if let Some(token) = config.dashboard_token {
             dashboard = dashboard.with_bearer_token(token);
         }
@@ -254,6 +310,7 @@ impl Shop {
             limit,
             metrics: vitals::telemetry::prometheus(),
             dashboard,
+            index_detector: detector,
             payment_stub,
         })
     }
@@ -280,6 +337,11 @@ impl Shop {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// The missing-index detector, unless its connection failed at start.
+    pub fn index_detector(&self) -> Option<&IndexDetector> {
+        self.index_detector.as_ref()
     }
 
     /// The report's calibrated workload.

@@ -12,6 +12,10 @@
 //! | `GET /slow?ms=N`        | a request held open (0–60000 ms)                             |
 //! | `GET /me`               | an authenticated, per-user response (`Bearer demo`)         |
 //! | `GET /checkout`         | a call to a downstream payment service: deadline and breaker |
+//! | `GET /orders/by-email?email=E` | a lookup through a column without an index: a full scan |
+//! | `GET /orders/by-email-indexed?email=E` | the same lookup through an indexed column: the fix |
+//! | `GET /orders/hold?ms=N` | a pooled connection held across a slow call: pool exhaustion |
+//! | `GET /orders/release?ms=N` | the same work, the connection released before the slow call |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +37,9 @@ use crate::report::{self, Report, Workload};
 
 /// The longest `GET /slow` may sleep, in milliseconds.
 pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// The longest slow call `GET /orders/hold` and `/orders/release` may make, in milliseconds.
+pub const MAX_HOLD_MS: u64 = 10_000;
 
 /// The bearer token `GET /me` accepts.
 pub const DEMO_TOKEN: &str = "demo";
@@ -96,6 +103,10 @@ pub fn router(
         .route("/products/{id}", get(product))
         .route("/orders", get(orders))
         .route("/orders/n-plus-one", get(orders_n_plus_one))
+        .route("/orders/by-email", get(orders_by_email))
+        .route("/orders/by-email-indexed", get(orders_by_email_indexed))
+        .route("/orders/hold", get(orders_hold))
+        .route("/orders/release", get(orders_release))
         .route("/report", get(report_off_executor))
         .route("/report/blocking", get(report_blocking))
         .route("/slow", get(slow))
@@ -137,6 +148,94 @@ async fn orders_n_plus_one(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<Order>>, ApiError> {
     Ok(Json(state.db.orders_n_plus_one().await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct EmailQuery {
+    email: String,
+}
+
+fn email_of(query: Result<Query<EmailQuery>, QueryRejection>) -> Result<String, ApiError> {
+    let Query(EmailQuery { email }) =
+        query.map_err(|_| ApiError::BadRequest("query parameter email is required".to_owned()))?;
+    if email.is_empty() || email.len() > 254 {
+        return Err(ApiError::BadRequest(
+            "email must be 1 to 254 characters".to_owned(),
+        ));
+    }
+    Ok(email)
+}
+
+/// The customer looked up through `customers.email`, which has no index: the plan scans all
+/// 12,000 customers (the missing-index detector reports it).
+async fn orders_by_email(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<EmailQuery>, QueryRejection>,
+) -> Result<Json<Vec<Order>>, ApiError> {
+    let email = email_of(query)?;
+    let customer = state
+        .db
+        .customer_by_email(&email)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    Ok(Json(state.db.orders_of(&customer).await?))
+}
+
+/// The same, through the indexed `customer_emails.email`: nothing is scanned.
+async fn orders_by_email_indexed(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<EmailQuery>, QueryRejection>,
+) -> Result<Json<Vec<Order>>, ApiError> {
+    let email = email_of(query)?;
+    let customer = state
+        .db
+        .customer_by_email_indexed(&email)
+        .await?
+        .ok_or(ApiError::NotFound("customer"))?;
+    Ok(Json(state.db.orders_of(&customer).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct HoldQuery {
+    ms: u64,
+}
+
+fn hold_of(query: Result<Query<HoldQuery>, QueryRejection>) -> Result<Duration, ApiError> {
+    let message = || format!("query parameter ms must be an integer from 0 to {MAX_HOLD_MS}");
+    let Query(HoldQuery { ms }) = query.map_err(|_| ApiError::BadRequest(message()))?;
+    if ms > MAX_HOLD_MS {
+        return Err(ApiError::BadRequest(message()));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// The pool-exhaustion bug: the connection stays checked out across a slow call (to another
+/// service, say), so a few such requests leave every other request waiting for the pool.
+async fn orders_hold(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HoldQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let hold = hold_of(query)?;
+    let orders = state
+        .db
+        .order_count_holding(DEMO_CUSTOMER_ID, || tokio::time::sleep(hold))
+        .await?;
+    Ok(Json(
+        json!({ "orders": orders, "slow_call_ms": hold.as_millis() }),
+    ))
+}
+
+/// The fix: the statement done, the connection goes back to the pool before the slow call.
+async fn orders_release(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HoldQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let hold = hold_of(query)?;
+    let orders = state.db.order_count(DEMO_CUSTOMER_ID).await?;
+    tokio::time::sleep(hold).await;
+    Ok(Json(
+        json!({ "orders": orders, "slow_call_ms": hold.as_millis() }),
+    ))
 }
 
 async fn report_off_executor(State(state): State<Arc<AppState>>) -> Result<Json<Report>, ApiError> {

@@ -40,6 +40,8 @@ struct Summary<'a> {
     downstream: Vec<Value>,
     /// The rate limit's routes, the ones refusing most first.
     rate_limits: Vec<Value>,
+    /// The connection pools given to the dashboard.
+    databases: Vec<Value>,
 }
 
 /// Every route over the last minute, with its queries per request and refusals since the
@@ -118,6 +120,7 @@ pub(crate) fn summary(sources: &Sources) -> String {
             .as_ref()
             .map(rate_limits)
             .unwrap_or_default(),
+        databases: sources.pools.iter().map(pool).collect(),
     };
     serde_json::to_string(&summary).unwrap_or_else(|_| String::from("{}"))
 }
@@ -150,6 +153,29 @@ fn rate_limits(handle: &vitals_rate_limit::RateLimitHandle) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// A pool now: connections, waiters, timeouts, the routes holding connections longest.
+fn pool(pool: &vitals_queries::pool::PoolVitals) -> Value {
+    let snapshot = pool.snapshot();
+    let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    let holders: Vec<Value> = snapshot
+        .holders
+        .iter()
+        .take(5)
+        .map(|(route, held)| json!({ "route": route, "held_ms": millis(*held) }))
+        .collect();
+    json!({
+        "name": snapshot.name,
+        "used": snapshot.sample.used,
+        "idle": snapshot.sample.idle,
+        "max": snapshot.sample.max,
+        "waiting": snapshot.pending,
+        "longest_wait_ms": millis(snapshot.longest_wait),
+        "acquires": snapshot.acquires,
+        "timeouts": snapshot.timeouts,
+        "holders": holders,
+    })
 }
 
 fn breaker(breaker: &vitals_client::BreakerHandle) -> Value {
@@ -210,6 +236,12 @@ pub(crate) fn history(samples: &[Sample], interval_s: f64) -> Value {
                     "queued": l.queued,
                     "rejected_per_s": l.rejected_per_s,
                 })),
+                "pools": sample.pools.iter().map(|p| json!({
+                    "name": p.name,
+                    "used": p.used,
+                    "idle": p.idle,
+                    "waiting": p.waiting,
+                })).collect::<Vec<Value>>(),
             })
         })
         .collect();

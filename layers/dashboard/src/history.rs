@@ -47,6 +47,19 @@ pub struct LimiterSample {
     pub rejected_per_s: f64,
 }
 
+/// A connection pool in one sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolHistorySample {
+    /// The pool's name.
+    pub name: String,
+    /// Connections lent out.
+    pub used: u64,
+    /// Connections open and idle.
+    pub idle: u64,
+    /// Requests waiting for a connection.
+    pub waiting: u64,
+}
+
 /// Everything sampled at one instant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -56,6 +69,8 @@ pub struct Sample {
     pub routes: Vec<RouteSample>,
     /// The global limiter, when there is one.
     pub limiter: Option<LimiterSample>,
+    /// The connection pools given to the dashboard.
+    pub pools: Vec<PoolHistorySample>,
 }
 
 /// Counters at the previous sample, to turn totals into rates.
@@ -174,6 +189,19 @@ impl History {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             routes,
             limiter,
+            pools: sources
+                .pools
+                .iter()
+                .map(|pool| {
+                    let snapshot = pool.snapshot();
+                    PoolHistorySample {
+                        name: snapshot.name,
+                        used: snapshot.sample.used,
+                        idle: snapshot.sample.idle,
+                        waiting: snapshot.pending,
+                    }
+                })
+                .collect(),
         });
     }
 }

@@ -57,7 +57,7 @@ use vitals_concurrency::LimiterHandle;
 use vitals_core::findings::Findings;
 use vitals_latency::LatencyRegistry;
 
-pub use history::{LimiterSample, MAX_ROUTES_PER_SAMPLE, RouteSample, Sample};
+pub use history::{LimiterSample, MAX_ROUTES_PER_SAMPLE, PoolHistorySample, RouteSample, Sample};
 
 use access::Access;
 use history::History;
@@ -79,6 +79,7 @@ pub(crate) struct Sources {
     pub(crate) findings: Option<Findings>,
     pub(crate) breakers: Vec<vitals_client::BreakerHandle>,
     pub(crate) host_breakers: Vec<vitals_client::HostBreakers>,
+    pub(crate) pools: Vec<vitals_queries::pool::PoolVitals>,
 }
 
 /// Configures a [`Dashboard`].
@@ -115,6 +116,14 @@ impl DashboardBuilder {
     /// `VitalsLayer`'s `rate_limit()`).
     pub fn with_rate_limit(mut self, handle: vitals_rate_limit::RateLimitHandle) -> Self {
         self.sources.rate_limit = Some(handle);
+        self
+    }
+
+    /// A connection pool to show in the "Database" panel (connections in use, idle, requests
+    /// waiting — now and over the history — acquire timeouts and the routes holding
+    /// connections longest); call once per pool.
+    pub fn with_pool(mut self, pool: vitals_queries::pool::PoolVitals) -> Self {
+        self.sources.pools.push(pool);
         self
     }
 

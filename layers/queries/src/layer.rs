@@ -10,9 +10,9 @@ use vitals_core::server_timing::ServerTimingMode;
 
 use crate::index::IndexDetector;
 use crate::n_plus_one::NPlusOneRule;
-use crate::statements::{DEFAULT_SLOW_STATEMENT, Watch};
 use crate::part::QueriesPart;
 use crate::service::QueryTracking;
+use crate::statements::{DEFAULT_SLOW_STATEMENT, Watch};
 
 /// What the layer does with an N+1 finding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

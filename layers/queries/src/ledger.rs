@@ -192,7 +192,9 @@ impl QueryLedger {
             let print = Arc::clone(&fingerprint);
             let recorded = state.queries.len() < MAX_RECORDED;
             if recorded {
-                state.queries.push(recorded_query(&query, statement, fingerprint));
+                state
+                    .queries
+                    .push(recorded_query(&query, statement, fingerprint));
             }
             drop(state);
             watch.observe(&Seen {
@@ -205,7 +207,9 @@ impl QueryLedger {
             return;
         }
         if state.queries.len() < MAX_RECORDED {
-            state.queries.push(recorded_query(&query, statement, fingerprint));
+            state
+                .queries
+                .push(recorded_query(&query, statement, fingerprint));
         }
     }
 

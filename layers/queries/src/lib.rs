@@ -60,6 +60,7 @@ pub use events::{
     SQLX_TARGET, query_events,
 };
 pub use future::ResponseFuture;
+pub use index::SpawnError;
 pub use layer::{NPlusOneAction, QueryTrackingLayer, RouteQueries};
 pub use ledger::{
     FingerprintGroup, MAX_RECORDED, MAX_STATEMENT_LEN, Query, QueryLedger, QueryReport,
@@ -71,4 +72,3 @@ pub use service::QueryTracking;
 pub use statements::{DEFAULT_SLOW_STATEMENT, SLOW_REPORT_INTERVAL, is_slow, is_timeout_error};
 #[cfg(feature = "sqlx")]
 pub use statements::{is_sqlx_timeout, record_sqlx_error};
-pub use index::SpawnError;

@@ -38,8 +38,13 @@ pub const STATEMENT_TIMEOUTS: &str = "vitals.queries.statement_timeouts";
 pub const DB_QUERY_TEXT: &str = "db.query.text";
 /// The `db.query.text` of the shapes without a series of their own.
 pub const OTHER_STATEMENTS: &str = "other";
-/// OpenTelemetry's connection count by state (semantic conventions v1.36.0).
-pub const CONNECTION_COUNT: &str = "db.client.connection.count";
+/// Connections by state. OpenTelemetry's semantic conventions v1.36.0 name it
+/// `db.client.connection.count`, which Prometheus renders `db_client_connection_count` — a name
+/// promtool rejects for a gauge (`_count` is the suffix of a histogram's count series, and
+/// queries that match it would mix the two). So Vitals exports it under the name the same
+/// conventions gave it up to v1.25, `db.client.connections.usage`, with the current
+/// attributes.
+pub const CONNECTION_COUNT: &str = "db.client.connections.usage";
 /// OpenTelemetry's pool size limit.
 pub const CONNECTION_MAX: &str = "db.client.connection.max";
 /// OpenTelemetry's count of requests waiting for a connection.
@@ -237,7 +242,9 @@ impl StatementSeries {
             }
         }
         self.other
-            .get_or_init(|| metrics::histogram!(STATEMENT_DURATION, DB_QUERY_TEXT => OTHER_STATEMENTS))
+            .get_or_init(
+                || metrics::histogram!(STATEMENT_DURATION, DB_QUERY_TEXT => OTHER_STATEMENTS),
+            )
             .record(duration.as_secs_f64());
     }
 
@@ -302,7 +309,11 @@ mod tests {
         series.record(2, &print, ms(2));
         assert_eq!(series.with_series(), [1, 2], "room for both");
         series.record(3, &print, ms(1));
-        assert_eq!(series.with_series(), [1, 2], "3's total (1 ms) passes nobody's");
+        assert_eq!(
+            series.with_series(),
+            [1, 2],
+            "3's total (1 ms) passes nobody's"
+        );
         series.record(3, &print, ms(5));
         assert_eq!(series.with_series(), [2, 3], "3 (6 ms) displaced 1 (1 ms)");
         for key in 10..100 {

@@ -7,7 +7,7 @@
 //!
 //! | metric | kind | attributes |
 //! |---|---|---|
-//! | `db.client.connection.count` | gauge | `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) |
+//! | `db.client.connections.usage` (the conventions' `db.client.connection.count`: see [`CONNECTION_COUNT`](crate::metrics::CONNECTION_COUNT)) | gauge | `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) |
 //! | `db.client.connection.max` | gauge | `db.client.connection.pool.name` |
 //! | `db.client.connection.pending_requests` | gauge | `db.client.connection.pool.name` |
 //! | `db.client.connection.wait_time` | histogram, seconds | `db.client.connection.pool.name` |
@@ -269,9 +269,14 @@ impl PoolVitals {
         self.inner.acquires.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         self.inner.metrics.wait_time.record(waited.as_secs_f64());
+        let ledger = crate::current_ledger();
+        if let Some(ledger) = &ledger {
+            // The request's `db-pool` entry in `Server-Timing`.
+            ledger.record_pool_wait(waited);
+        }
         match result {
             Ok(connection) => {
-                let route = crate::current_ledger()
+                let route = ledger
                     .and_then(|ledger| ledger.route().cloned())
                     .unwrap_or_else(|| RouteLabel::from_static("(no request)"));
                 lock(&self.inner.held).insert(id, (route, Instant::now()));
@@ -378,7 +383,8 @@ impl Inner {
             name: self.name.clone(),
             sample,
             pending: sample.pending.unwrap_or(tracked),
-            longest_wait: oldest.map_or(Duration::ZERO, |since| now.saturating_duration_since(since)),
+            longest_wait: oldest
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since)),
             acquires: self.acquires.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             holders,
@@ -537,10 +543,22 @@ mod tests {
         let at = |ms| t0 + Duration::from_millis(ms);
         assert_eq!(exhaustion(None, 0, t0, after), Exhaustion::Calm);
         assert_eq!(exhaustion(None, 3, t0, after), Exhaustion::Began);
-        assert_eq!(exhaustion(Some((t0, false)), 3, at(999), after), Exhaustion::Continues);
-        assert_eq!(exhaustion(Some((t0, false)), 3, at(1_000), after), Exhaustion::Report);
-        assert_eq!(exhaustion(Some((t0, true)), 3, at(5_000), after), Exhaustion::Continues);
-        assert_eq!(exhaustion(Some((t0, true)), 0, at(5_000), after), Exhaustion::Calm);
+        assert_eq!(
+            exhaustion(Some((t0, false)), 3, at(999), after),
+            Exhaustion::Continues
+        );
+        assert_eq!(
+            exhaustion(Some((t0, false)), 3, at(1_000), after),
+            Exhaustion::Report
+        );
+        assert_eq!(
+            exhaustion(Some((t0, true)), 3, at(5_000), after),
+            Exhaustion::Continues
+        );
+        assert_eq!(
+            exhaustion(Some((t0, true)), 0, at(5_000), after),
+            Exhaustion::Calm
+        );
     }
 
     /// A pool of fixed size whose connections are unit values: the tracking (the sqlx pools
@@ -567,7 +585,10 @@ mod tests {
             .with_findings(findings.clone())
             .spawn()
             .unwrap();
-        let held = vitals.track(async { Ok::<_, ()>(1) }, |()| false).await.unwrap();
+        let held = vitals
+            .track(async { Ok::<_, ()>(1) }, |()| false)
+            .await
+            .unwrap();
         assert_eq!(*held, 1);
         assert_eq!(vitals.snapshot().holders.len(), 1);
         let never = vitals.track(std::future::pending::<Result<(), ()>>(), |()| false);
@@ -575,8 +596,13 @@ mod tests {
         assert!(waiting.is_err(), "still waiting when cancelled");
         assert_eq!(vitals.snapshot().pending, 0, "the cancelled wait is gone");
         let recent = findings.recent();
-        let Some(Finding::PoolExhausted { pool, waiting, max, longest_wait_ms, holders }) =
-            recent.first().map(|r| &r.finding)
+        let Some(Finding::PoolExhausted {
+            pool,
+            waiting,
+            max,
+            longest_wait_ms,
+            holders,
+        }) = recent.first().map(|r| &r.finding)
         else {
             panic!("no exhaustion finding: {recent:?}");
         };
@@ -584,7 +610,9 @@ mod tests {
         assert!(*longest_wait_ms >= 50.0, "{longest_wait_ms}");
         assert_eq!(holders[0].0, "(no request)");
         assert_eq!(recent.len(), 1, "once an episode");
-        let timed_out = vitals.track(async { Err::<(), _>("timed out") }, |_| true).await;
+        let timed_out = vitals
+            .track(async { Err::<(), _>("timed out") }, |_| true)
+            .await;
         assert!(timed_out.is_err());
         drop(held);
         let snapshot = vitals.snapshot();

@@ -115,10 +115,7 @@ impl RequestWatch {
 impl Watch {
     /// Whether the shape `key` may be reported now (and, if so, it is marked reported).
     fn due(&self, key: u64, now: Instant) -> bool {
-        let mut reported = self
-            .reported
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = reported.get(&key)
             && now.saturating_duration_since(*last) < SLOW_REPORT_INTERVAL
         {
@@ -173,9 +170,7 @@ pub fn is_timeout_error(code: Option<&str>, message: &str) -> bool {
 #[cfg(feature = "sqlx")]
 pub fn is_sqlx_timeout(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Database(error) => {
-            is_timeout_error(error.code().as_deref(), error.message())
-        }
+        sqlx::Error::Database(error) => is_timeout_error(error.code().as_deref(), error.message()),
         _ => false,
     }
 }
@@ -228,7 +223,10 @@ mod tests {
         let start = Instant::now();
         assert!(watch.due(1, start));
         assert!(!watch.due(1, start + Duration::from_secs(59)));
-        assert!(watch.due(2, start + Duration::from_secs(59)), "another shape");
+        assert!(
+            watch.due(2, start + Duration::from_secs(59)),
+            "another shape"
+        );
         assert!(watch.due(1, start + SLOW_REPORT_INTERVAL));
     }
 

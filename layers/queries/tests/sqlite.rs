@@ -493,15 +493,13 @@ async fn opentelemetry_convention_spans_and_events_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_statement_is_reported_once_with_its_route_and_fingerprint() {
     let findings = vitals_core::findings::Findings::new(50);
-    let app = app(
-        QueryTrackingLayer::new()
-            .with_findings(findings.clone())
-            .with_slow_statement_threshold(Duration::from_millis(10))
-            .with_route(
-                "/items/{n}",
-                RouteQueries::new().with_slow_statement_threshold(None),
-            ),
-    )
+    let app = app(QueryTrackingLayer::new()
+        .with_findings(findings.clone())
+        .with_slow_statement_threshold(Duration::from_millis(10))
+        .with_route(
+            "/items/{n}",
+            RouteQueries::new().with_slow_statement_threshold(None),
+        ))
     .await;
     let (response, trace_id) = get_traced(&app, "/heavy").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -523,7 +521,10 @@ async fn a_slow_statement_is_reported_once_with_its_route_and_fingerprint() {
         unreachable!()
     };
     assert_eq!(route, "/heavy");
-    assert!(fingerprint.ends_with("SELECT sum(i) FROM n"), "{fingerprint}");
+    assert!(
+        fingerprint.ends_with("SELECT sum(i) FROM n"),
+        "{fingerprint}"
+    );
     assert!(*duration_ms >= 10.0 && (*threshold_ms - 10.0).abs() < f64::EPSILON);
     assert!(!timed_out);
     assert_eq!(found_trace.as_deref(), Some(trace_id.to_string().as_str()));

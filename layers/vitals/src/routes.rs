@@ -137,6 +137,18 @@ impl RouteSettings {
         self
     }
 
+    /// Statements at least this long are reported slow on this route (`None`: never; the
+    /// default is the queries layer's, 100 ms).
+    #[cfg(feature = "queries")]
+    pub fn with_slow_statement_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.queries = Some(
+            self.queries
+                .unwrap_or_default()
+                .with_slow_statement_threshold(threshold),
+        );
+        self
+    }
+
     /// What the route's N+1 findings do.
     #[cfg(feature = "queries")]
     pub fn with_n_plus_one_action(mut self, action: NPlusOneAction) -> Self {

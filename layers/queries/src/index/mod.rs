@@ -483,22 +483,47 @@ mod tests {
         for _ in 0..3 {
             detector.consider(&seen(&print, read, 1), &route, false);
         }
-        detector.consider(&seen(&print, "DELETE FROM customers WHERE email = $1", 2), &route, false);
-        detector.consider(&seen(&print, "SELECT * FROM broken WHERE a = 1", 3), &route, false);
+        detector.consider(
+            &seen(&print, "DELETE FROM customers WHERE email = $1", 2),
+            &route,
+            false,
+        );
+        detector.consider(
+            &seen(&print, "SELECT * FROM broken WHERE a = 1", 3),
+            &route,
+            false,
+        );
         for _ in 0..200 {
             if detector.snapshot().explained + detector.snapshot().errors >= 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(calls.lock().unwrap().len(), 2, "one read explained once, the write never");
+        assert_eq!(
+            calls.lock().unwrap().len(),
+            2,
+            "one read explained once, the write never"
+        );
         let snapshot = detector.snapshot();
-        assert_eq!((snapshot.explained, snapshot.findings, snapshot.errors), (1, 1, 1));
+        assert_eq!(
+            (snapshot.explained, snapshot.findings, snapshot.errors),
+            (1, 1, 1)
+        );
         let recent = findings.recent();
-        let Finding::MissingIndex { route, table, columns, rows, .. } = &recent[0].finding else {
+        let Finding::MissingIndex {
+            route,
+            table,
+            columns,
+            rows,
+            ..
+        } = &recent[0].finding
+        else {
             panic!("{recent:?}");
         };
-        assert_eq!((route.as_str(), table.as_str(), rows), ("/by-email", "customers", &12_000));
+        assert_eq!(
+            (route.as_str(), table.as_str(), rows),
+            ("/by-email", "customers", &12_000)
+        );
         assert_eq!(columns, &["email"]);
     }
 
@@ -516,7 +541,10 @@ mod tests {
         let print: Arc<str> = Arc::from("SELECT id FROM customers WHERE email = ?");
         let read = "SELECT id FROM customers WHERE email = $1";
         detector.consider(&seen(&print, read, 1), &route, false);
-        assert!(detector.inner.seen.read().unwrap().is_empty(), "fast: not considered");
+        assert!(
+            detector.inner.seen.read().unwrap().is_empty(),
+            "fast: not considered"
+        );
         detector.consider(&seen(&print, read, 1), &route, true);
         for _ in 0..200 {
             if detector.snapshot().explained == 1 {
@@ -525,7 +553,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(detector.snapshot().explained, 1);
-        assert_eq!(detector.snapshot().findings, 0, "50 rows is below the minimum");
+        assert_eq!(
+            detector.snapshot().findings,
+            0,
+            "50 rows is below the minimum"
+        );
     }
 
     #[test]

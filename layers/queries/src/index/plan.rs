@@ -207,7 +207,9 @@ fn columns_in_parentheses(inside: &str) -> Vec<String> {
 pub fn postgres_full_scans(plan: &serde_json::Value) -> Vec<FullScan> {
     let mut scans = Vec::new();
     let roots: Vec<&serde_json::Value> = match plan {
-        serde_json::Value::Array(items) => items.iter().filter_map(|item| item.get("Plan")).collect(),
+        serde_json::Value::Array(items) => {
+            items.iter().filter_map(|item| item.get("Plan")).collect()
+        }
         other => other.get("Plan").into_iter().collect(),
     };
     for root in roots {
@@ -303,7 +305,8 @@ fn filtered_columns(statement: &str, name: &str, table: &str, single_table: bool
         }
         let column = match token.rsplit_once('.') {
             Some((qualifier, column))
-                if qualifier.eq_ignore_ascii_case(name) || qualifier.eq_ignore_ascii_case(table) =>
+                if qualifier.eq_ignore_ascii_case(name)
+                    || qualifier.eq_ignore_ascii_case(table) =>
             {
                 column
             }
@@ -362,9 +365,10 @@ fn aliases(statement: &str) -> Aliases {
             {
                 next += 1;
             }
-            if let Some(alias) = tokens.get(next).filter(|t| {
-                is_identifier(t) && !is_keyword(&t.to_ascii_uppercase())
-            }) {
+            if let Some(alias) = tokens
+                .get(next)
+                .filter(|t| is_identifier(t) && !is_keyword(&t.to_ascii_uppercase()))
+            {
                 by_name.insert(alias.trim_matches('"').to_ascii_lowercase(), table);
                 i = next;
             }
@@ -550,7 +554,8 @@ mod tests {
 
     #[test]
     fn old_sqlite_lines_and_automatic_indexes_are_read() {
-        let sql = "SELECT * FROM orders AS o, customers c WHERE c.id = o.customer_id AND o.quantity > 2";
+        let sql =
+            "SELECT * FROM orders AS o, customers c WHERE c.id = o.customer_id AND o.quantity > 2";
         let plan = [
             "SCAN TABLE orders AS o",
             "SEARCH TABLE customers AS c USING AUTOMATIC COVERING INDEX (id=?)",
@@ -597,8 +602,20 @@ mod tests {
 
     #[test]
     fn garbage_plans_and_statements_do_not_panic() {
-        for sql in ["", "'", "\"", "SELECT", "FROM", "FROM ,", "$", "$99999999999999999999"] {
-            let _ = sqlite_full_scans(sql, &["SCAN", "SCAN TABLE", "SEARCH TABLE x USING AUTOMATIC ("]);
+        for sql in [
+            "",
+            "'",
+            "\"",
+            "SELECT",
+            "FROM",
+            "FROM ,",
+            "$",
+            "$99999999999999999999",
+        ] {
+            let _ = sqlite_full_scans(
+                sql,
+                &["SCAN", "SCAN TABLE", "SEARCH TABLE x USING AUTOMATIC ("],
+            );
             let _ = placeholder_count(sql);
             let _ = is_read_only(sql);
         }

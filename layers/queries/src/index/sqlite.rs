@@ -105,7 +105,10 @@ mod tests {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
              INSERT INTO customers SELECT i, 'c' || i || '@example.com', 'c' || i FROM n",
         ] {
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         (pool, url)
     }
@@ -133,10 +136,17 @@ mod tests {
     async fn the_connection_writes_nothing_and_bad_statements_are_errors() {
         let (pool, url) = database().await;
         let explainer = SqliteExplainer::connect(&url).await.unwrap();
-        assert!(explainer.explain("SELECT * FROM nowhere WHERE a = 1").await.is_err());
+        assert!(
+            explainer
+                .explain("SELECT * FROM nowhere WHERE a = 1")
+                .await
+                .is_err()
+        );
         // Even if a write reached it, query_only refuses it.
         let mut connection = explainer.connection.lock().await;
-        let write = sqlx::raw_sql("DELETE FROM customers").execute(&mut *connection).await;
+        let write = sqlx::raw_sql("DELETE FROM customers")
+            .execute(&mut *connection)
+            .await;
         assert!(write.is_err(), "query_only");
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
             .fetch_one(&pool)

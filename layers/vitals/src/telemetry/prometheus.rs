@@ -49,6 +49,16 @@ fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
         vitals_queries::metrics::QUERIES_PER_REQUEST,
         &QUERY_COUNT_BUCKETS,
     ));
+    #[cfg(feature = "queries")]
+    buckets.push((
+        vitals_queries::metrics::STATEMENT_DURATION,
+        &vitals_queries::metrics::STATEMENT_BUCKETS,
+    ));
+    #[cfg(feature = "queries")]
+    buckets.push((
+        vitals_queries::metrics::CONNECTION_WAIT_TIME,
+        &vitals_queries::metrics::WAIT_BUCKETS,
+    ));
     #[cfg(feature = "redis")]
     buckets.push((
         vitals_rate_limit::metrics::STORE_DURATION,
