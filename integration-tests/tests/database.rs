@@ -206,3 +206,86 @@ async fn holding_connections_exhausts_the_pool_and_releasing_them_does_not_on_po
     let release = TestShop::start_postgres_with(&admin, small_pool("postgres-release")).await;
     exhaustion_and_its_fix(hold, release, "postgres").await;
 }
+
+/// A statement PostgreSQL cuts at its `statement_timeout` is recorded as timed out — a
+/// slow-statement finding marked `timed_out`, and `vitals_queries_statement_timeouts_total` —
+/// not as a generic error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_cut_at_the_statement_timeout_is_recorded_as_such_on_postgres() {
+    use axum::extract::State;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    log();
+    vitals_integration_tests::install_prometheus();
+    let Some(admin) = postgres_admin_url(
+        "a_statement_cut_at_the_statement_timeout_is_recorded_as_such_on_postgres",
+    ) else {
+        return;
+    };
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let pool = sqlx::PgPool::connect(&format!("{admin}{separator}options[statement_timeout]=100"))
+        .await
+        .unwrap();
+    let findings = vitals::core::findings::Findings::new(10);
+    let app = axum::Router::new()
+        .route(
+            "/sleep",
+            get(|State(pool): State<sqlx::PgPool>| async move {
+                const SQL: &str = "SELECT pg_sleep(2)";
+                let started = std::time::Instant::now();
+                match sqlx::query(SQL).execute(&pool).await {
+                    Ok(_) => "finished".to_owned(),
+                    Err(error) => {
+                        let timed_out =
+                            vitals::queries::record_sqlx_error(SQL, started.elapsed(), &error);
+                        format!("timed out: {timed_out}")
+                    }
+                }
+            }),
+        )
+        .with_state(pool.clone())
+        .layer(vitals::queries::QueryTrackingLayer::new().with_findings(findings.clone()));
+    let response = app
+        .oneshot(
+            http::Request::get("/sleep")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let timing = response.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(timing.contains("desc=\"1 query\""), "counted once: {timing}");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"timed out: true");
+    let recent = findings.recent();
+    let slow: Vec<_> = recent
+        .iter()
+        .filter_map(|r| match &r.finding {
+            vitals::core::findings::Finding::SlowStatement {
+                route,
+                fingerprint,
+                duration_ms,
+                timed_out,
+                ..
+            } => Some((route.clone(), fingerprint.clone(), *duration_ms, *timed_out)),
+            _ => None,
+        })
+        .collect();
+    // Reported as cut (it may also have been reported slow when sqlx logged it, before its
+    // error was known).
+    let cut: Vec<_> = slow.iter().filter(|s| s.3).collect();
+    assert_eq!(cut.len(), 1, "{recent:?}");
+    let (route, fingerprint, duration_ms, _) = cut[0];
+    assert_eq!((route.as_str(), fingerprint.as_str()), ("/sleep", "SELECT pg_sleep(?)"));
+    assert!((90.0..1_900.0).contains(duration_ms), "{duration_ms}");
+    let text = vitals::telemetry::prometheus().unwrap().render();
+    assert!(
+        text.contains("vitals_queries_statement_timeouts_total{http_route=\"/sleep\"} 1"),
+        "{text}"
+    );
+    pool.close().await;
+}

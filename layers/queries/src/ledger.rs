@@ -213,6 +213,47 @@ impl QueryLedger {
         }
     }
 
+    /// A statement failed with `error` (`timed_out`: cut at the database's statement timeout).
+    /// Drivers that report failed statements too (sqlx logs every statement it ran) already
+    /// recorded it: the latest such statement without an error is marked, not counted twice.
+    /// Otherwise it is recorded now. A timeout is reported (WARN, finding) as such.
+    pub fn record_failure(&self, query: Query<'_>) {
+        let statement = truncate(query.statement.trim(), MAX_STATEMENT_LEN);
+        let error = query.error.unwrap_or("failed");
+        let marked = {
+            let mut state = self.lock();
+            let found = state
+                .queries
+                .iter_mut()
+                .rev()
+                .find(|recorded| recorded.error.is_none() && recorded.statement == statement);
+            let found = found.map(|recorded| {
+                recorded.error = Some(error.to_owned());
+                Arc::clone(&recorded.fingerprint)
+            });
+            if found.is_some() && query.timed_out {
+                state.timeouts = state.timeouts.saturating_add(1);
+            }
+            found
+        };
+        let Some(fingerprint) = marked else {
+            self.record(query.with_error(error));
+            return;
+        };
+        if query.timed_out
+            && let Some(watch) = &self.inner.watch
+        {
+            let (_, key) = fingerprint_of(statement, query.dialect);
+            watch.report_timeout(&Seen {
+                fingerprint: &fingerprint,
+                key,
+                statement,
+                duration: query.duration,
+                timed_out: true,
+            });
+        }
+    }
+
     /// Records time spent waiting for a pooled connection (sqlx's acquire events).
     pub fn record_pool_wait(&self, waited: Duration) {
         let mut state = self.lock();
@@ -348,6 +389,27 @@ mod tests {
         assert_eq!(top.count, 3);
         assert_eq!(top.total, Duration::from_millis(3));
         assert_eq!(top.sample, "SELECT name FROM customers WHERE id = 1");
+    }
+
+    #[test]
+    fn a_failure_marks_the_statement_already_recorded_or_records_it() {
+        let ledger = QueryLedger::new();
+        ledger.record(Query::new("SELECT pg_sleep(2)", Duration::from_millis(100)));
+        ledger.record_failure(
+            Query::new("SELECT pg_sleep(2)", Duration::from_millis(101))
+                .with_error("canceling statement due to statement timeout")
+                .with_timed_out(),
+        );
+        let report = ledger.report();
+        assert_eq!((report.count, report.timeouts), (1, 1), "marked, not counted twice");
+        assert_eq!(
+            report.queries[0].error.as_deref(),
+            Some("canceling statement due to statement timeout")
+        );
+        ledger.record_failure(Query::new("SELECT 1", Duration::ZERO).with_error("broken"));
+        let report = ledger.report();
+        assert_eq!((report.count, report.timeouts), (2, 1), "unknown: recorded");
+        assert_eq!(report.queries[1].error.as_deref(), Some("broken"));
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::layer::Config;
 /// The slow-statement threshold when none is set: 100 ms.
 pub const DEFAULT_SLOW_STATEMENT: Duration = Duration::from_millis(100);
 
+/// Mixed into a shape's key to rate-limit its timeouts apart from its slow runs.
+const TIMEOUT_SALT: u64 = 0x7469_6d65_6f75_7421;
+
 /// How often one statement shape is reported slow at most.
 pub const SLOW_REPORT_INTERVAL: Duration = Duration::from_mins(1);
 
@@ -71,9 +74,23 @@ impl RequestWatch {
         }
     }
 
+    /// A statement recorded before was cut at the statement timeout: reported as such (its
+    /// time was already counted).
+    #[cold]
+    pub(crate) fn report_timeout(&self, seen: &Seen<'_>) {
+        self.slow(seen);
+    }
+
     #[cold]
     fn slow(&self, seen: &Seen<'_>) {
-        if !self.config.watch.due(seen.key, Instant::now()) {
+        // Timeouts of a shape are rate-limited apart from its slow runs: a statement both slow
+        // and then cut is reported as cut.
+        let key = if seen.timed_out {
+            seen.key ^ TIMEOUT_SALT
+        } else {
+            seen.key
+        };
+        if !self.config.watch.due(key, Instant::now()) {
             return;
         }
         let duration_ms = millis(seen.duration);
@@ -175,10 +192,12 @@ pub fn is_sqlx_timeout(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Records a statement that failed with sqlx's `error` after `elapsed` in the current
-/// request's ledger — sqlx reports no failed statements itself — as timed out when the
-/// database cut it at its statement timeout (then reported like a slow statement, and counted
-/// in `vitals.queries.statement_timeouts`). Returns whether it was a timeout.
+/// Marks a statement that failed with sqlx's `error` after `elapsed` in the current request's
+/// ledger ([`QueryLedger::record_failure`](crate::QueryLedger::record_failure): sqlx's own
+/// event recorded its time, not its error), as timed out when the database cut it at its
+/// statement timeout — then reported as such (a WARN and a slow-statement finding marked
+/// `timed_out`) and counted in `vitals.queries.statement_timeouts`. Returns whether it was a
+/// timeout.
 ///
 /// ```
 /// use std::time::Duration;
@@ -189,13 +208,15 @@ pub fn is_sqlx_timeout(error: &sqlx::Error) -> bool {
 #[cfg(feature = "sqlx")]
 pub fn record_sqlx_error(statement: &str, elapsed: Duration, error: &sqlx::Error) -> bool {
     let timed_out = is_sqlx_timeout(error);
-    if matches!(error, sqlx::Error::Database(_)) {
+    if matches!(error, sqlx::Error::Database(_))
+        && let Some(ledger) = crate::current_ledger()
+    {
         let message = error.to_string();
         let mut query = crate::Query::new(statement, elapsed).with_error(&message);
         if timed_out {
             query = query.with_timed_out();
         }
-        crate::record_query(query);
+        ledger.record_failure(query);
     }
     timed_out
 }
