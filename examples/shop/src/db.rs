@@ -80,7 +80,7 @@ impl Default for DbOptions {
 }
 
 /// A connection pool and the backend behind it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
@@ -196,6 +196,15 @@ const SCHEMA: [&str; 5] = [
     "CREATE INDEX IF NOT EXISTS orders_customer_id ON orders (customer_id)",
 ];
 
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Db {
     /// Connects with [`DbOptions::default`], creates the schema if missing, and seeds an
     /// empty database.
@@ -259,7 +268,8 @@ impl Db {
         Ok(db)
     }
 
-    /// The URL the pool connects with, as rewritten for it (an in-memory SQLite database's
+    /// The URL the pool connects with (it may hold a password: not in `Debug`), as rewritten
+    /// for it (an in-memory SQLite database's
     /// shared name, the statement timeout): what a second connection to the same database uses.
     pub fn url(&self) -> &str {
         &self.url
@@ -591,8 +601,8 @@ impl Db {
     }
 }
 
-/// Runs a statement; if it fails, records it in the request's ledger (sqlx reports only
-/// statements that succeed), as timed out when the database cut it at its timeout.
+/// Runs a statement; if it fails, marks it failed in the request's ledger (sqlx's event gives
+/// its time, not its error) — as timed out when the database cut it at its timeout.
 async fn recorded<T>(
     sql: &str,
     statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,

@@ -145,6 +145,60 @@ struct State {
     pool_wait: Duration,
     acquires: u64,
     timeouts: u64,
+    /// The latest statements recorded, to mark one failed when its error comes after it.
+    recent: [Recent; RECENT],
+    /// Failures reported before the driver's event for their statement.
+    pending: Vec<Pending>,
+}
+
+/// Statements remembered for [`QueryLedger::record_failure`].
+const RECENT: usize = 8;
+
+/// Failures waiting for their statement's event, at most.
+const MAX_PENDING: usize = 8;
+
+/// One of the latest statements: its shape, where it is kept, whether it was marked failed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Recent {
+    /// 0: an empty slot; else the statement's place in the count.
+    seq: u64,
+    key: u64,
+    index: Option<usize>,
+    failed: bool,
+}
+
+/// A failure whose statement the driver has not reported yet.
+#[derive(Debug)]
+struct Pending {
+    key: u64,
+    statement: String,
+    error: String,
+    timed_out: bool,
+    duration: Duration,
+    dialect: SqlDialect,
+}
+
+impl State {
+    fn remember(&mut self, key: u64, index: Option<usize>, failed: bool) {
+        let seq = self.count;
+        let slot = usize::try_from(seq % RECENT as u64).unwrap_or(0);
+        self.recent[slot] = Recent {
+            seq,
+            key,
+            index,
+            failed,
+        };
+    }
+
+    /// The slot of the latest statement of shape `key` not yet marked failed.
+    fn latest_unmarked(&self, key: u64) -> Option<usize> {
+        self.recent
+            .iter()
+            .enumerate()
+            .filter(|(_, recent)| recent.seq > 0 && recent.key == key && !recent.failed)
+            .max_by_key(|(_, recent)| recent.seq)
+            .map(|(slot, _)| slot)
+    }
 }
 
 impl QueryLedger {
@@ -174,83 +228,120 @@ impl QueryLedger {
         let statement = truncate(query.statement.trim(), MAX_STATEMENT_LEN);
         let (print, key) = fingerprint_of(statement, query.dialect);
         let mut state = self.lock();
+        // A failure reported before the driver's own event for the statement (sqlx-sqlite
+        // hands the error back before it logs): this is that statement.
+        let waiting = state
+            .pending
+            .iter()
+            .position(|pending| pending.key == key && pending.statement == statement);
+        let failure = waiting.map(|at| state.pending.swap_remove(at));
         state.count = state.count.saturating_add(1);
         state.total = state.total.saturating_add(query.duration);
         let group = state.groups.entry(key).or_insert_with(|| FingerprintGroup {
-            fingerprint: print,
+            fingerprint: Arc::clone(&print),
             count: 0,
             total: Duration::ZERO,
             sample: statement.to_owned(),
         });
         group.count = group.count.saturating_add(1);
         group.total = group.total.saturating_add(query.duration);
-        let fingerprint = Arc::clone(&group.fingerprint);
-        if query.timed_out {
+        let cut_later = failure.as_ref().is_some_and(|failure| failure.timed_out);
+        if query.timed_out || cut_later {
             state.timeouts = state.timeouts.saturating_add(1);
         }
-        if let Some(watch) = &self.inner.watch {
-            let print = Arc::clone(&fingerprint);
-            let recorded = state.queries.len() < MAX_RECORDED;
-            if recorded {
-                state
-                    .queries
-                    .push(recorded_query(&query, statement, fingerprint));
+        let index = (state.queries.len() < MAX_RECORDED).then(|| {
+            let mut recorded = recorded_query(&query, statement, Arc::clone(&print));
+            if let Some(failure) = &failure {
+                recorded.error = Some(failure.error.clone());
             }
-            drop(state);
-            watch.observe(&Seen {
+            state.queries.push(recorded);
+            state.queries.len() - 1
+        });
+        let failed = failure.is_some() || query.error.is_some();
+        state.remember(key, index, failed);
+        drop(state);
+        if let Some(watch) = &self.inner.watch {
+            let seen = Seen {
                 fingerprint: &print,
                 key,
                 statement,
                 duration: query.duration,
                 timed_out: query.timed_out,
-            });
-            return;
-        }
-        if state.queries.len() < MAX_RECORDED {
-            state
-                .queries
-                .push(recorded_query(&query, statement, fingerprint));
+            };
+            watch.observe(&seen);
+            if cut_later {
+                watch.report_timeout(&Seen {
+                    timed_out: true,
+                    ..seen
+                });
+            }
         }
     }
 
     /// A statement failed with `error` (`timed_out`: cut at the database's statement timeout).
-    /// Drivers that report failed statements too (sqlx logs every statement it ran) already
-    /// recorded it: the latest such statement without an error is marked, not counted twice.
-    /// Otherwise it is recorded now. A timeout is reported (WARN, finding) as such.
+    ///
+    /// Drivers that report failed statements too (sqlx logs every statement it ran, without
+    /// its error) record it themselves: the latest such statement not yet marked is marked
+    /// failed, not counted twice — whether the driver's event came before this call (sqlx's
+    /// PostgreSQL driver) or comes after it (sqlx-sqlite hands the error back first). A failure
+    /// no event matches by the end of the request is recorded then ([`settle`](Self::settle)).
+    /// A timeout is reported (WARN, finding) as such.
     pub fn record_failure(&self, query: Query<'_>) {
         let statement = truncate(query.statement.trim(), MAX_STATEMENT_LEN);
         let error = query.error.unwrap_or("failed");
-        let marked = {
-            let mut state = self.lock();
-            let found = state
-                .queries
-                .iter_mut()
-                .rev()
-                .find(|recorded| recorded.error.is_none() && recorded.statement == statement);
-            let found = found.map(|recorded| {
-                recorded.error = Some(error.to_owned());
-                Arc::clone(&recorded.fingerprint)
-            });
-            if found.is_some() && query.timed_out {
-                state.timeouts = state.timeouts.saturating_add(1);
+        let (print, key) = fingerprint_of(statement, query.dialect);
+        let mut state = self.lock();
+        let Some(slot) = state.latest_unmarked(key) else {
+            if state.pending.len() >= MAX_PENDING {
+                drop(state);
+                self.record(query.with_error(error));
+                return;
             }
-            found
-        };
-        let Some(fingerprint) = marked else {
-            self.record(query.with_error(error));
+            state.pending.push(Pending {
+                key,
+                statement: statement.to_owned(),
+                error: error.to_owned(),
+                timed_out: query.timed_out,
+                duration: query.duration,
+                dialect: query.dialect,
+            });
             return;
         };
+        state.recent[slot].failed = true;
+        let index = state.recent[slot].index;
+        if let Some(recorded) = index.and_then(|index| state.queries.get_mut(index)) {
+            recorded.error = Some(error.to_owned());
+        }
+        if query.timed_out {
+            state.timeouts = state.timeouts.saturating_add(1);
+        }
+        drop(state);
         if query.timed_out
             && let Some(watch) = &self.inner.watch
         {
-            let (_, key) = fingerprint_of(statement, query.dialect);
             watch.report_timeout(&Seen {
-                fingerprint: &fingerprint,
+                fingerprint: &print,
                 key,
                 statement,
                 duration: query.duration,
                 timed_out: true,
             });
+        }
+    }
+
+    /// Records the failures no driver event matched (see
+    /// [`record_failure`](Self::record_failure)) as statements of their own. The tracking
+    /// layer calls it when the response's body ends; call it yourself on a ledger you drive.
+    pub fn settle(&self) {
+        let pending = std::mem::take(&mut self.lock().pending);
+        for failure in pending {
+            let mut query = Query::new(&failure.statement, failure.duration)
+                .with_error(&failure.error)
+                .with_sql_dialect(failure.dialect);
+            if failure.timed_out {
+                query = query.with_timed_out();
+            }
+            self.record(query);
         }
     }
 
@@ -401,15 +492,62 @@ mod tests {
                 .with_timed_out(),
         );
         let report = ledger.report();
-        assert_eq!((report.count, report.timeouts), (1, 1), "marked, not counted twice");
+        assert_eq!(
+            (report.count, report.timeouts),
+            (1, 1),
+            "marked, not counted twice"
+        );
         assert_eq!(
             report.queries[0].error.as_deref(),
             Some("canceling statement due to statement timeout")
         );
         ledger.record_failure(Query::new("SELECT 1", Duration::ZERO).with_error("broken"));
+        assert_eq!(ledger.count(), 1, "waiting for the driver's event");
+        ledger.settle();
         let report = ledger.report();
-        assert_eq!((report.count, report.timeouts), (2, 1), "unknown: recorded");
+        assert_eq!(
+            (report.count, report.timeouts),
+            (2, 1),
+            "no event came: recorded"
+        );
         assert_eq!(report.queries[1].error.as_deref(), Some("broken"));
+    }
+
+    #[test]
+    fn a_failure_reported_before_its_event_waits_for_it() {
+        let ledger = QueryLedger::new();
+        ledger.record_failure(
+            Query::new("UPDATE t SET a = 1", Duration::from_millis(5))
+                .with_error("database is locked")
+                .with_timed_out(),
+        );
+        ledger.record(Query::new("UPDATE t SET a = 1", Duration::from_millis(5)));
+        ledger.settle();
+        let report = ledger.report();
+        assert_eq!(
+            (report.count, report.timeouts),
+            (1, 1),
+            "one statement, cut"
+        );
+        assert_eq!(
+            report.queries[0].error.as_deref(),
+            Some("database is locked")
+        );
+    }
+
+    #[test]
+    fn failures_past_the_recorded_cap_are_matched_too() {
+        let ledger = QueryLedger::new();
+        for _ in 0..MAX_RECORDED + 5 {
+            ledger.record(Query::new("SELECT 1", Duration::ZERO));
+        }
+        ledger.record_failure(Query::new("SELECT 1", Duration::ZERO).with_error("broken"));
+        ledger.settle();
+        assert_eq!(
+            ledger.count(),
+            (MAX_RECORDED + 5) as u64,
+            "marked, not counted again"
+        );
     }
 
     #[test]

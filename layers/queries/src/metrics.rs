@@ -166,6 +166,9 @@ impl Handles {
 pub(crate) struct StatementSeries {
     limit: usize,
     own: RwLock<HashMap<u64, Series>>,
+    /// With every series taken, the smallest total among them when last looked at (they only
+    /// grow): a shape whose total is not above it is not worth the write lock.
+    floor: AtomicU64,
     candidates: Mutex<Candidates>,
     other: std::sync::OnceLock<Histogram>,
 }
@@ -196,6 +199,7 @@ impl StatementSeries {
         Self {
             limit,
             own: RwLock::default(),
+            floor: AtomicU64::new(0),
             candidates: Mutex::default(),
             other: std::sync::OnceLock::new(),
         }
@@ -221,10 +225,11 @@ impl StatementSeries {
                 .candidates
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let known = candidates.totals.len();
-            if known >= MAX_CANDIDATES && !candidates.totals.contains_key(&key) {
-                None
-            } else if candidates.created >= self.limit * 2 {
+            if candidates.totals.len() >= MAX_CANDIDATES && !candidates.totals.contains_key(&key) {
+                // Ever-new shapes (literals inlined): start counting afresh.
+                candidates.totals.clear();
+            }
+            if candidates.created >= self.limit * 2 {
                 None
             } else {
                 let total = candidates.totals.entry(key).or_default();
@@ -233,6 +238,7 @@ impl StatementSeries {
             }
         };
         if let Some(total) = total
+            && total > self.floor.load(Ordering::Relaxed)
             && self.promote(key, fingerprint, total)
         {
             let own = self.own.read().unwrap_or_else(PoisonError::into_inner);
@@ -263,7 +269,11 @@ impl StatementSeries {
                 Some((displaced, smallest)) if smallest < total => {
                     own.remove(&displaced);
                 }
-                _ => return false,
+                _ => {
+                    let smallest = smallest.map_or(0, |(_, smallest)| smallest);
+                    self.floor.store(smallest, Ordering::Relaxed);
+                    return false;
+                }
             }
         }
         let mut candidates = self
@@ -279,6 +289,14 @@ impl StatementSeries {
                 total_nanos: AtomicU64::new(total),
             },
         );
+        if own.len() >= self.limit {
+            let floor = own
+                .values()
+                .map(|series| series.total_nanos.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(0);
+            self.floor.store(floor, Ordering::Relaxed);
+        }
         true
     }
 

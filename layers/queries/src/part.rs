@@ -202,6 +202,7 @@ impl QueriesInFlight {
     /// At the end of the body: the findings over every query the request made, logged, and
     /// the metrics.
     fn report(self) {
+        self.ledger.settle();
         let findings = self.ledger.findings(&self.config.rule);
         for finding in &findings {
             self.log(finding);

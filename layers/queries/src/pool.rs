@@ -61,8 +61,9 @@ pub struct PoolSample {
 }
 
 /// A pool [`PoolVitals`] can sample: implemented for sqlx's pools (feature `sqlx`); implement
-/// it for any other pool (deadpool, bb8, …) from its status call. It is called on the
-/// sampler's timer only, so it may take the pool's lock.
+/// it for any other pool (deadpool, bb8, …) from its status call. It is called by the
+/// sampler's timer and when the dashboard reads the pool — never on a request's path — so it
+/// may take the pool's lock.
 pub trait PoolStats: Send + Sync + 'static {
     /// The pool's state now.
     fn sample(&self) -> PoolSample;
@@ -178,7 +179,7 @@ struct Inner {
     timeouts: AtomicU64,
     acquires: AtomicU64,
     /// When the current run of samples with waiters began, and whether it was reported.
-    episode: Mutex<Option<(Instant, bool)>>,
+    episode: Mutex<Episode>,
     exhaustion_after: Duration,
     findings: Option<Findings>,
     #[cfg(feature = "metrics")]
@@ -396,18 +397,20 @@ impl Inner {
         let snapshot = self.snapshot(now);
         #[cfg(feature = "metrics")]
         self.metrics.set(&snapshot);
-        let mut episode = lock(&self.episode);
-        match exhaustion(*episode, snapshot.pending, now, self.exhaustion_after) {
-            Exhaustion::Calm => *episode = None,
-            Exhaustion::Began => *episode = Some((now, false)),
-            Exhaustion::Continues => {}
-            Exhaustion::Report => {
-                if let Some((_, reported)) = episode.as_mut() {
-                    *reported = true;
-                }
-                drop(episode);
-                self.report(&snapshot);
-            }
+        let report = {
+            let mut episode = lock(&self.episode);
+            let (next, report) = exhaustion(
+                *episode,
+                snapshot.pending,
+                snapshot.longest_wait,
+                now,
+                self.exhaustion_after,
+            );
+            *episode = next;
+            report
+        };
+        if report {
+            self.report(&snapshot);
         }
     }
 
@@ -447,32 +450,33 @@ impl Inner {
     }
 }
 
-/// What a sample with `pending` waiters means for the exhaustion episode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Exhaustion {
-    /// Nobody waits: any episode is over.
-    Calm,
-    /// Waiters appeared: an episode begins.
-    Began,
-    /// Still waiting, not yet long enough, or already reported.
-    Continues,
-    /// Waiting long enough, not yet reported: report once.
-    Report,
-}
+/// An exhaustion episode: since when requests have been kept waiting, and whether it was
+/// reported.
+type Episode = Option<(Instant, bool)>;
 
-/// The exhaustion rule, a pure function of the episode so far and the sample.
+/// The exhaustion rule, a pure function of the episode so far and one sample: the episode
+/// after it, and whether to report it now.
+///
+/// A sample is starved when a request waits and the oldest waiter has waited at least a tenth
+/// of `after` (a busy pool whose acquires take microseconds always has someone in flight, and
+/// is not exhausted). The episode began when the oldest waiter started waiting; it is reported
+/// once, when it has lasted `after`, and ends at the first sample that is not starved.
 pub(crate) fn exhaustion(
-    episode: Option<(Instant, bool)>,
+    episode: Episode,
     pending: u64,
+    longest_wait: Duration,
     now: Instant,
     after: Duration,
-) -> Exhaustion {
-    match episode {
-        _ if pending == 0 => Exhaustion::Calm,
-        None => Exhaustion::Began,
-        Some((since, false)) if now.saturating_duration_since(since) >= after => Exhaustion::Report,
-        Some(_) => Exhaustion::Continues,
+) -> (Episode, bool) {
+    let starved = pending > 0 && longest_wait >= after / 10;
+    if !starved {
+        return (None, false);
     }
+    let began = now.checked_sub(longest_wait).unwrap_or(now);
+    let since = episode.map_or(began, |(since, _)| since.min(began));
+    let reported = episode.is_some_and(|(_, reported)| reported);
+    let due = !reported && now.saturating_duration_since(since) >= after;
+    (Some((since, reported || due)), due)
 }
 
 async fn sample_every(inner: Weak<Inner>, interval: Duration) {
@@ -539,26 +543,27 @@ mod tests {
     #[test]
     fn exhaustion_is_reported_once_an_episode_after_its_time() {
         let after = Duration::from_secs(1);
-        let t0 = Instant::now();
+        let t0 = Instant::now() + Duration::from_secs(10);
         let at = |ms| t0 + Duration::from_millis(ms);
-        assert_eq!(exhaustion(None, 0, t0, after), Exhaustion::Calm);
-        assert_eq!(exhaustion(None, 3, t0, after), Exhaustion::Began);
+        let ms = Duration::from_millis;
+        // Nobody waits, or only for moments (a busy pool, not an exhausted one).
+        assert_eq!(exhaustion(None, 0, ms(0), t0, after), (None, false));
+        assert_eq!(exhaustion(None, 30, ms(99), t0, after), (None, false));
+        // Waiting long enough to count: the episode began when the oldest waiter did.
+        let (episode, report) = exhaustion(None, 3, ms(100), t0, after);
+        assert_eq!((episode, report), (Some((at(0) - ms(100), false)), false));
+        let (episode, report) = exhaustion(episode, 3, ms(500), at(899), after);
+        assert!(!report, "899 ms + 100 ms before: not yet");
+        let (episode, report) = exhaustion(episode, 3, ms(300), at(900), after);
+        assert!(report, "a second since the episode began");
+        let (episode, report) = exhaustion(episode, 3, ms(4_000), at(5_000), after);
+        assert!(!report, "once an episode");
         assert_eq!(
-            exhaustion(Some((t0, false)), 3, at(999), after),
-            Exhaustion::Continues
+            exhaustion(episode, 0, ms(0), at(5_100), after),
+            (None, false)
         );
-        assert_eq!(
-            exhaustion(Some((t0, false)), 3, at(1_000), after),
-            Exhaustion::Report
-        );
-        assert_eq!(
-            exhaustion(Some((t0, true)), 3, at(5_000), after),
-            Exhaustion::Continues
-        );
-        assert_eq!(
-            exhaustion(Some((t0, true)), 0, at(5_000), after),
-            Exhaustion::Calm
-        );
+        // A single request waiting past the whole time is reported at the first sample.
+        assert!(exhaustion(None, 1, ms(1_200), at(6_000), after).1);
     }
 
     /// A pool of fixed size whose connections are unit values: the tracking (the sqlx pools

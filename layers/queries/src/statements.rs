@@ -25,8 +25,8 @@ const TIMEOUT_SALT: u64 = 0x7469_6d65_6f75_7421;
 /// How often one statement shape is reported slow at most.
 pub const SLOW_REPORT_INTERVAL: Duration = Duration::from_mins(1);
 
-/// The most statement shapes whose last report time is remembered; past it the oldest
-/// reports are forgotten (a workload of ever-new shapes reports each once anyway).
+/// The most statement shapes whose last report time is remembered; past it reports older than
+/// the interval are forgotten, then the oldest one.
 const MAX_REMEMBERED: usize = 4_096;
 
 /// What the layer shares between the requests it watches: when each shape was last
@@ -140,8 +140,14 @@ impl Watch {
         }
         if reported.len() >= MAX_REMEMBERED {
             reported.retain(|_, last| now.saturating_duration_since(*last) < SLOW_REPORT_INTERVAL);
-            if reported.len() >= MAX_REMEMBERED {
-                reported.clear();
+            // Every shape reported within the minute: the oldest report is forgotten.
+            if reported.len() >= MAX_REMEMBERED
+                && let Some(oldest) = reported
+                    .iter()
+                    .min_by_key(|(_, last)| **last)
+                    .map(|(key, _)| *key)
+            {
+                reported.remove(&oldest);
             }
         }
         reported.insert(key, now);
@@ -157,8 +163,9 @@ pub fn is_slow(duration: Duration, threshold: Option<Duration>) -> bool {
 
 /// Whether a database error is a statement cut at the database's statement timeout, from its
 /// SQLSTATE or SQLite result code and its message: PostgreSQL's `57014` with
-/// "canceling statement due to statement timeout", SQLite's `SQLITE_BUSY` family (5, 261, 517,
-/// 773) and `SQLITE_LOCKED` (6) — what a busy timeout ends in.
+/// "canceling statement due to statement timeout"; SQLite's `SQLITE_BUSY` (5) and
+/// `SQLITE_LOCKED` (6) with their extended codes (`SQLITE_BUSY_TIMEOUT` 773,
+/// `SQLITE_LOCKED_SHAREDCACHE` 262, …) — a statement that gave up waiting for a lock.
 ///
 /// ```
 /// use vitals_queries::is_timeout_error;
@@ -166,6 +173,8 @@ pub fn is_slow(duration: Duration, threshold: Option<Duration>) -> bool {
 /// assert!(is_timeout_error(Some("57014"), "canceling statement due to statement timeout"));
 /// assert!(!is_timeout_error(Some("57014"), "canceling statement due to user request"));
 /// assert!(is_timeout_error(Some("5"), "database is locked"));
+/// assert!(is_timeout_error(Some("262"), "database table is locked"));
+/// assert!(!is_timeout_error(Some("42501"), "permission denied"));
 /// assert!(is_timeout_error(None, "database is locked"));
 /// assert!(!is_timeout_error(Some("23505"), "duplicate key value"));
 /// ```
@@ -176,8 +185,12 @@ pub fn is_timeout_error(code: Option<&str>, message: &str) -> bool {
     match code {
         // query_canceled: also a user's cancel, told apart by the message.
         Some("57014") => message.contains("statement timeout"),
-        Some("5" | "6" | "261" | "517" | "773") => true,
-        Some(_) => false,
+        // Any other SQLSTATE (five characters) is no timeout.
+        Some(code) if code.len() == 5 => false,
+        // SQLite's result codes: the primary code is the low byte.
+        Some(code) => code
+            .parse::<u32>()
+            .is_ok_and(|code| matches!(code & 0xff, 5 | 6)),
         None => by_message,
     }
 }

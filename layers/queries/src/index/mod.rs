@@ -44,7 +44,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -172,6 +172,8 @@ pub struct IndexDetector {
 struct Inner {
     mode: DetectMode,
     seen: RwLock<HashSet<u64>>,
+    /// [`MAX_SHAPES`] shapes seen: no new one is considered (no lock per statement).
+    full: AtomicBool,
     queue: mpsc::Sender<Job>,
     counts: Arc<Counts>,
 }
@@ -231,7 +233,9 @@ impl IndexDetector {
 
     /// A statement was recorded on `route`: explain it if the mode asks and its shape is new.
     pub(crate) fn consider(&self, seen: &Seen<'_>, route: &RouteLabel, slow: bool) {
-        if self.inner.mode == DetectMode::SlowStatements && !slow {
+        if (self.inner.mode == DetectMode::SlowStatements && !slow)
+            || self.inner.full.load(Ordering::Relaxed)
+        {
             return;
         }
         if self
@@ -254,7 +258,11 @@ impl IndexDetector {
                 .seen
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            if shapes.len() >= MAX_SHAPES || !shapes.insert(seen.key) {
+            if shapes.len() >= MAX_SHAPES {
+                self.inner.full.store(true, Ordering::Relaxed);
+                return;
+            }
+            if !shapes.insert(seen.key) {
                 return;
             }
         }
@@ -334,6 +342,7 @@ impl IndexDetectorBuilder {
             inner: Arc::new(Inner {
                 mode: self.mode,
                 seen: RwLock::default(),
+                full: AtomicBool::new(false),
                 queue,
                 counts: Arc::clone(&counts),
             }),

@@ -15,8 +15,10 @@ pub struct FullScan {
     pub plan: String,
 }
 
-/// Whether `statement` only reads: it starts with `SELECT` (or `WITH`, `VALUES`) and names no
-/// statement that writes. The detector explains nothing else.
+/// Whether `statement` only reads: it starts with `SELECT` (or `WITH`, `VALUES`), names no
+/// statement that writes, and is one statement — no `;` but a trailing one, no comment, no
+/// dollar quote (where a second statement could hide from this reading). The detector explains
+/// nothing else; its connection is read-only besides.
 ///
 /// ```
 /// use vitals_queries::index::plan::is_read_only;
@@ -26,14 +28,27 @@ pub struct FullScan {
 /// assert!(!is_read_only("WITH gone AS (DELETE FROM orders RETURNING id) SELECT * FROM gone"));
 /// assert!(!is_read_only("UPDATE orders SET quantity = 2"));
 /// assert!(!is_read_only("SELECT 1; DROP TABLE orders"));
+/// assert!(!is_read_only("SELECT 1 -- it's\n; DELETE FROM orders; -- '"));
+/// assert!(!is_read_only("SELECT $tag$;$tag$"));
 /// assert!(is_read_only("SELECT 1;"));
 /// ```
 pub fn is_read_only(statement: &str) -> bool {
-    let tokens = tokens(statement.trim().trim_end_matches(';'));
-    // One statement only: the plan command must not carry a second one along.
-    if tokens.iter().any(|token| token == ";") {
+    let statement = statement.trim().trim_end_matches(';');
+    // One statement only: the plan command must not carry a second one along. A `;` anywhere
+    // else, or a comment or dollar quote (where a `;` could hide from this reading and not
+    // from the database's), and the statement is not explained.
+    let dollar_quoted = statement
+        .split('$')
+        .skip(1)
+        .any(|after| !after.starts_with(|c: char| c.is_ascii_digit()));
+    if dollar_quoted
+        || [";", "--", "/*"]
+            .iter()
+            .any(|hidden| statement.contains(hidden))
+    {
         return false;
     }
+    let tokens = tokens(statement);
     let words: Vec<String> = tokens
         .iter()
         .filter(|t| is_identifier(t))

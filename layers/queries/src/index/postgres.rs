@@ -22,7 +22,8 @@ const PREPARED: &str = "vitals_explain";
 /// depend on the values — and deallocated. `EXPLAIN` without `ANALYZE` runs nothing.
 #[derive(Debug)]
 pub struct PostgresExplainer {
-    connection: Mutex<PgConnection>,
+    options: PgConnectOptions,
+    connection: Mutex<Option<PgConnection>>,
 }
 
 impl PostgresExplainer {
@@ -35,75 +36,98 @@ impl PostgresExplainer {
         Self::connect_with(PgConnectOptions::from_str(url)?).await
     }
 
-    /// Opens the detector's connection with `options` (its statements are not logged).
+    /// Opens the detector's connection with `options` (its statements are not logged). A
+    /// connection that failed is opened again at the next plan.
     ///
     /// # Errors
     ///
     /// The server cannot be reached or refuses the settings.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, sqlx::Error> {
-        let mut connection = options
+        let options = options
             .options([
                 ("default_transaction_read_only", "on"),
                 ("plan_cache_mode", "force_generic_plan"),
                 ("statement_timeout", "2s"),
             ])
             .application_name("vitals-index-detector")
-            .disable_statement_logging()
-            .connect()
-            .await?;
-        // Checked, not assumed: the server applied the settings.
-        let read_only: String = sqlx::raw_sql("SHOW default_transaction_read_only")
-            .fetch_one(&mut connection)
-            .await?
-            .try_get(0)?;
-        if read_only != "on" {
-            return Err(sqlx::Error::Configuration(
-                "the index detector's connection is not read-only".into(),
-            ));
-        }
+            .disable_statement_logging();
+        let connection = open(&options).await?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            options,
+            connection: Mutex::new(Some(connection)),
         })
     }
+}
+
+async fn open(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    let mut connection = options.connect().await?;
+    // Checked, not assumed: the server applied the settings.
+    let read_only: String = sqlx::raw_sql("SHOW default_transaction_read_only")
+        .fetch_one(&mut connection)
+        .await?
+        .try_get(0)?;
+    if read_only != "on" {
+        return Err(sqlx::Error::Configuration(
+            "the index detector's connection is not read-only".into(),
+        ));
+    }
+    Ok(connection)
 }
 
 impl Explain for PostgresExplainer {
     fn explain<'a>(&'a self, statement: &'a str) -> ExplainFuture<'a> {
         Box::pin(async move {
-            let mut connection = self.connection.lock().await;
-            let prepare = format!("PREPARE {PREPARED} AS {statement}");
-            sqlx::raw_sql(AssertSqlSafe(prepare))
-                .execute(&mut *connection)
-                .await
-                .map_err(ExplainError::new)?;
-            let parameters = plan::placeholder_count(statement);
-            let explain = if parameters == 0 {
-                format!("EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}")
-            } else {
-                let nulls = vec!["NULL"; parameters].join(", ");
-                format!("EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}({nulls})")
+            let mut slot = self.connection.lock().await;
+            let connection = match slot.as_mut() {
+                Some(connection) => connection,
+                None => slot.insert(open(&self.options).await.map_err(ExplainError::new)?),
             };
-            let explained = sqlx::raw_sql(AssertSqlSafe(explain))
-                .fetch_one(&mut *connection)
-                .await;
-            let deallocated = sqlx::raw_sql(AssertSqlSafe(format!("DEALLOCATE {PREPARED}")))
-                .execute(&mut *connection)
-                .await;
-            let row = explained.map_err(ExplainError::new)?;
-            deallocated.map_err(ExplainError::new)?;
-            // The plan is `json`, sent as text by the simple query protocol.
-            let text: String = row.try_get_unchecked(0).map_err(ExplainError::new)?;
-            let plan: serde_json::Value = serde_json::from_str(&text).map_err(ExplainError::new)?;
-            let mut tables = Vec::new();
-            for scan in plan::postgres_full_scans(&plan) {
-                let rows = table_rows(&mut connection, &scan.table)
-                    .await
-                    .map_err(ExplainError::new)?;
-                tables.push(ScannedTable { scan, rows });
+            let result = plans(connection, statement).await;
+            if let Err(error) = &result
+                && matches!(
+                    error,
+                    sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_)
+                )
+            {
+                *slot = None;
             }
-            Ok(tables)
+            result.map_err(ExplainError::new)
         })
     }
+}
+
+async fn plans(
+    connection: &mut PgConnection,
+    statement: &str,
+) -> Result<Vec<ScannedTable>, sqlx::Error> {
+    // A statement left prepared by a plan that failed half-way goes first.
+    sqlx::raw_sql("DEALLOCATE ALL")
+        .execute(&mut *connection)
+        .await?;
+    let prepare = format!("PREPARE {PREPARED} AS {statement}");
+    sqlx::raw_sql(AssertSqlSafe(prepare))
+        .execute(&mut *connection)
+        .await?;
+    let parameters = plan::placeholder_count(statement);
+    let explain = if parameters == 0 {
+        format!("EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}")
+    } else {
+        let nulls = vec!["NULL"; parameters].join(", ");
+        format!("EXPLAIN (FORMAT JSON) EXECUTE {PREPARED}({nulls})")
+    };
+    let row = sqlx::raw_sql(AssertSqlSafe(explain))
+        .fetch_one(&mut *connection)
+        .await?;
+    // The plan is `json`, sent as text by the simple query protocol.
+    let text: String = row.try_get_unchecked(0)?;
+    let plan: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+    let mut tables = Vec::new();
+    for scan in plan::postgres_full_scans(&plan) {
+        let rows = table_rows(connection, &scan.table).await?;
+        tables.push(ScannedTable { scan, rows });
+    }
+    Ok(tables)
 }
 
 /// The table's size: the planner's estimate (`pg_class.reltuples`), else a count for a table

@@ -8,11 +8,15 @@ use tokio::sync::Mutex;
 
 use super::{Explain, ExplainError, ExplainFuture, ScannedTable, plan};
 
-/// Asks SQLite for plans (`EXPLAIN QUERY PLAN`), on a connection of its own with
-/// `PRAGMA query_only` set: it can read the schema and the table sizes, and write nothing.
+/// Asks SQLite for plans (`EXPLAIN QUERY PLAN`), on a connection of its own opened read-only
+/// (a file; a shared-cache in-memory database ignores the flag) and with `PRAGMA query_only`
+/// set: it can read the schema and the table sizes, and write nothing — the detector hands it
+/// single read-only statements only ([`plan::is_read_only`]). A connection that failed is
+/// opened again at the next plan.
 #[derive(Debug)]
 pub struct SqliteExplainer {
-    connection: Mutex<SqliteConnection>,
+    options: SqliteConnectOptions,
+    connection: Mutex<Option<SqliteConnection>>,
 }
 
 impl SqliteExplainer {
@@ -27,46 +31,70 @@ impl SqliteExplainer {
         Self::connect_with(SqliteConnectOptions::from_str(url)?).await
     }
 
-    /// Opens the detector's connection with `options` (its statements are not logged, so
-    /// they never reach a ledger or the logs).
+    /// Opens the detector's connection with `options`, read-only (its statements are not
+    /// logged, so they never reach a ledger or the logs).
     ///
     /// # Errors
     ///
     /// The database cannot be opened.
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, sqlx::Error> {
-        let mut connection = options.disable_statement_logging().connect().await?;
-        sqlx::raw_sql("PRAGMA query_only = ON")
-            .execute(&mut connection)
-            .await?;
+        let options = options.read_only(true).disable_statement_logging();
+        let connection = open(&options).await?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            options,
+            connection: Mutex::new(Some(connection)),
         })
     }
+}
+
+async fn open(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+    let mut connection = options.connect().await?;
+    sqlx::raw_sql("PRAGMA query_only = ON")
+        .execute(&mut connection)
+        .await?;
+    Ok(connection)
 }
 
 impl Explain for SqliteExplainer {
     fn explain<'a>(&'a self, statement: &'a str) -> ExplainFuture<'a> {
         Box::pin(async move {
-            let mut connection = self.connection.lock().await;
-            // Parameters left unbound are NULL: the plan does not depend on their values.
-            let sql = format!("EXPLAIN QUERY PLAN {statement}");
-            let lines: Vec<String> = sqlx::raw_sql(AssertSqlSafe(sql))
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(ExplainError::new)?
-                .iter()
-                .filter_map(|row| row.try_get::<String, _>("detail").ok())
-                .collect();
-            let mut tables = Vec::new();
-            for scan in plan::sqlite_full_scans(statement, &lines) {
-                let rows = table_rows(&mut connection, &scan.table)
-                    .await
-                    .map_err(ExplainError::new)?;
-                tables.push(ScannedTable { scan, rows });
+            let mut slot = self.connection.lock().await;
+            let connection = match slot.as_mut() {
+                Some(connection) => connection,
+                None => slot.insert(open(&self.options).await.map_err(ExplainError::new)?),
+            };
+            let result = plans(connection, statement).await;
+            if let Err(error) = &result
+                && matches!(
+                    error,
+                    sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+                )
+            {
+                *slot = None;
             }
-            Ok(tables)
+            result.map_err(ExplainError::new)
         })
     }
+}
+
+async fn plans(
+    connection: &mut SqliteConnection,
+    statement: &str,
+) -> Result<Vec<ScannedTable>, sqlx::Error> {
+    // Parameters left unbound are NULL: the plan does not depend on their values.
+    let sql = format!("EXPLAIN QUERY PLAN {statement}");
+    let lines: Vec<String> = sqlx::raw_sql(AssertSqlSafe(sql))
+        .fetch_all(&mut *connection)
+        .await?
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>("detail").ok())
+        .collect();
+    let mut tables = Vec::new();
+    for scan in plan::sqlite_full_scans(statement, &lines) {
+        let rows = table_rows(connection, &scan.table).await?;
+        tables.push(ScannedTable { scan, rows });
+    }
+    Ok(tables)
 }
 
 /// The table's size: its largest rowid (one step down the b-tree), else a count.
@@ -142,12 +170,19 @@ mod tests {
                 .await
                 .is_err()
         );
-        // Even if a write reached it, query_only refuses it.
-        let mut connection = explainer.connection.lock().await;
+        // A second statement never reaches the connection (the detector explains one
+        // statement, no comment); a write that did is refused by `query_only`. (A shared-cache
+        // in-memory database ignores the read-only open flag: `query_only` is what holds.)
+        assert!(!plan::is_read_only(
+            "SELECT 1; PRAGMA query_only = OFF; DELETE FROM customers"
+        ));
+        let mut slot = explainer.connection.lock().await;
+        let connection = slot.as_mut().unwrap();
         let write = sqlx::raw_sql("DELETE FROM customers")
             .execute(&mut *connection)
             .await;
         assert!(write.is_err(), "query_only");
+        drop(slot);
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
             .fetch_one(&pool)
             .await
