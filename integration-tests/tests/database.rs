@@ -139,7 +139,7 @@ async fn forty_at_once(shop: &TestShop, path: &str, pool: &str) -> (f64, String)
 fn small_pool(name: &str) -> shop::Config {
     let mut config = test_config();
     config.pool_size = 5;
-    config.pool_name = name.to_owned();
+    name.clone_into(&mut config.pool_name);
     config
 }
 

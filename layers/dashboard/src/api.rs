@@ -343,6 +343,17 @@ fn finding(recorded: &Recorded) -> Value {
             object.insert("refused".into(), json!(refused));
             object.insert("trace_id".into(), json!(trace_id));
         }
+        Finding::SlowStatement { .. }
+        | Finding::PoolExhausted { .. }
+        | Finding::MissingIndex { .. } => database_fields(&recorded.finding, &mut object),
+        _ => {}
+    }
+    Value::Object(object)
+}
+
+/// The fields of the database's findings (`vitals-queries`).
+fn database_fields(finding: &Finding, object: &mut Map<String, Value>) {
+    match finding {
         Finding::SlowStatement {
             fingerprint,
             duration_ms,
@@ -390,5 +401,4 @@ fn finding(recorded: &Recorded) -> Value {
         }
         _ => {}
     }
-    Value::Object(object)
 }

@@ -260,12 +260,12 @@ impl PoolVitals {
         let started = Instant::now();
         lock(&self.inner.waiting).insert(id, started);
         // Removed from the waiters however the acquire ends, cancelled included.
-        let waiter = Waiter {
+        let in_line = Waiter {
             inner: &self.inner,
             id,
         };
         let result = acquire.await;
-        drop(waiter);
+        drop(in_line);
         let waited = started.elapsed();
         self.inner.acquires.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
@@ -293,7 +293,6 @@ impl PoolVitals {
                     #[cfg(feature = "metrics")]
                     self.inner.metrics.timeouts.increment(1);
                 }
-                let _ = waited;
                 Err(error)
             }
         }
@@ -379,7 +378,7 @@ impl Inner {
                 )
             })
             .collect();
-        holders.sort_by(|a, b| b.1.cmp(&a.1));
+        holders.sort_by_key(|(_, held)| std::cmp::Reverse(*held));
         PoolSnapshot {
             name: self.name.clone(),
             sample,
@@ -551,7 +550,10 @@ mod tests {
         assert_eq!(exhaustion(None, 30, ms(99), t0, after), (None, false));
         // Waiting long enough to count: the episode began when the oldest waiter did.
         let (episode, report) = exhaustion(None, 3, ms(100), t0, after);
-        assert_eq!((episode, report), (Some((at(0) - ms(100), false)), false));
+        assert_eq!(
+            (episode, report),
+            (Some((t0.checked_sub(ms(100)).unwrap(), false)), false)
+        );
         let (episode, report) = exhaustion(episode, 3, ms(500), at(899), after);
         assert!(!report, "899 ms + 100 ms before: not yet");
         let (episode, report) = exhaustion(episode, 3, ms(300), at(900), after);

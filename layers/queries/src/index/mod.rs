@@ -9,14 +9,14 @@
 //! force_generic_plan` + `EXPLAIN EXECUTE` with `NULL` parameters: sqlx's events carry no bind
 //! values, and `EXPLAIN ANALYZE` would run the statement) — and reports every table read in
 //! full while the statement filters it, when the table holds at least
-//! [`min_rows`](IndexDetector::with_min_rows) rows.
+//! [`min_rows`](IndexDetectorBuilder::with_min_rows) rows.
 //!
 //! What keeps it safe on a production service:
 //! - it never touches a request's connection: it opens one of its own, read-only
 //!   (`PRAGMA query_only`, `default_transaction_read_only`), with a statement timeout;
 //! - it explains only statements that read ([`plan::is_read_only`]), one statement at a time;
 //! - each statement shape is explained once; at most
-//!   [`max_per_second`](IndexDetector::with_max_per_second) a second (default 2), from a
+//!   [`max_per_second`](IndexDetectorBuilder::with_max_per_second) a second (default 2), from a
 //!   bounded queue (64: shapes past it are dropped, counted, and tried again when next seen);
 //! - it is off unless given to [`QueryTrackingLayer::with_index_detector`](crate::QueryTrackingLayer::with_index_detector).
 //!

@@ -325,9 +325,9 @@ fn filtered_columns(statement: &str, name: &str, table: &str, single_table: bool
             {
                 column
             }
-            Some(_) => continue,
             None if single_table => token.as_str(),
-            None => continue,
+            // Another table's column, or a bare name among several tables.
+            _ => continue,
         };
         let column = column.trim_matches('"').to_owned();
         if !columns.contains(&column) {
