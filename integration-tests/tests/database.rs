@@ -172,6 +172,19 @@ async fn exhaustion_and_its_fix(hold: TestShop, release: TestShop, name: &str) {
             .count()
     };
     assert_eq!(warned(&format!("{name}-hold")), 1);
+    // The dashboard's Database panel reads the same pool.
+    let summary = hold.get_json("/_vitals/api/summary", 200).await;
+    let pool = &summary["databases"][0];
+    assert_eq!(pool["name"], format!("{name}-hold"), "{summary}");
+    assert_eq!(
+        (pool["max"].as_u64(), pool["waiting"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(
+        pool["acquires"].as_u64(),
+        Some(40),
+        "every request acquired once"
+    );
 
     let (_, text) = forty_at_once(
         &release,

@@ -142,8 +142,8 @@ pub enum Finding {
         max: u64,
         /// How long the oldest waiter had waited.
         longest_wait_ms: f64,
-        /// The routes holding connections longest at that moment, with how long they held them
-        /// (longest first, at most five).
+        /// The routes holding connections longest at that moment, each once with its longest
+        /// hold (longest first, at most five).
         holders: Vec<(String, f64)>,
     },
     /// The database's own plan for a statement scans a large table in full: an index is

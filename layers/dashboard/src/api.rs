@@ -159,11 +159,23 @@ fn rate_limits(handle: &vitals_rate_limit::RateLimitHandle) -> Vec<Value> {
 fn pool(pool: &vitals_queries::pool::PoolVitals) -> Value {
     let snapshot = pool.snapshot();
     let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let holders: Vec<Value> = snapshot
-        .holders
+    // Each route once, longest hold first, with how many connections it holds.
+    let mut holders: Vec<(&str, std::time::Duration, u64)> = Vec::new();
+    for (route, held) in &snapshot.holders {
+        match holders
+            .iter_mut()
+            .find(|(seen, ..)| *seen == route.as_str())
+        {
+            Some((_, _, connections)) => *connections += 1,
+            None => holders.push((route, *held, 1)),
+        }
+    }
+    let holders: Vec<Value> = holders
         .iter()
         .take(5)
-        .map(|(route, held)| json!({ "route": route, "held_ms": millis(*held) }))
+        .map(|(route, held, connections)| {
+            json!({ "route": route, "held_ms": millis(*held), "connections": connections })
+        })
         .collect();
     json!({
         "name": snapshot.name,

@@ -416,12 +416,16 @@ impl Inner {
     #[cold]
     fn report(&self, snapshot: &PoolSnapshot) {
         let longest_wait_ms = millis(snapshot.longest_wait);
-        let holders: Vec<(String, f64)> = snapshot
-            .holders
-            .iter()
-            .take(HOLDERS_REPORTED)
-            .map(|(route, held)| (route.clone(), millis(*held)))
-            .collect();
+        // Each route once, with its longest hold (the holders come longest first).
+        let mut holders: Vec<(String, f64)> = Vec::new();
+        for (route, held) in &snapshot.holders {
+            if holders.len() == HOLDERS_REPORTED {
+                break;
+            }
+            if !holders.iter().any(|(seen, _)| seen == route) {
+                holders.push((route.clone(), millis(*held)));
+            }
+        }
         let named: Vec<String> = holders
             .iter()
             .map(|(route, held_ms)| format!("{route} ({held_ms} ms)"))
