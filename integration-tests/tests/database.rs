@@ -100,6 +100,27 @@ async fn an_unindexed_lookup_is_a_missing_index_finding_on_postgres() {
     };
     let shop = TestShop::start_postgres(&admin).await;
     missing_index_after_one_request(&shop).await;
+    // The detector's connection killed under it: it opens another and goes on explaining.
+    let mut server = <sqlx::postgres::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'vitals-index-detector'",
+    )
+    .fetch_all(&mut server)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the detector's connection was found");
+    let detector = shop.shop().index_detector().unwrap();
+    let before = detector.snapshot().explained;
+    for path in ["/products/1", "/products", "/orders", "/report"] {
+        shop.get(path).await;
+    }
+    eventually("the detector to explain again on a new connection", || {
+        detector.snapshot().explained >= before + 2
+    })
+    .await;
     shop.shutdown().await;
 }
 

@@ -440,13 +440,8 @@ impl Db {
             .bind(id)
             .fetch_optional(&mut **self.acquire().await?)
             .await?
-            .map(|row| {
-                Ok(Customer {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    email: row.try_get("email")?,
-                })
-            })
+            .as_ref()
+            .map(customer_from_row)
             .transpose()
     }
 
@@ -462,18 +457,12 @@ impl Db {
         .await?
         .iter()
         .map(|row| {
-            Ok(Order {
-                id: row.try_get("id")?,
-                product_id: row.try_get("product_id")?,
-                quantity: row.try_get("quantity")?,
-                total_cents: row.try_get("total_cents")?,
-                placed_at: row.try_get("placed_at")?,
-                customer: Customer {
-                    id: row.try_get("customer_id")?,
-                    name: row.try_get("customer_name")?,
-                    email: row.try_get("customer_email")?,
-                },
-            })
+            let customer = Customer {
+                id: row.try_get("customer_id")?,
+                name: row.try_get("customer_name")?,
+                email: row.try_get("customer_email")?,
+            };
+            order_from_row(row, customer)
         })
         .collect()
     }
@@ -494,14 +483,7 @@ impl Db {
                 .customer(customer_id)
                 .await?
                 .ok_or_else(|| sqlx::Error::RowNotFound)?;
-            orders.push(Order {
-                id: row.try_get("id")?,
-                product_id: row.try_get("product_id")?,
-                quantity: row.try_get("quantity")?,
-                total_cents: row.try_get("total_cents")?,
-                placed_at: row.try_get("placed_at")?,
-                customer,
-            });
+            orders.push(order_from_row(row, customer)?);
         }
         Ok(orders)
     }
@@ -560,16 +542,7 @@ impl Db {
         .fetch_all(&mut **self.acquire().await?)
         .await?
         .iter()
-        .map(|row| {
-            Ok(Order {
-                id: row.try_get("id")?,
-                product_id: row.try_get("product_id")?,
-                quantity: row.try_get("quantity")?,
-                total_cents: row.try_get("total_cents")?,
-                placed_at: row.try_get("placed_at")?,
-                customer: customer.clone(),
-            })
-        })
+        .map(|row| order_from_row(row, customer.clone()))
         .collect()
     }
 
@@ -610,6 +583,17 @@ async fn recorded<T>(
     let started = std::time::Instant::now();
     statement.await.inspect_err(|error| {
         vitals::queries::record_sqlx_error(sql, started.elapsed(), error);
+    })
+}
+
+fn order_from_row(row: &AnyRow, customer: Customer) -> Result<Order, sqlx::Error> {
+    Ok(Order {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        quantity: row.try_get("quantity")?,
+        total_cents: row.try_get("total_cents")?,
+        placed_at: row.try_get("placed_at")?,
+        customer,
     })
 }
 

@@ -173,12 +173,7 @@ async fn orders_by_email(
     query: Result<Query<EmailQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Order>>, ApiError> {
     let email = email_of(query)?;
-    let customer = state
-        .db
-        .customer_by_email(&email)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
-    Ok(Json(state.db.orders_of(&customer).await?))
+    orders_of(&state.db, state.db.customer_by_email(&email).await?).await
 }
 
 /// The same, through the indexed `customer_emails.email`: nothing is scanned.
@@ -187,12 +182,13 @@ async fn orders_by_email_indexed(
     query: Result<Query<EmailQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Order>>, ApiError> {
     let email = email_of(query)?;
-    let customer = state
-        .db
-        .customer_by_email_indexed(&email)
-        .await?
-        .ok_or(ApiError::NotFound("customer"))?;
-    Ok(Json(state.db.orders_of(&customer).await?))
+    orders_of(&state.db, state.db.customer_by_email_indexed(&email).await?).await
+}
+
+/// The orders of the customer found, or 404.
+async fn orders_of(db: &Db, customer: Option<Customer>) -> Result<Json<Vec<Order>>, ApiError> {
+    let customer = customer.ok_or(ApiError::NotFound("customer"))?;
+    Ok(Json(db.orders_of(&customer).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -129,6 +129,59 @@ pub enum DetectMode {
     FirstSight,
 }
 
+/// The detector's one connection, opened again at the next plan after it failed (the database
+/// restarted, the connection dropped): what both explainers share.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Debug)]
+struct OwnConnection<C> {
+    slot: tokio::sync::Mutex<Option<C>>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl<C> OwnConnection<C> {
+    fn new(connection: C) -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(Some(connection)),
+        }
+    }
+
+    /// Runs `plans` on the connection, opening one with `open` first if the last one failed.
+    async fn plans(
+        &self,
+        open: impl AsyncFnOnce() -> Result<C, sqlx::Error>,
+        plans: impl AsyncFnOnce(&mut C) -> Result<Vec<ScannedTable>, sqlx::Error>,
+    ) -> Result<Vec<ScannedTable>, ExplainError> {
+        let mut slot = self.slot.lock().await;
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(open().await.map_err(ExplainError::new)?),
+        };
+        let result = plans(connection).await;
+        if let Err(error) = &result
+            && connection_failed(error)
+        {
+            *slot = None;
+        }
+        result.map_err(ExplainError::new)
+    }
+}
+
+/// Whether `error` means the connection is gone (not just this statement): I/O, protocol,
+/// PostgreSQL's connection exceptions (`08…`) and shutdowns (`57P…`, a terminated backend).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn connection_failed(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Why the detector could not start.
 #[derive(Debug)]
 pub struct SpawnError;

@@ -5,9 +5,8 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
-use tokio::sync::Mutex;
 
-use super::{Explain, ExplainError, ExplainFuture, ScannedTable, plan};
+use super::{Explain, ExplainFuture, OwnConnection, ScannedTable, plan};
 
 /// The prepared statement's name on the detector's connection.
 const PREPARED: &str = "vitals_explain";
@@ -23,7 +22,7 @@ const PREPARED: &str = "vitals_explain";
 #[derive(Debug)]
 pub struct PostgresExplainer {
     options: PgConnectOptions,
-    connection: Mutex<Option<PgConnection>>,
+    connection: OwnConnection<PgConnection>,
 }
 
 impl PostgresExplainer {
@@ -54,7 +53,7 @@ impl PostgresExplainer {
         let connection = open(&options).await?;
         Ok(Self {
             options,
-            connection: Mutex::new(Some(connection)),
+            connection: OwnConnection::new(connection),
         })
     }
 }
@@ -76,23 +75,10 @@ async fn open(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
 
 impl Explain for PostgresExplainer {
     fn explain<'a>(&'a self, statement: &'a str) -> ExplainFuture<'a> {
-        Box::pin(async move {
-            let mut slot = self.connection.lock().await;
-            let connection = match slot.as_mut() {
-                Some(connection) => connection,
-                None => slot.insert(open(&self.options).await.map_err(ExplainError::new)?),
-            };
-            let result = plans(connection, statement).await;
-            if let Err(error) = &result
-                && matches!(
-                    error,
-                    sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_)
-                )
-            {
-                *slot = None;
-            }
-            result.map_err(ExplainError::new)
-        })
+        Box::pin(self.connection.plans(
+            async || open(&self.options).await,
+            async |connection| plans(connection, statement).await,
+        ))
     }
 }
 

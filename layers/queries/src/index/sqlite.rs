@@ -4,9 +4,8 @@ use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
-use tokio::sync::Mutex;
 
-use super::{Explain, ExplainError, ExplainFuture, ScannedTable, plan};
+use super::{Explain, ExplainFuture, OwnConnection, ScannedTable, plan};
 
 /// Asks SQLite for plans (`EXPLAIN QUERY PLAN`), on a connection of its own opened read-only
 /// (a file; a shared-cache in-memory database ignores the flag) and with `PRAGMA query_only`
@@ -16,7 +15,7 @@ use super::{Explain, ExplainError, ExplainFuture, ScannedTable, plan};
 #[derive(Debug)]
 pub struct SqliteExplainer {
     options: SqliteConnectOptions,
-    connection: Mutex<Option<SqliteConnection>>,
+    connection: OwnConnection<SqliteConnection>,
 }
 
 impl SqliteExplainer {
@@ -42,7 +41,7 @@ impl SqliteExplainer {
         let connection = open(&options).await?;
         Ok(Self {
             options,
-            connection: Mutex::new(Some(connection)),
+            connection: OwnConnection::new(connection),
         })
     }
 }
@@ -57,23 +56,10 @@ async fn open(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::
 
 impl Explain for SqliteExplainer {
     fn explain<'a>(&'a self, statement: &'a str) -> ExplainFuture<'a> {
-        Box::pin(async move {
-            let mut slot = self.connection.lock().await;
-            let connection = match slot.as_mut() {
-                Some(connection) => connection,
-                None => slot.insert(open(&self.options).await.map_err(ExplainError::new)?),
-            };
-            let result = plans(connection, statement).await;
-            if let Err(error) = &result
-                && matches!(
-                    error,
-                    sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
-                )
-            {
-                *slot = None;
-            }
-            result.map_err(ExplainError::new)
-        })
+        Box::pin(self.connection.plans(
+            async || open(&self.options).await,
+            async |connection| plans(connection, statement).await,
+        ))
     }
 }
 
@@ -176,7 +162,7 @@ mod tests {
         assert!(!plan::is_read_only(
             "SELECT 1; PRAGMA query_only = OFF; DELETE FROM customers"
         ));
-        let mut slot = explainer.connection.lock().await;
+        let mut slot = explainer.connection.slot.lock().await;
         let connection = slot.as_mut().unwrap();
         let write = sqlx::raw_sql("DELETE FROM customers")
             .execute(&mut *connection)
