@@ -16,9 +16,10 @@
 //! sqlx's pools do not say how many tasks wait for a connection; acquiring through
 //! [`PoolVitals::acquire`] (or [`PoolVitals::track`] for another pool) counts acquires started
 //! and not yet ended, times each wait, counts timeouts, and remembers which route holds each
-//! connection since when. When requests keep waiting longer than
-//! [`with_exhaustion_after`](PoolVitalsBuilder::with_exhaustion_after) (default 1 s), one WARN
-//! and one finding per episode say so: `pool exhausted: 12 waiting, max 10, longest wait
+//! connection since when. When requests keep waiting for
+//! [`with_exhaustion_after`](PoolVitalsBuilder::with_exhaustion_after) (default 1 s; each sample
+//! finding one that has waited a tenth of it at least), one WARN and one finding per episode
+//! say so: `pool exhausted: 12 waiting, max 10, longest wait
 //! 340 ms`, with the routes holding connections longest.
 //!
 //! ```no_run
