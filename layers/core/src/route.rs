@@ -133,6 +133,16 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
+    /// The head of a request taken apart (`Request::into_parts`).
+    pub fn of_parts(head: &'a http::request::Parts) -> Self {
+        Self {
+            method: &head.method,
+            uri: &head.uri,
+            headers: &head.headers,
+            extensions: &head.extensions,
+        }
+    }
+
     /// The head of `request`.
     pub fn of<B>(request: &'a Request<B>) -> Self {
         Self {

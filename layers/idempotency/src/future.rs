@@ -1,0 +1,178 @@
+//! The response future: read the body of a request with a key, claim the key, run the request
+//! (or answer at once), and put the recorder on the response's body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, request};
+use http_body::Body;
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::body::IdempotencyBody;
+use bytes::Buf;
+
+use crate::part::{Claimed, Keyed, Ticket};
+use crate::problem::Problem;
+
+pin_project! {
+    /// The future of [`Idempotency`](crate::Idempotency).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+        B: Body,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProjection]
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+        B: Body,
+    {
+        Collecting {
+            keyed: Option<Keyed>,
+            head: Option<request::Parts>,
+            #[pin]
+            body: B,
+            read: BytesMut,
+            service: Option<S>,
+        },
+        Running {
+            #[pin]
+            future: S::Future,
+            ticket: Option<Ticket>,
+        },
+        Answered {
+            response: Option<Response<Full<Bytes>>>,
+        },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+    B: Body,
+{
+    pub(crate) fn running(future: S::Future, ticket: Option<Ticket>) -> Self {
+        Self {
+            state: State::Running { future, ticket },
+        }
+    }
+
+    pub(crate) fn answered(response: Response<Full<Bytes>>) -> Self {
+        Self {
+            state: State::Answered {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn collecting(keyed: Keyed, head: request::Parts, body: B, service: S) -> Self {
+        Self {
+            state: State::Collecting {
+                keyed: Some(keyed),
+                head: Some(head),
+                body,
+                read: BytesMut::new(),
+                service: Some(service),
+            },
+        }
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    B: Body + From<Bytes>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Output = Result<Response<IdempotencyBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProjection::Answered { response } => {
+                    let response = response
+                        .take()
+                        .unwrap_or_else(|| Problem::StoreFull.into_response());
+                    return Poll::Ready(Ok(response.map(IdempotencyBody::own)));
+                }
+                StateProjection::Running { future, ticket } => {
+                    let response = ready!(future.poll(cx))?;
+                    let (head, body) = response.into_parts();
+                    let recorder = ticket
+                        .take()
+                        .and_then(|ticket| ticket.on_response(head.status, &head.headers));
+                    return Poll::Ready(Ok(Response::from_parts(
+                        head,
+                        IdempotencyBody::inner(body, recorder),
+                    )));
+                }
+                StateProjection::Collecting {
+                    keyed,
+                    head,
+                    mut body,
+                    read,
+                    service,
+                } => {
+                    let limit = keyed.as_ref().map_or(0, Keyed::max_body);
+                    let read_all = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            None => break Ok(()),
+                            Some(Err(_)) => break Err(Problem::UnreadableBody),
+                            Some(Ok(frame)) => {
+                                if let Ok(mut data) = frame.into_data() {
+                                    if read.len() + data.remaining() > limit {
+                                        break Err(Problem::BodyTooLarge { max: limit });
+                                    }
+                                    while data.has_remaining() {
+                                        let chunk = data.chunk();
+                                        let len = chunk.len();
+                                        read.extend_from_slice(chunk);
+                                        data.advance(len);
+                                    }
+                                }
+                                if body.is_end_stream() {
+                                    break Ok(());
+                                }
+                            }
+                        }
+                    };
+                    let (Some(keyed), Some(head), Some(mut service)) =
+                        (keyed.take(), head.take(), service.take())
+                    else {
+                        return Poll::Ready(Ok(Problem::StoreFull
+                            .into_response()
+                            .map(IdempotencyBody::own)));
+                    };
+                    if let Err(problem) = read_all {
+                        State::Answered {
+                            response: Some(problem.into_response()),
+                        }
+                    } else {
+                        let body = std::mem::take(read).freeze();
+                        match keyed.claim(&head, &body) {
+                            Claimed::Answer(response) => State::Answered {
+                                response: Some(response),
+                            },
+                            Claimed::Run(ticket) => State::Running {
+                                future: service.call(Request::from_parts(head, B::from(body))),
+                                ticket: Some(ticket),
+                            },
+                        }
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `vitals-idempotency`: `Idempotency-Key` for unsafe methods — a retried payment is not a
+//! second payment.
+//!
+//! Clients retry `POST`s: after a timeout, a dropped connection, a 502 from a proxy. Without a
+//! key the server cannot tell a retry from a new order. With one
+//! (draft-ietf-httpapi-idempotency-key-header), [`IdempotencyLayer`] makes the first request
+//! run and every later one with the same key get its answer:
+//!
+//! | request with a key | answer |
+//! |---|---|
+//! | the first | runs; its response is stored when its body ends |
+//! | the same request again, after the first completed | the stored response, with `Idempotent-Replayed: true` |
+//! | the same key while the first still runs | `409 Conflict` (`Retry-After: 1`) |
+//! | the same key with a different request (method, route, path, query, body, configured headers) | `422 Unprocessable Content` |
+//! | none, on a route that requires one | `400 Bad Request` |
+//! | a malformed key (not a structured-field string, repeated, longer than 255 characters) | `400 Bad Request` |
+//!
+//! Refusals are RFC 9457 problem documents (`application/problem+json`, `no-store`). A 5xx
+//! frees the key (the client can retry the operation) unless
+//! [`with_server_errors_stored`](IdempotencyLayer::with_server_errors_stored); a request whose
+//! handler was dropped before answering frees it too. A response too large to keep (1 MiB by
+//! default), or whose body broke off, is recorded as done and not replayable: a retry gets
+//! 409, never a second run. Records are kept 24 h, bounded in keys (100,000) and bytes (64 MiB);
+//! keys are scoped per client with [`with_principal`](IdempotencyLayer::with_principal).
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use vitals_idempotency::{IdempotencyLayer, IdempotencySettings};
+//! # async fn create_order() -> &'static str { "{}" }
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders", post(create_order))
+//!     .route_layer(
+//!         IdempotencyLayer::new()
+//!             .with_route("/orders", IdempotencySettings::new().required())
+//!             .with_principal(|head| {
+//!                 let key = head.headers.get("x-api-key")?.to_str().ok()?;
+//!                 Some(key.to_owned())
+//!             }),
+//!     );
+//! ```
+//!
+//! The store is in process: one instance's keys. (A store shared by a fleet through Redis is
+//! still to come.)
+
+pub mod fingerprint;
+pub mod key;
+pub mod part;
+pub mod problem;
+pub mod store;
+
+mod body;
+mod future;
+mod layer;
+mod service;
+
+pub use body::IdempotencyBody;
+pub use future::ResponseFuture;
+pub use layer::{
+    DEFAULT_MAX_BODY, DEFAULT_RETENTION, IdempotencyLayer, IdempotencySettings, Principal,
+};
+pub use part::IDEMPOTENT_REPLAYED;
+pub use service::Idempotency;

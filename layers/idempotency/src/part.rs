@@ -1,0 +1,281 @@
+//! The idempotency part: what happens to a request that brings an `Idempotency-Key`, written
+//! once, driven by the standalone layer (and by a composed stack).
+//!
+//! 1. [`arrival`](IdempotencyPart::arrival), from the head: pass (a method or route the layer
+//!    leaves alone, or no key where none is required), answer at once (a missing or bad key),
+//!    or read the body ([`Keyed`]);
+//! 2. [`Keyed::claim`], with the body read: the key's record decides — run the request
+//!    ([`Ticket`]), or answer at once (a replay, 409, 422);
+//! 3. [`Ticket::on_response`] at the response head: a 5xx (unless stored) frees the key;
+//!    otherwise a [`Recorder`] keeps the response's head and body, and stores them when the
+//!    body ends. A ticket dropped before (the client left, the handler panicked) frees the key.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request};
+use http_body_util::Full;
+use vitals_core::body::BodyEnd;
+use vitals_core::route::{RequestHead, RouteLabel};
+
+use crate::fingerprint::{fingerprint, scope};
+use crate::key::key_of;
+use crate::layer::Config;
+use crate::problem::Problem;
+use crate::store::{Claim, StoredResponse};
+
+/// The header on a replayed response.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The part of an [`IdempotencyLayer`](crate::IdempotencyLayer). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct IdempotencyPart {
+    pub(crate) config: Arc<Config>,
+}
+
+/// What the part makes of a request's head.
+#[derive(Debug)]
+pub enum Arrival {
+    /// The layer leaves this request alone.
+    Pass,
+    /// The answer, at once (a missing or malformed key).
+    Answer(Response<Full<Bytes>>),
+    /// The request brings a key: read its body (at most [`Keyed::max_body`] bytes), then
+    /// [`claim`](Keyed::claim).
+    Collect(Keyed),
+}
+
+/// A request with a key whose body is being read.
+#[derive(Debug)]
+pub struct Keyed {
+    config: Arc<Config>,
+    scope: u128,
+    route: RouteLabel,
+}
+
+/// What the key's record makes of the request.
+#[derive(Debug)]
+pub enum Claimed {
+    /// The answer, at once: a replay, or a problem (409, 422, 503).
+    Answer(Response<Full<Bytes>>),
+    /// The request runs, holding the key.
+    Run(Ticket),
+}
+
+impl IdempotencyPart {
+    /// A request for `route` arrived.
+    pub fn arrival(&self, head: &request::Parts, route: &RouteLabel) -> Arrival {
+        let config = &self.config;
+        let settings = config.routes.get(route);
+        if settings.and_then(|s| s.off).unwrap_or(false) || !config.methods.contains(&head.method) {
+            return Arrival::Pass;
+        }
+        let required = settings.and_then(|s| s.required).unwrap_or(config.required);
+        let key = match key_of(&head.headers, config.max_key_len) {
+            Ok(Some(key)) => key,
+            Ok(None) if required => return Arrival::Answer(Problem::MissingKey.into_response()),
+            Ok(None) => return Arrival::Pass,
+            Err(reason) => {
+                return Arrival::Answer(Problem::BadKey(reason.to_string()).into_response());
+            }
+        };
+        let principal = config
+            .principal
+            .as_ref()
+            .and_then(|principal| principal(RequestHead::of_parts(head)));
+        Arrival::Collect(Keyed {
+            config: Arc::clone(config),
+            scope: scope(principal.as_deref(), &key),
+            route: route.clone(),
+        })
+    }
+}
+
+impl Keyed {
+    /// The most bytes of body the part reads to fingerprint the request.
+    pub fn max_body(&self) -> usize {
+        self.config.max_request_body
+    }
+
+    /// The body was read: the key's record decides.
+    pub fn claim(self, head: &request::Parts, body: &[u8]) -> Claimed {
+        let config = &self.config;
+        let print = fingerprint(
+            &head.method,
+            self.route.as_str(),
+            &head.uri,
+            &head.headers,
+            &config.fingerprint_headers,
+            body,
+        );
+        let problem = match config.store.claim(self.scope, print, Instant::now()) {
+            Claim::Run => {
+                return Claimed::Run(Ticket {
+                    config: Arc::clone(config),
+                    scope: self.scope,
+                    fingerprint: print,
+                    held: true,
+                });
+            }
+            Claim::Replay(stored) => return Claimed::Answer(replay(&stored)),
+            Claim::InProgress => Problem::InProgress,
+            Claim::Mismatch => Problem::Mismatch,
+            Claim::NotReplayable => Problem::NotReplayable,
+            Claim::Full => Problem::StoreFull,
+        };
+        tracing::debug!(
+            target: "vitals_idempotency",
+            status = problem.status().as_u16(),
+            http.route = %self.route,
+            "idempotency key refused the request"
+        );
+        Claimed::Answer(problem.into_response())
+    }
+}
+
+/// The stored response, again, marked as a replay.
+fn replay(stored: &StoredResponse) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(stored.body.clone()));
+    *response.status_mut() = stored.status;
+    *response.headers_mut() = stored.headers.clone();
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+/// A request running with its key held. Dropped before its response, it frees the key.
+#[derive(Debug)]
+pub struct Ticket {
+    config: Arc<Config>,
+    scope: u128,
+    fingerprint: u128,
+    held: bool,
+}
+
+impl Ticket {
+    /// The response's head passed: `None` when the key is freed at once (a server error the
+    /// route does not store), else the recorder that stores the response when its body ends.
+    pub fn on_response(mut self, status: StatusCode, headers: &HeaderMap) -> Option<Recorder> {
+        if status.is_server_error() && !self.config.store_server_errors {
+            return None; // dropped: the key is freed for a retry
+        }
+        self.held = false;
+        Some(Recorder {
+            config: Arc::clone(&self.config),
+            scope: self.scope,
+            fingerprint: self.fingerprint,
+            status,
+            headers: kept_headers(headers, self.config.keep_set_cookie),
+            body: BytesMut::new(),
+            too_large: false,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.held {
+            self.config.store.release(self.scope, self.fingerprint);
+        }
+    }
+}
+
+/// Keeps a running request's response and stores it when the body ends.
+#[derive(Debug)]
+pub struct Recorder {
+    config: Arc<Config>,
+    scope: u128,
+    fingerprint: u128,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: BytesMut,
+    too_large: bool,
+}
+
+impl Recorder {
+    /// A frame of the body went by.
+    pub fn on_data(&mut self, data: &Bytes) {
+        if self.too_large {
+            return;
+        }
+        if self.body.len() + data.len() > self.config.max_stored_body {
+            self.too_large = true;
+            self.body = BytesMut::new();
+        } else {
+            self.body.extend_from_slice(data);
+        }
+    }
+
+    /// The body ended: a complete body is stored to be replayed; one too large, broken or cut
+    /// short is recorded as done but not replayable (the handler ran: a retry must not run it
+    /// again).
+    pub fn on_end(self, end: BodyEnd) {
+        let response = (end == BodyEnd::Completed && !self.too_large).then(|| StoredResponse {
+            status: self.status,
+            headers: self.headers,
+            body: self.body.freeze(),
+        });
+        self.config
+            .store
+            .complete(self.scope, self.fingerprint, response, Instant::now());
+    }
+}
+
+/// The headers a replay carries: the response's, less hop-by-hop ones (RFC 9110 §7.6.1), the
+/// body's framing, and `Set-Cookie` unless kept (a cookie is one client's, once).
+pub fn kept_headers(headers: &HeaderMap, keep_set_cookie: bool) -> HeaderMap {
+    const HOP_BY_HOP: [HeaderName; 7] = [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+        header::PROXY_AUTHENTICATE,
+        header::CONTENT_LENGTH,
+    ];
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let dropped = HOP_BY_HOP.contains(name)
+            || name == "keep-alive"
+            || name == "proxy-connection"
+            || (name == header::SET_COOKIE && !keep_set_cookie);
+        if !dropped {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
+/// Methods the layer applies to by default: the unsafe ones a client retries blindly.
+pub fn default_methods() -> Vec<Method> {
+    vec![Method::POST, Method::PATCH]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_keep_the_answer_and_drop_what_was_the_connections_or_one_clients() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::LOCATION, HeaderValue::from_static("/orders/7"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        headers.insert(header::SET_COOKIE, HeaderValue::from_static("session=abc"));
+        let kept = kept_headers(&headers, false);
+        let names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type", "location"]);
+        assert!(kept_headers(&headers, true).contains_key(header::SET_COOKIE));
+    }
+}
