@@ -3,7 +3,8 @@
 //! Every statement here is portable: `$N` placeholders (SQLite accepts them too), `BIGINT`
 //! and `TEXT` columns, no database-specific functions.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -88,6 +89,8 @@ pub struct Db {
     url: String,
     /// Waits, holders and exhaustion of the pool: every statement acquires through it.
     vitals: PoolVitals,
+    /// The id the next order gets (one shop per database: ids are handed out here).
+    next_order_id: Arc<AtomicI64>,
 }
 
 /// A product.
@@ -261,10 +264,17 @@ impl Db {
             backend,
             url,
             vitals,
+            next_order_id: Arc::new(AtomicI64::new(0)),
         };
         db.create_schema().await?;
         db.seed_if_empty().await?;
         db.seed_crowd().await?;
+        let last: Option<i64> = sqlx::query("SELECT MAX(id) FROM orders")
+            .fetch_one(&db.pool)
+            .await?
+            .try_get(0)?;
+        db.next_order_id
+            .store(last.unwrap_or(0) + 1, Ordering::Relaxed);
         Ok(db)
     }
 
@@ -564,6 +574,53 @@ impl Db {
         Ok(count)
     }
 
+    /// Places an order: `None` when the customer or the product does not exist. A real insert:
+    /// run twice, it makes two orders (what `Idempotency-Key` on `POST /orders` prevents).
+    pub async fn create_order(
+        &self,
+        customer_id: i64,
+        product_id: i64,
+        quantity: i64,
+    ) -> Result<Option<Order>, sqlx::Error> {
+        let (Some(customer), Some(product)) = (
+            self.customer(customer_id).await?,
+            self.product(product_id).await?,
+        ) else {
+            return Ok(None);
+        };
+        let id = self.next_order_id.fetch_add(1, Ordering::Relaxed);
+        let placed_at = placed_now();
+        let total_cents = product.price_cents.saturating_mul(quantity);
+        sqlx::query(
+            "INSERT INTO orders (id, customer_id, product_id, quantity, total_cents, placed_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(customer.id)
+        .bind(product.id)
+        .bind(quantity)
+        .bind(total_cents)
+        .bind(&placed_at)
+        .execute(&mut **self.acquire().await?)
+        .await?;
+        Ok(Some(Order {
+            id,
+            product_id: product.id,
+            quantity,
+            total_cents,
+            placed_at,
+            customer,
+        }))
+    }
+
+    /// How many orders there are.
+    pub async fn orders_placed(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COUNT(*) AS n FROM orders")
+            .fetch_one(&mut **self.acquire().await?)
+            .await?
+            .try_get("n")
+    }
+
     /// How many orders a customer placed.
     pub async fn order_count(&self, customer_id: i64) -> Result<i64, sqlx::Error> {
         sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE customer_id = $1")
@@ -584,6 +641,18 @@ async fn recorded<T>(
     statement.await.inspect_err(|error| {
         vitals::queries::record_sqlx_error(sql, started.elapsed(), error);
     })
+}
+
+/// Now as RFC 3339 in UTC, to the second (the seed's format).
+fn placed_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|now| {
+            now.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 fn order_from_row(row: &AnyRow, customer: Customer) -> Result<Order, sqlx::Error> {

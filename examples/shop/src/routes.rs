@@ -12,6 +12,7 @@
 //! | `GET /slow?ms=N`        | a request held open (0–60000 ms)                             |
 //! | `GET /me`               | an authenticated, per-user response (`Bearer demo`)         |
 //! | `GET /checkout`         | a call to a downstream payment service: deadline and breaker |
+//! | `POST /orders`          | places an order; requires `Idempotency-Key`: a retry replays   |
 //! | `GET /orders/by-email?email=E` | a lookup through a column without an index: a full scan |
 //! | `GET /orders/by-email-indexed?email=E` | the same lookup through an indexed column: the fix |
 //! | `GET /orders/hold?ms=N` | a pooled connection held across a slow call: pool exhaustion |
@@ -76,6 +77,7 @@ pub fn router(
     state: Arc<AppState>,
     metrics: Option<vitals::telemetry::PrometheusHandle>,
 ) -> Router {
+    let idempotency = idempotency();
     Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -101,7 +103,7 @@ pub fn router(
         )
         .route("/products", get(products))
         .route("/products/{id}", get(product))
-        .route("/orders", get(orders))
+        .route("/orders", get(orders).post(create_order))
         .route("/orders/n-plus-one", get(orders_n_plus_one))
         .route("/orders/by-email", get(orders_by_email))
         .route("/orders/by-email-indexed", get(orders_by_email_indexed))
@@ -112,6 +114,8 @@ pub fn router(
         .route("/slow", get(slow))
         .route("/me", get(me))
         .route("/checkout", get(checkout))
+        // `POST /orders` must bring an `Idempotency-Key`: a retried order is not a second one.
+        .route_layer(idempotency)
         .merge(w3c_routes(state.w3c_test_endpoint))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -142,6 +146,64 @@ async fn product(
 
 async fn orders(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, ApiError> {
     Ok(Json(state.db.orders_joined().await?))
+}
+
+/// The `Idempotency-Key` rule of the shop's writes: `POST /orders` requires a key; keys are
+/// scoped per API key (`X-Api-Key`), so two callers' keys never meet.
+pub fn idempotency() -> vitals::idempotency::IdempotencyLayer {
+    use vitals::idempotency::{IdempotencyLayer, IdempotencySettings};
+    IdempotencyLayer::new()
+        .with_route("/orders", IdempotencySettings::new().required())
+        .with_principal(|head| {
+            let key = head.headers.get(crate::API_KEY_HEADER)?.to_str().ok()?;
+            Some(key.to_owned())
+        })
+}
+
+/// `POST /orders`'s body.
+#[derive(Debug, Deserialize)]
+struct NewOrder {
+    customer_id: i64,
+    product_id: i64,
+    quantity: i64,
+}
+
+/// Places an order — a real insert, protected by `Idempotency-Key`: the first request with a
+/// key inserts, a retry gets the same answer (`Idempotent-Replayed: true`) and inserts nothing.
+async fn create_order(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>,
+) -> Result<
+    (
+        axum::http::StatusCode,
+        [(axum::http::HeaderName, String); 1],
+        Json<Order>,
+    ),
+    ApiError,
+> {
+    let Json(new) = body.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"customer_id\": N, \"product_id\": N, \"quantity\": N}}: {rejection}"
+        ))
+    })?;
+    if !(1..=100).contains(&new.quantity) {
+        return Err(ApiError::BadRequest(
+            "quantity must be from 1 to 100".to_owned(),
+        ));
+    }
+    let order = state
+        .db
+        .create_order(new.customer_id, new.product_id, new.quantity)
+        .await?
+        .ok_or(ApiError::NotFound("customer or product"))?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        [(
+            axum::http::header::LOCATION,
+            format!("/orders/{}", order.id),
+        )],
+        Json(order),
+    ))
 }
 
 async fn orders_n_plus_one(

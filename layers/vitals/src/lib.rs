@@ -29,7 +29,9 @@
 //! [`concurrency`]; [`core`] always. Feature `telemetry` (default) adds [`telemetry`];
 //! `otlp` adds OTLP span export to it; `dashboard` adds the live `/_vitals` page
 //! (`dashboard`, and [`VitalsLayer::dashboard`]); `client` adds `client`, the stack for
-//! outgoing calls (the request's deadline carried into them, a circuit breaker).
+//! outgoing calls (the request's deadline carried into them, a circuit breaker);
+//! `idempotency` adds `idempotency`, the `Idempotency-Key` layer (a standalone layer for now,
+//! not yet a part of the fused stack).
 
 pub use vitals_core as core;
 
@@ -41,6 +43,8 @@ pub use vitals_client as client;
 pub use vitals_concurrency as concurrency;
 #[cfg(feature = "dashboard")]
 pub use vitals_dashboard as dashboard;
+#[cfg(feature = "idempotency")]
+pub use vitals_idempotency as idempotency;
 #[cfg(feature = "latency")]
 pub use vitals_latency as latency;
 #[cfg(feature = "queries")]
@@ -96,6 +100,9 @@ mod dashboard_md {}
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/development.md")]
 mod development_md {}
+#[cfg(all(doctest, feature = "idempotency"))]
+#[doc = include_str!("../../../docs/idempotency.md")]
+mod idempotency_md {}
 #[cfg(all(doctest, feature = "latency", feature = "telemetry"))]
 #[doc = include_str!("../../../docs/latency.md")]
 mod latency_md {}
