@@ -38,12 +38,11 @@ pin_project! {
         B: Body,
     {
         Collecting {
-            keyed: Option<Keyed>,
-            head: Option<request::Parts>,
+            // Boxed: only requests with a key get here, and every other request's future
+            // stays small.
+            waiting: Box<Waiting<S>>,
             #[pin]
             body: B,
-            read: BytesMut,
-            service: Option<S>,
         },
         Running {
             #[pin]
@@ -54,6 +53,14 @@ pin_project! {
             response: Option<Response<Full<Bytes>>>,
         },
     }
+}
+
+/// What a request with a key keeps while its body is read.
+struct Waiting<S> {
+    keyed: Option<Keyed>,
+    head: Option<request::Parts>,
+    read: BytesMut,
+    service: Option<S>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -78,11 +85,13 @@ where
     pub(crate) fn collecting(keyed: Keyed, head: request::Parts, body: B, service: S) -> Self {
         Self {
             state: State::Collecting {
-                keyed: Some(keyed),
-                head: Some(head),
+                waiting: Box::new(Waiting {
+                    keyed: Some(keyed),
+                    head: Some(head),
+                    read: BytesMut::new(),
+                    service: Some(service),
+                }),
                 body,
-                read: BytesMut::new(),
-                service: Some(service),
             },
         }
     }
@@ -117,13 +126,13 @@ where
                         IdempotencyBody::inner(body, recorder),
                     )));
                 }
-                StateProjection::Collecting {
-                    keyed,
-                    head,
-                    mut body,
-                    read,
-                    service,
-                } => {
+                StateProjection::Collecting { waiting, mut body } => {
+                    let Waiting {
+                        keyed,
+                        head,
+                        read,
+                        service,
+                    } = &mut **waiting;
                     let limit = keyed.as_ref().map_or(0, Keyed::max_body);
                     let read_all = loop {
                         match ready!(body.as_mut().poll_frame(cx)) {
@@ -156,7 +165,7 @@ where
                     };
                     if let Err(problem) = read_all {
                         State::Answered {
-                            response: Some(problem.into_response()),
+                            response: Some(keyed.refuse(problem)),
                         }
                     } else {
                         let body = std::mem::take(read).freeze();

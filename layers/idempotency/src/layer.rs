@@ -23,19 +23,32 @@ pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 /// Who a request comes from, for keys scoped per client.
 pub type Principal = Arc<dyn Fn(RequestHead<'_>) -> Option<String> + Send + Sync>;
 
+/// What a stored response keeps that it would not by default.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Keep {
+    /// 5xx answers are stored (else they free the key).
+    pub(crate) server_errors: bool,
+    /// `Set-Cookie` is replayed.
+    pub(crate) set_cookie: bool,
+}
+
 pub(crate) struct Config {
     pub(crate) labeler: RouteLabeler,
     pub(crate) methods: Vec<Method>,
     pub(crate) required: bool,
+    /// Whether the layer or any route requires a key (else a request without one passes at
+    /// once).
+    pub(crate) any_required: bool,
     pub(crate) routes: RouteTable<IdempotencySettings>,
     pub(crate) max_key_len: usize,
     pub(crate) max_request_body: usize,
     pub(crate) max_stored_body: usize,
-    pub(crate) store_server_errors: bool,
-    pub(crate) keep_set_cookie: bool,
+    pub(crate) keep: Keep,
     pub(crate) fingerprint_headers: Vec<HeaderName>,
     pub(crate) principal: Option<Principal>,
     pub(crate) store: Arc<MemoryStore>,
+    #[cfg(feature = "metrics")]
+    pub(crate) counters: Arc<crate::metrics::Counters>,
     retention: Duration,
     max_keys: usize,
     max_bytes: usize,
@@ -47,15 +60,17 @@ impl Clone for Config {
             labeler: self.labeler.clone(),
             methods: self.methods.clone(),
             required: self.required,
+            any_required: self.any_required,
             routes: self.routes.clone(),
             max_key_len: self.max_key_len,
             max_request_body: self.max_request_body,
             max_stored_body: self.max_stored_body,
-            store_server_errors: self.store_server_errors,
-            keep_set_cookie: self.keep_set_cookie,
+            keep: self.keep,
             fingerprint_headers: self.fingerprint_headers.clone(),
             principal: self.principal.clone(),
             store: Arc::clone(&self.store),
+            #[cfg(feature = "metrics")]
+            counters: Arc::clone(&self.counters),
             retention: self.retention,
             max_keys: self.max_keys,
             max_bytes: self.max_bytes,
@@ -81,12 +96,12 @@ impl Default for Config {
             labeler: RouteLabeler::new(),
             methods: default_methods(),
             required: false,
+            any_required: false,
             routes: RouteTable::new(),
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_request_body: DEFAULT_MAX_BODY,
             max_stored_body: DEFAULT_MAX_BODY,
-            store_server_errors: false,
-            keep_set_cookie: false,
+            keep: Keep::default(),
             fingerprint_headers: Vec::new(),
             principal: None,
             store: Arc::new(MemoryStore::new(
@@ -94,6 +109,8 @@ impl Default for Config {
                 DEFAULT_MAX_KEYS,
                 DEFAULT_MAX_BYTES,
             )),
+            #[cfg(feature = "metrics")]
+            counters: Arc::default(),
             retention: DEFAULT_RETENTION,
             max_keys: DEFAULT_MAX_KEYS,
             max_bytes: DEFAULT_MAX_BYTES,
@@ -175,7 +192,9 @@ impl IdempotencyLayer {
     /// Every protected request must bring a key: 400 (a problem document) without one.
     #[must_use]
     pub fn with_key_required(mut self) -> Self {
-        self.config().required = true;
+        let config = self.config();
+        config.required = true;
+        config.any_required = true;
         self
     }
 
@@ -226,14 +245,14 @@ impl IdempotencyLayer {
     /// can retry the operation).
     #[must_use]
     pub fn with_server_errors_stored(mut self) -> Self {
-        self.config().store_server_errors = true;
+        self.config().keep.server_errors = true;
         self
     }
 
     /// `Set-Cookie` is replayed with the rest of the response (default: removed).
     #[must_use]
     pub fn with_set_cookie_replayed(mut self) -> Self {
-        self.config().keep_set_cookie = true;
+        self.config().keep.set_cookie = true;
         self
     }
 
@@ -269,6 +288,9 @@ impl IdempotencyLayer {
             None => settings,
         };
         routes.insert(route, merged);
+        if merged.required == Some(true) {
+            self.config().any_required = true;
+        }
         self
     }
 

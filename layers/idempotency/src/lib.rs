@@ -49,9 +49,13 @@ pub mod part;
 pub mod problem;
 pub mod store;
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
+
 mod body;
 mod future;
 mod layer;
+mod outcome;
 mod service;
 
 pub use body::IdempotencyBody;

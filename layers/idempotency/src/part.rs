@@ -23,6 +23,7 @@ use vitals_core::route::{RequestHead, RouteLabel};
 use crate::fingerprint::{fingerprint, scope};
 use crate::key::key_of;
 use crate::layer::Config;
+use crate::outcome::Outcome;
 use crate::problem::Problem;
 use crate::store::{Claim, StoredResponse};
 
@@ -65,6 +66,14 @@ pub enum Claimed {
 }
 
 impl IdempotencyPart {
+    /// Whether the part may have anything to do with a request of this method and headers:
+    /// `false` lets a driver pass it on without labelling its route or taking it apart (the
+    /// method is not protected, or it has no key and no route requires one).
+    pub fn may_apply(&self, method: &Method, headers: &HeaderMap) -> bool {
+        self.config.methods.contains(method)
+            && (self.config.any_required || headers.contains_key(crate::key::IDEMPOTENCY_KEY))
+    }
+
     /// A request for `route` arrived.
     pub fn arrival(&self, head: &request::Parts, route: &RouteLabel) -> Arrival {
         let config = &self.config;
@@ -75,10 +84,10 @@ impl IdempotencyPart {
         let required = settings.and_then(|s| s.required).unwrap_or(config.required);
         let key = match key_of(&head.headers, config.max_key_len) {
             Ok(Some(key)) => key,
-            Ok(None) if required => return Arrival::Answer(Problem::MissingKey.into_response()),
-            Ok(None) => return Arrival::Pass,
+            Ok(None) if !required => return Arrival::Pass,
+            Ok(None) => return Arrival::Answer(self.refuse(route, Problem::MissingKey)),
             Err(reason) => {
-                return Arrival::Answer(Problem::BadKey(reason.to_string()).into_response());
+                return Arrival::Answer(self.refuse(route, Problem::BadKey(reason.to_string())));
             }
         };
         let principal = config
@@ -93,7 +102,21 @@ impl IdempotencyPart {
     }
 }
 
+impl IdempotencyPart {
+    #[cold]
+    fn refuse(&self, route: &RouteLabel, problem: Problem) -> Response<Full<Bytes>> {
+        self.config.count(route, Outcome::Refused);
+        problem.into_response()
+    }
+}
+
 impl Keyed {
+    /// The request's body broke off or was too large: the layer answers.
+    pub fn refuse(&self, problem: Problem) -> Response<Full<Bytes>> {
+        self.config.count(&self.route, Outcome::Refused);
+        problem.into_response()
+    }
+
     /// The most bytes of body the part reads to fingerprint the request.
     pub fn max_body(&self) -> usize {
         self.config.max_request_body
@@ -110,8 +133,9 @@ impl Keyed {
             &config.fingerprint_headers,
             body,
         );
-        let problem = match config.store.claim(self.scope, print, Instant::now()) {
+        let (problem, outcome) = match config.store.claim(self.scope, print, Instant::now()) {
             Claim::Run => {
+                config.count(&self.route, Outcome::FirstRun);
                 return Claimed::Run(Ticket {
                     config: Arc::clone(config),
                     scope: self.scope,
@@ -119,12 +143,16 @@ impl Keyed {
                     held: true,
                 });
             }
-            Claim::Replay(stored) => return Claimed::Answer(replay(&stored)),
-            Claim::InProgress => Problem::InProgress,
-            Claim::Mismatch => Problem::Mismatch,
-            Claim::NotReplayable => Problem::NotReplayable,
-            Claim::Full => Problem::StoreFull,
+            Claim::Replay(stored) => {
+                config.count(&self.route, Outcome::Replay);
+                return Claimed::Answer(replay(&stored));
+            }
+            Claim::InProgress => (Problem::InProgress, Outcome::Conflict),
+            Claim::Mismatch => (Problem::Mismatch, Outcome::Mismatch),
+            Claim::NotReplayable => (Problem::NotReplayable, Outcome::Conflict),
+            Claim::Full => (Problem::StoreFull, Outcome::Refused),
         };
+        config.count(&self.route, outcome);
         tracing::debug!(
             target: "vitals_idempotency",
             status = problem.status().as_u16(),
@@ -159,7 +187,7 @@ impl Ticket {
     /// The response's head passed: `None` when the key is freed at once (a server error the
     /// route does not store), else the recorder that stores the response when its body ends.
     pub fn on_response(mut self, status: StatusCode, headers: &HeaderMap) -> Option<Recorder> {
-        if status.is_server_error() && !self.config.store_server_errors {
+        if status.is_server_error() && !self.config.keep.server_errors {
             return None; // dropped: the key is freed for a retry
         }
         self.held = false;
@@ -168,7 +196,7 @@ impl Ticket {
             scope: self.scope,
             fingerprint: self.fingerprint,
             status,
-            headers: kept_headers(headers, self.config.keep_set_cookie),
+            headers: kept_headers(headers, self.config.keep.set_cookie),
             body: BytesMut::new(),
             too_large: false,
         })

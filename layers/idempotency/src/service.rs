@@ -45,6 +45,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if !self.part.may_apply(request.method(), request.headers()) {
+            return ResponseFuture::running(self.inner.call(request), None);
+        }
         let route = self.labeler.label(&request);
         let (head, body) = request.into_parts();
         match self.part.arrival(&head, &route) {

@@ -1,5 +1,6 @@
 //! The keys' states, in memory: bounded in entries and in bytes, kept for the retention time.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,8 @@ enum State {
 
 #[derive(Debug)]
 struct Entry {
+    /// This record's number in its shard's order.
+    number: u64,
     fingerprint: u128,
     state: State,
     at: Instant,
@@ -73,6 +76,10 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Shard {
     entries: HashMap<u128, Entry>,
+    /// Keys in the order their records began, each with the record's number: the oldest are
+    /// looked at first when room is needed (a number that no longer matches is a stale line).
+    order: VecDeque<(u128, u64)>,
+    next: u64,
     bytes: usize,
 }
 
@@ -142,12 +149,26 @@ impl MemoryStore {
         if let Some(expired) = shard.entries.remove(&scope) {
             shard.bytes = shard.bytes.saturating_sub(expired.weight);
         }
-        if shard.entries.len() >= self.keys_per_shard && !self.make_room(&mut shard, now, 0) {
+        if shard.entries.len() >= self.keys_per_shard && !self.make_room(&mut shard, 0) {
             return Claim::Full;
+        }
+        let number = shard.next;
+        shard.next += 1;
+        shard.order.push_back((scope, number));
+        // Lines of records removed elsewhere (released, begun again) must not pile up: dropped
+        // when they outnumber the records two to one (amortised: once per that many claims).
+        if shard.order.len() > 2 * shard.entries.len().max(64) {
+            let Shard { entries, order, .. } = &mut *shard;
+            order.retain(|(scope, number)| {
+                entries
+                    .get(scope)
+                    .is_some_and(|entry| entry.number == *number)
+            });
         }
         shard.entries.insert(
             scope,
             Entry {
+                number,
                 fingerprint,
                 state: State::InFlight,
                 at: now,
@@ -176,7 +197,7 @@ impl MemoryStore {
             response
         };
         if shard.bytes + weight > self.bytes_per_shard {
-            self.make_room(&mut shard, now, weight);
+            self.make_room(&mut shard, weight);
         }
         let fits = shard.bytes + weight <= self.bytes_per_shard;
         let (response, weight) = if fits { (response, weight) } else { (None, 0) };
@@ -204,31 +225,30 @@ impl MemoryStore {
         }
     }
 
-    /// Frees a slot (and `bytes` of room): expired records first, then the oldest completed
-    /// ones. Never a request in flight. Whether there is room now.
-    fn make_room(&self, shard: &mut Shard, now: Instant, bytes: usize) -> bool {
-        let retention = self.retention;
-        let before = shard.entries.len();
-        shard.entries.retain(|_, entry| {
-            matches!(entry.state, State::InFlight)
-                || now.saturating_duration_since(entry.at) < retention
-        });
-        if shard.entries.len() != before {
-            shard.bytes = shard.entries.values().map(|entry| entry.weight).sum();
-        }
-        while shard.entries.len() >= self.keys_per_shard
-            || shard.bytes + bytes > self.bytes_per_shard
+    /// Frees a slot (and `bytes` of room), oldest records first — expired or completed; a
+    /// request in flight is never dropped (it goes to the back of the line). Each call looks at
+    /// each line at most once. Whether there is a free slot now.
+    fn make_room(&self, shard: &mut Shard, bytes: usize) -> bool {
+        let mut looked = 0;
+        let lines = shard.order.len();
+        while (shard.entries.len() >= self.keys_per_shard
+            || shard.bytes + bytes > self.bytes_per_shard)
+            && looked < lines
         {
-            let oldest = shard
-                .entries
-                .iter()
-                .filter(|(_, entry)| matches!(entry.state, State::Done(_)))
-                .min_by_key(|(_, entry)| entry.at)
-                .map(|(scope, _)| *scope);
-            let Some(oldest) = oldest else {
+            looked += 1;
+            let Some((scope, number)) = shard.order.pop_front() else {
                 break;
             };
-            if let Some(entry) = shard.entries.remove(&oldest) {
+            let in_flight = match shard.entries.get(&scope) {
+                Some(entry) if entry.number == number => matches!(entry.state, State::InFlight),
+                // A record since removed or begun again: a stale line.
+                _ => continue,
+            };
+            if in_flight {
+                shard.order.push_back((scope, number));
+                continue;
+            }
+            if let Some(entry) = shard.entries.remove(&scope) {
                 shard.bytes = shard.bytes.saturating_sub(entry.weight);
             }
         }
@@ -328,6 +348,35 @@ mod tests {
             "the completed one went"
         );
         assert_eq!(store.claim(keys[0], 1, now), Claim::Full);
+    }
+
+    #[test]
+    fn freed_keys_leave_no_lines_behind_and_a_full_store_evicts_in_order() {
+        let store = MemoryStore::new(Duration::from_mins(1), SHARDS * 100, 1 << 20);
+        let now = Instant::now();
+        for key in 0..10_000u128 {
+            assert_eq!(store.claim(key, 1, now), Claim::Run);
+            store.release(key, 1);
+        }
+        let lines: usize = store
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().order.len())
+            .sum();
+        assert!(lines <= SHARDS * 129, "{lines} lines for no record");
+        // Full of completed records: each new key evicts the oldest, in constant time.
+        // Small keys: the shard is chosen by the top four bits, so all go to shard 0.
+        for key in 0..300u128 {
+            assert_eq!(store.claim(key << 8, 1, now), Claim::Run);
+            store.complete(key << 8, 1, None, now);
+        }
+        assert_eq!(store.shards[0].lock().unwrap().entries.len(), 100);
+        assert_eq!(
+            store.claim(299 << 8, 1, now),
+            Claim::NotReplayable,
+            "the newest is kept"
+        );
+        assert_eq!(store.claim(0, 1, now), Claim::Run, "the oldest went");
     }
 
     #[test]

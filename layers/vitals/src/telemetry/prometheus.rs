@@ -82,6 +82,8 @@ pub(super) fn install(recorder: PrometheusRecorder) -> Result<PrometheusHandle, 
     vitals_concurrency::metrics::describe();
     #[cfg(feature = "rate-limit")]
     vitals_rate_limit::metrics::describe();
+    #[cfg(feature = "idempotency")]
+    vitals_idempotency::metrics::describe();
     #[cfg(feature = "cache-headers")]
     vitals_cache_headers::metrics::describe();
     #[cfg(feature = "client")]
