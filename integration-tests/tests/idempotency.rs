@@ -88,3 +88,237 @@ async fn one_key_makes_one_order_on_postgres() {
     one_order_for_one_key(&shop).await;
     shop.shutdown().await;
 }
+
+/// Two shops on one Redis: 100 concurrent requests with one key, half to each, make one order
+/// between them; a retry to either is a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shops_on_one_redis_make_one_order() {
+    use vitals_integration_tests::redis::{redis_url, unique_prefix};
+    let Some(url) = redis_url("two_shops_on_one_redis_make_one_order") else {
+        return;
+    };
+    let prefix = unique_prefix("idempotency");
+    let start = || {
+        let mut config = vitals_integration_tests::test_config();
+        config.redis_url = Some(url.clone());
+        config.redis_prefix.clone_from(&prefix);
+        TestShop::start(config)
+    };
+    let shops = [start().await, start().await];
+    let body = serde_json::json!({ "customer_id": 4, "product_id": 2, "quantity": 1 });
+    let before: i64 = {
+        let mut total = 0;
+        for shop in &shops {
+            total += shop.shop().db().orders_placed().await.unwrap();
+        }
+        total
+    };
+    let requests: Vec<_> = (0..100)
+        .map(|n| {
+            let shop = &shops[n % 2];
+            let request = shop
+                .client()
+                .post(shop.url("/orders"))
+                .header("idempotency-key", "\"fleet-order\"")
+                .json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let replayed = response.headers().contains_key("idempotent-replayed");
+                (status, replayed)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    let mut after = 0;
+    for shop in &shops {
+        after += shop.shop().db().orders_placed().await.unwrap();
+    }
+    assert_eq!(
+        after - before,
+        1,
+        "one insert across the fleet: {answers:?}"
+    );
+    assert_eq!(answers.iter().filter(|(s, r)| *s == 201 && !r).count(), 1);
+    assert!(
+        answers.iter().all(|(s, _)| *s == 201 || *s == 409),
+        "{answers:?}"
+    );
+    // The record is written in the background as the first answer ends: a retry to the other
+    // shop soon replays it.
+    let mut replayed = false;
+    for _ in 0..100 {
+        let retry = shops[1]
+            .client()
+            .post(shops[1].url("/orders"))
+            .header("idempotency-key", "\"fleet-order\"")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if retry.status() == 201 && retry.headers().contains_key("idempotent-replayed") {
+            replayed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(replayed, "the other shop replays the first answer");
+    for shop in shops {
+        shop.shutdown().await;
+    }
+}
+
+/// Redis gone: a request with a key gets 503 + `Retry-After` (a write must not run
+/// unprotected), nothing is inserted, and the shop keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_means_503_for_keyed_writes_not_a_500() {
+    use vitals_integration_tests::redis::ThrowawayRedis;
+    let Some(redis) = ThrowawayRedis::start("redis_down_means_503_for_keyed_writes_not_a_500")
+    else {
+        return;
+    };
+    let mut config = vitals_integration_tests::test_config();
+    config.redis_url = Some(redis.url());
+    let shop = TestShop::start(config).await;
+    drop(redis);
+    let before = shop.shop().db().orders_placed().await.unwrap();
+    let response = shop
+        .client()
+        .post(shop.url("/orders"))
+        .header("idempotency-key", "\"while-down\"")
+        .json(&serde_json::json!({ "customer_id": 4, "product_id": 2, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(shop.shop().db().orders_placed().await.unwrap(), before);
+    assert_eq!(shop.get("/healthz").await.status(), 200);
+    shop.shutdown().await;
+}
+
+/// With Redis: a 5xx frees the key (the retry runs), a key reused for another body is 422, and
+/// a record's lease ends with a crashed holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_frees_a_failed_key_and_refuses_another_body() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::routing::post;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use vitals::idempotency::{IdempotencyLayer, RedisStore};
+    use vitals_integration_tests::redis::{redis_url, unique_prefix};
+
+    let Some(url) = redis_url("redis_frees_a_failed_key_and_refuses_another_body") else {
+        return;
+    };
+    let runs = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&runs);
+    let store = RedisStore::new(&url)
+        .unwrap()
+        .with_prefix(unique_prefix("idempotency-release"))
+        .with_lease(std::time::Duration::from_millis(300));
+    let app = axum::Router::new()
+        .route(
+            "/pay",
+            post(move || {
+                let counted = Arc::clone(&counted);
+                async move {
+                    if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                        (axum::http::StatusCode::BAD_GATEWAY, "gateway down")
+                    } else {
+                        (axum::http::StatusCode::OK, "paid")
+                    }
+                }
+            }),
+        )
+        .route_layer(IdempotencyLayer::new().with_redis(store.clone()));
+    let pay = |key: &'static str, body: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = http::Request::post("/pay")
+                .header("idempotency-key", key)
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            response.into_body().collect().await.unwrap();
+            (status, replayed)
+        }
+    };
+    assert_eq!(pay("\"p1\"", "10").await, (502, false));
+    // The release runs in the background: the retry runs once it has.
+    let mut retried = (0, false);
+    for _ in 0..50 {
+        retried = pay("\"p1\"", "10").await;
+        if retried.0 != 409 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(retried, (200, false), "the key was freed and the retry ran");
+    let mut replay = (0, false);
+    for _ in 0..50 {
+        replay = pay("\"p1\"", "10").await;
+        if replay.1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(replay, (200, true));
+    assert_eq!(pay("\"p1\"", "99").await, (422, false));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    // An instance that crashed holding a key: its marker (set here as it would have) stops
+    // the key until its lease ends, then the request runs.
+    hold_like_a_crashed_instance(&url, store.prefix(), "p2", b"20").await;
+    assert_eq!(
+        pay("\"p2\"", "20").await,
+        (409, false),
+        "held by the crashed instance"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        pay("\"p2\"", "20").await,
+        (200, false),
+        "the lease ended: it runs"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    assert_eq!(store.failures(), 0);
+}
+
+/// Sets the in-flight marker an instance would have set for `POST /pay` with `key` and `body`,
+/// with a 300 ms lease, and is gone.
+async fn hold_like_a_crashed_instance(url: &str, prefix: &str, key: &str, body: &[u8]) {
+    let print = vitals::idempotency::fingerprint::fingerprint(
+        &http::Method::POST,
+        "/pay",
+        &"/pay".parse().unwrap(),
+        &http::HeaderMap::new(),
+        &[],
+        body,
+    );
+    let scope = vitals::idempotency::fingerprint::scope(None, key);
+    let mut marker = vec![b'F'];
+    marker.extend_from_slice(&print.to_be_bytes());
+    marker.extend_from_slice(&[7; 16]);
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:{scope:032x}"))
+        .arg(marker)
+        .arg("PX")
+        .arg(300)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}

@@ -62,10 +62,16 @@ pub struct Config {
     #[arg(long, value_delimiter = ',', default_value = "demo,team-a,team-b")]
     pub api_keys: Vec<String>,
 
-    /// Keep the `GET /checkout` quota in this Redis (`redis://host:port/`), shared by every
-    /// shop instance given the same URL; in process when not given.
+    /// Keep the `GET /checkout` quota and `POST /orders`' idempotency keys in this Redis
+    /// (`redis://host:port/`), shared by every shop instance given the same URL; in process
+    /// when not given.
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// The prefix of the shop's idempotency keys in Redis (with `--redis-url`): shops sharing
+    /// the prefix share `POST /orders`' keys.
+    #[arg(long, default_value = "shop:idem")]
+    pub redis_prefix: String,
 
     /// The most database connections the shop's pool opens.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]

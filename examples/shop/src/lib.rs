@@ -209,6 +209,8 @@ pub struct Shop {
     dashboard: vitals::dashboard::Dashboard,
     /// The missing-index detector, unless its connection failed.
     index_detector: Option<IndexDetector>,
+    /// `POST /orders`' `Idempotency-Key` rule (in Redis with `--redis-url`).
+    idempotency: vitals::idempotency::IdempotencyLayer,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -274,9 +276,17 @@ impl Shop {
             w3c_test_endpoint: config.w3c_test_endpoint,
         });
         let mut quotas = RateLimitLayer::per_route();
+        let mut idempotency = routes::idempotency();
         if let Some(url) = &config.redis_url {
             quotas =
                 quotas.with_redis(RedisStore::new(url).map_err(|e| StartError(e.to_string()))?);
+            // Orders' keys shared by every shop on this Redis: a retry that reaches another
+            // instance is still a replay.
+            idempotency = idempotency.with_redis(
+                vitals::idempotency::RedisStore::new(url)
+                    .map_err(|e| StartError(e.to_string()))?
+                    .with_prefix(config.redis_prefix.clone()),
+            );
         }
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
@@ -311,6 +321,7 @@ impl Shop {
             metrics: vitals::telemetry::prometheus(),
             dashboard,
             index_detector: detector,
+            idempotency,
             payment_stub,
         })
     }
@@ -323,10 +334,14 @@ impl Shop {
     pub fn router(&self) -> Router {
         let latency_json =
             Router::new().route_service("/_vitals/latency", self.latency.json_service());
-        routes::router(Arc::clone(&self.state), self.metrics.clone())
-            .layer(self.vitals.clone())
-            .merge(self.dashboard.router())
-            .merge(self.dashboard.guard(latency_json))
+        routes::router(
+            Arc::clone(&self.state),
+            self.metrics.clone(),
+            self.idempotency.clone(),
+        )
+        .layer(self.vitals.clone())
+        .merge(self.dashboard.router())
+        .merge(self.dashboard.guard(latency_json))
     }
 
     /// The dashboard.

@@ -76,8 +76,8 @@ fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
 pub fn router(
     state: Arc<AppState>,
     metrics: Option<vitals::telemetry::PrometheusHandle>,
+    idempotency: vitals::idempotency::IdempotencyLayer,
 ) -> Router {
-    let idempotency = idempotency();
     Router::new()
         .route("/healthz", get(healthz))
         .route(

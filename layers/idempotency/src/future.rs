@@ -15,7 +15,7 @@ use tower_service::Service;
 use crate::body::IdempotencyBody;
 use bytes::Buf;
 
-use crate::part::{Claimed, Keyed, Ticket};
+use crate::part::{Claimed, Claiming, Keyed, Ticket};
 use crate::problem::Problem;
 
 pin_project! {
@@ -48,6 +48,11 @@ pin_project! {
             #[pin]
             future: S::Future,
             ticket: Option<Ticket>,
+        },
+        Claiming {
+            claiming: std::pin::Pin<Box<dyn Future<Output = Claimed> + Send>>,
+            waiting: Box<Waiting<S>>,
+            body: Option<Bytes>,
         },
         Answered {
             response: Option<Response<Full<Bytes>>>,
@@ -109,6 +114,21 @@ where
         let mut this = self.project();
         loop {
             let next = match this.state.as_mut().project() {
+                StateProjection::Claiming {
+                    claiming,
+                    waiting,
+                    body,
+                } => {
+                    let claimed = ready!(claiming.as_mut().poll(cx));
+                    let (Some(head), Some(service), Some(body)) =
+                        (waiting.head.take(), waiting.service.take(), body.take())
+                    else {
+                        return Poll::Ready(Ok(Problem::StoreFull
+                            .into_response()
+                            .map(IdempotencyBody::own)));
+                    };
+                    next_step(claimed, head, body, service)
+                }
                 StateProjection::Answered { response } => {
                     let response = response
                         .take()
@@ -156,7 +176,7 @@ where
                             }
                         }
                     };
-                    let (Some(keyed), Some(head), Some(mut service)) =
+                    let (Some(keyed), Some(head), Some(service)) =
                         (keyed.take(), head.take(), service.take())
                     else {
                         return Poll::Ready(Ok(Problem::StoreFull
@@ -170,12 +190,17 @@ where
                     } else {
                         let body = std::mem::take(read).freeze();
                         match keyed.claim(&head, &body) {
-                            Claimed::Answer(response) => State::Answered {
-                                response: Some(response),
-                            },
-                            Claimed::Run(ticket) => State::Running {
-                                future: service.call(Request::from_parts(head, B::from(body))),
-                                ticket: Some(ticket),
+                            Claiming::Ready(claimed) => next_step(claimed, head, body, service),
+                            #[cfg(feature = "redis")]
+                            Claiming::Remote(claiming) => State::Claiming {
+                                claiming,
+                                waiting: Box::new(Waiting {
+                                    keyed: None,
+                                    head: Some(head),
+                                    read: BytesMut::new(),
+                                    service: Some(service),
+                                }),
+                                body: Some(body),
                             },
                         }
                     }
@@ -183,5 +208,27 @@ where
             };
             this.state.set(next);
         }
+    }
+}
+
+/// What follows a decided claim: the answer, or the request sent on with its ticket.
+fn next_step<S, B>(
+    claimed: Claimed,
+    head: request::Parts,
+    body: Bytes,
+    mut service: S,
+) -> State<S, B>
+where
+    S: Service<Request<B>>,
+    B: Body + From<Bytes>,
+{
+    match claimed {
+        Claimed::Answer(response) => State::Answered {
+            response: Some(response),
+        },
+        Claimed::Run(ticket) => State::Running {
+            future: service.call(Request::from_parts(head, B::from(body))),
+            ticket: Some(ticket),
+        },
     }
 }

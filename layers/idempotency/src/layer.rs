@@ -49,7 +49,10 @@ pub(crate) struct Config {
     pub(crate) store: Arc<MemoryStore>,
     #[cfg(feature = "metrics")]
     pub(crate) counters: Arc<crate::metrics::Counters>,
-    retention: Duration,
+    /// Keys shared by a fleet, instead of the memory store.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::RedisStore>,
+    pub(crate) retention: Duration,
     max_keys: usize,
     max_bytes: usize,
 }
@@ -71,6 +74,8 @@ impl Clone for Config {
             store: Arc::clone(&self.store),
             #[cfg(feature = "metrics")]
             counters: Arc::clone(&self.counters),
+            #[cfg(feature = "redis")]
+            redis: self.redis.clone(),
             retention: self.retention,
             max_keys: self.max_keys,
             max_bytes: self.max_bytes,
@@ -111,6 +116,8 @@ impl Default for Config {
             )),
             #[cfg(feature = "metrics")]
             counters: Arc::default(),
+            #[cfg(feature = "redis")]
+            redis: None,
             retention: DEFAULT_RETENTION,
             max_keys: DEFAULT_MAX_KEYS,
             max_bytes: DEFAULT_MAX_BYTES,
@@ -203,6 +210,16 @@ impl IdempotencyLayer {
     pub fn with_retention(mut self, retention: Duration) -> Self {
         self.config().retention = retention;
         self.new_store();
+        self
+    }
+
+    /// Keeps the keys in Redis, shared by every instance given the same store (feature
+    /// `redis`; see [`RedisStore`](crate::RedisStore)) — a retry that reaches another instance
+    /// is still a replay. The memory store's bounds do not apply; Redis expires the records.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn with_redis(mut self, store: crate::RedisStore) -> Self {
+        self.config().redis = Some(store);
         self
     }
 

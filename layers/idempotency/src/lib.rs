@@ -40,8 +40,9 @@
 //!     );
 //! ```
 //!
-//! The store is in process: one instance's keys. (A store shared by a fleet through Redis is
-//! still to come.)
+//! The store is in process (one instance's keys), or in Redis with the `redis` feature
+//! (`RedisStore`, `IdempotencyLayer::with_redis`): every instance of a service shares the keys,
+//! and a retry that reaches another instance is still a replay.
 
 pub mod fingerprint;
 pub mod key;
@@ -56,6 +57,8 @@ mod body;
 mod future;
 mod layer;
 mod outcome;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod service;
 
 pub use body::IdempotencyBody;
@@ -64,4 +67,8 @@ pub use layer::{
     DEFAULT_MAX_BODY, DEFAULT_RETENTION, IdempotencyLayer, IdempotencySettings, Principal,
 };
 pub use part::IDEMPOTENT_REPLAYED;
+#[cfg(feature = "redis")]
+pub use redis_store::{
+    DEFAULT_LEASE, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreError,
+};
 pub use service::Idempotency;

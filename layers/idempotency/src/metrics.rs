@@ -6,7 +6,9 @@
 //!   replayable);
 //! - `vitals.idempotency.mismatches` — `422`s (the key used for another request);
 //! - `vitals.idempotency.refused` — `400`s (missing or malformed key), `413`s and `503`s (the
-//!   store full).
+//!   store full);
+//! - `vitals.idempotency.store_errors` — requests whose key could not be checked because Redis
+//!   failed (answered `503`, or run unprotected).
 
 use metrics::Counter;
 use vitals_core::per_route::PerRoute;
@@ -24,6 +26,8 @@ pub const CONFLICTS: &str = "vitals.idempotency.conflicts";
 pub const MISMATCHES: &str = "vitals.idempotency.mismatches";
 /// Requests refused before their key was looked up, or because the store was full.
 pub const REFUSED: &str = "vitals.idempotency.refused";
+/// Requests whose key could not be checked: the shared store (Redis) failed.
+pub const STORE_ERRORS: &str = "vitals.idempotency.store_errors";
 
 /// HELP text for this crate's families (call once, after installing the recorder).
 pub fn describe() {
@@ -44,6 +48,10 @@ pub fn describe() {
         REFUSED,
         "Requests refused: a missing or malformed key, a body too large, a full store."
     );
+    metrics::describe_counter!(
+        STORE_ERRORS,
+        "Requests whose key could not be checked: the shared store failed."
+    );
 }
 
 #[derive(Debug)]
@@ -53,6 +61,7 @@ struct RouteCounters {
     conflicts: Counter,
     mismatches: Counter,
     refused: Counter,
+    store_errors: Counter,
 }
 
 /// The counters per route, made at a route's first use.
@@ -71,6 +80,7 @@ impl Counters {
                 conflicts: metrics::counter!(CONFLICTS, HTTP_ROUTE => route.to_owned()),
                 mismatches: metrics::counter!(MISMATCHES, HTTP_ROUTE => route.to_owned()),
                 refused: metrics::counter!(REFUSED, HTTP_ROUTE => route.to_owned()),
+                store_errors: metrics::counter!(STORE_ERRORS, HTTP_ROUTE => route.to_owned()),
             },
             |counters| {
                 let counter = match outcome {
@@ -79,6 +89,8 @@ impl Counters {
                     Outcome::Conflict => &counters.conflicts,
                     Outcome::Mismatch => &counters.mismatches,
                     Outcome::Refused => &counters.refused,
+                    #[cfg(feature = "redis")]
+                    Outcome::StoreError => &counters.store_errors,
                 };
                 counter.increment(1);
             },

@@ -12,6 +12,8 @@ pub(crate) enum Outcome {
     Conflict,
     Mismatch,
     Refused,
+    #[cfg(feature = "redis")]
+    StoreError,
 }
 
 impl Config {

@@ -122,25 +122,47 @@ impl Keyed {
         self.config.max_request_body
     }
 
-    /// The body was read: the key's record decides.
-    pub fn claim(self, head: &request::Parts, body: &[u8]) -> Claimed {
-        let config = &self.config;
+    /// The body was read: the key's record decides — at once with the memory store, after a
+    /// round trip with Redis.
+    pub fn claim(self, head: &request::Parts, body: &[u8]) -> Claiming {
         let print = fingerprint(
             &head.method,
             self.route.as_str(),
             &head.uri,
             &head.headers,
-            &config.fingerprint_headers,
+            &self.config.fingerprint_headers,
             body,
         );
-        let (problem, outcome) = match config.store.claim(self.scope, print, Instant::now()) {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = self.config.redis.clone() {
+            return Claiming::Remote(Box::pin(async move {
+                match redis.claim(self.scope, print).await {
+                    Ok((claim, marker)) => self.decided(claim, print, Hold::Remote(redis, marker)),
+                    Err(_) if redis.fails_open() => {
+                        self.config.count(&self.route, Outcome::StoreError);
+                        self.decided(Claim::Run, print, Hold::Unprotected)
+                    }
+                    Err(_) => {
+                        self.config.count(&self.route, Outcome::StoreError);
+                        Claimed::Answer(Problem::StoreUnavailable.into_response())
+                    }
+                }
+            }));
+        }
+        let claim = self.config.store.claim(self.scope, print, Instant::now());
+        Claiming::Ready(self.decided(claim, print, Hold::Memory))
+    }
+
+    fn decided(self, claim: Claim, print: u128, hold: Hold) -> Claimed {
+        let config = &self.config;
+        let (problem, outcome) = match claim {
             Claim::Run => {
                 config.count(&self.route, Outcome::FirstRun);
                 return Claimed::Run(Ticket {
                     config: Arc::clone(config),
                     scope: self.scope,
                     fingerprint: print,
-                    held: true,
+                    hold: Some(hold),
                 });
             }
             Claim::Replay(stored) => {
@@ -163,6 +185,88 @@ impl Keyed {
     }
 }
 
+/// A claim: decided at once (the memory store), or on its way (Redis).
+pub enum Claiming {
+    /// Decided.
+    Ready(Claimed),
+    /// The round trip to Redis, then the decision.
+    #[cfg(feature = "redis")]
+    Remote(std::pin::Pin<Box<dyn std::future::Future<Output = Claimed> + Send>>),
+}
+
+impl std::fmt::Debug for Claiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ready(claimed) => f.debug_tuple("Ready").field(claimed).finish(),
+            #[cfg(feature = "redis")]
+            Self::Remote(_) => f.write_str("Remote"),
+        }
+    }
+}
+
+/// Where a running request's key is held.
+#[derive(Debug)]
+enum Hold {
+    /// In the layer's memory store.
+    Memory,
+    /// In Redis, under this marker.
+    #[cfg(feature = "redis")]
+    Remote(crate::RedisStore, crate::redis_store::Marker),
+    /// Nowhere: Redis failed and the store fails open.
+    #[cfg(feature = "redis")]
+    Unprotected,
+}
+
+impl Hold {
+    /// The request ended with `response` (`None`: not replayable) to record.
+    fn complete(
+        self,
+        config: &Config,
+        scope: u128,
+        fingerprint: u128,
+        response: Option<StoredResponse>,
+    ) {
+        match self {
+            Self::Memory => config
+                .store
+                .complete(scope, fingerprint, response, Instant::now()),
+            #[cfg(feature = "redis")]
+            Self::Remote(redis, marker) => {
+                let retention = config.retention;
+                spawn(async move {
+                    redis
+                        .complete(scope, fingerprint, &marker, response.as_ref(), retention)
+                        .await;
+                });
+            }
+            #[cfg(feature = "redis")]
+            Self::Unprotected => {}
+        }
+    }
+
+    /// The request ended without anything to record: the key is free again.
+    fn release(self, config: &Config, scope: u128, fingerprint: u128) {
+        match self {
+            Self::Memory => config.store.release(scope, fingerprint),
+            #[cfg(feature = "redis")]
+            Self::Remote(redis, marker) => {
+                spawn(async move { redis.release(scope, &marker).await });
+            }
+            #[cfg(feature = "redis")]
+            Self::Unprotected => {}
+        }
+    }
+}
+
+/// Runs a Redis write in the background (a body's end or a ticket's drop cannot wait for it);
+/// outside a runtime the lease frees the key instead.
+#[cfg(feature = "redis")]
+fn spawn(write: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(write);
+    }
+}
+
 /// The stored response, again, marked as a replay.
 fn replay(stored: &StoredResponse) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(stored.body.clone()));
@@ -180,7 +284,8 @@ pub struct Ticket {
     config: Arc<Config>,
     scope: u128,
     fingerprint: u128,
-    held: bool,
+    /// `None` once handed to a recorder.
+    hold: Option<Hold>,
 }
 
 impl Ticket {
@@ -190,9 +295,10 @@ impl Ticket {
         if status.is_server_error() && !self.config.keep.server_errors {
             return None; // dropped: the key is freed for a retry
         }
-        self.held = false;
+        let hold = self.hold.take()?;
         Some(Recorder {
             config: Arc::clone(&self.config),
+            hold,
             scope: self.scope,
             fingerprint: self.fingerprint,
             status,
@@ -205,8 +311,8 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if self.held {
-            self.config.store.release(self.scope, self.fingerprint);
+        if let Some(hold) = self.hold.take() {
+            hold.release(&self.config, self.scope, self.fingerprint);
         }
     }
 }
@@ -215,6 +321,7 @@ impl Drop for Ticket {
 #[derive(Debug)]
 pub struct Recorder {
     config: Arc<Config>,
+    hold: Hold,
     scope: u128,
     fingerprint: u128,
     status: StatusCode,
@@ -246,9 +353,8 @@ impl Recorder {
             headers: self.headers,
             body: self.body.freeze(),
         });
-        self.config
-            .store
-            .complete(self.scope, self.fingerprint, response, Instant::now());
+        self.hold
+            .complete(&self.config, self.scope, self.fingerprint, response);
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Problem {
     UnreadableBody,
     /// 503: the store cannot take another key (every slot holds a request in flight).
     StoreFull,
+    /// 503: the shared store (Redis) did not answer, and requests are not run unprotected.
+    StoreUnavailable,
 }
 
 impl Problem {
@@ -37,7 +39,7 @@ impl Problem {
             Self::InProgress | Self::NotReplayable => StatusCode::CONFLICT,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::StoreFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreFull | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -51,6 +53,7 @@ impl Problem {
             Self::Mismatch => "Idempotency-Key reused with a different request",
             Self::UnreadableBody => "Request body could not be read",
             Self::StoreFull => "Idempotency keys cannot be recorded right now",
+            Self::StoreUnavailable => "Idempotency keys cannot be checked right now",
         }
     }
 
@@ -69,6 +72,7 @@ impl Problem {
             }
             Self::Mismatch => "This key was used with a different request (method, path or body). Use a new key for a new operation.".to_owned(),
             Self::StoreFull => "Too many requests with an Idempotency-Key are in flight. Retry shortly.".to_owned(),
+            Self::StoreUnavailable => "The store of idempotency keys did not answer; nothing was done. Retry shortly with the same key.".to_owned(),
             Self::UnreadableBody => "The request body broke off before its end; nothing was done.".to_owned(),
         }
     }
@@ -89,7 +93,10 @@ impl Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(self, Self::InProgress | Self::StoreFull) {
+        if matches!(
+            self,
+            Self::InProgress | Self::StoreFull | Self::StoreUnavailable
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
