@@ -89,7 +89,8 @@ pub struct Db {
     url: String,
     /// Waits, holders and exhaustion of the pool: every statement acquires through it.
     vitals: PoolVitals,
-    /// The id the next order gets (one shop per database: ids are handed out here).
+    /// The id the next order gets (handed out here; an id another shop on the same database
+    /// took moves it past the largest in the table).
     next_order_id: Arc<AtomicI64>,
 }
 
@@ -588,21 +589,41 @@ impl Db {
         ) else {
             return Ok(None);
         };
-        let id = self.next_order_id.fetch_add(1, Ordering::Relaxed);
         let placed_at = placed_now();
         let total_cents = product.price_cents.saturating_mul(quantity);
-        sqlx::query(
-            "INSERT INTO orders (id, customer_id, product_id, quantity, total_cents, placed_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(customer.id)
-        .bind(product.id)
-        .bind(quantity)
-        .bind(total_cents)
-        .bind(&placed_at)
-        .execute(&mut **self.acquire().await?)
-        .await?;
+        // Ids are handed out here; another shop on the same database hands out the same ones,
+        // so a taken id moves the counter past the largest in the table and tries again.
+        let mut attempts = 0;
+        let id = loop {
+            let id = self.next_order_id.fetch_add(1, Ordering::Relaxed);
+            let inserted = sqlx::query(
+                "INSERT INTO orders (id, customer_id, product_id, quantity, total_cents, placed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(customer.id)
+            .bind(product.id)
+            .bind(quantity)
+            .bind(total_cents)
+            .bind(&placed_at)
+            .execute(&mut **self.acquire().await?)
+            .await;
+            match inserted {
+                Ok(_) => break id,
+                Err(sqlx::Error::Database(error))
+                    if error.kind() == sqlx::error::ErrorKind::UniqueViolation && attempts < 5 =>
+                {
+                    attempts += 1;
+                    let last: Option<i64> = sqlx::query("SELECT MAX(id) FROM orders")
+                        .fetch_one(&mut **self.acquire().await?)
+                        .await?
+                        .try_get(0)?;
+                    self.next_order_id
+                        .fetch_max(last.unwrap_or(0) + 1, Ordering::Relaxed);
+                }
+                Err(error) => return Err(error),
+            }
+        };
         Ok(Some(Order {
             id,
             product_id: product.id,

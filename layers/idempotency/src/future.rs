@@ -136,7 +136,16 @@ where
                     return Poll::Ready(Ok(response.map(IdempotencyBody::own)));
                 }
                 StateProjection::Running { future, ticket } => {
-                    let response = ready!(future.poll(cx))?;
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            // No answer: the operation failed, the key is free for a retry.
+                            if let Some(ticket) = ticket.take() {
+                                ticket.release();
+                            }
+                            return Poll::Ready(Err(error));
+                        }
+                    };
                     let (head, body) = response.into_parts();
                     let recorder = ticket
                         .take()
@@ -154,28 +163,7 @@ where
                         service,
                     } = &mut **waiting;
                     let limit = keyed.as_ref().map_or(0, Keyed::max_body);
-                    let read_all = loop {
-                        match ready!(body.as_mut().poll_frame(cx)) {
-                            None => break Ok(()),
-                            Some(Err(_)) => break Err(Problem::UnreadableBody),
-                            Some(Ok(frame)) => {
-                                if let Ok(mut data) = frame.into_data() {
-                                    if read.len() + data.remaining() > limit {
-                                        break Err(Problem::BodyTooLarge { max: limit });
-                                    }
-                                    while data.has_remaining() {
-                                        let chunk = data.chunk();
-                                        let len = chunk.len();
-                                        read.extend_from_slice(chunk);
-                                        data.advance(len);
-                                    }
-                                }
-                                if body.is_end_stream() {
-                                    break Ok(());
-                                }
-                            }
-                        }
-                    };
+                    let read_all = ready!(read_body(body.as_mut(), read, limit, cx));
                     let (Some(keyed), Some(head), Some(service)) =
                         (keyed.take(), head.take(), service.take())
                     else {
@@ -230,5 +218,46 @@ where
             future: service.call(Request::from_parts(head, B::from(body))),
             ticket: Some(ticket),
         },
+    }
+}
+
+/// Reads `body` into `read`, at most `limit` bytes: a body that says it is larger is refused
+/// before a byte is read; one that says its size is read into one buffer of that size.
+fn read_body<B: Body>(
+    mut body: Pin<&mut B>,
+    read: &mut BytesMut,
+    limit: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Problem>> {
+    let hint = body.size_hint();
+    if usize::try_from(hint.lower()).unwrap_or(usize::MAX) > limit {
+        return Poll::Ready(Err(Problem::BodyTooLarge { max: limit }));
+    }
+    if read.is_empty()
+        && let Some(exact) = hint.exact().and_then(|n| usize::try_from(n).ok())
+    {
+        read.reserve(exact);
+    }
+    loop {
+        match ready!(body.as_mut().poll_frame(cx)) {
+            None => return Poll::Ready(Ok(())),
+            Some(Err(_)) => return Poll::Ready(Err(Problem::UnreadableBody)),
+            Some(Ok(frame)) => {
+                if let Ok(mut data) = frame.into_data() {
+                    if read.len() + data.remaining() > limit {
+                        return Poll::Ready(Err(Problem::BodyTooLarge { max: limit }));
+                    }
+                    while data.has_remaining() {
+                        let chunk = data.chunk();
+                        let len = chunk.len();
+                        read.extend_from_slice(chunk);
+                        data.advance(len);
+                    }
+                }
+                if body.is_end_stream() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
     }
 }

@@ -15,13 +15,17 @@
 //! | none, on a route that requires one | `400 Bad Request` |
 //! | a malformed key (not a structured-field string, repeated, longer than 255 characters) | `400 Bad Request` |
 //!
-//! Refusals are RFC 9457 problem documents (`application/problem+json`, `no-store`). A 5xx
-//! frees the key (the client can retry the operation) unless
-//! [`with_server_errors_stored`](IdempotencyLayer::with_server_errors_stored); a request whose
-//! handler was dropped before answering frees it too. A response too large to keep (1 MiB by
-//! default), or whose body broke off, is recorded as done and not replayable: a retry gets
-//! 409, never a second run. Records are kept 24 h, bounded in keys (100,000) and bytes (64 MiB);
-//! keys are scoped per client with [`with_principal`](IdempotencyLayer::with_principal).
+//! Refusals are RFC 9457 problem documents (`application/problem+json`, `no-store`). A 5xx, a
+//! 408, 425 or 429, or the inner service's error frees the key (the client can retry the
+//! operation) unless [`with_server_errors_stored`](IdempotencyLayer::with_server_errors_stored)
+//! keeps 5xx. A request whose handler was dropped before answering (the client left, a
+//! timeout), a response too large to keep (1 MiB by default), or one whose body broke off, is
+//! recorded as done and not replayable: a retry gets 409 — the handler may have done its work,
+//! and must not run again. Records are kept 24 h, bounded in keys (100,000) and bytes (64 MiB:
+//! past them the oldest completed records are forgotten first — size the bounds for your rate
+//! of keys times the retention); keys are scoped per client with
+//! [`with_principal`](IdempotencyLayer::with_principal), else by the request's credentials
+//! (`Authorization`, `Cookie`).
 //!
 //! ```
 //! use axum::{routing::post, Router};

@@ -90,10 +90,10 @@ impl IdempotencyPart {
                 return Arrival::Answer(self.refuse(route, Problem::BadKey(reason.to_string())));
             }
         };
-        let principal = config
-            .principal
-            .as_ref()
-            .and_then(|principal| principal(RequestHead::of_parts(head)));
+        let principal = match &config.principal {
+            Some(principal) => principal(RequestHead::of_parts(head)),
+            None => credentials(&head.headers),
+        };
         Arrival::Collect(Keyed {
             config: Arc::clone(config),
             scope: scope(principal.as_deref(), &key),
@@ -136,17 +136,21 @@ impl Keyed {
         #[cfg(feature = "redis")]
         if let Some(redis) = self.config.redis.clone() {
             return Claiming::Remote(Box::pin(async move {
-                match redis.claim(self.scope, print).await {
-                    Ok((claim, marker)) => self.decided(claim, print, Hold::Remote(redis, marker)),
-                    Err(_) if redis.fails_open() => {
-                        self.config.count(&self.route, Outcome::StoreError);
+                let marker = crate::redis_store::marker(print);
+                let Ok(claim) = redis.claim(self.scope, print, &marker).await else {
+                    // The claim may have reached Redis before the answer was lost: its marker
+                    // goes (only if it is there and its own).
+                    let scope = self.scope;
+                    let stray = redis.clone();
+                    spawn(async move { stray.release(scope, &marker).await });
+                    self.config.count(&self.route, Outcome::StoreError);
+                    return if redis.fails_open() {
                         self.decided(Claim::Run, print, Hold::Unprotected)
-                    }
-                    Err(_) => {
-                        self.config.count(&self.route, Outcome::StoreError);
+                    } else {
                         Claimed::Answer(Problem::StoreUnavailable.into_response())
-                    }
-                }
+                    };
+                };
+                self.decided(claim, print, Hold::Remote(redis, marker))
             }));
         }
         let claim = self.config.store.claim(self.scope, print, Instant::now());
@@ -234,9 +238,19 @@ impl Hold {
             Self::Remote(redis, marker) => {
                 let retention = config.retention;
                 spawn(async move {
-                    redis
-                        .complete(scope, fingerprint, &marker, response.as_ref(), retention)
-                        .await;
+                    // Lost, the completion would let a retry run again once the lease ends:
+                    // tried three times (each failure is counted and logged by the store).
+                    let mut pause = std::time::Duration::from_millis(50);
+                    for _ in 0..3 {
+                        let written = redis
+                            .complete(scope, fingerprint, &marker, response.as_ref(), retention)
+                            .await;
+                        if written.is_ok() {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                    }
                 });
             }
             #[cfg(feature = "redis")]
@@ -267,6 +281,22 @@ fn spawn(write: impl std::future::Future<Output = ()> + Send + 'static) {
     }
 }
 
+/// Without a principal rule, the request's credentials (`Authorization`, `Cookie`) scope its
+/// key, hashed: a client with other credentials never gets this one's stored answer.
+fn credentials(headers: &HeaderMap) -> Option<String> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut any = false;
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        for value in headers.get_all(&name) {
+            any = true;
+            hasher.update(name.as_str().as_bytes());
+            hasher.update(&(value.len() as u64).to_le_bytes());
+            hasher.update(value.as_bytes());
+        }
+    }
+    any.then(|| format!("credentials:{:032x}", hasher.digest128()))
+}
+
 /// The stored response, again, marked as a replay.
 fn replay(stored: &StoredResponse) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(stored.body.clone()));
@@ -290,13 +320,20 @@ pub struct Ticket {
 
 impl Ticket {
     /// The response's head passed: `None` when the key is freed at once (a server error the
-    /// route does not store), else the recorder that stores the response when its body ends.
+    /// route does not store, or a status that says "try again": 408, 425, 429), else the
+    /// recorder that stores the response when its body ends.
     pub fn on_response(mut self, status: StatusCode, headers: &HeaderMap) -> Option<Recorder> {
-        if status.is_server_error() && !self.config.keep.server_errors {
-            return None; // dropped: the key is freed for a retry
+        let try_again = matches!(status.as_u16(), 408 | 425 | 429);
+        if try_again || (status.is_server_error() && !self.config.keep.server_errors) {
+            self.release();
+            return None;
         }
         let hold = self.hold.take()?;
+        let content_length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
         Some(Recorder {
+            content_length,
             config: Arc::clone(&self.config),
             hold,
             scope: self.scope,
@@ -309,10 +346,23 @@ impl Ticket {
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
+impl Ticket {
+    /// The request failed without an answer worth keeping (the inner service's error, a 5xx):
+    /// the key is free again, so the client can retry the operation.
+    pub fn release(mut self) {
         if let Some(hold) = self.hold.take() {
             hold.release(&self.config, self.scope, self.fingerprint);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    /// Dropped before its response: the handler was running — the client left, a timeout cut
+    /// it, it panicked — and may have done its work. The key is recorded as done and not
+    /// replayable (a retry gets `409`), never freed for a second run.
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            hold.complete(&self.config, self.scope, self.fingerprint, None);
         }
     }
 }
@@ -322,6 +372,9 @@ impl Drop for Ticket {
 pub struct Recorder {
     config: Arc<Config>,
     hold: Hold,
+    /// The response's `Content-Length`, when it gave one: a body dropped once that many bytes
+    /// went by was delivered whole.
+    content_length: Option<usize>,
     scope: u128,
     fingerprint: u128,
     status: StatusCode,
@@ -348,7 +401,12 @@ impl Recorder {
     /// short is recorded as done but not replayable (the handler ran: a retry must not run it
     /// again).
     pub fn on_end(self, end: BodyEnd) {
-        let response = (end == BodyEnd::Completed && !self.too_large).then(|| StoredResponse {
+        // Dropped after the last byte its length announced: delivered whole.
+        let whole = end == BodyEnd::Completed
+            || (end == BodyEnd::Dropped
+                && !self.too_large
+                && self.content_length == Some(self.body.len()));
+        let response = (whole && !self.too_large).then(|| StoredResponse {
             status: self.status,
             headers: self.headers,
             body: self.body.freeze(),

@@ -79,11 +79,14 @@ impl Problem {
 
     /// The answer: the problem as JSON, `no-store`, and `Retry-After: 1` where a retry helps.
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        // `about:blank`: the title is the status's phrase (RFC 9457 §4.2.1); what happened is
+        // the detail.
+        let status = self.status();
         let body = serde_json::json!({
             "type": "about:blank",
-            "title": self.title(),
-            "status": self.status().as_u16(),
-            "detail": self.detail(),
+            "title": status.canonical_reason().unwrap_or_default(),
+            "status": status.as_u16(),
+            "detail": format!("{}. {}", self.title(), self.detail()),
         });
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
         *response.status_mut() = self.status();

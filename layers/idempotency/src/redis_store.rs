@@ -217,14 +217,14 @@ impl RedisStore {
         result
     }
 
-    /// Claims `scope` for a request with `fingerprint`: the claim, with the marker to hold when
-    /// it is [`Claim::Run`]; `Err` when Redis failed.
+    /// Claims `scope` for a request with `fingerprint`, holding it with `marker` when the claim
+    /// is [`Claim::Run`]; `Err` when Redis failed.
     pub(crate) async fn claim(
         &self,
         scope: u128,
         fingerprint: u128,
-    ) -> Result<(Claim, Marker), String> {
-        let marker = marker(fingerprint);
+        marker: &Marker,
+    ) -> Result<Claim, String> {
         let lease = self.lease.as_millis().to_string();
         let record: Option<Vec<u8>> = self
             .run(
@@ -243,7 +243,7 @@ impl RedisStore {
                 )
             }
         };
-        Ok((claim, marker))
+        Ok(claim)
     }
 
     /// The request holding `marker` completed: its record replaces the marker.
@@ -254,16 +254,25 @@ impl RedisStore {
         marker: &Marker,
         response: Option<&StoredResponse>,
         retention: Duration,
-    ) {
+    ) -> Result<(), String> {
         let record = encode(fingerprint, response);
         let retention = retention.as_millis().max(1).to_string();
-        let _: Result<i64, String> = self
+        let replaced: i64 = self
             .run(
                 &self.shared.complete,
                 &self.key(scope),
                 &[&marker.0, &record, retention.as_bytes()],
             )
-            .await;
+            .await?;
+        if replaced == 0 {
+            // The marker was gone: the lease ended before the request did (a retry may have
+            // run), or the record was removed. Said, not retried.
+            tracing::warn!(
+                prefix = %self.prefix,
+                "idempotency: a request outlived its key's lease; its answer was not recorded (raise the lease above the slowest request)"
+            );
+        }
+        Ok(())
     }
 
     /// The request holding `marker` ended without a record: the key is free again.
@@ -300,7 +309,7 @@ impl RedisStore {
 
 /// An in-flight marker: `F`, the fingerprint, and a random token (so two requests never hold
 /// one marker, even with one fingerprint).
-fn marker(fingerprint: u128) -> Marker {
+pub(crate) fn marker(fingerprint: u128) -> Marker {
     let mut marker = BytesMut::with_capacity(33);
     marker.put_u8(b'F');
     marker.put_u128(fingerprint);

@@ -228,3 +228,62 @@ async fn keys_are_scoped_per_principal_and_cookies_are_not_replayed() {
     );
     assert_eq!(runs.get(), 2);
 }
+
+#[tokio::test]
+async fn a_handler_dropped_mid_work_is_never_run_again_and_try_again_answers_free_the_key() {
+    let runs = Runs::default();
+    let counted = runs.clone();
+    let slow = Router::new()
+        .route(
+            "/transfer",
+            post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.0.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "moved"
+                }
+            }),
+        )
+        .route(
+            "/busy",
+            post(|| async { (StatusCode::TOO_MANY_REQUESTS, "slow down") }),
+        )
+        .route_layer(IdempotencyLayer::new());
+    // The client gives up after 50 ms: the handler's future is dropped after it started.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        send(&slow, request("/transfer", Some("\"t1\""), "")),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    let (status, _, body) = send(&slow, request("/transfer", Some("\"t1\""), "")).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "may have run: never again ({body})"
+    );
+    assert_eq!(runs.get(), 1);
+    // 429 says "try again": the key is free.
+    for _ in 0..2 {
+        let (status, head, _) = send(&slow, request("/busy", Some("\"b1\""), "")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(!head.headers().contains_key(IDEMPOTENT_REPLAYED));
+    }
+}
+
+#[tokio::test]
+async fn without_a_principal_rule_credentials_scope_the_key() {
+    let runs = Runs::default();
+    let app = app(IdempotencyLayer::new(), runs.clone());
+    for token in ["Bearer alice", "Bearer bob"] {
+        let mut request = request("/orders", Some("\"shared\""), "{}");
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, token.parse().unwrap());
+        let (status, head, _) = send(&app, request).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(!head.headers().contains_key(IDEMPOTENT_REPLAYED), "{token}");
+    }
+    assert_eq!(runs.get(), 2, "bob never gets alice's order");
+}
