@@ -61,3 +61,4 @@ pub mod route_table;
 pub mod secret;
 pub mod semconv;
 pub mod server_timing;
+pub mod throttle;

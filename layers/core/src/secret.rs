@@ -1,4 +1,4 @@
-//! Comparing secrets (tokens) against request input.
+//! Secrets: comparing tokens against request input, and keeping passwords out of logs.
 //!
 //! ```
 //! use vitals_core::secret::constant_time_eq;
@@ -14,6 +14,24 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// `url` with its credentials hidden (`redis://:secret@host/` → `redis://…@host/`), for logs
+/// and `Debug`.
+///
+/// ```
+/// use vitals_core::secret::redact_url;
+///
+/// assert_eq!(redact_url("redis://:s3cret@10.0.0.5:6379/"), "redis://…@10.0.0.5:6379/");
+/// assert_eq!(redact_url("redis://10.0.0.5/"), "redis://10.0.0.5/");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

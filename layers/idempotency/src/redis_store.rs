@@ -26,6 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use vitals_core::secret::redact_url;
+use vitals_core::throttle::Throttle;
 
 use crate::store::{Claim, StoredResponse, decide};
 
@@ -77,9 +79,8 @@ struct Shared {
     claim: redis::Script,
     complete: redis::Script,
     release: redis::Script,
-    failures: AtomicU64,
-    warned_failures: AtomicU64,
-    warned_at: AtomicU64,
+    /// Failures, said at most once a minute.
+    failures: Throttle,
 }
 
 /// A Redis URL that cannot be used.
@@ -105,8 +106,9 @@ impl RedisStore {
     ///
     /// The URL is not a Redis URL.
     pub fn new(url: &str) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|error| RedisStoreError(format!("Redis URL {:?}: {error}", redact(url))))?;
+        let client = redis::Client::open(url).map_err(|error| {
+            RedisStoreError(format!("Redis URL {:?}: {error}", redact_url(url)))
+        })?;
         Ok(Self {
             prefix: Arc::from(DEFAULT_REDIS_PREFIX),
             timeout: DEFAULT_REDIS_TIMEOUT,
@@ -114,14 +116,12 @@ impl RedisStore {
             fail_open: false,
             shared: Arc::new(Shared {
                 client,
-                url: redact(url),
+                url: redact_url(url),
                 connection: OnceLock::new(),
                 claim: redis::Script::new(CLAIM),
                 complete: redis::Script::new(COMPLETE),
                 release: redis::Script::new(RELEASE),
-                failures: AtomicU64::new(0),
-                warned_failures: AtomicU64::new(0),
-                warned_at: AtomicU64::new(0),
+                failures: Throttle::new(Duration::from_mins(1)),
             }),
         })
     }
@@ -167,7 +167,7 @@ impl RedisStore {
 
     /// Redis calls that failed or timed out since the start.
     pub fn failures(&self) -> u64 {
-        self.shared.failures.load(Ordering::Relaxed)
+        self.shared.failures.failures()
     }
 
     fn key(&self, scope: u128) -> String {
@@ -284,23 +284,11 @@ impl RedisStore {
 
     #[cold]
     fn failed(&self, error: &str) {
-        let shared = &self.shared;
-        let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        let last = shared.warned_at.load(Ordering::Relaxed);
-        if (last == 0 || now >= last + 60)
-            && shared
-                .warned_at
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let before = shared.warned_failures.swap(failures, Ordering::Relaxed);
+        if let Some(since) = self.shared.failures.failed() {
             tracing::warn!(
-                redis = %shared.url,
+                redis = %self.shared.url,
                 %error,
-                failures_since_last_warning = failures - before,
+                failures_since_last_warning = since,
                 "idempotency: Redis did not answer; requests with a key get 503 or run unprotected as configured (said at most once a minute)"
             );
         }
@@ -411,15 +399,6 @@ fn decode(record: &[u8]) -> Result<Record, String> {
     }
 }
 
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
@@ -481,14 +460,5 @@ mod tests {
         .to_vec();
         truncated.truncate(18);
         assert!(decode(&truncated).is_err());
-    }
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("redis://:secret@10.0.0.5:6379/"),
-            "redis://…@10.0.0.5:6379/"
-        );
-        assert_eq!(redact("redis://10.0.0.5/"), "redis://10.0.0.5/");
     }
 }

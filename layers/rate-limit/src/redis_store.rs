@@ -29,11 +29,12 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use vitals_core::secret::redact_url;
+use vitals_core::throttle::Throttle;
 
 /// The default time a call to Redis may take before the quota fails open or closed.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
@@ -88,10 +89,8 @@ struct Shared {
     url: String,
     connection: OnceLock<Result<ConnectionManager, String>>,
     script: redis::Script,
-    failures: AtomicU64,
-    /// The failures count when the last warning was logged, and its second since the epoch.
-    warned_failures: AtomicU64,
-    warned_at: AtomicU64,
+    /// Failures, said at most once a minute.
+    failures: Throttle,
 }
 
 /// A Redis URL the client cannot use.
@@ -141,12 +140,10 @@ impl RedisStore {
         Ok(Self {
             shared: Arc::new(Shared {
                 client,
-                url: redact(url),
+                url: redact_url(url),
                 connection: OnceLock::new(),
                 script: redis::Script::new(GCRA),
-                failures: AtomicU64::new(0),
-                warned_failures: AtomicU64::new(0),
-                warned_at: AtomicU64::new(0),
+                failures: Throttle::new(Duration::from_mins(1)),
             }),
             prefix: Arc::from(DEFAULT_REDIS_PREFIX),
             timeout: DEFAULT_REDIS_TIMEOUT,
@@ -171,7 +168,7 @@ impl RedisStore {
 
     /// Calls that failed or timed out since the start.
     pub fn failures(&self) -> u64 {
-        self.shared.failures.load(Ordering::Relaxed)
+        self.shared.failures.failures()
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -229,23 +226,11 @@ impl RedisStore {
 
     /// Counts a failure; logs at most once a minute, with how many failed since the last log.
     fn failed(&self, failure: &Failure) {
-        let shared = &self.shared;
-        let failures = shared.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        let last = shared.warned_at.load(Ordering::Relaxed);
-        if (last == 0 || now >= last + 60)
-            && shared
-                .warned_at
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let before = shared.warned_failures.swap(failures, Ordering::Relaxed);
+        if let Some(since) = self.shared.failures.failed() {
             tracing::warn!(
-                redis = %shared.url,
+                redis = %self.shared.url,
                 error = %failure,
-                failures_since_last_warning = failures - before,
+                failures_since_last_warning = since,
                 "rate limit: Redis did not answer; quotas fail open or closed as configured \
                  (said at most once a minute)"
             );
@@ -272,16 +257,6 @@ fn parse(answer: &[i64], quotas: usize) -> Result<RemoteAnswer, Failure> {
         remaining,
         refused: refused.checked_sub(1).map(|quota| (quota, wait)),
     })
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -328,12 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("redis://:s3cret@10.0.0.5:6379/0"),
-            "redis://…@10.0.0.5:6379/0"
-        );
-        assert_eq!(redact("redis://10.0.0.5/"), "redis://10.0.0.5/");
+    fn bad_urls_are_refused() {
         assert!(RedisStore::new("http://nope").is_err());
         assert!(RedisStore::new("redis://127.0.0.1:1/").is_ok());
     }
