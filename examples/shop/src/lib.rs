@@ -58,6 +58,7 @@ pub fn vitals_layer(
     quotas: RateLimitLayer,
     findings: Findings,
     detector: Option<IndexDetector>,
+    idempotency: vitals::idempotency::IdempotencyLayer,
 ) -> Result<VitalsLayer, vitals::VitalsError> {
     // Statements over 100 ms are reported slow (the default); each new statement shape is
     // explained once on the detector's own connection, and full scans of large tables are
@@ -67,6 +68,9 @@ pub fn vitals_layer(
         queries = queries.with_index_detector(detector);
     }
     VitalsLayer::builder()
+        // `POST /orders` must bring an `Idempotency-Key`: a retried order is not a second
+        // one. A replay is answered before the concurrency limit, and takes no permit.
+        .with_idempotency(idempotency)
         .with_queries(queries)
         // Where the routes' quotas live: in process, or in Redis for a fleet (`--redis-url`).
         .with_rate_limit(quotas)
@@ -209,8 +213,6 @@ pub struct Shop {
     dashboard: vitals::dashboard::Dashboard,
     /// The missing-index detector, unless its connection failed.
     index_detector: Option<IndexDetector>,
-    /// `POST /orders`' `Idempotency-Key` rule (in Redis with `--redis-url`).
-    idempotency: vitals::idempotency::IdempotencyLayer,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -298,6 +300,7 @@ impl Shop {
             quotas,
             findings,
             detector.clone(),
+            idempotency,
         )
         .map_err(|e| StartError(e.to_string()))?;
         let mut dashboard = vitals
@@ -321,7 +324,6 @@ impl Shop {
             metrics: vitals::telemetry::prometheus(),
             dashboard,
             index_detector: detector,
-            idempotency,
             payment_stub,
         })
     }
@@ -334,14 +336,10 @@ impl Shop {
     pub fn router(&self) -> Router {
         let latency_json =
             Router::new().route_service("/_vitals/latency", self.latency.json_service());
-        routes::router(
-            Arc::clone(&self.state),
-            self.metrics.clone(),
-            self.idempotency.clone(),
-        )
-        .layer(self.vitals.clone())
-        .merge(self.dashboard.router())
-        .merge(self.dashboard.guard(latency_json))
+        routes::router(Arc::clone(&self.state), self.metrics.clone())
+            .layer(self.vitals.clone())
+            .merge(self.dashboard.router())
+            .merge(self.dashboard.guard(latency_json))
     }
 
     /// The dashboard.

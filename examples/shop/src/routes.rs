@@ -76,7 +76,6 @@ fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
 pub fn router(
     state: Arc<AppState>,
     metrics: Option<vitals::telemetry::PrometheusHandle>,
-    idempotency: vitals::idempotency::IdempotencyLayer,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -114,8 +113,6 @@ pub fn router(
         .route("/slow", get(slow))
         .route("/me", get(me))
         .route("/checkout", get(checkout))
-        // `POST /orders` must bring an `Idempotency-Key`: a retried order is not a second one.
-        .route_layer(idempotency)
         .merge(w3c_routes(state.w3c_test_endpoint))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

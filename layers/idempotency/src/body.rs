@@ -62,9 +62,11 @@ impl<B: Body> IdempotencyBody<B> {
         }
     }
 
-    pub(crate) fn own(body: Full<Bytes>) -> Self {
+    pub(crate) fn own(body: Bytes) -> Self {
         Self {
-            kind: Kind::Own { body },
+            kind: Kind::Own {
+                body: Full::new(body),
+            },
         }
     }
 }

@@ -8,15 +8,14 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, request};
 use http_body::Body;
-use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::IdempotencyBody;
-use bytes::Buf;
 
 use crate::part::{Claimed, Claiming, Keyed, Ticket};
 use crate::problem::Problem;
+use crate::request_body::read_body;
 
 pin_project! {
     /// The future of [`Idempotency`](crate::Idempotency).
@@ -50,12 +49,12 @@ pin_project! {
             ticket: Option<Ticket>,
         },
         Claiming {
-            claiming: std::pin::Pin<Box<dyn Future<Output = Claimed> + Send>>,
+            claiming: Claiming,
             waiting: Box<Waiting<S>>,
             body: Option<Bytes>,
         },
         Answered {
-            response: Option<Response<Full<Bytes>>>,
+            response: Option<Response<Bytes>>,
         },
     }
 }
@@ -79,7 +78,7 @@ where
         }
     }
 
-    pub(crate) fn answered(response: Response<Full<Bytes>>) -> Self {
+    pub(crate) fn answered(response: Response<Bytes>) -> Self {
         Self {
             state: State::Answered {
                 response: Some(response),
@@ -119,7 +118,7 @@ where
                     waiting,
                     body,
                 } => {
-                    let claimed = ready!(claiming.as_mut().poll(cx));
+                    let claimed = ready!(Pin::new(claiming).poll(cx));
                     let (Some(head), Some(service), Some(body)) =
                         (waiting.head.take(), waiting.service.take(), body.take())
                     else {
@@ -177,10 +176,10 @@ where
                         }
                     } else {
                         let body = std::mem::take(read).freeze();
-                        match keyed.claim(&head, &body) {
-                            Claiming::Ready(claimed) => next_step(claimed, head, body, service),
-                            #[cfg(feature = "redis")]
-                            Claiming::Remote(claiming) => State::Claiming {
+                        let mut claiming = keyed.claim(&head, &body);
+                        match Pin::new(&mut claiming).poll(cx) {
+                            Poll::Ready(claimed) => next_step(claimed, head, body, service),
+                            Poll::Pending => State::Claiming {
                                 claiming,
                                 waiting: Box::new(Waiting {
                                     keyed: None,
@@ -218,46 +217,5 @@ where
             future: service.call(Request::from_parts(head, B::from(body))),
             ticket: Some(ticket),
         },
-    }
-}
-
-/// Reads `body` into `read`, at most `limit` bytes: a body that says it is larger is refused
-/// before a byte is read; one that says its size is read into one buffer of that size.
-fn read_body<B: Body>(
-    mut body: Pin<&mut B>,
-    read: &mut BytesMut,
-    limit: usize,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), Problem>> {
-    let hint = body.size_hint();
-    if usize::try_from(hint.lower()).unwrap_or(usize::MAX) > limit {
-        return Poll::Ready(Err(Problem::BodyTooLarge { max: limit }));
-    }
-    if read.is_empty()
-        && let Some(exact) = hint.exact().and_then(|n| usize::try_from(n).ok())
-    {
-        read.reserve(exact);
-    }
-    loop {
-        match ready!(body.as_mut().poll_frame(cx)) {
-            None => return Poll::Ready(Ok(())),
-            Some(Err(_)) => return Poll::Ready(Err(Problem::UnreadableBody)),
-            Some(Ok(frame)) => {
-                if let Ok(mut data) = frame.into_data() {
-                    if read.len() + data.remaining() > limit {
-                        return Poll::Ready(Err(Problem::BodyTooLarge { max: limit }));
-                    }
-                    while data.has_remaining() {
-                        let chunk = data.chunk();
-                        let len = chunk.len();
-                        read.extend_from_slice(chunk);
-                        data.advance(len);
-                    }
-                }
-                if body.is_end_stream() {
-                    return Poll::Ready(Ok(()));
-                }
-            }
-        }
     }
 }

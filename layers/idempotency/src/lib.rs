@@ -52,6 +52,7 @@ pub mod fingerprint;
 pub mod key;
 pub mod part;
 pub mod problem;
+pub mod request_body;
 pub mod store;
 
 #[cfg(feature = "metrics")]

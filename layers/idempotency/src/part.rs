@@ -13,10 +13,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request};
-use http_body_util::Full;
 use vitals_core::body::BodyEnd;
 use vitals_core::route::{RequestHead, RouteLabel};
 
@@ -42,7 +41,7 @@ pub enum Arrival {
     /// The layer leaves this request alone.
     Pass,
     /// The answer, at once (a missing or malformed key).
-    Answer(Response<Full<Bytes>>),
+    Answer(Response<Bytes>),
     /// The request brings a key: read its body (at most [`Keyed::max_body`] bytes), then
     /// [`claim`](Keyed::claim).
     Collect(Keyed),
@@ -60,7 +59,7 @@ pub struct Keyed {
 #[derive(Debug)]
 pub enum Claimed {
     /// The answer, at once: a replay, or a problem (409, 422, 503).
-    Answer(Response<Full<Bytes>>),
+    Answer(Response<Bytes>),
     /// The request runs, holding the key.
     Run(Ticket),
 }
@@ -75,14 +74,14 @@ impl IdempotencyPart {
     }
 
     /// A request for `route` arrived.
-    pub fn arrival(&self, head: &request::Parts, route: &RouteLabel) -> Arrival {
+    pub fn arrival(&self, head: RequestHead<'_>, route: &RouteLabel) -> Arrival {
         let config = &self.config;
         let settings = config.routes.get(route);
-        if settings.and_then(|s| s.off).unwrap_or(false) || !config.methods.contains(&head.method) {
+        if settings.and_then(|s| s.off).unwrap_or(false) || !config.methods.contains(head.method) {
             return Arrival::Pass;
         }
         let required = settings.and_then(|s| s.required).unwrap_or(config.required);
-        let key = match key_of(&head.headers, config.max_key_len) {
+        let key = match key_of(head.headers, config.max_key_len) {
             Ok(Some(key)) => key,
             Ok(None) if !required => return Arrival::Pass,
             Ok(None) => return Arrival::Answer(self.refuse(route, Problem::MissingKey)),
@@ -91,8 +90,8 @@ impl IdempotencyPart {
             }
         };
         let principal = match &config.principal {
-            Some(principal) => principal(RequestHead::of_parts(head)),
-            None => credentials(&head.headers),
+            Some(principal) => principal(head),
+            None => credentials(head.headers),
         };
         Arrival::Collect(Keyed {
             config: Arc::clone(config),
@@ -104,7 +103,7 @@ impl IdempotencyPart {
 
 impl IdempotencyPart {
     #[cold]
-    fn refuse(&self, route: &RouteLabel, problem: Problem) -> Response<Full<Bytes>> {
+    fn refuse(&self, route: &RouteLabel, problem: Problem) -> Response<Bytes> {
         self.config.count(route, Outcome::Refused);
         problem.into_response()
     }
@@ -112,7 +111,7 @@ impl IdempotencyPart {
 
 impl Keyed {
     /// The request's body broke off or was too large: the layer answers.
-    pub fn refuse(&self, problem: Problem) -> Response<Full<Bytes>> {
+    pub fn refuse(&self, problem: Problem) -> Response<Bytes> {
         self.config.count(&self.route, Outcome::Refused);
         problem.into_response()
     }
@@ -135,7 +134,7 @@ impl Keyed {
         );
         #[cfg(feature = "redis")]
         if let Some(redis) = self.config.redis.clone() {
-            return Claiming::Remote(Box::pin(async move {
+            return Claiming(ClaimingKind::Remote(Box::pin(async move {
                 let marker = crate::redis_store::marker(print);
                 let Ok(claim) = redis.claim(self.scope, print, &marker).await else {
                     // The claim may have reached Redis before the answer was lost: its marker
@@ -151,10 +150,14 @@ impl Keyed {
                     };
                 };
                 self.decided(claim, print, Hold::Remote(redis, marker))
-            }));
+            })));
         }
         let claim = self.config.store.claim(self.scope, print, Instant::now());
-        Claiming::Ready(self.decided(claim, print, Hold::Memory))
+        Claiming(ClaimingKind::Ready(Some(self.decided(
+            claim,
+            print,
+            Hold::Memory,
+        ))))
     }
 
     fn decided(self, claim: Claim, print: u128, hold: Hold) -> Claimed {
@@ -189,21 +192,44 @@ impl Keyed {
     }
 }
 
-/// A claim: decided at once (the memory store), or on its way (Redis).
-pub enum Claiming {
-    /// Decided.
-    Ready(Claimed),
+/// A claim, as a future of its decision: ready at once with the memory store, after a round
+/// trip with Redis.
+pub struct Claiming(ClaimingKind);
+
+enum ClaimingKind {
+    /// Decided (taken by the first poll).
+    Ready(Option<Claimed>),
     /// The round trip to Redis, then the decision.
     #[cfg(feature = "redis")]
     Remote(std::pin::Pin<Box<dyn std::future::Future<Output = Claimed> + Send>>),
 }
 
+impl std::future::Future for Claiming {
+    type Output = Claimed;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        #[allow(unused_variables)] cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Claimed> {
+        match &mut self.0 {
+            // Polled again after its decision: refused rather than run twice.
+            ClaimingKind::Ready(claimed) => std::task::Poll::Ready(
+                claimed
+                    .take()
+                    .unwrap_or_else(|| Claimed::Answer(Problem::StoreFull.into_response())),
+            ),
+            #[cfg(feature = "redis")]
+            ClaimingKind::Remote(remote) => remote.as_mut().poll(cx),
+        }
+    }
+}
+
 impl std::fmt::Debug for Claiming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Ready(claimed) => f.debug_tuple("Ready").field(claimed).finish(),
+        match &self.0 {
+            ClaimingKind::Ready(claimed) => f.debug_tuple("Ready").field(claimed).finish(),
             #[cfg(feature = "redis")]
-            Self::Remote(_) => f.write_str("Remote"),
+            ClaimingKind::Remote(_) => f.write_str("Remote"),
         }
     }
 }
@@ -298,8 +324,8 @@ fn credentials(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The stored response, again, marked as a replay.
-fn replay(stored: &StoredResponse) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(stored.body.clone()));
+fn replay(stored: &StoredResponse) -> Response<Bytes> {
+    let mut response = Response::new(stored.body.clone());
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.headers.clone();
     response
@@ -394,6 +420,26 @@ impl Recorder {
             self.body = BytesMut::new();
         } else {
             self.body.extend_from_slice(data);
+        }
+    }
+
+    /// A frame of the body went by, as any [`Buf`]: its chunks are kept; one in more pieces
+    /// than are gathered at once is not replayable (recorded as done, never run twice).
+    pub fn on_buf(&mut self, data: &impl Buf) {
+        if self.too_large {
+            return;
+        }
+        let mut pieces = [std::io::IoSlice::new(&[]); 16];
+        let filled = data.chunks_vectored(&mut pieces);
+        let gathered: usize = pieces[..filled].iter().map(|piece| piece.len()).sum();
+        if gathered != data.remaining() || self.body.len() + gathered > self.config.max_stored_body
+        {
+            self.too_large = true;
+            self.body = BytesMut::new();
+            return;
+        }
+        for piece in &pieces[..filled] {
+            self.body.extend_from_slice(piece);
         }
     }
 

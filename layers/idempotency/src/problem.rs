@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
 
 /// What the layer answers by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +77,7 @@ impl Problem {
     }
 
     /// The answer: the problem as JSON, `no-store`, and `Retry-After: 1` where a retry helps.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_response(self) -> Response<Bytes> {
         // `about:blank`: the title is the status's phrase (RFC 9457 §4.2.1); what happened is
         // the detail.
         let status = self.status();
@@ -88,7 +87,7 @@ impl Problem {
             "status": status.as_u16(),
             "detail": format!("{}. {}", self.title(), self.detail()),
         });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let mut response = Response::new(Bytes::from(body.to_string()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(

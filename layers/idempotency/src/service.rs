@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
-use vitals_core::route::RouteLabeler;
+use vitals_core::route::{RequestHead, RouteLabeler};
 
 use crate::body::IdempotencyBody;
 use crate::future::ResponseFuture;
@@ -50,7 +50,7 @@ where
         }
         let route = self.labeler.label(&request);
         let (head, body) = request.into_parts();
-        match self.part.arrival(&head, &route) {
+        match self.part.arrival(RequestHead::of_parts(&head), &route) {
             Arrival::Pass => {
                 ResponseFuture::running(self.inner.call(Request::from_parts(head, body)), None)
             }

@@ -130,10 +130,12 @@ where
             let Poll::Ready(frame) = polled else {
                 return (Poll::Pending, false);
             };
-            if let (Some(Ok(frame)), Some(finish)) = (&frame, finish.as_mut())
-                && let Some(trailers) = frame.trailers_ref()
-            {
-                finish.on_trailers(trailers);
+            if let (Some(Ok(frame)), Some(finish)) = (&frame, finish.as_mut()) {
+                if let Some(data) = frame.data_ref() {
+                    finish.on_data(data);
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    finish.on_trailers(trailers);
+                }
             }
             let end = BodyEnd::after(&frame, inner.is_end_stream());
             if let Some(end) = end {

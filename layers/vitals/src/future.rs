@@ -21,7 +21,10 @@ use vitals_core::server_timing::ServerTiming;
 use crate::admission::Deadline;
 use crate::admission::Waiting;
 use crate::body::{Cached, Inner, VitalsBody, deadlined, uncached};
-use crate::plan::{Early, Plan};
+#[cfg(feature = "concurrency")]
+use vitals_concurrency::part::Admission;
+
+use crate::plan::{Admitting, Early, Plan};
 use crate::state::{Finish, Parts, QueriesFinish, RequestState};
 
 #[cfg(feature = "cache-headers")]
@@ -62,6 +65,13 @@ where
     Inner<B>: Body,
 {
     let parts = std::mem::take(&mut state.parts);
+    // Inside the rate limit: the stored answer has no quota headers (they are the replay's).
+    let recorder = parts.ticket.and_then(|ticket| {
+        #[cfg(feature = "idempotency")]
+        return ticket.on_response(response.status(), response.headers());
+        #[cfg(not(feature = "idempotency"))]
+        match ticket {}
+    });
     if let Some(grant) = parts.rate_limit {
         #[cfg(feature = "rate-limit")]
         grant.on_response(&mut response);
@@ -80,6 +90,7 @@ where
     #[cfg(not(feature = "concurrency"))]
     let body_deadline = None;
     state.finish = Some(Finish {
+        recorder,
         permit,
         #[cfg(feature = "latency")]
         latency: parts.latency.map(|latency| latency.on_response(&response)),
@@ -101,22 +112,22 @@ where
 
 pin_project! {
     /// The response future of [`VitalsService`](crate::VitalsService).
-    pub struct ResponseFuture<S, Req, B>
+    pub struct ResponseFuture<S, ReqBody, B>
     where
-        S: Service<Req>,
+        S: Service<Request<ReqBody>>,
         B: Body,
     {
         #[pin]
-        phase: Phase<S, Req, B>,
+        phase: Phase<S, ReqBody, B>,
         // One allocation for every part's state (none when every part is off): the future
         // stays small as it is moved, and the body takes the same allocation on.
         state: Option<Box<RequestState>>,
         polling: bool,
     }
 
-    impl<S, Req, B> PinnedDrop for ResponseFuture<S, Req, B>
+    impl<S, ReqBody, B> PinnedDrop for ResponseFuture<S, ReqBody, B>
     where
-        S: Service<Req>,
+        S: Service<Request<ReqBody>>,
         B: Body,
     {
         fn drop(this: Pin<&mut Self>) {
@@ -130,9 +141,9 @@ pin_project! {
 
 pin_project! {
     #[project = PhaseProj]
-    enum Phase<S, Req, B>
+    enum Phase<S, ReqBody, B>
     where
-        S: Service<Req>,
+        S: Service<Request<ReqBody>>,
         B: Body,
     {
         // The handler runs (the common case, and the only phase when the limit admits at once).
@@ -146,11 +157,18 @@ pin_project! {
         },
         // Waiting in the limit's queue.
         Queued {
-            waiting: Box<Waiting<S, Req>>,
+            waiting: Box<Waiting<S, Request<ReqBody>>>,
+        },
+        // A request with an `Idempotency-Key`: its body read and its key claimed before the
+        // parts inside start (boxed: the running future stays small).
+        Keying {
+            keying: Box<Keying<S>>,
+            #[pin]
+            body: ReqBody,
         },
         // Waiting for the rate limit's store (Redis) before any part starts.
         Checking {
-            checking: Box<Checking<S, Req>>,
+            checking: Box<Checking<S, Request<ReqBody>>>,
         },
         // A limit refused (the rate limit or the concurrency limit): answered on the first
         // poll.
@@ -159,6 +177,62 @@ pin_project! {
         },
         // Answered; what the handler held is dropped.
         Done,
+    }
+}
+
+/// What a request with an `Idempotency-Key` keeps while its body is read and its key claimed.
+#[cfg(feature = "idempotency")]
+pub(crate) struct Keying<S> {
+    pub(crate) keyed: Option<vitals_idempotency::part::Keyed>,
+    pub(crate) inside: Option<crate::plan::Inside>,
+    pub(crate) head: Option<http::request::Parts>,
+    pub(crate) read: bytes::BytesMut,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) claiming: Option<vitals_idempotency::part::Claiming>,
+    pub(crate) service: S,
+    pub(crate) plan: Arc<Plan>,
+}
+
+/// No key to claim without the `idempotency` feature.
+#[cfg(not(feature = "idempotency"))]
+pub(crate) enum Keying<S> {
+    #[allow(dead_code)] // Never built: it only names `S`.
+    Never(std::convert::Infallible, std::marker::PhantomData<S>),
+}
+
+#[cfg(feature = "idempotency")]
+impl<S> Keying<S> {
+    /// Reads the body (at most what the part fingerprints), then claims the key.
+    fn poll_claimed<ReqBody: Body>(
+        &mut self,
+        mut body: Pin<&mut ReqBody>,
+        cx: &mut Context<'_>,
+    ) -> Poll<vitals_idempotency::part::Claimed> {
+        use vitals_idempotency::part::Claimed;
+        loop {
+            if let Some(claiming) = self.claiming.as_mut() {
+                return Pin::new(claiming).poll(cx);
+            }
+            let limit = self
+                .keyed
+                .as_ref()
+                .map_or(0, vitals_idempotency::part::Keyed::max_body);
+            let read = std::task::ready!(vitals_idempotency::request_body::read_body(
+                body.as_mut(),
+                &mut self.read,
+                limit,
+                cx
+            ));
+            let (Some(keyed), Some(head)) = (self.keyed.take(), self.head.as_ref()) else {
+                completed();
+            };
+            if let Err(problem) = read {
+                return Poll::Ready(Claimed::Answer(keyed.refuse(problem)));
+            }
+            let bytes = std::mem::take(&mut self.read).freeze();
+            self.claiming = Some(keyed.claim(head, &bytes));
+            self.body = Some(bytes);
+        }
     }
 }
 
@@ -178,9 +252,9 @@ pub(crate) struct Checking<S, Req> {
     pub(crate) plan: Arc<Plan>,
 }
 
-impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
+impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, B> {
     #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
-    pub(crate) fn checking(checking: Checking<S, Req>) -> Self {
+    pub(crate) fn checking(checking: Checking<S, Request<ReqBody>>) -> Self {
         Self::new(
             Phase::Checking {
                 checking: Box::new(checking),
@@ -189,8 +263,32 @@ impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
         )
     }
 
-    pub(crate) fn running(future: S::Future, state: Box<RequestState>) -> Self {
-        Self::new(Phase::Running { future }, Some(state))
+    /// The parts started: the limit's decision is carried out — the handler called, a wait in
+    /// the queue, or the refusal.
+    pub(crate) fn start(
+        mut state: Box<RequestState>,
+        admission: Admitting,
+        request: Request<ReqBody>,
+        service: &mut S,
+    ) -> Self
+    where
+        S: Clone,
+        B::Data: From<Bytes> + Buf,
+    {
+        let phase = after_admission(&mut state, admission, request, service);
+        Self::new(phase, Some(state))
+    }
+
+    /// A request with an `Idempotency-Key`: its body is read and its key claimed first.
+    #[cfg(feature = "idempotency")]
+    pub(crate) fn keying(keying: Keying<S>, body: ReqBody, state: Box<RequestState>) -> Self {
+        Self::new(
+            Phase::Keying {
+                keying: Box::new(keying),
+                body,
+            },
+            Some(state),
+        )
     }
 
     /// Every part is off: the handler's answer passes through, with nothing allocated.
@@ -198,18 +296,8 @@ impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
         Self::new(Phase::Running { future }, None)
     }
 
-    #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
-    pub(crate) fn queued(waiting: Waiting<S, Req>, state: Box<RequestState>) -> Self {
-        Self::new(
-            Phase::Queued {
-                waiting: Box::new(waiting),
-            },
-            Some(state),
-        )
-    }
-
     #[cfg_attr(
-        not(any(feature = "concurrency", feature = "rate-limit")),
+        not(any(feature = "rate-limit", feature = "idempotency")),
         allow(dead_code)
     )]
     pub(crate) fn refused(answer: Response<Full<B::Data>>, state: Box<RequestState>) -> Self {
@@ -221,7 +309,7 @@ impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
         )
     }
 
-    fn new(phase: Phase<S, Req, B>, state: Option<Box<RequestState>>) -> Self {
+    fn new(phase: Phase<S, ReqBody, B>, state: Option<Box<RequestState>>) -> Self {
         Self {
             phase,
             state,
@@ -230,13 +318,103 @@ impl<S: Service<Req>, Req, B: Body> ResponseFuture<S, Req, B> {
     }
 }
 
+/// What the limit decided, carried out: the handler called (`service` is ready), a wait in the
+/// queue (with `service`, and a fresh clone left in its place), or the refusal.
+fn after_admission<S, ReqBody, B>(
+    state: &mut RequestState,
+    #[allow(unused_variables)] admission: Admitting,
+    request: Request<ReqBody>,
+    service: &mut S,
+) -> Phase<S, ReqBody, B>
+where
+    S: Service<Request<ReqBody>> + Clone,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+{
+    #[cfg(feature = "concurrency")]
+    match admission {
+        None => {}
+        Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
+        Some((Admission::Refused(refusal), _)) => {
+            return Phase::Refused {
+                answer: Some(refusal.into_response()),
+            };
+        }
+        Some((Admission::Queued(queued), later_deadline)) => {
+            let clone = service.clone();
+            let service = std::mem::replace(service, clone);
+            return Phase::Queued {
+                waiting: Box::new(Waiting {
+                    queued,
+                    service,
+                    request: Some(request),
+                    deadline: later_deadline,
+                }),
+            };
+        }
+    }
+    let future = state.scope.in_scope(|| service.call(request));
+    Phase::Running { future }
+}
+
+#[cfg(feature = "idempotency")]
+impl<S, ReqBody, B> ResponseFuture<S, ReqBody, B>
+where
+    S: Service<Request<ReqBody>> + Clone,
+    ReqBody: Body + From<Bytes>,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+{
+    /// A request with a key: once its key is claimed, it is answered (a replay, a `409`, a
+    /// `422`…) or goes on to the parts inside, holding the key. Ready at once in any other
+    /// phase.
+    fn poll_keying(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        use vitals_idempotency::part::Claimed;
+        let this = self.project();
+        let mut phase = this.phase;
+        let PhaseProj::Keying { keying, body } = phase.as_mut().project() else {
+            return Poll::Ready(());
+        };
+        let claimed = std::task::ready!(keying.poll_claimed(body, cx));
+        let Some(state) = this.state.as_mut() else {
+            completed();
+        };
+        let next = match claimed {
+            Claimed::Answer(answer) => Phase::Refused {
+                answer: Some(own_answer(answer)),
+            },
+            Claimed::Run(ticket) => {
+                let (Some(head), Some(bytes), Some(inside)) =
+                    (keying.head.take(), keying.body.take(), keying.inside.take())
+                else {
+                    completed();
+                };
+                state.parts.ticket = Some(ticket);
+                let mut request = Request::from_parts(head, ReqBody::from(bytes));
+                let plan = Arc::clone(&keying.plan);
+                let admission = plan.start_inside(state, &mut request, inside);
+                after_admission(state, admission, request, &mut keying.service)
+            }
+        };
+        phase.set(next);
+        Poll::Ready(())
+    }
+}
+
+/// An answer the idempotency part made (a replay, a problem), as a body of the stack's data.
+#[cfg(feature = "idempotency")]
+pub(crate) fn own_answer<D: From<Bytes> + Buf>(answer: Response<Bytes>) -> Response<Full<D>> {
+    answer.map(|bytes| Full::new(D::from(bytes)))
+}
+
 fn completed() -> ! {
     panic!("vitals::ResponseFuture polled after completion")
 }
 
-impl<S, ReqBody, B> Future for ResponseFuture<S, Request<ReqBody>, B>
+impl<S, ReqBody, B> Future for ResponseFuture<S, ReqBody, B>
 where
     S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
+    ReqBody: crate::RequestBody,
     B: Body,
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body,
@@ -248,6 +426,8 @@ where
             let started = std::task::ready!(poll_checking(checking, cx))?;
             self.set(started);
         }
+        #[cfg(feature = "idempotency")]
+        std::task::ready!(self.as_mut().poll_keying(cx));
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
             return passthrough(this.phase, cx);
@@ -292,7 +472,7 @@ where
 
 /// A request that started after its quota check, or the error of the service's readiness.
 type Begun<S, ReqBody, B> =
-    Result<ResponseFuture<S, Request<ReqBody>, B>, <S as Service<Request<ReqBody>>>::Error>;
+    Result<ResponseFuture<S, ReqBody, B>, <S as Service<Request<ReqBody>>>::Error>;
 
 /// Waits for the rate limit's store, then the service's readiness; then the request starts as
 /// [`begin`](crate::service::begin) starts any other.
@@ -302,6 +482,7 @@ fn poll_checking<S, ReqBody, B>(
     cx: &mut Context<'_>,
 ) -> Poll<Begun<S, ReqBody, B>>
 where
+    ReqBody: crate::RequestBody,
     S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
     B: Body,
     B::Data: From<Bytes> + Buf,
@@ -342,12 +523,12 @@ where
 }
 
 /// Every part is off: the handler's future polled as it is, its body passed through.
-fn passthrough<S, Req, B>(
-    mut phase: Pin<&mut Phase<S, Req, B>>,
+fn passthrough<S, ReqBody, B>(
+    mut phase: Pin<&mut Phase<S, ReqBody, B>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<VitalsBody<B>>, S::Error>>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqBody>, Response = Response<B>>,
     B: Body,
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body,
@@ -364,13 +545,13 @@ where
 }
 
 /// Moves the request on as far as it goes in this poll (inside the request's scope).
-fn step<S, Req, B>(
-    mut phase: Pin<&mut Phase<S, Req, B>>,
+fn step<S, ReqBody, B>(
+    mut phase: Pin<&mut Phase<S, ReqBody, B>>,
     parts: &mut Parts,
     cx: &mut Context<'_>,
 ) -> Step<B, S::Error>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqBody>, Response = Response<B>>,
     B: Body,
     B::Data: From<Bytes> + Buf,
 {
@@ -464,7 +645,7 @@ where
                 return Step::Answer(answer);
             }
             // Handled before the parts started (`poll_checking`).
-            PhaseProj::Checking { .. } | PhaseProj::Done => completed(),
+            PhaseProj::Checking { .. } | PhaseProj::Keying { .. } | PhaseProj::Done => completed(),
         }
     }
 }
@@ -472,13 +653,13 @@ where
 /// The handler answered: the parts inside the limit see the head, innermost first — the
 /// queries part may answer with its N+1 report, which the cache-headers part then sees like any
 /// response. `None`: the body is to be buffered first (the phase is set for it).
-fn on_head<S, Req, B>(
-    phase: Pin<&mut Phase<S, Req, B>>,
+fn on_head<S, ReqBody, B>(
+    phase: Pin<&mut Phase<S, ReqBody, B>>,
     parts: &mut Parts,
     response: Response<B>,
 ) -> Option<Step<B, S::Error>>
 where
-    S: Service<Req>,
+    S: Service<Request<ReqBody>>,
     B: Body,
     B::Data: From<Bytes> + Buf,
 {
@@ -516,13 +697,13 @@ where
 /// The handler (or the body being buffered) is pending: if the deadline passed, what it held
 /// is dropped now and the deadline answers.
 #[allow(unused_variables, unused_mut)] // Without the `concurrency` feature there is no deadline.
-fn deadline_passed<S, Req, B>(
-    mut phase: Pin<&mut Phase<S, Req, B>>,
+fn deadline_passed<S, ReqBody, B>(
+    mut phase: Pin<&mut Phase<S, ReqBody, B>>,
     parts: &mut Parts,
     cx: &mut Context<'_>,
 ) -> Step<B, S::Error>
 where
-    S: Service<Req>,
+    S: Service<Request<ReqBody>>,
     B: Body,
     B::Data: From<Bytes> + Buf,
 {

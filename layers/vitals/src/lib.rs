@@ -72,7 +72,7 @@ pub mod toggle;
 pub use body::VitalsBody;
 pub use future::ResponseFuture;
 pub use routes::RouteSettings;
-pub use service::VitalsService;
+pub use service::{RequestBody, VitalsService};
 pub use stack::{DEFAULT_CONCURRENCY_LIMIT, VitalsBuilder, VitalsError, VitalsLayer};
 pub use vitals_core::server_timing::ServerTimingMode;
 

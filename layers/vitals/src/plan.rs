@@ -35,6 +35,8 @@ pub(crate) struct Plan {
     pub(crate) deadline: Option<vitals_concurrency::deadline::DeadlinePart>,
     #[cfg(feature = "cache-headers")]
     pub(crate) cache: Option<vitals_cache_headers::part::CachePart>,
+    #[cfg(feature = "idempotency")]
+    pub(crate) idempotency: Option<vitals_idempotency::part::IdempotencyPart>,
 }
 
 /// What was decided before the parts started: the route, the arrival time, and the rate
@@ -56,24 +58,48 @@ type EarlyDecision = vitals_rate_limit::part::Decision;
 #[cfg(not(feature = "rate-limit"))]
 type EarlyDecision = std::convert::Infallible;
 
-/// A request the parts started on: their state, and what the limit decided (with, for a
-/// queued request, what its deadline will be read from once admitted).
+/// What the limit decided on a request, with (for a queued request) what its deadline will be
+/// read from once admitted.
+#[cfg(feature = "concurrency")]
+pub(crate) type Admitting = Option<(Admission, Option<(DeadlinePart, RouteLabel)>)>;
+#[cfg(not(feature = "concurrency"))]
+pub(crate) type Admitting = Option<std::convert::Infallible>;
+
+/// What the parts inside the rate limit start from: the route and the `Server-Timing`
+/// collector. Kept while a request with an `Idempotency-Key` is read and claimed.
+pub(crate) struct Inside {
+    pub(crate) route: vitals_core::route::RouteLabel,
+    pub(crate) collector: Option<ServerTiming>,
+}
+
+/// A request with an `Idempotency-Key`, whose body is read and key claimed before the parts
+/// inside the idempotency part start.
+#[cfg(feature = "idempotency")]
+pub(crate) type KeyedRequest = (vitals_idempotency::part::Keyed, Inside);
+#[cfg(not(feature = "idempotency"))]
+pub(crate) type KeyedRequest = std::convert::Infallible;
+
+/// A request the parts started on: their state, and what was decided — the rate limit's
+/// refusal, the idempotency part's answer or claim to make, or the limit's admission.
 pub(crate) struct Started {
     pub(crate) state: Box<RequestState>,
     /// The rate limit's refusal: answered at once, nothing inside it started.
     #[cfg(feature = "rate-limit")]
     pub(crate) rate_refusal: Option<vitals_rate_limit::part::Refusal>,
-    #[cfg(feature = "concurrency")]
-    pub(crate) admission: Option<(Admission, Option<(DeadlinePart, RouteLabel)>)>,
-    #[cfg(not(feature = "concurrency"))]
-    pub(crate) admission: Option<std::convert::Infallible>,
+    /// The idempotency part's answer from the head (a missing or malformed key).
+    #[cfg(feature = "idempotency")]
+    pub(crate) key_refusal: Option<http::Response<bytes::Bytes>>,
+    /// A request with a key: nothing inside the idempotency part started yet.
+    pub(crate) keyed: Option<KeyedRequest>,
+    pub(crate) admission: Admitting,
 }
 
 impl Plan {
     /// A request arrived: every enabled part starts on it, outermost first, as
-    /// docs/architecture.md orders them — trace context, timing, latency, the limit; then, for
-    /// an admitted request, the deadline, cache headers and queries. The route is labelled
-    /// once, and the `Server-Timing` decision made once.
+    /// docs/architecture.md orders them — trace context, timing, latency, the rate limit,
+    /// idempotency; then, unless one of those answered or a key is to be claimed first,
+    /// [`start_inside`](Self::start_inside). The route is labelled once, and the
+    /// `Server-Timing` decision made once.
     pub(crate) fn start<B>(&self, request: &mut Request<B>, early: Option<Early>) -> Started {
         #[allow(unused_variables)] // The arrival is read by the timing and latency parts only.
         let (start, route, decided) = self.arrival(request, early);
@@ -106,73 +132,102 @@ impl Plan {
         let within_quota = rate_refusal.is_none();
         #[cfg(not(feature = "rate-limit"))]
         let (rate_limit, within_quota) = (None, true);
-        // A refused request never reaches the parts inside the limit.
-        #[cfg(feature = "concurrency")]
-        let admission = self
-            .limit
-            .as_ref()
-            .filter(|_| within_quota)
-            .map(|part| part.admit(request, Some(&route)));
-        #[cfg(feature = "concurrency")]
-        let admitted = within_quota && !matches!(admission, Some(Admission::Refused(_)));
-        #[cfg(not(feature = "concurrency"))]
-        let admitted = within_quota;
-        #[cfg(feature = "cache-headers")]
-        let cache = self
-            .cache
-            .as_ref()
-            .filter(|_| admitted)
-            .map(|part| part.start(request, Some(&route)));
-        #[cfg(not(feature = "cache-headers"))]
-        let cache = None;
-        #[cfg(feature = "concurrency")]
-        let (deadline, later_deadline) = if within_quota {
-            self.deadline(admission.as_ref(), &route)
-        } else {
-            (None, None)
-        };
-        #[cfg(not(feature = "concurrency"))]
-        let deadline = None;
-        #[cfg(feature = "queries")]
-        let queries = self.queries.as_ref().filter(|_| admitted).map(|part| {
-            let collector = server_timing.as_ref().map(|(timing, _)| timing.clone());
-            part.start(request, route, collector)
-        });
-        #[cfg(not(feature = "queries"))]
-        let _ = (route, admitted);
-        #[cfg(feature = "queries")]
-        let scope = Scope::new(trace, queries.as_ref());
-        #[cfg(not(feature = "queries"))]
-        let scope = Scope::new(trace, None);
+        let collector = server_timing.as_ref().map(|(timing, _)| timing.clone());
         let state = Box::new(RequestState {
-            scope,
+            scope: Scope::new(trace),
             finish: None,
             parts: Parts {
                 #[cfg(feature = "timing")]
                 timing,
                 #[cfg(feature = "latency")]
                 latency,
-                #[cfg(feature = "queries")]
-                queries,
-                cache,
                 rate_limit,
-                permit: None,
-                deadline,
                 server_timing: server_timing
                     .map(|(timing, _)| timing)
                     .filter(ServerTiming::is_owner),
+                ..Parts::default()
             },
         });
-        #[cfg(feature = "concurrency")]
-        let admission = admission.map(|admission| (admission, later_deadline));
-        #[cfg(not(feature = "concurrency"))]
-        let admission = None;
-        Started {
+        let mut started = Started {
             state,
             #[cfg(feature = "rate-limit")]
             rate_refusal,
-            admission,
+            #[cfg(feature = "idempotency")]
+            key_refusal: None,
+            keyed: None,
+            admission: None,
+        };
+        if !within_quota {
+            return started;
         }
+        let inside = Inside { route, collector };
+        #[cfg(feature = "idempotency")]
+        if let Some(part) = self
+            .idempotency
+            .as_ref()
+            .filter(|part| part.may_apply(request.method(), request.headers()))
+        {
+            use vitals_idempotency::part::Arrival;
+            match part.arrival(vitals_core::route::RequestHead::of(request), &inside.route) {
+                Arrival::Pass => {}
+                Arrival::Answer(refusal) => {
+                    started.key_refusal = Some(refusal);
+                    return started;
+                }
+                Arrival::Collect(keyed) => {
+                    started.keyed = Some((keyed, inside));
+                    return started;
+                }
+            }
+        }
+        started.admission = self.start_inside(&mut started.state, request, inside);
+        started
+    }
+
+    /// The parts inside the idempotency part start: the limit decides; for an admitted
+    /// request, the deadline, cache headers and queries start too.
+    #[allow(unused_variables)] // Every inner part may be compiled out.
+    pub(crate) fn start_inside<B>(
+        &self,
+        state: &mut RequestState,
+        request: &mut Request<B>,
+        inside: Inside,
+    ) -> Admitting {
+        let Inside { route, collector } = inside;
+        // A refused request never reaches the parts inside the limit.
+        #[cfg(feature = "concurrency")]
+        let admission = self
+            .limit
+            .as_ref()
+            .map(|part| part.admit(request, Some(&route)));
+        #[cfg(feature = "concurrency")]
+        let admitted = !matches!(admission, Some(Admission::Refused(_)));
+        #[cfg(not(feature = "concurrency"))]
+        let admitted = true;
+        #[cfg(feature = "cache-headers")]
+        {
+            state.parts.cache = self
+                .cache
+                .as_ref()
+                .filter(|_| admitted)
+                .map(|part| part.start(request, Some(&route)));
+        }
+        #[cfg(feature = "concurrency")]
+        let later_deadline = {
+            let (deadline, later) = self.deadline(admission.as_ref(), &route);
+            state.parts.deadline = deadline;
+            later
+        };
+        #[cfg(feature = "queries")]
+        if let Some(part) = self.queries.as_ref().filter(|_| admitted) {
+            let queries = part.start(request, route, collector);
+            state.scope.attach_queries(&queries);
+            state.parts.queries = Some(queries);
+        }
+        #[cfg(feature = "concurrency")]
+        return admission.map(|admission| (admission, later_deadline));
+        #[cfg(not(feature = "concurrency"))]
+        None
     }
 
     /// When the request arrived, its route, and the rate limit's decision: from what was
@@ -300,6 +355,8 @@ impl Plan {
         let on = on || self.rate_limit.is_some();
         #[cfg(feature = "cache-headers")]
         let on = on || self.cache.is_some();
+        #[cfg(feature = "idempotency")]
+        let on = on || self.idempotency.is_some();
         !on
     }
 

@@ -1,12 +1,14 @@
 //! `RouteSettings`: what one route template does differently, declared in one place.
 
-#[cfg(any(feature = "timing", feature = "concurrency"))]
+#[cfg(any(feature = "timing", feature = "concurrency", feature = "queries"))]
 use std::time::Duration;
 
 #[cfg(feature = "cache-headers")]
 use vitals_cache_headers::{CachePolicy, CacheSettings};
 #[cfg(feature = "concurrency")]
 use vitals_concurrency::Limit;
+#[cfg(feature = "idempotency")]
+use vitals_idempotency::IdempotencySettings;
 #[cfg(feature = "queries")]
 use vitals_queries::{NPlusOneAction, RouteQueries};
 #[cfg(feature = "rate-limit")]
@@ -50,6 +52,8 @@ pub struct RouteSettings {
     pub(crate) timeout: Option<Option<Duration>>,
     #[cfg(feature = "rate-limit")]
     pub(crate) rate_limit: Option<RateLimitSettings>,
+    #[cfg(feature = "idempotency")]
+    pub(crate) idempotency: Option<IdempotencySettings>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<RouteQueries>,
     #[cfg(feature = "timing")]
@@ -116,6 +120,15 @@ impl RouteSettings {
     #[cfg(feature = "rate-limit")]
     pub fn with_rate_limit(mut self, settings: RateLimitSettings) -> Self {
         self.rate_limit = Some(settings);
+        self
+    }
+
+    /// Whether the route requires an `Idempotency-Key`, takes one if given, or leaves it
+    /// alone (the stack gets an in-memory idempotency part if it has none: see
+    /// [`VitalsBuilder::with_idempotency`](crate::VitalsBuilder::with_idempotency)).
+    #[cfg(feature = "idempotency")]
+    pub fn with_idempotency(mut self, settings: IdempotencySettings) -> Self {
+        self.idempotency = Some(settings);
         self
     }
 

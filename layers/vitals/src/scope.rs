@@ -14,11 +14,6 @@ use vitals_trace_context::part::{TraceInFlight, TraceScope};
 #[derive(Debug)]
 pub(crate) enum QueryLedger {}
 
-/// No queries in flight without the queries part.
-#[cfg(not(feature = "queries"))]
-#[derive(Debug)]
-pub(crate) enum QueriesInFlight {}
-
 /// No trace scope without the trace-context part.
 #[cfg(not(feature = "trace-context"))]
 #[derive(Debug)]
@@ -46,37 +41,32 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    /// The scope of a request: the trace part's span when there is one, else the queries
-    /// part's own span (its ledger needs a span to be found from the statements' events).
-    pub(crate) fn new(trace: Option<TraceInFlight>, queries: Option<&QueriesInFlight>) -> Self {
-        let Some(queries) = queries else {
-            return Self {
-                trace: trace.map_or(Trace::Off, Trace::Request),
-                span: None,
-                ledger: None,
-            };
-        };
-        #[cfg(feature = "queries")]
-        {
-            #[cfg(feature = "trace-context")]
-            let request_span = trace.as_ref().map(TraceInFlight::span);
-            #[cfg(not(feature = "trace-context"))]
-            let request_span: Option<&tracing::Span> = None;
-            let span = match request_span {
-                Some(request_span) => {
-                    queries.attach_to(request_span);
-                    None
-                }
-                None => Some(queries.own_span()),
-            };
-            Self {
-                trace: trace.map_or(Trace::Off, Trace::Request),
-                span,
-                ledger: Some(queries.ledger().clone()),
-            }
+    /// The scope of a request: the trace part's span when there is one.
+    pub(crate) fn new(trace: Option<TraceInFlight>) -> Self {
+        Self {
+            trace: trace.map_or(Trace::Off, Trace::Request),
+            span: None,
+            ledger: None,
         }
-        #[cfg(not(feature = "queries"))]
-        match *queries {}
+    }
+
+    /// The queries part started: its ledger is current from now on, found from the request
+    /// span, or from the part's own span when there is none (the statements' events find the
+    /// ledger through a span).
+    #[cfg(feature = "queries")]
+    pub(crate) fn attach_queries(&mut self, queries: &QueriesInFlight) {
+        #[cfg(feature = "trace-context")]
+        let request_span = match &self.trace {
+            Trace::Request(trace) => Some(trace.span()),
+            _ => None,
+        };
+        #[cfg(not(feature = "trace-context"))]
+        let request_span: Option<&tracing::Span> = None;
+        match request_span {
+            Some(request_span) => queries.attach_to(request_span),
+            None => self.span = Some(queries.own_span()),
+        }
+        self.ledger = Some(queries.ledger().clone());
     }
 
     /// Runs `f` with the span entered once (the trace part's, else the queries part's own) and

@@ -9,11 +9,6 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-#[cfg(feature = "concurrency")]
-use vitals_concurrency::part::Admission;
-
-#[cfg(feature = "concurrency")]
-use crate::admission::Waiting;
 use crate::body::{Inner, VitalsBody};
 use crate::future::ResponseFuture;
 use crate::plan::{Early, Plan, Started};
@@ -38,13 +33,14 @@ impl<S> VitalsService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for VitalsService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: RequestBody,
     ResBody: Body,
     ResBody::Data: From<Bytes> + Buf,
     Inner<ResBody>: Body,
 {
     type Response = Response<VitalsBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, Request<ReqBody>, ResBody>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -80,49 +76,78 @@ where
 }
 
 /// The parts start on the request (with what was decided early), then it is answered at
-/// once, waits in the limit's queue, or goes to `service`, which is ready.
+/// once, read and claimed for its `Idempotency-Key`, waits in the limit's queue, or goes to
+/// `service`, which is ready.
 pub(crate) fn begin<S, ReqBody, ResBody>(
-    plan: &Plan,
+    plan: &Arc<Plan>,
     mut request: Request<ReqBody>,
     early: Option<Early>,
     service: &mut S,
-) -> ResponseFuture<S, Request<ReqBody>, ResBody>
+) -> ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ReqBody: RequestBody,
     ResBody: Body,
     ResBody::Data: From<Bytes> + Buf,
 {
-    #[allow(unused_mut, unused_variables)] // Changed by the limit only.
     let Started {
-        mut state,
+        state,
         #[cfg(feature = "rate-limit")]
         rate_refusal,
+        #[cfg(feature = "idempotency")]
+        key_refusal,
+        keyed,
         admission,
     } = plan.start(&mut request, early);
     #[cfg(feature = "rate-limit")]
     if let Some(refusal) = rate_refusal {
         return ResponseFuture::refused(refusal.into_response(), state);
     }
-    #[cfg(feature = "concurrency")]
-    match admission {
-        None => {}
-        Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
-        Some((Admission::Refused(refusal), _)) => {
-            return ResponseFuture::refused(refusal.into_response(), state);
-        }
-        Some((Admission::Queued(queued), later_deadline)) => {
-            // The clone that is ready goes with the request; the caller keeps the fresh one.
+    #[cfg(feature = "idempotency")]
+    if let Some(answer) = key_refusal {
+        return ResponseFuture::refused(crate::future::own_answer(answer), state);
+    }
+    if let Some(keyed) = keyed {
+        #[cfg(feature = "idempotency")]
+        {
+            let (keyed, inside) = keyed;
+            // The service that is ready goes with the request; the caller keeps a clone.
             let clone = service.clone();
             let service = std::mem::replace(service, clone);
-            let waiting = Waiting {
-                queued,
+            let (head, body) = request.into_parts();
+            let keying = crate::future::Keying {
+                keyed: Some(keyed),
+                inside: Some(inside),
+                head: Some(head),
+                read: bytes::BytesMut::new(),
+                body: None,
+                claiming: None,
                 service,
-                request: Some(request),
-                deadline: later_deadline,
+                plan: Arc::clone(plan),
             };
-            return ResponseFuture::queued(waiting, state);
+            return ResponseFuture::keying(keying, body, state);
         }
+        #[cfg(not(feature = "idempotency"))]
+        match keyed {}
     }
-    let inner = state.scope.in_scope(|| service.call(request));
-    ResponseFuture::running(inner, state)
+    ResponseFuture::start(state, admission, request, service)
 }
+
+/// What a request body must be for [`VitalsService`]: anything without the `idempotency`
+/// feature; with it, a body that can be rebuilt from the bytes the idempotency part read to
+/// fingerprint the request (`From<Bytes>`: axum's `Body`, `Full<Bytes>`, `String`…).
+///
+/// A service whose request body cannot be rebuilt (hyper's `Incoming`, tonic's `Body`) uses
+/// the stack without the `idempotency` feature, or `vitals_idempotency::IdempotencyLayer` on
+/// its own, inside a router that gives it such a body.
+#[cfg(feature = "idempotency")]
+pub trait RequestBody: Body + From<Bytes> {}
+#[cfg(feature = "idempotency")]
+impl<T: Body + From<Bytes>> RequestBody for T {}
+
+/// What a request body must be for [`VitalsService`]: anything without the `idempotency`
+/// feature (with it, a body that can be rebuilt from bytes).
+#[cfg(not(feature = "idempotency"))]
+pub trait RequestBody {}
+#[cfg(not(feature = "idempotency"))]
+impl<T> RequestBody for T {}

@@ -10,6 +10,8 @@ use tower_layer::Layer;
 use vitals_cache_headers::CacheHeadersLayer;
 #[cfg(feature = "concurrency")]
 use vitals_concurrency::{ConcurrencyLimitLayer, LimiterHandle, TimeoutLayer};
+#[cfg(feature = "idempotency")]
+use vitals_idempotency::IdempotencyLayer;
 #[cfg(feature = "latency")]
 use vitals_latency::{LatencyLayer, LatencyRegistry};
 #[cfg(feature = "queries")]
@@ -160,6 +162,8 @@ pub struct VitalsBuilder {
     latency: Option<LatencyLayer>,
     #[cfg(feature = "rate-limit")]
     rate_limit: Option<RateLimitLayer>,
+    #[cfg(feature = "idempotency")]
+    idempotency: Option<IdempotencyLayer>,
     #[cfg(feature = "concurrency")]
     limit: Option<ConcurrencyLimitLayer>,
     #[cfg(feature = "concurrency")]
@@ -185,6 +189,8 @@ impl VitalsBuilder {
             latency: Some(LatencyLayer::new(LatencyRegistry::new())),
             #[cfg(feature = "rate-limit")]
             rate_limit: None,
+            #[cfg(feature = "idempotency")]
+            idempotency: None,
             #[cfg(feature = "concurrency")]
             limit: Some(ConcurrencyLimitLayer::new(DEFAULT_CONCURRENCY_LIMIT)),
             #[cfg(feature = "concurrency")]
@@ -316,6 +322,42 @@ impl VitalsBuilder {
     #[cfg(feature = "rate-limit")]
     pub fn without_rate_limit(mut self) -> Self {
         self.rate_limit = None;
+        self
+    }
+
+    /// `Idempotency-Key` for unsafe methods (none by default; a route can ask for it with
+    /// [`RouteSettings::with_idempotency`](crate::RouteSettings::with_idempotency)). It runs
+    /// after the rate limit and before the concurrency limit: a replay or a `409` is timed,
+    /// counted and traced, takes no permit, and is not counted twice against a quota's
+    /// headers; a first run is stored with the headers the cache-headers part gave it.
+    ///
+    /// With this part the request body must be rebuilt from the bytes read to fingerprint it
+    /// (`From<Bytes>`, as axum's `Body` is: see [`RequestBody`](crate::RequestBody)).
+    ///
+    /// ```
+    /// use vitals::VitalsLayer;
+    /// use vitals::idempotency::{IdempotencyLayer, IdempotencySettings};
+    ///
+    /// let vitals = VitalsLayer::builder()
+    ///     .with_idempotency(IdempotencyLayer::new())
+    ///     .with_route(
+    ///         "/orders",
+    ///         vitals::RouteSettings::new().with_idempotency(IdempotencySettings::new().required()),
+    ///     )
+    ///     .build()
+    ///     .expect("valid settings");
+    /// # let _ = vitals;
+    /// ```
+    #[cfg(feature = "idempotency")]
+    pub fn with_idempotency(mut self, layer: IdempotencyLayer) -> Self {
+        self.idempotency = Some(layer);
+        self
+    }
+
+    /// No `Idempotency-Key` handling (the default).
+    #[cfg(feature = "idempotency")]
+    pub fn without_idempotency(mut self) -> Self {
+        self.idempotency = None;
         self
     }
 
@@ -570,6 +612,11 @@ impl VitalsBuilder {
             });
             self.rate_limit = Some(layer.with_route(route, quotas));
         }
+        #[cfg(feature = "idempotency")]
+        if let Some(own) = settings.idempotency {
+            let layer = self.idempotency.take().unwrap_or_default();
+            self.idempotency = Some(layer.with_route(route, own));
+        }
         #[cfg(feature = "queries")]
         if let Some(own) = settings.queries {
             let layer = self
@@ -615,6 +662,8 @@ impl VitalsBuilder {
             queries: self.queries.as_ref().map(QueryTrackingLayer::part),
             #[cfg(feature = "rate-limit")]
             rate_limit: self.rate_limit.as_ref().map(RateLimitLayer::part),
+            #[cfg(feature = "idempotency")]
+            idempotency: self.idempotency.as_ref().map(IdempotencyLayer::part),
             #[cfg(feature = "concurrency")]
             limit: self.limit.as_ref().map(ConcurrencyLimitLayer::part),
             #[cfg(feature = "concurrency")]

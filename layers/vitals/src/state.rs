@@ -21,6 +21,17 @@ pub(crate) use vitals_queries::part::QueriesFinish;
 #[cfg(not(feature = "cache-headers"))]
 pub(crate) enum CacheInFlight {}
 
+#[cfg(feature = "idempotency")]
+pub(crate) use vitals_idempotency::part::{Recorder, Ticket};
+
+/// No key held without the `idempotency` feature.
+#[cfg(not(feature = "idempotency"))]
+pub(crate) enum Ticket {}
+
+/// No response recorded without the `idempotency` feature.
+#[cfg(not(feature = "idempotency"))]
+pub(crate) enum Recorder {}
+
 /// Nothing to finish without the queries part.
 #[cfg(not(feature = "queries"))]
 pub(crate) enum QueriesFinish {}
@@ -48,6 +59,8 @@ pub(crate) struct Parts {
     pub(crate) cache: Option<CacheInFlight>,
     /// The rate limit's headers for the response.
     pub(crate) rate_limit: Option<Grant>,
+    /// The `Idempotency-Key` this request holds while it runs.
+    pub(crate) ticket: Option<Ticket>,
     /// The concurrency limit's permit, held to the end of the body.
     pub(crate) permit: Option<Permit>,
     #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
@@ -58,6 +71,8 @@ pub(crate) struct Parts {
 
 /// What each part does when the body ends.
 pub(crate) struct Finish {
+    /// The response recorded for its key's replays.
+    pub(crate) recorder: Option<Recorder>,
     /// The concurrency limit's permit: given back here, with a latency sample when completed.
     pub(crate) permit: Option<Permit>,
     #[cfg(feature = "latency")]
@@ -69,6 +84,17 @@ pub(crate) struct Finish {
 }
 
 impl Finish {
+    /// A frame of data went by (only the recorder reads them).
+    #[allow(unused_variables)] // Without the `idempotency` feature nothing records.
+    pub(crate) fn on_data(&mut self, data: &impl bytes::Buf) {
+        if let Some(recorder) = &mut self.recorder {
+            #[cfg(feature = "idempotency")]
+            recorder.on_buf(data);
+            #[cfg(not(feature = "idempotency"))]
+            match *recorder {}
+        }
+    }
+
     #[allow(unused_variables)] // Every part reading trailers may be compiled out.
     pub(crate) fn on_trailers(&mut self, trailers: &HeaderMap) {
         #[cfg(feature = "latency")]
@@ -83,6 +109,12 @@ impl Finish {
 
     #[allow(unused_variables)] // Every part may be compiled out.
     pub(crate) fn on_end(self, end: BodyEnd) {
+        if let Some(recorder) = self.recorder {
+            #[cfg(feature = "idempotency")]
+            recorder.on_end(end);
+            #[cfg(not(feature = "idempotency"))]
+            match recorder {}
+        }
         #[cfg(feature = "queries")]
         if let Some(queries) = self.queries {
             queries.on_end(end);
@@ -111,6 +143,13 @@ impl RequestState {
     /// The handler failed instead of answering.
     pub(crate) fn on_error(self, #[allow(unused_variables)] now: Option<Instant>) {
         let Self { scope, parts, .. } = self;
+        // No answer: the operation failed, and its key is free for a retry.
+        if let Some(ticket) = parts.ticket {
+            #[cfg(feature = "idempotency")]
+            ticket.release();
+            #[cfg(not(feature = "idempotency"))]
+            match ticket {}
+        }
         #[cfg(feature = "latency")]
         if let Some(latency) = parts.latency {
             latency.on_error();
