@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use std::hint::black_box;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::Full;
@@ -33,6 +35,16 @@ fn with_new_key() -> Request<RequestBody> {
         .unwrap_or_default()
 }
 
+/// The check a request without a key meets (in the layer and in `VitalsLayer`): whether the
+/// part may apply to its method and headers.
+fn check(c: &mut Criterion) {
+    let part = IdempotencyLayer::new().part();
+    let request = without_key();
+    c.bench_function("idempotency_check/no_key", |b| {
+        b.iter(|| part.may_apply(black_box(request.method()), black_box(request.headers())));
+    });
+}
+
 fn overhead(c: &mut Criterion) {
     Comparison::with_request(c, "idempotency_no_key", without_key)
         .layer("no_key", IdempotencyLayer::new())
@@ -42,5 +54,5 @@ fn overhead(c: &mut Criterion) {
         .finish();
 }
 
-criterion_group!(benches, overhead);
+criterion_group!(benches, check, overhead);
 criterion_main!(benches);

@@ -33,7 +33,8 @@ pin_project! {
         Inner {
             #[pin]
             body: B,
-            recorder: Option<Recorder>,
+            // Boxed: most responses have none, and the body stays small as it moves.
+            recorder: Option<Box<Recorder>>,
         },
         Own {
             #[pin]
@@ -58,7 +59,10 @@ pin_project! {
 impl<B: Body> IdempotencyBody<B> {
     pub(crate) fn inner(body: B, recorder: Option<Recorder>) -> Self {
         Self {
-            kind: Kind::Inner { body, recorder },
+            kind: Kind::Inner {
+                body,
+                recorder: recorder.map(Box::new),
+            },
         }
     }
 

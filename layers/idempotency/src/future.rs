@@ -46,15 +46,17 @@ pin_project! {
         Running {
             #[pin]
             future: S::Future,
-            ticket: Option<Ticket>,
+            // Boxed, as the answer: a request without a key has neither, and its future stays
+            // small.
+            ticket: Option<Box<Ticket>>,
         },
         Claiming {
-            claiming: Claiming,
+            claiming: Box<Claiming>,
             waiting: Box<Waiting<S>>,
             body: Option<Bytes>,
         },
         Answered {
-            response: Option<Response<Bytes>>,
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
@@ -72,7 +74,7 @@ where
     S: Service<Request<B>>,
     B: Body,
 {
-    pub(crate) fn running(future: S::Future, ticket: Option<Ticket>) -> Self {
+    pub(crate) fn running(future: S::Future, ticket: Option<Box<Ticket>>) -> Self {
         Self {
             state: State::Running { future, ticket },
         }
@@ -81,7 +83,7 @@ where
     pub(crate) fn answered(response: Response<Bytes>) -> Self {
         Self {
             state: State::Answered {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -118,7 +120,7 @@ where
                     waiting,
                     body,
                 } => {
-                    let claimed = ready!(Pin::new(claiming).poll(cx));
+                    let claimed = ready!(Pin::new(&mut **claiming).poll(cx));
                     let (Some(head), Some(service), Some(body)) =
                         (waiting.head.take(), waiting.service.take(), body.take())
                     else {
@@ -131,7 +133,7 @@ where
                 StateProjection::Answered { response } => {
                     let response = response
                         .take()
-                        .unwrap_or_else(|| Problem::StoreFull.into_response());
+                        .map_or_else(|| Problem::StoreFull.into_response(), |answer| *answer);
                     return Poll::Ready(Ok(response.map(IdempotencyBody::own)));
                 }
                 StateProjection::Running { future, ticket } => {
@@ -172,7 +174,7 @@ where
                     };
                     if let Err(problem) = read_all {
                         State::Answered {
-                            response: Some(keyed.refuse(problem)),
+                            response: Some(Box::new(keyed.refuse(problem))),
                         }
                     } else {
                         let body = std::mem::take(read).freeze();
@@ -180,7 +182,7 @@ where
                         match Pin::new(&mut claiming).poll(cx) {
                             Poll::Ready(claimed) => next_step(claimed, head, body, service),
                             Poll::Pending => State::Claiming {
-                                claiming,
+                                claiming: Box::new(claiming),
                                 waiting: Box::new(Waiting {
                                     keyed: None,
                                     head: Some(head),
@@ -211,11 +213,11 @@ where
 {
     match claimed {
         Claimed::Answer(response) => State::Answered {
-            response: Some(response),
+            response: Some(Box::new(response)),
         },
         Claimed::Run(ticket) => State::Running {
             future: service.call(Request::from_parts(head, B::from(body))),
-            ticket: Some(ticket),
+            ticket: Some(Box::new(ticket)),
         },
     }
 }

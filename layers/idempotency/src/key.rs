@@ -6,6 +6,10 @@ use http::HeaderMap;
 /// The header's name.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// The header's name, parsed once: a lookup by it skips checking and lowercasing the name.
+pub(crate) static IDEMPOTENCY_KEY_NAME: http::HeaderName =
+    http::HeaderName::from_static(IDEMPOTENCY_KEY);
+
 /// The longest key accepted by default, in characters (Stripe's limit is 255).
 pub const DEFAULT_MAX_KEY_LEN: usize = 255;
 

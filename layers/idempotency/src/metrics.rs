@@ -61,6 +61,7 @@ struct RouteCounters {
     conflicts: Counter,
     mismatches: Counter,
     refused: Counter,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // Only a remote store fails.
     store_errors: Counter,
 }
 

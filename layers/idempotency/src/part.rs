@@ -70,7 +70,7 @@ impl IdempotencyPart {
     /// method is not protected, or it has no key and no route requires one).
     pub fn may_apply(&self, method: &Method, headers: &HeaderMap) -> bool {
         self.config.methods.contains(method)
-            && (self.config.any_required || headers.contains_key(crate::key::IDEMPOTENCY_KEY))
+            && (self.config.any_required || headers.contains_key(&crate::key::IDEMPOTENCY_KEY_NAME))
     }
 
     /// A request for `route` arrived.

@@ -83,8 +83,41 @@ fn each_part(c: &mut Criterion) {
     comparison.finish();
 }
 
+/// The idempotency part on a `POST` without a key: the check alone (the stack's own cost is
+/// the same on both sides).
+#[cfg(feature = "idempotency")]
+fn idempotency_check(c: &mut Criterion) {
+    use vitals::idempotency::IdempotencyLayer;
+    let post = || {
+        http::Request::post("/products/42")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                br#"{"quantity":2}"#,
+            )))
+            .unwrap_or_default()
+    };
+    let app = || {
+        axum::Router::new().route(
+            "/products/{id}",
+            axum::routing::post(|| async { RESPONSE_JSON }),
+        )
+    };
+    let Ok(with_part) = VitalsLayer::builder()
+        .with_idempotency(IdempotencyLayer::new())
+        .build()
+    else {
+        panic!("the stack builds");
+    };
+    Comparison::with_request(c, "stack_idempotency_no_key", post)
+        .service("vitals", &app().layer(VitalsLayer::new()))
+        .service("vitals_idempotency", &app().layer(with_part))
+        .finish();
+}
+
 fn per_request(c: &mut Criterion) {
     compare(c, "stack_no_subscriber");
+    #[cfg(feature = "idempotency")]
+    idempotency_check(c);
     each_part(c);
     #[cfg(feature = "telemetry")]
     tracing::subscriber::with_default(tracing_subscriber::registry().with(json_logs()), || {

@@ -68,9 +68,11 @@ where
     // Inside the rate limit: the stored answer has no quota headers (they are the replay's).
     let recorder = parts.ticket.and_then(|ticket| {
         #[cfg(feature = "idempotency")]
-        return ticket.on_response(response.status(), response.headers());
+        return ticket
+            .on_response(response.status(), response.headers())
+            .map(Box::new);
         #[cfg(not(feature = "idempotency"))]
-        match ticket {}
+        match *ticket {}
     });
     if let Some(grant) = parts.rate_limit {
         #[cfg(feature = "rate-limit")]
@@ -389,7 +391,7 @@ where
                 else {
                     completed();
                 };
-                state.parts.ticket = Some(ticket);
+                state.parts.ticket = Some(Box::new(ticket));
                 let mut request = Request::from_parts(head, ReqBody::from(bytes));
                 let plan = Arc::clone(&keying.plan);
                 let admission = plan.start_inside(state, &mut request, inside);

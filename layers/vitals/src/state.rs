@@ -60,7 +60,8 @@ pub(crate) struct Parts {
     /// The rate limit's headers for the response.
     pub(crate) rate_limit: Option<Grant>,
     /// The `Idempotency-Key` this request holds while it runs.
-    pub(crate) ticket: Option<Ticket>,
+    /// (Boxed, as the recorder below: most requests have none, and the state stays small.)
+    pub(crate) ticket: Option<Box<Ticket>>,
     /// The concurrency limit's permit, held to the end of the body.
     pub(crate) permit: Option<Permit>,
     #[cfg_attr(not(feature = "concurrency"), allow(dead_code))]
@@ -72,7 +73,7 @@ pub(crate) struct Parts {
 /// What each part does when the body ends.
 pub(crate) struct Finish {
     /// The response recorded for its key's replays.
-    pub(crate) recorder: Option<Recorder>,
+    pub(crate) recorder: Option<Box<Recorder>>,
     /// The concurrency limit's permit: given back here, with a latency sample when completed.
     pub(crate) permit: Option<Permit>,
     #[cfg(feature = "latency")]
@@ -91,7 +92,7 @@ impl Finish {
             #[cfg(feature = "idempotency")]
             recorder.on_buf(data);
             #[cfg(not(feature = "idempotency"))]
-            match *recorder {}
+            match **recorder {}
         }
     }
 
@@ -113,7 +114,7 @@ impl Finish {
             #[cfg(feature = "idempotency")]
             recorder.on_end(end);
             #[cfg(not(feature = "idempotency"))]
-            match recorder {}
+            match *recorder {}
         }
         #[cfg(feature = "queries")]
         if let Some(queries) = self.queries {
@@ -148,7 +149,7 @@ impl RequestState {
             #[cfg(feature = "idempotency")]
             ticket.release();
             #[cfg(not(feature = "idempotency"))]
-            match ticket {}
+            match *ticket {}
         }
         #[cfg(feature = "latency")]
         if let Some(latency) = parts.latency {

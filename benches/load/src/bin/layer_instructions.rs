@@ -14,8 +14,9 @@ use axum::http::{Request, Response};
 use tower::{Layer, Service, ServiceExt};
 use vitals_load::PRODUCT_JSON;
 
-/// The layers, by the name the command line gives.
-const LAYERS: [&str; 9] = [
+/// The layers, by the name the command line gives (each also as `post-LAYER`: a `POST` with a
+/// JSON body and no `Idempotency-Key`, for the idempotency part's check).
+const LAYERS: [&str; 11] = [
     "bare",
     "trace-context",
     "timing",
@@ -25,6 +26,8 @@ const LAYERS: [&str; 9] = [
     "timeout",
     "cache-headers",
     "vitals",
+    "idempotency",
+    "vitals-idempotency",
 ];
 
 fn main() -> ExitCode {
@@ -47,32 +50,50 @@ fn main() -> ExitCode {
     let bare = tower::service_fn(|_: Request<Body>| async {
         Ok::<_, Infallible>(Response::new(Body::from(PRODUCT_JSON)))
     });
+    let (post, layer) = match layer.strip_prefix("post-") {
+        Some(layer) => (true, layer),
+        None => (false, layer.as_str()),
+    };
     let result = runtime.block_on(async {
-        match layer.as_str() {
-            "bare" => send(bare, count).await,
+        match layer {
+            "bare" => send(bare, count, post).await,
             "trace-context" => {
-                send(vitals::trace_context::TraceContextLayer::new().layer(bare), count).await
+                send(vitals::trace_context::TraceContextLayer::new().layer(bare), count, post).await
             }
-            "timing" => send(vitals::timing::RequestTimingLayer::new().layer(bare), count).await,
+            "timing" => send(vitals::timing::RequestTimingLayer::new().layer(bare), count, post).await,
             "latency" => {
                 let registry = vitals::latency::LatencyRegistry::new();
-                send(vitals::latency::LatencyLayer::new(registry).layer(bare), count).await
+                send(vitals::latency::LatencyLayer::new(registry).layer(bare), count, post).await
             }
             "queries" => {
-                send(vitals::queries::QueryTrackingLayer::new().layer(bare), count).await
+                send(vitals::queries::QueryTrackingLayer::new().layer(bare), count, post).await
             }
             "concurrency-limit" => {
                 let limit = vitals::concurrency::ConcurrencyLimitLayer::new(vitals_load::LIMIT);
-                send(limit.layer(bare), count).await
+                send(limit.layer(bare), count, post).await
             }
             "timeout" => {
                 let timeout = vitals::concurrency::TimeoutLayer::new(Duration::from_secs(30));
-                send(timeout.layer(bare), count).await
+                send(timeout.layer(bare), count, post).await
             }
             "cache-headers" => {
-                send(vitals::cache_headers::CacheHeadersLayer::new().layer(bare), count).await
+                send(vitals::cache_headers::CacheHeadersLayer::new().layer(bare), count, post).await
             }
-            "vitals" => send(vitals::VitalsLayer::new().layer(bare), count).await,
+            "vitals" => send(vitals::VitalsLayer::new().layer(bare), count, post).await,
+            "idempotency" => {
+                let layer = vitals::idempotency::IdempotencyLayer::new();
+                send(layer.layer(bare), count, post).await
+            }
+            "vitals-idempotency" => {
+                let layer = vitals::VitalsLayer::builder()
+                    .with_idempotency(vitals::idempotency::IdempotencyLayer::new())
+                    .build()
+                    .map_err(|e| e.to_string());
+                match layer {
+                    Ok(layer) => send(layer.layer(bare), count, post).await,
+                    Err(error) => Err(error),
+                }
+            }
             other => Err(format!("unknown layer {other:?} ({})", LAYERS.join(", "))),
         }
     });
@@ -85,8 +106,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sends `count` requests through clones of `service`, each body read to its end.
-async fn send<S, B>(service: S, count: u64) -> Result<(), String>
+/// Sends `count` requests (`GET`, or `POST` with a JSON body) through clones of `service`, each
+/// body read to its end.
+async fn send<S, B>(service: S, count: u64, post: bool) -> Result<(), String>
 where
     S: Service<Request<Body>, Response = Response<B>> + Clone,
     S::Error: std::fmt::Display,
@@ -94,11 +116,18 @@ where
     B::Error: Into<axum::BoxError>,
 {
     for _ in 0..count {
-        let request = Request::get("/products/42")
-            .header("host", "bench.local")
-            .header("accept", "application/json")
-            .body(Body::empty())
-            .map_err(|e| e.to_string())?;
+        let request = if post {
+            Request::post("/orders")
+                .header("host", "bench.local")
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"customer_id":3,"product_id":5,"quantity":2}"#))
+        } else {
+            Request::get("/products/42")
+                .header("host", "bench.local")
+                .header("accept", "application/json")
+                .body(Body::empty())
+        }
+        .map_err(|e| e.to_string())?;
         let response = service
             .clone()
             .oneshot(request)
