@@ -86,6 +86,20 @@ pub struct Config {
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub statement_timeout_ms: u64,
 
+    /// Reports (`POST /reports`) this shop's workers build at once; 0 runs none here (another
+    /// shop on the same database does).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub job_workers: u64,
+
+    /// The most runs of a report before it is dead-lettered.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub job_attempts: u32,
+
+    /// Seconds between a job worker's heartbeats: a report held by a worker silent for two is
+    /// run again by another.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub job_heartbeat_s: u64,
+
     /// Requests served at once across the whole shop; more wait briefly, then get 503.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_concurrency: u64,

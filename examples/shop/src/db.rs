@@ -12,6 +12,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Row};
 use vitals::core::findings::Findings;
+
+use crate::report::Report;
 use vitals::queries::pool::{Held, PoolVitals};
 
 /// Which database the shop runs on.
@@ -171,7 +173,7 @@ impl From<sqlx::Error> for ConnectError {
     }
 }
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS customers (
         id BIGINT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -198,6 +200,13 @@ const SCHEMA: [&str; 5] = [
         customer_id BIGINT NOT NULL REFERENCES customers (id)
     )",
     "CREATE INDEX IF NOT EXISTS orders_customer_id ON orders (customer_id)",
+    // Reports built by `POST /reports`' jobs, one per job: the job's id is the key, so a job
+    // run twice (its worker died before the run was recorded) records one report.
+    "CREATE TABLE IF NOT EXISTS reports (
+        job_id TEXT PRIMARY KEY,
+        orders BIGINT NOT NULL,
+        score TEXT NOT NULL
+    )",
 ];
 
 impl std::fmt::Debug for Db {
@@ -632,6 +641,30 @@ impl Db {
             placed_at,
             customer,
         }))
+    }
+
+    /// Records the report built by job `job_id`: `false` when that job already recorded one
+    /// (a second run of the same job).
+    pub async fn record_report(&self, job_id: &str, report: &Report) -> Result<bool, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO reports (job_id, orders, score) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(i64::try_from(report.orders).unwrap_or(i64::MAX))
+        .bind(&report.score)
+        .execute(&mut **self.acquire().await?)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// How many reports job `job_id` recorded (one, once it ran; never more).
+    pub async fn reports_recorded(&self, job_id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COUNT(*) AS n FROM reports WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_one(&mut **self.acquire().await?)
+            .await?
+            .try_get(0)
     }
 
     /// How many orders there are.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod jobs;
 pub mod payment;
 pub mod report;
 pub mod routes;
@@ -213,6 +214,8 @@ pub struct Shop {
     dashboard: vitals::dashboard::Dashboard,
     /// The missing-index detector, unless its connection failed.
     index_detector: Option<IndexDetector>,
+    /// This shop's worker of `POST /reports`' jobs (none with `--job-workers 0`).
+    jobs_worker: Option<vitals::jobs::JobWorkerHandle>,
     payment_stub: Option<PaymentStub>,
 }
 
@@ -271,8 +274,20 @@ impl Shop {
         )
         .map_err(StartError)?;
         let breaker = payment.breaker().clone();
+        let (jobs, jobs_worker) = jobs::start(
+            &db,
+            workload,
+            jobs::JobSettings {
+                workers: usize::try_from(config.job_workers).unwrap_or(0),
+                attempts: config.job_attempts,
+                heartbeat: Duration::from_secs(config.job_heartbeat_s),
+            },
+        )
+        .await
+        .map_err(|e| StartError(e.to_string()))?;
         let state = Arc::new(AppState {
             db,
+            jobs,
             workload,
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
@@ -324,6 +339,7 @@ impl Shop {
             metrics: vitals::telemetry::prometheus(),
             dashboard,
             index_detector: detector,
+            jobs_worker,
             payment_stub,
         })
     }
@@ -355,6 +371,23 @@ impl Shop {
     /// The missing-index detector, unless its connection failed at start.
     pub fn index_detector(&self) -> Option<&IndexDetector> {
         self.index_detector.as_ref()
+    }
+
+    /// This shop's worker of `POST /reports`' jobs, when it has one.
+    pub fn jobs_worker(&self) -> Option<&vitals::jobs::JobWorkerHandle> {
+        self.jobs_worker.as_ref()
+    }
+
+    /// Stops this shop's job worker: the reports it is building end and are recorded first.
+    pub async fn stop_jobs(&mut self) {
+        if let Some(worker) = self.jobs_worker.take() {
+            worker.shutdown().await;
+        }
+    }
+
+    /// The queue of `POST /reports`' jobs.
+    pub fn jobs(&self) -> &vitals::jobs::JobStore {
+        &self.state.jobs
     }
 
     /// The report's calibrated workload.

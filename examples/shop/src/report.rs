@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// CPU time one report aims for.
 pub const TARGET: Duration = Duration::from_millis(100);
@@ -61,7 +61,7 @@ impl Workload {
 }
 
 /// One customer's line in the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopCustomer {
     /// Customer id.
     pub customer_id: i64,
@@ -70,7 +70,7 @@ pub struct TopCustomer {
 }
 
 /// The report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Orders aggregated.
     pub orders: usize,

@@ -9,6 +9,8 @@
 //! | `GET /orders/n-plus-one`| the same JSON with one query per order: the N+1 problem      |
 //! | `GET /report`           | CPU work moved off the executor (`spawn_blocking`): the fix  |
 //! | `GET /report/blocking`  | the same work inline on the executor: blocks other requests  |
+//! | `POST /reports`         | the report as a job: `202` + `Location: /jobs/{id}` at once    |
+//! | `GET /jobs/{id}`        | a job's status (`pending`, `running`, `succeeded`, `failed`)   |
 //! | `GET /slow?ms=N`        | a request held open (0–60000 ms)                             |
 //! | `GET /me`               | an authenticated, per-user response (`Bearer demo`)         |
 //! | `GET /checkout`         | a call to a downstream payment service: deadline and breaker |
@@ -26,7 +28,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,6 +55,8 @@ pub const DEMO_CUSTOMER_ID: i64 = 1;
 pub struct AppState {
     /// The database.
     pub db: Db,
+    /// The queue of `POST /reports`' jobs (in the same database).
+    pub jobs: vitals::jobs::JobStore,
     /// The report's calibrated CPU work.
     pub workload: Workload,
     /// The payment service client.
@@ -110,6 +114,10 @@ pub fn router(
         .route("/orders/release", get(orders_release))
         .route("/report", get(report_off_executor))
         .route("/report/blocking", get(report_blocking))
+        .route("/reports", post(enqueue_report))
+        // `GET /jobs/{id}`: a job's status, read from the queue's table (open, as the shop's
+        // other routes are: a job's id is its capability).
+        .merge(vitals::jobs::StatusRoute::new(&state.jobs).router())
         .route("/slow", get(slow))
         .route("/me", get(me))
         .route("/checkout", get(checkout))
@@ -300,6 +308,46 @@ async fn report_off_executor(State(state): State<Arc<AppState>>) -> Result<Json<
         .await
         .map_err(|e| ApiError::BadGateway(format!("report task failed: {e}")))?;
     Ok(Json(report))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportOptions {
+    #[serde(default)]
+    fail: bool,
+    #[serde(default)]
+    hold_ms: u64,
+}
+
+/// The longest a demo report holds its first run (`POST /reports?hold_ms=`).
+const MAX_REPORT_HOLD_MS: u64 = 60_000;
+
+/// The report, off the request: enqueued, answered `202` with `Location: /jobs/{id}` at
+/// once; a worker builds it (the "after" of `/report`, which holds the request for it).
+async fn enqueue_report(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ReportOptions>, QueryRejection>,
+) -> Result<vitals::jobs::Accepted, ApiError> {
+    let Query(options) = query.map_err(|_| {
+        ApiError::BadRequest(format!(
+            "query parameters: fail=true|false, hold_ms from 0 to {MAX_REPORT_HOLD_MS}"
+        ))
+    })?;
+    if options.hold_ms > MAX_REPORT_HOLD_MS {
+        return Err(ApiError::BadRequest(format!(
+            "hold_ms must be from 0 to {MAX_REPORT_HOLD_MS}"
+        )));
+    }
+    let job = crate::jobs::ReportJob {
+        fail: options.fail,
+        hold_ms: options.hold_ms,
+    };
+    state.jobs.accept(job).await.map_err(|error| {
+        tracing::warn!(error = %error, "a report could not be enqueued");
+        ApiError::ServiceUnavailable(
+            "the job queue did not answer".to_owned(),
+            std::time::Duration::from_secs(1),
+        )
+    })
 }
 
 /// The bad example: CPU work inline on the async executor, stalling every task on this worker.

@@ -93,6 +93,31 @@ impl TraceContext {
         }
     }
 
+    /// The context of work that continues a trace elsewhere — a job a request enqueued, with
+    /// the request's `traceparent` (and `tracestate`) kept beside it: the same trace, that span
+    /// as the parent, a new span id. A new trace when `traceparent` is not a valid one.
+    pub fn continued_from(traceparent: &str, tracestate: Option<&str>) -> Self {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(traceparent) {
+            headers.insert(TRACEPARENT, value);
+        }
+        if let Some(value) = tracestate.and_then(|state| HeaderValue::from_str(state).ok()) {
+            headers.insert(TRACESTATE, value);
+        }
+        Self::from_headers(&headers)
+    }
+
+    /// Makes `span` this context's span in the exported trace (feature `opentelemetry`: the
+    /// span continues the trace with this context's parent, and the context takes the exported
+    /// span's ids, as a request's server span does). Unchanged without an OpenTelemetry layer.
+    #[must_use]
+    pub fn followed_by(self, #[allow(unused_variables)] span: &tracing::Span) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        return crate::otel::bridge(span, self);
+        #[cfg(not(feature = "opentelemetry"))]
+        self
+    }
+
     /// A new trace: random ids, random and sampled flags, no state.
     pub fn new_root() -> Self {
         Self {

@@ -34,11 +34,11 @@
 //! See `docs/trace-context.md`.
 
 mod body;
-#[cfg(feature = "logs")]
 pub mod client_span;
 mod context;
 mod future;
 mod layer;
+#[cfg(feature = "logs")]
 pub mod logs;
 #[cfg(feature = "opentelemetry")]
 mod otel;

@@ -45,6 +45,8 @@ pub use vitals_concurrency as concurrency;
 pub use vitals_dashboard as dashboard;
 #[cfg(feature = "idempotency")]
 pub use vitals_idempotency as idempotency;
+#[cfg(feature = "jobs")]
+pub use vitals_jobs as jobs;
 #[cfg(feature = "latency")]
 pub use vitals_latency as latency;
 #[cfg(feature = "queries")]
