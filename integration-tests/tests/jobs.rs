@@ -129,6 +129,29 @@ async fn a_failing_job_is_retried_with_backoff_then_dead_lettered() {
     let counts = shop.shop().jobs().counts().await.unwrap();
     let reports = counts.iter().find(|c| c.kind == "shop.report").unwrap();
     assert_eq!(reports.failed, 1, "{counts:?}");
+    // And on the dashboard (its Jobs panel reads the queue every 5 s).
+    let id = status["id"].as_str().unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let summary = shop.get_json("/_vitals/api/summary", 200).await;
+        let jobs = &summary["jobs"];
+        let dead = jobs["dead_lettered"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if dead.iter().any(|job| job["id"] == id) {
+            let kind = jobs["kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kind"] == "shop.report")
+                .unwrap();
+            assert_eq!(kind["failed"], 1, "{jobs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not on the dashboard: {jobs}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     shop.shutdown().await;
 }
 

@@ -56,6 +56,12 @@ pub fn spawn(base_url: String, payment: Option<StubControl>) -> JoinHandle<()> {
                     let _ = call(request, &path, &tags).await;
                 });
             }
+            for path in posts(round) {
+                let request = client.post(format!("{base_url}{path}"));
+                tokio::spawn(async move {
+                    let _ = request.send().await;
+                });
+            }
         }
     })
 }
@@ -135,6 +141,19 @@ impl EntityTags {
 }
 
 /// The calls of round `round` (four rounds a second).
+/// The `POST`s of round `round`: a report as a job every 2 s, and every 15 s one that fails
+/// each run, retried and dead-lettered (the Jobs panel shows both).
+fn posts(round: u64) -> Vec<&'static str> {
+    let mut posts = Vec::new();
+    if round % 8 == 4 {
+        posts.push("/reports");
+    }
+    if round % 60 == 6 {
+        posts.push("/reports?fail=true");
+    }
+    posts
+}
+
 fn paths(round: u64) -> Vec<String> {
     let mut paths = vec![
         format!("/products/{}", round % 24 + 1),
@@ -217,6 +236,8 @@ mod tests {
             assert!(all.iter().any(|p| p == needle), "{needle}");
         }
         assert!(all.iter().filter(|p| *p == "/slow?ms=400").count() >= 40);
+        let posts: Vec<&str> = (0..240).flat_map(posts).collect();
+        assert!(posts.contains(&"/reports") && posts.contains(&"/reports?fail=true"));
         assert!(all.iter().any(|p| p.starts_with("/orders/by-email?email=")));
         assert!(
             all.iter()

@@ -321,7 +321,8 @@ impl Shop {
         let mut dashboard = vitals
             .dashboard()
             .with_breaker(breaker)
-            .with_pool(state.db.pool_vitals().clone());
+            .with_pool(state.db.pool_vitals().clone())
+            .with_jobs(&state.jobs);
         if let Some(token) = config.dashboard_token {
             dashboard = dashboard.with_bearer_token(token);
         }

@@ -42,6 +42,9 @@ struct Summary<'a> {
     rate_limits: Vec<Value>,
     /// The connection pools given to the dashboard.
     databases: Vec<Value>,
+    /// The job queue as last read: jobs by kind and state, the latest dead-lettered.
+    #[cfg(feature = "jobs")]
+    jobs: Option<vitals_jobs::JobsSnapshot>,
 }
 
 /// Every route over the last minute, with its queries per request and refusals since the
@@ -121,6 +124,11 @@ pub(crate) fn summary(sources: &Sources) -> String {
             .map(rate_limits)
             .unwrap_or_default(),
         databases: sources.pools.iter().map(pool).collect(),
+        #[cfg(feature = "jobs")]
+        jobs: sources
+            .jobs
+            .as_ref()
+            .and_then(vitals_jobs::JobsWatch::latest),
     };
     serde_json::to_string(&summary).unwrap_or_else(|_| String::from("{}"))
 }

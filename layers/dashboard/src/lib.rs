@@ -80,6 +80,9 @@ pub(crate) struct Sources {
     pub(crate) breakers: Vec<vitals_client::BreakerHandle>,
     pub(crate) host_breakers: Vec<vitals_client::HostBreakers>,
     pub(crate) pools: Vec<vitals_queries::pool::PoolVitals>,
+    /// The job queue, as last read (every 5 s).
+    #[cfg(feature = "jobs")]
+    pub(crate) jobs: Option<vitals_jobs::JobsWatch>,
 }
 
 /// Configures a [`Dashboard`].
@@ -93,6 +96,8 @@ pub struct DashboardBuilder {
     allowed_hosts: Vec<String>,
     sample_every: Duration,
     keep: Duration,
+    #[cfg(feature = "jobs")]
+    jobs: Option<vitals_jobs::JobStore>,
 }
 
 impl DashboardBuilder {
@@ -124,6 +129,15 @@ impl DashboardBuilder {
     /// connections longest); call once per pool.
     pub fn with_pool(mut self, pool: vitals_queries::pool::PoolVitals) -> Self {
         self.sources.pools.push(pool);
+        self
+    }
+
+    /// A job queue to show in the "Jobs" panel (feature `jobs`): its jobs by kind — pending,
+    /// running, succeeded, dead-lettered — and the latest dead-lettered with their errors,
+    /// read every 5 s on a task of the dashboard's own (never on a page's request).
+    #[cfg(feature = "jobs")]
+    pub fn with_jobs(mut self, store: &vitals_jobs::JobStore) -> Self {
+        self.jobs = Some(store.clone());
         self
     }
 
@@ -216,7 +230,16 @@ impl DashboardBuilder {
             usize::try_from(self.keep.as_millis() / self.sample_every.as_millis().max(1))
                 .unwrap_or(usize::MAX)
                 .max(1);
-        let sources = Arc::new(self.sources);
+        #[allow(unused_mut)] // Changed by the jobs panel only.
+        let mut sources = self.sources;
+        #[cfg(feature = "jobs")]
+        {
+            sources.jobs = self
+                .jobs
+                .as_ref()
+                .map(|store| store.watch(DEFAULT_SAMPLE_EVERY));
+        }
+        let sources = Arc::new(sources);
         let mut history = History::new(capacity);
         history.baseline(&sources);
         let history = Arc::new(Mutex::new(history));
@@ -279,6 +302,8 @@ impl Dashboard {
             allowed_hosts: Vec::new(),
             sample_every: DEFAULT_SAMPLE_EVERY,
             keep: DEFAULT_KEEP,
+            #[cfg(feature = "jobs")]
+            jobs: None,
         }
     }
 

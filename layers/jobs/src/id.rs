@@ -17,13 +17,16 @@ impl JobId {
         Self(Ulid::generate())
     }
 
-    /// The id in `text`: 26 Crockford base-32 characters, as [`Display`](fmt::Display) writes
-    /// it. `None` for anything else (a status route answers `404` without asking the store).
+    /// The id in `text`: 26 Crockford base-32 characters, exactly as
+    /// [`Display`](fmt::Display) writes them. `None` for anything else — another spelling of
+    /// the same id, or a value past the largest ULID (a status route answers `404` without
+    /// asking the store).
     pub fn parse(text: &str) -> Option<Self> {
         if text.len() != ulid::ULID_LEN {
             return None;
         }
-        Ulid::from_string(text).ok().map(Self)
+        let id = Ulid::from_string(text).ok()?;
+        (id.to_string() == text).then_some(Self(id))
     }
 
     /// When the job was enqueued (to the millisecond).
@@ -54,6 +57,7 @@ mod tests {
     fn ids_round_trip_and_anything_else_is_refused() {
         let id = JobId::generate();
         assert_eq!(JobId::parse(&id.to_string()), Some(id));
+        assert_eq!(JobId::parse(&id.to_string().to_lowercase()), None);
         for bad in [
             "",
             "42",

@@ -60,5 +60,7 @@ pub use job::Job;
 pub use state::JobState;
 #[cfg(feature = "axum")]
 pub use status::StatusRoute;
-pub use store::{DEFAULT_MAX_ATTEMPTS, JobCounts, JobError, JobStatus, JobStore};
+pub use store::{
+    DEFAULT_MAX_ATTEMPTS, JobCounts, JobError, JobStatus, JobStore, JobsSnapshot, JobsWatch,
+};
 pub use worker::{JobContext, JobFailure, JobWorker, JobWorkerHandle};

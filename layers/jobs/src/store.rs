@@ -2,6 +2,7 @@
 //! read, their counts taken — through apalis' storages and a few statements of our own.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use apalis_core::backend::TaskSink;
@@ -145,6 +146,49 @@ macro_rules! counts_from {
 const COUNTS_SQLITE: &str = counts_from!("Jobs");
 #[cfg(feature = "postgres")]
 const COUNTS_POSTGRES: &str = counts_from!("apalis.jobs");
+
+/// The most recent dead-lettered jobs (the same statement on both databases, but for the
+/// table and the placeholder).
+macro_rules! dead_from {
+    ($table:literal, $limit:literal) => {
+        concat!(
+            "SELECT id, job_type, status, attempts, max_attempts, lock_at, done_at, last_result FROM ",
+            $table,
+            " WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) ",
+            "ORDER BY done_at DESC LIMIT ",
+            $limit
+        )
+    };
+}
+
+/// What [`JobStore::watch`] read last.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobsSnapshot {
+    /// When it was read.
+    #[serde(skip)]
+    pub read_at: std::time::SystemTime,
+    /// The jobs of each kind by state.
+    pub kinds: Vec<JobCounts>,
+    /// The latest dead-lettered jobs, the latest first.
+    pub dead_lettered: Vec<JobStatus>,
+}
+
+/// The queue as [`JobStore::watch`] last read it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct JobsWatch {
+    latest: Arc<Mutex<Option<JobsSnapshot>>>,
+}
+
+impl JobsWatch {
+    /// The latest read (`None` before the first, or while the database fails from the
+    /// start).
+    pub fn latest(&self) -> Option<JobsSnapshot> {
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// A row as read from either database.
 struct Row {
@@ -352,6 +396,127 @@ impl JobStore {
                 failed: count(failed),
             })
             .collect())
+    }
+
+    /// The `limit` (at most 50) jobs dead-lettered last, the latest first.
+    pub async fn dead_lettered(&self, limit: u32) -> Result<Vec<JobStatus>, JobError> {
+        let limit = i64::from(limit.min(50));
+        let rows: Vec<(String, Row)> = match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => sqlx::query_as::<
+                _,
+                (
+                    String,
+                    String,
+                    String,
+                    i64,
+                    i64,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<String>,
+                ),
+            >(dead_from!("Jobs", "?1"))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(
+                |(id, kind, status, attempts, max_attempts, lock_at, done_at, last_result)| {
+                    (
+                        id,
+                        Row {
+                            kind,
+                            status,
+                            attempts,
+                            max_attempts,
+                            lock_at: lock_at.map(|s| s as f64),
+                            done_at: done_at.map(|s| s as f64),
+                            last_result,
+                        },
+                    )
+                },
+            )
+            .collect(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => sqlx::query_as::<
+                _,
+                (
+                    String,
+                    String,
+                    String,
+                    i32,
+                    i32,
+                    Option<f64>,
+                    Option<f64>,
+                    Option<String>,
+                ),
+            >(
+                "SELECT id, job_type, status, attempts, max_attempts, \
+                 extract(epoch FROM lock_at)::float8, extract(epoch FROM done_at)::float8, \
+                 last_result::text FROM apalis.jobs \
+                 WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) \
+                 ORDER BY done_at DESC NULLS LAST LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(
+                |(id, kind, status, attempts, max_attempts, lock_at, done_at, last_result)| {
+                    (
+                        id,
+                        Row {
+                            kind,
+                            status,
+                            attempts: i64::from(attempts),
+                            max_attempts: i64::from(max_attempts),
+                            lock_at,
+                            done_at,
+                            last_result,
+                        },
+                    )
+                },
+            )
+            .collect(),
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, row)| Some(status_of(&JobId::parse(&id)?, row)))
+            .collect())
+    }
+
+    /// Reads the queue's counts and latest dead-lettered jobs every `every` (at least 1 s) on
+    /// a task of the current runtime, for readers that cannot wait for the database (the
+    /// dashboard): [`JobsWatch::latest`]. The task ends when the last `JobsWatch` clone is
+    /// dropped.
+    pub fn watch(&self, every: Duration) -> JobsWatch {
+        let latest = Arc::new(Mutex::new(None));
+        let weak = Arc::downgrade(&latest);
+        let store = self.clone();
+        let every = every.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                let read = match (store.counts().await, store.dead_lettered(5).await) {
+                    (Ok(kinds), Ok(dead_lettered)) => Some(JobsSnapshot {
+                        read_at: std::time::SystemTime::now(),
+                        kinds,
+                        dead_lettered,
+                    }),
+                    _ => None,
+                };
+                let Some(latest) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(read) = read {
+                    *latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(read);
+                }
+                drop(latest);
+                tokio::time::sleep(every).await;
+            }
+        });
+        JobsWatch { latest }
     }
 
     /// Job `id`'s next run is not before `delay` from now (its backoff, set before the failed
