@@ -87,6 +87,16 @@ async fn a_report_leaves_the_request_and_is_read_from_the_queue(shop: &TestShop)
 async fn a_report_is_a_job_on_sqlite() {
     let shop = TestShop::start_sqlite().await;
     a_report_leaves_the_request_and_is_read_from_the_queue(&shop).await;
+    // The queue's metrics, as Prometheus reads them (promtool checks the text).
+    let metrics = shop.get("/metrics").await.text().await.unwrap();
+    for family in [
+        "vitals_jobs_enqueued_total{job_type=\"shop.report\"}",
+        "vitals_jobs_wait_duration_seconds_bucket{job_type=\"shop.report\",le=",
+        "vitals_jobs_run_duration_seconds_bucket{job_type=\"shop.report\",outcome=\"succeeded\",le=",
+    ] {
+        assert!(metrics.contains(family), "{family} not in:\n{metrics}");
+    }
+    vitals_integration_tests::promtool_check(&metrics);
     shop.shutdown().await;
 }
 

@@ -231,6 +231,26 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// The quotas' and the orders' idempotency keys' stores: in process, or in Redis with
+/// `--redis-url`.
+fn shared_state(
+    config: &Config,
+) -> Result<(RateLimitLayer, vitals::idempotency::IdempotencyLayer), StartError> {
+    let mut quotas = RateLimitLayer::per_route();
+    let mut idempotency = routes::idempotency();
+    if let Some(url) = &config.redis_url {
+        quotas = quotas.with_redis(RedisStore::new(url).map_err(|e| StartError(e.to_string()))?);
+        // Orders' keys shared by every shop on this Redis: a retry that reaches another
+        // instance is still a replay.
+        idempotency = idempotency.with_redis(
+            vitals::idempotency::RedisStore::new(url)
+                .map_err(|e| StartError(e.to_string()))?
+                .with_prefix(config.redis_prefix.clone()),
+        );
+    }
+    Ok((quotas, idempotency))
+}
+
 impl Shop {
     /// Opens the database (creating and seeding it), calibrates the report's workload and
     /// starts the stub payment service unless `config.payment_url` names one.
@@ -251,6 +271,7 @@ impl Shop {
         .await
         .map_err(|e| StartError(e.to_string()))?;
         let detector = index_detector(&db, &findings).await;
+        let (quotas, idempotency) = shared_state(&config)?;
         let workload = tokio::task::spawn_blocking(|| Workload::calibrate(report::TARGET))
             .await
             .map_err(|e| StartError(format!("workload calibration failed: {e}")))?;
@@ -292,19 +313,6 @@ impl Shop {
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
         });
-        let mut quotas = RateLimitLayer::per_route();
-        let mut idempotency = routes::idempotency();
-        if let Some(url) = &config.redis_url {
-            quotas =
-                quotas.with_redis(RedisStore::new(url).map_err(|e| StartError(e.to_string()))?);
-            // Orders' keys shared by every shop on this Redis: a retry that reaches another
-            // instance is still a replay.
-            idempotency = idempotency.with_redis(
-                vitals::idempotency::RedisStore::new(url)
-                    .map_err(|e| StartError(e.to_string()))?
-                    .with_prefix(config.redis_prefix.clone()),
-            );
-        }
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
             checkout_quota(

@@ -19,6 +19,38 @@ pub const DEAD_LETTERED: &str = "vitals.jobs.dead_lettered";
 /// Jobs waiting for a worker (gauge, sampled).
 pub const DEPTH: &str = "vitals.jobs.depth";
 
+/// Buckets of the wait and run histograms, in seconds: from a quick job to an hour in the queue.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Describes the queue's metrics to the installed recorder (names, units, help).
+#[cfg(feature = "metrics")]
+pub fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(ENQUEUED, "Jobs enqueued, by kind.");
+    metrics::describe_histogram!(
+        WAIT_TIME,
+        Unit::Seconds,
+        "From a job's enqueue to its first run, by kind."
+    );
+    metrics::describe_histogram!(
+        RUN_TIME,
+        Unit::Seconds,
+        "A job run's time, by kind and outcome (succeeded, failed)."
+    );
+    metrics::describe_counter!(RETRIES, "Job runs after the first, by kind.");
+    metrics::describe_counter!(FAILURES, "Failed job runs, by kind.");
+    metrics::describe_counter!(
+        DEAD_LETTERED,
+        "Jobs given up on after their last attempt (or a panic), by kind."
+    );
+    metrics::describe_gauge!(
+        DEPTH,
+        "Jobs waiting for a worker, by kind (sampled every 5 s)."
+    );
+}
+
 /// A job of `kind` was enqueued.
 #[allow(unused_variables)] // Without the `metrics` feature nothing is recorded.
 pub(crate) fn enqueued(kind: &'static str) {

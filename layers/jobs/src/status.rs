@@ -52,7 +52,7 @@ impl StatusRoute {
         Self {
             store: store.clone(),
             access: None,
-            warned: Arc::new(Throttle::new(Duration::from_secs(60))),
+            warned: Arc::new(Throttle::new(Duration::from_mins(1))),
         }
     }
 

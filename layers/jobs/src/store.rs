@@ -530,7 +530,7 @@ impl JobStore {
                 // keeps the wait at least `delay`.
                 sqlx::query("UPDATE Jobs SET run_at = strftime('%s', 'now') + ?1 WHERE id = ?2")
                     .bind(
-                        i64::try_from(delay.as_secs_f64().ceil() as u64)
+                        i64::try_from(delay.as_secs() + u64::from(delay.subsec_nanos() > 0))
                             .unwrap_or(i64::MAX / 2)
                             .saturating_add(1),
                     )

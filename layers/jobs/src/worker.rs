@@ -86,7 +86,7 @@ where
             concurrency: 4,
             poll_interval: Duration::from_millis(500),
             heartbeat: Duration::from_secs(30),
-            backoff: (Duration::from_secs(1), Duration::from_secs(300)),
+            backoff: (Duration::from_secs(1), Duration::from_mins(5)),
             name: J::KIND.to_owned(),
             kind: PhantomData,
         }
@@ -226,7 +226,7 @@ async fn run_until_stopped<J, F>(
         + 'static,
     <RunJob<J, F> as apalis_core::layers::Service<Task<J>>>::Future: Send + 'static,
 {
-    let warned = vitals_core::throttle::Throttle::new(Duration::from_secs(60));
+    let warned = vitals_core::throttle::Throttle::new(Duration::from_mins(1));
     let mut restarts = 0_u32;
     loop {
         let name = format!(

@@ -105,6 +105,9 @@ mod development_md {}
 #[cfg(all(doctest, feature = "idempotency"))]
 #[doc = include_str!("../../../docs/idempotency.md")]
 mod idempotency_md {}
+#[cfg(all(doctest, feature = "jobs", feature = "sqlite"))]
+#[doc = include_str!("../../../docs/jobs.md")]
+mod jobs_md {}
 #[cfg(all(doctest, feature = "latency", feature = "telemetry"))]
 #[doc = include_str!("../../../docs/latency.md")]
 mod latency_md {}

@@ -64,6 +64,16 @@ fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
         vitals_rate_limit::metrics::STORE_DURATION,
         &STORE_DURATION_BUCKETS,
     ));
+    #[cfg(feature = "jobs")]
+    buckets.push((
+        vitals_jobs::metrics::WAIT_TIME,
+        &vitals_jobs::metrics::DURATION_BUCKETS,
+    ));
+    #[cfg(feature = "jobs")]
+    buckets.push((
+        vitals_jobs::metrics::RUN_TIME,
+        &vitals_jobs::metrics::DURATION_BUCKETS,
+    ));
     buckets
 }
 
@@ -84,6 +94,8 @@ pub(super) fn install(recorder: PrometheusRecorder) -> Result<PrometheusHandle, 
     vitals_rate_limit::metrics::describe();
     #[cfg(feature = "idempotency")]
     vitals_idempotency::metrics::describe();
+    #[cfg(feature = "jobs")]
+    vitals_jobs::metrics::describe();
     #[cfg(feature = "cache-headers")]
     vitals_cache_headers::metrics::describe();
     #[cfg(feature = "client")]
