@@ -38,8 +38,16 @@ where
         }
     }
 
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+    /// A request's statements: the ones logged inside its span (the shop's job workers and
+    /// their queue's statements run outside any request, and are not the request's).
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let in_request = ctx.event_scope(event).is_some_and(|mut scope| {
+            scope.any(|span| vitals_integration_tests::is_request_span(span.metadata()))
+        });
+        if !in_request {
             return;
         }
         let mut summary = Summary::default();

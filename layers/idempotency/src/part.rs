@@ -361,7 +361,7 @@ impl Ticket {
         Some(Recorder {
             content_length,
             config: Arc::clone(&self.config),
-            hold,
+            hold: Some(hold),
             scope: self.scope,
             fingerprint: self.fingerprint,
             status,
@@ -393,11 +393,22 @@ impl Drop for Ticket {
     }
 }
 
+impl Drop for Recorder {
+    /// Dropped without its body's end (a panic between the head and the body): the handler
+    /// ran; the key is recorded as done and not replayable, never left in flight.
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            hold.complete(&self.config, self.scope, self.fingerprint, None);
+        }
+    }
+}
+
 /// Keeps a running request's response and stores it when the body ends.
 #[derive(Debug)]
 pub struct Recorder {
     config: Arc<Config>,
-    hold: Hold,
+    /// Until the body ends (`None` after).
+    hold: Option<Hold>,
     /// The response's `Content-Length`, when it gave one: a body dropped once that many bytes
     /// went by was delivered whole.
     content_length: Option<usize>,
@@ -446,7 +457,10 @@ impl Recorder {
     /// The body ended: a complete body is stored to be replayed; one too large, broken or cut
     /// short is recorded as done but not replayable (the handler ran: a retry must not run it
     /// again).
-    pub fn on_end(self, end: BodyEnd) {
+    pub fn on_end(mut self, end: BodyEnd) {
+        let Some(hold) = self.hold.take() else {
+            return;
+        };
         // Dropped after the last byte its length announced: delivered whole.
         let whole = end == BodyEnd::Completed
             || (end == BodyEnd::Dropped
@@ -454,11 +468,10 @@ impl Recorder {
                 && self.content_length == Some(self.body.len()));
         let response = (whole && !self.too_large).then(|| StoredResponse {
             status: self.status,
-            headers: self.headers,
-            body: self.body.freeze(),
+            headers: std::mem::take(&mut self.headers),
+            body: std::mem::take(&mut self.body).freeze(),
         });
-        self.hold
-            .complete(&self.config, self.scope, self.fingerprint, response);
+        hold.complete(&self.config, self.scope, self.fingerprint, response);
     }
 }
 

@@ -1,7 +1,6 @@
 //! apalis' storages on the service's pools, one queue per job kind.
 
 use std::future::Future;
-use std::time::Duration;
 
 use apalis::prelude::WorkerBuilderExt;
 use apalis_core::backend::ext::BackendExt;
@@ -19,28 +18,32 @@ pub(crate) trait StopSignal:
 }
 impl<T: Future<Output = Result<(), std::io::Error>> + Send + 'static> StopSignal for T {}
 
-/// The storage of `J`'s queue in SQLite, its workers' liveness told every `heartbeat`.
+/// The storage of `J`'s queue in SQLite (for a worker: its heartbeat and batch).
 #[cfg(feature = "sqlite")]
 pub(crate) fn sqlite_storage<J: Job>(
     pool: &sqlx::SqlitePool,
-    heartbeat: Option<Duration>,
+    worker: Option<&Settings>,
 ) -> apalis_sqlite::SqliteStorage<J> {
     let mut config = apalis_sqlite::Config::default().queue(J::KIND);
-    if let Some(heartbeat) = heartbeat {
-        config = config.heartbeat_interval(heartbeat);
+    if let Some(worker) = worker {
+        config = config
+            .heartbeat_interval(worker.heartbeat)
+            .batch_size(worker.batch());
     }
     apalis_sqlite::SqliteStorage::new(pool).with_config(config)
 }
 
-/// The storage of `J`'s queue in PostgreSQL, its workers' liveness told every `heartbeat`.
+/// The storage of `J`'s queue in PostgreSQL (for a worker: its heartbeat and batch).
 #[cfg(feature = "postgres")]
 pub(crate) fn postgres_storage<J: Job>(
     pool: &sqlx::PgPool,
-    heartbeat: Option<Duration>,
+    worker: Option<&Settings>,
 ) -> apalis_postgres::PostgresStorage<J> {
     let mut config = apalis_postgres::Config::default().queue(J::KIND);
-    if let Some(heartbeat) = heartbeat {
-        config = config.heartbeat_interval(heartbeat);
+    if let Some(worker) = worker {
+        config = config
+            .heartbeat_interval(worker.heartbeat)
+            .batch_size(worker.batch());
     }
     apalis_postgres::PostgresStorage::new(pool).with_config(config)
 }
@@ -59,8 +62,8 @@ where
     S: Service<Task<J>, Response = J::Output, Error = JobFailure> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    let backend = sqlite_storage::<J>(pool, Some(settings.heartbeat))
-        .poll_with_interval(settings.poll_interval);
+    let backend =
+        sqlite_storage::<J>(pool, Some(settings)).poll_with_interval(settings.poll_interval);
     WorkerBuilder::new(name)
         .backend(backend)
         .concurrency(settings.concurrency)
@@ -84,8 +87,8 @@ where
     S: Service<Task<J>, Response = J::Output, Error = JobFailure> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    let backend = postgres_storage::<J>(pool, Some(settings.heartbeat))
-        .poll_with_interval(settings.poll_interval);
+    let backend =
+        postgres_storage::<J>(pool, Some(settings)).poll_with_interval(settings.poll_interval);
     WorkerBuilder::new(name)
         .backend(backend)
         .concurrency(settings.concurrency)

@@ -250,7 +250,8 @@ impl JobStore {
     /// `{path}/{id}`.
     pub fn with_status_path(mut self, path: &str) -> Result<Self, JobError> {
         let trimmed = path.trim_end_matches('/');
-        if !trimmed.starts_with('/') || trimmed.contains(['?', '#', ' ']) {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
+        if !trimmed.starts_with('/') || !trimmed.chars().all(plain) {
             return Err(JobError::InvalidSetting(
                 "the status path is an absolute path such as /jobs",
             ));
@@ -600,18 +601,37 @@ fn outcome(last_result: Option<&str>) -> (Option<serde_json::Value>, Option<Stri
     (value.get("Ok").cloned(), error)
 }
 
+/// A time read from the database (seconds since the epoch, to the microsecond at most), in
+/// RFC 3339; empty for one that cannot be written (never a panic).
+#[allow(clippy::cast_possible_truncation)] // `as` saturates, and the result is range-checked.
 fn from_epoch(seconds: f64) -> String {
-    let at = if seconds.is_finite() && seconds >= 0.0 {
-        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds)
-    } else {
-        std::time::SystemTime::UNIX_EPOCH
-    };
-    rfc3339(at)
+    if !seconds.is_finite() {
+        return format_unix(0, 0);
+    }
+    let whole = seconds.trunc() as i64;
+    let micros = (seconds.fract() * 1e6).round() as i64;
+    format_unix(whole, micros * 1_000)
 }
 
+/// `at` in RFC 3339, to the nanosecond it has.
 fn rfc3339(at: std::time::SystemTime) -> String {
-    time::OffsetDateTime::from(at)
-        .format(&time::format_description::well_known::Rfc3339)
+    let since = at
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format_unix(
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        i64::from(since.subsec_nanos()),
+    )
+}
+
+fn format_unix(seconds: i64, nanos: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|at| at.checked_add(time::Duration::nanoseconds(nanos)))
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -637,6 +657,14 @@ mod tests {
     fn times_are_rfc3339() {
         assert_eq!(from_epoch(0.0), "1970-01-01T00:00:00Z");
         assert_eq!(from_epoch(f64::NAN), "1970-01-01T00:00:00Z");
+        assert_eq!(from_epoch(1_796_601_600.25), "2026-12-07T00:00:00.25Z");
+        assert_eq!(
+            from_epoch(1e300),
+            "",
+            "past what RFC 3339 writes: empty, no panic"
+        );
+        let at = std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_601_600_123);
+        assert_eq!(rfc3339(at), "2026-12-07T00:00:00.123Z");
         assert_eq!(from_epoch(1_796_601_600.0), "2026-12-07T00:00:00Z");
     }
 }

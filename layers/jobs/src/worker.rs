@@ -132,8 +132,9 @@ where
     }
 
     /// Starts the worker on the current tokio runtime. It runs until
-    /// [`JobWorkerHandle::shutdown`]; if the database fails under it, it says so (a WARN, at
-    /// most once a minute) and starts again a second later.
+    /// [`JobWorkerHandle::shutdown`] (or `abort`; dropping the handle leaves it running with
+    /// the runtime); if the database fails under it, it says so (a WARN, at most once a
+    /// minute) and starts again a second later.
     pub fn spawn(self) -> JobWorkerHandle {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let run = RunJob {
@@ -165,7 +166,9 @@ pub struct JobWorkerHandle {
 }
 
 impl JobWorkerHandle {
-    /// Stops taking jobs, lets the runs in progress end and records them, then returns.
+    /// Stops taking jobs, lets the runs in progress end and records them, then returns (as
+    /// long as those runs take: bound it with `tokio::time::timeout` and [`abort`](Self::abort)
+    /// if a handler may hang).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -184,6 +187,14 @@ pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) name: String,
+}
+
+impl Settings {
+    /// The jobs a fetch takes at once: no more than the worker runs, so a job is never held
+    /// in a buffer while another worker sits idle.
+    pub(crate) fn batch(&self) -> usize {
+        self.concurrency.max(1)
+    }
 }
 
 /// Runs the worker until stopped, starting it again after a failure, and samples the queue's
@@ -238,7 +249,7 @@ async fn run_until_stopped<J, F>(
         let signal = {
             let mut stopped = stopped.clone();
             async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
+                stop_asked(&mut stopped).await;
                 Ok::<(), std::io::Error>(())
             }
         };
@@ -269,8 +280,16 @@ async fn run_until_stopped<J, F>(
         restarts = restarts.wrapping_add(1);
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stopped.wait_for(|stop| *stop) => break,
+            () = stop_asked(stopped) => break,
         }
+    }
+}
+
+/// Until [`JobWorkerHandle::shutdown`] asks the worker to stop (a handle dropped without it
+/// never does: the worker runs on).
+async fn stop_asked(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopped.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -376,7 +395,9 @@ where
                 let started = Instant::now();
                 // A panic is the run's failure, and the job's end: a run that panics would
                 // panic again.
-                let result = match std::panic::AssertUnwindSafe(handler(args, run))
+                // The handler called inside the guard too: a panic before its future exists
+                // is caught as well.
+                let result = match std::panic::AssertUnwindSafe(async move { handler(args, run).await })
                     .catch_unwind()
                     .await
                 {

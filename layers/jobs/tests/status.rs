@@ -81,7 +81,9 @@ async fn the_access_rule_decides_and_a_lost_database_is_a_503() {
             .with_max_attempts(0)
             .is_err()
     );
-    assert!(store.clone().with_status_path("jobs").is_err());
+    for bad in ["jobs", "/jobs/{id}", "/jobs?x", "/j obs"] {
+        assert!(store.clone().with_status_path(bad).is_err(), "{bad}");
+    }
 
     pool.close().await;
     let (status, body) = get(&app, accepted.location(), "ada").await;

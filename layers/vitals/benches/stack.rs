@@ -85,7 +85,7 @@ fn each_part(c: &mut Criterion) {
 
 /// The idempotency part on a `POST` without a key: the check alone (the stack's own cost is
 /// the same on both sides).
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 fn idempotency_check(c: &mut Criterion) {
     use vitals::idempotency::IdempotencyLayer;
     let post = || {
@@ -116,7 +116,7 @@ fn idempotency_check(c: &mut Criterion) {
 
 fn per_request(c: &mut Criterion) {
     compare(c, "stack_no_subscriber");
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     idempotency_check(c);
     each_part(c);
     #[cfg(feature = "telemetry")]

@@ -67,11 +67,11 @@ where
     let parts = std::mem::take(&mut state.parts);
     // Inside the rate limit: the stored answer has no quota headers (they are the replay's).
     let recorder = parts.ticket.and_then(|ticket| {
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         return ticket
             .on_response(response.status(), response.headers())
             .map(Box::new);
-        #[cfg(not(feature = "idempotency"))]
+        #[cfg(not(feature = "idempotency-stack"))]
         match *ticket {}
     });
     if let Some(grant) = parts.rate_limit {
@@ -134,7 +134,15 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(state) = this.state.take() {
+            if let Some(mut state) = this.state.take() {
+                // Dropped before the handler ran (waiting for a permit, or refused and not
+                // yet answered): its key, if it holds one, is free for a retry.
+                if matches!(
+                    this.phase.as_ref().project_ref(),
+                    PhaseProjRef::Queued { .. } | PhaseProjRef::Refused { .. }
+                ) {
+                    state.parts.free_key();
+                }
                 state.on_drop(*this.polling);
             }
         }
@@ -143,6 +151,7 @@ pin_project! {
 
 pin_project! {
     #[project = PhaseProj]
+    #[project_ref = PhaseProjRef]
     enum Phase<S, ReqBody, B>
     where
         S: Service<Request<ReqBody>>,
@@ -183,7 +192,7 @@ pin_project! {
 }
 
 /// What a request with an `Idempotency-Key` keeps while its body is read and its key claimed.
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 pub(crate) struct Keying<S> {
     pub(crate) keyed: Option<vitals_idempotency::part::Keyed>,
     pub(crate) inside: Option<crate::plan::Inside>,
@@ -196,13 +205,13 @@ pub(crate) struct Keying<S> {
 }
 
 /// No key to claim without the `idempotency` feature.
-#[cfg(not(feature = "idempotency"))]
+#[cfg(not(feature = "idempotency-stack"))]
 pub(crate) enum Keying<S> {
     #[allow(dead_code)] // Never built: it only names `S`.
     Never(std::convert::Infallible, std::marker::PhantomData<S>),
 }
 
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 impl<S> Keying<S> {
     /// Reads the body (at most what the part fingerprints), then claims the key.
     fn poll_claimed<ReqBody: Body>(
@@ -282,7 +291,7 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
     }
 
     /// A request with an `Idempotency-Key`: its body is read and its key claimed first.
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub(crate) fn keying(keying: Keying<S>, body: ReqBody, state: Box<RequestState>) -> Self {
         Self::new(
             Phase::Keying {
@@ -299,7 +308,7 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
     }
 
     #[cfg_attr(
-        not(any(feature = "rate-limit", feature = "idempotency")),
+        not(any(feature = "rate-limit", feature = "idempotency-stack")),
         allow(dead_code)
     )]
     pub(crate) fn refused(answer: Response<Full<B::Data>>, state: Box<RequestState>) -> Self {
@@ -338,6 +347,7 @@ where
         None => {}
         Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
         Some((Admission::Refused(refusal), _)) => {
+            state.parts.free_key();
             return Phase::Refused {
                 answer: Some(refusal.into_response()),
             };
@@ -359,7 +369,7 @@ where
     Phase::Running { future }
 }
 
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 impl<S, ReqBody, B> ResponseFuture<S, ReqBody, B>
 where
     S: Service<Request<ReqBody>> + Clone,
@@ -404,7 +414,7 @@ where
 }
 
 /// An answer the idempotency part made (a replay, a problem), as a body of the stack's data.
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 pub(crate) fn own_answer<D: From<Bytes> + Buf>(answer: Response<Bytes>) -> Response<Full<D>> {
     answer.map(|bytes| Full::new(D::from(bytes)))
 }
@@ -428,7 +438,7 @@ where
             let started = std::task::ready!(poll_checking(checking, cx))?;
             self.set(started);
         }
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         std::task::ready!(self.as_mut().poll_keying(cx));
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
@@ -617,6 +627,7 @@ where
                                     .and_then(|(part, route)| part.start(Some(&route)));
                             }
                             Err(refusal) => {
+                                parts.free_key();
                                 phase.set(Phase::Done);
                                 return Step::Answer(refusal.into_response());
                             }
@@ -714,6 +725,8 @@ where
         && deadline.poll_elapsed(cx).is_ready()
     {
         phase.set(Phase::Done);
+        // The handler ran (and may have done its work): its key is spent, not freed.
+        parts.spend_key();
         if let Some(deadline) = parts.deadline.take() {
             return Step::Answer(deadline.into_response());
         }

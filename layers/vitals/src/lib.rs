@@ -102,7 +102,7 @@ mod dashboard_md {}
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/development.md")]
 mod development_md {}
-#[cfg(all(doctest, feature = "idempotency"))]
+#[cfg(all(doctest, feature = "idempotency-stack"))]
 #[doc = include_str!("../../../docs/idempotency.md")]
 mod idempotency_md {}
 #[cfg(all(doctest, feature = "jobs", feature = "sqlite"))]

@@ -35,7 +35,7 @@ pub(crate) struct Plan {
     pub(crate) deadline: Option<vitals_concurrency::deadline::DeadlinePart>,
     #[cfg(feature = "cache-headers")]
     pub(crate) cache: Option<vitals_cache_headers::part::CachePart>,
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub(crate) idempotency: Option<vitals_idempotency::part::IdempotencyPart>,
 }
 
@@ -74,9 +74,9 @@ pub(crate) struct Inside {
 
 /// A request with an `Idempotency-Key`, whose body is read and key claimed before the parts
 /// inside the idempotency part start.
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 pub(crate) type KeyedRequest = (vitals_idempotency::part::Keyed, Inside);
-#[cfg(not(feature = "idempotency"))]
+#[cfg(not(feature = "idempotency-stack"))]
 pub(crate) type KeyedRequest = std::convert::Infallible;
 
 /// A request the parts started on: their state, and what was decided — the rate limit's
@@ -87,7 +87,7 @@ pub(crate) struct Started {
     #[cfg(feature = "rate-limit")]
     pub(crate) rate_refusal: Option<vitals_rate_limit::part::Refusal>,
     /// The idempotency part's answer from the head (a missing or malformed key).
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub(crate) key_refusal: Option<http::Response<bytes::Bytes>>,
     /// A request with a key: nothing inside the idempotency part started yet.
     pub(crate) keyed: Option<KeyedRequest>,
@@ -152,7 +152,7 @@ impl Plan {
             state,
             #[cfg(feature = "rate-limit")]
             rate_refusal,
-            #[cfg(feature = "idempotency")]
+            #[cfg(feature = "idempotency-stack")]
             key_refusal: None,
             keyed: None,
             admission: None,
@@ -161,7 +161,7 @@ impl Plan {
             return started;
         }
         let inside = Inside { route, collector };
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         if let Some(part) = self
             .idempotency
             .as_ref()
@@ -355,7 +355,7 @@ impl Plan {
         let on = on || self.rate_limit.is_some();
         #[cfg(feature = "cache-headers")]
         let on = on || self.cache.is_some();
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         let on = on || self.idempotency.is_some();
         !on
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use vitals_cache_headers::{CachePolicy, CacheSettings};
 #[cfg(feature = "concurrency")]
 use vitals_concurrency::Limit;
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 use vitals_idempotency::IdempotencySettings;
 #[cfg(feature = "queries")]
 use vitals_queries::{NPlusOneAction, RouteQueries};
@@ -52,7 +52,7 @@ pub struct RouteSettings {
     pub(crate) timeout: Option<Option<Duration>>,
     #[cfg(feature = "rate-limit")]
     pub(crate) rate_limit: Option<RateLimitSettings>,
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub(crate) idempotency: Option<IdempotencySettings>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<RouteQueries>,
@@ -126,7 +126,7 @@ impl RouteSettings {
     /// Whether the route requires an `Idempotency-Key`, takes one if given, or leaves it
     /// alone (the stack gets an in-memory idempotency part if it has none: see
     /// [`VitalsBuilder::with_idempotency`](crate::VitalsBuilder::with_idempotency)).
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub fn with_idempotency(mut self, settings: IdempotencySettings) -> Self {
         self.idempotency = Some(settings);
         self

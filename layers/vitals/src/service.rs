@@ -94,7 +94,7 @@ where
         state,
         #[cfg(feature = "rate-limit")]
         rate_refusal,
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         key_refusal,
         keyed,
         admission,
@@ -103,12 +103,12 @@ where
     if let Some(refusal) = rate_refusal {
         return ResponseFuture::refused(refusal.into_response(), state);
     }
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     if let Some(answer) = key_refusal {
         return ResponseFuture::refused(crate::future::own_answer(answer), state);
     }
     if let Some(keyed) = keyed {
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         {
             let (keyed, inside) = keyed;
             // The service that is ready goes with the request; the caller keeps a clone.
@@ -127,27 +127,28 @@ where
             };
             return ResponseFuture::keying(keying, body, state);
         }
-        #[cfg(not(feature = "idempotency"))]
+        #[cfg(not(feature = "idempotency-stack"))]
         match keyed {}
     }
     ResponseFuture::start(state, admission, request, service)
 }
 
-/// What a request body must be for [`VitalsService`]: anything without the `idempotency`
-/// feature; with it, a body that can be rebuilt from the bytes the idempotency part read to
-/// fingerprint the request (`From<Bytes>`: axum's `Body`, `Full<Bytes>`, `String`…).
+/// What a request body must be for [`VitalsService`]: anything without the
+/// `idempotency-stack` feature; with it, a body that can be rebuilt from the bytes the
+/// idempotency part read to fingerprint the request (`From<Bytes>`: axum's `Body`,
+/// `Full<Bytes>`, `String`…).
 ///
 /// A service whose request body cannot be rebuilt (hyper's `Incoming`, tonic's `Body`) uses
-/// the stack without the `idempotency` feature, or `vitals_idempotency::IdempotencyLayer` on
-/// its own, inside a router that gives it such a body.
-#[cfg(feature = "idempotency")]
+/// the stack without that feature — the `idempotency` feature alone adds no bound — and
+/// `vitals::idempotency::IdempotencyLayer` on its own where it needs keys.
+#[cfg(feature = "idempotency-stack")]
 pub trait RequestBody: Body + From<Bytes> {}
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 impl<T: Body + From<Bytes>> RequestBody for T {}
 
-/// What a request body must be for [`VitalsService`]: anything without the `idempotency`
-/// feature (with it, a body that can be rebuilt from bytes).
-#[cfg(not(feature = "idempotency"))]
+/// What a request body must be for [`VitalsService`]: anything without the
+/// `idempotency-stack` feature (with it, a body that can be rebuilt from bytes).
+#[cfg(not(feature = "idempotency-stack"))]
 pub trait RequestBody {}
-#[cfg(not(feature = "idempotency"))]
+#[cfg(not(feature = "idempotency-stack"))]
 impl<T> RequestBody for T {}

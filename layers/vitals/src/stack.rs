@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use vitals_cache_headers::CacheHeadersLayer;
 #[cfg(feature = "concurrency")]
 use vitals_concurrency::{ConcurrencyLimitLayer, LimiterHandle, TimeoutLayer};
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 use vitals_idempotency::IdempotencyLayer;
 #[cfg(feature = "latency")]
 use vitals_latency::{LatencyLayer, LatencyRegistry};
@@ -162,7 +162,7 @@ pub struct VitalsBuilder {
     latency: Option<LatencyLayer>,
     #[cfg(feature = "rate-limit")]
     rate_limit: Option<RateLimitLayer>,
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     idempotency: Option<IdempotencyLayer>,
     #[cfg(feature = "concurrency")]
     limit: Option<ConcurrencyLimitLayer>,
@@ -189,7 +189,7 @@ impl VitalsBuilder {
             latency: Some(LatencyLayer::new(LatencyRegistry::new())),
             #[cfg(feature = "rate-limit")]
             rate_limit: None,
-            #[cfg(feature = "idempotency")]
+            #[cfg(feature = "idempotency-stack")]
             idempotency: None,
             #[cfg(feature = "concurrency")]
             limit: Some(ConcurrencyLimitLayer::new(DEFAULT_CONCURRENCY_LIMIT)),
@@ -331,8 +331,9 @@ impl VitalsBuilder {
     /// counted and traced, takes no permit, and is not counted twice against a quota's
     /// headers; a first run is stored with the headers the cache-headers part gave it.
     ///
-    /// With this part the request body must be rebuilt from the bytes read to fingerprint it
-    /// (`From<Bytes>`, as axum's `Body` is: see [`RequestBody`](crate::RequestBody)).
+    /// Feature `idempotency-stack`. With this part the request body must be rebuilt from the
+    /// bytes read to fingerprint it (`From<Bytes>`, as axum's `Body` is: see
+    /// [`RequestBody`](crate::RequestBody)).
     ///
     /// ```
     /// use vitals::VitalsLayer;
@@ -348,14 +349,14 @@ impl VitalsBuilder {
     ///     .expect("valid settings");
     /// # let _ = vitals;
     /// ```
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub fn with_idempotency(mut self, layer: IdempotencyLayer) -> Self {
         self.idempotency = Some(layer);
         self
     }
 
     /// No `Idempotency-Key` handling (the default).
-    #[cfg(feature = "idempotency")]
+    #[cfg(feature = "idempotency-stack")]
     pub fn without_idempotency(mut self) -> Self {
         self.idempotency = None;
         self
@@ -612,7 +613,7 @@ impl VitalsBuilder {
             });
             self.rate_limit = Some(layer.with_route(route, quotas));
         }
-        #[cfg(feature = "idempotency")]
+        #[cfg(feature = "idempotency-stack")]
         if let Some(own) = settings.idempotency {
             let layer = self.idempotency.take().unwrap_or_default();
             self.idempotency = Some(layer.with_route(route, own));
@@ -662,7 +663,7 @@ impl VitalsBuilder {
             queries: self.queries.as_ref().map(QueryTrackingLayer::part),
             #[cfg(feature = "rate-limit")]
             rate_limit: self.rate_limit.as_ref().map(RateLimitLayer::part),
-            #[cfg(feature = "idempotency")]
+            #[cfg(feature = "idempotency-stack")]
             idempotency: self.idempotency.as_ref().map(IdempotencyLayer::part),
             #[cfg(feature = "concurrency")]
             limit: self.limit.as_ref().map(ConcurrencyLimitLayer::part),

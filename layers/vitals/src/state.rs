@@ -21,15 +21,15 @@ pub(crate) use vitals_queries::part::QueriesFinish;
 #[cfg(not(feature = "cache-headers"))]
 pub(crate) enum CacheInFlight {}
 
-#[cfg(feature = "idempotency")]
+#[cfg(feature = "idempotency-stack")]
 pub(crate) use vitals_idempotency::part::{Recorder, Ticket};
 
 /// No key held without the `idempotency` feature.
-#[cfg(not(feature = "idempotency"))]
+#[cfg(not(feature = "idempotency-stack"))]
 pub(crate) enum Ticket {}
 
 /// No response recorded without the `idempotency` feature.
-#[cfg(not(feature = "idempotency"))]
+#[cfg(not(feature = "idempotency-stack"))]
 pub(crate) enum Recorder {}
 
 /// Nothing to finish without the queries part.
@@ -89,9 +89,9 @@ impl Finish {
     #[allow(unused_variables)] // Without the `idempotency` feature nothing records.
     pub(crate) fn on_data(&mut self, data: &impl bytes::Buf) {
         if let Some(recorder) = &mut self.recorder {
-            #[cfg(feature = "idempotency")]
+            #[cfg(feature = "idempotency-stack")]
             recorder.on_buf(data);
-            #[cfg(not(feature = "idempotency"))]
+            #[cfg(not(feature = "idempotency-stack"))]
             match **recorder {}
         }
     }
@@ -111,9 +111,9 @@ impl Finish {
     #[allow(unused_variables)] // Every part may be compiled out.
     pub(crate) fn on_end(self, end: BodyEnd) {
         if let Some(recorder) = self.recorder {
-            #[cfg(feature = "idempotency")]
+            #[cfg(feature = "idempotency-stack")]
             recorder.on_end(end);
-            #[cfg(not(feature = "idempotency"))]
+            #[cfg(not(feature = "idempotency-stack"))]
             match *recorder {}
         }
         #[cfg(feature = "queries")]
@@ -140,15 +140,35 @@ impl Finish {
     }
 }
 
+impl Parts {
+    /// The request's key is given back: the handler never ran (refused by the limit, or
+    /// dropped while it waited for a permit), so a retry may run it.
+    pub(crate) fn free_key(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            #[cfg(feature = "idempotency-stack")]
+            ticket.release();
+            #[cfg(not(feature = "idempotency-stack"))]
+            match *ticket {}
+        }
+    }
+
+    /// The handler ran but its answer will not be kept (the deadline cut it): the key is
+    /// recorded as done and not replayable — a retry gets `409`, never a second run.
+    #[cfg_attr(not(feature = "concurrency"), allow(dead_code))] // Only the deadline spends one.
+    pub(crate) fn spend_key(&mut self) {
+        drop(self.ticket.take());
+    }
+}
+
 impl RequestState {
     /// The handler failed instead of answering.
     pub(crate) fn on_error(self, #[allow(unused_variables)] now: Option<Instant>) {
         let Self { scope, parts, .. } = self;
         // No answer: the operation failed, and its key is free for a retry.
         if let Some(ticket) = parts.ticket {
-            #[cfg(feature = "idempotency")]
+            #[cfg(feature = "idempotency-stack")]
             ticket.release();
-            #[cfg(not(feature = "idempotency"))]
+            #[cfg(not(feature = "idempotency-stack"))]
             match *ticket {}
         }
         #[cfg(feature = "latency")]

@@ -1,7 +1,11 @@
 //! The idempotency part inside `VitalsLayer`: after the rate limit, before the concurrency
 //! limit — a replay takes no permit, every answer is timed and counted, the handler gets the
 //! body that was read to fingerprint the request, and a failed run frees its key.
-#![cfg(all(feature = "idempotency", feature = "concurrency", feature = "latency"))]
+#![cfg(all(
+    feature = "idempotency-stack",
+    feature = "concurrency",
+    feature = "latency"
+))]
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::sync::Arc;
@@ -203,4 +207,77 @@ async fn a_failed_run_frees_its_key_and_a_stack_without_the_part_passes_keys_thr
         text(response).await;
     }
     assert_eq!(counted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_key_is_freed_when_the_handler_never_ran_and_spent_when_the_deadline_cut_it() {
+    let vitals = VitalsLayer::builder()
+        .with_concurrency_limit(
+            ConcurrencyLimitLayer::new(1)
+                .with_max_queued(1)
+                .with_max_wait(Duration::from_secs(5)),
+        )
+        .with_idempotency(IdempotencyLayer::new())
+        .with_route(
+            "/orders/slow",
+            RouteSettings::new().with_timeout(Duration::from_millis(50)),
+        )
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let slow_runs = Arc::clone(&runs);
+    let app = shop(&vitals, &runs, &gate).route(
+        "/orders/slow",
+        post(move || {
+            slow_runs.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "too late"
+            }
+        })
+        .layer(vitals.clone()),
+    );
+
+    // Waiting for the permit, then dropped (the client left): the handler never ran.
+    let holder = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let request = Request::get("/gate").body(Body::empty()).unwrap();
+            text(app.oneshot(request).await.unwrap()).await
+        })
+    };
+    let limit = vitals.limiter().unwrap();
+    while limit.snapshot().in_flight == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(50),
+        post_order(&app, Some("left-early"), "a lamp"),
+    )
+    .await;
+    assert!(waiting.is_err(), "it waited in the queue");
+    gate.add_permits(1);
+    assert_eq!(holder.await.unwrap(), "through");
+    // Its key is free: the same request runs.
+    let retried = post_order(&app, Some("left-early"), "a lamp").await;
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert_eq!(text(retried).await, "order 1: a lamp");
+
+    // Cut by the deadline after its handler started: the key is spent, never run again.
+    let request = |app: &Router| {
+        app.clone().oneshot(
+            Request::post("/orders/slow")
+                .header("idempotency-key", "\"slow-1\"")
+                .body(Body::from("x"))
+                .unwrap(),
+        )
+    };
+    let cut = request(&app).await.unwrap();
+    assert!(cut.status().is_server_error(), "{}", cut.status());
+    text(cut).await;
+    let again = request(&app).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    text(again).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one order, one slow run");
 }
