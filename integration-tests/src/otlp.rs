@@ -208,3 +208,12 @@ async fn traces(State(received): State<Arc<Received>>, body: Bytes) -> axum::res
         Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     }
 }
+
+/// Bytes as lowercase hex: a trace or span id as `traceparent` writes it.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}

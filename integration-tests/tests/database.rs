@@ -177,7 +177,9 @@ async fn exhaustion_and_its_fix(hold: TestShop, release: TestShop, name: &str) {
     assert_eq!(exhausted.len(), 1, "one finding per episode: {exhausted:?}");
     assert_eq!(exhausted[0]["max"], 5);
     assert!(exhausted[0]["waiting"].as_u64().unwrap() > 0);
-    assert!(exhausted[0]["longest_wait_ms"].as_f64().unwrap() >= 1_000.0);
+    // Reported a second after the episode began; the longest waiter then has waited a tenth
+    // of that at least (the rule's threshold: waiters come and go while connections rotate).
+    assert!(exhausted[0]["longest_wait_ms"].as_f64().unwrap() >= 100.0);
     assert_eq!(exhausted[0]["holders"][0]["route"], "/orders/hold");
     let warned = |pool: &str| {
         log()

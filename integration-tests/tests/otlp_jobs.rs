@@ -8,18 +8,10 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use vitals_integration_tests::TestShop;
-use vitals_integration_tests::otlp::OtlpReceiver;
+use vitals_integration_tests::otlp::{OtlpReceiver, hex};
 
 const TRACE: &str = "5af92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_span_continues_the_trace_of_the_request_that_enqueued_it() {

@@ -7,18 +7,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use vitals_integration_tests::TestShop;
-use vitals_integration_tests::otlp::OtlpReceiver;
+use vitals_integration_tests::otlp::{OtlpReceiver, hex};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
 
 fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
     span.attributes

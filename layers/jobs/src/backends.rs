@@ -48,52 +48,49 @@ pub(crate) fn postgres_storage<J: Job>(
     apalis_postgres::PostgresStorage::new(pool).with_config(config)
 }
 
-/// Runs `service` on `J`'s queue in SQLite until `signal` (or the database fails).
-#[cfg(feature = "sqlite")]
-pub(crate) async fn run_sqlite<J, S>(
-    pool: &sqlx::SqlitePool,
-    settings: &Settings,
-    name: String,
-    service: S,
-    signal: impl StopSignal,
-) -> Result<(), String>
-where
-    J: Job,
-    S: Service<Task<J>, Response = J::Output, Error = JobFailure> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
+/// The service a worker calls with each job of kind `J`.
+pub(crate) trait RunsJobs<J: Job>:
+    Service<Task<J>, Response = J::Output, Error = JobFailure, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
-    let backend =
-        sqlite_storage::<J>(pool, Some(settings)).poll_with_interval(settings.poll_interval);
-    WorkerBuilder::new(name)
-        .backend(backend)
-        .concurrency(settings.concurrency)
-        .build(service)
-        .run_until(signal)
-        .await
-        .map_err(|error| error.to_string())
 }
 
-/// Runs `service` on `J`'s queue in PostgreSQL until `signal` (or the database fails).
-#[cfg(feature = "postgres")]
-pub(crate) async fn run_postgres<J, S>(
-    pool: &sqlx::PgPool,
-    settings: &Settings,
-    name: String,
-    service: S,
-    signal: impl StopSignal,
-) -> Result<(), String>
-where
-    J: Job,
-    S: Service<Task<J>, Response = J::Output, Error = JobFailure> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
+impl<J: Job, S> RunsJobs<J> for S where
+    S: Service<Task<J>, Response = J::Output, Error = JobFailure, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
 {
-    let backend =
-        postgres_storage::<J>(pool, Some(settings)).poll_with_interval(settings.poll_interval);
-    WorkerBuilder::new(name)
-        .backend(backend)
-        .concurrency(settings.concurrency)
-        .build(service)
-        .run_until(signal)
-        .await
-        .map_err(|error| error.to_string())
 }
+
+/// `$name`: runs a service on `J`'s queue in the pool's database (its storage made by
+/// `$storage`) until the stop signal, or until the database fails.
+macro_rules! runner {
+    ($feature:literal, $name:ident, $pool:ty, $storage:ident) => {
+        #[cfg(feature = $feature)]
+        pub(crate) async fn $name<J: Job>(
+            pool: &$pool,
+            settings: &Settings,
+            name: String,
+            service: impl RunsJobs<J>,
+            signal: impl StopSignal,
+        ) -> Result<(), String> {
+            let backend =
+                $storage::<J>(pool, Some(settings)).poll_with_interval(settings.poll_interval);
+            WorkerBuilder::new(name)
+                .backend(backend)
+                .concurrency(settings.concurrency)
+                .build(service)
+                .run_until(signal)
+                .await
+                .map_err(|error| error.to_string())
+        }
+    };
+}
+
+runner!("sqlite", run_sqlite, sqlx::SqlitePool, sqlite_storage);
+runner!("postgres", run_postgres, sqlx::PgPool, postgres_storage);

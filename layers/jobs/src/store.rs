@@ -147,18 +147,95 @@ const COUNTS_SQLITE: &str = counts_from!("Jobs");
 #[cfg(feature = "postgres")]
 const COUNTS_POSTGRES: &str = counts_from!("apalis.jobs");
 
-/// The most recent dead-lettered jobs (the same statement on both databases, but for the
-/// table and the placeholder).
-macro_rules! dead_from {
-    ($table:literal, $limit:literal) => {
-        concat!(
-            "SELECT id, job_type, status, attempts, max_attempts, lock_at, done_at, last_result FROM ",
-            $table,
-            " WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) ",
-            "ORDER BY done_at DESC LIMIT ",
-            $limit
-        )
+/// A job's row, as the status route reads it: id, kind, status, attempts, most attempts, when
+/// its latest run started and ended (seconds since the epoch), its latest outcome.
+#[cfg(feature = "sqlite")]
+macro_rules! sqlite_row {
+    () => {
+        "SELECT id, job_type, status, attempts, max_attempts, lock_at, done_at, last_result FROM Jobs"
     };
+}
+#[cfg(feature = "postgres")]
+macro_rules! postgres_row {
+    () => {
+        "SELECT id, job_type, status, attempts, max_attempts, \
+         extract(epoch FROM lock_at)::float8, extract(epoch FROM done_at)::float8, \
+         last_result::text FROM apalis.jobs"
+    };
+}
+
+/// Dead-lettered, the latest first: failed with no attempt left, or killed (a panic).
+macro_rules! dead {
+    () => {
+        " WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) ORDER BY done_at DESC"
+    };
+}
+
+#[cfg(feature = "sqlite")]
+const SQLITE_BY_ID: &str = concat!(sqlite_row!(), " WHERE id = ?1");
+#[cfg(feature = "postgres")]
+const POSTGRES_BY_ID: &str = concat!(postgres_row!(), " WHERE id = $1");
+#[cfg(feature = "sqlite")]
+const SQLITE_DEAD: &str = concat!(sqlite_row!(), dead!(), " LIMIT ?1");
+#[cfg(feature = "postgres")]
+const POSTGRES_DEAD: &str = concat!(postgres_row!(), dead!(), " NULLS LAST LIMIT $1");
+
+/// A row as SQLite gives it (times in whole seconds).
+#[cfg(feature = "sqlite")]
+type SqliteRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// A row as PostgreSQL gives it (times to the microsecond).
+#[cfg(feature = "postgres")]
+type PostgresRow = (
+    String,
+    String,
+    String,
+    i32,
+    i32,
+    Option<f64>,
+    Option<f64>,
+    Option<String>,
+);
+
+#[cfg(feature = "sqlite")]
+fn from_sqlite(
+    (id, kind, status, attempts, max_attempts, lock_at, done_at, last_result): SqliteRow,
+) -> (String, Row) {
+    let row = Row {
+        kind,
+        status,
+        attempts,
+        max_attempts,
+        lock_at: lock_at.map(|s| s as f64),
+        done_at: done_at.map(|s| s as f64),
+        last_result,
+    };
+    (id, row)
+}
+
+#[cfg(feature = "postgres")]
+fn from_postgres(
+    (id, kind, status, attempts, max_attempts, lock_at, done_at, last_result): PostgresRow,
+) -> (String, Row) {
+    let row = Row {
+        kind,
+        status,
+        attempts: i64::from(attempts),
+        max_attempts: i64::from(max_attempts),
+        lock_at,
+        done_at,
+        last_result,
+    };
+    (id, row)
 }
 
 /// What [`JobStore::watch`] read last.
@@ -306,70 +383,21 @@ impl JobStore {
         let text = id.to_string();
         let row = match &self.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite(pool) => sqlx::query_as::<
-                _,
-                (
-                    String,
-                    String,
-                    i64,
-                    i64,
-                    Option<i64>,
-                    Option<i64>,
-                    Option<String>,
-                ),
-            >(
-                "SELECT job_type, status, attempts, max_attempts, lock_at, done_at, last_result \
-                 FROM Jobs WHERE id = ?1",
-            )
-            .bind(&text)
-            .fetch_optional(pool)
-            .await
-            .map_err(store_error)?
-            .map(
-                |(kind, status, attempts, max_attempts, lock_at, done_at, last_result)| Row {
-                    kind,
-                    status,
-                    attempts,
-                    max_attempts,
-                    lock_at: lock_at.map(|s| s as f64),
-                    done_at: done_at.map(|s| s as f64),
-                    last_result,
-                },
-            ),
+            Backend::Sqlite(pool) => sqlx::query_as::<_, SqliteRow>(SQLITE_BY_ID)
+                .bind(&text)
+                .fetch_optional(pool)
+                .await
+                .map_err(store_error)?
+                .map(from_sqlite),
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => sqlx::query_as::<
-                _,
-                (
-                    String,
-                    String,
-                    i32,
-                    i32,
-                    Option<f64>,
-                    Option<f64>,
-                    Option<String>,
-                ),
-            >(
-                "SELECT job_type, status, attempts, max_attempts, \
-                 extract(epoch FROM lock_at)::float8, extract(epoch FROM done_at)::float8, \
-                 last_result::text FROM apalis.jobs WHERE id = $1",
-            )
-            .bind(&text)
-            .fetch_optional(pool)
-            .await
-            .map_err(store_error)?
-            .map(
-                |(kind, status, attempts, max_attempts, lock_at, done_at, last_result)| Row {
-                    kind,
-                    status,
-                    attempts: i64::from(attempts),
-                    max_attempts: i64::from(max_attempts),
-                    lock_at,
-                    done_at,
-                    last_result,
-                },
-            ),
+            Backend::Postgres(pool) => sqlx::query_as::<_, PostgresRow>(POSTGRES_BY_ID)
+                .bind(&text)
+                .fetch_optional(pool)
+                .await
+                .map_err(store_error)?
+                .map(from_postgres),
         };
-        Ok(row.map(|row| status_of(id, row)))
+        Ok(row.map(|(_, row)| status_of(id, row)))
     }
 
     /// The jobs of each kind by state (one pass over the table).
@@ -404,83 +432,23 @@ impl JobStore {
         let limit = i64::from(limit.min(50));
         let rows: Vec<(String, Row)> = match &self.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite(pool) => sqlx::query_as::<
-                _,
-                (
-                    String,
-                    String,
-                    String,
-                    i64,
-                    i64,
-                    Option<i64>,
-                    Option<i64>,
-                    Option<String>,
-                ),
-            >(dead_from!("Jobs", "?1"))
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(
-                |(id, kind, status, attempts, max_attempts, lock_at, done_at, last_result)| {
-                    (
-                        id,
-                        Row {
-                            kind,
-                            status,
-                            attempts,
-                            max_attempts,
-                            lock_at: lock_at.map(|s| s as f64),
-                            done_at: done_at.map(|s| s as f64),
-                            last_result,
-                        },
-                    )
-                },
-            )
-            .collect(),
+            Backend::Sqlite(pool) => sqlx::query_as::<_, SqliteRow>(SQLITE_DEAD)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(from_sqlite)
+                .collect(),
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => sqlx::query_as::<
-                _,
-                (
-                    String,
-                    String,
-                    String,
-                    i32,
-                    i32,
-                    Option<f64>,
-                    Option<f64>,
-                    Option<String>,
-                ),
-            >(
-                "SELECT id, job_type, status, attempts, max_attempts, \
-                 extract(epoch FROM lock_at)::float8, extract(epoch FROM done_at)::float8, \
-                 last_result::text FROM apalis.jobs \
-                 WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) \
-                 ORDER BY done_at DESC NULLS LAST LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(
-                |(id, kind, status, attempts, max_attempts, lock_at, done_at, last_result)| {
-                    (
-                        id,
-                        Row {
-                            kind,
-                            status,
-                            attempts: i64::from(attempts),
-                            max_attempts: i64::from(max_attempts),
-                            lock_at,
-                            done_at,
-                            last_result,
-                        },
-                    )
-                },
-            )
-            .collect(),
+            Backend::Postgres(pool) => sqlx::query_as::<_, PostgresRow>(POSTGRES_DEAD)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(from_postgres)
+                .collect(),
         };
         Ok(rows
             .into_iter()

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use tracing::Instrument;
 use vitals_trace_context::TraceContext;
 
+use crate::backends::RunsJobs;
 use crate::id::JobId;
 use crate::state::backoff;
 use crate::store::{Backend, JobStore, TRACEPARENT, TRACESTATE};
@@ -206,12 +207,7 @@ async fn supervise<J, F>(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) where
     J: Job,
-    RunJob<J, F>: apalis_core::layers::Service<Task<J>, Response = J::Output, Error = JobFailure>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    <RunJob<J, F> as apalis_core::layers::Service<Task<J>>>::Future: Send + 'static,
+    RunJob<J, F>: RunsJobs<J>,
 {
     // One task: aborting it (a crash, as `JobWorkerHandle::abort` makes one) stops both.
     // The sampler never ends by itself: the worker's graceful end is never cut short.
@@ -230,12 +226,7 @@ async fn run_until_stopped<J, F>(
     stopped: &mut tokio::sync::watch::Receiver<bool>,
 ) where
     J: Job,
-    RunJob<J, F>: apalis_core::layers::Service<Task<J>, Response = J::Output, Error = JobFailure>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    <RunJob<J, F> as apalis_core::layers::Service<Task<J>>>::Future: Send + 'static,
+    RunJob<J, F>: RunsJobs<J>,
 {
     let warned = vitals_core::throttle::Throttle::new(Duration::from_mins(1));
     let mut restarts = 0_u32;
