@@ -322,3 +322,71 @@ async fn hold_like_a_crashed_instance(url: &str, prefix: &str, key: &str, body: 
         .await
         .unwrap();
 }
+
+/// With Redis: a request that runs longer than its key's lease keeps the key (its lease is
+/// renewed while it runs), so a duplicate arriving after the first lease would have ended is
+/// still a `409`, never a second run; then the answer is replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_renews_a_running_requests_lease() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use axum::routing::post;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use vitals::idempotency::{IdempotencyLayer, RedisStore};
+    use vitals_integration_tests::redis::{redis_url, unique_prefix};
+
+    let Some(url) = redis_url("redis_renews_a_running_requests_lease") else {
+        return;
+    };
+    let runs = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&runs);
+    let store = RedisStore::new(&url)
+        .unwrap()
+        .with_prefix(unique_prefix("idempotency-renew"))
+        .with_lease(Duration::from_millis(300));
+    let app = axum::Router::new()
+        .route(
+            "/pay",
+            post(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async {
+                    // Four leases long.
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    "paid"
+                }
+            }),
+        )
+        .route_layer(IdempotencyLayer::new().with_redis(store.clone()));
+    let pay = |app: axum::Router| async move {
+        let request = http::Request::post("/pay")
+            .header("idempotency-key", "\"long-1\"")
+            .body(axum::body::Body::from("10"))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        response.into_body().collect().await.unwrap();
+        (status, replayed)
+    };
+    let first = tokio::spawn(pay(app.clone()));
+    // Past the first lease, twice.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(pay(app.clone()).await, (409, false), "still held");
+    }
+    assert_eq!(first.await.unwrap(), (200, false));
+    let mut replay = (0, false);
+    for _ in 0..50 {
+        replay = pay(app.clone()).await;
+        if replay.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(replay, (200, true));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one run");
+    assert_eq!(store.failures(), 0);
+}

@@ -149,7 +149,11 @@ impl Keyed {
                         Claimed::Answer(Problem::StoreUnavailable.into_response())
                     };
                 };
-                self.decided(claim, print, Hold::Remote(redis, marker))
+                // Held while the request runs, however long: renewed until it ends.
+                let renewal = matches!(claim, Claim::Run)
+                    .then(|| redis.keep_held(self.scope, &marker))
+                    .flatten();
+                self.decided(claim, print, Hold::Remote(redis, marker, renewal))
             })));
         }
         let claim = self.config.store.claim(self.scope, print, Instant::now());
@@ -239,9 +243,13 @@ impl std::fmt::Debug for Claiming {
 enum Hold {
     /// In the layer's memory store.
     Memory,
-    /// In Redis, under this marker.
+    /// In Redis, under this marker, its lease renewed while the request runs.
     #[cfg(feature = "redis")]
-    Remote(crate::RedisStore, crate::redis_store::Marker),
+    Remote(
+        crate::RedisStore,
+        crate::redis_store::Marker,
+        Option<crate::redis_store::Renewal>,
+    ),
     /// Nowhere: Redis failed and the store fails open.
     #[cfg(feature = "redis")]
     Unprotected,
@@ -261,7 +269,9 @@ impl Hold {
                 .store
                 .complete(scope, fingerprint, response, Instant::now()),
             #[cfg(feature = "redis")]
-            Self::Remote(redis, marker) => {
+            Self::Remote(redis, marker, renewal) => {
+                // Renewed no more: the marker is replaced by the record.
+                drop(renewal);
                 let retention = config.retention;
                 spawn(async move {
                     // Lost, the completion would let a retry run again once the lease ends:
@@ -289,7 +299,8 @@ impl Hold {
         match self {
             Self::Memory => config.store.release(scope, fingerprint),
             #[cfg(feature = "redis")]
-            Self::Remote(redis, marker) => {
+            Self::Remote(redis, marker, renewal) => {
+                drop(renewal);
                 spawn(async move { redis.release(scope, &marker).await });
             }
             #[cfg(feature = "redis")]

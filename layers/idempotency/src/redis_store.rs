@@ -55,6 +55,13 @@ end
 return 0
 ";
 
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -79,6 +86,7 @@ struct Shared {
     claim: redis::Script,
     complete: redis::Script,
     release: redis::Script,
+    renew: redis::Script,
     /// Failures, said at most once a minute.
     failures: Throttle,
 }
@@ -94,6 +102,16 @@ impl fmt::Display for RedisStoreError {
 }
 
 impl std::error::Error for RedisStoreError {}
+
+/// The task renewing a running request's lease; stopped when dropped.
+#[derive(Debug)]
+pub(crate) struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A running request's hold on its key in Redis: the marker it set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +139,7 @@ impl RedisStore {
                 claim: redis::Script::new(CLAIM),
                 complete: redis::Script::new(COMPLETE),
                 release: redis::Script::new(RELEASE),
+                renew: redis::Script::new(RENEW),
                 failures: Throttle::new(Duration::from_mins(1)),
             }),
         })
@@ -273,6 +292,30 @@ impl RedisStore {
             );
         }
         Ok(())
+    }
+
+    /// Keeps `marker` on `scope` for another lease while its request runs, every third of a
+    /// lease, until the returned guard is dropped (the request ended) or the marker is no
+    /// longer there (its lease ended anyway: Redis was out of reach for a whole lease).
+    pub(crate) fn keep_held(&self, scope: u128, marker: &Marker) -> Option<Renewal> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let store = self.clone();
+        let marker = marker.clone();
+        let every = (self.lease / 3).max(Duration::from_millis(1));
+        let task = runtime.spawn(async move {
+            let key = store.key(scope);
+            let lease = store.lease.as_millis().to_string();
+            loop {
+                tokio::time::sleep(every).await;
+                let renewed: Result<i64, String> = store
+                    .run(&store.shared.renew, &key, &[&marker.0, lease.as_bytes()])
+                    .await;
+                if renewed == Ok(0) {
+                    return;
+                }
+            }
+        });
+        Some(Renewal(task))
     }
 
     /// The request holding `marker` ended without a record: the key is free again.
