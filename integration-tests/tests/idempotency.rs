@@ -212,8 +212,6 @@ async fn redis_frees_a_failed_key_and_refuses_another_body() {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use axum::routing::post;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
     use vitals::idempotency::{IdempotencyLayer, RedisStore};
     use vitals_integration_tests::redis::{redis_url, unique_prefix};
 
@@ -241,20 +239,7 @@ async fn redis_frees_a_failed_key_and_refuses_another_body() {
             }),
         )
         .route_layer(IdempotencyLayer::new().with_redis(store.clone()));
-    let pay = |key: &'static str, body: &'static str| {
-        let app = app.clone();
-        async move {
-            let request = http::Request::post("/pay")
-                .header("idempotency-key", key)
-                .body(axum::body::Body::from(body))
-                .unwrap();
-            let response = app.oneshot(request).await.unwrap();
-            let status = response.status().as_u16();
-            let replayed = response.headers().contains_key("idempotent-replayed");
-            response.into_body().collect().await.unwrap();
-            (status, replayed)
-        }
-    };
+    let pay = |key: &'static str, body: &'static str| pay(app.clone(), key, body);
     assert_eq!(pay("\"p1\"", "10").await, (502, false));
     // The release runs in the background: the retry runs once it has.
     let mut retried = (0, false);
@@ -266,15 +251,7 @@ async fn redis_frees_a_failed_key_and_refuses_another_body() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(retried, (200, false), "the key was freed and the retry ran");
-    let mut replay = (0, false);
-    for _ in 0..50 {
-        replay = pay("\"p1\"", "10").await;
-        if replay.1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(replay, (200, true));
+    assert_eq!(until_replayed(&app, "\"p1\"", "10").await, (200, true));
     assert_eq!(pay("\"p1\"", "99").await, (422, false));
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 
@@ -333,8 +310,6 @@ async fn redis_renews_a_running_requests_lease() {
     use std::time::Duration;
 
     use axum::routing::post;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
     use vitals::idempotency::{IdempotencyLayer, RedisStore};
     use vitals_integration_tests::redis::{redis_url, unique_prefix};
 
@@ -360,33 +335,47 @@ async fn redis_renews_a_running_requests_lease() {
             }),
         )
         .route_layer(IdempotencyLayer::new().with_redis(store.clone()));
-    let pay = |app: axum::Router| async move {
-        let request = http::Request::post("/pay")
-            .header("idempotency-key", "\"long-1\"")
-            .body(axum::body::Body::from("10"))
-            .unwrap();
-        let response = app.oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let replayed = response.headers().contains_key("idempotent-replayed");
-        response.into_body().collect().await.unwrap();
-        (status, replayed)
-    };
-    let first = tokio::spawn(pay(app.clone()));
+    let first = tokio::spawn(pay(app.clone(), "\"long-1\"", "10"));
     // Past the first lease, twice.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(pay(app.clone()).await, (409, false), "still held");
+        assert_eq!(
+            pay(app.clone(), "\"long-1\"", "10").await,
+            (409, false),
+            "still held"
+        );
     }
     assert_eq!(first.await.unwrap(), (200, false));
-    let mut replay = (0, false);
-    for _ in 0..50 {
-        replay = pay(app.clone()).await;
-        if replay.1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(replay, (200, true));
+    assert_eq!(until_replayed(&app, "\"long-1\"", "10").await, (200, true));
     assert_eq!(runs.load(Ordering::SeqCst), 1, "one run");
     assert_eq!(store.failures(), 0);
+}
+
+/// `POST /pay` with `key` and `body` to `app`: the status, and whether it was a replay.
+async fn pay(app: axum::Router, key: &'static str, body: &'static str) -> (u16, bool) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = http::Request::post("/pay")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    response.into_body().collect().await.unwrap();
+    (status, replayed)
+}
+
+/// [`pay`] until the answer is a replay (a completion is written in the background as the
+/// first answer's body ends), at most 50 times, 20 ms apart: the last answer.
+async fn until_replayed(app: &axum::Router, key: &'static str, body: &'static str) -> (u16, bool) {
+    let mut answer = (0, false);
+    for _ in 0..50 {
+        answer = pay(app.clone(), key, body).await;
+        if answer.1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    answer
 }

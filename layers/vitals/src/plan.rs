@@ -116,7 +116,14 @@ impl Plan {
         let trace = None;
         #[cfg(feature = "timing")]
         let timing = self.timing.as_ref().zip(start).map(|(part, start)| {
-            let collector = server_timing.as_ref().map(|(timing, _)| timing.clone());
+            // Only the queries part, inside, adds to the collector: no reference taken without it.
+            #[cfg(feature = "queries")]
+            let collector = server_timing
+                .as_ref()
+                .filter(|_| self.queries.is_some())
+                .map(|(timing, _)| timing.clone());
+            #[cfg(not(feature = "queries"))]
+            let collector = None;
             part.start(request, route.clone(), start, collector)
         });
         #[cfg(feature = "latency")]
