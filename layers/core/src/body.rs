@@ -299,6 +299,143 @@ impl<B: Body> std::fmt::Debug for EitherBody<B> {
     }
 }
 
+/// Keeps a copy of a response body as it passes, for a layer that stores responses (a cache,
+/// an idempotency record), and learns how the body ended.
+pub trait BodyRecorder {
+    /// A data frame went by.
+    fn on_data(&mut self, data: &bytes::Bytes);
+    /// The body ended (exactly once: completed, failed, or dropped before its end).
+    fn on_end(self, end: BodyEnd);
+}
+
+pin_project! {
+    /// A layer's response body that may be recorded: the inner service's (with its recorder,
+    /// when the layer keeps it), or one the layer made from what it had stored.
+    pub struct RecordingBody<B, R>
+    where
+        B: Body,
+        R: BodyRecorder,
+    {
+        #[pin]
+        kind: RecordingKind<B, R>,
+    }
+}
+
+pin_project! {
+    #[project = RecordingProj]
+    enum RecordingKind<B, R>
+    where
+        B: Body,
+        R: BodyRecorder,
+    {
+        Inner {
+            #[pin]
+            body: B,
+            // Boxed: most responses have none, and the body stays small as it moves.
+            recorder: Option<Box<R>>,
+        },
+        Own {
+            #[pin]
+            body: Full<bytes::Bytes>,
+        },
+    }
+
+    impl<B, R> PinnedDrop for RecordingKind<B, R>
+    where
+        B: Body,
+        R: BodyRecorder,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            if let RecordingProj::Inner { body, recorder } = this.project()
+                && let Some(recorder) = recorder.take()
+            {
+                recorder.on_end(BodyEnd::at_drop(false, body.is_end_stream()));
+            }
+        }
+    }
+}
+
+impl<B: Body, R: BodyRecorder> RecordingBody<B, R> {
+    /// The inner service's body, recorded when `recorder` is `Some` (boxed: most responses
+    /// have none, and the body stays small as it moves).
+    pub fn inner(body: B, recorder: Option<Box<R>>) -> Self {
+        Self {
+            kind: RecordingKind::Inner { body, recorder },
+        }
+    }
+
+    /// A body the layer made.
+    pub fn own(body: bytes::Bytes) -> Self {
+        Self {
+            kind: RecordingKind::Own {
+                body: Full::new(body),
+            },
+        }
+    }
+}
+
+impl<B, R> Body for RecordingBody<B, R>
+where
+    B: Body<Data = bytes::Bytes>,
+    R: BodyRecorder,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            RecordingProj::Own { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(|never| match never {}))),
+            RecordingProj::Inner { mut body, recorder } => {
+                let polled = ready!(body.as_mut().poll_frame(cx));
+                if let Some(active) = recorder.as_mut()
+                    && let Some(Ok(frame)) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    active.on_data(data);
+                }
+                if recorder.is_some()
+                    && let Some(end) = BodyEnd::after(&polled, body.is_end_stream())
+                    && let Some(done) = recorder.take()
+                {
+                    done.on_end(end);
+                }
+                Poll::Ready(polled)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RecordingKind::Inner { body, .. } => body.is_end_stream(),
+            RecordingKind::Own { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RecordingKind::Inner { body, .. } => body.size_hint(),
+            RecordingKind::Own { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B: Body, R: BodyRecorder> std::fmt::Debug for RecordingBody<B, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match &self.kind {
+            RecordingKind::Inner { recorder, .. } if recorder.is_some() => {
+                "RecordingBody::Recorded"
+            }
+            RecordingKind::Inner { .. } => "RecordingBody::Inner",
+            RecordingKind::Own { .. } => "RecordingBody::Own",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,7 @@ where
                         .and_then(|ticket| ticket.on_response(head.status, &head.headers));
                     return Poll::Ready(Ok(Response::from_parts(
                         head,
-                        IdempotencyBody::inner(body, recorder),
+                        IdempotencyBody::inner(body, recorder.map(Box::new)),
                     )));
                 }
                 StateProjection::Collecting { waiting, mut body } => {

@@ -1,0 +1,812 @@
+//! The response-cache part: what the cache does with a request and its response, written once,
+//! driven by the standalone layer (and by a composed stack).
+//!
+//! 1. [`arrival`](ResponseCachePart::arrival), from the head: pass (a method or route the cache
+//!    leaves alone), answer at once from the store (a hit, a `304` for the client's copy, a
+//!    stale answer while one request refreshes it), forward to the handler ([`Fill`]: the one
+//!    request filling its key, a bypass, an unsafe method that invalidates), or wait for
+//!    another request's fill ([`Waiter`], then [`follow_up`](ResponseCachePart::follow_up));
+//! 2. [`Fill::on_response`] at the response head: mark it (`Cache-Status`), answer from the
+//!    stored response instead (a revalidation's `304`, `stale-if-error`), or hand back a
+//!    [`Recorder`] that stores the body as it passes;
+//! 3. [`Recorder::on_end`] when the body ends: store the response, and let the waiters look
+//!    again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request, response};
+use tokio::sync::watch;
+use vitals_core::body::BodyEnd;
+use vitals_core::route::{RequestHead, RouteLabel};
+use vitals_core::server_timing::{Metric, ServerTiming};
+
+use crate::entry::{Entry, initial_age, jittered, kept_headers, tags};
+use crate::flight::{FlightGuard, Join, Landing};
+use crate::key::{primary_key, target, vary_values};
+use crate::layer::{Config, Resolved, WaitTimeout};
+use crate::rules::{Bypass, RequestRules, Usable, request_rules, storable, usable};
+use crate::status::{CACHE_STATUS, CacheStatus, Forward};
+
+/// Rounds of waiting one request goes through (a fill for another variant, a leader that gave
+/// up) before it goes to the handler without waiting again.
+const MAX_ROUNDS: u8 = 3;
+
+/// The part of a [`ResponseCacheLayer`](crate::ResponseCacheLayer). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ResponseCachePart {
+    pub(crate) config: Arc<Config>,
+}
+
+/// What the part makes of a request's head.
+#[derive(Debug)]
+pub enum Arrival {
+    /// The cache leaves this request alone (a method it does not handle, a route it is off
+    /// for).
+    Pass,
+    /// The answer, at once, from the store; with a refresh to run in the background when the
+    /// answer was stale (`stale-while-revalidate`).
+    Answer(Box<Response<Bytes>>, Option<Box<Refresh>>),
+    /// Send the request to the handler; show the response to the fill at its head.
+    Forward(Box<Fill>),
+    /// Another request is filling this key: wait for it, then [`follow_up`].
+    ///
+    /// [`follow_up`]: ResponseCachePart::follow_up
+    Wait(Waiter),
+}
+
+/// A stale answer's refresh: the request to send to the handler in the background (its body
+/// empty) and the fill that stores its response.
+#[derive(Debug)]
+pub struct Refresh {
+    /// The request's head, for the handler.
+    pub request: http::Request<()>,
+    /// What stores the response.
+    pub fill: Box<Fill>,
+}
+
+impl ResponseCachePart {
+    /// Whether the part may have anything to do with a request of this method: `false` lets a
+    /// driver pass it on without labelling its route.
+    pub fn may_apply(&self, method: &Method) -> bool {
+        !self.config.off_everywhere
+            && method != Method::OPTIONS
+            && method != Method::TRACE
+            && method != Method::CONNECT
+    }
+
+    /// A request for `route` arrived. `head` may be changed: a revalidation adds the stored
+    /// validators as conditions.
+    pub fn arrival(&self, head: &mut request::Parts, route: &RouteLabel) -> Arrival {
+        let settings = self.config.settings(route);
+        if settings.off {
+            return Arrival::Pass;
+        }
+        self.decide(head, route, settings, 0)
+    }
+
+    /// A wait ended: answer from what was stored, go to the handler, or wait again.
+    pub fn follow_up(
+        &self,
+        head: &mut request::Parts,
+        route: &RouteLabel,
+        waited: Waited,
+    ) -> Arrival {
+        let settings = self.config.settings(route);
+        let round = waited.round + 1;
+        self.config.count(route, Event::Waited(waited.duration));
+        match waited.landing {
+            None => {
+                if settings.on_wait_timeout == WaitTimeout::ServiceUnavailable {
+                    self.config.count(route, Event::WaitRefused);
+                    return Arrival::Answer(Box::new(wait_refused()), None);
+                }
+                Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
+            }
+            Some(Landing::NotStored) => {
+                Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
+            }
+            Some(Landing::Stored | Landing::Abandoned | Landing::Filling) => {
+                let now = SystemTime::now();
+                if let Ok(rules) = request_rules(&head.method, &head.headers, &settings.policy)
+                    && let Some(key) = self.key(head, route, settings)
+                    && let Some(entry) = self.lookup(key, &head.headers)
+                    && matches!(
+                        usable(entry.facts(now), &rules),
+                        Usable::Fresh | Usable::StaleAccepted | Usable::StaleWhileRevalidate
+                    )
+                {
+                    self.config.count(route, Event::Collapsed);
+                    let answer = self.hit(&entry, head, now, CacheStatus::Collapsed);
+                    return Arrival::Answer(Box::new(answer), None);
+                }
+                if round >= MAX_ROUNDS {
+                    return Arrival::Forward(self.forward_unled(
+                        head,
+                        route,
+                        settings,
+                        Forward::Miss,
+                    ));
+                }
+                self.decide(head, route, settings, round)
+            }
+        }
+    }
+
+    fn decide(
+        &self,
+        head: &mut request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+        round: u8,
+    ) -> Arrival {
+        let config = &self.config;
+        if head.method != Method::GET && head.method != Method::HEAD {
+            // An unsafe method: through to the handler, and what was stored for its target is
+            // dropped once it succeeds (RFC 9111 §4.4).
+            let Some(key) = self.key(head, route, settings) else {
+                return Arrival::Pass;
+            };
+            return Arrival::Forward(self.fill(
+                head,
+                route,
+                settings,
+                key,
+                Forward::Method,
+                Role::Invalidate,
+            ));
+        }
+        let rules = match request_rules(&head.method, &head.headers, &settings.policy) {
+            Ok(rules) => rules,
+            Err(Bypass::Method) => return Arrival::Pass,
+            Err(_) => return Arrival::Forward(self.bypass(head, route, settings)),
+        };
+        let Some(key) = self.key(head, route, settings) else {
+            return Arrival::Forward(self.bypass(head, route, settings));
+        };
+        let now = SystemTime::now();
+        let variants = config.store.get(key);
+        let entry = variants.as_ref().and_then(|variants| {
+            variants
+                .entries
+                .iter()
+                .find(|entry| entry.matches(&head.headers))
+                .cloned()
+        });
+        let mut fwd = if variants.is_none() {
+            Forward::UriMiss
+        } else {
+            Forward::VaryMiss
+        };
+        let mut stale = None;
+        if let Some(entry) = entry {
+            match usable(entry.facts(now), &rules) {
+                Usable::Fresh | Usable::StaleAccepted => {
+                    let ttl = entry.ttl(now);
+                    config.count(route, if ttl < 0 { Event::Stale } else { Event::Hit });
+                    let answer = self.hit(&entry, head, now, CacheStatus::Hit { ttl });
+                    return Arrival::Answer(Box::new(answer), None);
+                }
+                Usable::StaleWhileRevalidate => {
+                    config.count(route, Event::Stale);
+                    let status = CacheStatus::Hit {
+                        ttl: entry.ttl(now),
+                    };
+                    let answer = self.hit(&entry, head, now, status);
+                    let refresh = self.refresh(head, route, settings, key, entry);
+                    return Arrival::Answer(Box::new(answer), refresh);
+                }
+                Usable::Revalidate => {
+                    let asked = rules.no_cache
+                        || rules.directives.max_age.is_some()
+                        || rules.directives.min_fresh.is_some();
+                    fwd = if asked {
+                        Forward::Request
+                    } else {
+                        Forward::Stale
+                    };
+                    stale = Some(entry);
+                }
+            }
+        }
+        if rules.directives.only_if_cached {
+            return Arrival::Answer(Box::new(only_if_cached_miss(&config.name)), None);
+        }
+        config.count(route, Event::Miss);
+        if head.method == Method::HEAD {
+            let mut fill = self.fill(head, route, settings, key, fwd, Role::Unled);
+            fill.stored = false;
+            fill.stale = stale;
+            return Arrival::Forward(fill);
+        }
+        match config.flights.join(key) {
+            Join::Lead(guard) => {
+                let mut fill = self.fill(head, route, settings, key, fwd, Role::Lead(guard));
+                fill.rules = rules;
+                fill.stale = stale;
+                fill.revalidate(&mut head.headers);
+                Arrival::Forward(fill)
+            }
+            Join::Follow(landing) => Arrival::Wait(Waiter {
+                landing,
+                wait: settings.wait,
+                round,
+            }),
+        }
+    }
+
+    /// The background refresh of a stale answer: one at a time (a refresh in flight is left
+    /// to land).
+    fn refresh(
+        &self,
+        head: &request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+        key: u128,
+        stale: Arc<Entry>,
+    ) -> Option<Box<Refresh>> {
+        let Join::Lead(guard) = self.config.flights.join(key) else {
+            return None;
+        };
+        let mut copy = head.clone();
+        let role = Role::Lead(guard);
+        let mut fill = self.fill(&copy, route, settings, key, Forward::Stale, role);
+        if let Ok(rules) = request_rules(&copy.method, &copy.headers, &settings.policy) {
+            fill.rules = rules;
+        }
+        fill.stale = Some(stale);
+        fill.timing = None;
+        fill.revalidate(&mut copy.headers);
+        copy.method = Method::GET;
+        Some(Box::new(Refresh {
+            request: http::Request::from_parts(copy, ()),
+            fill,
+        }))
+    }
+
+    /// The request goes to the handler with no flight to lead (it waited, and the fill did
+    /// not serve it): its response may still be stored, and a stale one may still answer for
+    /// a failing handler.
+    fn forward_unled(
+        &self,
+        head: &mut request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+        fwd: Forward,
+    ) -> Box<Fill> {
+        let Some(key) = self.key(head, route, settings) else {
+            return self.bypass(head, route, settings);
+        };
+        let mut fill = self.fill(head, route, settings, key, fwd, Role::Unled);
+        if let Ok(rules) = request_rules(&head.method, &head.headers, &settings.policy) {
+            fill.rules = rules;
+        }
+        fill.stored = head.method == Method::GET;
+        fill.stale = self.lookup(key, &head.headers);
+        fill.revalidate(&mut head.headers);
+        fill
+    }
+
+    fn bypass(&self, head: &request::Parts, route: &RouteLabel, settings: &Resolved) -> Box<Fill> {
+        self.config.count(route, Event::Bypass);
+        self.fill(head, route, settings, 0, Forward::Bypass, Role::Bypass)
+    }
+
+    fn fill(
+        &self,
+        head: &request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+        key: u128,
+        fwd: Forward,
+        role: Role,
+    ) -> Box<Fill> {
+        let stored = matches!(role, Role::Lead(_) | Role::Unled);
+        Box::new(Fill {
+            config: Arc::clone(&self.config),
+            settings: settings.clone(),
+            route: route.clone(),
+            key,
+            fwd,
+            role,
+            stored,
+            stale: None,
+            revalidating: false,
+            rules: RequestRules::default(),
+            request_headers: if stored {
+                head.headers.clone()
+            } else {
+                HeaderMap::new()
+            },
+            head_only: head.method == Method::HEAD,
+            requested_at: SystemTime::now(),
+            timing: ServerTiming::get(&head.extensions),
+        })
+    }
+
+    /// The request's primary key (`None`: its route's key function sends it past).
+    fn key(&self, head: &request::Parts, route: &RouteLabel, settings: &Resolved) -> Option<u128> {
+        let target = match &settings.key {
+            Some(key) => key(RequestHead::of_parts(head))?,
+            None => target(&head.uri),
+        };
+        Some(primary_key(&self.config.namespace, route.as_str(), &target))
+    }
+
+    /// The variant stored under `key` for a request with these headers.
+    fn lookup(&self, key: u128, headers: &HeaderMap) -> Option<Arc<Entry>> {
+        self.config
+            .store
+            .get(key)?
+            .entries
+            .iter()
+            .find(|entry| entry.matches(headers))
+            .cloned()
+    }
+
+    /// An answer from a stored response: `304` when the client's copy matches.
+    fn hit(
+        &self,
+        entry: &Entry,
+        head: &request::Parts,
+        now: SystemTime,
+        status: CacheStatus,
+    ) -> Response<Bytes> {
+        let mut response = if entry.satisfies_precondition(&head.headers) {
+            entry.not_modified(now)
+        } else {
+            entry.response(now, head.method == Method::HEAD)
+        };
+        mark(response.headers_mut(), &self.config.name, status);
+        if let Some(timing) = ServerTiming::get(&head.extensions) {
+            timing.add(Metric::new("cache").with_description(status.word()));
+        }
+        response
+    }
+}
+
+/// What a forwarded request is to its key.
+#[derive(Debug)]
+enum Role {
+    /// It fills the key; the others wait for it.
+    Lead(FlightGuard),
+    /// It may store its response, with nobody waiting on it.
+    Unled,
+    /// Its response is not stored.
+    Bypass,
+    /// An unsafe method: a success drops what is stored for its target.
+    Invalidate,
+}
+
+/// A request sent to the handler, and what becomes of its response.
+#[derive(Debug)]
+pub struct Fill {
+    config: Arc<Config>,
+    settings: Resolved,
+    route: RouteLabel,
+    key: u128,
+    fwd: Forward,
+    role: Role,
+    /// Whether the response may be stored (a `GET` leading or unled).
+    stored: bool,
+    /// The stale response it revalidates or replaces (served instead on a handler's error
+    /// within `stale-if-error`).
+    stale: Option<Arc<Entry>>,
+    /// The request carries the stale response's validators (added by the cache).
+    revalidating: bool,
+    rules: RequestRules,
+    /// The request's headers as the client sent them (`Vary` values, the client's own
+    /// conditions).
+    request_headers: HeaderMap,
+    head_only: bool,
+    requested_at: SystemTime,
+    timing: Option<ServerTiming>,
+}
+
+/// What follows the response head of a forwarded request.
+#[derive(Debug)]
+pub enum Next {
+    /// The response goes on; `Some` records its body for the store.
+    Stream(Option<Box<Recorder>>),
+    /// The response is dropped; this answers instead (from the stored response: a
+    /// revalidation's `304`, `stale-if-error`).
+    Replace(Response<Bytes>),
+}
+
+impl Fill {
+    /// Replaces the client's conditions with the stale response's validators, so a `304` from
+    /// the handler refreshes it.
+    fn revalidate(&mut self, headers: &mut HeaderMap) {
+        let Some(stale) = &self.stale else { return };
+        let etag = stale.headers.get(header::ETAG).cloned();
+        let last_modified = stale.headers.get(header::LAST_MODIFIED).cloned();
+        if etag.is_none() && last_modified.is_none() {
+            return;
+        }
+        headers.remove(header::IF_NONE_MATCH);
+        headers.remove(header::IF_MODIFIED_SINCE);
+        if let Some(etag) = etag {
+            headers.insert(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(last_modified) = last_modified {
+            headers.insert(header::IF_MODIFIED_SINCE, last_modified);
+        }
+        self.revalidating = true;
+    }
+
+    /// The response's head passed; `body_length` is its body's exact length when the body
+    /// knows it (`size_hint().exact()`), for a response without `Content-Length`.
+    pub fn on_response(
+        mut self: Box<Self>,
+        head: &mut response::Parts,
+        body_length: Option<u64>,
+    ) -> Next {
+        let status = head.status;
+        let config = Arc::clone(&self.config);
+        let now = SystemTime::now();
+        match self.role {
+            Role::Invalidate => {
+                if status.is_success() || status.is_redirection() {
+                    config.store.remove(self.key);
+                }
+                self.mark_forwarded(&mut head.headers, Some(status), false);
+                return Next::Stream(None);
+            }
+            Role::Bypass => {
+                self.mark_forwarded(&mut head.headers, Some(status), false);
+                return Next::Stream(None);
+            }
+            Role::Lead(_) | Role::Unled => {}
+        }
+        if self.revalidating
+            && status == StatusCode::NOT_MODIFIED
+            && let Some(stale) = self.stale.take()
+        {
+            return Next::Replace(self.revalidated(&stale, &head.headers, now));
+        }
+        if status.is_server_error()
+            && let Some(stale) = self.stale.take_if(|stale| stale.serves_on_error(now))
+        {
+            return Next::Replace(self.stale_on_error(&stale, now));
+        }
+        let tags = tags(&head.headers, &config.tag_header);
+        head.headers.remove(&config.tag_header);
+        let freshness = if self.stored && !self.head_only {
+            storable(&self.rules, status, &head.headers, &self.settings.policy)
+        } else {
+            Err(crate::rules::NotStored::Head)
+        };
+        let length = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+            .or_else(|| body_length.and_then(|length| usize::try_from(length).ok()));
+        let fits = length.is_none_or(|length| length <= config.max_body);
+        let Ok(freshness) = freshness.map_err(|reason| {
+            tracing::trace!(target: "vitals_response_cache", reason = reason.as_str(), "response not stored");
+        }) else {
+            // A newer response that may not be stored: the older one must not serve again.
+            if self.stale.is_some() && status != StatusCode::NOT_MODIFIED {
+                config.store.remove(self.key);
+            }
+            self.mark_forwarded(&mut head.headers, Some(status), false);
+            self.land(if status == StatusCode::NOT_MODIFIED {
+                Landing::Abandoned
+            } else {
+                Landing::NotStored
+            });
+            return Next::Stream(None);
+        };
+        if !fits {
+            self.mark_forwarded(&mut head.headers, Some(status), false);
+            self.land(Landing::NotStored);
+            return Next::Stream(None);
+        }
+        self.mark_forwarded(&mut head.headers, Some(status), true);
+        let lifetime = jittered(freshness.lifetime, config.jitter);
+        let vary = vary_values(&freshness.vary, &self.request_headers);
+        let role = std::mem::replace(&mut self.role, Role::Bypass);
+        Next::Stream(Some(Box::new(Recorder {
+            config: Arc::clone(&config),
+            key: self.key,
+            guard: match role {
+                Role::Lead(guard) => Some(guard),
+                _ => None,
+            },
+            length,
+            too_large: false,
+            body: BytesMut::new(),
+            entry: Some(Entry {
+                status,
+                headers: kept_headers(&head.headers, &config.tag_header),
+                body: Bytes::new(),
+                route: self.route.clone(),
+                tags,
+                vary_values: vary,
+                stored_at: now,
+                initial_age: initial_age(&head.headers, self.requested_at, now),
+                lifetime,
+                freshness,
+            }),
+        })))
+    }
+
+    /// The handler failed without a response: the stale response answers when
+    /// `stale-if-error` allows (else the error goes on).
+    pub fn on_error(mut self: Box<Self>) -> Option<Response<Bytes>> {
+        let now = SystemTime::now();
+        let stale = self.stale.take_if(|stale| stale.serves_on_error(now))?;
+        Some(self.stale_on_error(&stale, now))
+    }
+
+    fn stale_on_error(self: Box<Self>, stale: &Entry, now: SystemTime) -> Response<Bytes> {
+        self.config.count(&self.route, Event::StaleOnError);
+        let status = CacheStatus::Hit {
+            ttl: stale.ttl(now),
+        };
+        let response = self.answer_from(stale, status, now);
+        // The followers try the handler themselves, and answer stale as this one did.
+        self.land(Landing::NotStored);
+        response
+    }
+
+    /// The handler said the stale response is still good (`304`): it is stored again with the
+    /// `304`'s fields, and answers.
+    fn revalidated(
+        self: Box<Self>,
+        stale: &Entry,
+        fields: &HeaderMap,
+        now: SystemTime,
+    ) -> Response<Bytes> {
+        let config = Arc::clone(&self.config);
+        let mut headers = stale.headers.clone();
+        for name in fields.keys() {
+            if name == header::CONTENT_LENGTH || *name == config.tag_header {
+                continue;
+            }
+            headers.remove(name);
+            for value in fields.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let headers = kept_headers(&headers, &config.tag_header);
+        let freshness = storable(&self.rules, stale.status, &headers, &self.settings.policy);
+        let stored = freshness.is_ok();
+        let entry = if let Ok(freshness) = freshness {
+            let entry = Arc::new(Entry {
+                status: stale.status,
+                headers,
+                body: stale.body.clone(),
+                route: self.route.clone(),
+                tags: stale.tags.clone(),
+                vary_values: vary_values(&freshness.vary, &self.request_headers),
+                stored_at: now,
+                initial_age: initial_age(fields, self.requested_at, now),
+                lifetime: jittered(freshness.lifetime, config.jitter),
+                freshness,
+            });
+            config.store.put(self.key, Arc::clone(&entry));
+            config.count(&self.route, Event::Stored);
+            entry
+        } else {
+            config.store.remove(self.key);
+            // Answers this once, as the handler's fields say, and is not kept.
+            Arc::new(Entry {
+                status: stale.status,
+                headers,
+                body: stale.body.clone(),
+                route: self.route.clone(),
+                tags: Vec::new(),
+                vary_values: stale.vary_values.clone(),
+                stored_at: now,
+                initial_age: Duration::ZERO,
+                lifetime: Duration::ZERO,
+                freshness: stale.freshness.clone(),
+            })
+        };
+        let status = CacheStatus::Forwarded {
+            fwd: self.fwd,
+            status: Some(StatusCode::NOT_MODIFIED),
+            stored,
+        };
+        let response = self.answer_from(&entry, status, now);
+        self.land(if stored {
+            Landing::Stored
+        } else {
+            Landing::NotStored
+        });
+        response
+    }
+
+    fn answer_from(&self, entry: &Entry, status: CacheStatus, now: SystemTime) -> Response<Bytes> {
+        let mut response = if entry.satisfies_precondition(&self.request_headers) {
+            entry.not_modified(now)
+        } else {
+            entry.response(now, self.head_only)
+        };
+        mark(response.headers_mut(), &self.config.name, status);
+        if let Some(timing) = &self.timing {
+            timing.add(Metric::new("cache").with_description(status.word()));
+        }
+        response
+    }
+
+    fn mark_forwarded(&self, headers: &mut HeaderMap, status: Option<StatusCode>, stored: bool) {
+        headers.remove(&self.config.tag_header);
+        let cache_status = CacheStatus::Forwarded {
+            fwd: self.fwd,
+            status,
+            stored,
+        };
+        mark(headers, &self.config.name, cache_status);
+        if let Some(timing) = &self.timing {
+            timing.add(Metric::new("cache").with_description(cache_status.word()));
+        }
+    }
+
+    fn land(mut self: Box<Self>, landing: Landing) {
+        if let Role::Lead(guard) = std::mem::replace(&mut self.role, Role::Bypass) {
+            guard.land(landing);
+        }
+    }
+}
+
+/// Keeps a response's body as it passes, and stores the response when the body ends whole.
+#[derive(Debug)]
+pub struct Recorder {
+    config: Arc<Config>,
+    key: u128,
+    guard: Option<FlightGuard>,
+    length: Option<usize>,
+    too_large: bool,
+    body: BytesMut,
+    /// The response's stored form, its body filled in at the end.
+    entry: Option<Entry>,
+}
+
+impl Recorder {
+    /// A frame of the body went by.
+    pub(crate) fn keep(&mut self, data: &Bytes) {
+        if self.too_large {
+            return;
+        }
+        if self.body.len() + data.len() > self.config.max_body {
+            // Passed on unstored, never buffered past the limit.
+            self.too_large = true;
+            self.body = BytesMut::new();
+        } else {
+            self.body.extend_from_slice(data);
+        }
+    }
+
+    /// The body ended: stored when whole (its announced length reached, if it gave one).
+    pub(crate) fn end(mut self, end: BodyEnd) {
+        let whole = !self.too_large
+            && (end == BodyEnd::Completed
+                || (end == BodyEnd::Dropped && self.length == Some(self.body.len())))
+            && self.length.is_none_or(|length| length == self.body.len());
+        let landing = match self.entry.take() {
+            Some(mut entry) if whole => {
+                entry.body = std::mem::take(&mut self.body).freeze();
+                let route = entry.route.clone();
+                self.config.store.put(self.key, Arc::new(entry));
+                self.config.count(&route, Event::Stored);
+                Landing::Stored
+            }
+            _ if end == BodyEnd::Dropped => Landing::Abandoned,
+            _ => Landing::NotStored,
+        };
+        if let Some(guard) = self.guard.take() {
+            guard.land(landing);
+        }
+    }
+}
+
+/// A request waiting for another request's fill of its key.
+#[derive(Debug)]
+pub struct Waiter {
+    landing: watch::Receiver<Landing>,
+    wait: Duration,
+    round: u8,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Waited {
+    /// How the fill landed; `None`: the wait's limit passed first.
+    landing: Option<Landing>,
+    duration: Duration,
+    round: u8,
+}
+
+impl Waiter {
+    /// Waits until the fill lands, or the route's wait limit passes.
+    pub async fn wait(mut self) -> Waited {
+        let started = Instant::now();
+        let landed = tokio::time::timeout(
+            self.wait,
+            self.landing
+                .wait_for(|landing| *landing != Landing::Filling),
+        )
+        .await;
+        let landing = match landed {
+            Ok(Ok(landing)) => Some(*landing),
+            // The leader's guard went without a word: given up.
+            Ok(Err(_)) => Some(Landing::Abandoned),
+            Err(_) => None,
+        };
+        Waited {
+            landing,
+            duration: started.elapsed(),
+            round: self.round,
+        }
+    }
+}
+
+/// Puts this cache's `Cache-Status` member first in the response's field.
+fn mark(headers: &mut HeaderMap, name: &str, status: CacheStatus) {
+    let ours = status.render(name);
+    match headers.get(&CACHE_STATUS).cloned() {
+        // An inner cache's member stays after ours (RFC 9211: the cache nearest the client
+        // comes last; ours is added by the outer cache, so it goes after).
+        Some(inner) => {
+            let mut joined = inner.as_bytes().to_vec();
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(ours.as_bytes());
+            if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                headers.insert(CACHE_STATUS, value);
+            }
+        }
+        None => {
+            headers.insert(CACHE_STATUS, ours);
+        }
+    }
+}
+
+/// `only-if-cached` and nothing stored: `504` (RFC 9111 §5.2.1.7).
+fn only_if_cached_miss(name: &str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response.headers_mut().insert(
+        CACHE_STATUS,
+        CacheStatus::Forwarded {
+            fwd: Forward::Miss,
+            status: None,
+            stored: false,
+        }
+        .render(name),
+    );
+    response
+}
+
+/// A waiter whose limit passed, on a route that refuses rather than goes to the handler.
+fn wait_refused() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from_static(
+        b"{\"type\":\"about:blank\",\"title\":\"The response is being prepared; retry shortly\",\"status\":503}",
+    ));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// What the cache counts (through `metrics`, with the feature).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Event {
+    Hit,
+    Stale,
+    StaleOnError,
+    Miss,
+    Collapsed,
+    Waited(Duration),
+    WaitRefused,
+    Bypass,
+    Stored,
+}

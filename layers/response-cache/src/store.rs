@@ -1,0 +1,169 @@
+//! The memory store: stored responses by primary key, each key holding its variants (one per
+//! set of `Vary` values, newest first), bounded in bytes with moka (TinyLFU admission, so a
+//! burst of one-off keys does not push out the popular ones), each key kept through its stale
+//! windows and then dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+
+use crate::entry::Entry;
+
+/// Memory a store holds when not told otherwise: 64 MiB of bodies and headers.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+/// Variants kept under one key: a `Vary` on a header with many values cannot fill a key
+/// without bound.
+pub const MAX_VARIANTS: usize = 8;
+
+/// What one primary key holds.
+#[derive(Debug)]
+pub(crate) struct Variants {
+    pub(crate) entries: Vec<Arc<Entry>>,
+    /// How long the key is kept from its last write.
+    keep_for: Duration,
+    weight: u32,
+}
+
+/// Called for each key the store pushed out to make room.
+pub(crate) type OnEvicted = Arc<dyn Fn(&Entry) + Send + Sync>;
+
+struct KeepThroughStaleWindows;
+
+impl moka::Expiry<u128, Arc<Variants>> for KeepThroughStaleWindows {
+    fn expire_after_create(
+        &self,
+        _key: &u128,
+        value: &Arc<Variants>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.keep_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &u128,
+        value: &Arc<Variants>,
+        _updated_at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.keep_for)
+    }
+}
+
+/// Stored responses in this process.
+#[derive(Clone)]
+pub(crate) struct MemoryStore {
+    cache: Cache<u128, Arc<Variants>>,
+    /// How long a stale response that can be revalidated is kept past its stale windows.
+    grace: Duration,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.cache.entry_count())
+            .field("bytes", &self.cache.weighted_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    pub(crate) fn new(max_bytes: u64, grace: Duration, on_evicted: Option<OnEvicted>) -> Self {
+        let mut builder = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_key: &u128, value: &Arc<Variants>| value.weight)
+            .expire_after(KeepThroughStaleWindows)
+            .support_invalidation_closures();
+        if let Some(on_evicted) = on_evicted {
+            builder = builder.eviction_listener(
+                move |_key: Arc<u128>, value: Arc<Variants>, cause: RemovalCause| {
+                    if cause == RemovalCause::Size {
+                        for entry in &value.entries {
+                            on_evicted(entry);
+                        }
+                    }
+                },
+            );
+        }
+        Self {
+            cache: builder.build(),
+            grace,
+        }
+    }
+
+    /// What `key` holds.
+    pub(crate) fn get(&self, key: u128) -> Option<Arc<Variants>> {
+        self.cache.get(&key)
+    }
+
+    /// Stores `entry` under `key`, in place of the variant stored for the same `Vary` values.
+    pub(crate) fn put(&self, key: u128, entry: Arc<Entry>) {
+        let now = SystemTime::now();
+        let grace = self.grace;
+        self.cache.entry(key).and_upsert_with(|held| {
+            let mut entries = vec![Arc::clone(&entry)];
+            if let Some(held) = held {
+                entries.extend(
+                    held.into_value()
+                        .entries
+                        .iter()
+                        .filter(|old| {
+                            old.vary_values != entry.vary_values
+                                || old.freshness.vary != entry.freshness.vary
+                        })
+                        .filter(|old| old.keep_for(now, grace) > Duration::ZERO)
+                        .take(MAX_VARIANTS - 1)
+                        .cloned(),
+                );
+            }
+            drop(entry);
+            let keep_for = entries
+                .iter()
+                .map(|entry| entry.keep_for(now, grace))
+                .max()
+                .unwrap_or_default();
+            let weight = entries.iter().map(|entry| entry.weight()).sum::<usize>();
+            Arc::new(Variants {
+                entries,
+                keep_for,
+                weight: u32::try_from(weight).unwrap_or(u32::MAX),
+            })
+        });
+    }
+
+    /// Forgets what `key` holds.
+    pub(crate) fn remove(&self, key: u128) {
+        self.cache.invalidate(&key);
+    }
+
+    /// Forgets every key one of whose variants `matches`.
+    pub(crate) fn remove_where(&self, matches: impl Fn(&Entry) -> bool + Send + Sync + 'static) {
+        // Fails only when closures were not enabled at build time; they are.
+        let _ = self.cache.invalidate_entries_if(move |_key, variants| {
+            variants.entries.iter().any(|e| matches(e))
+        });
+    }
+
+    /// Forgets everything.
+    pub(crate) fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Keys held (approximate until the store's pending work runs).
+    pub(crate) fn len(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Bytes held, as weighed (approximate until the store's pending work runs).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Runs the store's pending work (evictions, expiries): counts are exact after it.
+    pub(crate) fn sync(&self) {
+        self.cache.run_pending_tasks();
+    }
+}
