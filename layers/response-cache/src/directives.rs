@@ -180,12 +180,70 @@ pub fn date(headers: &HeaderMap, name: &http::HeaderName) -> Option<SystemTime> 
     httpdate::parse_http_date(line.to_str().ok()?.trim()).ok()
 }
 
-/// The response's `Age`, in seconds (0 when absent or invalid).
+/// The response's `Age`, in seconds: 0 when absent; [`MAX_DELTA_SECONDS`] (stale) when it is
+/// not exactly one non-negative integer — a negative, fractional, suffixed or repeated `Age`
+/// is not trusted to make a response fresh.
 pub fn age(headers: &HeaderMap) -> u64 {
-    headers
-        .get(AGE)
-        .and_then(|age| age.to_str().ok())
-        .map_or(0, |age| delta_seconds(Some(age.trim())))
+    let mut lines = headers.get_all(AGE).iter();
+    let Some(line) = lines.next() else { return 0 };
+    if lines.next().is_some() {
+        return MAX_DELTA_SECONDS;
+    }
+    let value = line.as_bytes().trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return MAX_DELTA_SECONDS;
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|value| value.parse::<u64>().ok())
+        .map_or(MAX_DELTA_SECONDS, |seconds| seconds.min(MAX_DELTA_SECONDS))
+}
+
+/// The `Surrogate-Control` header (W3C Edge Architecture): a response's instructions to
+/// the caches in front of its origin, over `Cache-Control`, never seen by clients.
+pub const SURROGATE_CONTROL: http::HeaderName = http::HeaderName::from_static("surrogate-control");
+
+/// What `Surrogate-Control` tells the cache named `target`: `None` when it says nothing to it
+/// (absent, or every directive targeted at another cache with `;name`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SurrogateControl {
+    /// `max-age`, in seconds.
+    pub max_age: Option<u64>,
+    /// `no-store`.
+    pub no_store: bool,
+}
+
+impl SurrogateControl {
+    /// The directives of `headers`' `Surrogate-Control` that apply to the cache `target`.
+    pub fn of(headers: &HeaderMap, target: &str) -> Option<Self> {
+        let mut directives = None;
+        for line in headers.get_all(SURROGATE_CONTROL) {
+            let Ok(line) = line.to_str() else { continue };
+            for (name, value) in split(line) {
+                // `max-age=60;edge`: for the cache named `edge` only.
+                let (value, aimed) = match value.map(|value| value.split_once(';')) {
+                    Some(Some((value, aimed))) => (Some(value.trim_end_matches('"')), Some(aimed)),
+                    _ => match name.split_once(';') {
+                        Some((_, aimed)) => (value, Some(aimed)),
+                        None => (value, None),
+                    },
+                };
+                let name = name.split_once(';').map_or(name, |(name, _)| name).trim();
+                if aimed.is_some_and(|aimed| !aimed.trim().eq_ignore_ascii_case(target)) {
+                    continue;
+                }
+                let found: &mut Self = directives.get_or_insert_default();
+                if name.eq_ignore_ascii_case("max-age") {
+                    if found.max_age.is_none() {
+                        found.max_age = Some(delta_seconds(value));
+                    }
+                } else if name.eq_ignore_ascii_case("no-store") {
+                    found.no_store = true;
+                }
+            }
+        }
+        directives
+    }
 }
 
 /// The explicit freshness lifetime a shared cache gives a response (RFC 9111 §4.2.1):

@@ -105,6 +105,10 @@ impl Entry {
         response
             .headers_mut()
             .insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
+        // Kept to recompute freshness after a revalidation; for this cache, not the client.
+        response
+            .headers_mut()
+            .remove(crate::directives::SURROGATE_CONTROL);
         response
     }
 
@@ -179,9 +183,19 @@ pub(crate) fn kept_headers(headers: &HeaderMap, tag_header: &HeaderName) -> Head
         header::AGE,
         header::SET_COOKIE,
     ];
+    // Fields the response's `Connection` names belong to that connection (RFC 9111 §3.1).
+    let connection: Vec<&str> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|line| line.to_str().ok())
+        .flat_map(|line| line.split(',').map(str::trim))
+        .collect();
     let mut kept = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let dropped = DROPPED.contains(name)
+            || connection
+                .iter()
+                .any(|listed| listed.eq_ignore_ascii_case(name.as_str()))
             || name == tag_header
             || name == crate::status::CACHE_STATUS
             || name == "keep-alive"

@@ -18,7 +18,7 @@ use crate::store::MemoryStore;
 /// let cache = ResponseCacheLayer::new();
 /// let handle = cache.handle();
 /// // After a product changed:
-/// handle.purge("/products/{id}", "/products/42");
+/// handle.purge("/products/42");
 /// // After the catalogue was reloaded (responses named the tag in `Surrogate-Key`):
 /// handle.purge_tag("catalogue");
 /// assert_eq!(handle.keys(), 0);
@@ -40,14 +40,20 @@ impl ResponseCacheHandle {
     }
 
     /// Forgets what is stored for one request target (path and query; the query's order does
-    /// not matter) of `route`. A target that is not a valid URI purges nothing and says so.
-    pub fn purge(&self, route: &str, path_and_query: &str) -> bool {
+    /// not matter). A target that is not a valid URI purges nothing, and `false` says so.
+    pub fn purge(&self, path_and_query: &str) -> bool {
         let Ok(uri) = path_and_query.parse::<Uri>() else {
             return false;
         };
         self.store
-            .remove(primary_key(&self.namespace, route, &target(&uri)));
+            .remove(primary_key(&self.namespace, "", &target(&uri)));
         true
+    }
+
+    /// Forgets what is stored under one key of a route with its own key function
+    /// ([`CacheSettings::with_key`](crate::CacheSettings::with_key)).
+    pub fn purge_key(&self, route: &str, key: &str) {
+        self.store.remove(primary_key(&self.namespace, route, key));
     }
 
     /// Forgets everything stored for `route`.

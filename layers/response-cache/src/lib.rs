@@ -68,4 +68,4 @@ pub use layer::{
 };
 pub use service::ResponseCache;
 pub use status::CACHE_STATUS;
-pub use store::{DEFAULT_MAX_BYTES, MAX_VARIANTS};
+pub use store::{DEFAULT_MAX_BYTES, MAX_VARIANTS, PASS_FOR};

@@ -4,7 +4,9 @@
 //! - `vitals.response_cache.stale` — answered from a stale one, by `reason`
 //!   (`while_revalidate`: a request's `max-stale` or `stale-while-revalidate`; `if_error`: the
 //!   handler failed);
-//! - `vitals.response_cache.misses` — sent to the handler for want of a usable response;
+//! - `vitals.response_cache.misses` — sent to the handler for want of a usable response (a
+//!   request that waits for another's fill is not one, unless the wait ends without a
+//!   response for it);
 //! - `vitals.response_cache.collapsed` — answered from another request's fill, after a wait;
 //! - `vitals.response_cache.wait.duration` — seconds waited for another request's fill;
 //! - `vitals.response_cache.wait_refused` — waits past their limit answered `503`;

@@ -214,15 +214,23 @@ impl ResponseCachePart {
         if rules.directives.only_if_cached {
             return Arrival::Answer(Box::new(only_if_cached_miss(&config.name)), None);
         }
-        config.count(route, Event::Miss);
-        if head.method == Method::HEAD {
+        if head.method == Method::HEAD || config.store.passes(key) {
+            // A `HEAD` stores nothing; a key whose last response could not be stored has
+            // nothing to wait for. Neither takes part in a flight.
+            config.count(route, Event::Miss);
             let mut fill = self.fill(head, route, settings, key, fwd, Role::Unled);
-            fill.stored = false;
             fill.stale = stale;
+            if head.method == Method::GET {
+                fill.rules = rules;
+                fill.revalidate(&mut head.headers);
+            } else {
+                fill.stored = false;
+            }
             return Arrival::Forward(fill);
         }
         match config.flights.join(key) {
             Join::Lead(guard) => {
+                config.count(route, Event::Miss);
                 let mut fill = self.fill(head, route, settings, key, fwd, Role::Lead(guard));
                 fill.rules = rules;
                 fill.stale = stale;
@@ -279,6 +287,7 @@ impl ResponseCachePart {
         let Some(key) = self.key(head, route, settings) else {
             return self.bypass(head, route, settings);
         };
+        self.config.count(route, Event::Miss);
         let mut fill = self.fill(head, route, settings, key, fwd, Role::Unled);
         if let Ok(rules) = request_rules(&head.method, &head.headers, &settings.policy) {
             fill.rules = rules;
@@ -304,6 +313,8 @@ impl ResponseCachePart {
         role: Role,
     ) -> Box<Fill> {
         let stored = matches!(role, Role::Lead(_) | Role::Unled);
+        // A fill reads the request's `Vary` values and conditions; an invalidation its host.
+        let keeps_headers = stored || matches!(role, Role::Invalidate);
         Box::new(Fill {
             config: Arc::clone(&self.config),
             settings: settings.clone(),
@@ -315,7 +326,7 @@ impl ResponseCachePart {
             stale: None,
             revalidating: false,
             rules: RequestRules::default(),
-            request_headers: if stored {
+            request_headers: if keeps_headers {
                 head.headers.clone()
             } else {
                 HeaderMap::new()
@@ -326,13 +337,18 @@ impl ResponseCachePart {
         })
     }
 
-    /// The request's primary key (`None`: its route's key function sends it past).
+    /// The request's primary key (`None`: its route's key function sends it past). A route's
+    /// own key is scoped by the route; the default, the target, stands alone, so an unsafe
+    /// method's `Location` can be invalidated without knowing its route.
     fn key(&self, head: &request::Parts, route: &RouteLabel, settings: &Resolved) -> Option<u128> {
-        let target = match &settings.key {
-            Some(key) => key(RequestHead::of_parts(head))?,
-            None => target(&head.uri),
-        };
-        Some(primary_key(&self.config.namespace, route.as_str(), &target))
+        Some(match &settings.key {
+            Some(key) => primary_key(
+                &self.config.namespace,
+                route.as_str(),
+                &key(RequestHead::of_parts(head))?,
+            ),
+            None => primary_key(&self.config.namespace, "", &target(&head.uri)),
+        })
     }
 
     /// The variant stored under `key` for a request with these headers.
@@ -446,19 +462,8 @@ impl Fill {
         let status = head.status;
         let config = Arc::clone(&self.config);
         let now = SystemTime::now();
-        match self.role {
-            Role::Invalidate => {
-                if status.is_success() || status.is_redirection() {
-                    config.store.remove(self.key);
-                }
-                self.mark_forwarded(&mut head.headers, Some(status), false);
-                return Next::Stream(None);
-            }
-            Role::Bypass => {
-                self.mark_forwarded(&mut head.headers, Some(status), false);
-                return Next::Stream(None);
-            }
-            Role::Lead(_) | Role::Unled => {}
+        if !matches!(self.role, Role::Lead(_) | Role::Unled) {
+            return self.passed_on(head);
         }
         if self.revalidating
             && status == StatusCode::NOT_MODIFIED
@@ -474,7 +479,13 @@ impl Fill {
         let tags = tags(&head.headers, &config.tag_header);
         head.headers.remove(&config.tag_header);
         let freshness = if self.stored && !self.head_only {
-            storable(&self.rules, status, &head.headers, &self.settings.policy)
+            storable(
+                &self.rules,
+                status,
+                &head.headers,
+                &self.settings.policy,
+                &config.name,
+            )
         } else {
             Err(crate::rules::NotStored::Head)
         };
@@ -492,18 +503,24 @@ impl Fill {
                 config.store.remove(self.key);
             }
             self.mark_forwarded(&mut head.headers, Some(status), false);
-            self.land(if status == StatusCode::NOT_MODIFIED {
-                Landing::Abandoned
+            if status == StatusCode::NOT_MODIFIED {
+                // The client's own condition was met: says nothing about the response.
+                self.land(Landing::Abandoned);
             } else {
-                Landing::NotStored
-            });
+                if self.stored {
+                    config.store.mark_pass(self.key);
+                }
+                self.land(Landing::NotStored);
+            }
             return Next::Stream(None);
         };
         if !fits {
             self.mark_forwarded(&mut head.headers, Some(status), false);
+            config.store.mark_pass(self.key);
             self.land(Landing::NotStored);
             return Next::Stream(None);
         }
+        let stored_headers = kept_headers(&head.headers, &config.tag_header);
         self.mark_forwarded(&mut head.headers, Some(status), true);
         let lifetime = jittered(freshness.lifetime, config.jitter);
         let vary = vary_values(&freshness.vary, &self.request_headers);
@@ -520,7 +537,7 @@ impl Fill {
             body: BytesMut::new(),
             entry: Some(Entry {
                 status,
-                headers: kept_headers(&head.headers, &config.tag_header),
+                headers: stored_headers,
                 body: Bytes::new(),
                 route: self.route.clone(),
                 tags,
@@ -531,6 +548,24 @@ impl Fill {
                 freshness,
             }),
         })))
+    }
+
+    /// A response to a request the cache only passes on (a bypass, an unsafe method, which
+    /// invalidates on success), marked.
+    fn passed_on(self: Box<Self>, head: &mut response::Parts) -> Next {
+        let status = head.status;
+        if matches!(self.role, Role::Invalidate) && (status.is_success() || status.is_redirection())
+        {
+            let config = &self.config;
+            config.store.remove(self.key);
+            for location in invalidated_locations(&head.headers, &self.request_headers) {
+                config
+                    .store
+                    .remove(primary_key(&config.namespace, "", &location));
+            }
+        }
+        self.mark_forwarded(&mut head.headers, Some(status), false);
+        Next::Stream(None)
     }
 
     /// The handler failed without a response: the stale response answers when
@@ -560,10 +595,17 @@ impl Fill {
         fields: &HeaderMap,
         now: SystemTime,
     ) -> Response<Bytes> {
+        // Fields that describe the stored body stay the stored body's (RFC 9111 §3.2).
+        const OF_THE_BODY: [header::HeaderName; 4] = [
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::CONTENT_RANGE,
+            header::ETAG,
+        ];
         let config = Arc::clone(&self.config);
         let mut headers = stale.headers.clone();
         for name in fields.keys() {
-            if name == header::CONTENT_LENGTH || *name == config.tag_header {
+            if OF_THE_BODY.contains(name) || name == "content-md5" || *name == config.tag_header {
                 continue;
             }
             headers.remove(name);
@@ -572,7 +614,13 @@ impl Fill {
             }
         }
         let headers = kept_headers(&headers, &config.tag_header);
-        let freshness = storable(&self.rules, stale.status, &headers, &self.settings.policy);
+        let freshness = storable(
+            &self.rules,
+            stale.status,
+            &headers,
+            &self.settings.policy,
+            &config.name,
+        );
         let stored = freshness.is_ok();
         let entry = if let Ok(freshness) = freshness {
             let entry = Arc::new(Entry {
@@ -635,6 +683,7 @@ impl Fill {
 
     fn mark_forwarded(&self, headers: &mut HeaderMap, status: Option<StatusCode>, stored: bool) {
         headers.remove(&self.config.tag_header);
+        headers.remove(crate::directives::SURROGATE_CONTROL);
         let cache_status = CacheStatus::Forwarded {
             fwd: self.fwd,
             status,
@@ -696,7 +745,12 @@ impl Recorder {
                 Landing::Stored
             }
             _ if end == BodyEnd::Dropped => Landing::Abandoned,
-            _ => Landing::NotStored,
+            _ => {
+                if self.too_large {
+                    self.config.store.mark_pass(self.key);
+                }
+                Landing::NotStored
+            }
         };
         if let Some(guard) = self.guard.take() {
             guard.land(landing);
@@ -743,6 +797,25 @@ impl Waiter {
             round: self.round,
         }
     }
+}
+
+/// The targets an unsafe method's success also invalidates (RFC 9111 §4.4): its `Location`
+/// and `Content-Location`, when they are on the request's own host.
+fn invalidated_locations(response: &HeaderMap, request: &HeaderMap) -> Vec<String> {
+    let host = request
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    [header::LOCATION, header::CONTENT_LOCATION]
+        .iter()
+        .filter_map(|name| response.get(name)?.to_str().ok()?.parse::<http::Uri>().ok())
+        .filter(|uri| match uri.authority() {
+            Some(authority) => {
+                host.is_some_and(|host| authority.as_str().eq_ignore_ascii_case(host))
+            }
+            None => uri.path().starts_with('/'),
+        })
+        .map(|uri| target(&uri))
+        .collect()
 }
 
 /// Puts this cache's `Cache-Status` member first in the response's field.
@@ -799,6 +872,7 @@ fn wait_refused() -> Response<Bytes> {
 
 /// What the cache counts (through `metrics`, with the feature).
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))] // Read only by the counters.
 pub(crate) enum Event {
     Hit,
     Stale,

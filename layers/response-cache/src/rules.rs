@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::directives::{CacheControl, explicit_lifetime, pragma_no_cache};
+use crate::directives::{CacheControl, SurrogateControl, explicit_lifetime, pragma_no_cache};
 use crate::key::{Vary, vary};
 
 /// What a route's cache policy adds to what responses say.
@@ -145,17 +145,35 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
 }
 
 /// Whether a response to a `GET` may be stored by a shared cache (RFC 9111 §3), and its
-/// freshness if so.
+/// freshness if so. A `Surrogate-Control` aimed at this cache (named `target`) decides over
+/// `Cache-Control`: its `no-store` stops the store, its `max-age` is the lifetime.
 pub fn storable(
     request: &RequestRules,
     status: StatusCode,
     headers: &HeaderMap,
     policy: &Policy,
+    target: &str,
 ) -> Result<Freshness, NotStored> {
-    let directives = CacheControl::of(headers);
+    let mut directives = CacheControl::of(headers);
     let code = status.as_u16();
     if code < 200 || code == 206 || code == 304 {
         return Err(NotStored::Status);
+    }
+    if let Some(surrogate) = SurrogateControl::of(headers, target) {
+        if surrogate.no_store {
+            return Err(NotStored::NoStore);
+        }
+        if let Some(max_age) = surrogate.max_age {
+            // The origin's word to this cache: what `Cache-Control` tells clients does not
+            // limit it (a page can be `no-store` for browsers and cached here for a minute).
+            directives = CacheControl {
+                s_maxage: Some(max_age),
+                stale_while_revalidate: directives.stale_while_revalidate,
+                stale_if_error: directives.stale_if_error,
+                public: true,
+                ..CacheControl::default()
+            };
+        }
     }
     // `must-understand` overrides `no-store` for a status the cache understands, and stops
     // the storing of one it does not (RFC 9111 §5.2.2.3).
@@ -307,6 +325,7 @@ mod tests {
                 StatusCode::OK,
                 &headers(lines),
                 &Policy::default(),
+                "vitals",
             )
         };
         assert_eq!(
@@ -341,6 +360,7 @@ mod tests {
                 StatusCode::OK,
                 &headers(lines),
                 &Policy::default(),
+                "vitals",
             )
         };
         assert_eq!(
@@ -360,7 +380,7 @@ mod tests {
             ..Policy::default()
         };
         let none = HeaderMap::new();
-        let of = |status| storable(&request(&[]), status, &none, &policy);
+        let of = |status| storable(&request(&[]), status, &none, &policy, "vitals");
         assert_eq!(
             of(StatusCode::OK).map(|f| f.lifetime),
             Ok(Duration::from_secs(5))
@@ -379,6 +399,7 @@ mod tests {
             StatusCode::OK,
             &headers(&[("cache-control", "max-age=9, stale-if-error=3")]),
             &policy,
+            "vitals",
         );
         assert_eq!(given.map(|f| f.stale_if_error), Ok(Duration::from_secs(3)));
     }
@@ -428,6 +449,46 @@ mod tests {
         assert_eq!(
             usable(stored(1, 60), &request(&[("pragma", "no-cache")])),
             Usable::Revalidate
+        );
+    }
+
+    #[test]
+    fn surrogate_control_aimed_at_this_cache_decides_over_cache_control() {
+        let of = |lines| {
+            storable(
+                &request(&[]),
+                StatusCode::OK,
+                &headers(lines),
+                &Policy::default(),
+                "vitals",
+            )
+            .map(|freshness| freshness.lifetime)
+        };
+        assert_eq!(
+            of(&[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=30")
+            ]),
+            Ok(Duration::from_secs(30))
+        );
+        assert_eq!(
+            of(&[
+                ("cache-control", "max-age=60"),
+                ("surrogate-control", "no-store")
+            ]),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            of(&[
+                ("cache-control", "max-age=60"),
+                ("surrogate-control", "no-store;edge")
+            ]),
+            Ok(Duration::from_mins(1)),
+            "aimed at another cache"
+        );
+        assert_eq!(
+            of(&[("surrogate-control", "max-age=30;vitals")]),
+            Ok(Duration::from_secs(30))
         );
     }
 

@@ -18,6 +18,15 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 /// without bound.
 pub const MAX_VARIANTS: usize = 8;
 
+/// How long a key whose response could not be stored goes to the handler without waiting on
+/// other requests (Varnish's hit-for-pass): concurrent requests for a route the cache cannot
+/// help are not made to queue behind one another.
+pub const PASS_FOR: Duration = Duration::from_secs(10);
+
+/// Keys remembered as passing at most (past it the least used are forgotten, and such a key
+/// waits on one fill again before it is remembered).
+const MAX_PASSES: u64 = 100_000;
+
 /// What one primary key holds.
 #[derive(Debug)]
 pub(crate) struct Variants {
@@ -57,6 +66,8 @@ impl moka::Expiry<u128, Arc<Variants>> for KeepThroughStaleWindows {
 #[derive(Clone)]
 pub(crate) struct MemoryStore {
     cache: Cache<u128, Arc<Variants>>,
+    /// Keys whose last response could not be stored.
+    passes: Cache<u128, ()>,
     /// How long a stale response that can be revalidated is kept past its stale windows.
     grace: Duration,
 }
@@ -90,8 +101,23 @@ impl MemoryStore {
         }
         Self {
             cache: builder.build(),
+            passes: Cache::builder()
+                .max_capacity(MAX_PASSES)
+                .time_to_live(PASS_FOR)
+                .build(),
             grace,
         }
+    }
+
+    /// Remembers that `key`'s response could not be stored: for a while, its requests go to
+    /// the handler without waiting on each other.
+    pub(crate) fn mark_pass(&self, key: u128) {
+        self.passes.insert(key, ());
+    }
+
+    /// Whether `key`'s last response could not be stored (and the mark is recent).
+    pub(crate) fn passes(&self, key: u128) -> bool {
+        self.passes.contains_key(&key)
     }
 
     /// What `key` holds.
@@ -101,6 +127,7 @@ impl MemoryStore {
 
     /// Stores `entry` under `key`, in place of the variant stored for the same `Vary` values.
     pub(crate) fn put(&self, key: u128, entry: Arc<Entry>) {
+        self.passes.invalidate(&key);
         let now = SystemTime::now();
         let grace = self.grace;
         self.cache.entry(key).and_upsert_with(|held| {

@@ -66,6 +66,8 @@ fn app(calls: Calls) -> Router {
             "/private",
             get(|State(calls): State<Calls>| async move {
                 let n = calls.count("private");
+                // Slow enough that requests sent together overlap.
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 ([("cache-control", "private, max-age=60")], format!("{n}"))
             }),
         )
@@ -478,6 +480,24 @@ async fn an_unsafe_method_drops_what_was_stored_for_its_target() {
     assert_eq!(calls.of("slow"), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_a_key_that_cannot_be_stored_do_not_queue_behind_each_other() {
+    let (address, calls, _) = serve(layer()).await;
+    // The first finds out the response is private; ten at once then go straight through.
+    get_(address, "/private").await;
+    let answers = futures_join(10, || get_(address, "/private")).await;
+    assert!(answers.iter().all(|a| a.status == StatusCode::OK));
+    // A request that had waited on another's fill would say `fwd=miss`.
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.cache_status() == "vitals; fwd=uri-miss; fwd-status=200"),
+        "{:?}",
+        answers.iter().map(Answer::cache_status).collect::<Vec<_>>()
+    );
+    assert_eq!(calls.of("private"), 11);
+}
+
 #[tokio::test]
 async fn a_body_over_the_limit_passes_through_unstored() {
     let (address, calls, _) = serve(layer()).await;
@@ -508,7 +528,7 @@ async fn tags_purge_and_never_reach_the_client() {
             .cache_status()
             .contains("fwd=uri-miss")
     );
-    handle.purge("/tagged/{id}", "/tagged/1");
+    handle.purge("/tagged/1");
     assert!(
         get_(address, "/tagged/1")
             .await

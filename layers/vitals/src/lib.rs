@@ -30,8 +30,9 @@
 //! `otlp` adds OTLP span export to it; `dashboard` adds the live `/_vitals` page
 //! (`dashboard`, and [`VitalsLayer::dashboard`]); `client` adds `client`, the stack for
 //! outgoing calls (the request's deadline carried into them, a circuit breaker);
-//! `idempotency` adds `idempotency`, the `Idempotency-Key` layer (a standalone layer for now,
-//! not yet a part of the fused stack).
+//! `idempotency` adds `idempotency`, the `Idempotency-Key` layer; `response-cache` adds
+//! `response_cache`, the shared response cache (a standalone layer for now, not yet a part of
+//! the fused stack).
 
 pub use vitals_core as core;
 
@@ -53,6 +54,8 @@ pub use vitals_latency as latency;
 pub use vitals_queries as queries;
 #[cfg(feature = "rate-limit")]
 pub use vitals_rate_limit as rate_limit;
+#[cfg(feature = "response-cache")]
+pub use vitals_response_cache as response_cache;
 #[cfg(feature = "timing")]
 pub use vitals_timing as timing;
 #[cfg(feature = "trace-context")]
@@ -105,6 +108,9 @@ mod development_md {}
 #[cfg(all(doctest, feature = "idempotency-stack"))]
 #[doc = include_str!("../../../docs/idempotency.md")]
 mod idempotency_md {}
+#[cfg(all(doctest, feature = "response-cache"))]
+#[doc = include_str!("../../../docs/response-cache.md")]
+mod response_cache_md {}
 #[cfg(all(doctest, feature = "jobs", feature = "sqlite"))]
 #[doc = include_str!("../../../docs/jobs.md")]
 mod jobs_md {}

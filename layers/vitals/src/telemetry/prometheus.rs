@@ -74,6 +74,11 @@ fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
         vitals_jobs::metrics::RUN_TIME,
         &vitals_jobs::metrics::DURATION_BUCKETS,
     ));
+    #[cfg(feature = "response-cache")]
+    buckets.push((
+        vitals_response_cache::metrics::WAIT_DURATION,
+        vitals_response_cache::metrics::WAIT_BUCKETS,
+    ));
     buckets
 }
 
@@ -96,6 +101,8 @@ pub(super) fn install(recorder: PrometheusRecorder) -> Result<PrometheusHandle, 
     vitals_idempotency::metrics::describe();
     #[cfg(feature = "jobs")]
     vitals_jobs::metrics::describe();
+    #[cfg(feature = "response-cache")]
+    vitals_response_cache::metrics::describe();
     #[cfg(feature = "cache-headers")]
     vitals_cache_headers::metrics::describe();
     #[cfg(feature = "client")]
