@@ -96,6 +96,10 @@ pub fn vitals_layer(
             "/products/{id}",
             RouteSettings::new().with_cache(catalogue_cache()),
         )
+        .with_route(
+            "/products/{id}/reviews",
+            RouteSettings::new().with_cache(catalogue_cache()),
+        )
         // One JOIN: anything more is a regression. (`/orders/n-plus-one` goes over, on purpose.)
         .with_route("/orders", RouteSettings::new().with_query_budget(3))
         .with_route(
@@ -312,6 +316,7 @@ impl Shop {
             workload,
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
+            reviews_cache: routes::reviews_cache(),
         });
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
@@ -351,6 +356,11 @@ impl Shop {
             jobs_worker,
             payment_stub,
         })
+    }
+
+    /// Purges what the response cache keeps of `GET /products/{id}/reviews`.
+    pub fn reviews_cache(&self) -> vitals::response_cache::ResponseCacheHandle {
+        self.state.reviews_cache.handle()
     }
 
     /// The shop's router with the Vitals layers, and the dashboard at `/_vitals` with the

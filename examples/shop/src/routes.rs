@@ -5,6 +5,7 @@
 //! | `GET /healthz`          | a cheap liveness probe                                       |
 //! | `GET /products`         | every product, unpaginated: a response that grows with data  |
 //! | `GET /products/{id}`    | a point lookup; 404 as JSON                                  |
+//! | `GET /products/{id}/reviews` | 200 ms of work per answer, behind the response cache: a burst of cold requests makes one fill |
 //! | `GET /orders`           | orders with customers in one JOIN: the fix                   |
 //! | `GET /orders/n-plus-one`| the same JSON with one query per order: the N+1 problem      |
 //! | `GET /report`           | CPU work moved off the executor (`spawn_blocking`): the fix  |
@@ -63,6 +64,24 @@ pub struct AppState {
     pub payment: PaymentClient,
     /// Whether `POST /trace-context/test` is mounted.
     pub w3c_test_endpoint: bool,
+    /// The response cache in front of `GET /products/{id}/reviews`.
+    pub reviews_cache: vitals::response_cache::ResponseCacheLayer,
+}
+
+/// The work one answer of `GET /products/{id}/reviews` costs (an aggregation over a slow store,
+/// say): what a stampede multiplies and the response cache pays once per key.
+pub const REVIEWS_WORK: Duration = Duration::from_millis(200);
+
+/// The response cache of `GET /products/{id}/reviews`: a waiting request waits up to 2 s for
+/// the fill in progress (ten times the fill), so a burst of cold requests makes one fill.
+pub fn reviews_cache() -> vitals::response_cache::ResponseCacheLayer {
+    use vitals::response_cache::{CacheSettings, ResponseCacheLayer};
+    ResponseCacheLayer::new().with_route(
+        "/products/{id}/reviews",
+        CacheSettings::new()
+            .with_wait(Duration::from_secs(2))
+            .with_stale_if_error(Duration::from_mins(5)),
+    )
 }
 
 /// `POST /trace-context/test`, when asked for.
@@ -106,6 +125,12 @@ pub fn router(
         )
         .route("/products", get(products))
         .route("/products/{id}", get(product))
+        // The cache is this route's own layer, inside `VitalsLayer` (so its hits are timed,
+        // counted and traced), until it is a part of the fused stack.
+        .route(
+            "/products/{id}/reviews",
+            get(reviews).layer(state.reviews_cache.clone()),
+        )
         .route("/orders", get(orders).post(create_order))
         .route("/orders/n-plus-one", get(orders_n_plus_one))
         .route("/orders/by-email", get(orders_by_email))
@@ -147,6 +172,38 @@ async fn product(
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound("product"))
+}
+
+/// `GET /products/{id}/reviews`: a product's reviews, after [`REVIEWS_WORK`] of work. The
+/// answer says any cache may keep it a minute (the response cache in front of it does), and
+/// serve it five minutes stale while it is refreshed.
+async fn reviews(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(id) =
+        id.map_err(|_| ApiError::BadRequest("product id must be an integer".to_owned()))?;
+    let product = state
+        .db
+        .product(id)
+        .await?
+        .ok_or(ApiError::NotFound("product"))?;
+    tokio::time::sleep(REVIEWS_WORK).await;
+    let reviews: Vec<Value> = (1..=3)
+        .map(|n| {
+            json!({
+                "rating": 3 + (id + n) % 3,
+                "text": format!("Review {n} of {}", product.name),
+            })
+        })
+        .collect();
+    Ok((
+        [(
+            axum::http::header::CACHE_CONTROL,
+            "public, max-age=60, stale-while-revalidate=300",
+        )],
+        Json(json!({ "product_id": id, "reviews": reviews })),
+    ))
 }
 
 async fn orders(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Order>>, ApiError> {
