@@ -24,13 +24,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use vitals_response_cache::ResponseCacheLayer;
 
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 5] = [
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and the
+/// proxy-only ones.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 struct Args {
@@ -126,6 +129,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed.iter().chain(&HOP_BY_HOP) {
         headers.remove(name);
     }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
 }
 
 /// Sends `request` to the origin; a failure to reach it is a `502`.
@@ -135,7 +140,14 @@ async fn forward(client: &Client<HttpConnector, Body>, origin: &Uri, request: Re
         .uri
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let Ok(uri) = format!("{origin}{}", path.trim_start_matches('/')).parse::<Uri>() else {
+    // The origin's own path prefix, if any, then the request's path.
+    let base = origin.to_string();
+    let Ok(uri) = format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+    .parse::<Uri>() else {
         return (StatusCode::BAD_REQUEST, "bad request target").into_response();
     };
     head.uri = uri;

@@ -1,7 +1,7 @@
 //! A stored response: its head and body, when it was stored and how old it was then, what it
 //! allows once stale, and the request header values it was stored for (its `Vary`).
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -20,7 +20,11 @@ pub(crate) struct Entry {
     pub(crate) route: RouteLabel,
     pub(crate) tags: Vec<Box<str>>,
     pub(crate) vary_values: Vec<Option<Vec<u8>>>,
-    pub(crate) stored_at: SystemTime,
+    /// When it was stored (monotonic: a clock stepped back does not make it fresh again).
+    pub(crate) stored_at: Instant,
+    /// The request's host it answers (normalised): one host's response never answers another's
+    /// request under the same path.
+    pub(crate) host: Option<Box<str>>,
     /// Its age when stored (RFC 9111 §4.2.3's corrected initial age).
     pub(crate) initial_age: Duration,
     /// Its freshness lifetime, after jitter.
@@ -30,12 +34,12 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// Its age at `now`.
-    pub(crate) fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.stored_at).unwrap_or_default()
+    pub(crate) fn age(&self, now: Instant) -> Duration {
+        self.initial_age + now.saturating_duration_since(self.stored_at)
     }
 
     /// What its use depends on, at `now`.
-    pub(crate) fn facts(&self, now: SystemTime) -> Stored {
+    pub(crate) fn facts(&self, now: Instant) -> Stored {
         Stored {
             age: self.age(now),
             lifetime: self.lifetime,
@@ -47,22 +51,23 @@ impl Entry {
 
     /// Whole seconds of freshness left at `now`, rounded down: negative once stale (stale by
     /// a tenth of a second is `-1`), for `Cache-Status`'s `ttl`.
-    pub(crate) fn ttl(&self, now: SystemTime) -> i64 {
+    pub(crate) fn ttl(&self, now: Instant) -> i64 {
         let millis = |duration: Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         (millis(self.lifetime) - millis(self.age(now))).div_euclid(1_000)
     }
 
     /// Whether, at `now`, it may still answer when the handler fails (`stale-if-error`).
-    pub(crate) fn serves_on_error(&self, now: SystemTime) -> bool {
+    pub(crate) fn serves_on_error(&self, now: Instant) -> bool {
         let age = self.age(now);
         !self.freshness.forbids_stale
-            && age < self.lifetime + self.freshness.stale_if_error
+            && !self.freshness.no_cache
+            && age < self.lifetime.saturating_add(self.freshness.stale_if_error)
             && self.status.is_success()
     }
 
     /// How long past `now` the store should keep it: through its stale windows, and for a
     /// while longer when it can be revalidated.
-    pub(crate) fn keep_for(&self, now: SystemTime, revalidation_grace: Duration) -> Duration {
+    pub(crate) fn keep_for(&self, now: Instant, revalidation_grace: Duration) -> Duration {
         let mut after = self
             .freshness
             .stale_while_revalidate
@@ -70,26 +75,38 @@ impl Entry {
         if crate::rules::has_validator(&self.headers) {
             after = after.max(revalidation_grace);
         }
-        (self.lifetime + after).saturating_sub(self.age(now))
+        self.lifetime
+            .saturating_add(after)
+            .saturating_sub(self.age(now))
     }
 
-    /// The bytes it holds, roughly: what bounds the memory store.
+    /// The bytes it holds, roughly: what bounds the memory store (the body, the headers, the
+    /// request values it varies on, its tags and host).
     pub(crate) fn weight(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 32)
             .sum();
-        self.body.len() + headers + 256
+        let varied: usize = self
+            .vary_values
+            .iter()
+            .map(|value| value.as_ref().map_or(0, Vec::len) + 24)
+            .sum();
+        let tags: usize = self.tags.iter().map(|tag| tag.len() + 16).sum();
+        let host = self.host.as_ref().map_or(0, |host| host.len());
+        self.body.len() + headers + varied + tags + host + 256
     }
 
-    /// Whether it was stored for a request with these values of its `Vary` headers.
-    pub(crate) fn matches(&self, request: &HeaderMap) -> bool {
-        crate::key::vary_values(&self.freshness.vary, request) == self.vary_values
+    /// Whether it was stored for a request to this host with these values of its `Vary`
+    /// headers.
+    pub(crate) fn matches(&self, host: Option<&str>, request: &HeaderMap) -> bool {
+        self.host.as_deref() == host
+            && crate::key::vary_values(&self.freshness.vary, request) == self.vary_values
     }
 
     /// The stored response, with its `Age` (and no body for a `HEAD`).
-    pub(crate) fn response(&self, now: SystemTime, head: bool) -> Response<Bytes> {
+    pub(crate) fn response(&self, now: Instant, head: bool) -> Response<Bytes> {
         let mut response = Response::new(if head {
             Bytes::new()
         } else {
@@ -114,7 +131,7 @@ impl Entry {
 
     /// `304 Not Modified` for a client whose copy matches: the stored validators and the
     /// fields a `200` would have carried that describe it (RFC 9110 §15.4.5).
-    pub(crate) fn not_modified(&self, now: SystemTime) -> Response<Bytes> {
+    pub(crate) fn not_modified(&self, now: Instant) -> Response<Bytes> {
         const KEPT: [HeaderName; 7] = [
             header::CACHE_CONTROL,
             header::CONTENT_LOCATION,
@@ -268,6 +285,37 @@ mod tests {
             tags(&headers, &tag_header),
             vec!["p1".into(), "catalogue".into()]
         );
+    }
+
+    fn entry(no_cache: bool, forbids_stale: bool) -> Entry {
+        Entry {
+            status: http::StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            route: RouteLabel::unmatched(),
+            tags: Vec::new(),
+            vary_values: Vec::new(),
+            stored_at: Instant::now(),
+            host: None,
+            initial_age: Duration::from_secs(10),
+            lifetime: Duration::from_secs(5),
+            freshness: Freshness {
+                lifetime: Duration::from_secs(5),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::from_mins(1),
+                no_cache,
+                forbids_stale,
+                vary: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn stale_if_error_never_answers_where_the_response_forbids_stale() {
+        let now = Instant::now();
+        assert!(entry(false, false).serves_on_error(now));
+        assert!(!entry(true, false).serves_on_error(now), "no-cache");
+        assert!(!entry(false, true).serves_on_error(now), "must-revalidate");
     }
 
     #[test]

@@ -17,8 +17,12 @@ pub(crate) enum Landing {
     /// The response could not be stored (private, too large, an error): go to the handler
     /// yourself, without waiting on each other.
     NotStored,
-    /// The leader gave up (its client left, its handler failed): one follower leads next.
+    /// The leader gave up (its client left, or the request was dropped): one follower leads
+    /// next.
     Abandoned,
+    /// The handler failed (an error, a 5xx): each follower answers stale where a stale
+    /// response may answer for a failing handler, else goes to the handler itself.
+    Failed,
 }
 
 /// The flights in progress, by primary key.

@@ -54,6 +54,16 @@ pub fn target(uri: &Uri) -> String {
     target
 }
 
+/// The host a request is for (its URI's authority, else its `Host`), lower-cased: stored
+/// responses answer requests to the same host only.
+pub fn host(uri: &Uri, headers: &HeaderMap) -> Option<Box<str>> {
+    let host = match uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    Some(host.trim().to_ascii_lowercase().into_boxed_str())
+}
+
 /// What a response's `Vary` says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Vary {

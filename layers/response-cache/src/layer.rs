@@ -97,7 +97,7 @@ impl CacheSettings {
     /// says `no-store`, `private` or `no-cache` is never given it.
     #[must_use]
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
-        self.default_ttl = Some(ttl);
+        self.default_ttl = Some(bounded(ttl));
         self
     }
 
@@ -105,7 +105,7 @@ impl CacheSettings {
     /// do not exist stop reaching the handler). Off by default.
     #[must_use]
     pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = Some(ttl);
+        self.negative_ttl = Some(bounded(ttl));
         self
     }
 
@@ -114,7 +114,7 @@ impl CacheSettings {
     /// background.
     #[must_use]
     pub fn with_stale_while_revalidate(mut self, window: Duration) -> Self {
-        self.stale_while_revalidate = Some(window);
+        self.stale_while_revalidate = Some(bounded(window));
         self
     }
 
@@ -122,7 +122,7 @@ impl CacheSettings {
     /// answers for this long when the handler fails (an error, a 5xx, a deadline's 503/504).
     #[must_use]
     pub fn with_stale_if_error(mut self, window: Duration) -> Self {
-        self.stale_if_error = Some(window);
+        self.stale_if_error = Some(bounded(window));
         self
     }
 
@@ -193,6 +193,12 @@ impl CacheSettings {
             key: self.key.clone().or_else(|| base.key.clone()),
         }
     }
+}
+
+/// A duration as a response could give it at most (2^31 s, RFC 9111 §1.2.2): a setting of
+/// `Duration::MAX` means "as long as possible", not an overflow.
+fn bounded(duration: Duration) -> Duration {
+    duration.min(Duration::from_secs(crate::directives::MAX_DELTA_SECONDS))
 }
 
 /// A route's settings with every default filled in.
@@ -446,6 +452,7 @@ impl ResponseCacheLayer {
     }
 
     /// A handle to the store every copy of this layer shares: purge by key, route or tag.
+    /// Take it after [`with_max_bytes`](Self::with_max_bytes), which makes a new store.
     pub fn handle(&self) -> ResponseCacheHandle {
         ResponseCacheHandle::new(
             self.shared.store.clone(),

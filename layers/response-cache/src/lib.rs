@@ -10,8 +10,8 @@
 //! |---|---|
 //! | what is stored | responses that say so: `s-maxage`, `max-age` or `Expires`, or a route's default; never `no-store`, `private`, `Vary: *`, `Set-Cookie` (by default), a `206`, or an answer to a request with `Authorization` unless `public`, `s-maxage` or `must-revalidate` allow it (§3.5) |
 //! | what goes past | requests with `no-store` or (by default) a `Cookie`; methods other than `GET`/`HEAD` — and a successful unsafe method drops what was stored for its target (§4.4) |
-//! | the key | the route, the path, the query with its parameters in a stable order, and the request headers the response's `Vary` names; or a route's own key function |
-//! | one fill per key | concurrent misses for one key make one handler call; the others wait (5 s by default, then go to the handler or get `503`, as the route says) |
+//! | the key | the path and the query with its parameters in a stable order, matched with the request's host and the request headers the response's `Vary` names; or a route's own key function (scoped by the route) |
+//! | one fill per key | concurrent misses for one key make one handler call; the others wait (5 s by default, then go to the handler or get `503`, as the route says); a key whose response cannot be stored is not waited on for 10 s ([`PASS_FOR`]) |
 //! | stale on purpose | `stale-while-revalidate`: answer stale at once, refresh once in the background; `stale-if-error`: answer stale when the handler fails or answers 5xx |
 //! | revalidation | a stale response with an `ETag` or `Last-Modified` is revalidated with the handler; its `304` refreshes it; a client's own conditional request gets `304` from the store |
 //! | what the client sees | `Age` on stored answers; `Cache-Status` (RFC 9211) on every response of a cached route; a `cache` entry in a shared `Server-Timing` |

@@ -84,7 +84,7 @@ impl ResponseCachePart {
         if settings.off {
             return Arrival::Pass;
         }
-        self.decide(head, route, settings, 0)
+        self.decide(head, route, settings, 0, None)
     }
 
     /// A wait ended: answer from what was stored, go to the handler, or wait again.
@@ -97,22 +97,47 @@ impl ResponseCachePart {
         let settings = self.config.settings(route);
         let round = waited.round + 1;
         self.config.count(route, Event::Waited(waited.duration));
+        let now = Instant::now();
+        let stored = || {
+            self.key(head, route, settings)
+                .and_then(|key| self.lookup(key, head))
+        };
         match waited.landing {
             None => {
                 if settings.on_wait_timeout == WaitTimeout::ServiceUnavailable {
                     self.config.count(route, Event::WaitRefused);
-                    return Arrival::Answer(Box::new(wait_refused()), None);
+                    let mut refused = wait_refused();
+                    mark(
+                        refused.headers_mut(),
+                        &self.config.name,
+                        CacheStatus::Forwarded {
+                            fwd: Forward::Miss,
+                            status: None,
+                            stored: false,
+                        },
+                    );
+                    return Arrival::Answer(Box::new(refused), None);
                 }
                 Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
             }
             Some(Landing::NotStored) => {
                 Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
             }
-            Some(Landing::Stored | Landing::Abandoned | Landing::Filling) => {
-                let now = SystemTime::now();
+            // The handler failed for the leader: a stale response that may answer for a
+            // failing handler answers at once, without trying it again.
+            Some(Landing::Failed) => match stored().filter(|entry| entry.serves_on_error(now)) {
+                Some(entry) => {
+                    self.config.count(route, Event::StaleOnError);
+                    let status = CacheStatus::Hit {
+                        ttl: entry.ttl(now),
+                    };
+                    Arrival::Answer(Box::new(self.hit(&entry, head, now, status)), None)
+                }
+                None => Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss)),
+            },
+            Some(landing) => {
                 if let Ok(rules) = request_rules(&head.method, &head.headers, &settings.policy)
-                    && let Some(key) = self.key(head, route, settings)
-                    && let Some(entry) = self.lookup(key, &head.headers)
+                    && let Some(entry) = stored()
                     && matches!(
                         usable(entry.facts(now), &rules),
                         Usable::Fresh | Usable::StaleAccepted | Usable::StaleWhileRevalidate
@@ -122,7 +147,14 @@ impl ResponseCachePart {
                     let answer = self.hit(&entry, head, now, CacheStatus::Collapsed);
                     return Arrival::Answer(Box::new(answer), None);
                 }
-                if round >= MAX_ROUNDS {
+                // Stored, but not for this request (another variant, stale on arrival, or the
+                // request asks for a fresher one): to the handler now, not another round of
+                // waiting. Only a leader that gave up makes another round, within the same
+                // wait.
+                if landing != Landing::Abandoned
+                    || round >= MAX_ROUNDS
+                    || Instant::now() >= waited.deadline
+                {
                     return Arrival::Forward(self.forward_unled(
                         head,
                         route,
@@ -130,7 +162,7 @@ impl ResponseCachePart {
                         Forward::Miss,
                     ));
                 }
-                self.decide(head, route, settings, round)
+                self.decide(head, route, settings, round, Some(waited.deadline))
             }
         }
     }
@@ -141,6 +173,7 @@ impl ResponseCachePart {
         route: &RouteLabel,
         settings: &Resolved,
         round: u8,
+        deadline: Option<Instant>,
     ) -> Arrival {
         let config = &self.config;
         if head.method != Method::GET && head.method != Method::HEAD {
@@ -166,13 +199,14 @@ impl ResponseCachePart {
         let Some(key) = self.key(head, route, settings) else {
             return Arrival::Forward(self.bypass(head, route, settings));
         };
-        let now = SystemTime::now();
+        let now = Instant::now();
+        let host = crate::key::host(&head.uri, &head.headers);
         let variants = config.store.get(key);
         let entry = variants.as_ref().and_then(|variants| {
             variants
                 .entries
                 .iter()
-                .find(|entry| entry.matches(&head.headers))
+                .find(|entry| entry.matches(host.as_deref(), &head.headers))
                 .cloned()
         });
         let mut fwd = if variants.is_none() {
@@ -214,14 +248,19 @@ impl ResponseCachePart {
         if rules.directives.only_if_cached {
             return Arrival::Answer(Box::new(only_if_cached_miss(&config.name)), None);
         }
-        if head.method == Method::HEAD || config.store.passes(key) {
-            // A `HEAD` stores nothing; a key whose last response could not be stored has
-            // nothing to wait for. Neither takes part in a flight.
+        // A request whose answer is its own (credentials, a range, a precondition of the
+        // client's) says nothing about what others may get: it does not lead a flight, and a
+        // response it cannot store does not mark the key.
+        let own_answer = own_answer(&rules, &head.headers);
+        if head.method == Method::HEAD || own_answer || config.store.passes(key) {
+            // A `HEAD` stores nothing (and leaves what is stored alone); a key whose last
+            // response could not be stored has nothing to wait for.
             config.count(route, Event::Miss);
             let mut fill = self.fill(head, route, settings, key, fwd, Role::Unled);
-            fill.stale = stale;
             if head.method == Method::GET {
                 fill.rules = rules;
+                fill.own_answer = own_answer;
+                fill.stale = stale;
                 fill.revalidate(&mut head.headers);
             } else {
                 fill.stored = false;
@@ -239,7 +278,7 @@ impl ResponseCachePart {
             }
             Join::Follow(landing) => Arrival::Wait(Waiter {
                 landing,
-                wait: settings.wait,
+                deadline: deadline.unwrap_or_else(|| Instant::now() + settings.wait),
                 round,
             }),
         }
@@ -259,6 +298,18 @@ impl ResponseCachePart {
             return None;
         };
         let mut copy = head.clone();
+        // A refresh asks for the whole response, whatever the request that triggered it
+        // asked: a `GET`, without its range or its own conditions.
+        copy.method = Method::GET;
+        for name in [
+            header::RANGE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+        ] {
+            copy.headers.remove(name);
+        }
         let role = Role::Lead(guard);
         let mut fill = self.fill(&copy, route, settings, key, Forward::Stale, role);
         if let Ok(rules) = request_rules(&copy.method, &copy.headers, &settings.policy) {
@@ -267,7 +318,6 @@ impl ResponseCachePart {
         fill.stale = Some(stale);
         fill.timing = None;
         fill.revalidate(&mut copy.headers);
-        copy.method = Method::GET;
         Some(Box::new(Refresh {
             request: http::Request::from_parts(copy, ()),
             fill,
@@ -290,11 +340,15 @@ impl ResponseCachePart {
         self.config.count(route, Event::Miss);
         let mut fill = self.fill(head, route, settings, key, fwd, Role::Unled);
         if let Ok(rules) = request_rules(&head.method, &head.headers, &settings.policy) {
+            fill.own_answer = own_answer(&rules, &head.headers);
             fill.rules = rules;
         }
-        fill.stored = head.method == Method::GET;
-        fill.stale = self.lookup(key, &head.headers);
-        fill.revalidate(&mut head.headers);
+        if head.method == Method::GET {
+            fill.stale = self.lookup(key, head);
+            fill.revalidate(&mut head.headers);
+        } else {
+            fill.stored = false;
+        }
         fill
     }
 
@@ -325,14 +379,17 @@ impl ResponseCachePart {
             stored,
             stale: None,
             revalidating: false,
+            own_answer: false,
             rules: RequestRules::default(),
             request_headers: if keeps_headers {
                 head.headers.clone()
             } else {
                 HeaderMap::new()
             },
+            host: crate::key::host(&head.uri, &head.headers),
             head_only: head.method == Method::HEAD,
             requested_at: SystemTime::now(),
+            epoch: self.config.store.epoch(),
             timing: ServerTiming::get(&head.extensions),
         })
     }
@@ -352,13 +409,14 @@ impl ResponseCachePart {
     }
 
     /// The variant stored under `key` for a request with these headers.
-    fn lookup(&self, key: u128, headers: &HeaderMap) -> Option<Arc<Entry>> {
+    fn lookup(&self, key: u128, head: &request::Parts) -> Option<Arc<Entry>> {
+        let host = crate::key::host(&head.uri, &head.headers);
         self.config
             .store
             .get(key)?
             .entries
             .iter()
-            .find(|entry| entry.matches(headers))
+            .find(|entry| entry.matches(host.as_deref(), &head.headers))
             .cloned()
     }
 
@@ -367,7 +425,7 @@ impl ResponseCachePart {
         &self,
         entry: &Entry,
         head: &request::Parts,
-        now: SystemTime,
+        now: Instant,
         status: CacheStatus,
     ) -> Response<Bytes> {
         let mut response = if entry.satisfies_precondition(&head.headers) {
@@ -398,6 +456,7 @@ enum Role {
 
 /// A request sent to the handler, and what becomes of its response.
 #[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // Four independent facts about one forwarded request.
 pub struct Fill {
     config: Arc<Config>,
     settings: Resolved,
@@ -412,12 +471,19 @@ pub struct Fill {
     stale: Option<Arc<Entry>>,
     /// The request carries the stale response's validators (added by the cache).
     revalidating: bool,
+    /// The request's answer is its own (see [`own_answer`]): a response it cannot store
+    /// leaves the key as it was.
+    own_answer: bool,
     rules: RequestRules,
     /// The request's headers as the client sent them (`Vary` values, the client's own
     /// conditions).
     request_headers: HeaderMap,
+    /// The request's host, which a stored response answers only.
+    host: Option<Box<str>>,
     head_only: bool,
     requested_at: SystemTime,
+    /// The store's invalidation epoch when the request went to the handler.
+    epoch: u64,
     timing: Option<ServerTiming>,
 }
 
@@ -461,7 +527,7 @@ impl Fill {
     ) -> Next {
         let status = head.status;
         let config = Arc::clone(&self.config);
-        let now = SystemTime::now();
+        let now = Instant::now();
         if !matches!(self.role, Role::Lead(_) | Role::Unled) {
             return self.passed_on(head);
         }
@@ -498,20 +564,26 @@ impl Fill {
         let Ok(freshness) = freshness.map_err(|reason| {
             tracing::trace!(target: "vitals_response_cache", reason = reason.as_str(), "response not stored");
         }) else {
-            // A newer response that may not be stored: the older one must not serve again.
-            if self.stale.is_some() && status != StatusCode::NOT_MODIFIED {
-                config.store.remove(self.key);
-            }
             self.mark_forwarded(&mut head.headers, Some(status), false);
-            if status == StatusCode::NOT_MODIFIED {
-                // The client's own condition was met: says nothing about the response.
-                self.land(Landing::Abandoned);
+            let landing = if status == StatusCode::NOT_MODIFIED || self.own_answer {
+                // The client's own condition was met, or the answer was this request's own:
+                // it says nothing about the response others would get.
+                Landing::Abandoned
+            } else if status.is_server_error() {
+                // A failure is not the route's nature: nothing is forgotten or marked.
+                Landing::Failed
             } else {
+                // A newer response that may not be stored: the older one must not serve
+                // again, and for a while nobody waits on this key.
                 if self.stored {
+                    if self.stale.is_some() {
+                        config.store.remove(self.key);
+                    }
                     config.store.mark_pass(self.key);
                 }
-                self.land(Landing::NotStored);
-            }
+                Landing::NotStored
+            };
+            self.land(landing);
             return Next::Stream(None);
         };
         if !fits {
@@ -528,13 +600,15 @@ impl Fill {
         Next::Stream(Some(Box::new(Recorder {
             config: Arc::clone(&config),
             key: self.key,
+            epoch: self.epoch,
             guard: match role {
                 Role::Lead(guard) => Some(guard),
                 _ => None,
             },
             length,
             too_large: false,
-            body: BytesMut::new(),
+            // Its announced length at once: no growth by doubling past what is stored.
+            body: BytesMut::with_capacity(length.unwrap_or(0).min(config.max_body)),
             entry: Some(Entry {
                 status,
                 headers: stored_headers,
@@ -543,7 +617,8 @@ impl Fill {
                 tags,
                 vary_values: vary,
                 stored_at: now,
-                initial_age: initial_age(&head.headers, self.requested_at, now),
+                host: self.host.clone(),
+                initial_age: initial_age(&head.headers, self.requested_at, SystemTime::now()),
                 lifetime,
                 freshness,
             }),
@@ -571,19 +646,22 @@ impl Fill {
     /// The handler failed without a response: the stale response answers when
     /// `stale-if-error` allows (else the error goes on).
     pub fn on_error(mut self: Box<Self>) -> Option<Response<Bytes>> {
-        let now = SystemTime::now();
-        let stale = self.stale.take_if(|stale| stale.serves_on_error(now))?;
-        Some(self.stale_on_error(&stale, now))
+        let now = Instant::now();
+        if let Some(stale) = self.stale.take_if(|stale| stale.serves_on_error(now)) {
+            return Some(self.stale_on_error(&stale, now));
+        }
+        self.land(Landing::Failed);
+        None
     }
 
-    fn stale_on_error(self: Box<Self>, stale: &Entry, now: SystemTime) -> Response<Bytes> {
+    fn stale_on_error(self: Box<Self>, stale: &Entry, now: Instant) -> Response<Bytes> {
         self.config.count(&self.route, Event::StaleOnError);
         let status = CacheStatus::Hit {
             ttl: stale.ttl(now),
         };
         let response = self.answer_from(stale, status, now);
-        // The followers try the handler themselves, and answer stale as this one did.
-        self.land(Landing::NotStored);
+        // The followers answer stale as this one did, without trying the handler again.
+        self.land(Landing::Failed);
         response
     }
 
@@ -593,7 +671,7 @@ impl Fill {
         self: Box<Self>,
         stale: &Entry,
         fields: &HeaderMap,
-        now: SystemTime,
+        now: Instant,
     ) -> Response<Bytes> {
         // Fields that describe the stored body stay the stored body's (RFC 9111 §3.2).
         const OF_THE_BODY: [header::HeaderName; 4] = [
@@ -621,8 +699,11 @@ impl Fill {
             &self.settings.policy,
             &config.name,
         );
-        let stored = freshness.is_ok();
-        let entry = if let Ok(freshness) = freshness {
+        let overtaken = config.store.invalidated_since(self.key, self.epoch);
+        let stored = freshness.is_ok() && !overtaken;
+        let entry = if let Ok(freshness) = freshness
+            && !overtaken
+        {
             let entry = Arc::new(Entry {
                 status: stale.status,
                 headers,
@@ -631,7 +712,8 @@ impl Fill {
                 tags: stale.tags.clone(),
                 vary_values: vary_values(&freshness.vary, &self.request_headers),
                 stored_at: now,
-                initial_age: initial_age(fields, self.requested_at, now),
+                host: stale.host.clone(),
+                initial_age: initial_age(fields, self.requested_at, SystemTime::now()),
                 lifetime: jittered(freshness.lifetime, config.jitter),
                 freshness,
             });
@@ -649,6 +731,7 @@ impl Fill {
                 tags: Vec::new(),
                 vary_values: stale.vary_values.clone(),
                 stored_at: now,
+                host: stale.host.clone(),
                 initial_age: Duration::ZERO,
                 lifetime: Duration::ZERO,
                 freshness: stale.freshness.clone(),
@@ -659,7 +742,13 @@ impl Fill {
             status: Some(StatusCode::NOT_MODIFIED),
             stored,
         };
-        let response = self.answer_from(&entry, status, now);
+        let mut response = self.answer_from(&entry, status, now);
+        // A cookie the handler set with its `304` is this client's: passed on, never stored.
+        for cookie in fields.get_all(header::SET_COOKIE) {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookie.clone());
+        }
         self.land(if stored {
             Landing::Stored
         } else {
@@ -668,7 +757,7 @@ impl Fill {
         response
     }
 
-    fn answer_from(&self, entry: &Entry, status: CacheStatus, now: SystemTime) -> Response<Bytes> {
+    fn answer_from(&self, entry: &Entry, status: CacheStatus, now: Instant) -> Response<Bytes> {
         let mut response = if entry.satisfies_precondition(&self.request_headers) {
             entry.not_modified(now)
         } else {
@@ -707,6 +796,8 @@ impl Fill {
 pub struct Recorder {
     config: Arc<Config>,
     key: u128,
+    /// The store's invalidation epoch when the request went to the handler.
+    epoch: u64,
     guard: Option<FlightGuard>,
     length: Option<usize>,
     too_large: bool,
@@ -736,9 +827,18 @@ impl Recorder {
             && (end == BodyEnd::Completed
                 || (end == BodyEnd::Dropped && self.length == Some(self.body.len())))
             && self.length.is_none_or(|length| length == self.body.len());
+        // Invalidated while the handler ran: what it read may be what was changed.
+        let overtaken = self.config.store.invalidated_since(self.key, self.epoch);
         let landing = match self.entry.take() {
+            Some(_) if whole && overtaken => Landing::Abandoned,
             Some(mut entry) if whole => {
-                entry.body = std::mem::take(&mut self.body).freeze();
+                let body = std::mem::take(&mut self.body);
+                // A body that grew by doubling would keep its spare half: stored at its size.
+                entry.body = if body.capacity() > body.len() + body.len() / 8 + 64 {
+                    Bytes::copy_from_slice(&body)
+                } else {
+                    body.freeze()
+                };
                 let route = entry.route.clone();
                 self.config.store.put(self.key, Arc::new(entry));
                 self.config.count(&route, Event::Stored);
@@ -762,7 +862,8 @@ impl Recorder {
 #[derive(Debug)]
 pub struct Waiter {
     landing: watch::Receiver<Landing>,
-    wait: Duration,
+    /// When the request stops waiting, however many rounds it takes.
+    deadline: Instant,
     round: u8,
 }
 
@@ -772,6 +873,7 @@ pub struct Waited {
     /// How the fill landed; `None`: the wait's limit passed first.
     landing: Option<Landing>,
     duration: Duration,
+    deadline: Instant,
     round: u8,
 }
 
@@ -779,8 +881,8 @@ impl Waiter {
     /// Waits until the fill lands, or the route's wait limit passes.
     pub async fn wait(mut self) -> Waited {
         let started = Instant::now();
-        let landed = tokio::time::timeout(
-            self.wait,
+        let landed = tokio::time::timeout_at(
+            self.deadline.into(),
             self.landing
                 .wait_for(|landing| *landing != Landing::Filling),
         )
@@ -794,6 +896,7 @@ impl Waiter {
         Waited {
             landing,
             duration: started.elapsed(),
+            deadline: self.deadline,
             round: self.round,
         }
     }
@@ -816,6 +919,15 @@ fn invalidated_locations(response: &HeaderMap, request: &HeaderMap) -> Vec<Strin
         })
         .map(|uri| target(&uri))
         .collect()
+}
+
+/// Whether a request's answer is its own (credentials, a range, a precondition of the
+/// client's): what it gets says nothing about what other requests may.
+fn own_answer(rules: &RequestRules, headers: &HeaderMap) -> bool {
+    rules.authorized
+        || headers.contains_key(header::RANGE)
+        || headers.contains_key(header::IF_MATCH)
+        || headers.contains_key(header::IF_UNMODIFIED_SINCE)
 }
 
 /// Puts this cache's `Cache-Status` member first in the response's field.

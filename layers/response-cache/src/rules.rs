@@ -164,15 +164,12 @@ pub fn storable(
             return Err(NotStored::NoStore);
         }
         if let Some(max_age) = surrogate.max_age {
-            // The origin's word to this cache: what `Cache-Control` tells clients does not
-            // limit it (a page can be `no-store` for browsers and cached here for a minute).
-            directives = CacheControl {
-                s_maxage: Some(max_age),
-                stale_while_revalidate: directives.stale_while_revalidate,
-                stale_if_error: directives.stale_if_error,
-                public: true,
-                ..CacheControl::default()
-            };
+            // The origin's word to this cache on how long, over what `Cache-Control` tells
+            // clients: a page can be `no-store` for browsers and cached here for a minute.
+            // Whom it is for still comes from `Cache-Control`: `private` and §3.5 stand.
+            directives.no_store = false;
+            directives.s_maxage = None;
+            directives.max_age = Some(max_age);
         }
     }
     // `must-understand` overrides `no-store` for a status the cache understands, and stops
@@ -489,6 +486,14 @@ mod tests {
         assert_eq!(
             of(&[("surrogate-control", "max-age=30;vitals")]),
             Ok(Duration::from_secs(30))
+        );
+        assert_eq!(
+            of(&[
+                ("cache-control", "private"),
+                ("surrogate-control", "max-age=30")
+            ]),
+            Err(NotStored::Private),
+            "one user's response stays one user's"
         );
     }
 

@@ -4,7 +4,8 @@
 //! windows and then dropped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
@@ -34,6 +35,20 @@ pub(crate) struct Variants {
     /// How long the key is kept from its last write.
     keep_for: Duration,
     weight: u32,
+}
+
+/// How long a single key's invalidation is remembered, so a fill in flight when it happened
+/// does not put back what it read before (a fill longer than this is not protected).
+const REMEMBER_INVALIDATIONS: Duration = Duration::from_mins(5);
+
+/// What was invalidated when, in a counter of invalidations (an epoch).
+#[derive(Debug)]
+struct Invalidations {
+    epoch: AtomicU64,
+    /// The epoch of the last purge by route, tag or of everything.
+    bulk: AtomicU64,
+    /// The epoch each recently invalidated key was invalidated at.
+    keys: Cache<u128, u64>,
 }
 
 /// Called for each key the store pushed out to make room.
@@ -68,6 +83,7 @@ pub(crate) struct MemoryStore {
     cache: Cache<u128, Arc<Variants>>,
     /// Keys whose last response could not be stored.
     passes: Cache<u128, ()>,
+    invalidations: Arc<Invalidations>,
     /// How long a stale response that can be revalidated is kept past its stale windows.
     grace: Duration,
 }
@@ -105,6 +121,14 @@ impl MemoryStore {
                 .max_capacity(MAX_PASSES)
                 .time_to_live(PASS_FOR)
                 .build(),
+            invalidations: Arc::new(Invalidations {
+                epoch: AtomicU64::new(0),
+                bulk: AtomicU64::new(0),
+                keys: Cache::builder()
+                    .max_capacity(MAX_PASSES)
+                    .time_to_live(REMEMBER_INVALIDATIONS)
+                    .build(),
+            }),
             grace,
         }
     }
@@ -128,7 +152,7 @@ impl MemoryStore {
     /// Stores `entry` under `key`, in place of the variant stored for the same `Vary` values.
     pub(crate) fn put(&self, key: u128, entry: Arc<Entry>) {
         self.passes.invalidate(&key);
-        let now = SystemTime::now();
+        let now = Instant::now();
         let grace = self.grace;
         self.cache.entry(key).and_upsert_with(|held| {
             let mut entries = vec![Arc::clone(&entry)];
@@ -140,6 +164,7 @@ impl MemoryStore {
                         .filter(|old| {
                             old.vary_values != entry.vary_values
                                 || old.freshness.vary != entry.freshness.vary
+                                || old.host != entry.host
                         })
                         .filter(|old| old.keep_for(now, grace) > Duration::ZERO)
                         .take(MAX_VARIANTS - 1)
@@ -163,11 +188,14 @@ impl MemoryStore {
 
     /// Forgets what `key` holds.
     pub(crate) fn remove(&self, key: u128) {
+        let epoch = self.invalidations.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.invalidations.keys.insert(key, epoch);
         self.cache.invalidate(&key);
     }
 
     /// Forgets every key one of whose variants `matches`.
     pub(crate) fn remove_where(&self, matches: impl Fn(&Entry) -> bool + Send + Sync + 'static) {
+        self.bulk_invalidation();
         // Fails only when closures were not enabled at build time; they are.
         let _ = self.cache.invalidate_entries_if(move |_key, variants| {
             variants.entries.iter().any(|e| matches(e))
@@ -176,7 +204,30 @@ impl MemoryStore {
 
     /// Forgets everything.
     pub(crate) fn clear(&self) {
+        self.bulk_invalidation();
         self.cache.invalidate_all();
+    }
+
+    fn bulk_invalidation(&self) {
+        let epoch = self.invalidations.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.invalidations.bulk.store(epoch, Ordering::Release);
+    }
+
+    /// The invalidation epoch now: a fill notes it when it starts, and stores only if nothing
+    /// that covers its key was invalidated since ([`invalidated_since`](Self::invalidated_since)).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.invalidations.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether `key` was invalidated (purged, or by an unsafe method) after `epoch`: a fill that
+    /// started before must not put back what it read before the change.
+    pub(crate) fn invalidated_since(&self, key: u128, epoch: u64) -> bool {
+        self.invalidations.bulk.load(Ordering::Acquire) > epoch
+            || self
+                .invalidations
+                .keys
+                .get(&key)
+                .is_some_and(|at| at > epoch)
     }
 
     /// Keys held (approximate until the store's pending work runs).

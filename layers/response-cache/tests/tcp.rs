@@ -184,6 +184,21 @@ fn app(calls: Calls) -> Router {
             }),
         )
         .route(
+            "/host",
+            get(|headers: HeaderMap| async move {
+                let host = headers["host"].to_str().unwrap().to_owned();
+                ([("cache-control", "max-age=60")], host)
+            }),
+        )
+        .route(
+            "/plain-slow",
+            get(|State(calls): State<Calls>| async move {
+                calls.count("plain-slow");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                ([("cache-control", "max-age=60")], "plain")
+            }),
+        )
+        .route(
             "/held",
             get(|State(calls): State<Calls>| async move {
                 calls.count("held");
@@ -235,10 +250,13 @@ async fn send(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &
         .await
         .unwrap();
     tokio::spawn(connection);
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "shop.test");
+    let mut request = http::Request::builder().method(method).uri(path);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header("host", "shop.test");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -496,6 +514,84 @@ async fn requests_for_a_key_that_cannot_be_stored_do_not_queue_behind_each_other
         answers.iter().map(Answer::cache_status).collect::<Vec<_>>()
     );
     assert_eq!(calls.of("private"), 11);
+}
+
+#[tokio::test]
+async fn one_hosts_response_never_answers_another_host() {
+    let (address, _, _) = serve(layer()).await;
+    let a = send(address, "GET", "/host", &[("host", "a.test")]).await;
+    let b = send(address, "GET", "/host", &[("host", "b.test")]).await;
+    assert_eq!((a.body.as_str(), b.body.as_str()), ("a.test", "b.test"));
+    let a_again = send(address, "GET", "/host", &[("host", "A.test")]).await;
+    assert_eq!(a_again.body, "a.test");
+    assert!(a_again.cache_status().contains("hit"));
+}
+
+#[tokio::test]
+async fn a_head_inside_stale_while_revalidate_leaves_the_stored_response() {
+    let (address, calls, _) = serve(layer()).await;
+    get_(address, "/swr").await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let head = send(address, "HEAD", "/swr", &[]).await;
+    assert!(
+        head.cache_status().contains("ttl=-"),
+        "{}",
+        head.cache_status()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = get_(address, "/swr").await;
+    assert!(
+        after.cache_status().contains("hit"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(
+        after.body, "version 2",
+        "the refresh stored the new version"
+    );
+    assert_eq!(calls.of("swr"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_credentials_does_not_spoil_the_key_for_others() {
+    let (address, calls, _) = serve(layer()).await;
+    let authorized = send(
+        address,
+        "GET",
+        "/plain-slow",
+        &[("authorization", "Bearer a")],
+    )
+    .await;
+    assert!(!authorized.cache_status().contains("stored"));
+    // The others still make one fill between them.
+    let answers = futures_join(10, || get_(address, "/plain-slow")).await;
+    let stored = answers
+        .iter()
+        .filter(|a| a.cache_status().contains("stored"))
+        .count();
+    assert_eq!(
+        stored,
+        1,
+        "{:?}",
+        answers.iter().map(Answer::cache_status).collect::<Vec<_>>()
+    );
+    assert_eq!(calls.of("plain-slow"), 2);
+}
+
+#[tokio::test]
+async fn an_invalidation_during_a_fill_keeps_the_fill_from_being_stored() {
+    let (address, calls, _) = serve(layer()).await;
+    let fill = tokio::spawn(get_(address, "/slow/3"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send(address, "POST", "/slow/3", &[]).await;
+    assert_eq!(fill.await.unwrap().body, "slow answer");
+    let next = get_(address, "/slow/3").await;
+    assert!(
+        next.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        next.cache_status()
+    );
+    assert_eq!(calls.of("slow"), 2);
 }
 
 #[tokio::test]
