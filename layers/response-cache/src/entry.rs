@@ -101,8 +101,11 @@ impl Entry {
     /// Whether it was stored for a request to this host with these values of its `Vary`
     /// headers.
     pub(crate) fn matches(&self, host: Option<&str>, request: &HeaderMap) -> bool {
-        self.host.as_deref() == host
-            && crate::key::vary_values(&self.freshness.vary, request) == self.vary_values
+        let same_host = match (self.host.as_deref(), host) {
+            (Some(stored), Some(asked)) => stored.eq_ignore_ascii_case(asked),
+            (stored, asked) => stored.is_none() && asked.is_none(),
+        };
+        same_host && crate::key::vary_values(&self.freshness.vary, request) == self.vary_values
     }
 
     /// The stored response, with its `Age` (and no body for a `HEAD`).

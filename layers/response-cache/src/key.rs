@@ -54,14 +54,14 @@ pub fn target(uri: &Uri) -> String {
     target
 }
 
-/// The host a request is for (its URI's authority, else its `Host`), lower-cased: stored
-/// responses answer requests to the same host only.
-pub fn host(uri: &Uri, headers: &HeaderMap) -> Option<Box<str>> {
+/// The host a request is for (its URI's authority, else its `Host`): stored responses answer
+/// requests to the same host only (compared without regard to case).
+pub fn host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     let host = match uri.authority() {
         Some(authority) => authority.as_str(),
         None => headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    Some(host.trim().to_ascii_lowercase().into_boxed_str())
+    Some(host.trim())
 }
 
 /// What a response's `Vary` says.

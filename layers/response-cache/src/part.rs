@@ -206,7 +206,7 @@ impl ResponseCachePart {
             variants
                 .entries
                 .iter()
-                .find(|entry| entry.matches(host.as_deref(), &head.headers))
+                .find(|entry| entry.matches(host, &head.headers))
                 .cloned()
         });
         let mut fwd = if variants.is_none() {
@@ -386,7 +386,8 @@ impl ResponseCachePart {
             } else {
                 HeaderMap::new()
             },
-            host: crate::key::host(&head.uri, &head.headers),
+            host: crate::key::host(&head.uri, &head.headers)
+                .map(|host| host.to_ascii_lowercase().into_boxed_str()),
             head_only: head.method == Method::HEAD,
             requested_at: SystemTime::now(),
             epoch: self.config.store.epoch(),
@@ -416,7 +417,7 @@ impl ResponseCachePart {
             .get(key)?
             .entries
             .iter()
-            .find(|entry| entry.matches(host.as_deref(), &head.headers))
+            .find(|entry| entry.matches(host, &head.headers))
             .cloned()
     }
 

@@ -136,7 +136,11 @@ impl MemoryStore {
     /// Remembers that `key`'s response could not be stored: for a while, its requests go to
     /// the handler without waiting on each other.
     pub(crate) fn mark_pass(&self, key: u128) {
-        self.passes.insert(key, ());
+        // A write costs far more than a read: a key already marked keeps its mark (it ends
+        // `PASS_FOR` after the first, then one request leads a fill and marks it again).
+        if !self.passes.contains_key(&key) {
+            self.passes.insert(key, ());
+        }
     }
 
     /// Whether `key`'s last response could not be stored (and the mark is recent).
