@@ -9,7 +9,7 @@
 //! 2. [`Fill::on_response`] at the response head: mark it (`Cache-Status`), answer from the
 //!    stored response instead (a revalidation's `304`, `stale-if-error`), or hand back a
 //!    [`Recorder`] that stores the body as it passes;
-//! 3. [`Recorder::on_end`] when the body ends: store the response, and let the waiters look
+//! 3. the [`Recorder`], when the body ends (`BodyRecorder::on_end`): store the response, and let the waiters look
 //!    again.
 
 use std::sync::Arc;
