@@ -7,6 +7,7 @@
 //! normalised (lines joined, spaces around commas removed), must match for a stored variant to
 //! serve a request (RFC 9111 §4.1).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, Uri};
@@ -31,15 +32,16 @@ pub fn primary_key(namespace: &str, route: &str, target: &str) -> u128 {
     hasher.digest128()
 }
 
-/// The path and the query with its parameters sorted (an empty parameter dropped).
-pub fn target(uri: &Uri) -> String {
+/// The path and the query with its parameters sorted (an empty parameter dropped). Borrowed
+/// when there is no query: the common request builds nothing to be keyed.
+pub fn target(uri: &Uri) -> Cow<'_, str> {
     let path = uri.path();
     let Some(query) = uri.query() else {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     };
     let mut pairs: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty()).collect();
     if pairs.is_empty() {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     }
     pairs.sort_unstable();
     let mut target = String::with_capacity(path.len() + query.len() + 1);
@@ -51,7 +53,7 @@ pub fn target(uri: &Uri) -> String {
         }
         target.push_str(pair);
     }
-    target
+    Cow::Owned(target)
 }
 
 /// The host a request is for (its URI's authority, else its `Host`): stored responses answer

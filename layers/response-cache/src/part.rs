@@ -918,7 +918,7 @@ fn invalidated_locations(response: &HeaderMap, request: &HeaderMap) -> Vec<Strin
             }
             None => uri.path().starts_with('/'),
         })
-        .map(|uri| target(&uri))
+        .map(|uri| target(&uri).into_owned())
         .collect()
 }
 
