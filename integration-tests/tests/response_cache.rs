@@ -82,3 +82,309 @@ async fn a_hundred_cold_requests_for_one_products_reviews_make_one_fill() {
         assert!(!cache_status.contains("stored"), "{cache_status}");
     }
 }
+
+// --- One cache for a fleet, in Redis ------------------------------------------------------
+
+mod fleet {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use axum::routing;
+    use vitals::response_cache::{CacheSettings, RedisStore, ResponseCacheLayer};
+    use vitals_integration_tests::redis::{ThrowawayRedis, redis_url, unique_prefix};
+    use vitals_integration_tests::{TestShop, test_config};
+
+    /// What each answer said: its status, `Cache-Status` and body.
+    type Answer = (u16, String, String);
+
+    /// A `GET` as a load balancer would pass it on: every instance sees the service's one host
+    /// (a stored response answers its own host only).
+    async fn get(client: &reqwest::Client, url: &str) -> Answer {
+        let response = client
+            .get(url)
+            .header("host", "shop.test")
+            .send()
+            .await
+            .expect("a response");
+        let status = response.status().as_u16();
+        let cache_status = response
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (status, cache_status, response.text().await.expect("a body"))
+    }
+
+    /// `count` requests for `url` at once.
+    fn burst(
+        client: &reqwest::Client,
+        url: &str,
+        count: usize,
+    ) -> Vec<tokio::task::JoinHandle<Answer>> {
+        (0..count)
+            .map(|_| {
+                let client = client.clone();
+                let url = url.to_owned();
+                tokio::spawn(async move { get(&client, &url).await })
+            })
+            .collect()
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_shops_on_one_redis_fill_a_cold_key_once_for_a_thousand_requests() {
+        let Some(url) =
+            redis_url("two_shops_on_one_redis_fill_a_cold_key_once_for_a_thousand_requests")
+        else {
+            return;
+        };
+        let prefix = unique_prefix("fleet-burst");
+        let mut shops = Vec::new();
+        for _ in 0..2 {
+            let mut config = test_config();
+            config.cache_url = Some(url.clone());
+            config.cache_prefix.clone_from(&prefix);
+            shops.push(TestShop::start(config).await);
+        }
+        let client = client();
+        let started = Instant::now();
+        let mut requests = Vec::new();
+        for shop in &shops {
+            requests.extend(burst(&client, &shop.url("/products/9/reviews"), 500));
+        }
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(request.await.expect("the request task"));
+        }
+        let elapsed = started.elapsed();
+        assert!(answers.iter().all(|(status, _, _)| *status == 200));
+        assert!(answers.iter().all(|(_, _, body)| *body == answers[0].2));
+        // Every answer that went to a handler says `fwd=` (and not `collapsed`, which is a
+        // wait for another's): exactly one did, for both shops.
+        let forwarded: Vec<&String> = answers
+            .iter()
+            .map(|(_, cache_status, _)| cache_status)
+            .filter(|cache_status| {
+                cache_status.contains("fwd=") && !cache_status.contains("collapsed")
+            })
+            .collect();
+        assert_eq!(forwarded.len(), 1, "one origin call in all: {forwarded:?}");
+        assert!(forwarded[0].contains("stored"), "{forwarded:?}");
+        let unexpected = answers
+            .iter()
+            .filter(|(_, cache_status, _)| {
+                !(cache_status.contains("stored")
+                    || cache_status.contains("collapsed")
+                    || cache_status.contains("hit"))
+            })
+            .count();
+        assert_eq!(unexpected, 0);
+        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+
+        // A third shop, its memory empty, answers from what the fleet stored.
+        let mut config = test_config();
+        config.cache_url = Some(url.clone());
+        config.cache_prefix.clone_from(&prefix);
+        let third = TestShop::start(config).await;
+        let (status, cache_status, body) = get(&client, &third.url("/products/9/reviews")).await;
+        assert_eq!(status, 200);
+        assert!(cache_status.starts_with("vitals; hit"), "{cache_status}");
+        assert_eq!(body, answers[0].2);
+
+        // A purge on one shop reaches the others (through Redis; their memory keeps a copy
+        // for at most the local TTL, 1 s).
+        assert!(shops[0].shop().reviews_cache().purge("/products/9/reviews"));
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let (_, cache_status, _) = get(&client, &third.url("/products/9/reviews")).await;
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+    }
+
+    /// One instance of a service: `/item` answers `public, max-age=60` with the instance's
+    /// name, after `work`, counting its calls.
+    async fn instance(
+        name: &'static str,
+        work: Duration,
+        calls: Arc<AtomicUsize>,
+        store: RedisStore,
+    ) -> String {
+        let app = Router::new()
+            .route(
+                "/item",
+                routing::get(move || {
+                    let calls = Arc::clone(&calls);
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(work).await;
+                        (
+                            [
+                                ("cache-control", "public, max-age=60"),
+                                ("surrogate-key", "items"),
+                            ],
+                            name,
+                        )
+                    }
+                }),
+            )
+            .layer(
+                ResponseCacheLayer::new()
+                    .with_defaults(CacheSettings::new().with_wait(Duration::from_secs(5)))
+                    .with_redis(store),
+            );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("its address");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        format!("http://{address}/item")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_filler_stuck_past_its_lease_is_replaced_and_cannot_overwrite_the_newer_fill() {
+        let Some(url) = redis_url(
+            "a_filler_stuck_past_its_lease_is_replaced_and_cannot_overwrite_the_newer_fill",
+        ) else {
+            return;
+        };
+        let lease = Duration::from_millis(400);
+        let store = RedisStore::new(&url)
+            .expect("a Redis URL")
+            .with_prefix(unique_prefix("fleet-lease"))
+            .with_lease(lease)
+            .with_local_ttl(Duration::from_millis(100));
+        let calls = Arc::new(AtomicUsize::new(0));
+        // The stuck one takes 2 s (as good as crashed for the fleet); the other 100 ms.
+        let stuck = instance(
+            "stuck",
+            Duration::from_secs(2),
+            Arc::clone(&calls),
+            store.clone(),
+        )
+        .await;
+        let healthy = instance(
+            "healthy",
+            Duration::from_millis(100),
+            Arc::clone(&calls),
+            store.clone(),
+        )
+        .await;
+        let client = client();
+        let first = tokio::spawn({
+            let client = client.clone();
+            async move { get(&client, &stuck).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let waiting = burst(&client, &healthy, 20);
+        let mut answers = Vec::new();
+        for request in waiting {
+            answers.push(request.await.expect("the request task"));
+        }
+        let waited = started.elapsed();
+        assert!(
+            answers
+                .iter()
+                .all(|(status, _, body)| *status == 200 && body == "healthy"),
+            "{answers:?}"
+        );
+        // Nobody waited longer than the lease and one fill (and the polls' slack).
+        assert!(
+            waited < lease + Duration::from_millis(100 + 400),
+            "{waited:?}"
+        );
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the stuck fill and one more"
+        );
+
+        // The stuck filler ends, late: its response answers its own client, and does not
+        // replace the newer one in Redis.
+        let (status, cache_status, body) = first.await.expect("the stuck request");
+        assert_eq!((status, body.as_str()), (200, "stuck"));
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let third = instance(
+            "third",
+            Duration::from_millis(1),
+            Arc::clone(&calls),
+            store.clone(),
+        )
+        .await;
+        let (_, cache_status, body) = get(&client, &third).await;
+        assert!(cache_status.starts_with("vitals; hit"), "{cache_status}");
+        assert_eq!(
+            body, "healthy",
+            "the late fill did not overwrite the newer one"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_or_paused_redis_sends_requests_to_the_handler_never_a_500() {
+        let Some(redis) = ThrowawayRedis::start(
+            "a_dead_or_paused_redis_sends_requests_to_the_handler_never_a_500",
+        ) else {
+            return;
+        };
+        let store = RedisStore::new(&redis.url())
+            .expect("a Redis URL")
+            .with_prefix(unique_prefix("fleet-sick"))
+            .with_local_ttl(Duration::from_millis(100));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let url = instance(
+            "only",
+            Duration::from_millis(150),
+            Arc::clone(&calls),
+            store.clone(),
+        )
+        .await;
+        let client = client();
+        let mut commands = redis::Client::open(redis.url())
+            .expect("a URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection");
+
+        // Paused: every call waits past the timeout (50 ms), the request goes on.
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(3_000)
+            .arg("ALL")
+            .query_async(&mut commands)
+            .await
+            .expect("CLIENT PAUSE");
+        let started = Instant::now();
+        let answers = burst(&client, &url, 10);
+        for request in answers {
+            let (status, cache_status, body) = request.await.expect("the request task");
+            assert_eq!((status, body.as_str()), (200, "only"), "{cache_status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(store.failures() >= 1);
+        // Within the instance, one fill still served the burst.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // Dead (the server killed): the same.
+        drop(commands);
+        drop(redis);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..3 {
+            let (status, _, body) = get(&client, &url).await;
+            assert_eq!((status, body.as_str()), (200, "only"));
+        }
+    }
+}

@@ -5,6 +5,9 @@
 //! cargo run -p cache-proxy -- --listen 127.0.0.1:8080 --origin http://127.0.0.1:8000
 //! ```
 //!
+//! With `--redis redis://…` (and `--redis-prefix`), the cache keeps its responses in Redis, its
+//! memory in front for the shortest local TTL (100 ms): the suite then judges the fleet store.
+//!
 //! Every request goes through [`ResponseCacheLayer`] with its defaults (no heuristic
 //! freshness, no jitter, which the suite would count as a shortened lifetime) and, on a miss,
 //! to the origin with the request's method, path, headers and body. `scripts/cache-conformance`
@@ -22,7 +25,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use vitals_response_cache::ResponseCacheLayer;
+use vitals_response_cache::{RedisStore, ResponseCacheLayer};
 
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and the
 /// proxy-only ones.
@@ -39,11 +42,15 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 struct Args {
     listen: SocketAddr,
     origin: Uri,
+    redis: Option<String>,
+    redis_prefix: String,
 }
 
 fn args() -> Result<Args, String> {
     let mut listen = None;
     let mut origin = None;
+    let mut redis = None;
+    let mut redis_prefix = "cache-proxy".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -62,9 +69,11 @@ fn args() -> Result<Args, String> {
                         .map_err(|error| format!("--origin {value:?}: {error}"))?,
                 );
             }
+            "--redis" => redis = Some(value),
+            "--redis-prefix" => redis_prefix = value,
             other => {
                 return Err(format!(
-                    "unknown flag {other:?} (--listen ADDR --origin URL)"
+                    "unknown flag {other:?} (--listen ADDR --origin URL [--redis URL] [--redis-prefix PREFIX])"
                 ));
             }
         }
@@ -72,6 +81,8 @@ fn args() -> Result<Args, String> {
     Ok(Args {
         listen: listen.ok_or("--listen ADDR is required")?,
         origin: origin.ok_or("--origin URL is required")?,
+        redis,
+        redis_prefix,
     })
 }
 
@@ -93,9 +104,23 @@ async fn main() {
         let origin = origin.clone();
         async move { Ok::<_, std::convert::Infallible>(forward(&client, &origin, request).await) }
     });
-    let app = Router::new()
-        .fallback_service(proxy)
-        .layer(ResponseCacheLayer::new().with_jitter(0.0));
+    let mut cache = ResponseCacheLayer::new().with_jitter(0.0);
+    if let Some(url) = &args.redis {
+        match RedisStore::new(url) {
+            Ok(store) => {
+                cache = cache.with_redis(
+                    store
+                        .with_prefix(args.redis_prefix.clone())
+                        .with_local_ttl(Duration::ZERO),
+                );
+            }
+            Err(error) => {
+                eprintln!("cache-proxy: {error}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let app = Router::new().fallback_service(proxy).layer(cache);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(error) => {

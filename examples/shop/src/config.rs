@@ -73,6 +73,16 @@ pub struct Config {
     #[arg(long, default_value = "shop:idem")]
     pub redis_prefix: String,
 
+    /// Keep the response cache (`GET /products/{id}/reviews`) in this Redis (`redis://host:port/`)
+    /// too, shared by every shop instance given the same URL and prefix: one instance fills a
+    /// cold key for the whole fleet. In memory only when not given.
+    #[arg(long, value_name = "URL")]
+    pub cache_url: Option<String>,
+
+    /// The prefix of the response cache's keys in Redis (with `--cache-url`).
+    #[arg(long, default_value = "shop:cache")]
+    pub cache_prefix: String,
+
     /// The most database connections the shop's pool opens.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub pool_size: u32,

@@ -255,6 +255,20 @@ fn shared_state(
     Ok((quotas, idempotency))
 }
 
+/// The reviews' response cache: in memory, and in Redis with `--cache-url`.
+fn reviews_cache(
+    config: &Config,
+) -> Result<vitals::response_cache::ResponseCacheLayer, StartError> {
+    let cache = routes::reviews_cache();
+    let Some(url) = &config.cache_url else {
+        return Ok(cache);
+    };
+    let fleet = vitals::response_cache::RedisStore::new(url)
+        .map_err(|e| StartError(e.to_string()))?
+        .with_prefix(config.cache_prefix.clone());
+    Ok(cache.with_redis(fleet))
+}
+
 impl Shop {
     /// Opens the database (creating and seeding it), calibrates the report's workload and
     /// starts the stub payment service unless `config.payment_url` names one.
@@ -276,6 +290,7 @@ impl Shop {
         .map_err(|e| StartError(e.to_string()))?;
         let detector = index_detector(&db, &findings).await;
         let (quotas, idempotency) = shared_state(&config)?;
+        let reviews_cache = reviews_cache(&config)?;
         let workload = tokio::task::spawn_blocking(|| Workload::calibrate(report::TARGET))
             .await
             .map_err(|e| StartError(format!("workload calibration failed: {e}")))?;
@@ -316,7 +331,7 @@ impl Shop {
             workload,
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
-            reviews_cache: routes::reviews_cache(),
+            reviews_cache,
         });
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),

@@ -286,7 +286,7 @@ mod tests {
         );
         assert_eq!(
             tags(&headers, &tag_header),
-            vec!["p1".into(), "catalogue".into()]
+            vec![Box::<str>::from("p1"), Box::<str>::from("catalogue")]
         );
     }
 

@@ -206,8 +206,14 @@ where
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    runtime.spawn(async move {
-        let Refresh { request, fill } = refresh;
+    let Refresh {
+        request,
+        fill,
+        limit,
+    } = refresh;
+    // Given up at its limit: the fill (or recorder) is dropped, its flight abandoned, and the
+    // next stale answer leads another refresh.
+    runtime.spawn(tokio::time::timeout(limit, async move {
         let request = request.map(|()| B::default());
         if std::future::poll_fn(|cx| service.poll_ready(cx))
             .await
@@ -237,5 +243,5 @@ where
                 None => return recorder.on_end(BodyEnd::Completed),
             }
         }
-    });
+    }));
 }

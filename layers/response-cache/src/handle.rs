@@ -12,6 +12,11 @@ use crate::store::MemoryStore;
 /// A handle to the store every copy of a [`ResponseCacheLayer`](crate::ResponseCacheLayer)
 /// shares. Cheap to clone.
 ///
+/// With [Redis](crate::ResponseCacheLayer::with_redis) behind the memory, a purge forgets
+/// what this instance holds at once, and what the fleet shares in Redis in the background
+/// (within the store's timeout, on the current runtime); other instances' memory drops its
+/// copies within their local TTL.
+///
 /// ```
 /// use vitals_response_cache::ResponseCacheLayer;
 ///
@@ -28,14 +33,38 @@ pub struct ResponseCacheHandle {
     store: MemoryStore,
     flights: Arc<Flights>,
     namespace: String,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::RedisStore>,
 }
 
 impl ResponseCacheHandle {
-    pub(crate) fn new(store: MemoryStore, flights: Arc<Flights>, namespace: String) -> Self {
+    pub(crate) fn new(
+        store: MemoryStore,
+        flights: Arc<Flights>,
+        namespace: String,
+        #[cfg(feature = "redis")] redis: Option<crate::RedisStore>,
+    ) -> Self {
         Self {
             store,
             flights,
             namespace,
+            #[cfg(feature = "redis")]
+            redis,
+        }
+    }
+
+    /// Does `purge` on the shared store too, in the background.
+    #[cfg(feature = "redis")]
+    fn everywhere<F, Fut>(&self, purge: F)
+    where
+        F: FnOnce(crate::RedisStore, String) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        if let Some(redis) = self.redis.clone() {
+            let namespace = self.namespace.clone();
+            crate::redis_store::in_background(async move {
+                let _ = purge(redis, namespace).await;
+            });
         }
     }
 
@@ -45,20 +74,31 @@ impl ResponseCacheHandle {
         let Ok(uri) = path_and_query.parse::<Uri>() else {
             return false;
         };
-        self.store
-            .remove(primary_key(&self.namespace, "", &target(&uri)));
+        let key = primary_key(&self.namespace, "", &target(&uri));
+        self.store.remove(key);
+        #[cfg(feature = "redis")]
+        self.everywhere(move |redis, namespace| async move { redis.remove(&namespace, key).await });
         true
     }
 
     /// Forgets what is stored under one key of a route with its own key function
     /// ([`CacheSettings::with_key`](crate::CacheSettings::with_key)).
     pub fn purge_key(&self, route: &str, key: &str) {
-        self.store.remove(primary_key(&self.namespace, route, key));
+        let key = primary_key(&self.namespace, route, key);
+        self.store.remove(key);
+        #[cfg(feature = "redis")]
+        self.everywhere(move |redis, namespace| async move { redis.remove(&namespace, key).await });
     }
 
     /// Forgets everything stored for `route`.
     pub fn purge_route(&self, route: &str) {
         let route = route.to_owned();
+        #[cfg(feature = "redis")]
+        let shared = route.clone();
+        #[cfg(feature = "redis")]
+        self.everywhere(move |redis, namespace| async move {
+            redis.remove_route(&namespace, &shared).await
+        });
         self.store
             .remove_where(move |entry| entry.route.as_str() == route);
     }
@@ -66,6 +106,12 @@ impl ResponseCacheHandle {
     /// Forgets every response that named `tag` in the tag header.
     pub fn purge_tag(&self, tag: &str) {
         let tag = tag.to_owned();
+        #[cfg(feature = "redis")]
+        let shared = tag.clone();
+        #[cfg(feature = "redis")]
+        self.everywhere(move |redis, namespace| async move {
+            redis.remove_tag(&namespace, &shared).await
+        });
         self.store
             .remove_where(move |entry| entry.tags.iter().any(|named| **named == *tag));
     }
@@ -73,6 +119,8 @@ impl ResponseCacheHandle {
     /// Forgets everything.
     pub fn clear(&self) {
         self.store.clear();
+        #[cfg(feature = "redis")]
+        self.everywhere(|redis, namespace| async move { redis.clear(&namespace).await });
     }
 
     /// Keys stored (after the store's pending work, so purges are counted).

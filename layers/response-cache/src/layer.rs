@@ -280,9 +280,64 @@ pub(crate) struct Config {
     pub(crate) flights: Arc<Flights>,
     #[cfg(feature = "metrics")]
     pub(crate) counters: Arc<crate::metrics::Counters>,
+    /// The fleet's shared store, behind this instance's memory.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::RedisStore>,
+    /// How long the memory keeps an entry at most: the shared store's local TTL, if any.
+    pub(crate) local_keep: Duration,
 }
 
 impl Config {
+    /// Stores `entry` under `key`: in memory, and in the shared store (in the background;
+    /// with a fill's lock `token`, only if no newer fill or invalidation came since).
+    #[cfg_attr(not(feature = "redis"), allow(clippy::needless_pass_by_value))]
+    pub(crate) fn put(&self, key: u128, entry: Arc<crate::entry::Entry>, token: Option<u64>) {
+        self.store.put(key, Arc::clone(&entry), self.local_keep);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = self.redis.clone() {
+            let keep = entry.keep_for(std::time::Instant::now(), self.store.grace());
+            let namespace = self.namespace.clone();
+            crate::redis_store::in_background(async move {
+                if let Ok(false) = redis.store(&namespace, key, &entry, keep, token).await {
+                    tracing::debug!(
+                        target: "vitals_response_cache",
+                        route = entry.route.as_str(),
+                        "a fill was overtaken (its lease ended, or its key was invalidated): not stored in Redis"
+                    );
+                }
+            });
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = token;
+    }
+
+    /// Forgets what `key` holds, in memory and in the shared store.
+    pub(crate) fn remove(&self, key: u128) {
+        self.store.remove(key);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = self.redis.clone() {
+            let namespace = self.namespace.clone();
+            crate::redis_store::in_background(async move {
+                let _ = redis.remove(&namespace, key).await;
+            });
+        }
+    }
+
+    /// A fill that held `key`'s lock in the shared store stored nothing: the key is free for
+    /// another instance at once, not at the lease's end.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::unused_self))]
+    pub(crate) fn release(&self, key: u128, token: Option<u64>) {
+        #[cfg(feature = "redis")]
+        if let (Some(redis), Some(token)) = (self.redis.clone(), token) {
+            let namespace = self.namespace.clone();
+            crate::redis_store::in_background(async move {
+                redis.release(&namespace, key, token).await;
+            });
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (key, token);
+    }
+
     pub(crate) fn settings(&self, route: &RouteLabel) -> &Resolved {
         self.routes.get(route).unwrap_or(&self.defaults)
     }
@@ -314,6 +369,8 @@ pub struct ResponseCacheLayer {
     grace: Duration,
     only_listed: bool,
     shared: Shared,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::RedisStore>,
 }
 
 impl std::fmt::Debug for ResponseCacheLayer {
@@ -365,6 +422,8 @@ impl ResponseCacheLayer {
             grace: DEFAULT_REVALIDATION_GRACE,
             only_listed: false,
             shared: Shared::new(DEFAULT_MAX_BYTES, DEFAULT_REVALIDATION_GRACE),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -444,6 +503,19 @@ impl ResponseCacheLayer {
         self
     }
 
+    /// Shares the cache with every instance of the service through Redis (feature `redis`):
+    /// what one instance stored answers on all, a key is filled by one instance at a time
+    /// however many miss it together, and a purge reaches them all. This instance's memory
+    /// stays in front, keeping what it read for the store's
+    /// [local TTL](crate::RedisStore::with_local_ttl). When Redis fails or is slow, requests go
+    /// to the handler. See [`RedisStore`](crate::RedisStore).
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn with_redis(mut self, store: crate::RedisStore) -> Self {
+        self.redis = Some(store);
+        self
+    }
+
     /// Labels routes with `labeler` instead of axum's `MatchedPath`.
     #[must_use]
     pub fn with_labeler(mut self, labeler: RouteLabeler) -> Self {
@@ -458,6 +530,8 @@ impl ResponseCacheLayer {
             self.shared.store.clone(),
             Arc::clone(&self.shared.flights),
             self.namespace.clone(),
+            #[cfg(feature = "redis")]
+            self.redis.clone(),
         )
     }
 
@@ -490,8 +564,22 @@ impl ResponseCacheLayer {
                 flights: Arc::clone(&self.shared.flights),
                 #[cfg(feature = "metrics")]
                 counters: Arc::clone(&self.shared.counters),
+                #[cfg(feature = "redis")]
+                redis: self.redis.clone(),
+                local_keep: self.local_keep(),
             }),
         }
+    }
+}
+
+impl ResponseCacheLayer {
+    #[cfg_attr(not(feature = "redis"), allow(clippy::unused_self))]
+    fn local_keep(&self) -> Duration {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return redis.local_ttl();
+        }
+        Duration::MAX
     }
 }
 

@@ -17,6 +17,7 @@
 //! | what the client sees | `Age` on stored answers; `Cache-Status` (RFC 9211) on every response of a cached route; a `cache` entry in a shared `Server-Timing` |
 //! | bounds | bodies over 1 MiB pass through unstored; the store is bounded in bytes (64 MiB, moka's TinyLFU) |
 //! | invalidation | by target, by route, by tag (named by the handler in `Surrogate-Key`, which the client never sees): [`ResponseCacheHandle`] |
+//! | a fleet | with feature `redis`, [`ResponseCacheLayer::with_redis`]: every instance shares one cache in Redis, one instance fills a key at a time (a lock with a lease and a fencing token), memory in front for a short local TTL, and a sick Redis sends requests to the handler |
 //!
 //! ```
 //! use std::time::Duration;
@@ -59,6 +60,11 @@ mod layer;
 mod service;
 mod store;
 
+#[cfg(feature = "redis")]
+mod fleet;
+#[cfg(feature = "redis")]
+mod redis_store;
+
 pub use body::ResponseCacheBody;
 pub use future::ResponseFuture;
 pub use handle::ResponseCacheHandle;
@@ -69,3 +75,9 @@ pub use layer::{
 pub use service::ResponseCache;
 pub use status::CACHE_STATUS;
 pub use store::{DEFAULT_MAX_BYTES, MAX_VARIANTS, PASS_FOR};
+
+#[cfg(feature = "redis")]
+pub use redis_store::{
+    DEFAULT_LEASE, DEFAULT_LOCAL_TTL, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT, RedisStore,
+    RedisStoreError,
+};

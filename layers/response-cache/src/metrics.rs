@@ -13,7 +13,11 @@
 //! - `vitals.response_cache.bypassed` — requests that went past the cache (`no-store`, a
 //!   cookie, the route's key function);
 //! - `vitals.response_cache.stored` — responses stored (fills and revalidations);
-//! - `vitals.response_cache.evictions` — stored responses pushed out to stay in bounds.
+//! - `vitals.response_cache.evictions` — stored responses pushed out to stay in bounds;
+//! - `vitals.response_cache.backend.duration` — seconds a request's look at the fleet's store
+//!   (Redis) took, polls for another instance's fill included (feature `redis`);
+//! - `vitals.response_cache.backend.errors` — looks at the fleet's store that failed or timed
+//!   out (the request went to the handler).
 
 use metrics::{Counter, Histogram};
 use vitals_core::per_route::PerRoute;
@@ -39,6 +43,11 @@ pub const BYPASSED: &str = "vitals.response_cache.bypassed";
 pub const STORED: &str = "vitals.response_cache.stored";
 /// Stored responses evicted to stay within the store's bound.
 pub const EVICTIONS: &str = "vitals.response_cache.evictions";
+
+/// Seconds a request's look at the fleet's store took.
+pub const BACKEND_DURATION: &str = "vitals.response_cache.backend.duration";
+/// Looks at the fleet's store that failed or timed out.
+pub const BACKEND_ERRORS: &str = "vitals.response_cache.backend.errors";
 
 /// Bucket bounds (seconds) for [`WAIT_DURATION`]: from a fill that lands at once to one that
 /// takes the whole default wait.
@@ -76,6 +85,15 @@ pub fn describe() {
         EVICTIONS,
         "Stored responses evicted to keep the store within its bound."
     );
+    metrics::describe_histogram!(
+        BACKEND_DURATION,
+        metrics::Unit::Seconds,
+        "Time a request's look at the fleet's shared store (Redis) took, polls for another instance's fill included."
+    );
+    metrics::describe_counter!(
+        BACKEND_ERRORS,
+        "Looks at the fleet's shared store (Redis) that failed or timed out; the request went to the handler."
+    );
 }
 
 #[derive(Debug)]
@@ -90,6 +108,10 @@ struct RouteCounters {
     bypassed: Counter,
     stored: Counter,
     evictions: Counter,
+    #[cfg(feature = "redis")]
+    backend: Histogram,
+    #[cfg(feature = "redis")]
+    backend_errors: Counter,
 }
 
 impl RouteCounters {
@@ -106,6 +128,10 @@ impl RouteCounters {
             bypassed: metrics::counter!(BYPASSED, HTTP_ROUTE => label()),
             stored: metrics::counter!(STORED, HTTP_ROUTE => label()),
             evictions: metrics::counter!(EVICTIONS, HTTP_ROUTE => label()),
+            #[cfg(feature = "redis")]
+            backend: metrics::histogram!(BACKEND_DURATION, HTTP_ROUTE => label()),
+            #[cfg(feature = "redis")]
+            backend_errors: metrics::counter!(BACKEND_ERRORS, HTTP_ROUTE => label()),
         }
     }
 }
@@ -131,6 +157,10 @@ impl Counters {
                 Event::WaitRefused => counters.wait_refused.increment(1),
                 Event::Bypass => counters.bypassed.increment(1),
                 Event::Stored => counters.stored.increment(1),
+                #[cfg(feature = "redis")]
+                Event::Backend(took) => counters.backend.record(took.as_secs_f64()),
+                #[cfg(feature = "redis")]
+                Event::BackendError => counters.backend_errors.increment(1),
             },
         );
     }

@@ -65,6 +65,9 @@ pub struct Refresh {
     pub request: http::Request<()>,
     /// What stores the response.
     pub fill: Box<Fill>,
+    /// How long the refresh may take, body included (the route's wait): a refresh that hangs
+    /// is given up, and the next stale answer starts another.
+    pub limit: Duration,
 }
 
 impl ResponseCachePart {
@@ -84,10 +87,11 @@ impl ResponseCachePart {
         if settings.off {
             return Arrival::Pass;
         }
-        self.decide(head, route, settings, 0, None)
+        self.decide(head, route, settings, 0, None, &mut None)
     }
 
     /// A wait ended: answer from what was stored, go to the handler, or wait again.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::needless_pass_by_value))]
     pub fn follow_up(
         &self,
         head: &mut request::Parts,
@@ -96,6 +100,10 @@ impl ResponseCachePart {
     ) -> Arrival {
         let settings = self.config.settings(route);
         let round = waited.round + 1;
+        #[cfg(feature = "redis")]
+        if let Some(found) = waited.fleet {
+            return self.after_fleet(head, route, settings, round, waited.deadline, *found);
+        }
         self.config.count(route, Event::Waited(waited.duration));
         let now = Instant::now();
         let stored = || {
@@ -103,23 +111,7 @@ impl ResponseCachePart {
                 .and_then(|key| self.lookup(key, head))
         };
         match waited.landing {
-            None => {
-                if settings.on_wait_timeout == WaitTimeout::ServiceUnavailable {
-                    self.config.count(route, Event::WaitRefused);
-                    let mut refused = wait_refused();
-                    mark(
-                        refused.headers_mut(),
-                        &self.config.name,
-                        CacheStatus::Forwarded {
-                            fwd: Forward::Miss,
-                            status: None,
-                            stored: false,
-                        },
-                    );
-                    return Arrival::Answer(Box::new(refused), None);
-                }
-                Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
-            }
+            None => self.wait_passed(head, route, settings),
             Some(Landing::NotStored) => {
                 Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
             }
@@ -162,9 +154,91 @@ impl ResponseCachePart {
                         Forward::Miss,
                     ));
                 }
-                self.decide(head, route, settings, round, Some(waited.deadline))
+                self.decide(
+                    head,
+                    route,
+                    settings,
+                    round,
+                    Some(waited.deadline),
+                    &mut None,
+                )
             }
         }
+    }
+
+    /// A wait passed its limit: `503`, or to the handler, as the route says.
+    fn wait_passed(
+        &self,
+        head: &mut request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+    ) -> Arrival {
+        if settings.on_wait_timeout == WaitTimeout::ServiceUnavailable {
+            self.config.count(route, Event::WaitRefused);
+            let mut refused = wait_refused();
+            mark(
+                refused.headers_mut(),
+                &self.config.name,
+                CacheStatus::Forwarded {
+                    fwd: Forward::Miss,
+                    status: None,
+                    stored: false,
+                },
+            );
+            return Arrival::Answer(Box::new(refused), None);
+        }
+        Arrival::Forward(self.forward_unled(head, route, settings, Forward::Miss))
+    }
+
+    /// The leader's look at the fleet's store ended: what it found is kept in memory, then the
+    /// request is decided again as the instance's leader (answered from what was found, or
+    /// sent to the handler holding the fleet's lock, or without it when Redis failed).
+    #[cfg(feature = "redis")]
+    fn after_fleet(
+        &self,
+        head: &mut request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+        round: u8,
+        deadline: Instant,
+        found: crate::fleet::Found,
+    ) -> Arrival {
+        use crate::fleet::Outcome;
+        let config = &self.config;
+        config.count(route, Event::Backend(found.took));
+        for entry in found.entries {
+            config
+                .store
+                .put(found.key, Arc::new(entry), config.local_keep);
+        }
+        let token = match found.outcome {
+            Outcome::Usable => None,
+            Outcome::Lead(token) => Some(token),
+            Outcome::Failed => {
+                config.count(route, Event::BackendError);
+                None
+            }
+            Outcome::Busy => {
+                // Another instance fills for longer than this request waits. The instance's
+                // flight is let go: its other requests look again (within their own waits).
+                drop(found.guard);
+                return self.wait_passed(head, route, settings);
+            }
+        };
+        let mut lead = Some(Lead {
+            guard: found.guard,
+            token,
+        });
+        let arrival = self.decide(head, route, settings, round, Some(deadline), &mut lead);
+        // Answered from what was found (the lead was not needed): the instance's other
+        // requests find it in memory.
+        if let Some(lead) = lead {
+            config.release(found.key, lead.token);
+            if matches!(arrival, Arrival::Answer(..)) {
+                lead.guard.land(Landing::Stored);
+            }
+        }
+        arrival
     }
 
     fn decide(
@@ -174,22 +248,11 @@ impl ResponseCachePart {
         settings: &Resolved,
         round: u8,
         deadline: Option<Instant>,
+        lead: &mut Option<Lead>,
     ) -> Arrival {
         let config = &self.config;
         if head.method != Method::GET && head.method != Method::HEAD {
-            // An unsafe method: through to the handler, and what was stored for its target is
-            // dropped once it succeeds (RFC 9111 §4.4).
-            let Some(key) = self.key(head, route, settings) else {
-                return Arrival::Pass;
-            };
-            return Arrival::Forward(self.fill(
-                head,
-                route,
-                settings,
-                key,
-                Forward::Method,
-                Role::Invalidate,
-            ));
+            return self.unsafe_method(head, route, settings);
         }
         let rules = match request_rules(&head.method, &head.headers, &settings.policy) {
             Ok(rules) => rules,
@@ -229,18 +292,11 @@ impl ResponseCachePart {
                         ttl: entry.ttl(now),
                     };
                     let answer = self.hit(&entry, head, now, status);
-                    let refresh = self.refresh(head, route, settings, key, entry);
+                    let refresh = self.refresh(head, route, settings, key, entry, lead.take());
                     return Arrival::Answer(Box::new(answer), refresh);
                 }
                 Usable::Revalidate => {
-                    let asked = rules.no_cache
-                        || rules.directives.max_age.is_some()
-                        || rules.directives.min_fresh.is_some();
-                    fwd = if asked {
-                        Forward::Request
-                    } else {
-                        Forward::Stale
-                    };
+                    fwd = revalidation_reason(&rules);
                     stale = Some(entry);
                 }
             }
@@ -267,21 +323,80 @@ impl ResponseCachePart {
             }
             return Arrival::Forward(fill);
         }
-        match config.flights.join(key) {
+        // The instance's flight: this request's own look at the fleet's store made it the
+        // leader already, or it joins (and, leading, looks at the fleet's store first).
+        let (join, token, looked) = match lead.take() {
+            Some(Lead { guard, token }) => (Join::Lead(guard), token, true),
+            None => (config.flights.join(key), None, false),
+        };
+        match join {
             Join::Lead(guard) => {
+                #[cfg(feature = "redis")]
+                if !looked && let Some(redis) = config.redis.clone() {
+                    let deadline = deadline.unwrap_or_else(|| Instant::now() + settings.wait);
+                    return self.look_in_fleet(redis, head, key, guard, rules, (deadline, round));
+                }
+                #[cfg(not(feature = "redis"))]
+                let _ = looked;
                 config.count(route, Event::Miss);
                 let mut fill = self.fill(head, route, settings, key, fwd, Role::Lead(guard));
+                fill.token = token;
                 fill.rules = rules;
                 fill.stale = stale;
                 fill.revalidate(&mut head.headers);
                 Arrival::Forward(fill)
             }
             Join::Follow(landing) => Arrival::Wait(Waiter {
-                landing,
+                kind: WaitKind::Flight(landing),
                 deadline: deadline.unwrap_or_else(|| Instant::now() + settings.wait),
                 round,
             }),
         }
+    }
+
+    /// An unsafe method: through to the handler, and what was stored for its target is dropped
+    /// once it succeeds (RFC 9111 §4.4).
+    fn unsafe_method(
+        &self,
+        head: &request::Parts,
+        route: &RouteLabel,
+        settings: &Resolved,
+    ) -> Arrival {
+        let Some(key) = self.key(head, route, settings) else {
+            return Arrival::Pass;
+        };
+        let role = Role::Invalidate;
+        Arrival::Forward(self.fill(head, route, settings, key, Forward::Method, role))
+    }
+
+    /// The instance's leader for `key` looks in the fleet's store before the handler: the
+    /// look is a wait (until `deadline`, in this `round`), then [`follow_up`](Self::follow_up).
+    #[cfg(feature = "redis")]
+    fn look_in_fleet(
+        &self,
+        redis: crate::RedisStore,
+        head: &request::Parts,
+        key: u128,
+        guard: FlightGuard,
+        rules: RequestRules,
+        (deadline, round): (Instant, u8),
+    ) -> Arrival {
+        let host = crate::key::host(&head.uri, &head.headers);
+        Arrival::Wait(Waiter {
+            kind: WaitKind::Fleet(Box::new(crate::fleet::Lookup {
+                redis,
+                namespace: self.config.namespace.clone(),
+                key,
+                guard,
+                wanted: crate::fleet::Wanted {
+                    host: host.map(Box::from),
+                    headers: head.headers.clone(),
+                    rules,
+                },
+            })),
+            deadline,
+            round,
+        })
     }
 
     /// The background refresh of a stale answer: one at a time (a refresh in flight is left
@@ -293,9 +408,19 @@ impl ResponseCachePart {
         settings: &Resolved,
         key: u128,
         stale: Arc<Entry>,
+        lead: Option<Lead>,
     ) -> Option<Box<Refresh>> {
-        let Join::Lead(guard) = self.config.flights.join(key) else {
-            return None;
+        // The refresh is the instance's one fill of the key: led by the flight this request
+        // already leads (it looked at the fleet's store), or by a new one.
+        let guard = match lead {
+            Some(lead) => {
+                self.config.release(key, lead.token);
+                lead.guard
+            }
+            None => match self.config.flights.join(key) {
+                Join::Lead(guard) => guard,
+                Join::Follow(_) => return None,
+            },
         };
         let mut copy = head.clone();
         // A refresh asks for the whole response, whatever the request that triggered it
@@ -321,6 +446,7 @@ impl ResponseCachePart {
         Some(Box::new(Refresh {
             request: http::Request::from_parts(copy, ()),
             fill,
+            limit: settings.wait,
         }))
     }
 
@@ -391,6 +517,7 @@ impl ResponseCachePart {
             head_only: head.method == Method::HEAD,
             requested_at: SystemTime::now(),
             epoch: self.config.store.epoch(),
+            token: None,
             timing: ServerTiming::get(&head.extensions),
         })
     }
@@ -442,6 +569,14 @@ impl ResponseCachePart {
     }
 }
 
+/// The lead of the instance's flight for a key, taken before the request was decided (its
+/// look at the fleet's store), with the fleet's lock when it holds it.
+#[derive(Debug)]
+struct Lead {
+    guard: FlightGuard,
+    token: Option<u64>,
+}
+
 /// What a forwarded request is to its key.
 #[derive(Debug)]
 enum Role {
@@ -485,6 +620,8 @@ pub struct Fill {
     requested_at: SystemTime,
     /// The store's invalidation epoch when the request went to the handler.
     epoch: u64,
+    /// The fencing token of the fleet's lock on the key, when this fill holds it.
+    token: Option<u64>,
     timing: Option<ServerTiming>,
 }
 
@@ -578,7 +715,7 @@ impl Fill {
                 // again, and for a while nobody waits on this key.
                 if self.stored {
                     if self.stale.is_some() {
-                        config.store.remove(self.key);
+                        config.remove(self.key);
                     }
                     config.store.mark_pass(self.key);
                 }
@@ -602,6 +739,7 @@ impl Fill {
             config: Arc::clone(&config),
             key: self.key,
             epoch: self.epoch,
+            token: self.token.take(),
             guard: match role {
                 Role::Lead(guard) => Some(guard),
                 _ => None,
@@ -633,11 +771,9 @@ impl Fill {
         if matches!(self.role, Role::Invalidate) && (status.is_success() || status.is_redirection())
         {
             let config = &self.config;
-            config.store.remove(self.key);
+            config.remove(self.key);
             for location in invalidated_locations(&head.headers, &self.request_headers) {
-                config
-                    .store
-                    .remove(primary_key(&config.namespace, "", &location));
+                config.remove(primary_key(&config.namespace, "", &location));
             }
         }
         self.mark_forwarded(&mut head.headers, Some(status), false);
@@ -669,7 +805,7 @@ impl Fill {
     /// The handler said the stale response is still good (`304`): it is stored again with the
     /// `304`'s fields, and answers.
     fn revalidated(
-        self: Box<Self>,
+        mut self: Box<Self>,
         stale: &Entry,
         fields: &HeaderMap,
         now: Instant,
@@ -718,11 +854,11 @@ impl Fill {
                 lifetime: jittered(freshness.lifetime, config.jitter),
                 freshness,
             });
-            config.store.put(self.key, Arc::clone(&entry));
+            config.put(self.key, Arc::clone(&entry), self.token.take());
             config.count(&self.route, Event::Stored);
             entry
         } else {
-            config.store.remove(self.key);
+            config.remove(self.key);
             // Answers this once, as the handler's fields say, and is not kept.
             Arc::new(Entry {
                 status: stale.status,
@@ -786,8 +922,20 @@ impl Fill {
     }
 
     fn land(mut self: Box<Self>, landing: Landing) {
+        // Nothing stored under the fleet's lock: the key is free for another instance now.
+        self.config.release(self.key, self.token.take());
         if let Role::Lead(guard) = std::mem::replace(&mut self.role, Role::Bypass) {
             guard.land(landing);
+        }
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        // Dropped before its response (the client left): the fleet's other instances need not
+        // wait for the lease to fill the key.
+        if self.token.is_some() {
+            self.config.release(self.key, self.token.take());
         }
     }
 }
@@ -799,6 +947,8 @@ pub struct Recorder {
     key: u128,
     /// The store's invalidation epoch when the request went to the handler.
     epoch: u64,
+    /// The fencing token of the fleet's lock on the key, when this fill holds it.
+    token: Option<u64>,
     guard: Option<FlightGuard>,
     length: Option<usize>,
     too_large: bool,
@@ -841,7 +991,8 @@ impl Recorder {
                     body.freeze()
                 };
                 let route = entry.route.clone();
-                self.config.store.put(self.key, Arc::new(entry));
+                self.config
+                    .put(self.key, Arc::new(entry), self.token.take());
                 self.config.count(&route, Event::Stored);
                 Landing::Stored
             }
@@ -853,39 +1004,68 @@ impl Recorder {
                 Landing::NotStored
             }
         };
+        self.config.release(self.key, self.token.take());
         if let Some(guard) = self.guard.take() {
             guard.land(landing);
         }
     }
 }
 
-/// A request waiting for another request's fill of its key.
+/// A request waiting for another request's fill of its key (or, leading it on this instance,
+/// looking at the fleet's store first).
 #[derive(Debug)]
 pub struct Waiter {
-    landing: watch::Receiver<Landing>,
+    kind: WaitKind,
     /// When the request stops waiting, however many rounds it takes.
     deadline: Instant,
     round: u8,
 }
 
+/// What a request waits on.
+#[derive(Debug)]
+enum WaitKind {
+    /// Another request's fill on this instance.
+    Flight(watch::Receiver<Landing>),
+    /// The fleet's store: what another instance stored, or its lock.
+    #[cfg(feature = "redis")]
+    Fleet(Box<crate::fleet::Lookup>),
+}
+
 /// How a wait ended.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Waited {
     /// How the fill landed; `None`: the wait's limit passed first.
     landing: Option<Landing>,
     duration: Duration,
     deadline: Instant,
     round: u8,
+    /// What the look at the fleet's store found.
+    #[cfg(feature = "redis")]
+    fleet: Option<Box<crate::fleet::Found>>,
 }
 
 impl Waiter {
     /// Waits until the fill lands, or the route's wait limit passes.
-    pub async fn wait(mut self) -> Waited {
+    #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
+    pub async fn wait(self) -> Waited {
         let started = Instant::now();
+        let mut landing = match self.kind {
+            WaitKind::Flight(landing) => landing,
+            #[cfg(feature = "redis")]
+            WaitKind::Fleet(lookup) => {
+                let found = lookup.run(self.deadline).await;
+                return Waited {
+                    landing: None,
+                    duration: started.elapsed(),
+                    deadline: self.deadline,
+                    round: self.round,
+                    fleet: Some(Box::new(found)),
+                };
+            }
+        };
         let landed = tokio::time::timeout_at(
             self.deadline.into(),
-            self.landing
-                .wait_for(|landing| *landing != Landing::Filling),
+            landing.wait_for(|landing| *landing != Landing::Filling),
         )
         .await;
         let landing = match landed {
@@ -899,6 +1079,8 @@ impl Waiter {
             duration: started.elapsed(),
             deadline: self.deadline,
             round: self.round,
+            #[cfg(feature = "redis")]
+            fleet: None,
         }
     }
 }
@@ -920,6 +1102,19 @@ fn invalidated_locations(response: &HeaderMap, request: &HeaderMap) -> Vec<Strin
         })
         .map(|uri| target(&uri).into_owned())
         .collect()
+}
+
+/// Why a stored response goes to the handler first: the request asked for a fresher one, or it
+/// is stale.
+fn revalidation_reason(rules: &RequestRules) -> Forward {
+    let asked = rules.no_cache
+        || rules.directives.max_age.is_some()
+        || rules.directives.min_fresh.is_some();
+    if asked {
+        Forward::Request
+    } else {
+        Forward::Stale
+    }
 }
 
 /// Whether a request's answer is its own (credentials, a range, a precondition of the
@@ -996,4 +1191,10 @@ pub(crate) enum Event {
     WaitRefused,
     Bypass,
     Stored,
+    /// The time a leader spent on the fleet's store.
+    #[cfg(feature = "redis")]
+    Backend(Duration),
+    /// The fleet's store failed or did not answer in time.
+    #[cfg(feature = "redis")]
+    BackendError,
 }

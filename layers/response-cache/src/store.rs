@@ -153,8 +153,9 @@ impl MemoryStore {
         self.cache.get(&key)
     }
 
-    /// Stores `entry` under `key`, in place of the variant stored for the same `Vary` values.
-    pub(crate) fn put(&self, key: u128, entry: Arc<Entry>) {
+    /// Stores `entry` under `key`, in place of the variant stored for the same `Vary` values,
+    /// for `at_most` (with a shared store behind this one: its local TTL).
+    pub(crate) fn put(&self, key: u128, entry: Arc<Entry>, at_most: Duration) {
         self.passes.invalidate(&key);
         let now = Instant::now();
         let grace = self.grace;
@@ -180,7 +181,8 @@ impl MemoryStore {
                 .iter()
                 .map(|entry| entry.keep_for(now, grace))
                 .max()
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .min(at_most);
             let weight = entries.iter().map(|entry| entry.weight()).sum::<usize>();
             Arc::new(Variants {
                 entries,
@@ -188,6 +190,12 @@ impl MemoryStore {
                 weight: u32::try_from(weight).unwrap_or(u32::MAX),
             })
         });
+    }
+
+    /// How long a stale response that can be revalidated is kept past its stale windows.
+    #[cfg(feature = "redis")]
+    pub(crate) fn grace(&self) -> Duration {
+        self.grace
     }
 
     /// Forgets what `key` holds.

@@ -128,6 +128,20 @@ fn app(calls: Calls) -> Router {
             }),
         )
         .route(
+            "/hung-refresh",
+            get(|State(calls): State<Calls>| async move {
+                let n = calls.count("hung-refresh");
+                if n == 2 {
+                    // The first refresh never answers.
+                    tokio::time::sleep(Duration::from_hours(1)).await;
+                }
+                (
+                    [("cache-control", "max-age=1, stale-while-revalidate=30")],
+                    format!("version {n}"),
+                )
+            }),
+        )
+        .route(
             "/flaky",
             get(|State(calls): State<Calls>| async move {
                 let n = calls.count("flaky");
@@ -210,12 +224,18 @@ fn app(calls: Calls) -> Router {
 }
 
 fn layer() -> ResponseCacheLayer {
-    ResponseCacheLayer::new().with_jitter(0.0).with_route(
-        "/held",
-        CacheSettings::new()
-            .with_wait(Duration::from_millis(100))
-            .with_wait_timeout(WaitTimeout::ServiceUnavailable),
-    )
+    ResponseCacheLayer::new()
+        .with_jitter(0.0)
+        .with_route(
+            "/held",
+            CacheSettings::new()
+                .with_wait(Duration::from_millis(100))
+                .with_wait_timeout(WaitTimeout::ServiceUnavailable),
+        )
+        .with_route(
+            "/hung-refresh",
+            CacheSettings::new().with_wait(Duration::from_millis(300)),
+        )
 }
 
 async fn serve(layer: ResponseCacheLayer) -> (SocketAddr, Calls, ResponseCacheHandle) {
@@ -442,6 +462,26 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
     let fresh = get_(address, "/swr").await;
     assert_eq!(fresh.body, "version 2");
     assert!(!fresh.cache_status().contains("ttl=-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_hangs_is_given_up_at_the_routes_wait_and_the_next_one_runs() {
+    let (address, calls, _) = serve(layer()).await;
+    assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // Stale: answered at once, and a refresh starts (and hangs).
+    assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(calls.of("hung-refresh"), 2);
+    // Within the refresh's limit (the route's wait, 300 ms): no second refresh.
+    assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
+    assert_eq!(calls.of("hung-refresh"), 2);
+    // Past it, the hung refresh is given up: the next stale answer starts another.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls.of("hung-refresh"), 3);
+    assert_eq!(get_(address, "/hung-refresh").await.body, "version 3");
 }
 
 #[tokio::test]

@@ -108,7 +108,7 @@ mod development_md {}
 #[cfg(all(doctest, feature = "idempotency-stack"))]
 #[doc = include_str!("../../../docs/idempotency.md")]
 mod idempotency_md {}
-#[cfg(all(doctest, feature = "response-cache"))]
+#[cfg(all(doctest, feature = "response-cache", feature = "redis"))]
 #[doc = include_str!("../../../docs/response-cache.md")]
 mod response_cache_md {}
 #[cfg(all(doctest, feature = "jobs", feature = "sqlite"))]

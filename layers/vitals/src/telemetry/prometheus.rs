@@ -79,6 +79,12 @@ fn histogram_buckets() -> Vec<(&'static str, &'static [f64])> {
         vitals_response_cache::metrics::WAIT_DURATION,
         vitals_response_cache::metrics::WAIT_BUCKETS,
     ));
+    // Defined whether or not Redis is on: a family never reported costs nothing.
+    #[cfg(feature = "response-cache")]
+    buckets.push((
+        vitals_response_cache::metrics::BACKEND_DURATION,
+        vitals_response_cache::metrics::WAIT_BUCKETS,
+    ));
     buckets
 }
 
