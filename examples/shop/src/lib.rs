@@ -350,7 +350,8 @@ impl Shop {
             .dashboard()
             .with_breaker(breaker)
             .with_pool(state.db.pool_vitals().clone())
-            .with_jobs(&state.jobs);
+            .with_jobs(&state.jobs)
+            .with_response_cache(state.reviews_cache.handle());
         if let Some(token) = config.dashboard_token {
             dashboard = dashboard.with_bearer_token(token);
         }
@@ -390,6 +391,7 @@ impl Shop {
             .layer(self.vitals.clone())
             .merge(self.dashboard.router())
             .merge(self.dashboard.guard(latency_json))
+            .merge(self.dashboard.cache_purge_router())
     }
 
     /// The dashboard.

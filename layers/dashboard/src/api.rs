@@ -42,6 +42,9 @@ struct Summary<'a> {
     rate_limits: Vec<Value>,
     /// The connection pools given to the dashboard.
     databases: Vec<Value>,
+    /// The response caches' routes, with their hit ratios.
+    #[cfg(feature = "response-cache")]
+    caches: Vec<Value>,
     /// The job queue as last read: jobs by kind and state, the latest dead-lettered.
     #[cfg(feature = "jobs")]
     jobs: Option<vitals_jobs::JobsSnapshot>,
@@ -124,6 +127,8 @@ pub(crate) fn summary(sources: &Sources) -> String {
             .map(rate_limits)
             .unwrap_or_default(),
         databases: sources.pools.iter().map(pool).collect(),
+        #[cfg(feature = "response-cache")]
+        caches: sources.caches.iter().flat_map(caches).collect(),
         #[cfg(feature = "jobs")]
         jobs: sources
             .jobs
@@ -158,6 +163,28 @@ fn rate_limits(handle: &vitals_rate_limit::RateLimitHandle) -> Vec<Value> {
                 "shadow_refused": snapshot.shadow_refused,
                 "keys": snapshot.keys,
                 "evicted_early": snapshot.evicted_early,
+            })
+        })
+        .collect()
+}
+
+/// A response cache's routes: what it answered without the handler, and what went to it.
+#[cfg(feature = "response-cache")]
+fn caches(handle: &vitals_response_cache::ResponseCacheHandle) -> Vec<Value> {
+    handle
+        .route_snapshots()
+        .into_iter()
+        .map(|(route, snapshot)| {
+            json!({
+                "route": route,
+                "hit_ratio": snapshot.hit_ratio(),
+                "hits": snapshot.hits,
+                "stale": snapshot.stale,
+                "collapsed": snapshot.collapsed,
+                "misses": snapshot.misses,
+                "bypassed": snapshot.bypassed,
+                "stored": snapshot.stored,
+                "wait_refused": snapshot.wait_refused,
             })
         })
         .collect()

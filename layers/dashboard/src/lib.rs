@@ -43,6 +43,8 @@
 mod access;
 mod api;
 mod history;
+#[cfg(feature = "response-cache")]
+mod purge;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -80,6 +82,9 @@ pub(crate) struct Sources {
     pub(crate) breakers: Vec<vitals_client::BreakerHandle>,
     pub(crate) host_breakers: Vec<vitals_client::HostBreakers>,
     pub(crate) pools: Vec<vitals_queries::pool::PoolVitals>,
+    /// The response caches (feature `response-cache`).
+    #[cfg(feature = "response-cache")]
+    pub(crate) caches: Vec<vitals_response_cache::ResponseCacheHandle>,
     /// The job queue, as last read (every 5 s).
     #[cfg(feature = "jobs")]
     pub(crate) jobs: Option<vitals_jobs::JobsWatch>,
@@ -129,6 +134,20 @@ impl DashboardBuilder {
     /// connections longest); call once per pool.
     pub fn with_pool(mut self, pool: vitals_queries::pool::PoolVitals) -> Self {
         self.sources.pools.push(pool);
+        self
+    }
+
+    /// A response cache to show in the "Response cache" panel (feature `response-cache`): each
+    /// route's hit ratio — the share of its requests answered without the handler — with its
+    /// hits, stale answers, collapsed waits, misses, bypasses and stores since the start
+    /// ([`ResponseCacheLayer::handle`](vitals_response_cache::ResponseCacheLayer::handle)); call
+    /// once per cache.
+    #[cfg(feature = "response-cache")]
+    pub fn with_response_cache(
+        mut self,
+        cache: vitals_response_cache::ResponseCacheHandle,
+    ) -> Self {
+        self.sources.caches.push(cache);
         self
     }
 
@@ -388,6 +407,36 @@ impl Dashboard {
                 }
             },
         ))
+    }
+
+    /// The response caches' purge route, behind the dashboard's access rule (feature
+    /// `response-cache`; opt-in: merge it beside [`router`](Self::router)). `PURGE` or `DELETE`
+    /// `{prefix}/cache` with one of `?target=/products/42`, `?route=/products/{id}`,
+    /// `?tag=catalogue` or `?all=true` makes every cache given with
+    /// [`with_response_cache`](DashboardBuilder::with_response_cache) forget it (this
+    /// instance's memory at once, a Redis shared by the fleet in the background) and answers
+    /// `200` with what was purged; a bad query gets `400`, other methods `405`, no cache `404`.
+    ///
+    /// ```text
+    /// curl -X PURGE 'http://127.0.0.1:3000/_vitals/cache?tag=catalogue'
+    /// ```
+    #[cfg(feature = "response-cache")]
+    pub fn cache_purge_router(&self) -> Router {
+        let inner = Arc::clone(&self.inner);
+        let purge = axum::routing::any(
+            move |query: Result<
+                axum::extract::Query<purge::Purge>,
+                axum::extract::rejection::QueryRejection,
+            >,
+                  request: Request| {
+                let inner = Arc::clone(&inner);
+                async move {
+                    let query = query.map_err(|rejection| rejection.body_text());
+                    purge::answer(&inner.sources.caches, &request, query)
+                }
+            },
+        );
+        self.guard(Router::new().route(&format!("{}/cache", self.inner.prefix), purge))
     }
 
     /// Takes a history sample now (tests, or a page that wants a fresh point).

@@ -465,3 +465,87 @@ async fn rate_limits_are_listed_by_refusals() {
     );
     assert_eq!(rows[1]["allowed"], 1);
 }
+
+#[cfg(feature = "response-cache")]
+#[tokio::test]
+async fn each_cached_route_shows_its_hit_ratio() {
+    use tower::ServiceExt;
+    use vitals_response_cache::ResponseCacheLayer;
+
+    let cache = ResponseCacheLayer::new();
+    let handle = cache.handle();
+    let purge_handle = cache.handle();
+    let app = Router::new()
+        .route(
+            "/items/{id}",
+            get(|| async { ([("cache-control", "public, max-age=60")], "item") }),
+        )
+        .layer(cache);
+    // One miss that stores, three hits.
+    for _ in 0..4 {
+        let request = http::Request::get("/items/7")
+            .header("host", "shop.test")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Read to its end: a response is stored when its body ends whole.
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"item");
+    }
+    let dashboard = Dashboard::builder()
+        .with_response_cache(handle)
+        .build()
+        .unwrap();
+    let addr = serve_with_peers(dashboard.router()).await;
+    let (status, body) = get_raw(addr, "/_vitals/api/summary", "").await;
+    assert_eq!(status, 200, "{body}");
+    let rows = json(&body)["caches"].as_array().unwrap().clone();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"route": "/items/{id}", "hit_ratio": 0.75, "hits": 3, "stale": 0,
+            "collapsed": 0, "misses": 1, "bypassed": 0, "stored": 1, "wait_refused": 0})
+        ]
+    );
+    let (_, page) = get_raw(addr, "/_vitals", "").await;
+    assert!(page.contains(r#"<table id="caches">"#));
+
+    // The opt-in purge route, behind the same access rule.
+    let purge = serve_with_peers(dashboard.cache_purge_router()).await;
+    assert_eq!(purge_handle.keys(), 1);
+    let local = "host: localhost\r\n";
+    for (method, path, status) in [
+        ("GET", "/_vitals/cache?target=/items/7", 405),
+        ("PURGE", "/_vitals/cache", 400),
+        ("PURGE", "/_vitals/cache?target=/items/7&tag=x", 400),
+        ("PURGE", "/_vitals/cache?target=items", 400),
+        ("PURGE", "/_vitals/cache?colour=red", 400),
+        ("DELETE", "/_vitals/cache?all=false", 400),
+    ] {
+        let (got, body) = request_raw(purge, method, path, local).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+    }
+    assert_eq!(
+        purge_handle.keys(),
+        1,
+        "nothing purged by a refused request"
+    );
+    let (status, _) = request_raw(
+        purge,
+        "PURGE",
+        "/_vitals/cache?target=/items/7",
+        "host: rebound.example\r\n",
+    )
+    .await;
+    assert_eq!(status, 403, "a loopback peer naming another host");
+    let (status, body) = request_raw(purge, "PURGE", "/_vitals/cache?target=/items/7", local).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"purged": {"target": "/items/7"}, "caches": 1})
+    );
+    assert_eq!(purge_handle.keys(), 0);
+}

@@ -8,6 +8,7 @@ use http::Uri;
 use crate::flight::Flights;
 use crate::key::{primary_key, target};
 use crate::store::MemoryStore;
+use crate::tally::{CacheSnapshot, Tallies};
 
 /// A handle to the store every copy of a [`ResponseCacheLayer`](crate::ResponseCacheLayer)
 /// shares. Cheap to clone.
@@ -32,6 +33,7 @@ use crate::store::MemoryStore;
 pub struct ResponseCacheHandle {
     store: MemoryStore,
     flights: Arc<Flights>,
+    tallies: Arc<Tallies>,
     namespace: String,
     #[cfg(feature = "redis")]
     redis: Option<crate::RedisStore>,
@@ -41,12 +43,14 @@ impl ResponseCacheHandle {
     pub(crate) fn new(
         store: MemoryStore,
         flights: Arc<Flights>,
+        tallies: Arc<Tallies>,
         namespace: String,
         #[cfg(feature = "redis")] redis: Option<crate::RedisStore>,
     ) -> Self {
         Self {
             store,
             flights,
+            tallies,
             namespace,
             #[cfg(feature = "redis")]
             redis,
@@ -133,6 +137,12 @@ impl ResponseCacheHandle {
     pub fn bytes(&self) -> u64 {
         self.store.sync();
         self.store.bytes()
+    }
+
+    /// What the cache did for each route since the start (hits, stale answers, collapsed
+    /// waits, misses…), sorted by route: the dashboard's "Response cache" panel.
+    pub fn route_snapshots(&self) -> Vec<(String, CacheSnapshot)> {
+        self.tallies.snapshots()
     }
 
     /// Keys being filled now (one handler call each, however many requests wait on them).

@@ -15,6 +15,7 @@ use crate::part::{Event, ResponseCachePart};
 use crate::rules::Policy;
 use crate::service::ResponseCache;
 use crate::store::{DEFAULT_MAX_BYTES, MemoryStore, OnEvicted};
+use crate::tally::Tallies;
 
 /// How long a request waits for another request's fill of its key when not told otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
@@ -238,6 +239,7 @@ impl Default for Resolved {
 pub(crate) struct Shared {
     pub(crate) store: MemoryStore,
     pub(crate) flights: Arc<Flights>,
+    pub(crate) tallies: Arc<Tallies>,
     #[cfg(feature = "metrics")]
     pub(crate) counters: Arc<crate::metrics::Counters>,
 }
@@ -258,6 +260,7 @@ impl Shared {
         Self {
             store: MemoryStore::new(max_bytes, grace, on_evicted),
             flights: Arc::default(),
+            tallies: Arc::default(),
             #[cfg(feature = "metrics")]
             counters,
         }
@@ -278,6 +281,7 @@ pub(crate) struct Config {
     pub(crate) jitter: f64,
     pub(crate) store: MemoryStore,
     pub(crate) flights: Arc<Flights>,
+    pub(crate) tallies: Arc<Tallies>,
     #[cfg(feature = "metrics")]
     pub(crate) counters: Arc<crate::metrics::Counters>,
     /// The fleet's shared store, behind this instance's memory.
@@ -342,12 +346,10 @@ impl Config {
         self.routes.get(route).unwrap_or(&self.defaults)
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
     pub(crate) fn count(&self, route: &RouteLabel, event: Event) {
+        self.tallies.count(route.as_str(), event);
         #[cfg(feature = "metrics")]
         self.counters.count(route.as_str(), event);
-        #[cfg(not(feature = "metrics"))]
-        let _ = (route, event);
     }
 }
 
@@ -529,6 +531,7 @@ impl ResponseCacheLayer {
         ResponseCacheHandle::new(
             self.shared.store.clone(),
             Arc::clone(&self.shared.flights),
+            Arc::clone(&self.shared.tallies),
             self.namespace.clone(),
             #[cfg(feature = "redis")]
             self.redis.clone(),
@@ -562,6 +565,7 @@ impl ResponseCacheLayer {
                 jitter: self.jitter,
                 store: self.shared.store.clone(),
                 flights: Arc::clone(&self.shared.flights),
+                tallies: Arc::clone(&self.shared.tallies),
                 #[cfg(feature = "metrics")]
                 counters: Arc::clone(&self.shared.counters),
                 #[cfg(feature = "redis")]

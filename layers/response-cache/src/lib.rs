@@ -59,6 +59,7 @@ mod handle;
 mod layer;
 mod service;
 mod store;
+mod tally;
 
 #[cfg(feature = "redis")]
 mod fleet;
@@ -75,6 +76,7 @@ pub use layer::{
 pub use service::ResponseCache;
 pub use status::CACHE_STATUS;
 pub use store::{DEFAULT_MAX_BYTES, MAX_VARIANTS, PASS_FOR};
+pub use tally::CacheSnapshot;
 
 #[cfg(feature = "redis")]
 pub use redis_store::{
