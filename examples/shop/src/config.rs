@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, default_value = "shop:cache")]
     pub cache_prefix: String,
 
+    /// How long one call to the response cache's Redis may take (with `--cache-url`): past it
+    /// the request goes to the handler.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub cache_timeout_ms: u64,
+
     /// The most database connections the shop's pool opens.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub pool_size: u32,

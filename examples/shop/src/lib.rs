@@ -263,9 +263,12 @@ fn reviews_cache(
     let Some(url) = &config.cache_url else {
         return Ok(cache);
     };
+    // The default lease, 3 s: fifteen fills of the reviews' 200 ms (a loaded machine slows
+    // them), and shorter than the 5 s a request waits, so the waiters outlast a crashed filler.
     let fleet = vitals::response_cache::RedisStore::new(url)
         .map_err(|e| StartError(e.to_string()))?
-        .with_prefix(config.cache_prefix.clone());
+        .with_prefix(config.cache_prefix.clone())
+        .with_timeout(Duration::from_millis(config.cache_timeout_ms));
     Ok(cache.with_redis(fleet))
 }
 

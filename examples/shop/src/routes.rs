@@ -72,14 +72,14 @@ pub struct AppState {
 /// say): what a stampede multiplies and the response cache pays once per key.
 pub const REVIEWS_WORK: Duration = Duration::from_millis(200);
 
-/// The response cache of `GET /products/{id}/reviews`: a waiting request waits up to 2 s for
-/// the fill in progress (ten times the fill), so a burst of cold requests makes one fill.
+/// The response cache of `GET /products/{id}/reviews`: a waiting request waits up to 5 s for
+/// the fill in progress (25 times the fill), so a burst of cold requests makes one fill.
 pub fn reviews_cache() -> vitals::response_cache::ResponseCacheLayer {
     use vitals::response_cache::{CacheSettings, ResponseCacheLayer};
     ResponseCacheLayer::new().with_route(
         "/products/{id}/reviews",
         CacheSettings::new()
-            .with_wait(Duration::from_secs(2))
+            .with_wait(Duration::from_secs(5))
             .with_stale_if_error(Duration::from_mins(5)),
     )
 }

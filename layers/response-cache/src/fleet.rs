@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 
 use crate::entry::Entry;
-use crate::flight::FlightGuard;
-use crate::redis_store::RedisStore;
+use crate::flight::{FlightGuard, Hold};
+use crate::redis_store::{RedisStore, in_background};
 use crate::rules::{RequestRules, Usable, usable};
 
 /// The first pause between two looks at a key another instance fills; each pause doubles up to
@@ -50,6 +50,9 @@ pub(crate) struct Lookup {
     pub(crate) key: u128,
     pub(crate) guard: FlightGuard,
     pub(crate) wanted: Wanted,
+    /// The memory's invalidation epoch when the look began: what it finds is not kept in
+    /// memory if the key was purged meanwhile.
+    pub(crate) epoch: u64,
 }
 
 /// What the look found.
@@ -57,8 +60,8 @@ pub(crate) struct Lookup {
 pub(crate) enum Outcome {
     /// A stored response answers the request.
     Usable,
-    /// Nothing does, and this instance fills the key holding the lock with this token.
-    Lead(u64),
+    /// Nothing does, and this instance fills the key holding its lock.
+    Lead(Hold),
     /// Another instance still filled the key when the request's wait passed.
     Busy,
     /// Redis failed or did not answer in time: the request goes to the handler.
@@ -73,6 +76,7 @@ pub(crate) struct Found {
     pub(crate) key: u128,
     pub(crate) entries: Vec<Entry>,
     pub(crate) outcome: Outcome,
+    pub(crate) epoch: u64,
     /// Time spent on Redis (polls included).
     pub(crate) took: Duration,
 }
@@ -87,6 +91,7 @@ impl Lookup {
             key,
             guard,
             wanted,
+            epoch,
         } = self;
         let mut pause = FIRST_PAUSE;
         let mut entries = Vec::new();
@@ -98,7 +103,14 @@ impl Lookup {
             if wanted.satisfied(&entries, Instant::now()) {
                 break Outcome::Usable;
             }
-            match redis.lock(&namespace, key).await {
+            let nonce = fastrand::u128(..);
+            let mut held = Held {
+                redis: redis.clone(),
+                namespace: namespace.clone(),
+                key,
+                nonce: Some(nonce),
+            };
+            match redis.lock(&namespace, key, nonce).await {
                 Ok(Some(token)) => {
                     // Another instance may have stored (and let the lock go) between the look
                     // and the lock: one more look, so it is not filled twice.
@@ -106,12 +118,13 @@ impl Lookup {
                         && wanted.satisfied(&found, Instant::now())
                     {
                         entries = found;
-                        redis.release(&namespace, key, token).await;
                         break Outcome::Usable;
                     }
-                    break Outcome::Lead(token);
+                    held.nonce = None;
+                    break Outcome::Lead(Hold { token, nonce });
                 }
-                Ok(None) => {}
+                Ok(None) => held.nonce = None,
+                // The lock may have been taken with its answer lost: `held` lets it go.
                 Err(_) => break Outcome::Failed,
             }
             if Instant::now() + pause >= deadline {
@@ -125,7 +138,27 @@ impl Lookup {
             key,
             entries,
             outcome,
+            epoch,
             took: started.elapsed(),
+        }
+    }
+}
+
+/// A lock this look may hold and will not use (it found a stored response after all, its
+/// answer was lost, or the look was dropped with the request): let go when dropped, so the
+/// fleet does not wait for the lease.
+struct Held {
+    redis: RedisStore,
+    namespace: String,
+    key: u128,
+    nonce: Option<u128>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(nonce) = self.nonce.take() {
+            let (redis, namespace, key) = (self.redis.clone(), self.namespace.clone(), self.key);
+            in_background(async move { redis.release(&namespace, key, nonce).await });
         }
     }
 }

@@ -25,6 +25,15 @@ pub(crate) enum Landing {
     Failed,
 }
 
+/// A fill's hold on its key's lock in the fleet's store: the fencing token the lock was taken
+/// with, and the nonce the lock holds (what lets it go, even when the lock's reply was lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // Made and read with Redis only.
+pub(crate) struct Hold {
+    pub(crate) token: u64,
+    pub(crate) nonce: u128,
+}
+
 /// The flights in progress, by primary key.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {

@@ -20,6 +20,10 @@ use crate::tally::Tallies;
 /// How long a request waits for another request's fill of its key when not told otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a background refresh (`stale-while-revalidate`) may take when not told otherwise,
+/// its body included: past it, it is given up and the next stale answer starts another.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The largest body stored when not told otherwise: 1 MiB. A larger one (or a stream that
 /// grows past it) passes through unstored.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
@@ -59,6 +63,7 @@ pub struct CacheSettings {
     stale_if_error: Option<Duration>,
     wait: Option<Duration>,
     on_wait_timeout: Option<WaitTimeout>,
+    refresh_timeout: Option<Duration>,
     key: Option<KeyFn>,
     store_set_cookie: Option<bool>,
     share_cookie_requests: Option<bool>,
@@ -74,6 +79,7 @@ impl std::fmt::Debug for CacheSettings {
             .field("stale_if_error", &self.stale_if_error)
             .field("wait", &self.wait)
             .field("on_wait_timeout", &self.on_wait_timeout)
+            .field("refresh_timeout", &self.refresh_timeout)
             .field("key", &self.key.as_ref().map(|_| "fn"))
             .finish_non_exhaustive()
     }
@@ -142,6 +148,15 @@ impl CacheSettings {
         self
     }
 
+    /// How long a background refresh of a stale response (`stale-while-revalidate`) may take,
+    /// its body included (30 s by default): a refresh that hangs is given up, and the next
+    /// stale answer starts another. Longer than the slowest fill, or it is never stored.
+    #[must_use]
+    pub fn with_refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = Some(timeout);
+        self
+    }
+
     /// The route's own key: what tells its responses apart, in place of the path and
     /// normalised query (the route template and the `Vary` headers still count). `None` from
     /// the function sends the request past the cache.
@@ -191,6 +206,7 @@ impl CacheSettings {
             },
             wait: self.wait.unwrap_or(base.wait),
             on_wait_timeout: self.on_wait_timeout.unwrap_or(base.on_wait_timeout),
+            refresh_timeout: self.refresh_timeout.unwrap_or(base.refresh_timeout),
             key: self.key.clone().or_else(|| base.key.clone()),
         }
     }
@@ -209,6 +225,7 @@ pub(crate) struct Resolved {
     pub(crate) policy: Policy,
     pub(crate) wait: Duration,
     pub(crate) on_wait_timeout: WaitTimeout,
+    pub(crate) refresh_timeout: Duration,
     pub(crate) key: Option<KeyFn>,
 }
 
@@ -229,6 +246,7 @@ impl Default for Resolved {
             policy: Policy::default(),
             wait: DEFAULT_WAIT,
             on_wait_timeout: WaitTimeout::Handler,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             key: None,
         }
     }
@@ -239,6 +257,8 @@ impl Default for Resolved {
 pub(crate) struct Shared {
     pub(crate) store: MemoryStore,
     pub(crate) flights: Arc<Flights>,
+    /// Background refreshes in flight (one per key; nobody waits on them).
+    pub(crate) refreshes: Arc<Flights>,
     pub(crate) tallies: Arc<Tallies>,
     #[cfg(feature = "metrics")]
     pub(crate) counters: Arc<crate::metrics::Counters>,
@@ -260,6 +280,7 @@ impl Shared {
         Self {
             store: MemoryStore::new(max_bytes, grace, on_evicted),
             flights: Arc::default(),
+            refreshes: Arc::default(),
             tallies: Arc::default(),
             #[cfg(feature = "metrics")]
             counters,
@@ -281,6 +302,7 @@ pub(crate) struct Config {
     pub(crate) jitter: f64,
     pub(crate) store: MemoryStore,
     pub(crate) flights: Arc<Flights>,
+    pub(crate) refreshes: Arc<Flights>,
     pub(crate) tallies: Arc<Tallies>,
     #[cfg(feature = "metrics")]
     pub(crate) counters: Arc<crate::metrics::Counters>,
@@ -295,14 +317,22 @@ impl Config {
     /// Stores `entry` under `key`: in memory, and in the shared store (in the background;
     /// with a fill's lock `token`, only if no newer fill or invalidation came since).
     #[cfg_attr(not(feature = "redis"), allow(clippy::needless_pass_by_value))]
-    pub(crate) fn put(&self, key: u128, entry: Arc<crate::entry::Entry>, token: Option<u64>) {
+    pub(crate) fn put(
+        &self,
+        key: u128,
+        entry: Arc<crate::entry::Entry>,
+        token: Option<crate::flight::Hold>,
+    ) {
         self.store.put(key, Arc::clone(&entry), self.local_keep);
         #[cfg(feature = "redis")]
         if let Some(redis) = self.redis.clone() {
             let keep = entry.keep_for(std::time::Instant::now(), self.store.grace());
             let namespace = self.namespace.clone();
             crate::redis_store::in_background(async move {
-                if let Ok(false) = redis.store(&namespace, key, &entry, keep, token).await {
+                if let Ok(false) = redis
+                    .store(&namespace, key, &entry, keep, token.as_ref())
+                    .await
+                {
                     tracing::debug!(
                         target: "vitals_response_cache",
                         route = entry.route.as_str(),
@@ -330,12 +360,12 @@ impl Config {
     /// A fill that held `key`'s lock in the shared store stored nothing: the key is free for
     /// another instance at once, not at the lease's end.
     #[cfg_attr(not(feature = "redis"), allow(clippy::unused_self))]
-    pub(crate) fn release(&self, key: u128, token: Option<u64>) {
+    pub(crate) fn release(&self, key: u128, token: Option<crate::flight::Hold>) {
         #[cfg(feature = "redis")]
-        if let (Some(redis), Some(token)) = (self.redis.clone(), token) {
+        if let (Some(redis), Some(hold)) = (self.redis.clone(), token) {
             let namespace = self.namespace.clone();
             crate::redis_store::in_background(async move {
-                redis.release(&namespace, key, token).await;
+                redis.release(&namespace, key, hold.nonce).await;
             });
         }
         #[cfg(not(feature = "redis"))]
@@ -565,6 +595,7 @@ impl ResponseCacheLayer {
                 jitter: self.jitter,
                 store: self.shared.store.clone(),
                 flights: Arc::clone(&self.shared.flights),
+                refreshes: Arc::clone(&self.shared.refreshes),
                 tallies: Arc::clone(&self.shared.tallies),
                 #[cfg(feature = "metrics")]
                 counters: Arc::clone(&self.shared.counters),

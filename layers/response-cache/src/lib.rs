@@ -70,8 +70,9 @@ pub use body::ResponseCacheBody;
 pub use future::ResponseFuture;
 pub use handle::ResponseCacheHandle;
 pub use layer::{
-    CacheSettings, DEFAULT_JITTER, DEFAULT_MAX_BODY, DEFAULT_NAME, DEFAULT_REVALIDATION_GRACE,
-    DEFAULT_TAG_HEADER, DEFAULT_WAIT, InvalidSetting, ResponseCacheLayer, WaitTimeout,
+    CacheSettings, DEFAULT_JITTER, DEFAULT_MAX_BODY, DEFAULT_NAME, DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_REVALIDATION_GRACE, DEFAULT_TAG_HEADER, DEFAULT_WAIT, InvalidSetting,
+    ResponseCacheLayer, WaitTimeout,
 };
 pub use service::ResponseCache;
 pub use status::CACHE_STATUS;

@@ -24,7 +24,7 @@ use vitals_core::route::{RequestHead, RouteLabel};
 use vitals_core::server_timing::{Metric, ServerTiming};
 
 use crate::entry::{Entry, initial_age, jittered, kept_headers, tags};
-use crate::flight::{FlightGuard, Join, Landing};
+use crate::flight::{FlightGuard, Hold, Join, Landing};
 use crate::key::{primary_key, target, vary_values};
 use crate::layer::{Config, Resolved, WaitTimeout};
 use crate::rules::{Bypass, RequestRules, Usable, request_rules, storable, usable};
@@ -206,10 +206,13 @@ impl ResponseCachePart {
         use crate::fleet::Outcome;
         let config = &self.config;
         config.count(route, Event::Backend(found.took));
-        for entry in found.entries {
-            config
-                .store
-                .put(found.key, Arc::new(entry), config.local_keep);
+        // Purged here while the look ran: what it read may be what the purge was for.
+        if !config.store.invalidated_since(found.key, found.epoch) {
+            for entry in found.entries {
+                config
+                    .store
+                    .put(found.key, Arc::new(entry), config.local_keep);
+            }
         }
         let token = match found.outcome {
             Outcome::Usable => None,
@@ -292,7 +295,7 @@ impl ResponseCachePart {
                         ttl: entry.ttl(now),
                     };
                     let answer = self.hit(&entry, head, now, status);
-                    let refresh = self.refresh(head, route, settings, key, entry, lead.take());
+                    let refresh = self.refresh(head, route, settings, key, entry);
                     return Arrival::Answer(Box::new(answer), refresh);
                 }
                 Usable::Revalidate => {
@@ -393,6 +396,7 @@ impl ResponseCachePart {
                     headers: head.headers.clone(),
                     rules,
                 },
+                epoch: self.config.store.epoch(),
             })),
             deadline,
             round,
@@ -408,19 +412,12 @@ impl ResponseCachePart {
         settings: &Resolved,
         key: u128,
         stale: Arc<Entry>,
-        lead: Option<Lead>,
     ) -> Option<Box<Refresh>> {
-        // The refresh is the instance's one fill of the key: led by the flight this request
-        // already leads (it looked at the fleet's store), or by a new one.
-        let guard = match lead {
-            Some(lead) => {
-                self.config.release(key, lead.token);
-                lead.guard
-            }
-            None => match self.config.flights.join(key) {
-                Join::Lead(guard) => guard,
-                Join::Follow(_) => return None,
-            },
+        // Refreshes have flights of their own: one at a time per key, and nobody waits on
+        // one (a request that finds no usable response meanwhile leads a fill of its own,
+        // rather than waiting for a refresh that may take long).
+        let Join::Lead(guard) = self.config.refreshes.join(key) else {
+            return None;
         };
         let mut copy = head.clone();
         // A refresh asks for the whole response, whatever the request that triggered it
@@ -446,7 +443,7 @@ impl ResponseCachePart {
         Some(Box::new(Refresh {
             request: http::Request::from_parts(copy, ()),
             fill,
-            limit: settings.wait,
+            limit: settings.refresh_timeout,
         }))
     }
 
@@ -574,7 +571,7 @@ impl ResponseCachePart {
 #[derive(Debug)]
 struct Lead {
     guard: FlightGuard,
-    token: Option<u64>,
+    token: Option<Hold>,
 }
 
 /// What a forwarded request is to its key.
@@ -621,7 +618,7 @@ pub struct Fill {
     /// The store's invalidation epoch when the request went to the handler.
     epoch: u64,
     /// The fencing token of the fleet's lock on the key, when this fill holds it.
-    token: Option<u64>,
+    token: Option<Hold>,
     timing: Option<ServerTiming>,
 }
 
@@ -948,7 +945,7 @@ pub struct Recorder {
     /// The store's invalidation epoch when the request went to the handler.
     epoch: u64,
     /// The fencing token of the fleet's lock on the key, when this fill holds it.
-    token: Option<u64>,
+    token: Option<Hold>,
     guard: Option<FlightGuard>,
     length: Option<usize>,
     too_large: bool,

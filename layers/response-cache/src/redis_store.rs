@@ -4,7 +4,7 @@
 //! What a primary key holds in Redis (all under `{prefix}:{namespace}:{key}`):
 //! - a hash of its variants (one field per host and set of `Vary` values, each an encoded
 //!   [`Entry`]), kept through the longest variant's stale windows;
-//! - `…:lock`, while an instance fills the key: its fencing token, with a lease (`PX`, 5 s by
+//! - `…:lock`, while an instance fills the key: the filler's nonce, with a lease (`PX`, 3 s by
 //!   default), so an instance that crashed mid-fill frees the key when the lease ends;
 //! - `…:fence`, the key's fencing counter: taking the lock and invalidating the key each raise
 //!   it, and a fill led under a lock stores only while the counter is still its token — a
@@ -33,6 +33,7 @@ use vitals_core::secret::redact_url;
 use vitals_core::throttle::Throttle;
 
 use crate::entry::Entry;
+use crate::flight::Hold;
 use crate::rules::Freshness;
 
 /// The time a Redis call may take when not told otherwise.
@@ -42,8 +43,9 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 pub const DEFAULT_REDIS_PREFIX: &str = "vitals:cache";
 
 /// How long an instance filling a key holds it when not told otherwise: past it, another
-/// instance fills (the filler crashed, or is slower than the lease).
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+/// instance fills (the filler crashed, or is slower than the lease). Shorter than the default
+/// wait (5 s), so the requests waiting on a crashed filler outlast its lease.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 
 /// How long an instance keeps in memory what it read from or stored in Redis when not told
 /// otherwise.
@@ -52,29 +54,37 @@ pub const DEFAULT_LOCAL_TTL: Duration = Duration::from_secs(1);
 /// The shortest local TTL: the requests woken by a fill find it in memory.
 const MIN_LOCAL_TTL: Duration = Duration::from_millis(100);
 
-/// How long a key's fencing counter outlives its last use: longer than any fill.
-const FENCE_KEPT_MS: &str = "86400000";
+/// How long a key's fencing counter outlives its last use: longer than any fill could run (a
+/// counter that expired would start again at 1, and a filler stuck for longer could match it).
+const FENCE_KEPT_MS: &str = "3600000";
 
-/// Takes the fill of a key: the lock set with the next fencing token, or `0` while another
-/// instance holds it. KEYS: lock, fence. ARGV: lease (ms), fence kept (ms).
+/// Takes the fill of a key: the lock set to the filler's nonce, and the key's next fencing
+/// token returned; `0` while another instance holds it. KEYS: lock, fence. ARGV: lease (ms),
+/// fence kept (ms), nonce.
 const LOCK: &str = r"
-if redis.call('SET', KEYS[1], '0', 'NX', 'PX', ARGV[1]) then
+if redis.call('SET', KEYS[1], ARGV[3], 'NX', 'PX', ARGV[1]) then
   local token = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
   return token
 end
 return 0
 ";
 
 /// Stores one variant: under a lock only while the fence is still the filler's token (a token
-/// of `0`: a fill led by no lock, stored as is), then lets the lock go. At most eight variants
-/// per key (a new one past that starts the key afresh). The key, the route's and the tags' sets
-/// are kept as long as the longest stored. KEYS: entries, lock, fence, route set, tag sets….
-/// ARGV: field, entry, keep (ms), token.
+/// of `0`: a fill led by no lock, stored as is); either way the filler's lock goes. At most
+/// eight variants per key (a new one past that starts the key afresh). The route's and the
+/// tags' sets hold each key until it expires (scored by its expiry; the expired are dropped on
+/// each store). KEYS: entries, lock, fence, route set, tag sets…. ARGV: field, entry, keep
+/// (ms), token, nonce (empty without a lock), now (ms since the epoch).
 const STORE: &str = r"
 local token = ARGV[4]
+local function let_go()
+  if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) == ARGV[5] then
+    redis.call('DEL', KEYS[2])
+  end
+end
 if token ~= '0' and redis.call('GET', KEYS[3]) ~= token then
+  let_go()
   return 0
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= 8 then
@@ -85,19 +95,19 @@ local keep = tonumber(ARGV[3])
 if redis.call('PTTL', KEYS[1]) < keep then
   redis.call('PEXPIRE', KEYS[1], keep)
 end
+local now = tonumber(ARGV[6])
 for i = 4, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], 'GT', now + keep, KEYS[1])
   if redis.call('PTTL', KEYS[i]) < keep then
     redis.call('PEXPIRE', KEYS[i], keep)
   end
 end
-if token ~= '0' and redis.call('GET', KEYS[2]) == token then
-  redis.call('DEL', KEYS[2])
-end
+let_go()
 return 1
 ";
 
-/// Lets a lock go if it is still the filler's. KEYS: lock. ARGV: token.
+/// Lets a lock go if it is still the filler's. KEYS: lock. ARGV: nonce.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -117,7 +127,7 @@ return 1
 /// Forgets every key in a set (a route's, a tag's), raising each one's fence, and the set.
 /// KEYS: the set. ARGV: fence kept (ms).
 const REMOVE_SET: &str = r"
-local keys = redis.call('SMEMBERS', KEYS[1])
+local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, key in ipairs(keys) do
   redis.call('DEL', key)
   redis.call('INCR', key .. ':fence')
@@ -220,9 +230,10 @@ impl RedisStore {
         self
     }
 
-    /// How long an instance filling a key holds it (default 5 s; at least 10 ms): longer than
-    /// the slowest fill, or a second instance fills while the first still does. A crashed
-    /// filler's key is filled again after it.
+    /// How long an instance filling a key holds it (default 3 s; at least 10 ms): longer than
+    /// the slowest fill, or a second instance fills while the first still does; shorter than
+    /// the routes' waits, so the requests waiting on a crashed filler's key outlast it and get
+    /// the next instance's fill.
     #[must_use]
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(10));
@@ -339,30 +350,37 @@ impl RedisStore {
             .collect())
     }
 
-    /// Takes the fill of `key`: `Some(token)` when this instance fills it, `None` while another
-    /// does.
-    pub(crate) async fn lock(&self, namespace: &str, key: u128) -> Result<Option<u64>, String> {
+    /// Takes the fill of `key` with the lock holding `nonce`: `Some(token)` when this instance
+    /// fills it, `None` while another does.
+    pub(crate) async fn lock(
+        &self,
+        namespace: &str,
+        key: u128,
+        nonce: u128,
+    ) -> Result<Option<u64>, String> {
         let name = self.key(namespace, key);
         let lease = self.lease.as_millis().to_string();
+        let nonce = format!("{nonce:032x}");
         let token: u64 = self
             .script(
                 &self.shared.lock,
                 &[&format!("{name}:lock"), &format!("{name}:fence")],
-                &[lease.as_bytes(), FENCE_KEPT_MS.as_bytes()],
+                &[lease.as_bytes(), FENCE_KEPT_MS.as_bytes(), nonce.as_bytes()],
             )
             .await?;
         Ok((token > 0).then_some(token))
     }
 
-    /// Stores `entry` under `key` for `keep`; with the `token` of a lock, only while it is still
-    /// the key's fence (`Ok(false)`: it is not — the entry is older than what is there).
+    /// Stores `entry` under `key` for `keep`; with a lock's `hold`, only while its token is
+    /// still the key's fence (`Ok(false)`: it is not — the entry is older than what is there, or
+    /// cannot be written as a record), letting the lock go either way.
     pub(crate) async fn store(
         &self,
         namespace: &str,
         key: u128,
         entry: &Entry,
         keep: Duration,
-        token: Option<u64>,
+        hold: Option<&Hold>,
     ) -> Result<bool, String> {
         let name = self.key(namespace, key);
         let mut keys = vec![
@@ -379,9 +397,23 @@ impl RedisStore {
         );
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let field = format!("{:032x}", variant_id(entry));
-        let encoded = encode(entry, SystemTime::now(), Instant::now());
+        let wall = SystemTime::now();
+        let Some(encoded) = encode(entry, wall, Instant::now()) else {
+            // A name past a record's 64 KiB: kept in this instance's memory only.
+            if let Some(hold) = hold {
+                self.release(namespace, key, hold.nonce).await;
+            }
+            return Ok(false);
+        };
         let keep = keep.as_millis().max(1).to_string();
-        let token = token.unwrap_or(0).to_string();
+        let (token, nonce) = hold.map_or_else(
+            || ("0".to_owned(), String::new()),
+            |hold| (hold.token.to_string(), format!("{:032x}", hold.nonce)),
+        );
+        let now = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis())
+            .to_string();
         let stored: i64 = self
             .script(
                 &self.shared.store,
@@ -391,18 +423,21 @@ impl RedisStore {
                     &encoded,
                     keep.as_bytes(),
                     token.as_bytes(),
+                    nonce.as_bytes(),
+                    now.as_bytes(),
                 ],
             )
             .await?;
         Ok(stored == 1)
     }
 
-    /// Lets the lock on `key` go, if it is still `token`'s (the fill stored nothing).
-    pub(crate) async fn release(&self, namespace: &str, key: u128, token: u64) {
+    /// Lets the lock on `key` go, if it still holds `nonce` (the fill stored nothing, or its
+    /// lock's reply was lost).
+    pub(crate) async fn release(&self, namespace: &str, key: u128, nonce: u128) {
         let lock = format!("{}:lock", self.key(namespace, key));
-        let token = token.to_string();
+        let nonce = format!("{nonce:032x}");
         let _: Result<i64, String> = self
-            .script(&self.shared.release, &[&lock], &[token.as_bytes()])
+            .script(&self.shared.release, &[&lock], &[nonce.as_bytes()])
             .await;
     }
 
@@ -439,7 +474,11 @@ impl RedisStore {
 
     /// Forgets every key of `namespace` (a scan: for an operator's purge, not a request path).
     pub(crate) async fn clear(&self, namespace: &str) -> Result<(), String> {
-        let pattern = format!("{}:{namespace}:*", self.prefix);
+        let pattern = format!(
+            "{}:{}:*",
+            glob_escaped(&self.prefix),
+            glob_escaped(namespace)
+        );
         let mut cursor = 0_u64;
         loop {
             let pattern = pattern.clone();
@@ -455,19 +494,19 @@ impl RedisStore {
                         .await
                 })
                 .await?;
-            // Fences stay: a fill in flight must still find its token outdated.
-            let gone: Vec<String> = keys
-                .into_iter()
-                .filter(|key| !key.ends_with(":fence"))
-                .collect();
-            if !gone.is_empty() {
-                let _: i64 = self
-                    .run(|mut connection| async move {
-                        redis::cmd("DEL")
-                            .arg(&gone)
-                            .query_async(&mut connection)
-                            .await
-                    })
+            // Fences stay, raised: a fill in flight finds its token outdated.
+            let (fences, gone): (Vec<String>, Vec<String>) =
+                keys.into_iter().partition(|key| key.ends_with(":fence"));
+            if !gone.is_empty() || !fences.is_empty() {
+                let mut pipe = redis::pipe();
+                if !gone.is_empty() {
+                    pipe.cmd("DEL").arg(&gone).ignore();
+                }
+                for fence in &fences {
+                    pipe.cmd("INCR").arg(fence).ignore();
+                }
+                let () = self
+                    .run(|mut connection| async move { pipe.query_async(&mut connection).await })
                     .await?;
             }
             if next == 0 {
@@ -500,6 +539,18 @@ impl fmt::Debug for RedisStore {
             .field("local_ttl", &self.local_ttl)
             .finish_non_exhaustive()
     }
+}
+
+/// `text` with the characters `SCAN`'s `MATCH` reads as a pattern escaped.
+fn glob_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Runs `work` in the background on the current runtime (outside one, it is not done: the
@@ -540,20 +591,34 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn put_short(record: &mut BytesMut, bytes: &[u8]) {
-    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
-    record.put_u16(len);
-    record.put_slice(&bytes[..usize::from(len)]);
+/// A record's field or count that does not fit its length prefix: the entry is not written.
+struct TooLong;
+
+fn put_count(record: &mut BytesMut, count: usize) -> Result<(), TooLong> {
+    record.put_u16(u16::try_from(count).map_err(|_| TooLong)?);
+    Ok(())
 }
 
-fn put_long(record: &mut BytesMut, bytes: &[u8]) {
-    record.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+fn put_short(record: &mut BytesMut, bytes: &[u8]) -> Result<(), TooLong> {
+    put_count(record, bytes.len())?;
     record.put_slice(bytes);
+    Ok(())
+}
+
+fn put_long(record: &mut BytesMut, bytes: &[u8]) -> Result<(), TooLong> {
+    record.put_u32(u32::try_from(bytes.len()).map_err(|_| TooLong)?);
+    record.put_slice(bytes);
+    Ok(())
 }
 
 /// An entry as bytes: its times on the wall clock (another instance reads them against its
-/// own), then its freshness, the request it answers, its head and its body.
-fn encode(entry: &Entry, wall: SystemTime, now: Instant) -> Bytes {
+/// own), then its freshness, the request it answers, its head and its body. `None` for an
+/// entry with a name, or a count, past what the record's prefixes hold (64 Ki): never cut.
+fn encode(entry: &Entry, wall: SystemTime, now: Instant) -> Option<Bytes> {
+    encode_fields(entry, wall, now).ok()
+}
+
+fn encode_fields(entry: &Entry, wall: SystemTime, now: Instant) -> Result<Bytes, TooLong> {
     let stored = wall
         .checked_sub(now.saturating_duration_since(entry.stored_at))
         .and_then(|stored| stored.duration_since(UNIX_EPOCH).ok())
@@ -569,16 +634,16 @@ fn encode(entry: &Entry, wall: SystemTime, now: Instant) -> Bytes {
     record.put_u64(millis(freshness.stale_while_revalidate));
     record.put_u64(millis(freshness.stale_if_error));
     record.put_u8(u8::from(freshness.no_cache) | (u8::from(freshness.forbids_stale) << 1));
-    record.put_u16(u16::try_from(freshness.vary.len()).unwrap_or(0));
-    for name in freshness.vary.iter().take(usize::from(u16::MAX)) {
-        put_short(&mut record, name.as_str().as_bytes());
+    put_count(&mut record, freshness.vary.len())?;
+    for name in &freshness.vary {
+        put_short(&mut record, name.as_str().as_bytes())?;
     }
-    record.put_u16(u16::try_from(entry.vary_values.len()).unwrap_or(0));
-    for value in entry.vary_values.iter().take(usize::from(u16::MAX)) {
+    put_count(&mut record, entry.vary_values.len())?;
+    for value in &entry.vary_values {
         match value {
             Some(value) => {
                 record.put_u8(1);
-                put_long(&mut record, value);
+                put_long(&mut record, value)?;
             }
             None => record.put_u8(0),
         }
@@ -586,22 +651,22 @@ fn encode(entry: &Entry, wall: SystemTime, now: Instant) -> Bytes {
     match &entry.host {
         Some(host) => {
             record.put_u8(1);
-            put_short(&mut record, host.as_bytes());
+            put_short(&mut record, host.as_bytes())?;
         }
         None => record.put_u8(0),
     }
-    put_short(&mut record, entry.route.as_str().as_bytes());
-    record.put_u16(u16::try_from(entry.tags.len()).unwrap_or(0));
-    for tag in entry.tags.iter().take(usize::from(u16::MAX)) {
-        put_short(&mut record, tag.as_bytes());
+    put_short(&mut record, entry.route.as_str().as_bytes())?;
+    put_count(&mut record, entry.tags.len())?;
+    for tag in &entry.tags {
+        put_short(&mut record, tag.as_bytes())?;
     }
-    record.put_u16(u16::try_from(entry.headers.len()).unwrap_or(0));
-    for (name, value) in entry.headers.iter().take(usize::from(u16::MAX)) {
-        put_short(&mut record, name.as_str().as_bytes());
-        put_long(&mut record, value.as_bytes());
+    put_count(&mut record, entry.headers.len())?;
+    for (name, value) in &entry.headers {
+        put_short(&mut record, name.as_str().as_bytes())?;
+        put_long(&mut record, value.as_bytes())?;
     }
     record.put_slice(&entry.body);
-    record.freeze()
+    Ok(record.freeze())
 }
 
 /// Reads a record, front to back.
@@ -661,12 +726,11 @@ fn decode(record: &[u8], now: (Instant, SystemTime)) -> Result<Entry, ()> {
         return Err(());
     }
     let status = StatusCode::from_u16(reader.u16()?).map_err(|_| ())?;
-    let stored = UNIX_EPOCH + reader.millis()?;
-    // Stored before now on the wall clock: as long before now on the monotonic clock. A record
-    // from a clock ahead of this one is taken as stored now.
+    let stored = UNIX_EPOCH.checked_add(reader.millis()?).ok_or(())?;
+    // The time since it was stored, on the wall clock, is age it had on arrival here (a
+    // record from a clock ahead of this one is taken as stored now).
     let since = now.1.duration_since(stored).unwrap_or_default();
-    let stored_at = now.0.checked_sub(since).ok_or(())?;
-    let initial_age = reader.millis()?;
+    let initial_age = reader.millis()?.saturating_add(since);
     let lifetime = reader.millis()?;
     let freshness_lifetime = reader.millis()?;
     let stale_while_revalidate = reader.millis()?;
@@ -708,7 +772,7 @@ fn decode(record: &[u8], now: (Instant, SystemTime)) -> Result<Entry, ()> {
         route,
         tags,
         vary_values,
-        stored_at,
+        stored_at: now.0,
         host,
         initial_age,
         lifetime,
@@ -758,7 +822,7 @@ mod tests {
     fn records_read_back_what_was_written() {
         let original = entry();
         let now = (Instant::now(), SystemTime::now());
-        let read = decode(&encode(&original, now.1, now.0), now).unwrap();
+        let read = decode(&encode(&original, now.1, now.0).unwrap(), now).unwrap();
         assert_eq!(read.status, original.status);
         assert_eq!(read.headers, original.headers);
         assert_eq!(read.body, original.body);
@@ -766,7 +830,7 @@ mod tests {
         assert_eq!(read.tags, original.tags);
         assert_eq!(read.vary_values, original.vary_values);
         assert_eq!(read.host, original.host);
-        assert_eq!(read.initial_age, original.initial_age);
+        assert!(read.initial_age.abs_diff(original.initial_age) <= Duration::from_millis(1));
         assert_eq!(read.lifetime, original.lifetime);
         assert_eq!(read.freshness, original.freshness);
         // Its age carries over within the millisecond the record rounds to.
@@ -782,7 +846,7 @@ mod tests {
     fn an_entry_read_later_has_aged_by_the_wall_clock() {
         let original = entry();
         let then = (Instant::now(), SystemTime::now());
-        let record = encode(&original, then.1, then.0);
+        let record = encode(&original, then.1, then.0).unwrap();
         let later = (then.0, then.1 + Duration::from_secs(10));
         let read = decode(&record, later).unwrap();
         let age = read.age(later.0);
@@ -795,7 +859,7 @@ mod tests {
     #[test]
     fn garbage_and_every_truncation_are_errors_not_panics() {
         let now = (Instant::now(), SystemTime::now());
-        let record = encode(&entry(), now.1, now.0);
+        let record = encode(&entry(), now.1, now.0).unwrap();
         // The body is the record's tail: every cut before it is an error.
         let body_starts = record.len() - entry().body.len();
         for cut in 0..body_starts {
@@ -804,6 +868,24 @@ mod tests {
         for garbage in [&b""[..], b"\x02", b"\x01\x00", &[0xff; 64]] {
             assert!(decode(garbage, now).is_err(), "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn a_name_past_its_length_prefix_is_not_written_rather_than_cut() {
+        let now = (Instant::now(), SystemTime::now());
+        let mut long_tag = entry();
+        long_tag.tags.push(Box::from("t".repeat(70_000)));
+        assert!(encode(&long_tag, now.1, now.0).is_none());
+        let mut many_tags = entry();
+        many_tags.tags = (0..70_000).map(|n| Box::from(n.to_string())).collect();
+        assert!(encode(&many_tags, now.1, now.0).is_none());
+        // A record from a wall clock far in the past or future reads without a panic.
+        let far = decode(
+            &encode(&entry(), UNIX_EPOCH, now.0).unwrap(),
+            (now.0, SystemTime::now()),
+        )
+        .unwrap();
+        assert!(far.age(now.0) > Duration::from_secs(1_000_000));
     }
 
     #[test]

@@ -32,8 +32,9 @@ impl RouteTally {
             Event::Bypass => &self.bypassed,
             Event::Stored => &self.stored,
             Event::WaitRefused => &self.wait_refused,
-            #[allow(unreachable_patterns)] // The Redis events exist with the feature only.
-            _ => return None,
+            Event::Waited(_) => return None,
+            #[cfg(feature = "redis")]
+            Event::Backend(_) | Event::BackendError => return None,
         })
     }
 }

@@ -234,7 +234,7 @@ fn layer() -> ResponseCacheLayer {
         )
         .with_route(
             "/hung-refresh",
-            CacheSettings::new().with_wait(Duration::from_millis(300)),
+            CacheSettings::new().with_refresh_timeout(Duration::from_millis(300)),
         )
 }
 
@@ -465,7 +465,7 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refresh_that_hangs_is_given_up_at_the_routes_wait_and_the_next_one_runs() {
+async fn a_refresh_that_hangs_is_given_up_at_its_timeout_and_the_next_one_runs() {
     let (address, calls, _) = serve(layer()).await;
     assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -473,7 +473,7 @@ async fn a_refresh_that_hangs_is_given_up_at_the_routes_wait_and_the_next_one_ru
     assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(calls.of("hung-refresh"), 2);
-    // Within the refresh's limit (the route's wait, 300 ms): no second refresh.
+    // Within the refresh's timeout (300 ms): no second refresh.
     assert_eq!(get_(address, "/hung-refresh").await.body, "version 1");
     assert_eq!(calls.of("hung-refresh"), 2);
     // Past it, the hung refresh is given up: the next stale answer starts another.
