@@ -92,7 +92,9 @@ mod fleet {
 
     use axum::Router;
     use axum::routing;
-    use vitals::response_cache::{CacheSettings, RedisStore, ResponseCacheLayer};
+    use vitals::response_cache::{
+        CacheSettings, RedisStore, ResponseCacheHandle, ResponseCacheLayer,
+    };
     use vitals_integration_tests::redis::{ThrowawayRedis, redis_url, unique_prefix};
     use vitals_integration_tests::{TestShop, test_config};
 
@@ -219,6 +221,20 @@ mod fleet {
         calls: Arc<AtomicUsize>,
         store: RedisStore,
     ) -> String {
+        instance_with_handle(name, work, calls, store).await.0
+    }
+
+    /// [`instance`], and a handle to its cache.
+    async fn instance_with_handle(
+        name: &'static str,
+        work: Duration,
+        calls: Arc<AtomicUsize>,
+        store: RedisStore,
+    ) -> (String, ResponseCacheHandle) {
+        let cache = ResponseCacheLayer::new()
+            .with_defaults(CacheSettings::new().with_wait(Duration::from_secs(5)))
+            .with_redis(store);
+        let handle = cache.handle();
         let app = Router::new()
             .route(
                 "/item",
@@ -237,17 +253,68 @@ mod fleet {
                     }
                 }),
             )
-            .layer(
-                ResponseCacheLayer::new()
-                    .with_defaults(CacheSettings::new().with_wait(Duration::from_secs(5)))
-                    .with_redis(store),
-            );
+            .layer(cache);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("a loopback port");
         let address = listener.local_addr().expect("its address");
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        format!("http://{address}/item")
+        (format!("http://{address}/item"), handle)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fill_overtaken_by_a_purge_elsewhere_is_not_stored_and_frees_the_key_at_once() {
+        let Some(url) = redis_url(
+            "a_fill_overtaken_by_a_purge_elsewhere_is_not_stored_and_frees_the_key_at_once",
+        ) else {
+            return;
+        };
+        // A long lease: a lock left behind would hold the other instance for 5 s.
+        let store = RedisStore::new(&url)
+            .expect("a Redis URL")
+            .with_prefix(unique_prefix("fleet-fence"))
+            .with_timeout(Duration::from_secs(1))
+            .with_lease(Duration::from_secs(5))
+            .with_local_ttl(Duration::from_millis(100));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (slow, _) = instance_with_handle(
+            "read before the change",
+            Duration::from_millis(400),
+            Arc::clone(&calls),
+            store.clone(),
+        )
+        .await;
+        let (other, other_cache) = instance_with_handle(
+            "read after the change",
+            Duration::from_millis(10),
+            Arc::clone(&calls),
+            store.clone(),
+        )
+        .await;
+        let client = client();
+        let first = tokio::spawn({
+            let client = client.clone();
+            async move { get(&client, &slow).await }
+        });
+        // While the first instance fills, the item changes and the other instance purges it
+        // (raising the key's fence in Redis).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(other_cache.purge("/item"));
+        let (status, _, body) = first.await.expect("the first request");
+        assert_eq!((status, body.as_str()), (200, "read before the change"));
+        // Its store lost to the fence: nothing in Redis, and its lock gone at once, so the
+        // other instance fills now, not after the 5 s lease.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let (status, cache_status, body) = get(&client, &other).await;
+        assert_eq!((status, body.as_str()), (200, "read after the change"));
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
