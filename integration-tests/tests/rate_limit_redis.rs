@@ -56,9 +56,14 @@ async fn script_calls(connection: &mut redis::aio::MultiplexedConnection) -> u64
 
 #[tokio::test]
 async fn two_instances_share_one_quota_and_refuse_locally_once_over() {
-    let Some(url) = redis_url("two_instances_share_one_quota_and_refuse_locally_once_over") else {
+    // A server of its own: the test counts the scripts Redis ran, and the file's other tests
+    // run theirs on the shared server at the same time.
+    let Some(redis) =
+        ThrowawayRedis::start("two_instances_share_one_quota_and_refuse_locally_once_over")
+    else {
         return;
     };
+    let url = redis.url();
     let prefix = unique_prefix("shared");
     let layer = || {
         RateLimitLayer::new(Quota::per_minute(6))
