@@ -65,8 +65,9 @@ pub struct Refresh {
     pub request: http::Request<()>,
     /// What stores the response.
     pub fill: Box<Fill>,
-    /// How long the refresh may take, body included (the route's wait): a refresh that hangs
-    /// is given up, and the next stale answer starts another.
+    /// How long the refresh may take, body included (the route's
+    /// [refresh timeout](crate::CacheSettings::with_refresh_timeout)): a refresh that hangs is
+    /// given up, and the next stale answer starts another.
     pub limit: Duration,
 }
 
