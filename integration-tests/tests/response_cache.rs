@@ -402,6 +402,46 @@ mod fleet {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_connection_and_scripts_are_ready_before_the_first_request() {
+        let Some(redis) =
+            ThrowawayRedis::start("the_connection_and_scripts_are_ready_before_the_first_request")
+        else {
+            return;
+        };
+        let store = RedisStore::new(&redis.url())
+            .expect("a Redis URL")
+            .with_prefix(unique_prefix("fleet-warm"));
+        // Building the app is enough: no request is sent.
+        let _app: Router = Router::new()
+            .route("/item", routing::get(|| async { "item" }))
+            .layer(ResponseCacheLayer::new().with_redis(store));
+        let mut commands = redis::Client::open(redis.url())
+            .expect("a URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut commands)
+                .await
+                .expect("INFO");
+            // Five scripts: the lock, the store, the release and the two removals.
+            let loaded = info
+                .lines()
+                .find(|line| line.starts_with("cmdstat_script|load:"))
+                .and_then(|line| line.split(['=', ',']).nth(1)?.parse::<u64>().ok())
+                .unwrap_or(0);
+            if loaded >= 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "scripts loaded: {loaded}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_or_paused_redis_sends_requests_to_the_handler_never_a_500() {
         let Some(redis) = ThrowawayRedis::start(
             "a_dead_or_paused_redis_sends_requests_to_the_handler_never_a_500",

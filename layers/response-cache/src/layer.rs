@@ -568,8 +568,13 @@ impl ResponseCacheLayer {
         )
     }
 
-    /// The part, for a driver of its own (a composed stack).
+    /// The part, for a driver of its own (a composed stack). With Redis, it opens the
+    /// connection and loads the scripts in the background (on the current runtime).
     pub fn part(&self) -> ResponseCachePart {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            redis.warm();
+        }
         let base = Resolved::default();
         let mut defaults = self.defaults.over(&base);
         let routes = self.routes.map(|_, settings| {

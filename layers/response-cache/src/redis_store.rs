@@ -22,6 +22,7 @@
 //! is sick.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +51,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 /// How long an instance keeps in memory what it read from or stored in Redis when not told
 /// otherwise.
 pub const DEFAULT_LOCAL_TTL: Duration = Duration::from_secs(1);
+
+/// How long the warm-up may take to open the connection and load the scripts.
+const WARM_UP: Duration = Duration::from_secs(5);
 
 /// The shortest local TTL: the requests woken by a fill find it in memory.
 const MIN_LOCAL_TTL: Duration = Duration::from_millis(100);
@@ -171,6 +175,8 @@ struct Shared {
     remove_set: redis::Script,
     /// Failures, said at most once a minute.
     failures: Throttle,
+    /// Whether the connection was opened and the scripts loaded ahead of the first request.
+    warmed: AtomicBool,
 }
 
 /// A Redis URL that cannot be used.
@@ -210,8 +216,43 @@ impl RedisStore {
                 remove: redis::Script::new(REMOVE),
                 remove_set: redis::Script::new(REMOVE_SET),
                 failures: Throttle::new(Duration::from_mins(1)),
+                warmed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Opens the connection and loads the scripts in the background (once per store, on the
+    /// current runtime; without one, the first request does it), so the first requests after
+    /// start do not pay for both within their timeout and fail open in a burst.
+    pub(crate) fn warm(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.shared.warmed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let store = self.clone();
+        runtime.spawn(async move {
+            let Ok(mut connection) = store.connection() else {
+                return;
+            };
+            let shared = &store.shared;
+            let scripts = [
+                &shared.lock,
+                &shared.store,
+                &shared.release,
+                &shared.remove,
+                &shared.remove_set,
+            ];
+            // Not a request's wait: a connection that takes a while still helps the next one.
+            let _ = tokio::time::timeout(WARM_UP, async {
+                for script in scripts {
+                    script.load_async(&mut connection).await?;
+                }
+                Ok::<(), redis::RedisError>(())
+            })
+            .await;
+        });
     }
 
     /// The keys' prefix (default `vitals:cache`): services sharing one Redis use their own (or
