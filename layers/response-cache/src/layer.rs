@@ -260,19 +260,16 @@ pub(crate) struct Shared {
     /// Background refreshes in flight (one per key; nobody waits on them).
     pub(crate) refreshes: Arc<Flights>,
     pub(crate) tallies: Arc<Tallies>,
-    #[cfg(feature = "metrics")]
-    pub(crate) counters: Arc<crate::metrics::Counters>,
 }
 
 impl Shared {
     fn new(max_bytes: u64, grace: Duration) -> Self {
-        #[cfg(feature = "metrics")]
-        let counters = Arc::new(crate::metrics::Counters::default());
+        let tallies = Arc::new(Tallies::default());
         #[cfg(feature = "metrics")]
         let on_evicted: Option<OnEvicted> = {
-            let counters = Arc::clone(&counters);
+            let tallies = Arc::clone(&tallies);
             Some(Arc::new(move |entry: &crate::entry::Entry| {
-                counters.evicted(entry.route.as_str());
+                tallies.evicted(entry.route.as_str());
             }))
         };
         #[cfg(not(feature = "metrics"))]
@@ -281,9 +278,7 @@ impl Shared {
             store: MemoryStore::new(max_bytes, grace, on_evicted),
             flights: Arc::default(),
             refreshes: Arc::default(),
-            tallies: Arc::default(),
-            #[cfg(feature = "metrics")]
-            counters,
+            tallies,
         }
     }
 }
@@ -304,8 +299,6 @@ pub(crate) struct Config {
     pub(crate) flights: Arc<Flights>,
     pub(crate) refreshes: Arc<Flights>,
     pub(crate) tallies: Arc<Tallies>,
-    #[cfg(feature = "metrics")]
-    pub(crate) counters: Arc<crate::metrics::Counters>,
     /// The fleet's shared store, behind this instance's memory.
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<crate::RedisStore>,
@@ -378,8 +371,6 @@ impl Config {
 
     pub(crate) fn count(&self, route: &RouteLabel, event: Event) {
         self.tallies.count(route.as_str(), event);
-        #[cfg(feature = "metrics")]
-        self.counters.count(route.as_str(), event);
     }
 }
 
@@ -602,8 +593,6 @@ impl ResponseCacheLayer {
                 flights: Arc::clone(&self.shared.flights),
                 refreshes: Arc::clone(&self.shared.refreshes),
                 tallies: Arc::clone(&self.shared.tallies),
-                #[cfg(feature = "metrics")]
-                counters: Arc::clone(&self.shared.counters),
                 #[cfg(feature = "redis")]
                 redis: self.redis.clone(),
                 local_keep: self.local_keep(),

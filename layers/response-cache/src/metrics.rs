@@ -20,7 +20,6 @@
 //!   out (the request went to the handler).
 
 use metrics::{Counter, Histogram};
-use vitals_core::per_route::PerRoute;
 use vitals_core::semconv::HTTP_ROUTE;
 
 use crate::part::Event;
@@ -96,8 +95,10 @@ pub fn describe() {
     );
 }
 
+/// One route's families, made at its first use (kept with the route's tallies: one lookup per
+/// event for both).
 #[derive(Debug)]
-struct RouteCounters {
+pub(crate) struct RouteCounters {
     hits: Counter,
     stale_while_revalidate: Counter,
     stale_if_error: Counter,
@@ -115,7 +116,7 @@ struct RouteCounters {
 }
 
 impl RouteCounters {
-    fn new(route: &str) -> Self {
+    pub(crate) fn new(route: &str) -> Self {
         let label = || route.to_owned();
         Self {
             hits: metrics::counter!(HITS, HTTP_ROUTE => label()),
@@ -136,40 +137,28 @@ impl RouteCounters {
     }
 }
 
-/// The counters per route, made at a route's first use.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    routes: PerRoute<RouteCounters>,
-}
-
-impl Counters {
-    pub(crate) fn count(&self, route: &str, event: Event) {
-        self.routes.with(
-            route,
-            || RouteCounters::new(route),
-            |counters| match event {
-                Event::Hit => counters.hits.increment(1),
-                Event::Stale => counters.stale_while_revalidate.increment(1),
-                Event::StaleOnError => counters.stale_if_error.increment(1),
-                Event::Miss => counters.misses.increment(1),
-                Event::Collapsed => counters.collapsed.increment(1),
-                Event::Waited(waited) => counters.wait.record(waited.as_secs_f64()),
-                Event::WaitRefused => counters.wait_refused.increment(1),
-                Event::Bypass => counters.bypassed.increment(1),
-                Event::Stored => counters.stored.increment(1),
-                #[cfg(feature = "redis")]
-                Event::Backend(took) => counters.backend.record(took.as_secs_f64()),
-                #[cfg(feature = "redis")]
-                Event::BackendError => counters.backend_errors.increment(1),
-            },
-        );
+impl RouteCounters {
+    /// Adds `event` to the route's families.
+    pub(crate) fn count(&self, event: Event) {
+        match event {
+            Event::Hit => self.hits.increment(1),
+            Event::Stale => self.stale_while_revalidate.increment(1),
+            Event::StaleOnError => self.stale_if_error.increment(1),
+            Event::Miss => self.misses.increment(1),
+            Event::Collapsed => self.collapsed.increment(1),
+            Event::Waited(waited) => self.wait.record(waited.as_secs_f64()),
+            Event::WaitRefused => self.wait_refused.increment(1),
+            Event::Bypass => self.bypassed.increment(1),
+            Event::Stored => self.stored.increment(1),
+            #[cfg(feature = "redis")]
+            Event::Backend(took) => self.backend.record(took.as_secs_f64()),
+            #[cfg(feature = "redis")]
+            Event::BackendError => self.backend_errors.increment(1),
+        }
     }
 
-    pub(crate) fn evicted(&self, route: &str) {
-        self.routes.with(
-            route,
-            || RouteCounters::new(route),
-            |counters| counters.evictions.increment(1),
-        );
+    /// A stored response of the route was evicted.
+    pub(crate) fn evicted(&self) {
+        self.evictions.increment(1);
     }
 }

@@ -932,9 +932,7 @@ impl Drop for Fill {
     fn drop(&mut self) {
         // Dropped before its response (the client left): the fleet's other instances need not
         // wait for the lease to fill the key.
-        if self.token.is_some() {
-            self.config.release(self.key, self.token.take());
-        }
+        self.config.release(self.key, self.token.take());
     }
 }
 

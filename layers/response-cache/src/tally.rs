@@ -9,8 +9,9 @@ use vitals_core::per_route::PerRoute;
 
 use crate::part::Event;
 
-/// One route's counts.
-#[derive(Debug, Default)]
+/// One route's counts (and, with the `metrics` feature, its families: one lookup per event for
+/// both).
+#[derive(Debug)]
 struct RouteTally {
     hits: AtomicU64,
     stale: AtomicU64,
@@ -19,9 +20,26 @@ struct RouteTally {
     bypassed: AtomicU64,
     stored: AtomicU64,
     wait_refused: AtomicU64,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::RouteCounters,
 }
 
 impl RouteTally {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn new(route: &str) -> Self {
+        Self {
+            hits: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            collapsed: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            wait_refused: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::RouteCounters::new(route),
+        }
+    }
+
     /// The count `event` adds to (none for the events the dashboard does not show).
     fn of(&self, event: Event) -> Option<&AtomicU64> {
         Some(match event {
@@ -46,15 +64,29 @@ pub(crate) struct Tallies {
 }
 
 impl Tallies {
+    /// Counts `event` for `route` (and adds it to the route's metric families).
     pub(crate) fn count(&self, route: &str, event: Event) {
-        if matches!(event, Event::Waited(_)) {
-            return;
-        }
-        self.routes.with(route, RouteTally::default, |tally| {
-            if let Some(count) = tally.of(event) {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        self.routes.with(
+            route,
+            || RouteTally::new(route),
+            |tally| {
+                if let Some(count) = tally.of(event) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                #[cfg(feature = "metrics")]
+                tally.metrics.count(event);
+            },
+        );
+    }
+
+    /// A stored response of `route` was evicted to keep the store in its bound.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn evicted(&self, route: &str) {
+        self.routes.with(
+            route,
+            || RouteTally::new(route),
+            |tally| tally.metrics.evicted(),
+        );
     }
 
     /// Every route's counts, sorted by route.
