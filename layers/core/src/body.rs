@@ -299,6 +299,22 @@ impl<B: Body> std::fmt::Debug for EitherBody<B> {
     }
 }
 
+/// Appends `data` (a frame of any `Buf` type, in up to 16 pieces) to `kept`, unless `kept`
+/// would grow past `limit` bytes: `false` then, and `kept` is left as it was. For a recorder
+/// driven by a stack whose body data is not `Bytes`.
+pub fn keep_within(kept: &mut bytes::BytesMut, data: &impl bytes::Buf, limit: usize) -> bool {
+    let mut pieces = [std::io::IoSlice::new(&[]); 16];
+    let filled = data.chunks_vectored(&mut pieces);
+    let gathered: usize = pieces[..filled].iter().map(|piece| piece.len()).sum();
+    if gathered != data.remaining() || kept.len().saturating_add(gathered) > limit {
+        return false;
+    }
+    for piece in &pieces[..filled] {
+        kept.extend_from_slice(piece);
+    }
+    true
+}
+
 /// Keeps a copy of a response body as it passes, for a layer that stores responses (a cache,
 /// an idempotency record), and learns how the body ended.
 pub trait BodyRecorder {

@@ -416,6 +416,14 @@ impl ServerTiming {
         }
     }
 
+    /// Takes the collector (and a denial) out of a request's extensions: for a copy of a
+    /// request sent on in the background (a cache's refresh), whose timings no client will see
+    /// and must not add to the header of the request it was copied from.
+    pub fn detach(extensions: &mut Extensions) {
+        extensions.remove::<Slot>();
+        extensions.remove::<Denied>();
+    }
+
     /// Attaches as [`attach`](Self::attach) does when `mode` allows timings for this request.
     /// When it does not, the header is denied for the whole request — no layer will render it
     /// — and the existing collector, if any, is returned (not as owner) so the caller can still

@@ -451,17 +451,9 @@ impl Recorder {
         if self.too_large {
             return;
         }
-        let mut pieces = [std::io::IoSlice::new(&[]); 16];
-        let filled = data.chunks_vectored(&mut pieces);
-        let gathered: usize = pieces[..filled].iter().map(|piece| piece.len()).sum();
-        if gathered != data.remaining() || self.body.len() + gathered > self.config.max_stored_body
-        {
+        if !vitals_core::body::keep_within(&mut self.body, data, self.config.max_stored_body) {
             self.too_large = true;
             self.body = BytesMut::new();
-            return;
-        }
-        for piece in &pieces[..filled] {
-            self.body.extend_from_slice(piece);
         }
     }
 

@@ -10,7 +10,7 @@ pub type ResponseCacheBody<B> = RecordingBody<B, Recorder>;
 
 impl BodyRecorder for Recorder {
     fn on_data(&mut self, data: &bytes::Bytes) {
-        self.keep(data);
+        self.on_buf(data);
     }
 
     fn on_end(self, end: BodyEnd) {

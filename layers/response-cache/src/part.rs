@@ -424,6 +424,7 @@ impl ResponseCachePart {
         // A refresh asks for the whole response, whatever the request that triggered it
         // asked: a `GET`, without its range or its own conditions.
         copy.method = Method::GET;
+        ServerTiming::detach(&mut copy.extensions);
         for name in [
             header::RANGE,
             header::IF_MATCH,
@@ -954,17 +955,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A frame of the body went by.
-    pub(crate) fn keep(&mut self, data: &Bytes) {
+    /// A frame of the body went by (as a driver whose body data is not `Bytes` sees it; the
+    /// standalone layer's body calls it through `BodyRecorder::on_data`).
+    pub fn on_buf(&mut self, data: &impl bytes::Buf) {
         if self.too_large {
             return;
         }
-        if self.body.len() + data.len() > self.config.max_body {
+        if !vitals_core::body::keep_within(&mut self.body, data, self.config.max_body) {
             // Passed on unstored, never buffered past the limit.
             self.too_large = true;
             self.body = BytesMut::new();
-        } else {
-            self.body.extend_from_slice(data);
         }
     }
 

@@ -1,8 +1,11 @@
 //! The response future of [`VitalsService`](crate::VitalsService): one state for every part,
 //! entered once per poll. The phases are the handler running, and the only waits a part adds:
-//! the limit's queue before it, the entity-tag buffering after it, the deadline racing both.
+//! the rate limit's store, the key's claim and the response cache's wait for another request's
+//! fill before it starts, the limit's queue before it, the entity-tag buffering after it, the
+//! deadline racing both.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,7 +27,8 @@ use crate::body::{Cached, Inner, VitalsBody, deadlined, uncached};
 #[cfg(feature = "concurrency")]
 use vitals_concurrency::part::Admission;
 
-use crate::plan::{Admitting, Early, Plan};
+use crate::plan::{Admitting, Early, Inside, Plan};
+use crate::response_cache_part::AwaitingFill;
 use crate::state::{Finish, Parts, QueriesFinish, RequestState};
 
 #[cfg(feature = "cache-headers")]
@@ -55,7 +59,7 @@ enum Step<B: Body, E> {
 /// body takes the request's state to its end.
 fn finish_head<B>(
     mut state: Box<RequestState>,
-    mut response: Response<Cached<EitherBody<B>>>,
+    response: Response<Cached<EitherBody<B>>>,
     queries: Option<QueriesFinish>,
     #[allow(unused_variables)] now: Option<Instant>,
 ) -> Response<VitalsBody<B>>
@@ -64,7 +68,10 @@ where
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body,
 {
-    let parts = std::mem::take(&mut state.parts);
+    let mut parts = std::mem::take(&mut state.parts);
+    // The response cache first (innermost of the parts outside the limit): it stores the
+    // response as cache headers made it, and may answer from its store instead.
+    let (mut response, stored) = crate::response_cache_part::on_head(&mut parts, response);
     // Inside the rate limit: the stored answer has no quota headers (they are the replay's).
     let recorder = parts.ticket.and_then(|ticket| {
         #[cfg(feature = "idempotency-stack")]
@@ -93,6 +100,7 @@ where
     let body_deadline = None;
     state.finish = Some(Finish {
         recorder,
+        stored,
         permit,
         #[cfg(feature = "latency")]
         latency: parts.latency.map(|latency| latency.on_response(&response)),
@@ -139,7 +147,7 @@ pin_project! {
                 // yet answered): its key, if it holds one, is free for a retry.
                 if matches!(
                     this.phase.as_ref().project_ref(),
-                    PhaseProjRef::Queued { .. } | PhaseProjRef::Refused { .. }
+                    PhaseProjRef::Queued { .. } | PhaseProjRef::Answered { .. }
                 ) {
                     state.parts.free_key();
                 }
@@ -152,7 +160,7 @@ pin_project! {
 pin_project! {
     #[project = PhaseProj]
     #[project_ref = PhaseProjRef]
-    enum Phase<S, ReqBody, B>
+    pub(crate) enum Phase<S, ReqBody, B>
     where
         S: Service<Request<ReqBody>>,
         B: Body,
@@ -181,9 +189,14 @@ pin_project! {
         Checking {
             checking: Box<Checking<S, Request<ReqBody>>>,
         },
-        // A limit refused (the rate limit or the concurrency limit): answered on the first
-        // poll.
-        Refused {
+        // Waiting for another request's fill of the response cache's key (no permit held).
+        Awaiting {
+            awaiting: Box<AwaitingFill<S, ReqBody>>,
+        },
+        // Answered before the handler ran: a limit refused (the rate limit or the concurrency
+        // limit), the idempotency part replayed, or the response cache answered from its
+        // store. Answered on the first poll.
+        Answered {
             answer: Option<Response<Full<B::Data>>>,
         },
         // Answered; what the handler held is dropped.
@@ -274,19 +287,23 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
         )
     }
 
-    /// The parts started: the limit's decision is carried out — the handler called, a wait in
-    /// the queue, or the refusal.
+    /// The parts outside the response cache started: the ones inside it start now
+    /// ([`inward`]).
     pub(crate) fn start(
+        plan: &Arc<Plan>,
         mut state: Box<RequestState>,
-        admission: Admitting,
+        inside: Inside,
         request: Request<ReqBody>,
         service: &mut S,
     ) -> Self
     where
-        S: Clone,
+        S: crate::bounds::InnerService<Request<ReqBody>, Response = Response<B>>,
+        ReqBody: crate::RequestBody,
+        B: crate::bounds::ResponseBody,
         B::Data: From<Bytes> + Buf,
+        Inner<B>: Body<Data = B::Data>,
     {
-        let phase = after_admission(&mut state, admission, request, service);
+        let phase = inward(plan, &mut state, inside, request, service);
         Self::new(phase, Some(state))
     }
 
@@ -313,7 +330,7 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
     )]
     pub(crate) fn refused(answer: Response<Full<B::Data>>, state: Box<RequestState>) -> Self {
         Self::new(
-            Phase::Refused {
+            Phase::Answered {
                 answer: Some(answer),
             },
             Some(state),
@@ -329,9 +346,52 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
     }
 }
 
+/// The parts from the response cache inward start on a request: the cache answers it, has it
+/// wait for another request's fill, or lets it on to the limit, which decides
+/// ([`after_admission`]).
+pub(crate) fn inward<S, ReqBody, B>(
+    plan: &Arc<Plan>,
+    state: &mut RequestState,
+    inside: Inside,
+    request: Request<ReqBody>,
+    service: &mut S,
+) -> Phase<S, ReqBody, B>
+where
+    S: crate::bounds::InnerService<Request<ReqBody>, Response = Response<B>>,
+    ReqBody: crate::RequestBody,
+    B: crate::bounds::ResponseBody,
+    B::Data: From<Bytes> + Buf,
+    Inner<B>: Body<Data = B::Data>,
+{
+    match crate::response_cache_part::arrive(plan, state, inside, request, service) {
+        ControlFlow::Continue((request, inside)) => {
+            past_cache(plan, state, inside, request, service)
+        }
+        ControlFlow::Break(phase) => phase,
+    }
+}
+
+/// The parts inside the response cache start: the limit decides, and its decision is carried
+/// out ([`after_admission`]).
+pub(crate) fn past_cache<S, ReqBody, B>(
+    plan: &Plan,
+    state: &mut RequestState,
+    inside: Inside,
+    mut request: Request<ReqBody>,
+    service: &mut S,
+) -> Phase<S, ReqBody, B>
+where
+    S: Service<Request<ReqBody>> + Clone,
+    B: Body,
+    B::Data: From<Bytes> + Buf,
+{
+    let admission = plan.start_inside(state, &mut request, inside);
+    after_admission(state, admission, request, service)
+}
+
 /// What the limit decided, carried out: the handler called (`service` is ready), a wait in the
 /// queue (with `service`, and a fresh clone left in its place), or the refusal.
-fn after_admission<S, ReqBody, B>(
+pub(crate) fn after_admission<S, ReqBody, B>(
     state: &mut RequestState,
     #[allow(unused_variables)] admission: Admitting,
     request: Request<ReqBody>,
@@ -348,7 +408,7 @@ where
         Some((Admission::Admitted(permit), _)) => state.parts.permit = permit,
         Some((Admission::Refused(refusal), _)) => {
             state.parts.free_key();
-            return Phase::Refused {
+            return Phase::Answered {
                 answer: Some(refusal.into_response()),
             };
         }
@@ -372,10 +432,11 @@ where
 #[cfg(feature = "idempotency-stack")]
 impl<S, ReqBody, B> ResponseFuture<S, ReqBody, B>
 where
-    S: Service<Request<ReqBody>> + Clone,
-    ReqBody: Body + From<Bytes>,
-    B: Body,
+    S: crate::bounds::InnerService<Request<ReqBody>, Response = Response<B>>,
+    ReqBody: crate::RequestBody,
+    B: crate::bounds::ResponseBody,
     B::Data: From<Bytes> + Buf,
+    Inner<B>: Body<Data = B::Data>,
 {
     /// A request with a key: once its key is claimed, it is answered (a replay, a `409`, a
     /// `422`…) or goes on to the parts inside, holding the key. Ready at once in any other
@@ -392,7 +453,7 @@ where
             completed();
         };
         let next = match claimed {
-            Claimed::Answer(answer) => Phase::Refused {
+            Claimed::Answer(answer) => Phase::Answered {
                 answer: Some(own_answer(answer)),
             },
             Claimed::Run(ticket) => {
@@ -402,10 +463,9 @@ where
                     completed();
                 };
                 state.parts.ticket = Some(Box::new(ticket));
-                let mut request = Request::from_parts(head, ReqBody::from(bytes));
+                let request = Request::from_parts(head, ReqBody::from(bytes));
                 let plan = Arc::clone(&keying.plan);
-                let admission = plan.start_inside(state, &mut request, inside);
-                after_admission(state, admission, request, &mut keying.service)
+                inward(&plan, state, inside, request, &mut keying.service)
             }
         };
         phase.set(next);
@@ -413,8 +473,9 @@ where
     }
 }
 
-/// An answer the idempotency part made (a replay, a problem), as a body of the stack's data.
-#[cfg(feature = "idempotency-stack")]
+/// An answer a part made of bytes (an idempotency replay or problem, a stored response), as a
+/// body of the stack's data.
+#[cfg(any(feature = "idempotency-stack", feature = "response-cache-stack"))]
 pub(crate) fn own_answer<D: From<Bytes> + Buf>(answer: Response<Bytes>) -> Response<Full<D>> {
     answer.map(|bytes| Full::new(D::from(bytes)))
 }
@@ -425,11 +486,11 @@ fn completed() -> ! {
 
 impl<S, ReqBody, B> Future for ResponseFuture<S, ReqBody, B>
 where
-    S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
+    S: crate::bounds::InnerService<Request<ReqBody>, Response = Response<B>>,
     ReqBody: crate::RequestBody,
-    B: Body,
+    B: crate::bounds::ResponseBody,
     B::Data: From<Bytes> + Buf,
-    Inner<B>: Body,
+    Inner<B>: Body<Data = B::Data>,
 {
     type Output = Result<Response<VitalsBody<B>>, S::Error>;
 
@@ -440,6 +501,13 @@ where
         }
         #[cfg(feature = "idempotency-stack")]
         std::task::ready!(self.as_mut().poll_keying(cx));
+        if let Err(error) = std::task::ready!(self.as_mut().poll_awaiting(cx)) {
+            // The service failed its readiness: nothing ran, nothing to answer with.
+            if let Some(state) = self.as_mut().project().state.take() {
+                state.on_error(None);
+            }
+            return Poll::Ready(Err(error));
+        }
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
             return passthrough(this.phase, cx);
@@ -464,21 +532,62 @@ where
         if let Step::Pending = step {
             return Poll::Pending;
         }
-        let Some(state) = this.state.take() else {
+        let Some(mut state) = this.state.take() else {
             completed();
         };
         Poll::Ready(match step {
             Step::Pending => completed(),
             Step::Head(response, queries) => Ok(finish_head(state, response, queries, now)),
             Step::Failed(error) => {
-                state.on_error(now);
-                Err(error)
+                // A stale response that may answer for a failing handler does.
+                if let Some(kept) = crate::response_cache_part::on_error(&mut state.parts) {
+                    Ok(finish_head(state, kept, None, now))
+                } else {
+                    state.on_error(now);
+                    Err(error)
+                }
             }
             Step::Answer(answer) => {
                 let response = answer.map(|body| uncached(EitherBody::own(body)));
                 Ok(finish_head(state, response, None, now))
             }
         })
+    }
+}
+
+impl<S, ReqBody, B> ResponseFuture<S, ReqBody, B>
+where
+    S: crate::bounds::InnerService<Request<ReqBody>, Response = Response<B>>,
+    ReqBody: crate::RequestBody,
+    B: crate::bounds::ResponseBody,
+    B::Data: From<Bytes> + Buf,
+    Inner<B>: Body<Data = B::Data>,
+{
+    /// A request waiting for another request's fill: once the fill landed (or the wait
+    /// passed), it is answered from the store or goes on to the parts inside the cache. Ready
+    /// at once in any other phase; the error is the service's readiness failing.
+    fn poll_awaiting(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        let this = self.project();
+        let mut phase = this.phase;
+        let PhaseProj::Awaiting { awaiting } = phase.as_mut().project() else {
+            return Poll::Ready(Ok(()));
+        };
+        let Some(state) = this.state.as_mut() else {
+            completed();
+        };
+        #[cfg(feature = "response-cache-stack")]
+        {
+            let next = std::task::ready!(awaiting.poll_next(state, cx))?;
+            phase.set(next);
+            Poll::Ready(Ok(()))
+        }
+        #[cfg(not(feature = "response-cache-stack"))]
+        match &**awaiting {
+            AwaitingFill::Never(never, _) => {
+                let _ = (state, cx);
+                match *never {}
+            }
+        }
     }
 }
 
@@ -495,9 +604,10 @@ fn poll_checking<S, ReqBody, B>(
 ) -> Poll<Begun<S, ReqBody, B>>
 where
     ReqBody: crate::RequestBody,
-    S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
-    B: Body,
+    S: crate::bounds::InnerService<Request<ReqBody>, Response = Response<B>>,
+    B: crate::bounds::ResponseBody,
     B::Data: From<Bytes> + Buf,
+    Inner<B>: Body<Data = B::Data>,
 {
     #[cfg(feature = "rate-limit")]
     {
@@ -650,7 +760,7 @@ where
                 #[cfg(not(feature = "concurrency"))]
                 match waiting.queued {}
             }
-            PhaseProj::Refused { answer } => {
+            PhaseProj::Answered { answer } => {
                 let Some(answer) = answer.take() else {
                     completed();
                 };
@@ -658,7 +768,10 @@ where
                 return Step::Answer(answer);
             }
             // Handled before the parts started (`poll_checking`).
-            PhaseProj::Checking { .. } | PhaseProj::Keying { .. } | PhaseProj::Done => completed(),
+            PhaseProj::Checking { .. }
+            | PhaseProj::Keying { .. }
+            | PhaseProj::Awaiting { .. }
+            | PhaseProj::Done => completed(),
         }
     }
 }

@@ -63,8 +63,10 @@ pub use vitals_trace_context as trace_context;
 
 mod admission;
 mod body;
+pub mod bounds;
 mod future;
 mod plan;
+mod response_cache_part;
 mod routes;
 mod scope;
 mod service;
@@ -75,9 +77,10 @@ pub mod telemetry;
 pub mod toggle;
 
 pub use body::VitalsBody;
+pub use bounds::RequestBody;
 pub use future::ResponseFuture;
 pub use routes::RouteSettings;
-pub use service::{RequestBody, VitalsService};
+pub use service::VitalsService;
 pub use stack::{DEFAULT_CONCURRENCY_LIMIT, VitalsBuilder, VitalsError, VitalsLayer};
 pub use vitals_core::server_timing::ServerTimingMode;
 

@@ -37,6 +37,14 @@ pub(crate) struct Plan {
     pub(crate) cache: Option<vitals_cache_headers::part::CachePart>,
     #[cfg(feature = "idempotency-stack")]
     pub(crate) idempotency: Option<vitals_idempotency::part::IdempotencyPart>,
+    #[cfg(feature = "response-cache-stack")]
+    pub(crate) response_cache: Option<vitals_response_cache::part::ResponseCachePart>,
+    /// What a stale answer's background refresh runs: the parts inside the response cache.
+    #[cfg(feature = "response-cache-stack")]
+    pub(crate) refresh: Option<std::sync::Arc<Plan>>,
+    /// A plan for requests no client waits on (the refresh's): no `Server-Timing` collector,
+    /// so nothing is rendered into a response that is stored.
+    pub(crate) background: bool,
 }
 
 /// What was decided before the parts started: the route, the arrival time, and the rate
@@ -80,7 +88,7 @@ pub(crate) type KeyedRequest = (vitals_idempotency::part::Keyed, Inside);
 pub(crate) type KeyedRequest = std::convert::Infallible;
 
 /// A request the parts started on: their state, and what was decided — the rate limit's
-/// refusal, the idempotency part's answer or claim to make, or the limit's admission.
+/// refusal, the idempotency part's answer or claim to make, or where the parts inside start.
 pub(crate) struct Started {
     pub(crate) state: Box<RequestState>,
     /// The rate limit's refusal: answered at once, nothing inside it started.
@@ -91,15 +99,16 @@ pub(crate) struct Started {
     pub(crate) key_refusal: Option<http::Response<bytes::Bytes>>,
     /// A request with a key: nothing inside the idempotency part started yet.
     pub(crate) keyed: Option<KeyedRequest>,
-    pub(crate) admission: Admitting,
+    /// Neither answered nor keyed: the parts from the response cache inward start next.
+    pub(crate) inside: Option<Inside>,
 }
 
 impl Plan {
     /// A request arrived: every enabled part starts on it, outermost first, as
     /// docs/architecture.md orders them — trace context, timing, latency, the rate limit,
-    /// idempotency; then, unless one of those answered or a key is to be claimed first,
-    /// [`start_inside`](Self::start_inside). The route is labelled once, and the
-    /// `Server-Timing` decision made once.
+    /// idempotency; then, unless one of those answered or a key is to be claimed first, the
+    /// parts from the response cache inward (`future::inward`). The route is labelled once,
+    /// and the `Server-Timing` decision made once.
     pub(crate) fn start<B>(&self, request: &mut Request<B>, early: Option<Early>) -> Started {
         #[allow(unused_variables)] // The arrival is read by the timing and latency parts only.
         let (start, route, decided) = self.arrival(request, early);
@@ -162,7 +171,7 @@ impl Plan {
             #[cfg(feature = "idempotency-stack")]
             key_refusal: None,
             keyed: None,
-            admission: None,
+            inside: None,
         };
         if !within_quota {
             return started;
@@ -187,11 +196,11 @@ impl Plan {
                 }
             }
         }
-        started.admission = self.start_inside(&mut started.state, request, inside);
+        started.inside = Some(inside);
         started
     }
 
-    /// The parts inside the idempotency part start: the limit decides; for an admitted
+    /// The parts inside the response cache start: the limit decides; for an admitted
     /// request, the deadline, cache headers and queries start too.
     #[allow(unused_variables)] // Every inner part may be compiled out.
     pub(crate) fn start_inside<B>(
@@ -265,7 +274,7 @@ impl Plan {
     /// One `Server-Timing` decision for every part, and the collector (this service renders
     /// the one it inserts), with whether the client may see it.
     fn attach_server_timing<B>(&self, request: &mut Request<B>) -> Option<(ServerTiming, bool)> {
-        if !self.uses_server_timing() {
+        if self.background || !self.uses_server_timing() {
             return None;
         }
         let allowed = self.shows_server_timing(request.headers());
@@ -364,7 +373,30 @@ impl Plan {
         let on = on || self.cache.is_some();
         #[cfg(feature = "idempotency-stack")]
         let on = on || self.idempotency.is_some();
+        #[cfg(feature = "response-cache-stack")]
+        let on = on || self.response_cache.is_some();
         !on
+    }
+
+    /// The plan of a stale answer's background refresh: the parts inside the response cache
+    /// (the limit, the deadline, cache headers, queries), so the refreshed response is made
+    /// and stored as a fill's is — with a permit, under the deadline, its ETag computed, its
+    /// queries counted.
+    #[cfg(feature = "response-cache-stack")]
+    pub(crate) fn for_refresh(&self) -> Self {
+        Self {
+            labeler: self.labeler.clone(),
+            #[cfg(feature = "queries")]
+            queries: self.queries.clone(),
+            #[cfg(feature = "concurrency")]
+            limit: self.limit.clone(),
+            #[cfg(feature = "concurrency")]
+            deadline: self.deadline.clone(),
+            #[cfg(feature = "cache-headers")]
+            cache: self.cache.clone(),
+            background: true,
+            ..Self::default()
+        }
     }
 
     /// Whether any part reads the clock when the request arrives.

@@ -54,6 +54,8 @@ pub struct RouteSettings {
     pub(crate) rate_limit: Option<RateLimitSettings>,
     #[cfg(feature = "idempotency-stack")]
     pub(crate) idempotency: Option<IdempotencySettings>,
+    #[cfg(feature = "response-cache-stack")]
+    pub(crate) response_cache: Option<vitals_response_cache::CacheSettings>,
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<RouteQueries>,
     #[cfg(feature = "timing")]
@@ -129,6 +131,33 @@ impl RouteSettings {
     #[cfg(feature = "idempotency-stack")]
     pub fn with_idempotency(mut self, settings: IdempotencySettings) -> Self {
         self.idempotency = Some(settings);
+        self
+    }
+
+    /// Keeps this route's responses in the response cache (feature `response-cache-stack`),
+    /// with these settings: one fill per key however many requests miss it together,
+    /// `stale-while-revalidate` and `stale-if-error`, a hit answered without a permit. The
+    /// stack gets an in-memory cache of only the routes that ask for it if it has none (see
+    /// [`VitalsBuilder::with_response_cache`](crate::VitalsBuilder::with_response_cache)).
+    ///
+    /// What is stored is what the route's response says may be: pair it with a cache policy
+    /// (`with_cache_policy(CachePolicy::public(..))`) or a route default in the settings.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals::RouteSettings;
+    /// use vitals::cache_headers::CachePolicy;
+    /// use vitals::response_cache::CacheSettings;
+    ///
+    /// let catalogue = RouteSettings::new()
+    ///     .with_cache_policy(CachePolicy::public(Duration::from_mins(1)))
+    ///     .with_response_cache(
+    ///         CacheSettings::new().with_stale_while_revalidate(Duration::from_secs(30)),
+    ///     );
+    /// ```
+    #[cfg(feature = "response-cache-stack")]
+    pub fn with_response_cache(mut self, settings: vitals_response_cache::CacheSettings) -> Self {
+        self.response_cache = Some(settings);
         self
     }
 

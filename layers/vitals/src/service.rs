@@ -10,6 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{Inner, VitalsBody};
+use crate::bounds::{InnerService, RequestBody, ResponseBody};
 use crate::future::ResponseFuture;
 use crate::plan::{Early, Plan, Started};
 
@@ -32,11 +33,11 @@ impl<S> VitalsService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for VitalsService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + InnerService<Request<ReqBody>>,
     ReqBody: RequestBody,
-    ResBody: Body,
+    ResBody: ResponseBody,
     ResBody::Data: From<Bytes> + Buf,
-    Inner<ResBody>: Body,
+    Inner<ResBody>: Body<Data = ResBody::Data>,
 {
     type Response = Response<VitalsBody<ResBody>>;
     type Error = S::Error;
@@ -76,8 +77,9 @@ where
 }
 
 /// The parts start on the request (with what was decided early), then it is answered at
-/// once, read and claimed for its `Idempotency-Key`, waits in the limit's queue, or goes to
-/// `service`, which is ready.
+/// once, read and claimed for its `Idempotency-Key`, answered from the response cache or
+/// waits for another request's fill, waits in the limit's queue, or goes to `service`, which
+/// is ready.
 pub(crate) fn begin<S, ReqBody, ResBody>(
     plan: &Arc<Plan>,
     mut request: Request<ReqBody>,
@@ -85,10 +87,11 @@ pub(crate) fn begin<S, ReqBody, ResBody>(
     service: &mut S,
 ) -> ResponseFuture<S, ReqBody, ResBody>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + InnerService<Request<ReqBody>>,
     ReqBody: RequestBody,
-    ResBody: Body,
+    ResBody: ResponseBody,
     ResBody::Data: From<Bytes> + Buf,
+    Inner<ResBody>: Body<Data = ResBody::Data>,
 {
     let Started {
         state,
@@ -97,7 +100,7 @@ where
         #[cfg(feature = "idempotency-stack")]
         key_refusal,
         keyed,
-        admission,
+        inside,
     } = plan.start(&mut request, early);
     #[cfg(feature = "rate-limit")]
     if let Some(refusal) = rate_refusal {
@@ -130,25 +133,8 @@ where
         #[cfg(not(feature = "idempotency-stack"))]
         match keyed {}
     }
-    ResponseFuture::start(state, admission, request, service)
+    let Some(inside) = inside else {
+        unreachable!("a request neither answered nor keyed has the parts inside to start");
+    };
+    ResponseFuture::start(plan, state, inside, request, service)
 }
-
-/// What a request body must be for [`VitalsService`]: anything without the
-/// `idempotency-stack` feature; with it, a body that can be rebuilt from the bytes the
-/// idempotency part read to fingerprint the request (`From<Bytes>`: axum's `Body`,
-/// `Full<Bytes>`, `String`…).
-///
-/// A service whose request body cannot be rebuilt (hyper's `Incoming`, tonic's `Body`) uses
-/// the stack without that feature — the `idempotency` feature alone adds no bound — and
-/// `vitals::idempotency::IdempotencyLayer` on its own where it needs keys.
-#[cfg(feature = "idempotency-stack")]
-pub trait RequestBody: Body + From<Bytes> {}
-#[cfg(feature = "idempotency-stack")]
-impl<T: Body + From<Bytes>> RequestBody for T {}
-
-/// What a request body must be for [`VitalsService`]: anything without the
-/// `idempotency-stack` feature (with it, a body that can be rebuilt from bytes).
-#[cfg(not(feature = "idempotency-stack"))]
-pub trait RequestBody {}
-#[cfg(not(feature = "idempotency-stack"))]
-impl<T> RequestBody for T {}

@@ -18,6 +18,8 @@ use vitals_latency::{LatencyLayer, LatencyRegistry};
 use vitals_queries::QueryTrackingLayer;
 #[cfg(feature = "rate-limit")]
 use vitals_rate_limit::{RateLimitHandle, RateLimitLayer};
+#[cfg(feature = "response-cache-stack")]
+use vitals_response_cache::{ResponseCacheHandle, ResponseCacheLayer};
 #[cfg(feature = "timing")]
 use vitals_timing::RequestTimingLayer;
 #[cfg(feature = "trace-context")]
@@ -69,6 +71,8 @@ pub struct VitalsLayer {
     limit: Option<ConcurrencyLimitLayer>,
     #[cfg(feature = "rate-limit")]
     rate_limit: Option<RateLimitLayer>,
+    #[cfg(feature = "response-cache-stack")]
+    response_cache: Option<ResponseCacheHandle>,
     findings: Option<Findings>,
 }
 
@@ -106,13 +110,20 @@ impl VitalsLayer {
         self.rate_limit.as_ref().map(RateLimitLayer::handle)
     }
 
+    /// A handle on the response cache's store — purge by target, route or tag; each route's
+    /// hit ratio — (`None` when the stack has no response cache).
+    #[cfg(feature = "response-cache-stack")]
+    pub fn response_cache(&self) -> Option<ResponseCacheHandle> {
+        self.response_cache.clone()
+    }
+
     /// The findings sink the parts push to, when one was given.
     pub fn findings(&self) -> Option<&Findings> {
         self.findings.as_ref()
     }
 
-    /// A dashboard builder showing this stack: its latency registry, global limiter and
-    /// findings (see [`VitalsBuilder::with_findings`]).
+    /// A dashboard builder showing this stack: its latency registry, global limiter, rate
+    /// limit, response cache and findings (see [`VitalsBuilder::with_findings`]).
     #[cfg(feature = "dashboard")]
     pub fn dashboard(&self) -> vitals_dashboard::DashboardBuilder {
         let mut builder = vitals_dashboard::Dashboard::builder();
@@ -126,6 +137,10 @@ impl VitalsLayer {
         }
         if let Some(rate_limit) = self.rate_limit() {
             builder = builder.with_rate_limit(rate_limit);
+        }
+        #[cfg(feature = "response-cache-stack")]
+        if let Some(cache) = self.response_cache() {
+            builder = builder.with_response_cache(cache);
         }
         if let Some(findings) = &self.findings {
             builder = builder.with_findings(findings.clone());
@@ -164,6 +179,8 @@ pub struct VitalsBuilder {
     rate_limit: Option<RateLimitLayer>,
     #[cfg(feature = "idempotency-stack")]
     idempotency: Option<IdempotencyLayer>,
+    #[cfg(feature = "response-cache-stack")]
+    response_cache: Option<ResponseCacheLayer>,
     #[cfg(feature = "concurrency")]
     limit: Option<ConcurrencyLimitLayer>,
     #[cfg(feature = "concurrency")]
@@ -191,6 +208,8 @@ impl VitalsBuilder {
             rate_limit: None,
             #[cfg(feature = "idempotency-stack")]
             idempotency: None,
+            #[cfg(feature = "response-cache-stack")]
+            response_cache: None,
             #[cfg(feature = "concurrency")]
             limit: Some(ConcurrencyLimitLayer::new(DEFAULT_CONCURRENCY_LIMIT)),
             #[cfg(feature = "concurrency")]
@@ -362,6 +381,54 @@ impl VitalsBuilder {
         self
     }
 
+    /// A response cache (none by default; a route can ask for one with
+    /// [`RouteSettings::with_response_cache`](crate::RouteSettings::with_response_cache), and
+    /// the stack then makes an in-memory cache of only the routes that ask). It runs after the
+    /// rate limit and idempotency and before the concurrency limit: a hit, or a request waiting
+    /// for another's fill, is timed, counted and traced, and takes no permit; a fill takes one,
+    /// and what it stores is the response as cache headers made it — without the headers the
+    /// outer parts add for one client. A stale answer's refresh runs in the background through
+    /// the parts inside the cache (limit, deadline, cache headers, queries).
+    ///
+    /// Give a layer for settings beyond a route's own: every route by the responses' own
+    /// `Cache-Control` (`ResponseCacheLayer::new()`, as the layer alone does), the store's
+    /// size, Redis for a fleet (`with_redis`). The routes' settings are added to it.
+    ///
+    /// Feature `response-cache-stack`: see [`bounds`](crate::bounds) for what it asks of the
+    /// service and its bodies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals::{RouteSettings, VitalsLayer};
+    /// use vitals::cache_headers::CachePolicy;
+    /// use vitals::response_cache::{CacheSettings, ResponseCacheLayer};
+    ///
+    /// let vitals = VitalsLayer::builder()
+    ///     .with_response_cache(ResponseCacheLayer::new().only_listed_routes().with_max_bytes(16 << 20))
+    ///     .with_route(
+    ///         "/products/{id}",
+    ///         RouteSettings::new()
+    ///             .with_cache_policy(CachePolicy::public(Duration::from_mins(1)))
+    ///             .with_response_cache(CacheSettings::new()),
+    ///     )
+    ///     .build()
+    ///     .expect("valid settings");
+    /// let purge = vitals.response_cache().expect("a response cache");
+    /// # let _ = purge;
+    /// ```
+    #[cfg(feature = "response-cache-stack")]
+    pub fn with_response_cache(mut self, layer: ResponseCacheLayer) -> Self {
+        self.response_cache = Some(layer);
+        self
+    }
+
+    /// No response cache (the default; routes may not ask for one then).
+    #[cfg(feature = "response-cache-stack")]
+    pub fn without_response_cache(mut self) -> Self {
+        self.response_cache = None;
+        self
+    }
+
     /// The global concurrency limit (default: [`DEFAULT_CONCURRENCY_LIMIT`]).
     #[cfg(feature = "concurrency")]
     pub fn with_concurrency_limit(mut self, layer: ConcurrencyLimitLayer) -> Self {
@@ -447,6 +514,8 @@ impl VitalsBuilder {
             limit: self.limit.clone(),
             #[cfg(feature = "rate-limit")]
             rate_limit: self.rate_limit.clone(),
+            #[cfg(feature = "response-cache-stack")]
+            response_cache: self.response_cache.as_ref().map(ResponseCacheLayer::handle),
             findings: self.findings.clone(),
             plan: Arc::new(self.plan()),
         })
@@ -618,6 +687,14 @@ impl VitalsBuilder {
             let layer = self.idempotency.take().unwrap_or_default();
             self.idempotency = Some(layer.with_route(route, own));
         }
+        #[cfg(feature = "response-cache-stack")]
+        if let Some(own) = settings.response_cache {
+            let layer = self
+                .response_cache
+                .take()
+                .unwrap_or_else(|| ResponseCacheLayer::new().only_listed_routes());
+            self.response_cache = Some(layer.with_route(route, own));
+        }
         #[cfg(feature = "queries")]
         if let Some(own) = settings.queries {
             let layer = self
@@ -651,7 +728,8 @@ impl VitalsBuilder {
         if let Some(layer) = &self.latency {
             labeler = layer.route_labeler().clone();
         }
-        Plan {
+        #[allow(unused_mut)] // Only the response cache adds to the plan after it is made.
+        let mut plan = Plan {
             labeler,
             #[cfg(feature = "trace-context")]
             trace: self.trace_context.as_ref().map(TraceContextLayer::part),
@@ -671,7 +749,17 @@ impl VitalsBuilder {
             deadline: self.timeout.as_ref().map(TimeoutLayer::part),
             #[cfg(feature = "cache-headers")]
             cache: self.cache_headers.as_ref().map(CacheHeadersLayer::part),
+            #[cfg(feature = "response-cache-stack")]
+            response_cache: self.response_cache.as_ref().map(ResponseCacheLayer::part),
+            #[cfg(feature = "response-cache-stack")]
+            refresh: None,
+            background: false,
+        };
+        #[cfg(feature = "response-cache-stack")]
+        if plan.response_cache.is_some() {
+            plan.refresh = Some(Arc::new(plan.for_refresh()));
         }
+        plan
     }
 }
 

@@ -10,6 +10,7 @@ use vitals_core::body::BodyObserver;
 use vitals_core::server_timing::ServerTiming;
 
 use crate::admission::{Deadline, Grant, Permit};
+use crate::response_cache_part::{Fill, StoreRecorder};
 use crate::scope::Scope;
 
 #[cfg(feature = "cache-headers")]
@@ -57,6 +58,8 @@ pub(crate) struct Parts {
     #[cfg(feature = "queries")]
     pub(crate) queries: Option<vitals_queries::part::QueriesInFlight>,
     pub(crate) cache: Option<CacheInFlight>,
+    /// The response cache's view of a request sent on to the handler (boxed by the part).
+    pub(crate) fill: Option<Box<Fill>>,
     /// The rate limit's headers for the response.
     pub(crate) rate_limit: Option<Grant>,
     /// The `Idempotency-Key` this request holds while it runs.
@@ -74,6 +77,8 @@ pub(crate) struct Parts {
 pub(crate) struct Finish {
     /// The response recorded for its key's replays.
     pub(crate) recorder: Option<Box<Recorder>>,
+    /// The response recorded for the response cache's store.
+    pub(crate) stored: Option<Box<StoreRecorder>>,
     /// The concurrency limit's permit: given back here, with a latency sample when completed.
     pub(crate) permit: Option<Permit>,
     #[cfg(feature = "latency")]
@@ -85,14 +90,20 @@ pub(crate) struct Finish {
 }
 
 impl Finish {
-    /// A frame of data went by (only the recorder reads them).
-    #[allow(unused_variables)] // Without the `idempotency` feature nothing records.
+    /// A frame of data went by (only the recorders read them).
+    #[allow(unused_variables)] // Without the recording features nothing records.
     pub(crate) fn on_data(&mut self, data: &impl bytes::Buf) {
         if let Some(recorder) = &mut self.recorder {
             #[cfg(feature = "idempotency-stack")]
             recorder.on_buf(data);
             #[cfg(not(feature = "idempotency-stack"))]
             match **recorder {}
+        }
+        if let Some(stored) = &mut self.stored {
+            #[cfg(feature = "response-cache-stack")]
+            stored.on_buf(data);
+            #[cfg(not(feature = "response-cache-stack"))]
+            match **stored {}
         }
     }
 
@@ -115,6 +126,12 @@ impl Finish {
             recorder.on_end(end);
             #[cfg(not(feature = "idempotency-stack"))]
             match *recorder {}
+        }
+        if let Some(stored) = self.stored {
+            #[cfg(feature = "response-cache-stack")]
+            vitals_core::body::BodyRecorder::on_end(*stored, end);
+            #[cfg(not(feature = "response-cache-stack"))]
+            match *stored {}
         }
         #[cfg(feature = "queries")]
         if let Some(queries) = self.queries {
