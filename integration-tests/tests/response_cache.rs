@@ -63,7 +63,7 @@ async fn a_hundred_cold_requests_for_one_products_reviews_make_one_fill() {
         "public, max-age=60, stale-while-revalidate=300"
     );
 
-    assert!(shop.shop().reviews_cache().purge("/products/5/reviews"));
+    assert!(shop.shop().response_cache().purge("/products/5/reviews"));
     let refilled = shop.get("/products/5/reviews").await;
     let cache_status = refilled.headers()["cache-status"]
         .to_str()
@@ -71,16 +71,65 @@ async fn a_hundred_cold_requests_for_one_products_reviews_make_one_fill() {
         .to_owned();
     assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
 
-    // An unknown product: the 404 is not stored (no negative caching configured).
-    for _ in 0..2 {
-        let missing = shop.get("/products/999999/reviews").await;
-        assert_eq!(missing.status(), 404);
-        let cache_status = missing.headers()["cache-status"]
-            .to_str()
-            .expect("ascii")
-            .to_owned();
-        assert!(!cache_status.contains("stored"), "{cache_status}");
+    // An unknown product: the 404 is kept the 10 s the route's status policy gives it (the
+    // cache-headers part, inside the cache, said so): a scanner probing ids costs one
+    // database query per id per 10 s.
+    let statuses: Vec<String> = {
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            let missing = shop.get("/products/999999/reviews").await;
+            assert_eq!(missing.status(), 404);
+            statuses.push(header(&missing, "cache-status"));
+        }
+        statuses
+    };
+    assert_eq!(statuses[0], "vitals; fwd=uri-miss; fwd-status=404; stored");
+    assert!(statuses[1].starts_with("vitals; hit"), "{statuses:?}");
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The catalogue is kept by the stack's response cache: a product's page and the list are
+/// filled once (with their queries) and then answered from memory — no query, no permit —
+/// with the ETag the cache-headers part computed, and a client's conditional request gets its
+/// `304` from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_is_filled_once_then_answered_without_a_query() {
+    let shop = TestShop::start_sqlite().await;
+    for path in ["/products/3", "/products"] {
+        let filled = shop.get(path).await;
+        assert_eq!(filled.status(), 200);
+        let cache_status = header(&filled, "cache-status");
+        assert_eq!(cache_status, "vitals; fwd=uri-miss; fwd-status=200; stored");
+        assert!(header(&filled, "server-timing").contains("db;"), "{path}");
+        let etag = header(&filled, "etag");
+        assert!(etag.starts_with('"'), "{path}: {etag}");
+        let body = filled.text().await.expect("a body");
+
+        let hit = shop.get(path).await;
+        assert!(header(&hit, "cache-status").starts_with("vitals; hit"), "{path}");
+        assert!(!header(&hit, "server-timing").contains("db;"), "{path}: no query");
+        assert_eq!(header(&hit, "etag"), etag);
+        assert_eq!(hit.text().await.expect("a body"), body);
+
+        let revalidated = shop
+            .client()
+            .get(shop.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("a response");
+        assert_eq!(revalidated.status(), 304, "{path}");
+        assert!(header(&revalidated, "cache-status").starts_with("vitals; hit"));
     }
+    shop.shutdown().await;
 }
 
 // --- One cache for a fleet, in Redis ------------------------------------------------------
@@ -207,7 +256,7 @@ mod fleet {
 
         // A purge on one shop reaches the others (through Redis; their memory keeps a copy
         // for at most the local TTL, 1 s).
-        assert!(shops[0].shop().reviews_cache().purge("/products/9/reviews"));
+        assert!(shops[0].shop().response_cache().purge("/products/9/reviews"));
         tokio::time::sleep(Duration::from_millis(1_300)).await;
         let (_, cache_status, _) = get(&client, &third.url("/products/9/reviews")).await;
         assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");

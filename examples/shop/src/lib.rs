@@ -60,6 +60,7 @@ pub fn vitals_layer(
     findings: Findings,
     detector: Option<IndexDetector>,
     idempotency: vitals::idempotency::IdempotencyLayer,
+    response_cache: vitals::response_cache::ResponseCacheLayer,
 ) -> Result<VitalsLayer, vitals::VitalsError> {
     // Statements over 100 ms are reported slow (the default); each new statement shape is
     // explained once on the detector's own connection, and full scans of large tables are
@@ -72,6 +73,10 @@ pub fn vitals_layer(
         // `POST /orders` must bring an `Idempotency-Key`: a retried order is not a second
         // one. A replay is answered before the concurrency limit, and takes no permit.
         .with_idempotency(idempotency)
+        // The catalogue's answers are kept (in memory, or in Redis for a fleet): a hit, or a
+        // request waiting for another's fill of its key, is answered before the concurrency
+        // limit and takes no permit.
+        .with_response_cache(response_cache)
         .with_queries(queries)
         // Where the routes' quotas live: in process, or in Redis for a fleet (`--redis-url`).
         .with_rate_limit(quotas)
@@ -90,15 +95,21 @@ pub fn vitals_layer(
         .with_cache_headers(CacheHeadersLayer::new().with_policy(CachePolicy::no_cache()))
         .with_route(
             "/products",
-            RouteSettings::new().with_cache(catalogue_cache()),
+            RouteSettings::new()
+                .with_cache(catalogue_cache())
+                .with_response_cache(catalogue_store()),
         )
         .with_route(
             "/products/{id}",
-            RouteSettings::new().with_cache(catalogue_cache()),
+            RouteSettings::new()
+                .with_cache(catalogue_cache())
+                .with_response_cache(catalogue_store()),
         )
         .with_route(
             "/products/{id}/reviews",
-            RouteSettings::new().with_cache(catalogue_cache()),
+            RouteSettings::new()
+                .with_cache(catalogue_cache())
+                .with_response_cache(catalogue_store()),
         )
         // One JOIN: anything more is a regression. (`/orders/n-plus-one` goes over, on purpose.)
         .with_route("/orders", RouteSettings::new().with_query_budget(3))
@@ -175,6 +186,16 @@ fn catalogue_cache() -> CacheSettings {
         )
 }
 
+/// How the response cache keeps the catalogue (for as long as each response says: the policy
+/// above): a request missing a key another request is filling waits up to 5 s for it — 25
+/// times the reviews' 200 ms fill — so a burst of cold requests makes one fill; and for five
+/// minutes past its freshness, a stored answer stands in for a failing handler.
+fn catalogue_store() -> vitals::response_cache::CacheSettings {
+    vitals::response_cache::CacheSettings::new()
+        .with_wait(Duration::from_secs(5))
+        .with_stale_if_error(Duration::from_mins(5))
+}
+
 /// The missing-index detector in first-sight mode (each new statement shape is explained the
 /// first time it runs, so one request is enough to get the finding), on a connection of its
 /// own. Without it (its connection failed) the shop runs on, and says so once.
@@ -212,6 +233,8 @@ pub struct Shop {
     latency: LatencyRegistry,
     /// The global limit (`--max-concurrency`).
     limit: LimiterHandle,
+    /// The catalogue's response cache.
+    response_cache: vitals::response_cache::ResponseCacheHandle,
     /// What `GET /metrics` renders (the recorder `vitals::telemetry` installed).
     metrics: Option<vitals::telemetry::PrometheusHandle>,
     /// The live page at `/_vitals`.
@@ -255,11 +278,12 @@ fn shared_state(
     Ok((quotas, idempotency))
 }
 
-/// The reviews' response cache: in memory, and in Redis with `--cache-url`.
-fn reviews_cache(
+/// The response cache of the routes that ask for one (the catalogue): in memory, and in Redis
+/// with `--cache-url`.
+fn response_cache(
     config: &Config,
 ) -> Result<vitals::response_cache::ResponseCacheLayer, StartError> {
-    let cache = routes::reviews_cache();
+    let cache = vitals::response_cache::ResponseCacheLayer::new().only_listed_routes();
     let Some(url) = &config.cache_url else {
         return Ok(cache);
     };
@@ -293,7 +317,7 @@ impl Shop {
         .map_err(|e| StartError(e.to_string()))?;
         let detector = index_detector(&db, &findings).await;
         let (quotas, idempotency) = shared_state(&config)?;
-        let reviews_cache = reviews_cache(&config)?;
+        let response_cache = response_cache(&config)?;
         let workload = tokio::task::spawn_blocking(|| Workload::calibrate(report::TARGET))
             .await
             .map_err(|e| StartError(format!("workload calibration failed: {e}")))?;
@@ -334,7 +358,6 @@ impl Shop {
             workload,
             payment,
             w3c_test_endpoint: config.w3c_test_endpoint,
-            reviews_cache,
         });
         let vitals = vitals_layer(
             usize::try_from(config.max_concurrency).unwrap_or(usize::MAX),
@@ -347,21 +370,25 @@ impl Shop {
             findings,
             detector.clone(),
             idempotency,
+            response_cache,
         )
         .map_err(|e| StartError(e.to_string()))?;
         let mut dashboard = vitals
             .dashboard()
             .with_breaker(breaker)
             .with_pool(state.db.pool_vitals().clone())
-            .with_jobs(&state.jobs)
-            .with_response_cache(state.reviews_cache.handle());
+            .with_jobs(&state.jobs);
         if let Some(token) = config.dashboard_token {
             dashboard = dashboard.with_bearer_token(token);
         }
         let dashboard = dashboard.build().map_err(|e| StartError(e.to_string()))?;
-        let (Some(latency), Some(limit)) = (vitals.latency().cloned(), vitals.limiter()) else {
+        let (Some(latency), Some(limit), Some(response_cache)) = (
+            vitals.latency().cloned(),
+            vitals.limiter(),
+            vitals.response_cache(),
+        ) else {
             return Err(StartError(
-                "the Vitals stack lacks latency or its limit".into(),
+                "the Vitals stack lacks latency, its limit or its response cache".into(),
             ));
         };
         Ok(Self {
@@ -369,6 +396,7 @@ impl Shop {
             vitals,
             latency,
             limit,
+            response_cache,
             metrics: vitals::telemetry::prometheus(),
             dashboard,
             index_detector: detector,
@@ -377,9 +405,10 @@ impl Shop {
         })
     }
 
-    /// Purges what the response cache keeps of `GET /products/{id}/reviews`.
-    pub fn reviews_cache(&self) -> vitals::response_cache::ResponseCacheHandle {
-        self.state.reviews_cache.handle()
+    /// The response cache of the catalogue (`GET /products`, `/products/{id}`,
+    /// `/products/{id}/reviews`): purge by target, route or tag.
+    pub fn response_cache(&self) -> &vitals::response_cache::ResponseCacheHandle {
+        &self.response_cache
     }
 
     /// The shop's router with the Vitals layers, and the dashboard at `/_vitals` with the

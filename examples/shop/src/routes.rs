@@ -3,8 +3,8 @@
 //! | route                   | shows                                                        |
 //! |-------------------------|--------------------------------------------------------------|
 //! | `GET /healthz`          | a cheap liveness probe                                       |
-//! | `GET /products`         | every product, unpaginated: a response that grows with data  |
-//! | `GET /products/{id}`    | a point lookup; 404 as JSON                                  |
+//! | `GET /products`         | every product, unpaginated: a response that grows with data (response-cached) |
+//! | `GET /products/{id}`    | a point lookup; 404 as JSON (both response-cached)           |
 //! | `GET /products/{id}/reviews` | 200 ms of work per answer, behind the response cache: a burst of cold requests makes one fill |
 //! | `GET /orders`           | orders with customers in one JOIN: the fix                   |
 //! | `GET /orders/n-plus-one`| the same JSON with one query per order: the N+1 problem      |
@@ -64,25 +64,12 @@ pub struct AppState {
     pub payment: PaymentClient,
     /// Whether `POST /trace-context/test` is mounted.
     pub w3c_test_endpoint: bool,
-    /// The response cache in front of `GET /products/{id}/reviews`.
-    pub reviews_cache: vitals::response_cache::ResponseCacheLayer,
 }
 
 /// The work one answer of `GET /products/{id}/reviews` costs (an aggregation over a slow store,
 /// say): what a stampede multiplies and the response cache pays once per key.
 pub const REVIEWS_WORK: Duration = Duration::from_millis(200);
 
-/// The response cache of `GET /products/{id}/reviews`: a waiting request waits up to 5 s for
-/// the fill in progress (25 times the fill), so a burst of cold requests makes one fill.
-pub fn reviews_cache() -> vitals::response_cache::ResponseCacheLayer {
-    use vitals::response_cache::{CacheSettings, ResponseCacheLayer};
-    ResponseCacheLayer::new().with_route(
-        "/products/{id}/reviews",
-        CacheSettings::new()
-            .with_wait(Duration::from_secs(5))
-            .with_stale_if_error(Duration::from_mins(5)),
-    )
-}
 
 /// `POST /trace-context/test`, when asked for.
 fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
@@ -125,12 +112,7 @@ pub fn router(
         )
         .route("/products", get(products))
         .route("/products/{id}", get(product))
-        // The cache is this route's own layer, inside `VitalsLayer` (so its hits are timed,
-        // counted and traced), until it is a part of the fused stack.
-        .route(
-            "/products/{id}/reviews",
-            get(reviews).layer(state.reviews_cache.clone()),
-        )
+        .route("/products/{id}/reviews", get(reviews))
         .route("/orders", get(orders).post(create_order))
         .route("/orders/n-plus-one", get(orders_n_plus_one))
         .route("/orders/by-email", get(orders_by_email))
