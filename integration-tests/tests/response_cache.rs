@@ -114,8 +114,14 @@ async fn the_catalogue_is_filled_once_then_answered_without_a_query() {
         let body = filled.text().await.expect("a body");
 
         let hit = shop.get(path).await;
-        assert!(header(&hit, "cache-status").starts_with("vitals; hit"), "{path}");
-        assert!(!header(&hit, "server-timing").contains("db;"), "{path}: no query");
+        assert!(
+            header(&hit, "cache-status").starts_with("vitals; hit"),
+            "{path}"
+        );
+        assert!(
+            !header(&hit, "server-timing").contains("db;"),
+            "{path}: no query"
+        );
         assert_eq!(header(&hit, "etag"), etag);
         assert_eq!(hit.text().await.expect("a body"), body);
 
@@ -256,7 +262,12 @@ mod fleet {
 
         // A purge on one shop reaches the others (through Redis; their memory keeps a copy
         // for at most the local TTL, 1 s).
-        assert!(shops[0].shop().response_cache().purge("/products/9/reviews"));
+        assert!(
+            shops[0]
+                .shop()
+                .response_cache()
+                .purge("/products/9/reviews")
+        );
         tokio::time::sleep(Duration::from_millis(1_300)).await;
         let (_, cache_status, _) = get(&client, &third.url("/products/9/reviews")).await;
         assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");

@@ -296,6 +296,25 @@ fn response_cache(
     Ok(cache.with_redis(fleet))
 }
 
+/// The page at `/_vitals`: the stack's parts (latency, limits, the response cache, findings),
+/// the payment breaker, the pool and the jobs; behind `token` when one is given.
+fn dashboard(
+    vitals: &VitalsLayer,
+    state: &AppState,
+    breaker: vitals::client::BreakerHandle,
+    token: Option<String>,
+) -> Result<vitals::dashboard::Dashboard, StartError> {
+    let mut dashboard = vitals
+        .dashboard()
+        .with_breaker(breaker)
+        .with_pool(state.db.pool_vitals().clone())
+        .with_jobs(&state.jobs);
+    if let Some(token) = token {
+        dashboard = dashboard.with_bearer_token(token);
+    }
+    dashboard.build().map_err(|e| StartError(e.to_string()))
+}
+
 impl Shop {
     /// Opens the database (creating and seeding it), calibrates the report's workload and
     /// starts the stub payment service unless `config.payment_url` names one.
@@ -373,15 +392,7 @@ impl Shop {
             response_cache,
         )
         .map_err(|e| StartError(e.to_string()))?;
-        let mut dashboard = vitals
-            .dashboard()
-            .with_breaker(breaker)
-            .with_pool(state.db.pool_vitals().clone())
-            .with_jobs(&state.jobs);
-        if let Some(token) = config.dashboard_token {
-            dashboard = dashboard.with_bearer_token(token);
-        }
-        let dashboard = dashboard.build().map_err(|e| StartError(e.to_string()))?;
+        let dashboard = dashboard(&vitals, &state, breaker, config.dashboard_token)?;
         let (Some(latency), Some(limit), Some(response_cache)) = (
             vitals.latency().cloned(),
             vitals.limiter(),

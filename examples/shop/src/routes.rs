@@ -70,7 +70,6 @@ pub struct AppState {
 /// say): what a stampede multiplies and the response cache pays once per key.
 pub const REVIEWS_WORK: Duration = Duration::from_millis(200);
 
-
 /// `POST /trace-context/test`, when asked for.
 fn w3c_routes(mounted: bool) -> Router<Arc<AppState>> {
     let routes = Router::new();
