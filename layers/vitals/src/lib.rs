@@ -111,7 +111,7 @@ mod development_md {}
 #[cfg(all(doctest, feature = "idempotency-stack"))]
 #[doc = include_str!("../../../docs/idempotency.md")]
 mod idempotency_md {}
-#[cfg(all(doctest, feature = "response-cache", feature = "redis"))]
+#[cfg(all(doctest, feature = "response-cache-stack", feature = "redis"))]
 #[doc = include_str!("../../../docs/response-cache.md")]
 mod response_cache_md {}
 #[cfg(all(doctest, feature = "jobs", feature = "sqlite"))]
