@@ -114,10 +114,38 @@ fn idempotency_check(c: &mut Criterion) {
         .finish();
 }
 
+/// The response-cache part: the stack with the handler answering, and the stack answering the
+/// same `GET` from memory (a hit: no permit, no handler; the outer parts still time, count and
+/// trace it).
+#[cfg(feature = "response-cache-stack")]
+fn response_cache_hit(c: &mut Criterion) {
+    use std::time::Duration;
+    use vitals::RouteSettings;
+    use vitals::cache_headers::CachePolicy;
+    use vitals::response_cache::CacheSettings;
+    let Ok(cached) = VitalsLayer::builder()
+        .with_route(
+            "/products/{id}",
+            RouteSettings::new()
+                .with_cache_policy(CachePolicy::public(Duration::from_hours(1)))
+                .with_response_cache(CacheSettings::new()),
+        )
+        .build()
+    else {
+        panic!("the stack builds");
+    };
+    Comparison::new(c, "stack_response_cache_hit")
+        .service("vitals", &router().layer(VitalsLayer::new()))
+        .service("vitals_response_cache_hit", &router().layer(cached))
+        .finish();
+}
+
 fn per_request(c: &mut Criterion) {
     compare(c, "stack_no_subscriber");
     #[cfg(feature = "idempotency-stack")]
     idempotency_check(c);
+    #[cfg(feature = "response-cache-stack")]
+    response_cache_hit(c);
     each_part(c);
     #[cfg(feature = "telemetry")]
     tracing::subscriber::with_default(tracing_subscriber::registry().with(json_logs()), || {

@@ -54,9 +54,11 @@ enum Step<B: Body, E> {
     Answer(Response<Full<B::Data>>),
 }
 
-/// The response head is decided: each outer part sees it (the limit learns whether it measured
-/// real work; latency and timing classify what the client gets; the span records it), then the
-/// body takes the request's state to its end.
+/// The response head is decided: each part outside the handler sees it, innermost first (the
+/// limit learns whether it measured real work — from the response the handler or the deadline
+/// made, before the cache may answer from its store instead; the cache stores it; latency and
+/// timing classify what the client gets; the span records it), then the body takes the
+/// request's state to its end.
 fn finish_head<B>(
     mut state: Box<RequestState>,
     response: Response<Cached<EitherBody<B>>>,
@@ -69,7 +71,14 @@ where
     Inner<B>: Body,
 {
     let mut parts = std::mem::take(&mut state.parts);
-    // The response cache first (innermost of the parts outside the limit): it stores the
+    let mut permit = parts.permit.take();
+    if let Some(permit) = permit.as_mut() {
+        #[cfg(feature = "concurrency")]
+        permit.on_response(&response);
+        #[cfg(not(feature = "concurrency"))]
+        match *permit {}
+    }
+    // The response cache next (innermost of the parts outside the limit): it stores the
     // response as cache headers made it, and may answer from its store instead.
     let (mut response, stored) = crate::response_cache_part::on_head(&mut parts, response);
     // Inside the rate limit: the stored answer has no quota headers (they are the replay's).
@@ -86,13 +95,6 @@ where
         grant.on_response(&mut response);
         #[cfg(not(feature = "rate-limit"))]
         match grant {}
-    }
-    let mut permit = parts.permit;
-    if let Some(permit) = permit.as_mut() {
-        #[cfg(feature = "concurrency")]
-        permit.on_response(&response);
-        #[cfg(not(feature = "concurrency"))]
-        match *permit {}
     }
     #[cfg(feature = "concurrency")]
     let body_deadline = parts.deadline.as_ref().and_then(Deadline::body_deadline);
@@ -143,11 +145,14 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(mut state) = this.state.take() {
-                // Dropped before the handler ran (waiting for a permit, or refused and not
-                // yet answered): its key, if it holds one, is free for a retry.
+                // Dropped before the handler ran (waiting for a permit or another request's
+                // fill, or refused and not yet answered): its key, if it holds one, is free
+                // for a retry.
                 if matches!(
                     this.phase.as_ref().project_ref(),
-                    PhaseProjRef::Queued { .. } | PhaseProjRef::Answered { .. }
+                    PhaseProjRef::Queued { .. }
+                        | PhaseProjRef::Awaiting { .. }
+                        | PhaseProjRef::Answered { .. }
                 ) {
                     state.parts.free_key();
                 }
@@ -539,8 +544,10 @@ where
             Step::Pending => completed(),
             Step::Head(response, queries) => Ok(finish_head(state, response, queries, now)),
             Step::Failed(error) => {
-                // A stale response that may answer for a failing handler does.
+                // A stale response that may answer for a failing handler does; the permit goes
+                // back without a sample, as for any failure.
                 if let Some(kept) = crate::response_cache_part::on_error(&mut state.parts) {
+                    drop(state.parts.permit.take());
                     Ok(finish_head(state, kept, None, now))
                 } else {
                     state.on_error(now);

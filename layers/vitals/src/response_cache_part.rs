@@ -179,8 +179,20 @@ impl<S, ReqBody> AwaitingFill<S, ReqBody> {
                         self.arrival = Some(arrival);
                         return Poll::Pending;
                     }
-                    // A fill given up here lets its waiters look again.
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    // The service failed before the handler ran: a stale response that may
+                    // answer for a failing handler does, as after the handler's own failure;
+                    // else the fill is given up and its waiters look again.
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(match arrival {
+                            Arrival::Forward(fill) => match fill.on_error() {
+                                Some(kept) => Ok(Phase::Answered {
+                                    answer: Some(crate::future::own_answer(kept)),
+                                }),
+                                None => Err(error),
+                            },
+                            _ => Err(error),
+                        });
+                    }
                     Poll::Ready(Ok(())) => {}
                 },
             }

@@ -422,7 +422,10 @@ impl VitalsBuilder {
         self
     }
 
-    /// No response cache (the default; routes may not ask for one then).
+    /// No response cache given (the default; a layer given before is dropped). A route that
+    /// asks for one with
+    /// [`RouteSettings::with_response_cache`](crate::RouteSettings::with_response_cache) still
+    /// gets an in-memory cache of the routes that ask.
     #[cfg(feature = "response-cache-stack")]
     pub fn without_response_cache(mut self) -> Self {
         self.response_cache = None;

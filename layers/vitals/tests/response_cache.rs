@@ -368,3 +368,130 @@ fn a_stack_without_a_response_cache_has_no_handle() {
         .unwrap();
     assert!(vitals.response_cache().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passed_is_answered_stale_and_the_permit_goes_back() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let vitals = VitalsLayer::builder()
+        .with_response_cache(
+            vitals::response_cache::ResponseCacheLayer::new()
+                .only_listed_routes()
+                .with_jitter(0.0),
+        )
+        .with_route(
+            "/quote",
+            catalogue(CacheSettings::new().with_stale_if_error(Duration::from_mins(1)))
+                .with_cache_policy(CachePolicy::public(Duration::from_secs(1)))
+                .with_timeout(Duration::from_millis(100)),
+        )
+        .build()
+        .unwrap();
+    let app = {
+        let calls = Arc::clone(&calls);
+        Router::new()
+            .route(
+                "/quote",
+                get(move || {
+                    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        if call > 1 {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                        format!("quote {call}")
+                    }
+                }),
+            )
+            .layer(vitals.clone())
+    };
+    let address = serve(app).await;
+    let client = reqwest::Client::new();
+
+    assert_eq!(fetch(&client, address, "/quote").await.body, "quote 1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let stale = fetch(&client, address, "/quote").await;
+    assert_eq!((stale.status, stale.body.as_str()), (200, "quote 1"));
+    assert!(
+        stale.cache_status.starts_with("vitals; hit; ttl=-"),
+        "{}",
+        stale.cache_status
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut at the deadline"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let limiter = vitals.limiter().unwrap();
+    assert_eq!(limiter.snapshot().in_flight, 0, "no permit kept");
+}
+
+/// A service that fails (an `Err`, not a `500`) after its first answer, behind the stack with a
+/// cache of every route by the responses' own headers.
+#[tokio::test]
+async fn a_failing_service_is_answered_stale_and_without_a_stale_response_fails() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let vitals = VitalsLayer::builder()
+        .with_response_cache(
+            vitals::response_cache::ResponseCacheLayer::new()
+                .with_jitter(0.0)
+                .with_defaults(CacheSettings::new().with_stale_if_error(Duration::from_mins(1))),
+        )
+        .build()
+        .unwrap();
+    let service = vitals.layer(tower::service_fn({
+        let calls = Arc::clone(&calls);
+        move |_: http::Request<Body>| {
+            let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if call == 1 {
+                    let response = http::Response::builder()
+                        .header("cache-control", "public, max-age=1")
+                        .body(Body::from("inventory 1"))
+                        .unwrap();
+                    Ok(response)
+                } else {
+                    Err(std::io::Error::other("the inventory service is down"))
+                }
+            }
+        }
+    }));
+    let send = |service: &_| {
+        let service = Clone::clone(service);
+        async move {
+            ServiceExt::<http::Request<Body>>::oneshot(
+                service,
+                http::Request::get("/inventory")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let first = send(&service).await.unwrap();
+    assert_eq!(
+        first.into_body().collect().await.unwrap().to_bytes(),
+        "inventory 1"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let stale = send(&service).await.unwrap();
+    assert_eq!(stale.status(), 200);
+    let cache_status = stale.headers()["cache-status"].to_str().unwrap().to_owned();
+    assert!(
+        cache_status.starts_with("vitals; hit; ttl=-"),
+        "{cache_status}"
+    );
+    assert_eq!(
+        stale.into_body().collect().await.unwrap().to_bytes(),
+        "inventory 1"
+    );
+    assert_eq!(vitals.limiter().unwrap().snapshot().in_flight, 0);
+
+    // Nothing stored to stand in: the failure is the answer.
+    vitals.response_cache().unwrap().clear();
+    assert!(send(&service).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
