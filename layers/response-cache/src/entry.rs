@@ -188,6 +188,10 @@ fn opaque(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
 }
 
+/// Room kept in a stored head for the fields each answer from it adds (`Age`, `Cache-Status`, a
+/// `HEAD`'s `Content-Length`): its copy then takes them without growing its table.
+pub(crate) const ROOM_FOR_ANSWER: usize = 3;
+
 /// The headers a stored response keeps: the handler's, less hop-by-hop ones (RFC 9110
 /// §7.6.1), the body's framing, `Age` (recomputed on every use), `Set-Cookie` (one client's),
 /// and the tag header (for the cache only).
@@ -210,7 +214,7 @@ pub(crate) fn kept_headers(headers: &HeaderMap, tag_header: &HeaderName) -> Head
         .filter_map(|line| line.to_str().ok())
         .flat_map(|line| line.split(',').map(str::trim))
         .collect();
-    let mut kept = HeaderMap::with_capacity(headers.len());
+    let mut kept = HeaderMap::with_capacity(headers.len() + ROOM_FOR_ANSWER);
     for (name, value) in headers {
         let dropped = DROPPED.contains(name)
             || connection

@@ -800,7 +800,7 @@ fn decode(record: &[u8], now: (Instant, SystemTime)) -> Result<Entry, ()> {
         tags.push(Box::from(reader.text()?));
     }
     let count = reader.u16()?;
-    let mut headers = HeaderMap::with_capacity(usize::from(count));
+    let mut headers = HeaderMap::with_capacity(usize::from(count) + crate::entry::ROOM_FOR_ANSWER);
     for _ in 0..count {
         let name = HeaderName::from_bytes(reader.short()?).map_err(|_| ())?;
         let value = HeaderValue::from_bytes(reader.long()?).map_err(|_| ())?;

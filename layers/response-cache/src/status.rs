@@ -65,14 +65,21 @@ pub enum CacheStatus {
 impl CacheStatus {
     /// The header value, `name; hit; ttl=12` and the like.
     pub fn render(self, name: &str) -> HeaderValue {
-        let value = match self {
-            Self::Hit { ttl } => format!("{name}; hit; ttl={ttl}"),
+        // Written piece by piece, not through `format!`: one of these per cached response.
+        let mut value = String::with_capacity(name.len() + 40);
+        value.push_str(name);
+        match self {
+            Self::Hit { ttl } => {
+                value.push_str("; hit; ttl=");
+                value.push_str(itoa::Buffer::new().format(ttl));
+            }
             Self::Forwarded {
                 fwd,
                 status,
                 stored,
             } => {
-                let mut value = format!("{name}; fwd={}", fwd.as_str());
+                value.push_str("; fwd=");
+                value.push_str(fwd.as_str());
                 if let Some(status) = status {
                     value.push_str("; fwd-status=");
                     value.push_str(status.as_str());
@@ -80,10 +87,9 @@ impl CacheStatus {
                 if stored {
                     value.push_str("; stored");
                 }
-                value
             }
-            Self::Collapsed => format!("{name}; fwd=miss; collapsed"),
-        };
+            Self::Collapsed => value.push_str("; fwd=miss; collapsed"),
+        }
         // The name is checked to be a structured-field token when the layer is built.
         HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("vitals"))
     }

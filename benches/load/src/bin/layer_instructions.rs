@@ -16,7 +16,7 @@ use vitals_load::PRODUCT_JSON;
 
 /// The layers, by the name the command line gives (each also as `post-LAYER`: a `POST` with a
 /// JSON body and no `Idempotency-Key`, for the idempotency part's check).
-const LAYERS: [&str; 11] = [
+const LAYERS: [&str; 13] = [
     "bare",
     "trace-context",
     "timing",
@@ -28,6 +28,8 @@ const LAYERS: [&str; 11] = [
     "vitals",
     "idempotency",
     "vitals-idempotency",
+    "vitals-public",
+    "vitals-response-cache-hit",
 ];
 
 fn main() -> ExitCode {
@@ -94,6 +96,17 @@ fn main() -> ExitCode {
                     Err(error) => Err(error),
                 }
             }
+            // The stack whose cache headers make every answer `public` (the response cache's
+            // baseline), then the same with the response cache: every request after the first
+            // a hit from memory.
+            "vitals-public" => match public_stack(false) {
+                Ok(layer) => send(layer.layer(bare), count, post).await,
+                Err(error) => Err(error),
+            },
+            "vitals-response-cache-hit" => match public_stack(true) {
+                Ok(layer) => send(layer.layer(bare), count, post).await,
+                Err(error) => Err(error),
+            },
             other => Err(format!("unknown layer {other:?} ({})", LAYERS.join(", "))),
         }
     });
@@ -104,6 +117,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `VitalsLayer` with every answer `public` for an hour, with or without a response cache of
+/// every route.
+fn public_stack(cached: bool) -> Result<vitals::VitalsLayer, String> {
+    use vitals::cache_headers::{CacheHeadersLayer, CachePolicy};
+    let mut builder = vitals::VitalsLayer::builder().with_cache_headers(
+        CacheHeadersLayer::new().with_policy(CachePolicy::public(Duration::from_secs(3600))),
+    );
+    if cached {
+        builder = builder.with_response_cache(vitals::response_cache::ResponseCacheLayer::new());
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Sends `count` requests (`GET`, or `POST` with a JSON body) through clones of `service`, each
