@@ -162,7 +162,7 @@ where
                     match arrival {
                         Arrival::Answer(response, refresh) => {
                             if let Some(refresh) = refresh {
-                                spawn_refresh(service, *refresh);
+                                refresh.spawn(service);
                             }
                             State::Answered {
                                 response: Some(response),
@@ -193,55 +193,58 @@ where
     }
 }
 
-/// Refreshes a stale answer in the background: the request again, with an empty body and the
-/// stored validators, its response stored as a fill's. Outside a runtime there is no
-/// background: the refresh is given up (the next request after the stale window fills).
-pub(crate) fn spawn_refresh<S, B, ResBody>(mut service: S, refresh: Refresh)
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send + 'static,
-    B: Default + Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-{
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let Refresh {
-        request,
-        fill,
-        limit,
-    } = refresh;
-    // Given up at its limit: the fill (or recorder) is dropped, its flight abandoned, and the
-    // next stale answer leads another refresh.
-    runtime.spawn(tokio::time::timeout(limit, async move {
-        let request = request.map(|()| B::default());
-        if std::future::poll_fn(|cx| service.poll_ready(cx))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        // The error is not kept across an await: it need not be `Send`.
-        let Some(response) = service.call(request).await.ok() else {
-            drop(fill.on_error());
+impl Refresh {
+    /// Runs the refresh in the background through `service`: the request again, with an empty
+    /// body and the stored validators, its response stored as a fill's. Given up at its limit
+    /// (the fill is dropped, its flight abandoned, and the next stale answer leads another),
+    /// and outside a tokio runtime (the next request after the stale window fills). A composed
+    /// stack passes the parts inside the cache with the handler as `service`.
+    pub fn spawn<S, B, ResBody>(self, mut service: S)
+    where
+        S: Service<Request<B>, Response = Response<ResBody>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Default + Send + 'static,
+        ResBody: Body + Send + 'static,
+        ResBody::Data: Send,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (mut head, body) = response.into_parts();
-        let length = body.size_hint().exact();
-        let Next::Stream(Some(mut recorder)) = fill.on_response(&mut head, length) else {
-            return;
-        };
-        let mut body = std::pin::pin!(body);
-        loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        recorder.on_data(data);
-                    }
-                }
-                Some(Err(_)) => return recorder.on_end(BodyEnd::Errored),
-                None => return recorder.on_end(BodyEnd::Completed),
+        let Self {
+            request,
+            fill,
+            limit,
+        } = self;
+        runtime.spawn(tokio::time::timeout(limit, async move {
+            let request = request.map(|()| B::default());
+            if std::future::poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .is_err()
+            {
+                return;
             }
-        }
-    }));
+            // The error is not kept across an await: it need not be `Send`.
+            let Some(response) = service.call(request).await.ok() else {
+                drop(fill.on_error());
+                return;
+            };
+            let (mut head, body) = response.into_parts();
+            let length = body.size_hint().exact();
+            let Next::Stream(Some(mut recorder)) = fill.on_response(&mut head, length) else {
+                return;
+            };
+            let mut body = std::pin::pin!(body);
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            recorder.on_buf(data);
+                        }
+                    }
+                    Some(Err(_)) => return recorder.on_end(BodyEnd::Errored),
+                    None => return recorder.on_end(BodyEnd::Completed),
+                }
+            }
+        }));
+    }
 }

@@ -9,7 +9,7 @@ use tower_service::Service;
 use vitals_core::route::RouteLabeler;
 
 use crate::body::ResponseCacheBody;
-use crate::future::{ResponseFuture, spawn_refresh};
+use crate::future::ResponseFuture;
 use crate::part::{Arrival, ResponseCachePart};
 
 /// The service [`ResponseCacheLayer`](crate::ResponseCacheLayer) makes.
@@ -76,7 +76,7 @@ where
             ),
             Arrival::Answer(response, refresh) => {
                 if let Some(refresh) = refresh {
-                    spawn_refresh(self.inner.clone(), *refresh);
+                    refresh.spawn(self.inner.clone());
                 }
                 ResponseFuture::answered(response)
             }

@@ -145,6 +145,17 @@ impl TimingInFlight {
     /// Call right before polling the handler. The first poll starts at the request's start
     /// (read once, in [`TimingPart::start`]); later polls read the clock.
     pub fn poll_begins(&self) -> PollClock {
+        self.clock((self.stats.polls > 0).then(Instant::now))
+    }
+
+    /// As [`poll_begins`](Self::poll_begins), for the first poll after an asynchronous wait
+    /// the driver made before the request's parts started (its quota checked in Redis): that
+    /// wait held no thread, so this poll begins now rather than at the request's start.
+    pub fn poll_begins_now(&self) -> PollClock {
+        self.clock(Some(Instant::now()))
+    }
+
+    fn clock(&self, began: Option<Instant>) -> PollClock {
         let config = &self.config;
         if !config.poll_timing {
             return PollClock {
@@ -153,7 +164,6 @@ impl TimingInFlight {
             };
         }
         let split = config.blocking.lowest().is_some();
-        let began = (self.stats.polls > 0).then(Instant::now);
         if split {
             // On the thread that polls: the request may have been started on another one.
             cpu::poll_starts(began.unwrap_or(self.start));

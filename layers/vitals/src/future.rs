@@ -500,29 +500,35 @@ where
     type Output = Result<Response<VitalsBody<B>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut waited = false;
         if let PhaseProj::Checking { checking } = self.as_mut().project().phase.project() {
             let started = std::task::ready!(poll_checking(checking, cx))?;
             self.set(started);
+            waited = true;
         }
+        // Every poll is timed, the ones that wait for a key's claim or another request's fill
+        // included: the first counts from the request's start, and a wait is no poll.
+        let clock = self.as_mut().poll_clock(waited);
         #[cfg(feature = "idempotency-stack")]
-        std::task::ready!(self.as_mut().poll_keying(cx));
-        if let Err(error) = std::task::ready!(self.as_mut().poll_awaiting(cx)) {
-            // The service failed its readiness: nothing ran, nothing to answer with.
-            if let Some(state) = self.as_mut().project().state.take() {
-                state.on_error(None);
+        if self.as_mut().poll_keying(cx).is_pending() {
+            return self.pending(clock);
+        }
+        match self.as_mut().poll_awaiting(cx) {
+            Poll::Pending => return self.pending(clock),
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => {
+                // The service failed its readiness: nothing ran, nothing to answer with.
+                if let Some(state) = self.as_mut().project().state.take() {
+                    state.on_error(None);
+                }
+                return Poll::Ready(Err(error));
             }
-            return Poll::Ready(Err(error));
         }
         let this = self.project();
         let Some(state) = this.state.as_mut() else {
             return passthrough(this.phase, cx);
         };
         let RequestState { scope, parts, .. } = &mut **state;
-        #[cfg(feature = "timing")]
-        let clock = parts
-            .timing
-            .as_ref()
-            .map(vitals_timing::part::TimingInFlight::poll_begins);
         *this.polling = true;
         let phase = this.phase;
         let step = scope.in_scope(|| step(phase, parts, cx));
@@ -595,6 +601,48 @@ where
                 match *never {}
             }
         }
+    }
+}
+
+/// Where the timing part's poll began (nothing without it).
+#[cfg(feature = "timing")]
+type Clock = Option<vitals_timing::part::PollClock>;
+#[cfg(not(feature = "timing"))]
+type Clock = ();
+
+impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, B> {
+    /// The timing part's clock for this poll (`waited`: the first after the quota's check).
+    #[allow(unused_variables, clippy::unused_self)] // Without the timing part, no clock.
+    fn poll_clock(self: Pin<&mut Self>, waited: bool) -> Clock {
+        #[cfg(feature = "timing")]
+        return self
+            .project()
+            .state
+            .as_ref()
+            .and_then(|state| state.parts.timing.as_ref())
+            .map(|timing| {
+                if waited {
+                    timing.poll_begins_now()
+                } else {
+                    timing.poll_begins()
+                }
+            });
+    }
+
+    /// The poll ends before the handler's: timed as any other.
+    #[allow(unused_variables)] // Without the timing part, no clock.
+    fn pending<T>(self: Pin<&mut Self>, clock: Clock) -> Poll<T> {
+        #[cfg(feature = "timing")]
+        if let (Some(timing), Some(clock)) = (
+            self.project()
+                .state
+                .as_mut()
+                .and_then(|state| state.parts.timing.as_mut()),
+            clock,
+        ) {
+            timing.poll_ends(clock, false);
+        }
+        Poll::Pending
     }
 }
 

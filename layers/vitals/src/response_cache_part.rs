@@ -268,9 +268,8 @@ where
 }
 
 /// Refreshes a stale answer in the background, through the parts inside the cache (the
-/// limit's permit, the deadline, cache headers, the query ledger), its response stored as a
-/// fill's. Given up at the route's refresh timeout (the next stale answer starts another), and
-/// outside a tokio runtime (the next request after the stale window fills).
+/// limit's permit, the deadline, cache headers, the query ledger) and the handler, its response
+/// stored as a fill's (see `Refresh::spawn`).
 #[cfg(feature = "response-cache-stack")]
 fn spawn_refresh<S, ReqBody, B>(
     plan: &Plan,
@@ -283,49 +282,7 @@ fn spawn_refresh<S, ReqBody, B>(
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body<Data = B::Data>,
 {
-    use http_body_util::BodyExt;
-    use tower_service::Service;
-    use vitals_core::body::{BodyEnd, BodyRecorder};
-    use vitals_response_cache::part::Next;
-    let (Some(inside), Ok(runtime)) = (plan.refresh.clone(), tokio::runtime::Handle::try_current())
-    else {
-        return;
-    };
-    let vitals_response_cache::part::Refresh {
-        request,
-        fill,
-        limit,
-    } = refresh;
-    let mut service = crate::VitalsService::new(service, inside);
-    runtime.spawn(tokio::time::timeout(limit, async move {
-        let request = request.map(|()| ReqBody::default());
-        if std::future::poll_fn(|cx| service.poll_ready(cx))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        // The error is not kept across an await: it need not be `Send`.
-        let Some(response) = service.call(request).await.ok() else {
-            drop(fill.on_error());
-            return;
-        };
-        let (mut head, body) = response.into_parts();
-        let length = body.size_hint().exact();
-        let Next::Stream(Some(mut recorder)) = fill.on_response(&mut head, length) else {
-            return;
-        };
-        let mut body = std::pin::pin!(body);
-        loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        recorder.on_buf(data);
-                    }
-                }
-                Some(Err(_)) => return recorder.on_end(BodyEnd::Errored),
-                None => return recorder.on_end(BodyEnd::Completed),
-            }
-        }
-    }));
+    if let Some(inside) = plan.refresh.clone() {
+        refresh.spawn(crate::VitalsService::new(service, inside));
+    }
 }

@@ -112,7 +112,9 @@ fn shop(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_misses_makes_one_fill_and_hits_take_no_permit() {
     // One permit, no queue: a request that needed one while the fill holds it is refused.
+    let findings = vitals::core::findings::Findings::new(1024);
     let vitals = VitalsLayer::builder()
+        .with_findings(findings.clone())
         .with_concurrency_limit(ConcurrencyLimitLayer::new(1).with_max_queued(0))
         .with_route("/catalogue", catalogue(CacheSettings::new()))
         .build()
@@ -154,6 +156,13 @@ async fn a_burst_of_misses_makes_one_fill_and_hits_take_no_permit() {
         .filter(|a| a.cache_status == "vitals; fwd=uri-miss; fwd-status=200; stored")
         .count();
     assert_eq!(stored, 1);
+    // Waiting for the fill held no thread: no request's poll is a blocking finding.
+    let blocking: Vec<_> = findings
+        .recent()
+        .into_iter()
+        .filter(|recorded| recorded.finding.kind() == "blocking")
+        .collect();
+    assert!(blocking.is_empty(), "{blocking:?}");
     assert!(
         answers.iter().all(|a| a.cache_status.contains("stored")
             || a.cache_status.contains("collapsed")
@@ -220,37 +229,59 @@ async fn a_burst_of_misses_makes_one_fill_and_hits_take_no_permit() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_answer_is_refreshed_in_the_background_through_the_parts_inside() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let vitals = VitalsLayer::builder()
+/// A stack caching `route` alone, `public` for one second, with `settings`, no jitter.
+fn one_second(route: &str, settings: CacheSettings, timeout: Option<Duration>) -> VitalsLayer {
+    let mut own = RouteSettings::new()
+        .with_cache_policy(CachePolicy::public(Duration::from_secs(1)))
+        .with_response_cache(settings);
+    if let Some(timeout) = timeout {
+        own = own.with_timeout(timeout);
+    }
+    VitalsLayer::builder()
         .with_response_cache(
             vitals::response_cache::ResponseCacheLayer::new()
                 .only_listed_routes()
                 .with_jitter(0.0),
         )
-        .with_route(
-            "/prices",
-            RouteSettings::new()
-                .with_cache_policy(CachePolicy::public(Duration::from_secs(1)))
-                .with_response_cache(
-                    CacheSettings::new().with_stale_while_revalidate(Duration::from_mins(1)),
-                ),
-        )
+        .with_route(route, own)
         .build()
-        .unwrap();
-    let app = {
-        let calls = Arc::clone(&calls);
-        Router::new()
-            .route(
-                "/prices",
-                get(move || {
-                    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move { format!("prices {call}") }
-                }),
-            )
-            .layer(vitals.clone())
-    };
+        .unwrap()
+}
+
+/// `route` behind `vitals`: its `GET` counts its calls in `calls` and answers what `answer`
+/// makes of the call's number; its `POST` answers `204`.
+fn counting<F, Fut, R>(
+    vitals: &VitalsLayer,
+    route: &str,
+    calls: &Arc<AtomicUsize>,
+    answer: F,
+) -> Router
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: axum::response::IntoResponse + 'static,
+{
+    let calls = Arc::clone(calls);
+    Router::new()
+        .route(
+            route,
+            get(move || answer(calls.fetch_add(1, Ordering::SeqCst) + 1))
+                .post(|| async { StatusCode::NO_CONTENT }),
+        )
+        .layer(vitals.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_answer_is_refreshed_in_the_background_through_the_parts_inside() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let vitals = one_second(
+        "/prices",
+        CacheSettings::new().with_stale_while_revalidate(Duration::from_mins(1)),
+        None,
+    );
+    let app = counting(&vitals, "/prices", &calls, |call| async move {
+        format!("prices {call}")
+    });
     let address = serve(app).await;
     let client = reqwest::Client::new();
 
@@ -294,41 +325,18 @@ async fn a_stale_answer_is_refreshed_in_the_background_through_the_parts_inside(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_answers_stale_and_an_unsafe_method_invalidates() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let vitals = VitalsLayer::builder()
-        .with_response_cache(
-            vitals::response_cache::ResponseCacheLayer::new()
-                .only_listed_routes()
-                .with_jitter(0.0),
-        )
-        .with_route(
-            "/stock",
-            RouteSettings::new()
-                .with_cache_policy(CachePolicy::public(Duration::from_secs(1)))
-                .with_response_cache(
-                    CacheSettings::new().with_stale_if_error(Duration::from_mins(1)),
-                ),
-        )
-        .build()
-        .unwrap();
-    let app = {
-        let calls = Arc::clone(&calls);
-        Router::new()
-            .route(
-                "/stock",
-                get(move || {
-                    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move {
-                        if call == 1 {
-                            (StatusCode::OK, format!("stock {call}"))
-                        } else {
-                            (StatusCode::INTERNAL_SERVER_ERROR, "down".to_owned())
-                        }
-                    }
-                })
-                .post(|| async { StatusCode::NO_CONTENT }),
-            )
-            .layer(vitals.clone())
-    };
+    let vitals = one_second(
+        "/stock",
+        CacheSettings::new().with_stale_if_error(Duration::from_mins(1)),
+        None,
+    );
+    let app = counting(&vitals, "/stock", &calls, |call| async move {
+        if call == 1 {
+            (StatusCode::OK, format!("stock {call}"))
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "down".to_owned())
+        }
+    });
     let address = serve(app).await;
     let client = reqwest::Client::new();
 
@@ -372,37 +380,17 @@ fn a_stack_without_a_response_cache_has_no_handle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_passed_is_answered_stale_and_the_permit_goes_back() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let vitals = VitalsLayer::builder()
-        .with_response_cache(
-            vitals::response_cache::ResponseCacheLayer::new()
-                .only_listed_routes()
-                .with_jitter(0.0),
-        )
-        .with_route(
-            "/quote",
-            catalogue(CacheSettings::new().with_stale_if_error(Duration::from_mins(1)))
-                .with_cache_policy(CachePolicy::public(Duration::from_secs(1)))
-                .with_timeout(Duration::from_millis(100)),
-        )
-        .build()
-        .unwrap();
-    let app = {
-        let calls = Arc::clone(&calls);
-        Router::new()
-            .route(
-                "/quote",
-                get(move || {
-                    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move {
-                        if call > 1 {
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                        format!("quote {call}")
-                    }
-                }),
-            )
-            .layer(vitals.clone())
-    };
+    let vitals = one_second(
+        "/quote",
+        CacheSettings::new().with_stale_if_error(Duration::from_mins(1)),
+        Some(Duration::from_millis(100)),
+    );
+    let app = counting(&vitals, "/quote", &calls, |call| async move {
+        if call > 1 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        format!("quote {call}")
+    });
     let address = serve(app).await;
     let client = reqwest::Client::new();
 
