@@ -214,7 +214,8 @@ pub(crate) fn kept_headers(headers: &HeaderMap, tag_header: &HeaderName) -> Head
         .filter_map(|line| line.to_str().ok())
         .flat_map(|line| line.split(',').map(str::trim))
         .collect();
-    let mut kept = HeaderMap::with_capacity(headers.len() + ROOM_FOR_ANSWER);
+    let mut kept = HeaderMap::try_with_capacity(headers.len() + ROOM_FOR_ANSWER)
+        .unwrap_or_else(|_| HeaderMap::with_capacity(headers.len()));
     for (name, value) in headers {
         let dropped = DROPPED.contains(name)
             || connection

@@ -800,11 +800,14 @@ fn decode(record: &[u8], now: (Instant, SystemTime)) -> Result<Entry, ()> {
         tags.push(Box::from(reader.text()?));
     }
     let count = reader.u16()?;
-    let mut headers = HeaderMap::with_capacity(usize::from(count) + crate::entry::ROOM_FOR_ANSWER);
+    // A count past what a header map holds is a broken record, not a panic.
+    let mut headers =
+        HeaderMap::try_with_capacity(usize::from(count) + crate::entry::ROOM_FOR_ANSWER)
+            .map_err(|_| ())?;
     for _ in 0..count {
         let name = HeaderName::from_bytes(reader.short()?).map_err(|_| ())?;
         let value = HeaderValue::from_bytes(reader.long()?).map_err(|_| ())?;
-        headers.append(name, value);
+        headers.try_append(name, value).map_err(|_| ())?;
     }
     Ok(Entry {
         status,
@@ -909,6 +912,18 @@ mod tests {
         for garbage in [&b""[..], b"\x02", b"\x01\x00", &[0xff; 64]] {
             assert!(decode(garbage, now).is_err(), "{garbage:?}");
         }
+        // A header count past what a header map holds: an error, not `with_capacity`'s panic.
+        let (name, _) = entry().headers.into_iter().next().unwrap();
+        let name = name.unwrap();
+        let named = record
+            .windows(name.as_str().len())
+            .position(|window| window == name.as_str().as_bytes())
+            .unwrap();
+        // Before the first name: the header count, then the name's length.
+        let count_at = named - 4;
+        let mut huge = record.to_vec();
+        huge[count_at..count_at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert!(decode(&huge, now).is_err());
     }
 
     #[test]

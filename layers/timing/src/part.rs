@@ -142,8 +142,9 @@ struct Ending {
 }
 
 impl TimingInFlight {
-    /// Call right before polling the handler. The first poll starts at the request's start
-    /// (read once, in [`TimingPart::start`]); later polls read the clock.
+    /// Call right before polling the handler (or a driver's wait before it: a key's claim,
+    /// another request's fill — every poll of the request is one). The first poll starts at
+    /// the request's start (read once, in [`TimingPart::start`]); later polls read the clock.
     pub fn poll_begins(&self) -> PollClock {
         self.clock((self.stats.polls > 0).then(Instant::now))
     }

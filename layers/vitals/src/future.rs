@@ -508,6 +508,7 @@ where
         }
         // Every poll is timed, the ones that wait for a key's claim or another request's fill
         // included: the first counts from the request's start, and a wait is no poll.
+        #[cfg_attr(not(feature = "timing"), allow(clippy::let_unit_value))]
         let clock = self.as_mut().poll_clock(waited);
         #[cfg(feature = "idempotency-stack")]
         if self.as_mut().poll_keying(cx).is_pending() {
@@ -518,8 +519,9 @@ where
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(error)) => {
                 // The service failed its readiness: nothing ran, nothing to answer with.
+                let now = self.as_mut().poll_ended(clock, true);
                 if let Some(state) = self.as_mut().project().state.take() {
-                    state.on_error(None);
+                    state.on_error(now);
                 }
                 return Poll::Ready(Err(error));
             }
@@ -630,8 +632,14 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
     }
 
     /// The poll ends before the handler's: timed as any other.
-    #[allow(unused_variables)] // Without the timing part, no clock.
     fn pending<T>(self: Pin<&mut Self>, clock: Clock) -> Poll<T> {
+        self.poll_ended(clock, false);
+        Poll::Pending
+    }
+
+    /// Ends the timing part's poll (`ready`: the request is answered); when it ended.
+    #[allow(unused_variables, clippy::unused_self)] // Without the timing part, no clock.
+    fn poll_ended(self: Pin<&mut Self>, clock: Clock, ready: bool) -> Option<Instant> {
         #[cfg(feature = "timing")]
         if let (Some(timing), Some(clock)) = (
             self.project()
@@ -640,9 +648,9 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
                 .and_then(|state| state.parts.timing.as_mut()),
             clock,
         ) {
-            timing.poll_ends(clock, false);
+            return timing.poll_ends(clock, ready);
         }
-        Poll::Pending
+        None
     }
 }
 

@@ -109,6 +109,23 @@ fn shop(
         .layer(vitals.clone())
 }
 
+/// No request's poll was held for anything like a fill's 200 ms (a loaded machine's preemption
+/// or steal may still make a short blocking finding).
+fn assert_no_poll_held_long(findings: &vitals::core::findings::Findings) {
+    let blocking: Vec<_> = findings
+        .recent()
+        .into_iter()
+        .filter(|recorded| {
+            matches!(
+                recorded.finding,
+                vitals::core::findings::Finding::Blocking { longest_poll_ms, .. }
+                    if longest_poll_ms >= 100.0
+            )
+        })
+        .collect();
+    assert!(blocking.is_empty(), "{blocking:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_misses_makes_one_fill_and_hits_take_no_permit() {
     // One permit, no queue: a request that needed one while the fill holds it is refused.
@@ -156,13 +173,8 @@ async fn a_burst_of_misses_makes_one_fill_and_hits_take_no_permit() {
         .filter(|a| a.cache_status == "vitals; fwd=uri-miss; fwd-status=200; stored")
         .count();
     assert_eq!(stored, 1);
-    // Waiting for the fill held no thread: no request's poll is a blocking finding.
-    let blocking: Vec<_> = findings
-        .recent()
-        .into_iter()
-        .filter(|recorded| recorded.finding.kind() == "blocking")
-        .collect();
-    assert!(blocking.is_empty(), "{blocking:?}");
+    // Waiting for the fill held no thread.
+    assert_no_poll_held_long(&findings);
     assert!(
         answers.iter().all(|a| a.cache_status.contains("stored")
             || a.cache_status.contains("collapsed")
