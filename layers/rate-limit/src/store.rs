@@ -26,7 +26,8 @@ use governor::state::StateStore;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// Shards: contention stays low with many cores; each shard is one small lock.
-const SHARDS: usize = 16;
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
 
 /// An entry: the key's two halves (8-byte alignment, so an entry is 24 bytes, not 32) and its
 /// theoretical arrival time, updated in place under the shard's read lock (compare and swap,
@@ -93,10 +94,14 @@ impl KeyStore {
     /// The key's hash and its shard.
     fn locate(&self, key: u128) -> (u64, &RwLock<Shard>) {
         let hash = self.hasher.hash_one(key);
-        // The table uses the hash's low bits (and its top 7 as tags): the shard takes bits
-        // from the middle.
-        #[allow(clippy::cast_possible_truncation)] // Four bits of the hash.
-        let index = ((hash >> 40) as usize) % SHARDS;
+        // The shard is not taken from the table's hash: for some of its random seeds, the bits
+        // of that hash a shard could use barely vary over keys that differ little, and most
+        // keys landed in a few shards (seen: four of sixteen). The top bits of a Fibonacci
+        // product spread any keys evenly.
+        let (high, low) = halves(key);
+        #[allow(clippy::cast_possible_truncation)] // `SHARD_BITS` bits.
+        let index =
+            ((high ^ low).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)) as usize;
         (hash, &self.shards[index])
     }
 
