@@ -56,6 +56,8 @@ pub mod identity;
 mod macros;
 pub mod outcome;
 pub mod per_route;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod route;
 pub mod route_table;
 pub mod secret;

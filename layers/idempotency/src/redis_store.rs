@@ -19,14 +19,14 @@
 //! counted and logged at WARN at most once a minute.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use vitals_core::secret::redact_url;
+use redis::aio::ConnectionManager;
+use vitals_core::redis::RedisConnection;
 use vitals_core::throttle::Throttle;
 
 use crate::store::{Claim, StoredResponse, decide};
@@ -80,9 +80,7 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    client: redis::Client,
-    url: String,
-    connection: OnceLock<Result<ConnectionManager, String>>,
+    redis: RedisConnection,
     claim: redis::Script,
     complete: redis::Script,
     release: redis::Script,
@@ -91,17 +89,8 @@ struct Shared {
     failures: Throttle,
 }
 
-/// A Redis URL that cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisStoreError(String);
-
-impl fmt::Display for RedisStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RedisStoreError {}
+/// A Redis URL the client cannot use (the error names it, its password redacted).
+pub type RedisStoreError = vitals_core::redis::RedisUrlError;
 
 /// The task renewing a running request's lease; stopped when dropped.
 #[derive(Debug)]
@@ -124,18 +113,14 @@ impl RedisStore {
     ///
     /// The URL is not a Redis URL.
     pub fn new(url: &str) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url).map_err(|error| {
-            RedisStoreError(format!("Redis URL {:?}: {error}", redact_url(url)))
-        })?;
+        let redis = RedisConnection::open(url)?;
         Ok(Self {
             prefix: Arc::from(DEFAULT_REDIS_PREFIX),
             timeout: DEFAULT_REDIS_TIMEOUT,
             lease: DEFAULT_LEASE,
             fail_open: false,
             shared: Arc::new(Shared {
-                client,
-                url: redact_url(url),
-                connection: OnceLock::new(),
+                redis,
                 claim: redis::Script::new(CLAIM),
                 complete: redis::Script::new(COMPLETE),
                 release: redis::Script::new(RELEASE),
@@ -194,20 +179,7 @@ impl RedisStore {
     }
 
     fn connection(&self) -> Result<ConnectionManager, String> {
-        let shared = &self.shared;
-        shared
-            .connection
-            .get_or_init(|| {
-                // Fail fast: the request waits at most the timeout; reconnecting is left to the
-                // next request.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_lazy_with_config(shared.client.clone(), config)
-                    .map_err(|error| error.to_string())
-            })
-            .clone()
+        self.shared.redis.get(self.timeout)
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -329,7 +301,7 @@ impl RedisStore {
     fn failed(&self, error: &str) {
         if let Some(since) = self.shared.failures.failed() {
             tracing::warn!(
-                redis = %self.shared.url,
+                redis = %self.shared.redis.url(),
                 %error,
                 failures_since_last_warning = since,
                 "idempotency: Redis did not answer; requests with a key get 503 or run unprotected as configured (said at most once a minute)"
@@ -445,7 +417,7 @@ fn decode(record: &[u8]) -> Result<Record, String> {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("url", &self.shared.url)
+            .field("url", &self.shared.redis.url())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("lease", &self.lease)

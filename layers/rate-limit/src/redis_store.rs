@@ -29,11 +29,11 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use vitals_core::secret::redact_url;
+use redis::aio::ConnectionManager;
+use vitals_core::redis::RedisConnection;
 use vitals_core::throttle::Throttle;
 
 /// The default time a call to Redis may take before the quota fails open or closed.
@@ -85,25 +85,14 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    client: redis::Client,
-    url: String,
-    connection: OnceLock<Result<ConnectionManager, String>>,
+    redis: RedisConnection,
     script: redis::Script,
     /// Failures, said at most once a minute.
     failures: Throttle,
 }
 
-/// A Redis URL the client cannot use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisStoreError(String);
-
-impl fmt::Display for RedisStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RedisStoreError {}
+/// A Redis URL the client cannot use (the error names it, its password redacted).
+pub type RedisStoreError = vitals_core::redis::RedisUrlError;
 
 /// What Redis answered for one request's quotas.
 #[derive(Debug, PartialEq, Eq)]
@@ -135,13 +124,10 @@ impl RedisStore {
     /// Nothing is connected until the first request: a Redis that is down at start is a
     /// failure of the first checks, not of the service's start.
     pub fn new(url: &str) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|error| RedisStoreError(format!("Redis URL {url:?}: {error}")))?;
+        let redis = RedisConnection::open(url)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                client,
-                url: redact_url(url),
-                connection: OnceLock::new(),
+                redis,
                 script: redis::Script::new(GCRA),
                 failures: Throttle::new(Duration::from_mins(1)),
             }),
@@ -176,18 +162,7 @@ impl RedisStore {
     }
 
     fn connection(&self) -> Result<ConnectionManager, Failure> {
-        let shared = &self.shared;
-        let made = shared.connection.get_or_init(|| {
-            // Fail fast: the request waits at most the timeout, so reconnecting is left to
-            // the next request rather than retried here.
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
-                .set_number_of_retries(1);
-            ConnectionManager::new_lazy_with_config(shared.client.clone(), config)
-                .map_err(|error| error.to_string())
-        });
-        made.clone().map_err(Failure::Redis)
+        self.shared.redis.get(self.timeout).map_err(Failure::Redis)
     }
 
     /// Runs the script for `keys` (one a quota) with `args` (interval in microseconds and
@@ -228,7 +203,7 @@ impl RedisStore {
     fn failed(&self, failure: &Failure) {
         if let Some(since) = self.shared.failures.failed() {
             tracing::warn!(
-                redis = %self.shared.url,
+                redis = %self.shared.redis.url(),
                 error = %failure,
                 failures_since_last_warning = since,
                 "rate limit: Redis did not answer; quotas fail open or closed as configured \
@@ -262,7 +237,7 @@ fn parse(answer: &[i64], quotas: usize) -> Result<RemoteAnswer, Failure> {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("url", &self.shared.url)
+            .field("url", &self.shared.redis.url())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()

@@ -22,15 +22,15 @@
 //! is sick.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
+use vitals_core::redis::RedisConnection;
 use vitals_core::route::RouteLabel;
-use vitals_core::secret::redact_url;
 use vitals_core::throttle::Throttle;
 
 use crate::entry::Entry;
@@ -165,9 +165,7 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    client: redis::Client,
-    url: String,
-    connection: OnceLock<Result<ConnectionManager, String>>,
+    redis: RedisConnection,
     lock: redis::Script,
     store: redis::Script,
     release: redis::Script,
@@ -179,17 +177,8 @@ struct Shared {
     warmed: AtomicBool,
 }
 
-/// A Redis URL that cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RedisStoreError(String);
-
-impl fmt::Display for RedisStoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RedisStoreError {}
+/// A Redis URL the client cannot use (the error names it, its password redacted).
+pub type RedisStoreError = vitals_core::redis::RedisUrlError;
 
 impl RedisStore {
     /// A store on the Redis at `url` (`redis://host:6379/`); it connects at first use.
@@ -198,18 +187,14 @@ impl RedisStore {
     ///
     /// The URL is not a Redis URL.
     pub fn new(url: &str) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url).map_err(|error| {
-            RedisStoreError(format!("Redis URL {:?}: {error}", redact_url(url)))
-        })?;
+        let redis = RedisConnection::open(url)?;
         Ok(Self {
             prefix: Arc::from(DEFAULT_REDIS_PREFIX),
             timeout: DEFAULT_REDIS_TIMEOUT,
             lease: DEFAULT_LEASE,
             local_ttl: DEFAULT_LOCAL_TTL,
             shared: Arc::new(Shared {
-                client,
-                url: redact_url(url),
-                connection: OnceLock::new(),
+                redis,
                 lock: redis::Script::new(LOCK),
                 store: redis::Script::new(STORE),
                 release: redis::Script::new(RELEASE),
@@ -312,20 +297,7 @@ impl RedisStore {
     }
 
     fn connection(&self) -> Result<ConnectionManager, String> {
-        let shared = &self.shared;
-        shared
-            .connection
-            .get_or_init(|| {
-                // Fail fast: the request waits at most the timeout; reconnecting is left to the
-                // next request.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_lazy_with_config(shared.client.clone(), config)
-                    .map_err(|error| error.to_string())
-            })
-            .clone()
+        self.shared.redis.get(self.timeout)
     }
 
     /// Runs `call` on a connection within the timeout; a failure is counted and said.
@@ -561,7 +533,7 @@ impl RedisStore {
     fn failed(&self, error: &str) {
         if let Some(since) = self.shared.failures.failed() {
             tracing::warn!(
-                redis = %self.shared.url,
+                redis = %self.shared.redis.url(),
                 %error,
                 failures_since_last_warning = since,
                 "response cache: Redis did not answer; requests go to the handler (said at most once a minute)"
@@ -573,7 +545,7 @@ impl RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("url", &self.shared.url)
+            .field("url", &self.shared.redis.url())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("lease", &self.lease)
