@@ -43,6 +43,7 @@
 
 pub mod breaker;
 pub mod bulkhead;
+mod clock;
 pub mod deadline;
 mod error;
 mod findings;

@@ -1,6 +1,7 @@
 //! The breaker's books: its state and the recent calls' outcomes, as plain rules over the
 //! time they are given (no clock read here, no I/O), so each rule is tested by itself.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -90,6 +91,80 @@ pub(crate) enum Transition {
     Closed,
 }
 
+/// The successful calls of the window's buckets, counted without the books' lock: a closed
+/// breaker books a success with one atomic update (the books' lock is taken for failures,
+/// probes and changes of state). Each bucket holds its epoch's low 32 bits and its count in one
+/// word. (A bucket last written exactly 2³² epochs ago would count again: 49 days of a 10 ms
+/// window with no call in that bucket; successes only make a breaker less likely to open.)
+#[derive(Debug, Default)]
+pub(crate) struct Successes {
+    buckets: [AtomicU64; BUCKETS as usize],
+}
+
+impl Successes {
+    /// One more success in `epoch`'s bucket.
+    pub(crate) fn add(&self, epoch: u64) {
+        let bucket = &self.buckets[usize::try_from(epoch % u64::from(BUCKETS)).unwrap_or_default()];
+        // The low 32 bits of the epoch (truncation meant).
+        #[allow(clippy::cast_possible_truncation)]
+        let tag = epoch as u32;
+        let mut current = bucket.load(Ordering::Relaxed);
+        loop {
+            let (held, count) = split(current);
+            let count = if held == tag {
+                count.saturating_add(1)
+            } else {
+                1
+            };
+            match bucket.compare_exchange_weak(
+                current,
+                (u64::from(tag) << 32) | u64::from(count),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Successes in the window ending in `epoch`.
+    fn in_window(&self, epoch: u64) -> u32 {
+        #[allow(clippy::cast_possible_truncation)]
+        let tag = epoch as u32;
+        self.buckets
+            .iter()
+            .map(|bucket| split(bucket.load(Ordering::Relaxed)))
+            .filter(|&(held, _)| tag.wrapping_sub(held) < BUCKETS)
+            .fold(0_u32, |sum, (_, count)| sum.saturating_add(count))
+    }
+
+    fn clear(&self) {
+        for bucket in &self.buckets {
+            bucket.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A bucket's epoch tag and count.
+fn split(bucket: u64) -> (u32, u32) {
+    (
+        u32::try_from(bucket >> 32).unwrap_or(u32::MAX),
+        u32::try_from(bucket & u64::from(u32::MAX)).unwrap_or(u32::MAX),
+    )
+}
+
+/// The window's bucket `since` (the time since the books began) falls in.
+pub(crate) fn epoch(since: Duration, settings: &Settings) -> u64 {
+    // In 64 bits (a 128-bit division costs tens of nanoseconds on every call): 584 years of
+    // nanoseconds since the breaker was made before this saturates.
+    let bucket =
+        (u64::try_from(settings.window.as_nanos()).unwrap_or(u64::MAX) / u64::from(BUCKETS)).max(1);
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) / bucket
+}
+
+/// The failed calls of one bucket (and the successes booked under the lock in a race, see
+/// [`Successes`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct Bucket {
     epoch: u64,
@@ -158,7 +233,8 @@ impl Books {
         }
     }
 
-    /// A call admitted as `admitted` in `generation` ended, failed or not.
+    /// A call admitted as `admitted` in `generation` ended, failed or not; the successes of the
+    /// window are in `successes`.
     pub(crate) fn record(
         &mut self,
         admitted: Admit,
@@ -166,6 +242,7 @@ impl Books {
         failed: bool,
         now: Instant,
         settings: &Settings,
+        successes: &Successes,
     ) -> Option<Transition> {
         if generation != self.generation {
             // Admitted before the state changed: its outcome no longer decides anything.
@@ -173,17 +250,23 @@ impl Books {
         }
         match (admitted, self.mode) {
             (Admit::Probe, Mode::HalfOpen { .. }) if failed => {
-                self.open(now, settings, 1, 1);
+                self.open(now, settings, 1, 1, successes);
                 Some(Transition::Reopened)
             }
             (Admit::Probe, Mode::HalfOpen { .. }) => {
                 self.mode = Mode::Closed;
                 self.generation += 1;
                 self.buckets = [Bucket::default(); BUCKETS as usize];
+                successes.clear();
                 Some(Transition::Closed)
             }
             (Admit::Call, Mode::Closed) => {
                 let epoch = self.epoch(now, settings);
+                if !failed {
+                    // A success never opens the breaker: the window's totals are not needed.
+                    successes.add(epoch);
+                    return None;
+                }
                 let slot = usize::try_from(epoch % u64::from(BUCKETS)).unwrap_or_default();
                 let bucket = &mut self.buckets[slot];
                 if bucket.epoch != epoch {
@@ -193,15 +276,11 @@ impl Books {
                     };
                 }
                 bucket.calls = bucket.calls.saturating_add(1);
-                if !failed {
-                    // A success never opens the breaker: the window's totals are not needed.
-                    return None;
-                }
                 bucket.failures = bucket.failures.saturating_add(1);
-                let (calls, failures) = self.totals(epoch);
+                let (calls, failures) = self.totals(epoch, successes);
                 let ratio = f64::from(failures) / f64::from(calls.max(1));
                 (calls >= settings.minimum_calls && ratio >= settings.failure_ratio)
-                    .then(|| self.open(now, settings, calls, failures))
+                    .then(|| self.open(now, settings, calls, failures, successes))
             }
             _ => None,
         }
@@ -219,41 +298,50 @@ impl Books {
     }
 
     /// Calls and failures in the window ending at `now`.
-    pub(crate) fn window(&self, now: Instant, settings: &Settings) -> (u32, u32) {
-        self.totals(self.epoch(now, settings))
+    pub(crate) fn window(
+        &self,
+        now: Instant,
+        settings: &Settings,
+        successes: &Successes,
+    ) -> (u32, u32) {
+        self.totals(self.epoch(now, settings), successes)
     }
 
-    fn open(&mut self, now: Instant, settings: &Settings, calls: u32, failures: u32) -> Transition {
+    fn open(
+        &mut self,
+        now: Instant,
+        settings: &Settings,
+        calls: u32,
+        failures: u32,
+        successes: &Successes,
+    ) -> Transition {
         self.mode = Mode::Open {
             until: now.checked_add(settings.open_for).unwrap_or(now),
         };
         self.buckets = [Bucket::default(); BUCKETS as usize];
+        successes.clear();
         self.times_opened += 1;
         self.generation += 1;
         Transition::Opened { calls, failures }
     }
 
     fn epoch(&self, now: Instant, settings: &Settings) -> u64 {
-        // In 64 bits (a 128-bit division costs tens of nanoseconds on every call): 584 years of
-        // nanoseconds since the breaker was made before this saturates.
-        let bucket = (u64::try_from(settings.window.as_nanos()).unwrap_or(u64::MAX)
-            / u64::from(BUCKETS))
-        .max(1);
-        let since = u64::try_from(now.saturating_duration_since(self.origin).as_nanos())
-            .unwrap_or(u64::MAX);
-        since / bucket
+        epoch(now.saturating_duration_since(self.origin), settings)
     }
 
-    fn totals(&self, epoch: u64) -> (u32, u32) {
+    fn totals(&self, epoch: u64, successes: &Successes) -> (u32, u32) {
         self.buckets
             .iter()
             .filter(|b| b.calls > 0 && b.epoch + u64::from(BUCKETS) > epoch)
-            .fold((0_u32, 0_u32), |(calls, failures), b| {
-                (
-                    calls.saturating_add(b.calls),
-                    failures.saturating_add(b.failures),
-                )
-            })
+            .fold(
+                (successes.in_window(epoch), 0_u32),
+                |(calls, failures), b| {
+                    (
+                        calls.saturating_add(b.calls),
+                        failures.saturating_add(b.failures),
+                    )
+                },
+            )
     }
 }
 
@@ -276,21 +364,22 @@ mod tests {
         let s = settings();
         let t0 = Instant::now();
         let mut books = Books::new(t0);
+        let ok = Successes::default();
         // Three failures: below the minimum of four calls.
         for _ in 0..3 {
             assert_eq!(books.admit(t0, &s), Admit::Call);
             assert_eq!(
-                books.record(Admit::Call, books.generation(), true, t0, &s),
+                books.record(Admit::Call, books.generation(), true, t0, &s, &ok),
                 None
             );
         }
         assert_eq!(books.state(t0), BreakerState::Closed);
         // The fourth call succeeds: 3 of 4 failed, but a success never opens it.
         assert_eq!(
-            books.record(Admit::Call, books.generation(), false, t0, &s),
+            books.record(Admit::Call, books.generation(), false, t0, &s, &ok),
             None
         );
-        let opened = books.record(Admit::Call, books.generation(), true, t0, &s);
+        let opened = books.record(Admit::Call, books.generation(), true, t0, &s, &ok);
         assert_eq!(
             opened,
             Some(Transition::Opened {
@@ -310,24 +399,25 @@ mod tests {
         let s = settings();
         let t0 = Instant::now();
         let mut books = Books::new(t0);
+        let ok = Successes::default();
         for _ in 0..3 {
-            books.record(Admit::Call, books.generation(), true, t0, &s);
+            books.record(Admit::Call, books.generation(), true, t0, &s, &ok);
         }
         // Eleven seconds later the three failures are out of the 10 s window.
         let later = t0 + Duration::from_secs(11);
-        assert_eq!(books.window(later, &s), (0, 0));
+        assert_eq!(books.window(later, &s, &ok), (0, 0));
         assert_eq!(
-            books.record(Admit::Call, books.generation(), true, later, &s),
+            books.record(Admit::Call, books.generation(), true, later, &s, &ok),
             None
         );
-        assert_eq!(books.window(later, &s), (1, 1));
+        assert_eq!(books.window(later, &s, &ok), (1, 1));
         // Within the window they add up.
         let soon = later + Duration::from_secs(2);
         for _ in 0..2 {
-            books.record(Admit::Call, books.generation(), false, soon, &s);
+            books.record(Admit::Call, books.generation(), false, soon, &s, &ok);
         }
         assert_eq!(
-            books.record(Admit::Call, books.generation(), true, soon, &s),
+            books.record(Admit::Call, books.generation(), true, soon, &s, &ok),
             Some(Transition::Opened {
                 calls: 4,
                 failures: 2
@@ -340,8 +430,9 @@ mod tests {
         let s = settings();
         let t0 = Instant::now();
         let mut books = Books::new(t0);
+        let ok = Successes::default();
         for _ in 0..4 {
-            books.record(Admit::Call, books.generation(), true, t0, &s);
+            books.record(Admit::Call, books.generation(), true, t0, &s, &ok);
         }
         let after = t0 + Duration::from_secs(5);
         assert_eq!(books.state(after), BreakerState::HalfOpen);
@@ -353,7 +444,7 @@ mod tests {
         assert_eq!(books.admit(after, &s), Admit::Probe);
         // A failed probe opens it again, for the whole open time.
         assert_eq!(
-            books.record(Admit::Probe, books.generation(), true, after, &s),
+            books.record(Admit::Probe, books.generation(), true, after, &s, &ok),
             Some(Transition::Reopened)
         );
         assert_eq!(
@@ -365,19 +456,42 @@ mod tests {
         assert_eq!(books.admit(later, &s), Admit::Probe);
         let probing = books.generation();
         assert_eq!(
-            books.record(Admit::Probe, books.generation(), false, later, &s),
+            books.record(Admit::Probe, books.generation(), false, later, &s, &ok),
             Some(Transition::Closed)
         );
         assert_eq!(books.state(later), BreakerState::Closed);
-        assert_eq!(books.window(later, &s), (0, 0));
+        assert_eq!(books.window(later, &s, &ok), (0, 0));
         // Late verdicts of an earlier period decide nothing: the other probe's, and a slow
         // call admitted before the breaker first opened.
-        assert_eq!(books.record(Admit::Probe, probing, true, later, &s), None);
-        assert_eq!(books.record(Admit::Call, 0, true, later, &s), None);
-        assert_eq!(books.window(later, &s), (0, 0));
+        assert_eq!(
+            books.record(Admit::Probe, probing, true, later, &s, &ok),
+            None
+        );
+        assert_eq!(books.record(Admit::Call, 0, true, later, &s, &ok), None);
+        assert_eq!(books.window(later, &s, &ok), (0, 0));
         books.abandon_probe(probing);
         assert_eq!(books.state(later), BreakerState::Closed);
         assert_eq!(books.times_opened, 2);
+    }
+
+    #[test]
+    fn successes_count_for_the_window_of_their_bucket() {
+        let ok = Successes::default();
+        for epoch in [0, 0, 3, 9, 12] {
+            ok.add(epoch);
+        }
+        assert_eq!(ok.in_window(9), 4);
+        // At epoch 12 the successes of epoch 0 are gone, and epoch 12's bucket (that of 2)
+        // counts afresh.
+        assert_eq!(ok.in_window(12), 3);
+        assert_eq!(ok.in_window(25), 0);
+        // Epochs past 32 bits: compared by their low bits, across the wrap.
+        let ok = Successes::default();
+        ok.add(u64::from(u32::MAX));
+        ok.add(u64::from(u32::MAX) + 2);
+        assert_eq!(ok.in_window(u64::from(u32::MAX) + 3), 2);
+        ok.clear();
+        assert_eq!(ok.in_window(u64::from(u32::MAX) + 3), 0);
     }
 
     #[test]

@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::time::Instant;
 use tower_layer::Layer;
 use vitals_core::findings::Findings;
 
-use super::books::{Admit, Books, BreakerState, Settings, Transition};
+use super::books::{self, Admit, Books, BreakerState, Settings, Successes, Transition};
 use super::hosts::Hosts;
 use super::service::CircuitBreaker;
+use crate::clock::CoarseClock;
 use crate::error::BoxError;
 use crate::findings::Reporter;
 
@@ -65,6 +65,11 @@ pub(crate) struct Shared {
     /// call admitted as the breaker opens in another thread goes through; its outcome, of an
     /// earlier generation, is not counted.)
     closed_generation: AtomicU64,
+    /// The books' time: coarse, as their buckets are a tenth of the window (see
+    /// [`CoarseClock`]); every closed call's outcome reads it.
+    clock: CoarseClock,
+    /// The window's successes, booked without the lock while closed.
+    successes: Successes,
     books: Mutex<Books>,
     findings: Reporter,
 }
@@ -77,7 +82,9 @@ impl Shared {
             settings: self.settings,
             rules: self.rules,
             closed_generation: AtomicU64::new(0),
-            books: Mutex::new(Books::new(Instant::now())),
+            clock: self.clock,
+            successes: Successes::default(),
+            books: Mutex::new(Books::new(self.clock.start())),
             findings: self.findings.clone(),
         }
     }
@@ -95,15 +102,32 @@ impl Shared {
             return (Admit::Call, generation);
         }
         let mut books = self.books();
-        let admitted = books.admit(Instant::now(), &self.settings);
+        let admitted = books.admit(self.clock.now(), &self.settings);
         (admitted, books.generation())
     }
 
     pub(crate) fn record(&self, admitted: Admit, generation: u64, failed: bool) {
+        if !failed
+            && admitted == Admit::Call
+            && self.closed_generation.load(Ordering::Acquire) == generation
+        {
+            // Closed, and a success: one atomic update, no lock. (Should the breaker open
+            // meanwhile, the success may count in the next window: one call less likely to
+            // open it.)
+            self.successes
+                .add(books::epoch(self.clock.elapsed(), &self.settings));
+            return;
+        }
         let transition = {
             let mut books = self.books();
-            let transition =
-                books.record(admitted, generation, failed, Instant::now(), &self.settings);
+            let transition = books.record(
+                admitted,
+                generation,
+                failed,
+                self.clock.now(),
+                &self.settings,
+                &self.successes,
+            );
             if transition.is_some() {
                 self.closed_generation.store(
                     books.closed_generation().unwrap_or(NOT_CLOSED),
@@ -186,12 +210,15 @@ impl CircuitBreakerLayer {
         max_hosts: Option<usize>,
     ) -> Self {
         let settings = settings.validated();
+        let clock = CoarseClock::new();
         let shared = Arc::new(Shared {
             name,
             settings,
             rules,
             closed_generation: AtomicU64::new(0),
-            books: Mutex::new(Books::new(Instant::now())),
+            clock,
+            successes: Successes::default(),
+            books: Mutex::new(Books::new(clock.start())),
             findings,
         });
         let hosts = max_hosts.map(|limit| Arc::new(Hosts::new(Arc::clone(&shared), limit.max(1))));
@@ -410,7 +437,7 @@ impl BreakerHandle {
 
     /// Its state now.
     pub fn state(&self) -> BreakerState {
-        self.shared.books().state(Instant::now())
+        self.shared.books().state(self.shared.clock.now())
     }
 
     /// How many times it opened.
@@ -421,8 +448,10 @@ impl BreakerHandle {
     /// Calls and failures in the window now (zero while open or half-open: the window starts
     /// afresh when the breaker closes).
     pub fn window(&self) -> (u32, u32) {
-        self.shared
-            .books()
-            .window(Instant::now(), &self.shared.settings)
+        self.shared.books().window(
+            self.shared.clock.now(),
+            &self.shared.settings,
+            &self.shared.successes,
+        )
     }
 }

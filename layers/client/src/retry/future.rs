@@ -9,15 +9,14 @@ use std::time::{Duration, SystemTime};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
-use tower::retry::budget::Budget;
 use tower_service::Service;
 use vitals_core::attempt::ResendCount;
 use vitals_core::deadline::RequestDeadline;
 
 use super::body::ReplayBody;
 use super::layer::Shared;
+use super::replay::Replay;
 use super::rules;
-use super::service::copy;
 use crate::error::{BoxError, BreakerOpen, BulkheadFull, DeadlineExceeded};
 
 pin_project! {
@@ -38,7 +37,7 @@ pin_project! {
         state: State<F>,
         // A clone of the service for the retries, and the request to send again.
         service: Option<S>,
-        replay: Option<Request<B>>,
+        replay: Option<Replay<B>>,
         // The answer being retried: it stands when the retry is refused before it is sent.
         // Boxed: only a retried call has one, and every call's future stays smaller.
         last: Option<Box<Result<T, BoxError>>>,
@@ -50,7 +49,7 @@ pin_project! {
 impl<S, B, F, T> RetryFuture<S, B, F, T> {
     pub(crate) fn new(
         first: F,
-        replay: Option<Request<B>>,
+        replay: Option<Replay<B>>,
         service: Option<S>,
         shared: Arc<Shared>,
     ) -> Self {
@@ -83,7 +82,7 @@ fn lost() -> BoxError {
 /// How long to wait before trying again after `result`, or `None` to return it.
 fn next_wait<T, B>(
     result: &Result<Response<T>, BoxError>,
-    replay: Option<&Request<B>>,
+    replay: Option<&Replay<B>>,
     attempts: u32,
     shared: &Shared,
 ) -> Option<Duration> {
@@ -115,10 +114,7 @@ fn next_wait<T, B>(
         Err(_) => rules::backoff(attempts, shared.base, shared.cap, fastrand::f64()),
     };
     // Never past the request's deadline: a retry that cannot finish in time is not made.
-    let deadline = match (
-        RequestDeadline::current(),
-        replay.extensions().get::<RequestDeadline>().copied(),
-    ) {
+    let deadline = match (RequestDeadline::current(), replay.deadline()) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
@@ -129,7 +125,7 @@ fn next_wait<T, B>(
     if shared.budget.withdraw() {
         return Some(wait);
     }
-    let downstream = replay.uri().host().unwrap_or("downstream");
+    let downstream = replay.host().unwrap_or("downstream");
     shared
         .findings
         .at_most_every_interval(downstream, "retry_budget_exhausted", || {
@@ -197,19 +193,15 @@ where
                     let next = if *this.attempts < this.shared.max_attempts {
                         this.replay
                             .as_ref()
-                            .and_then(|request| copy(request, this.shared.max_body))
+                            .and_then(|replay| replay.copy(this.shared.max_body))
                     } else {
                         None
                     };
-                    let Some(mut request) = std::mem::replace(this.replay, next) else {
+                    let Some(replay) = std::mem::replace(this.replay, next) else {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(lost()));
                     };
-                    // For the attempt's CLIENT span: `http.request.resend_count`.
-                    request
-                        .extensions_mut()
-                        .insert(ResendCount(*this.attempts - 1));
-                    let call = service.call(request);
+                    let call = service.call(replay.into_request(ResendCount(*this.attempts - 1)));
                     this.state.set(State::Calling { call });
                 }
                 StateProj::Done => return Poll::Ready(Err(lost())),

@@ -4,15 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::retry::budget::TpsBudget;
 use tower_layer::Layer;
 use vitals_core::findings::Findings;
 
+use super::budget::RetryBudget;
 use super::service::Retry;
 use crate::findings::Reporter;
-
-/// How long a deposit counts in the retry budget.
-const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
 /// Tries failed calls again — only calls that can repeat, under a budget, never past the
 /// request's deadline (see the [module docs](crate::retry)).
@@ -31,7 +28,7 @@ pub(crate) struct Shared {
     pub(crate) max_body: usize,
     pub(crate) budget_ratio: f32,
     pub(crate) budget_floor: u32,
-    pub(crate) budget: TpsBudget,
+    pub(crate) budget: RetryBudget,
     pub(crate) findings: Reporter,
 }
 
@@ -54,13 +51,13 @@ impl RetryLayer {
             max_body: 64 * 1024,
             budget_ratio: 0.2,
             budget_floor: 10,
-            budget: TpsBudget::default(),
+            budget: RetryBudget::new(0.0, 0),
             findings: Reporter::default(),
         })
     }
 
     fn build(mut shared: Shared) -> Self {
-        // TpsBudget asserts its ranges; bring the settings into them.
+        // Settings brought into the ranges the budget's units hold.
         shared.budget_ratio = if shared.budget_ratio.is_nan() {
             0.2
         } else {
@@ -68,7 +65,7 @@ impl RetryLayer {
         };
         shared.budget_floor = shared.budget_floor.min(1_000_000);
         shared.max_attempts = shared.max_attempts.max(1);
-        shared.budget = TpsBudget::new(BUDGET_WINDOW, shared.budget_floor, shared.budget_ratio);
+        shared.budget = RetryBudget::new(shared.budget_ratio, shared.budget_floor);
         Self {
             shared: Arc::new(shared),
         }
@@ -84,7 +81,7 @@ impl RetryLayer {
             max_body: s.max_body,
             budget_ratio: s.budget_ratio,
             budget_floor: s.budget_floor,
-            budget: TpsBudget::default(),
+            budget: RetryBudget::new(0.0, 0),
             findings: s.findings.clone(),
         };
         change(&mut shared);

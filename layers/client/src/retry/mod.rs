@@ -40,8 +40,10 @@
 //! ```
 
 mod body;
+mod budget;
 mod future;
 mod layer;
+mod replay;
 mod rules;
 mod service;
 

@@ -4,13 +4,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use tower::retry::budget::Budget;
 use tower_service::Service;
-use vitals_core::deadline::RequestDeadline;
 
 use super::body::ReplayBody;
 use super::future::RetryFuture;
 use super::layer::Shared;
+use super::replay::Replay;
 use super::rules;
 use crate::error::BoxError;
 
@@ -58,27 +57,11 @@ where
         // A copy for the next attempt, only of a request that can repeat.
         let replay = (self.shared.max_attempts > 1
             && rules::may_repeat(request.method(), request.headers()))
-        .then(|| copy(&request, self.shared.max_body))
+        .then(|| Replay::of(&request, self.shared.max_body))
         .flatten();
         // The first attempt uses the readiness this service was given; later ones a clone's own.
         let retry_with = replay.as_ref().map(|_| self.inner.clone());
         let first = self.inner.call(request);
         RetryFuture::new(first, replay, retry_with, Arc::clone(&self.shared))
     }
-}
-
-/// A copy of `request` to send again: method, URI, version, headers, and the body when it is
-/// in memory and within `limit`, and a [`RequestDeadline`] the request carries (other
-/// extensions are the first attempt's).
-pub(crate) fn copy<B: ReplayBody>(request: &Request<B>, limit: usize) -> Option<Request<B>> {
-    let body = request.body().replay(limit)?;
-    let mut copy = Request::new(body);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    if let Some(deadline) = request.extensions().get::<RequestDeadline>() {
-        copy.extensions_mut().insert(*deadline);
-    }
-    Some(copy)
 }
