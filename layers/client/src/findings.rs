@@ -10,11 +10,17 @@ use vitals_core::findings::{Finding, Findings};
 /// How often a layer reports the same kind of event at most.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 
-/// A layer's findings sink, with when it last reported.
+/// A layer's findings sink, with when it last reported: one reference count to clone, none
+/// without a sink.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Reporter {
-    sink: Option<Findings>,
-    last_ms: Arc<AtomicU64>,
+    sink: Option<Arc<Sink>>,
+}
+
+#[derive(Debug)]
+struct Sink {
+    findings: Findings,
+    last_ms: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -28,15 +34,17 @@ fn now_ms() -> u64 {
 impl Reporter {
     pub(crate) fn new(sink: Findings) -> Self {
         Self {
-            sink: Some(sink),
-            last_ms: Arc::default(),
+            sink: Some(Arc::new(Sink {
+                findings: sink,
+                last_ms: AtomicU64::new(0),
+            })),
         }
     }
 
     /// Pushes the finding (a state change: every one counts).
     pub(crate) fn always(&self, downstream: &str, event: &'static str, detail: String) {
         if let Some(sink) = &self.sink {
-            sink.push(Finding::Downstream {
+            sink.findings.push(Finding::Downstream {
                 downstream: downstream.to_owned(),
                 event,
                 detail,
@@ -52,14 +60,14 @@ impl Reporter {
         event: &'static str,
         detail: impl FnOnce() -> String,
     ) {
-        if self.sink.is_none() {
+        let Some(sink) = &self.sink else {
             return;
-        }
+        };
         let now = now_ms();
-        let last = self.last_ms.load(Ordering::Relaxed);
+        let last = sink.last_ms.load(Ordering::Relaxed);
         let interval = u64::try_from(INTERVAL.as_millis()).unwrap_or(u64::MAX);
         if now.saturating_sub(last) < interval
-            || self
+            || sink
                 .last_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
