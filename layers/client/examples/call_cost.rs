@@ -1,6 +1,7 @@
 //! Runs N calls through one client stack, for counting instructions per call under callgrind:
 //! the difference between the counts of two runs, divided by the difference of their N, is one
-//! call's cost without the start-up (docs/client.md, "Cost").
+//! call's cost without the start-up (docs/client.md, "Cost"). Prints the wall-clock time per
+//! call, which `scripts/loadtest client` takes the fastest of over interleaved runs.
 //!
 //! ```text
 //! cargo build --release -p vitals-client --example call_cost
@@ -30,6 +31,7 @@ where
     S::Error: std::fmt::Debug,
 {
     let scope = RequestDeadline::after(Duration::from_hours(1)).filter(|_| deadline);
+    let began = std::time::Instant::now();
     for _ in 0..calls {
         let call = client.clone().oneshot(http::Request::new(()));
         let answer = match scope {
@@ -38,6 +40,8 @@ where
         };
         assert!(answer.is_ok(), "a call failed");
     }
+    let per_call = began.elapsed().as_secs_f64() * 1e9 / f64::from(calls.max(1));
+    println!("{per_call:.1} ns per call");
 }
 
 fn main() {

@@ -37,7 +37,8 @@ pin_project! {
     pub struct DeadlineFuture<F> {
         #[pin]
         state: State<F>,
-        report: Option<Report>,
+        // Boxed: only a layer with findings has one, and every call's future stays smaller.
+        report: Option<Box<Report>>,
         done: bool,
     }
 }
@@ -60,7 +61,11 @@ pin_project! {
 }
 
 impl<F> DeadlineFuture<F> {
-    pub(crate) fn running(call: F, limit: Option<(Instant, bool)>, report: Option<Report>) -> Self {
+    pub(crate) fn running(
+        call: F,
+        limit: Option<(Instant, bool)>,
+        report: Option<Box<Report>>,
+    ) -> Self {
         Self {
             state: State::Running {
                 call,
@@ -73,7 +78,7 @@ impl<F> DeadlineFuture<F> {
         }
     }
 
-    pub(crate) fn refused(error: DeadlineExceeded, report: Option<Report>) -> Self {
+    pub(crate) fn refused(error: DeadlineExceeded, report: Option<Box<Report>>) -> Self {
         Self {
             state: State::Refused { error: Some(error) },
             report,
@@ -91,7 +96,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let exceeded = |error: DeadlineExceeded, report: &mut Option<Report>| {
+        let exceeded = |error: DeadlineExceeded, report: &mut Option<Box<Report>>| {
             if let Some(report) = report.take() {
                 report.exceeded(&error);
             }

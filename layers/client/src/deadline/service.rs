@@ -192,9 +192,11 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let limit = limit(&request, &self.settings, self.ready_at.take());
         // Only with findings: who to name when the request's time runs out.
-        let report = self.settings.findings.as_ref().map(|reporter| Report {
-            reporter: reporter.clone(),
-            downstream: request.uri().authority().cloned(),
+        let report = self.settings.findings.as_ref().map(|reporter| {
+            Box::new(Report {
+                reporter: reporter.clone(),
+                downstream: request.uri().authority().cloned(),
+            })
         });
         if std::mem::take(&mut self.refused) {
             return DeadlineFuture::refused(DeadlineExceeded::new(true, false), report);

@@ -151,13 +151,16 @@ where
                 StateProj::Calling { call } => {
                     let result = ready!(call.poll(cx)).map_err(Into::into);
                     // A retry refused before it was sent: the answer it was to replace stands.
-                    let result = match (result, this.last.take()) {
-                        (Err(error), Some(last)) if refused_before_sending(&error) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(*last);
-                        }
-                        (result, _) => result,
-                    };
+                    if let Err(error) = &result
+                        && this.last.is_some()
+                        && refused_before_sending(error)
+                        && let Some(last) = this.last.take()
+                    {
+                        this.state.set(State::Done);
+                        return Poll::Ready(*last);
+                    }
+                    // The answer this one replaces (if any) is no longer needed.
+                    *this.last = None;
                     let Some(wait) =
                         next_wait(&result, this.replay.as_ref(), *this.attempts, this.shared)
                     else {
