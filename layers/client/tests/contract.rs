@@ -311,3 +311,23 @@ async fn waiting_for_readiness_ends_with_the_requests_time() {
     );
     assert_eq!(ready_polls.load(Ordering::SeqCst), polls);
 }
+
+#[tokio::test]
+async fn readiness_decided_under_one_deadline_is_not_the_time_of_a_call_under_another() {
+    let (mut service, mut handle, _) = spawn(DeadlineLayer::new());
+    handle.allow(1);
+    let far = RequestDeadline::after(Duration::from_hours(1)).unwrap();
+    let passed = RequestDeadline::at(std::time::Instant::now());
+    // Ready under a request with an hour left; called under one whose time is up.
+    RequestDeadline::in_scope(Some(far), || {
+        assert!(matches!(service.poll_ready(), Poll::Ready(Ok(()))));
+    });
+    let call = RequestDeadline::in_scope(Some(passed), || service.call(Request::new(())));
+    // Refused at once (judged by the hour-long deadline, it would wait for the mock's answer).
+    let error = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the call's own deadline decides")
+        .unwrap_err();
+    let exceeded = error.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert!(exceeded.by_request_deadline() && !exceeded.call_started());
+}

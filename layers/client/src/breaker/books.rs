@@ -95,14 +95,17 @@ pub(crate) enum Transition {
 /// breaker books a success with one atomic update (the books' lock is taken for failures,
 /// probes and changes of state). Each bucket holds its epoch's low 32 bits and its count in one
 /// word. (A bucket last written exactly 2³² epochs ago would count again: 49 days of a 10 ms
-/// window with no call in that bucket; successes only make a breaker less likely to open.)
+/// window with no call in that bucket — a stale count of successes, which can only make the
+/// breaker slower to open.)
 #[derive(Debug, Default)]
 pub(crate) struct Successes {
     buckets: [AtomicU64; BUCKETS as usize],
 }
 
 impl Successes {
-    /// One more success in `epoch`'s bucket.
+    /// One more success in `epoch`'s bucket. A bucket already on a later epoch (booked by a
+    /// caller that read the clock later: this one was paused in between) is added to, never
+    /// wiped — wiping it would lose the later epoch's successes and could open the breaker.
     pub(crate) fn add(&self, epoch: u64) {
         let bucket = &self.buckets[usize::try_from(epoch % u64::from(BUCKETS)).unwrap_or_default()];
         // The low 32 bits of the epoch (truncation meant).
@@ -111,14 +114,15 @@ impl Successes {
         let mut current = bucket.load(Ordering::Relaxed);
         loop {
             let (held, count) = split(current);
-            let count = if held == tag {
-                count.saturating_add(1)
+            // `held` is ahead when `tag` is "before" it on the wrapping count.
+            let (onto, count) = if held == tag || tag.wrapping_sub(held).cast_signed() < 0 {
+                (held, count.saturating_add(1))
             } else {
-                1
+                (tag, 1)
             };
             match bucket.compare_exchange_weak(
                 current,
-                (u64::from(tag) << 32) | u64::from(count),
+                (u64::from(onto) << 32) | u64::from(count),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -139,7 +143,7 @@ impl Successes {
             .fold(0_u32, |sum, (_, count)| sum.saturating_add(count))
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for bucket in &self.buckets {
             bucket.store(0, Ordering::Relaxed);
         }
@@ -163,12 +167,10 @@ pub(crate) fn epoch(since: Duration, settings: &Settings) -> u64 {
     u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) / bucket
 }
 
-/// The failed calls of one bucket (and the successes booked under the lock in a race, see
-/// [`Successes`]).
+/// The failed calls of one bucket (the successes are in [`Successes`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct Bucket {
     epoch: u64,
-    calls: u32,
     failures: u32,
 }
 
@@ -275,7 +277,6 @@ impl Books {
                         ..Bucket::default()
                     };
                 }
-                bucket.calls = bucket.calls.saturating_add(1);
                 bucket.failures = bucket.failures.saturating_add(1);
                 let (calls, failures) = self.totals(epoch, successes);
                 let ratio = f64::from(failures) / f64::from(calls.max(1));
@@ -332,12 +333,12 @@ impl Books {
     fn totals(&self, epoch: u64, successes: &Successes) -> (u32, u32) {
         self.buckets
             .iter()
-            .filter(|b| b.calls > 0 && b.epoch + u64::from(BUCKETS) > epoch)
+            .filter(|b| b.failures > 0 && b.epoch + u64::from(BUCKETS) > epoch)
             .fold(
                 (successes.in_window(epoch), 0_u32),
                 |(calls, failures), b| {
                     (
-                        calls.saturating_add(b.calls),
+                        calls.saturating_add(b.failures),
                         failures.saturating_add(b.failures),
                     )
                 },
@@ -492,6 +493,13 @@ mod tests {
         assert_eq!(ok.in_window(u64::from(u32::MAX) + 3), 2);
         ok.clear();
         assert_eq!(ok.in_window(u64::from(u32::MAX) + 3), 0);
+        // A late success of epoch 3, after epoch 13 took its bucket: booked onto 13, which
+        // keeps its count.
+        let ok = Successes::default();
+        ok.add(13);
+        ok.add(3);
+        assert_eq!(ok.in_window(13), 2);
+        assert_eq!(ok.in_window(3), 0, "the bucket is epoch 13's");
     }
 
     #[test]

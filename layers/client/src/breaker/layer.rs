@@ -111,9 +111,9 @@ impl Shared {
             && admitted == Admit::Call
             && self.closed_generation.load(Ordering::Acquire) == generation
         {
-            // Closed, and a success: one atomic update, no lock. (Should the breaker open
-            // meanwhile, the success may count in the next window: one call less likely to
-            // open it.)
+            // Closed, and a success: one atomic update, no lock. (Should the breaker change state
+            // between the load above and this update, the success may stay in the window until
+            // the next change clears it: one success more, never a failure.)
             self.successes
                 .add(books::epoch(self.clock.elapsed(), &self.settings));
             return;
@@ -133,6 +133,9 @@ impl Shared {
                     books.closed_generation().unwrap_or(NOT_CLOSED),
                     Ordering::Release,
                 );
+                // The books cleared the window's successes; a success that read the previous
+                // generation before this store may have been booked since: clear again.
+                self.successes.clear();
             }
             transition
         };
@@ -293,7 +296,9 @@ impl CircuitBreakerLayer {
         )
     }
 
-    /// How far back outcomes count (default 10 s; at least 10 ms).
+    /// How far back outcomes count (default 10 s; at least 10 ms), kept as ten buckets. Time
+    /// here is the kernel's coarse clock, read to its tick (1–10 ms): windows of tens of
+    /// milliseconds are counted in ticks; tokio's paused test clock does not move it.
     #[must_use]
     pub fn with_window(self, window: Duration) -> Self {
         self.with(|s| s.window = window)
@@ -313,7 +318,8 @@ impl CircuitBreakerLayer {
         self.with(|s| s.failure_ratio = ratio)
     }
 
-    /// How long the breaker stays open before it lets probes through (default 5 s).
+    /// How long the breaker stays open before it lets probes through (default 5 s; to the
+    /// kernel's tick, see [`with_window`](Self::with_window)).
     #[must_use]
     pub fn with_open_for(self, open_for: Duration) -> Self {
         self.with(|s| s.open_for = open_for)

@@ -37,8 +37,7 @@ pin_project! {
     pub struct DeadlineFuture<F> {
         #[pin]
         state: State<F>,
-        // Boxed: only a layer with findings has one, and every call's future stays smaller.
-        report: Option<Box<Report>>,
+        report: Option<Report>,
         done: bool,
     }
 }
@@ -61,11 +60,7 @@ pin_project! {
 }
 
 impl<F> DeadlineFuture<F> {
-    pub(crate) fn running(
-        call: F,
-        limit: Option<(Instant, bool)>,
-        report: Option<Box<Report>>,
-    ) -> Self {
+    pub(crate) fn running(call: F, limit: Option<(Instant, bool)>, report: Option<Report>) -> Self {
         Self {
             state: State::Running {
                 call,
@@ -78,7 +73,7 @@ impl<F> DeadlineFuture<F> {
         }
     }
 
-    pub(crate) fn refused(error: DeadlineExceeded, report: Option<Box<Report>>) -> Self {
+    pub(crate) fn refused(error: DeadlineExceeded, report: Option<Report>) -> Self {
         Self {
             state: State::Refused { error: Some(error) },
             report,
@@ -96,7 +91,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let exceeded = |error: DeadlineExceeded, report: &mut Option<Box<Report>>| {
+        let exceeded = |error: DeadlineExceeded, report: &mut Option<Report>| {
             if let Some(report) = report.take() {
                 report.exceeded(&error);
             }

@@ -15,6 +15,13 @@
 //!   callee stops working for a caller that has given up (the smaller of it and any
 //!   `grpc-timeout` the request already has).
 //!
+//! The time is read once per call, when `poll_ready` returns ready (`call` decides the limit at
+//! that time). A caller that waits between the two (`ServiceExt::ready`, then other awaits,
+//! then `call`) has its own timeout counted from readiness, and a deadline that passes in
+//! between is no longer refused before the call starts: the call's timer cuts it at its first
+//! poll instead. `tower`'s `oneshot`, `Buffer` and the clients built on them call in the same
+//! poll as readiness.
+//!
 //! A deadline can also travel on the outgoing request itself: a
 //! [`RequestDeadline`](vitals_core::deadline::RequestDeadline) in its extensions counts like the
 //! current one (for calls made outside the handler's task).

@@ -29,10 +29,10 @@ pub struct Deadline<S> {
     /// While the inner service is not ready: the timer that wakes this service when the
     /// request's time runs out.
     waiting: Option<Pin<Box<Sleep>>>,
-    /// The request's deadline and the clock as `poll_ready` read them to check the request's
-    /// time, when it returned ready: `call`, which follows at once, decides its limit with
-    /// them instead of reading both again (a clock read is ~30 ns, the largest part of this
-    /// layer's cost).
+    /// The clock and the request's deadline as `poll_ready` read them to check the request's
+    /// time, when it returned ready: `call` decides its limit at that time instead of reading
+    /// the clock again (a read is ~30 ns, the largest part of this layer's cost), when it runs
+    /// under the same deadline. See [`DeadlineLayer`] on a caller that waits between the two.
     ready_at: Option<(Instant, RequestDeadline)>,
 }
 
@@ -80,21 +80,17 @@ fn no_time_left(deadline: RequestDeadline, reserve: Duration, now: Instant) -> b
     less_reserve(Instant::from_std(deadline.instant()), reserve).is_none_or(|at| at <= now)
 }
 
-/// The earliest of the call's own timeout, the current request's deadline and one carried in
-/// the outgoing request's extensions (those two less the reserve), and the time it was decided
-/// at; `None` — without reading the clock — when the call has no limit at all. `ready_at`:
-/// the clock and the current request's deadline as `poll_ready` read them, else both are read
-/// here.
+/// The earliest of the call's own timeout, the current request's deadline (`current`) and one
+/// carried in the outgoing request's extensions (those two less the reserve), and the time it
+/// was decided at (`now`, else the clock); `None` — without reading the clock — when the call
+/// has no limit at all.
 fn limit<B>(
     request: &Request<B>,
     settings: &DeadlineLayer,
-    ready_at: Option<(Instant, RequestDeadline)>,
+    current: Option<RequestDeadline>,
+    now: Option<Instant>,
 ) -> Option<(Limit, Instant)> {
     let carried = request.extensions().get::<RequestDeadline>().copied();
-    let (now, current) = match ready_at {
-        Some((now, current)) => (Some(now), Some(current)),
-        None => (None, RequestDeadline::current()),
-    };
     let request_deadline = match (current, carried) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -190,17 +186,22 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let limit = limit(&request, &self.settings, self.ready_at.take());
+        let ready_at = self.ready_at.take();
         // Only with findings: who to name when the request's time runs out.
-        let report = self.settings.findings.as_ref().map(|reporter| {
-            Box::new(Report {
-                reporter: reporter.clone(),
-                downstream: request.uri().authority().cloned(),
-            })
+        let report = self.settings.findings.as_ref().map(|reporter| Report {
+            reporter: reporter.clone(),
+            downstream: request.uri().authority().cloned(),
         });
         if std::mem::take(&mut self.refused) {
             return DeadlineFuture::refused(DeadlineExceeded::new(true, false), report);
         }
+        // `poll_ready`'s time stands for the deadline it was read under: a call made under
+        // another one (or none) reads the clock itself.
+        let current = RequestDeadline::current();
+        let now = ready_at
+            .filter(|&(_, deadline)| Some(deadline) == current)
+            .map(|(now, _)| now);
+        let limit = limit(&request, &self.settings, current, now);
         let Some((limit, now)) = limit else {
             return DeadlineFuture::running(self.inner.call(request), None, None);
         };
@@ -227,5 +228,66 @@ where
             Some((limit.at, limit.by_request)),
             report,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_time_left_when_the_deadline_less_the_reserve_has_passed() {
+        let now = Instant::now();
+        let in_a_second = RequestDeadline::at((now + Duration::from_secs(1)).into_std());
+        assert!(!no_time_left(in_a_second, Duration::ZERO, now));
+        assert!(no_time_left(in_a_second, Duration::from_secs(1), now));
+        assert!(!no_time_left(in_a_second, Duration::from_millis(999), now));
+        assert!(no_time_left(
+            in_a_second,
+            Duration::ZERO,
+            now + Duration::from_secs(1)
+        ));
+        // A reserve reaching back past the clock's start: no time left.
+        assert!(no_time_left(in_a_second, Duration::MAX, now));
+    }
+
+    #[test]
+    fn the_limit_is_the_earliest_of_the_timeout_and_the_deadlines_less_the_reserve() {
+        let now = Instant::now();
+        let at =
+            |seconds: u64| RequestDeadline::at((now + Duration::from_secs(seconds)).into_std());
+        let settings = DeadlineLayer::new()
+            .with_timeout(Duration::from_secs(5))
+            .with_reserve(Duration::from_secs(1));
+        let plain = Request::new(());
+        // No deadline: the call's own timeout, from `now`.
+        let (limit, decided) = super::limit(&plain, &settings, None, Some(now)).unwrap();
+        assert_eq!(
+            (limit.at, limit.by_request, decided),
+            (now + Duration::from_secs(5), false, now)
+        );
+        // The request's 3 s, less the 1 s reserve, come first.
+        let (limit, _) = super::limit(&plain, &settings, Some(at(3)), Some(now)).unwrap();
+        assert_eq!(
+            (limit.at, limit.by_request),
+            (now + Duration::from_secs(2), true)
+        );
+        // A deadline carried on the request counts too; the earlier of the two wins.
+        let mut carried = Request::new(());
+        carried.extensions_mut().insert(at(2));
+        let (limit, _) = super::limit(&carried, &settings, Some(at(3)), Some(now)).unwrap();
+        assert_eq!(limit.at, now + Duration::from_secs(1));
+        // Past the own timeout, the timeout stands.
+        let (limit, _) = super::limit(&plain, &settings, Some(at(60)), Some(now)).unwrap();
+        assert_eq!(
+            (limit.at, limit.by_request),
+            (now + Duration::from_secs(5), false)
+        );
+        // No timeout and no deadline: no limit, no clock read.
+        assert!(limit_of_nothing());
+    }
+
+    fn limit_of_nothing() -> bool {
+        super::limit(&Request::new(()), &DeadlineLayer::new(), None, None).is_none()
     }
 }

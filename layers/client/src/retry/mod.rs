@@ -17,8 +17,9 @@
 //! - **How much**: at most [`with_max_attempts`](RetryLayer::with_max_attempts) attempts (3),
 //!   and a retry budget shared by every service of the layer
 //!   ([`with_budget`](RetryLayer::with_budget): 20% of the calls of the last 10 s plus 10 a
-//!   second; the rule of tower's `TpsBudget`, kept without a lock), so a downstream that fails every call gets about 1.2 times
-//!   its load, not three times.
+//!   second; the rule of tower's `TpsBudget`, kept without a lock, on the machine's coarse
+//!   clock, which tokio's paused test clock does not move), so a downstream that fails every
+//!   call gets about 1.2 times its load, not three times.
 //!
 //! Put the retry outside the breaker (each attempt counted by it, and an open breaker ends the
 //! retries) and the per-attempt timeout inside:

@@ -73,3 +73,46 @@ impl<B> Replay<B> {
         request
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_retry_sends_the_request_again_with_its_resend_count() {
+        let deadline = RequestDeadline::after(Duration::from_secs(9)).expect("a deadline");
+        let mut request = Request::new(String::from("body"));
+        *request.method_mut() = Method::PUT;
+        *request.uri_mut() = Uri::from_static("http://payment.internal/pay?x=1");
+        *request.version_mut() = Version::HTTP_2;
+        request
+            .headers_mut()
+            .insert("idempotency-key", http::HeaderValue::from_static("k-1"));
+        request.extensions_mut().insert(deadline);
+        // Other extensions are the first attempt's only.
+        request.extensions_mut().insert(7_u8);
+
+        let kept = Replay::of(&request, 1024).expect("a body within the limit");
+        assert_eq!(kept.host(), Some("payment.internal"));
+        assert_eq!(kept.deadline(), Some(deadline));
+        let again = kept
+            .copy(1024)
+            .expect("a copy")
+            .into_request(ResendCount(2));
+        assert_eq!(again.method(), Method::PUT);
+        assert_eq!(again.uri(), request.uri());
+        assert_eq!(again.version(), Version::HTTP_2);
+        assert_eq!(again.headers(), request.headers());
+        assert_eq!(again.body(), "body");
+        assert_eq!(again.extensions().get::<RequestDeadline>(), Some(&deadline));
+        assert_eq!(
+            again.extensions().get::<ResendCount>().map(|c| c.0),
+            Some(2)
+        );
+        assert_eq!(again.extensions().get::<u8>(), None);
+        // A body past the limit is not kept.
+        assert!(Replay::of(&request, 3).is_none());
+    }
+}
