@@ -1,7 +1,8 @@
 //! The client layers' overhead on a successful call, against the same call without them.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -17,6 +18,34 @@ fn transport() -> impl Service<
     tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
 }
 
+/// `iters` calls made one after another from one task, as a handler makes them (inside the
+/// request's deadline scope when one is given), timed together: the runtime is entered once for
+/// them all, not once per call — a per-call `block_on` would add its own work and two moves of
+/// the whole call's future to every call.
+fn in_task<S>(
+    runtime: &tokio::runtime::Runtime,
+    client: &S,
+    deadline: Option<RequestDeadline>,
+    iters: u64,
+) -> Duration
+where
+    S: Service<http::Request<()>> + Clone,
+    S::Error: Debug,
+{
+    let calls = async {
+        let began = Instant::now();
+        for _ in 0..iters {
+            let answer = client.clone().oneshot(http::Request::new(())).await;
+            assert!(answer.is_ok(), "a call failed");
+        }
+        began.elapsed()
+    };
+    match deadline {
+        Some(deadline) => runtime.block_on(deadline.scope(calls)),
+        None => runtime.block_on(calls),
+    }
+}
+
 fn overhead(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -25,33 +54,33 @@ fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("client");
     group.bench_function("bare", |b| {
         let client = transport();
-        b.iter(|| runtime.block_on(client.clone().oneshot(http::Request::new(()))));
+        b.iter_custom(|iters| in_task(&runtime, &client, None, iters));
     });
     // The bare call inside a request's deadline scope (the server side's cost), as the stacks
     // with a deadline below run.
     group.bench_function("bare_scoped", |b| {
         let client = transport();
         let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
-        b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
+        b.iter_custom(|iters| in_task(&runtime, &client, Some(deadline), iters));
     });
     group.bench_function("deadline_none", |b| {
         let client = ServiceBuilder::new()
             .layer(DeadlineLayer::new())
             .service(transport());
-        b.iter(|| runtime.block_on(client.clone().oneshot(http::Request::new(()))));
+        b.iter_custom(|iters| in_task(&runtime, &client, None, iters));
     });
     group.bench_function("deadline_request_and_timeout", |b| {
         let client = ServiceBuilder::new()
             .layer(DeadlineLayer::new().with_timeout(Duration::from_secs(2)))
             .service(transport());
         let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
-        b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
+        b.iter_custom(|iters| in_task(&runtime, &client, Some(deadline), iters));
     });
     group.bench_function("breaker_closed", |b| {
         let client = ServiceBuilder::new()
             .layer(CircuitBreakerLayer::new("bench"))
             .service(transport());
-        b.iter(|| runtime.block_on(client.clone().oneshot(http::Request::new(()))));
+        b.iter_custom(|iters| in_task(&runtime, &client, None, iters));
     });
     group.bench_function("breaker_and_deadline", |b| {
         let client = ServiceBuilder::new()
@@ -59,13 +88,13 @@ fn overhead(c: &mut Criterion) {
             .layer(DeadlineLayer::new().with_timeout(Duration::from_secs(2)))
             .service(transport());
         let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
-        b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
+        b.iter_custom(|iters| in_task(&runtime, &client, Some(deadline), iters));
     });
     group.bench_function("retry", |b| {
         let client = ServiceBuilder::new()
             .layer(RetryLayer::new())
             .service(transport());
-        b.iter(|| runtime.block_on(client.clone().oneshot(http::Request::new(()))));
+        b.iter_custom(|iters| in_task(&runtime, &client, None, iters));
     });
     group.bench_function("retry_breaker_deadline", |b| {
         let client = ServiceBuilder::new()
@@ -74,7 +103,7 @@ fn overhead(c: &mut Criterion) {
             .layer(DeadlineLayer::new().with_timeout(Duration::from_secs(2)))
             .service(transport());
         let deadline = RequestDeadline::after(Duration::from_hours(1)).expect("a deadline");
-        b.iter(|| runtime.block_on(deadline.scope(client.clone().oneshot(http::Request::new(())))));
+        b.iter_custom(|iters| in_task(&runtime, &client, Some(deadline), iters));
     });
     group.finish();
 }

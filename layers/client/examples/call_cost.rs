@@ -3,6 +3,11 @@
 //! call's cost without the start-up (docs/client.md, "Cost"). Prints the wall-clock time per
 //! call, which `scripts/loadtest client` takes the fastest of over interleaved runs.
 //!
+//! The calls are made one after another from one task, as a handler makes them. With a third
+//! argument, `block-on-each`, each call runs in its own `block_on` instead (the measure before
+//! 2026-12-07's last change): the runtime entered per call and the call's whole future moved
+//! into it, work a call made from a handler does not do.
+//!
 //! ```text
 //! cargo build --release -p vitals-client --example call_cost
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
@@ -25,20 +30,42 @@ fn transport() -> impl Service<
     tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
 }
 
-fn run<S>(runtime: &tokio::runtime::Runtime, client: &S, calls: u32, deadline: bool)
+/// How the calls are driven.
+#[derive(Clone, Copy, PartialEq)]
+enum Drive {
+    /// One after another from one task.
+    InTask,
+    /// Each in its own `block_on`.
+    BlockOnEach,
+}
+
+fn run<S>(runtime: &tokio::runtime::Runtime, client: &S, calls: u32, deadline: bool, drive: Drive)
 where
     S: Service<http::Request<()>> + Clone,
     S::Error: std::fmt::Debug,
 {
     let scope = RequestDeadline::after(Duration::from_hours(1)).filter(|_| deadline);
     let began = std::time::Instant::now();
-    for _ in 0..calls {
-        let call = client.clone().oneshot(http::Request::new(()));
-        let answer = match scope {
-            Some(deadline) => runtime.block_on(deadline.scope(call)),
-            None => runtime.block_on(call),
+    if drive == Drive::InTask {
+        let in_task = async {
+            for _ in 0..calls {
+                let answer = client.clone().oneshot(http::Request::new(())).await;
+                assert!(answer.is_ok(), "a call failed");
+            }
         };
-        assert!(answer.is_ok(), "a call failed");
+        match scope {
+            Some(deadline) => runtime.block_on(deadline.scope(in_task)),
+            None => runtime.block_on(in_task),
+        }
+    } else {
+        for _ in 0..calls {
+            let call = client.clone().oneshot(http::Request::new(()));
+            let answer = match scope {
+                Some(deadline) => runtime.block_on(deadline.scope(call)),
+                None => runtime.block_on(call),
+            };
+            assert!(answer.is_ok(), "a call failed");
+        }
     }
     let per_call = began.elapsed().as_secs_f64() * 1e9 / f64::from(calls.max(1));
     println!("{per_call:.1} ns per call");
@@ -48,15 +75,23 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let variant = args.next().unwrap_or_else(|| "bare".to_owned());
     let calls = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let drive = match args.next().as_deref() {
+        None => Drive::InTask,
+        Some("block-on-each") => Drive::BlockOnEach,
+        Some(other) => {
+            eprintln!("unknown way to drive the calls {other:?}: block-on-each, or none");
+            std::process::exit(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("a runtime");
     let timeout = Duration::from_secs(2);
     match variant.as_str() {
-        "bare" => run(&runtime, &transport(), calls, false),
+        "bare" => run(&runtime, &transport(), calls, false, drive),
         // The bare call inside a request's deadline scope, as the stacks with a deadline run.
-        "bare_scoped" => run(&runtime, &transport(), calls, true),
+        "bare_scoped" => run(&runtime, &transport(), calls, true, drive),
         "deadline" => run(
             &runtime,
             &ServiceBuilder::new()
@@ -64,6 +99,7 @@ fn main() {
                 .service(transport()),
             calls,
             true,
+            drive,
         ),
         "breaker" => run(
             &runtime,
@@ -72,6 +108,7 @@ fn main() {
                 .service(transport()),
             calls,
             false,
+            drive,
         ),
         "retry" => run(
             &runtime,
@@ -80,6 +117,7 @@ fn main() {
                 .service(transport()),
             calls,
             false,
+            drive,
         ),
         "retry_breaker_deadline" => run(
             &runtime,
@@ -90,6 +128,7 @@ fn main() {
                 .service(transport()),
             calls,
             true,
+            drive,
         ),
         other => {
             eprintln!(

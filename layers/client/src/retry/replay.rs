@@ -22,6 +22,10 @@ pub(crate) struct Replay<B> {
 
 impl<B: ReplayBody> Replay<B> {
     /// A copy of `request`, or `None` when its body cannot be sent again within `limit` bytes.
+    // Always inlined: the copy is made where it is kept, not made and then moved (one
+    // `memcpy` of ~230 bytes per call fewer).
+    #[allow(clippy::inline_always)] // Measured: plain `#[inline]` keeps one of the copies.
+    #[inline(always)]
     pub(crate) fn of(request: &Request<B>, limit: usize) -> Option<Self> {
         Some(Self {
             body: request.body().replay(limit)?,
