@@ -4,23 +4,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use pin_project_lite::pin_project;
-use tokio::sync::OwnedSemaphorePermit;
-
+use super::permits::Permit;
 use crate::error::{BoxError, BulkheadFull};
+use pin_project_lite::pin_project;
 
 pin_project! {
     /// The response future of [`Bulkhead`](super::Bulkhead).
     pub struct BulkheadFuture<F> {
         #[pin]
         call: Option<F>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Permit>,
         full: Option<BulkheadFull>,
     }
 }
 
 impl<F> BulkheadFuture<F> {
-    pub(crate) fn running(call: F, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn running(call: F, permit: Permit) -> Self {
         Self {
             call: Some(call),
             permit: Some(permit),

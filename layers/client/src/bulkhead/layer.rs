@@ -2,34 +2,29 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
+use super::permits::Permits;
 use super::service::Bulkhead;
 
 /// At most `limit` calls under way to one downstream (see the [module docs](crate::bulkhead)).
 #[derive(Clone, Debug)]
 pub struct BulkheadLayer {
-    pub(crate) name: Arc<str>,
-    pub(crate) limit: usize,
-    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) permits: Arc<Permits>,
 }
 
 impl BulkheadLayer {
     /// At most `limit` calls at once (at least 1) to the downstream named `name`, shared by every
     /// service this layer wraps and their clones.
     pub fn new(name: impl Into<Arc<str>>, limit: usize) -> Self {
-        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            name: name.into(),
-            limit,
-            permits: Arc::new(Semaphore::new(limit)),
+            permits: Arc::new(Permits::new(name.into(), limit)),
         }
     }
 
     /// Calls under way now.
     pub fn in_flight(&self) -> usize {
-        self.limit - self.permits.available_permits()
+        self.permits.in_flight()
     }
 }
 

@@ -29,6 +29,7 @@
 
 mod future;
 mod layer;
+mod permits;
 mod service;
 
 pub use future::BulkheadFuture;

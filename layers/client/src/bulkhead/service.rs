@@ -2,11 +2,11 @@
 
 use std::task::{Context, Poll};
 
-use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 use super::future::BulkheadFuture;
 use super::layer::BulkheadLayer;
+use super::permits::Permit;
 use crate::error::{BoxError, BulkheadFull};
 
 /// A client service with at most so many calls under way (see [`BulkheadLayer`]).
@@ -21,17 +21,14 @@ pub struct Bulkhead<S> {
 #[derive(Debug)]
 enum Admitted {
     /// A permit, held for the call.
-    Permit(OwnedSemaphorePermit),
+    Permit(Permit),
     /// Full: the call fails at once.
     Full,
 }
 
 impl Admitted {
     fn try_take(layer: &BulkheadLayer) -> Self {
-        match layer.permits.clone().try_acquire_owned() {
-            Ok(permit) => Self::Permit(permit),
-            Err(_) => Self::Full,
-        }
+        layer.permits.try_take().map_or(Self::Full, Self::Permit)
     }
 }
 
@@ -90,8 +87,8 @@ where
         match admitted {
             Admitted::Permit(permit) => BulkheadFuture::running(self.inner.call(request), permit),
             Admitted::Full => BulkheadFuture::full(BulkheadFull::new(
-                std::sync::Arc::clone(&self.layer.name),
-                self.layer.limit,
+                std::sync::Arc::clone(self.layer.permits.name()),
+                self.layer.permits.limit(),
             )),
         }
     }
