@@ -15,6 +15,9 @@
 //! ```
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -22,6 +25,7 @@ use vitals_client::{
     BulkheadLayer, CircuitBreakerLayer, DeadlineLayer, RetryLayer, ServerTimingLayer,
 };
 use vitals_core::deadline::RequestDeadline;
+use vitals_core::server_timing::ServerTiming;
 
 fn transport() -> impl Service<
     http::Request<()>,
@@ -41,12 +45,73 @@ enum Drive {
     BlockOnEach,
 }
 
-fn run<S>(runtime: &tokio::runtime::Runtime, client: &S, calls: u32, deadline: bool, drive: Drive)
+/// What the calls run inside, as the server side sets it up around a handler: the request's
+/// deadline, and a `Server-Timing` collector (a request whose client sees the header).
+#[derive(Clone, Copy)]
+struct Inside {
+    deadline: bool,
+    collector: bool,
+}
+
+/// A future polled with `timing` as the current `Server-Timing` collector, as the server side
+/// polls a handler.
+struct Timed<'a, F> {
+    future: Pin<&'a mut F>,
+    timing: Option<ServerTiming>,
+}
+
+impl<F: Future> Future for Timed<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        ServerTiming::in_scope(&mut this.timing, || this.future.as_mut().poll(cx))
+    }
+}
+
+/// `future` run to its end inside the request's deadline and with its collector, when given.
+fn block_on<F: Future>(
+    runtime: &tokio::runtime::Runtime,
+    future: F,
+    deadline: Option<RequestDeadline>,
+    timing: Option<&ServerTiming>,
+) -> F::Output {
+    let future = pin!(future);
+    let timed = Timed {
+        future,
+        timing: timing.cloned(),
+    };
+    match deadline {
+        Some(deadline) => runtime.block_on(deadline.scope(timed)),
+        None => runtime.block_on(timed),
+    }
+}
+
+/// A call outside any request.
+const PLAIN: Inside = Inside {
+    deadline: false,
+    collector: false,
+};
+/// Inside a request's deadline.
+const SCOPED: Inside = Inside {
+    deadline: true,
+    collector: false,
+};
+/// Inside a request's deadline, its client seeing `Server-Timing`.
+const TIMED: Inside = Inside {
+    deadline: true,
+    collector: true,
+};
+
+fn run<S>(runtime: &tokio::runtime::Runtime, client: &S, calls: u32, inside: Inside, drive: Drive)
 where
     S: Service<http::Request<()>> + Clone,
     S::Error: std::fmt::Debug,
 {
-    let scope = RequestDeadline::after(Duration::from_hours(1)).filter(|_| deadline);
+    let deadline = RequestDeadline::after(Duration::from_hours(1)).filter(|_| inside.deadline);
+    let timing = inside
+        .collector
+        .then(|| ServerTiming::attach(&mut http::Extensions::new()));
     let began = std::time::Instant::now();
     if drive == Drive::InTask {
         let in_task = async {
@@ -55,17 +120,11 @@ where
                 assert!(answer.is_ok(), "a call failed");
             }
         };
-        match scope {
-            Some(deadline) => runtime.block_on(deadline.scope(in_task)),
-            None => runtime.block_on(in_task),
-        }
+        block_on(runtime, in_task, deadline, timing.as_ref());
     } else {
         for _ in 0..calls {
             let call = client.clone().oneshot(http::Request::new(()));
-            let answer = match scope {
-                Some(deadline) => runtime.block_on(deadline.scope(call)),
-                None => runtime.block_on(call),
-            };
+            let answer = block_on(runtime, call, deadline, timing.as_ref());
             assert!(answer.is_ok(), "a call failed");
         }
     }
@@ -91,16 +150,18 @@ fn main() {
         .expect("a runtime");
     let timeout = Duration::from_secs(2);
     match variant.as_str() {
-        "bare" => run(&runtime, &transport(), calls, false, drive),
+        "bare" => run(&runtime, &transport(), calls, PLAIN, drive),
         // The bare call inside a request's deadline scope, as the stacks with a deadline run.
-        "bare_scoped" => run(&runtime, &transport(), calls, true, drive),
+        "bare_scoped" => run(&runtime, &transport(), calls, SCOPED, drive),
+        // The bare call inside a request's deadline scope with a `Server-Timing` collector.
+        "bare_timed" => run(&runtime, &transport(), calls, TIMED, drive),
         "deadline" => run(
             &runtime,
             &ServiceBuilder::new()
                 .layer(DeadlineLayer::new().with_timeout(timeout))
                 .service(transport()),
             calls,
-            true,
+            SCOPED,
             drive,
         ),
         "breaker" => run(
@@ -109,7 +170,7 @@ fn main() {
                 .layer(CircuitBreakerLayer::new("cost"))
                 .service(transport()),
             calls,
-            false,
+            PLAIN,
             drive,
         ),
         "retry" => run(
@@ -118,7 +179,7 @@ fn main() {
                 .layer(RetryLayer::new())
                 .service(transport()),
             calls,
-            false,
+            PLAIN,
             drive,
         ),
         "retry_breaker_deadline" => run(
@@ -129,7 +190,7 @@ fn main() {
                 .layer(DeadlineLayer::new().with_timeout(timeout))
                 .service(transport()),
             calls,
-            true,
+            SCOPED,
             drive,
         ),
         // docs/client.md's stack but its metrics (a feature, and a recorder's cost): the
@@ -145,13 +206,27 @@ fn main() {
                 .layer(DeadlineLayer::new().with_timeout(timeout))
                 .service(transport()),
             calls,
-            true,
+            SCOPED,
+            drive,
+        ),
+        // The same inside a request whose client sees `Server-Timing`: an entry per call.
+        "documented_timed" => run(
+            &runtime,
+            &ServiceBuilder::new()
+                .layer(ServerTimingLayer::new("cost"))
+                .layer(RetryLayer::new())
+                .layer(CircuitBreakerLayer::new("cost"))
+                .layer(BulkheadLayer::new("cost", 64))
+                .layer(DeadlineLayer::new().with_timeout(timeout))
+                .service(transport()),
+            calls,
+            TIMED,
             drive,
         ),
         other => {
             eprintln!(
                 "unknown stack {other:?}: bare, bare_scoped, deadline, breaker, retry, \
-                 retry_breaker_deadline, documented"
+                 retry_breaker_deadline, documented, bare_timed, documented_timed"
             );
             std::process::exit(2);
         }

@@ -118,7 +118,7 @@ impl<F: Future> Future for ServerTimedFuture<F> {
         let this = self.project();
         let output = ready!(this.call.poll(cx));
         if let Some((timing, name, started)) = this.timing.take() {
-            timing.add(Metric::new(name.to_string()).with_duration(started.elapsed()));
+            timing.add(Metric::from_shared(name).with_duration(started.elapsed()));
         }
         Poll::Ready(output)
     }

@@ -4,9 +4,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use pin_project_lite::pin_project;
+
 use super::permits::Permit;
 use crate::error::{BoxError, BulkheadFull};
-use pin_project_lite::pin_project;
 
 pin_project! {
     /// The response future of [`Bulkhead`](super::Bulkhead).
