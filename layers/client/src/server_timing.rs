@@ -21,6 +21,7 @@
 //! # payment }
 //! ```
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,21 +37,37 @@ use vitals_core::server_timing::{Metric, ServerTiming, is_valid_name};
 /// [module docs](crate::server_timing)).
 #[derive(Clone, Debug)]
 pub struct ServerTimingLayer {
-    name: Arc<str>,
+    name: Name,
+}
+
+/// The downstream's name: a static one is copied into each clone of the stack and each entry
+/// (no reference count, no allocation per call); another is shared by the clones.
+#[derive(Clone, Debug)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Name {
+    /// An entry of this name.
+    fn metric(&self) -> Metric {
+        match self {
+            Self::Static(name) => Metric::new(*name),
+            Self::Shared(name) => Metric::new(name.to_string()),
+        }
+    }
 }
 
 impl ServerTimingLayer {
     /// Entries named `name` (the downstream's; an HTTP token such as `payment` or
     /// `search-api`; anything else becomes `downstream`).
-    pub fn new(name: impl Into<Arc<str>>) -> Self {
-        let name = name.into();
-        Self {
-            name: if is_valid_name(&name) {
-                name
-            } else {
-                Arc::from("downstream")
-            },
-        }
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        let name = match name.into() {
+            Cow::Borrowed(name) if is_valid_name(name) => Name::Static(name),
+            Cow::Owned(name) if is_valid_name(&name) => Name::Shared(Arc::from(name)),
+            _ => Name::Static("downstream"),
+        };
+        Self { name }
     }
 }
 
@@ -60,7 +77,7 @@ impl<S> Layer<S> for ServerTimingLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ServerTimed {
             inner,
-            name: Arc::clone(&self.name),
+            name: self.name.clone(),
         }
     }
 }
@@ -70,7 +87,7 @@ impl<S> Layer<S> for ServerTimingLayer {
 #[derive(Clone, Debug)]
 pub struct ServerTimed<S> {
     inner: S,
-    name: Arc<str>,
+    name: Name,
 }
 
 impl<S> ServerTimed<S> {
@@ -93,7 +110,7 @@ where
         // The clock is read only when there is a collector to report to: most calls made
         // outside a request whose client sees `Server-Timing` pay nothing for the entry.
         let timing =
-            ServerTiming::current().map(|timing| (timing, Arc::clone(&self.name), Instant::now()));
+            ServerTiming::current().map(|timing| (timing, self.name.clone(), Instant::now()));
         ServerTimedFuture {
             call: self.inner.call(request),
             timing,
@@ -107,7 +124,7 @@ pin_project! {
         #[pin]
         call: F,
         // The collector, the entry's name and when the call started.
-        timing: Option<(ServerTiming, Arc<str>, Instant)>,
+        timing: Option<(ServerTiming, Name, Instant)>,
     }
 }
 
@@ -118,8 +135,67 @@ impl<F: Future> Future for ServerTimedFuture<F> {
         let this = self.project();
         let output = ready!(this.call.poll(cx));
         if let Some((timing, name, started)) = this.timing.take() {
-            timing.add(Metric::from_shared(name).with_duration(started.elapsed()));
+            timing.add(name.metric().with_duration(started.elapsed()));
         }
         Poll::Ready(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::task::Waker;
+
+    use super::*;
+
+    /// The entry one call through `layer` adds to a request's collector.
+    fn entry(layer: &ServerTimingLayer) -> Option<String> {
+        let timing = ServerTiming::attach(&mut http::Extensions::new());
+        let mut service = layer.layer(tower::service_fn(|(): ()| {
+            std::future::ready(Ok::<_, Infallible>(()))
+        }));
+        // Called while the request's collector is current, as a handler's call is.
+        let call = ServerTiming::in_scope(&mut Some(timing.clone()), || service.call(()));
+        let mut call = std::pin::pin!(call);
+        let answered = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(answered.is_ready(), "the call answers at once");
+        timing
+            .render()
+            .map(|line| line.to_str().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn a_call_adds_an_entry_named_for_its_downstream() {
+        let given = entry(&ServerTimingLayer::new("payment")).expect("an entry");
+        assert!(given.starts_with("payment;dur="), "{given}");
+        let owned = entry(&ServerTimingLayer::new(String::from("search-api"))).expect("an entry");
+        assert!(owned.starts_with("search-api;dur="), "{owned}");
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_token_becomes_downstream() {
+        for layer in [
+            ServerTimingLayer::new("two words"),
+            ServerTimingLayer::new(String::from("semi;colon")),
+            ServerTimingLayer::new(""),
+        ] {
+            let line = entry(&layer).expect("an entry");
+            assert!(line.starts_with("downstream;dur="), "{line}");
+        }
+    }
+
+    #[test]
+    fn no_entry_outside_a_request_with_a_collector() {
+        let timing = ServerTiming::attach(&mut http::Extensions::new());
+        let mut service = ServerTimingLayer::new("payment").layer(tower::service_fn(|(): ()| {
+            std::future::ready(Ok::<_, Infallible>(()))
+        }));
+        let mut call = std::pin::pin!(service.call(()));
+        assert!(
+            call.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
+        assert_eq!(timing.render(), None);
     }
 }

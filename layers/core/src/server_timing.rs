@@ -139,39 +139,10 @@ impl From<bool> for ServerTimingMode {
 /// One `Server-Timing` metric: a name, and optionally a duration and a description.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
-    name: Name,
+    name: Cow<'static, str>,
     /// Whole nanoseconds: formatting integers is several times cheaper than formatting floats.
     duration_nanos: Option<u64>,
     description: Option<Description>,
-}
-
-/// A metric's name: given (static or owned), or shared with the layer that adds it to every
-/// request's collector (`vitals-client`'s downstream names): no copy per metric.
-#[derive(Clone)]
-enum Name {
-    Given(Cow<'static, str>),
-    Shared(Arc<str>),
-}
-
-impl Name {
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Given(name) => name,
-            Self::Shared(name) => name,
-        }
-    }
-}
-
-impl PartialEq for Name {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
 }
 
 /// Descriptions up to this many bytes are copied into the metric itself (a `traceparent` is 55).
@@ -216,18 +187,7 @@ impl Metric {
     /// metric with any other name is dropped when rendering.
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
         Self {
-            name: Name::Given(name.into()),
-            duration_nanos: None,
-            description: None,
-        }
-    }
-
-    /// A metric named `name`, shared rather than copied: for a layer that adds an entry of the
-    /// same name to many requests (a downstream's) and keeps the name in an `Arc`. The same
-    /// rule as [`new`](Self::new): a name that is not a token is dropped when rendering.
-    pub fn from_shared(name: Arc<str>) -> Self {
-        Self {
-            name: Name::Shared(name),
+            name: name.into(),
             duration_nanos: None,
             description: None,
         }
@@ -281,7 +241,7 @@ impl Metric {
 
     /// The metric name.
     pub fn name(&self) -> &str {
-        self.name.as_str()
+        &self.name
     }
 
     /// The duration in milliseconds, if set.
@@ -297,11 +257,10 @@ impl Metric {
     /// Writes the metric by the Server Timing grammar. `Ok(false)` if its name is not a token;
     /// `Err` if `out` is full.
     fn render(&self, out: &mut Line) -> Result<bool, Full> {
-        let name = self.name.as_str();
-        if !is_token(name) {
+        if !is_token(&self.name) {
             return Ok(false);
         }
-        out.push(name.as_bytes())?;
+        out.push(self.name.as_bytes())?;
         if let Some(nanos) = self.duration_nanos {
             out.push(b";dur=")?;
             write_millis(out, nanos)?;
@@ -852,21 +811,6 @@ mod tests {
         assert_eq!(line.unwrap(), "ok");
         assert_eq!(render([Metric::new("bad name")]), None);
         assert_eq!(render([]), None);
-    }
-
-    #[test]
-    fn a_shared_name_renders_and_compares_as_a_given_one() {
-        let shared: Arc<str> = Arc::from("payment");
-        let metric = Metric::from_shared(Arc::clone(&shared)).with_duration_ms(12.5);
-        assert_eq!(metric.name(), "payment");
-        assert_eq!(metric, Metric::new("payment").with_duration_ms(12.5));
-        assert_eq!(
-            format!("{metric:?}"),
-            format!("{:?}", Metric::new("payment").with_duration_ms(12.5))
-        );
-        assert_eq!(render([metric]).unwrap(), "payment;dur=12.5");
-        // Not a token: dropped, as a given name is.
-        assert_eq!(render([Metric::from_shared(Arc::from("two words"))]), None);
     }
 
     #[test]
