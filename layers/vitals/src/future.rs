@@ -368,6 +368,11 @@ where
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body<Data = B::Data>,
 {
+    // No response cache for this request: straight on to the limit, the request not moved
+    // through the cache's stage for nothing.
+    if !crate::response_cache_part::applies(plan, request.method()) {
+        return past_cache(plan, state, inside, request, service);
+    }
     match crate::response_cache_part::arrive(plan, state, inside, request, service) {
         ControlFlow::Continue((request, inside)) => {
             past_cache(plan, state, inside, request, service)

@@ -58,6 +58,18 @@ pub(crate) enum AwaitingFill<S, ReqBody> {
     ),
 }
 
+/// Whether the response cache is on and may apply to a request of `method`.
+#[allow(unused_variables)] // Without the feature there is no cache.
+pub(crate) fn applies(plan: &Plan, method: &http::Method) -> bool {
+    #[cfg(feature = "response-cache-stack")]
+    return plan
+        .response_cache
+        .as_ref()
+        .is_some_and(|part| part.may_apply(method));
+    #[cfg(not(feature = "response-cache-stack"))]
+    false
+}
+
 /// The cache's decision on a request that passed the parts outside it: answered from the store
 /// or waiting (`Break`: the phase to go on in), or on its way to the limit (`Continue`, with a
 /// fill in `state` when the cache is to see its response).
