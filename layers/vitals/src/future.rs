@@ -354,6 +354,10 @@ impl<S: Service<Request<ReqBody>>, ReqBody, B: Body> ResponseFuture<S, ReqBody, 
 /// The parts from the response cache inward start on a request: the cache answers it, has it
 /// wait for another request's fill, or lets it on to the limit, which decides
 /// ([`after_admission`]).
+// Always inlined (measured): each stage of a request's start takes the request by value, and
+// a stage left out of line copies it (224 bytes) on the way in.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub(crate) fn inward<S, ReqBody, B>(
     plan: &Arc<Plan>,
     state: &mut RequestState,
@@ -383,6 +387,10 @@ where
 
 /// The parts inside the response cache start: the limit decides, and its decision is carried
 /// out ([`after_admission`]).
+// Always inlined (measured): each stage of a request's start takes the request by value, and
+// a stage left out of line copies it (224 bytes) on the way in.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub(crate) fn past_cache<S, ReqBody, B>(
     plan: &Plan,
     state: &mut RequestState,
@@ -401,6 +409,10 @@ where
 
 /// What the limit decided, carried out: the handler called (`service` is ready), a wait in the
 /// queue (with `service`, and a fresh clone left in its place), or the refusal.
+// Always inlined (measured): each stage of a request's start takes the request by value, and
+// a stage left out of line copies it (224 bytes) on the way in.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub(crate) fn after_admission<S, ReqBody, B>(
     state: &mut RequestState,
     #[allow(unused_variables)] admission: Admitting,
