@@ -252,7 +252,33 @@ impl TraceInFlight {
 
     /// The handler answered: the status goes on the span (an error for `5xx`), the request id
     /// on the response. Returns the scope the body runs in.
-    pub fn on_response<B>(self, response: &mut Response<B>) -> TraceScope {
+    pub fn on_response<B>(mut self, response: &mut Response<B>) -> TraceScope {
+        self.respond(response);
+        self.scope
+    }
+
+    /// [`on_response`](Self::on_response) for a caller that keeps this state to the end of
+    /// the body (and runs the body in [`scope`](Self::scope)): nothing is moved. Called once;
+    /// a second call records the status again and adds no request id.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use vitals_core::route::RouteLabel;
+    /// use vitals_trace_context::{TraceContext, TraceContextLayer};
+    ///
+    /// let part = TraceContextLayer::new().part();
+    /// let mut request = Request::new(());
+    /// let mut in_flight = part.start(&mut request, &RouteLabel::from_static("/items"), None);
+    /// let mut response = Response::new(());
+    /// in_flight.respond(&mut response);
+    /// assert!(response.headers().contains_key("x-request-id"));
+    /// // The body runs in the same scope.
+    /// assert!(in_flight.in_scope(TraceContext::current).is_some());
+    /// let mut again = Response::new(());
+    /// in_flight.respond(&mut again);
+    /// assert!(!again.headers().contains_key("x-request-id"));
+    /// ```
+    pub fn respond<B>(&mut self, response: &mut Response<B>) {
         let status = response.status();
         let span = &self.scope.span;
         span.record("http.response.status_code", i64::from(status.as_u16()));
@@ -276,10 +302,9 @@ impl TraceInFlight {
                 ));
             }
         }
-        if let (Some(name), Some(value)) = (self.request_id_header, self.request_id) {
+        if let (Some(name), Some(value)) = (self.request_id_header.take(), self.request_id.take()) {
             response.headers_mut().insert(name, value);
         }
-        self.scope
     }
 
     /// The handler failed with an error instead of a response.

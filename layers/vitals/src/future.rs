@@ -70,7 +70,9 @@ where
     B::Data: From<Bytes> + Buf,
     Inner<B>: Body,
 {
-    let mut parts = std::mem::take(&mut state.parts);
+    // Each part's state is taken from its place (the whole `Parts` taken out was copied);
+    // what is left is dropped at the end, as the head is done with it.
+    let parts = &mut state.parts;
     let mut permit = parts.permit.take();
     if let Some(permit) = permit.as_mut() {
         #[cfg(feature = "concurrency")]
@@ -80,9 +82,9 @@ where
     }
     // The response cache next (innermost of the parts outside the limit): it stores the
     // response as cache headers made it, and may answer from its store instead.
-    let (mut response, stored) = crate::response_cache_part::on_head(&mut parts, response);
+    let (mut response, stored) = crate::response_cache_part::on_head(parts, response);
     // Inside the rate limit: the stored answer has no quota headers (they are the replay's).
-    let recorder = parts.ticket.and_then(|ticket| {
+    let recorder = parts.ticket.take().and_then(|ticket| {
         #[cfg(feature = "idempotency-stack")]
         return ticket
             .on_response(response.status(), response.headers())
@@ -90,7 +92,7 @@ where
         #[cfg(not(feature = "idempotency-stack"))]
         match *ticket {}
     });
-    if let Some(grant) = parts.rate_limit {
+    if let Some(grant) = parts.rate_limit.take() {
         #[cfg(feature = "rate-limit")]
         grant.on_response(&mut response);
         #[cfg(not(feature = "rate-limit"))]
@@ -105,10 +107,14 @@ where
         stored,
         permit,
         #[cfg(feature = "latency")]
-        latency: parts.latency.map(|latency| latency.on_response(&response)),
+        latency: parts
+            .latency
+            .take()
+            .map(|latency| latency.on_response(&response)),
         #[cfg(feature = "timing")]
         timing: parts
             .timing
+            .take()
             .map(|timing| timing.on_response(&response, now)),
         #[cfg(feature = "queries")]
         queries,
@@ -116,9 +122,10 @@ where
     #[cfg(not(feature = "queries"))]
     let _ = queries;
     state.scope.on_response(&mut response);
-    if let Some(timing) = parts.server_timing {
+    if let Some(timing) = state.parts.server_timing.take() {
         timing.append_to(response.headers_mut());
     }
+    state.parts = Parts::default();
     response.map(|body| VitalsBody::new(deadlined(body, body_deadline), Some(state)))
 }
 

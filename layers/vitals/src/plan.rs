@@ -113,18 +113,23 @@ impl Plan {
         #[allow(unused_variables)] // The arrival is read by the timing and latency parts only.
         let (start, route, decided) = self.arrival(request, early);
         let server_timing = self.attach_server_timing(request);
+        // The state is allocated first and each part's state written into its place: built
+        // on the stack and boxed at the end, the whole state (and each part's) was copied.
+        let mut state = Box::new(RequestState {
+            scope: Scope::off(),
+            finish: None,
+            parts: Parts::default(),
+        });
         #[cfg(feature = "trace-context")]
-        let trace = self.trace.as_ref().map(|part| {
+        if let Some(part) = &self.trace {
             let shown = server_timing
                 .as_ref()
                 .filter(|(_, allowed)| *allowed)
                 .map(|(timing, _)| timing);
-            part.start(request, &route, shown)
-        });
-        #[cfg(not(feature = "trace-context"))]
-        let trace = None;
+            state.scope.trace = Some(part.start(request, &route, shown));
+        }
         #[cfg(feature = "timing")]
-        let timing = self.timing.as_ref().zip(start).map(|(part, start)| {
+        if let (Some(part), Some(start)) = (&self.timing, start) {
             // Only the queries part, inside, adds to the collector: no reference taken without it.
             #[cfg(feature = "queries")]
             let collector = server_timing
@@ -133,14 +138,12 @@ impl Plan {
                 .map(|(timing, _)| timing.clone());
             #[cfg(not(feature = "queries"))]
             let collector = None;
-            part.start(request, route.clone(), start, collector)
-        });
+            state.parts.timing = Some(part.start(request, route.clone(), start, collector));
+        }
         #[cfg(feature = "latency")]
-        let latency = self
-            .latency
-            .as_ref()
-            .zip(start)
-            .map(|(part, start)| part.start(request.method(), route.clone(), start));
+        if let (Some(part), Some(start)) = (&self.latency, start) {
+            state.parts.latency = Some(part.start(request.method(), route.clone(), start));
+        }
         // A request over its quota never reaches the parts inside the rate limit.
         #[cfg(feature = "rate-limit")]
         let (rate_limit, rate_refusal) = self.check_quota(request, &route, decided);
@@ -148,22 +151,11 @@ impl Plan {
         let within_quota = rate_refusal.is_none();
         #[cfg(not(feature = "rate-limit"))]
         let (rate_limit, within_quota) = (None, true);
+        state.parts.rate_limit = rate_limit;
         let collector = server_timing.as_ref().map(|(timing, _)| timing.clone());
-        let state = Box::new(RequestState {
-            scope: Scope::new(trace),
-            finish: None,
-            parts: Parts {
-                #[cfg(feature = "timing")]
-                timing,
-                #[cfg(feature = "latency")]
-                latency,
-                rate_limit,
-                server_timing: server_timing
-                    .map(|(timing, _)| timing)
-                    .filter(ServerTiming::is_owner),
-                ..Parts::default()
-            },
-        });
+        state.parts.server_timing = server_timing
+            .map(|(timing, _)| timing)
+            .filter(ServerTiming::is_owner);
         let mut started = Started {
             state,
             #[cfg(feature = "rate-limit")]
@@ -221,12 +213,8 @@ impl Plan {
         #[cfg(not(feature = "concurrency"))]
         let admitted = true;
         #[cfg(feature = "cache-headers")]
-        {
-            state.parts.cache = self
-                .cache
-                .as_ref()
-                .filter(|_| admitted)
-                .map(|part| part.start(request, Some(&route)));
+        if let Some(part) = self.cache.as_ref().filter(|_| admitted) {
+            state.parts.cache = Some(part.start(request, Some(&route)));
         }
         #[cfg(feature = "concurrency")]
         let later_deadline = {
@@ -236,9 +224,11 @@ impl Plan {
         };
         #[cfg(feature = "queries")]
         if let Some(part) = self.queries.as_ref().filter(|_| admitted) {
-            let queries = part.start(request, route, collector);
-            state.scope.attach_queries(&queries);
-            state.parts.queries = Some(queries);
+            let queries = state
+                .parts
+                .queries
+                .insert(part.start(request, route, collector));
+            state.scope.attach_queries(queries);
         }
         #[cfg(feature = "concurrency")]
         return admission.map(|admission| (admission, later_deadline));

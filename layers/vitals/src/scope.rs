@@ -7,44 +7,36 @@ pub(crate) use vitals_queries::QueryLedger;
 #[cfg(feature = "queries")]
 use vitals_queries::part::QueriesInFlight;
 #[cfg(feature = "trace-context")]
-use vitals_trace_context::part::{TraceInFlight, TraceScope};
+use vitals_trace_context::part::TraceInFlight;
 
 /// No ledger without the queries part.
 #[cfg(not(feature = "queries"))]
 #[derive(Debug)]
 pub(crate) enum QueryLedger {}
 
-/// No trace scope without the trace-context part.
-#[cfg(not(feature = "trace-context"))]
-#[derive(Debug)]
-pub(crate) enum TraceScope {}
-
 /// No trace in flight without the trace-context part.
 #[cfg(not(feature = "trace-context"))]
 #[derive(Debug)]
 pub(crate) enum TraceInFlight {}
 
-/// Where the trace part is: following the request until its head, then its body.
-pub(crate) enum Trace {
-    Off,
-    Request(TraceInFlight),
-    #[cfg_attr(not(feature = "trace-context"), allow(dead_code))]
-    Body(TraceScope),
-}
-
 /// The request's span, context and ledger.
 pub(crate) struct Scope {
-    pub(crate) trace: Trace,
+    /// The trace part's state, kept in place from the request to the end of its body.
+    pub(crate) trace: Option<TraceInFlight>,
+    /// The response head passed: the trace part has recorded it.
+    answered: bool,
     /// The queries part's own span, when there is no request span to carry its ledger.
     pub(crate) span: Option<tracing::Span>,
     pub(crate) ledger: Option<QueryLedger>,
 }
 
 impl Scope {
-    /// The scope of a request: the trace part's span when there is one.
-    pub(crate) fn new(trace: Option<TraceInFlight>) -> Self {
+    /// The scope of a request before the trace part starts on it (which sets `trace` in
+    /// place: the part's state, moved through a constructor, was copied at each step).
+    pub(crate) const fn off() -> Self {
         Self {
-            trace: trace.map_or(Trace::Off, Trace::Request),
+            trace: None,
+            answered: false,
             span: None,
             ledger: None,
         }
@@ -56,10 +48,7 @@ impl Scope {
     #[cfg(feature = "queries")]
     pub(crate) fn attach_queries(&mut self, queries: &QueriesInFlight) {
         #[cfg(feature = "trace-context")]
-        let request_span = match &self.trace {
-            Trace::Request(trace) => Some(trace.span()),
-            _ => None,
-        };
+        let request_span = self.trace.as_ref().map(TraceInFlight::span);
         #[cfg(not(feature = "trace-context"))]
         let request_span: Option<&tracing::Span> = None;
         match request_span {
@@ -81,14 +70,10 @@ impl Scope {
         };
         match &self.trace {
             #[cfg(feature = "trace-context")]
-            Trace::Request(trace) => trace.in_scope(with_ledger),
-            #[cfg(feature = "trace-context")]
-            Trace::Body(trace) => trace.in_scope(with_ledger),
+            Some(trace) => trace.in_scope(with_ledger),
             #[cfg(not(feature = "trace-context"))]
-            Trace::Request(never) => match *never {},
-            #[cfg(not(feature = "trace-context"))]
-            Trace::Body(never) => match *never {},
-            Trace::Off => {
+            Some(never) => match *never {},
+            None => {
                 let _entered = self.span.as_ref().map(tracing::Span::enter);
                 with_ledger()
             }
@@ -96,23 +81,25 @@ impl Scope {
     }
 
     /// The response head passed: the span records the status, the request id goes on the
-    /// response, and the scope follows the body from now on.
+    /// response, and the scope follows the body from now on (the same span and context).
     #[allow(unused_variables)] // Without the trace-context part there is nothing to record.
     pub(crate) fn on_response<B>(&mut self, response: &mut http::Response<B>) {
-        if let Trace::Request(trace) = std::mem::replace(&mut self.trace, Trace::Off) {
+        if std::mem::replace(&mut self.answered, true) {
+            return;
+        }
+        match &mut self.trace {
             #[cfg(feature = "trace-context")]
-            {
-                self.trace = Trace::Body(trace.on_response(response));
-            }
+            Some(trace) => trace.respond(response),
             #[cfg(not(feature = "trace-context"))]
-            match trace {}
+            Some(never) => match *never {},
+            None => {}
         }
     }
 
     /// The handler failed instead of answering.
     pub(crate) fn on_error(self) {
         #[cfg(feature = "trace-context")]
-        if let Trace::Request(trace) = self.trace {
+        if let Some(trace) = self.trace.filter(|_| !self.answered) {
             trace.on_error();
         }
     }
@@ -120,8 +107,8 @@ impl Scope {
     /// The body failed: the span says so.
     pub(crate) fn on_body_error(&self) {
         #[cfg(feature = "trace-context")]
-        if let Trace::Body(trace) = &self.trace {
-            trace.on_body_error();
+        if let Some(trace) = self.trace.as_ref().filter(|_| self.answered) {
+            trace.scope().on_body_error();
         }
     }
 }
