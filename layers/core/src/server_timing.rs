@@ -116,6 +116,8 @@ impl ServerTimingMode {
     }
 
     /// Whether a request with these headers may see timings.
+    // Inlined: asked by every part on every request, and `Always` is one comparison.
+    #[inline]
     pub fn allows(&self, headers: &HeaderMap) -> bool {
         match self {
             Self::Always => true,
@@ -147,6 +149,8 @@ pub struct Metric {
 
 /// Descriptions up to this many bytes are copied into the metric itself (a `traceparent` is 55).
 const INLINE_DESCRIPTION: usize = 56;
+// Rendered without the length cap applied (`Description::inline_token`).
+const _: () = assert!(INLINE_DESCRIPTION <= MAX_DESCRIPTION_LEN);
 
 /// A description: given (static or owned), or a short one copied into the metric.
 #[derive(Clone)]
@@ -166,6 +170,18 @@ impl Description {
                 .get(..usize::from(*len))
                 .and_then(|bytes| std::str::from_utf8(bytes).ok())
                 .unwrap_or_default(),
+        }
+    }
+}
+
+impl Description {
+    /// The bytes of a description copied into the metric, when they are a token.
+    fn inline_token(&self) -> Option<&[u8]> {
+        match self {
+            Self::Inline { bytes, len } => bytes
+                .get(..usize::from(*len))
+                .filter(|bytes| !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))),
+            Self::Given(_) => None,
         }
     }
 }
@@ -267,7 +283,12 @@ impl Metric {
         }
         if let Some(desc) = &self.description {
             out.push(b";desc=")?;
-            write_param_value(out, truncate(desc.as_str(), MAX_DESCRIPTION_LEN))?;
+            match desc.inline_token() {
+                // A short token copied in (a `traceparent`): written as it is, without reading
+                // it as text first (its bytes came from a `&str`, and 56 < the length cap).
+                Some(token) => out.push(token)?,
+                None => write_param_value(out, truncate(desc.as_str(), MAX_DESCRIPTION_LEN))?,
+            }
         }
         Ok(true)
     }

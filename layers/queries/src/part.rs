@@ -48,6 +48,7 @@ pub struct QueriesPart {
 
 impl QueriesPart {
     /// Whether this part's `Server-Timing` mode lets the client of `headers` see timings.
+    #[inline]
     pub fn shows_server_timing(&self, headers: &http::HeaderMap) -> bool {
         self.config.server_timing.allows(headers)
     }

@@ -42,6 +42,7 @@ pub struct TimingPart {
 
 impl TimingPart {
     /// Whether this part's `Server-Timing` mode lets the client of `headers` see timings.
+    #[inline]
     pub fn shows_server_timing(&self, headers: &HeaderMap) -> bool {
         self.config.server_timing.allows(headers)
     }

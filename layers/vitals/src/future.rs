@@ -454,7 +454,15 @@ where
             };
         }
     }
-    let future = state.scope.in_scope(|| service.call(request));
+    // The closure holds the request by reference: moved into it, the request was copied at
+    // each of the scopes it passes through (the span's, the context's, the ledger's).
+    let mut request = Some(request);
+    let future = state
+        .scope
+        .in_scope(|| request.take().map(|request| service.call(request)));
+    let Some(future) = future else {
+        unreachable!("the scope runs its closure once");
+    };
     Phase::Running { future }
 }
 

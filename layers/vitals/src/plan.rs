@@ -126,7 +126,9 @@ impl Plan {
                 .as_ref()
                 .filter(|(_, allowed)| *allowed)
                 .map(|(timing, _)| timing);
-            state.scope.trace = Some(part.start(request, &route, shown));
+            // `insert`, not `= Some(…)`: the state is then written in place, not built beside
+            // it and copied (measured; the same below).
+            let _ = state.scope.trace.insert(part.start(request, &route, shown));
         }
         #[cfg(feature = "timing")]
         if let (Some(part), Some(start)) = (&self.timing, start) {
@@ -138,11 +140,17 @@ impl Plan {
                 .map(|(timing, _)| timing.clone());
             #[cfg(not(feature = "queries"))]
             let collector = None;
-            state.parts.timing = Some(part.start(request, route.clone(), start, collector));
+            let _ = state
+                .parts
+                .timing
+                .insert(part.start(request, route.clone(), start, collector));
         }
         #[cfg(feature = "latency")]
         if let (Some(part), Some(start)) = (&self.latency, start) {
-            state.parts.latency = Some(part.start(request.method(), route.clone(), start));
+            let _ = state
+                .parts
+                .latency
+                .insert(part.start(request.method(), route.clone(), start));
         }
         // A request over its quota never reaches the parts inside the rate limit.
         #[cfg(feature = "rate-limit")]
@@ -214,7 +222,7 @@ impl Plan {
         let admitted = true;
         #[cfg(feature = "cache-headers")]
         if let Some(part) = self.cache.as_ref().filter(|_| admitted) {
-            state.parts.cache = Some(part.start(request, Some(&route)));
+            let _ = state.parts.cache.insert(part.start(request, Some(&route)));
         }
         #[cfg(feature = "concurrency")]
         let later_deadline = {
