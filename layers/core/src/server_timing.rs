@@ -238,7 +238,23 @@ impl Metric {
     /// short (up to 56 bytes: a `traceparent`, a count): no allocation for the metrics a
     /// layer adds on every request.
     #[must_use]
-    pub fn with_copied_description(mut self, description: &str) -> Self {
+    pub fn with_copied_description(self, description: &str) -> Self {
+        self.with_copied_description_bytes(description.as_bytes())
+    }
+
+    /// [`with_copied_description`](Self::with_copied_description) from bytes, for a
+    /// description written as ASCII (a `traceparent` encoded into a buffer): not checked as
+    /// UTF-8 unless it is read as text. Bytes that are not UTF-8 read as an empty description
+    /// (longer than 56 bytes, their invalid sequences as `U+FFFD`).
+    ///
+    /// ```
+    /// use vitals_core::server_timing::Metric;
+    ///
+    /// let metric = Metric::new("trace").with_copied_description_bytes(b"00-4bf9-01");
+    /// assert_eq!(metric.description(), Some("00-4bf9-01"));
+    /// ```
+    #[must_use]
+    pub fn with_copied_description_bytes(mut self, description: &[u8]) -> Self {
         let mut bytes = [0; INLINE_DESCRIPTION];
         self.description = Some(
             match (
@@ -246,10 +262,12 @@ impl Metric {
                 u8::try_from(description.len()),
             ) {
                 (Some(dest), Ok(len)) => {
-                    dest.copy_from_slice(description.as_bytes());
+                    dest.copy_from_slice(description);
                     Description::Inline { bytes, len }
                 }
-                _ => Description::Given(Cow::Owned(description.to_owned())),
+                _ => Description::Given(Cow::Owned(
+                    String::from_utf8_lossy(description).into_owned(),
+                )),
             },
         );
         self
@@ -787,6 +805,31 @@ mod tests {
         joined.add(Metric::new("db"));
         looked_up.add(Metric::new("cache"));
         assert_eq!(owner.metrics().len(), 2);
+    }
+
+    #[test]
+    fn a_description_copied_from_bytes_renders_as_the_same_text() {
+        let from_text = Metric::new("trace").with_copied_description("00-abc-01");
+        let from_bytes = Metric::new("trace").with_copied_description_bytes(b"00-abc-01");
+        assert_eq!(from_text, from_bytes);
+        assert_eq!(
+            render([from_bytes]).as_deref(),
+            Some("trace;desc=00-abc-01")
+        );
+        // Not a token: quoted, as a description given as text.
+        let spaced = Metric::new("m").with_copied_description_bytes(b"two words");
+        assert_eq!(render([spaced]).as_deref(), Some("m;desc=\"two words\""));
+        // Not UTF-8: empty when short, replaced where invalid when long; never a panic.
+        let short = Metric::new("m").with_copied_description_bytes(&[0xff, b'a']);
+        assert_eq!(short.description(), Some(""));
+        assert_eq!(render([short]).as_deref(), Some("m;desc=\"\""));
+        let mut long = vec![b'a'; 60];
+        long[0] = 0xff;
+        let long = Metric::new("m").with_copied_description_bytes(&long);
+        assert!(
+            long.description()
+                .is_some_and(|d| d.starts_with('\u{fffd}'))
+        );
     }
 
     #[test]

@@ -133,8 +133,7 @@ impl TracePart {
         if let Some(timing) = server_timing.filter(|_| self.shows_server_timing(request.headers()))
         {
             let encoded = context.traceparent().encode();
-            let description = std::str::from_utf8(&encoded).unwrap_or_default();
-            timing.add(Metric::new("trace").with_copied_description(description));
+            timing.add(Metric::new("trace").with_copied_description_bytes(&encoded));
         }
         let extensions = request.extensions_mut();
         extensions.insert(RequestIdentity {
