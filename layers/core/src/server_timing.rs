@@ -303,7 +303,7 @@ impl Metric {
             out.push(b";desc=")?;
             match desc.inline_token() {
                 // A short token copied in (a `traceparent`): written as it is, without reading
-                // it as text first (its bytes came from a `&str`, and 56 < the length cap).
+                // it as text first (token bytes are ASCII, and 56 < the length cap).
                 Some(token) => out.push(token)?,
                 None => write_param_value(out, truncate(desc.as_str(), MAX_DESCRIPTION_LEN))?,
             }
@@ -830,6 +830,17 @@ mod tests {
             long.description()
                 .is_some_and(|d| d.starts_with('\u{fffd}'))
         );
+        // Short text that is UTF-8 but not a token: quoted, its non-ASCII character as `?`.
+        let accented = Metric::new("m").with_copied_description_bytes("é".as_bytes());
+        assert_eq!(accented.description(), Some("é"));
+        assert_eq!(render([accented]).as_deref(), Some("m;desc=\"?\""));
+        // Either side of the inline limit (56 bytes), the same text renders the same.
+        for len in [INLINE_DESCRIPTION, INLINE_DESCRIPTION + 1] {
+            let text = "a".repeat(len);
+            let metric = Metric::new("m").with_copied_description_bytes(text.as_bytes());
+            assert_eq!(metric.description(), Some(text.as_str()));
+            assert_eq!(render([metric]), Some(format!("m;desc={text}")));
+        }
     }
 
     #[test]

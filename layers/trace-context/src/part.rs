@@ -226,7 +226,9 @@ impl Drop for TraceScope {
     }
 }
 
-/// A request the trace-context part follows until its response head.
+/// A request the trace-context part follows: until its response head in the standalone layer
+/// ([`on_response`](Self::on_response) hands on its [`TraceScope`]), to the end of the body
+/// in the fused stack ([`respond`](Self::respond) leaves it in place).
 #[derive(Debug)]
 pub struct TraceInFlight {
     scope: TraceScope,

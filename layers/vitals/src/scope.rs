@@ -84,6 +84,7 @@ impl Scope {
     /// response, and the scope follows the body from now on (the same span and context).
     #[allow(unused_variables)] // Without the trace-context part there is nothing to record.
     pub(crate) fn on_response<B>(&mut self, response: &mut http::Response<B>) {
+        // Once per request (the head passes once); a second call would change nothing.
         if std::mem::replace(&mut self.answered, true) {
             return;
         }
