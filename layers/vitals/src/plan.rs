@@ -12,8 +12,7 @@ use vitals_core::server_timing::ServerTiming;
 
 #[cfg(feature = "concurrency")]
 use crate::admission::DeadlinePart;
-use crate::scope::Scope;
-use crate::state::{Parts, RequestState};
+use crate::state::RequestState;
 
 /// The parts of one [`VitalsLayer`](crate::VitalsLayer), each `None` when switched off.
 #[derive(Clone, Debug, Default)]
@@ -115,11 +114,9 @@ impl Plan {
         let server_timing = self.attach_server_timing(request);
         // The state is allocated first and each part's state written into its place: built
         // on the stack and boxed at the end, the whole state (and each part's) was copied.
-        let mut state = Box::new(RequestState {
-            scope: Scope::off(),
-            finish: None,
-            parts: Parts::default(),
-        });
+        // Made by `Box::default`, which writes the empty state in the allocation: built on the
+        // stack and boxed (`Box::new`), its 1,448 bytes were copied.
+        let mut state = Box::<RequestState>::default();
         #[cfg(feature = "trace-context")]
         if let Some(part) = &self.trace {
             let shown = server_timing

@@ -30,6 +30,12 @@ pub(crate) struct Scope {
     pub(crate) ledger: Option<QueryLedger>,
 }
 
+impl Default for Scope {
+    fn default() -> Self {
+        Self::off()
+    }
+}
+
 impl Scope {
     /// The scope of a request before the trace part starts on it (which sets `trace` in
     /// place: the part's state, moved through a constructor, was copied at each step).

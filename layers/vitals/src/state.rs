@@ -38,6 +38,7 @@ pub(crate) enum Recorder {}
 pub(crate) enum QueriesFinish {}
 
 /// A request's state, boxed once: the response future holds it until the head, the body after.
+#[derive(Default)]
 pub(crate) struct RequestState {
     /// What the request's work runs inside.
     pub(crate) scope: Scope,
