@@ -164,6 +164,32 @@ where
     println!("{per_call:.1} ns per call");
 }
 
+/// docs/client.md's stack whole: `documented_timed` and `ClientMetricsLayer`, recording into
+/// the Prometheus recorder `vitals::telemetry` installs (histograms with buckets).
+#[cfg(feature = "metrics")]
+fn documented_metrics(
+    runtime: &tokio::runtime::Runtime,
+    calls: u32,
+    drive: Drive,
+    timeout: Duration,
+) {
+    install_recorder();
+    run(
+        runtime,
+        &ServiceBuilder::new()
+            .layer(ServerTimingLayer::new("cost"))
+            .layer(RetryLayer::new())
+            .layer(CircuitBreakerLayer::new("cost"))
+            .layer(BulkheadLayer::new("cost", 64))
+            .layer(vitals_client::ClientMetricsLayer::new())
+            .layer(DeadlineLayer::new().with_timeout(timeout))
+            .service(transport()),
+        calls,
+        TIMED,
+        drive,
+    );
+}
+
 /// The Prometheus recorder as `vitals::telemetry` installs it for this histogram: buckets, not
 /// a summary.
 #[cfg(feature = "metrics")]
@@ -262,26 +288,8 @@ fn main() {
             },
             drive,
         ),
-        // docs/client.md's stack whole: `documented_timed` and `ClientMetricsLayer`, recording
-        // into the Prometheus recorder `vitals::telemetry` installs (histograms with buckets).
         #[cfg(feature = "metrics")]
-        "documented_metrics" => {
-            install_recorder();
-            run(
-                &runtime,
-                &ServiceBuilder::new()
-                    .layer(ServerTimingLayer::new("cost"))
-                    .layer(RetryLayer::new())
-                    .layer(CircuitBreakerLayer::new("cost"))
-                    .layer(BulkheadLayer::new("cost", 64))
-                    .layer(vitals_client::ClientMetricsLayer::new())
-                    .layer(DeadlineLayer::new().with_timeout(timeout))
-                    .service(transport()),
-                calls,
-                TIMED,
-                drive,
-            );
-        }
+        "documented_metrics" => documented_metrics(&runtime, calls, drive, timeout),
         other => {
             eprintln!(
                 "unknown stack {other:?}: bare, bare_scoped, deadline, breaker, retry, \
