@@ -36,6 +36,19 @@ fn transport() -> impl Service<
     tower::service_fn(|_: http::Request<()>| std::future::ready(Ok(http::Response::new(()))))
 }
 
+/// A call as a service makes one: to a downstream named by host and port, with a header. The
+/// retry copies what it holds (URI, headers), the metrics label its host and port: an empty
+/// request (`/`, no header) would hide both costs. The bare call builds and drops the same.
+fn request() -> http::Request<()> {
+    let mut request = http::Request::new(());
+    *request.uri_mut() = http::Uri::from_static("http://payment.internal:8080/v1/charges/7");
+    request.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    request
+}
+
 /// How the calls are driven.
 #[derive(Clone, Copy, PartialEq)]
 enum Drive {
@@ -132,14 +145,14 @@ where
                 let timing = collector();
                 let answer = match &timing {
                     Some(timing) => {
-                        let call = client.clone().oneshot(http::Request::new(()));
+                        let call = client.clone().oneshot(request());
                         Timed {
                             future: pin!(call),
                             timing: Some(timing.clone()),
                         }
                         .await
                     }
-                    None => client.clone().oneshot(http::Request::new(())).await,
+                    None => client.clone().oneshot(request()).await,
                 };
                 assert!(answer.is_ok(), "a call failed");
                 count_full(timing);
@@ -151,7 +164,7 @@ where
             let timing = collector();
             let answer = block_on(
                 runtime,
-                client.clone().oneshot(http::Request::new(())),
+                client.clone().oneshot(request()),
                 deadline,
                 timing.as_ref(),
             );
