@@ -49,15 +49,13 @@ fn default_port(scheme: Option<&str>) -> Option<u16> {
 /// it: they are not the downstream, and must not reach a log. Borrowed when already in that
 /// form — the common case costs no allocation.
 fn authority_key<'a>(authority: &'a Authority, scheme: Option<&str>) -> Cow<'a, str> {
-    let host = authority.host();
-    let port = authority
-        .port_u16()
-        .filter(|port| Some(*port) != default_port(scheme));
+    let (host, spelled_port) = vitals_core::semconv::host_and_port(authority);
+    let port = spelled_port.filter(|port| Some(*port) != default_port(scheme));
     let spelled = authority.as_str();
     let without_credentials = spelled.rsplit('@').next().unwrap_or(spelled);
     let canonical = !host.ends_with('.')
         && !without_credentials.bytes().any(|b| b.is_ascii_uppercase())
-        && port.is_some() == authority.port_u16().is_some();
+        && port.is_some() == spelled_port.is_some();
     if canonical {
         return Cow::Borrowed(without_credentials);
     }
