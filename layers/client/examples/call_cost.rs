@@ -203,11 +203,12 @@ fn documented_metrics(
     );
 }
 
-/// The Prometheus recorder as `vitals::telemetry` installs it for this histogram: buckets, not
-/// a summary.
+/// The Prometheus recorder as `vitals::telemetry` builds it for this histogram (recommended
+/// naming, buckets rather than a summary); nothing scrapes it during the run.
 #[cfg(feature = "metrics")]
 fn install_recorder() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_recommended_naming(true)
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(
                 vitals_core::semconv::HTTP_CLIENT_REQUEST_DURATION.to_owned(),

@@ -20,8 +20,8 @@ pin_project! {
         // Taken when the sample is recorded.
         downstream: Option<Arc<Downstream>>,
         // Read from the cycle counter (quanta's clock, calibrated against the monotonic clock
-        // once, at its first read; the `metrics` recorders read it too): a read costs a few
-        // nanoseconds where the monotonic clock's costs ~30 here, and a call reads it twice.
+        // once, when the layer is applied; the `metrics` recorders read it too): ~13 ns a read
+        // on these machines against ~20 ns for the monotonic clock, and a call reads it twice.
         started: Instant,
     }
 }

@@ -15,8 +15,10 @@ use http::StatusCode;
 use metrics::{Histogram, Label};
 use vitals_core::semconv;
 
-/// At most this many method, host and port triples are kept; past it, a call's handle is
-/// resolved for that call alone (a client calling unbounded hosts costs time, not memory).
+/// At most this many method, host and port triples are kept; past it, a call's handles are
+/// resolved for that call alone (a client calling unbounded hosts costs the labels and the
+/// recorder's lookup per call, as without the table, and no memory here; the recorder keeps
+/// a series per label set either way).
 pub const MAX_DOWNSTREAMS: usize = 1024;
 
 /// At most this many outcomes (a status, or the kind of a failure) are kept per triple; past
@@ -74,7 +76,7 @@ impl Handles {
         {
             return Arc::clone(downstream);
         }
-        {
+        let full = {
             let map = self
                 .downstreams
                 .read()
@@ -82,11 +84,18 @@ impl Handles {
             if let Some(downstream) = map.get(&borrowed) {
                 return Arc::clone(downstream);
             }
-        }
+            self.first.get().is_some() && map.len() + 1 >= MAX_DOWNSTREAMS
+        };
         let address = Address {
             method,
             server: server.map(|(host, port)| (host.into(), port)),
         };
+        // Made outside the lock; past the bound, for this call alone, without the exclusive
+        // lock (which would stall every other caller's lookup).
+        let downstream = Arc::new(Downstream::new(&address));
+        if full {
+            return downstream;
+        }
         let mut map = self
             .downstreams
             .write()
@@ -100,7 +109,6 @@ impl Handles {
         if let Some(downstream) = map.get(&borrowed) {
             return Arc::clone(downstream);
         }
-        let downstream = Arc::new(Downstream::new(&address));
         if self.first.get().is_none() {
             // Under the write lock: no other caller is making a triple.
             let _ = self.first.set((address, Arc::clone(&downstream)));
@@ -168,15 +176,20 @@ impl Downstream {
             histogram.record(seconds);
             return;
         }
-        {
+        let full = {
             let outcomes = self.outcomes.read().unwrap_or_else(PoisonError::into_inner);
             if let Some((_, histogram)) = outcomes.iter().find(|(seen, _)| *seen == outcome) {
                 histogram.record(seconds);
                 return;
             }
-        }
+            self.first.get().is_some() && outcomes.len() + 1 >= MAX_OUTCOMES
+        };
         let histogram = self.register(outcome);
         histogram.record(seconds);
+        if full {
+            // Resolved for this sample alone, without the exclusive lock.
+            return;
+        }
         let mut outcomes = self
             .outcomes
             .write()
@@ -321,6 +334,31 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(samples(&recorder), expected);
+    }
+
+    #[test]
+    fn a_borrowed_address_hashes_and_compares_as_the_kept_one() {
+        use std::hash::BuildHasher;
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let triples = [
+            ("GET", Some(("payment.internal", 8080))),
+            ("GET", Some(("payment.internal", 8081))),
+            ("POST", Some(("payment.internal", 8080))),
+            ("GET", None),
+        ];
+        for (at, &(method, server)) in triples.iter().enumerate() {
+            let borrowed = AddressRef { method, server };
+            for (other_at, &(other_method, other_server)) in triples.iter().enumerate() {
+                let kept = Address {
+                    method: other_method,
+                    server: other_server.map(|(host, port)| (host.into(), port)),
+                };
+                assert_eq!(borrowed.equivalent(&kept), at == other_at);
+                if at == other_at {
+                    assert_eq!(hasher.hash_one(&borrowed), hasher.hash_one(&kept));
+                }
+            }
+        }
     }
 
     #[test]
