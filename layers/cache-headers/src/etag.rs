@@ -113,16 +113,12 @@ impl EntityTag {
 /// The tag of a body: 128 bits of XXH3 in hex, then `-coding` with a content coding; in quotes
 /// if asked.
 fn body_tag(body: &[u8], content_encoding: Option<&str>, quoted: bool) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let hash = xxhash_rust::xxh3::xxh3_128(body);
     let mut tag = String::with_capacity(2 + 32 + content_encoding.map_or(0, |c| c.len() + 1));
     if quoted {
         tag.push('"');
     }
-    for byte in hash.to_be_bytes() {
-        tag.push(char::from(HEX[usize::from(byte >> 4)]));
-        tag.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
+    tag.push_str(const_hex::Buffer::<16>::new().format(&hash.to_be_bytes()));
     if let Some(coding) = content_encoding {
         tag.push('-');
         tag.extend(coding.chars().filter(char::is_ascii_alphanumeric).take(32));

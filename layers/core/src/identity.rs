@@ -75,15 +75,8 @@ macro_rules! hex_id {
 hex_id!(TraceId, 16);
 hex_id!(SpanId, 8);
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
-    for (i, b) in bytes.iter().enumerate() {
-        buf[2 * i] = DIGITS[usize::from(b >> 4)];
-        buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-    }
-    let hex = std::str::from_utf8(&buf[..2 * bytes.len()]).map_err(|_| fmt::Error)?;
-    f.write_str(hex)
+fn write_hex<const N: usize>(f: &mut fmt::Formatter<'_>, bytes: &[u8; N]) -> fmt::Result {
+    f.write_str(const_hex::Buffer::<N>::new().format(bytes))
 }
 
 /// A request id: 1 to [`MAX_REQUEST_ID_LEN`] visible ASCII characters.
@@ -108,12 +101,9 @@ impl RequestId {
     /// clones share (the response header, the log lines, the spans), and not checked again:
     /// hex digits are visible ASCII.
     pub fn from_u128(value: u128) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0u8; 32];
-        for (i, b) in value.to_be_bytes().into_iter().enumerate() {
-            text[2 * i] = DIGITS[usize::from(b >> 4)];
-            text[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-        }
+        let mut digits = const_hex::Buffer::<16>::new();
+        digits.format(&value.to_be_bytes());
+        let text: [u8; 32] = *digits.as_byte_array();
         Self(
             HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
                 .unwrap_or_else(|_| HeaderValue::from_static("0")),
@@ -184,6 +174,13 @@ mod tests {
         assert_eq!(span.to_string(), "ff0000000000000e");
         assert_eq!(format!("{span:?}"), "SpanId(ff0000000000000e)");
         assert!(SpanId::from_bytes([0; 8]).is_none());
+    }
+
+    #[test]
+    fn a_generated_request_id_is_its_value_in_32_lowercase_hex_digits() {
+        let id = RequestId::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(id.as_str(), "0123456789abcdeffedcba9876543210");
+        assert_eq!(RequestId::from_u128(1).as_str(), format!("{:032x}", 1));
     }
 
     #[test]

@@ -45,7 +45,6 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::context::{CurrentScope, with_current};
-use crate::traceparent::hex_into;
 
 /// The ids a span carries, kept in its extensions by [`TraceIdsLayer`].
 #[derive(Clone, Debug, Default)]
@@ -59,14 +58,9 @@ struct TraceIds {
 impl TraceIds {
     /// The ids of the request (or scoped work) current on this thread, formatted for one line.
     fn of_scope(current: &CurrentScope) -> Arc<Self> {
-        let mut trace = [0u8; 32];
-        let mut span = [0u8; 16];
-        hex_into(&current.context.trace_id.to_bytes(), &mut trace);
-        hex_into(&current.context.span_id.to_bytes(), &mut span);
-        let text = |hex: &[u8]| std::str::from_utf8(hex).ok().map(str::to_owned);
         Arc::new(Self {
-            trace_id: text(&trace),
-            span_id: text(&span),
+            trace_id: Some(const_hex::encode(current.context.trace_id.to_bytes())),
+            span_id: Some(const_hex::encode(current.context.span_id.to_bytes())),
             request_id: current.request_id.as_ref().map(|id| id.as_str().to_owned()),
         })
     }

@@ -124,13 +124,11 @@ impl TraceParent {
     }
 }
 
-/// Lowercase hex of `bytes` into `out` (twice as long).
-pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
-    }
+/// Lowercase hex of `bytes` into `out`, which is twice as long at every call (the only error
+/// `encode_to_slice` has is another length).
+fn hex_into<const N: usize>(bytes: &[u8; N], out: &mut [u8]) {
+    let written = const_hex::encode_to_slice(bytes, out);
+    debug_assert!(written.is_ok(), "{N} bytes into {}", out.len());
 }
 
 impl TraceParent {
