@@ -99,19 +99,30 @@ pub fn protocol_version(version: Version) -> Option<&'static str> {
 /// else the scheme's default (80, or 443 for `https`). `None` without a valid authority — a
 /// malformed `Host` is never an attribute. Borrowed from the request: nothing is allocated.
 pub fn server_address<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<(&'a str, u16)> {
-    let default = if uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    // Parsed and checked by `http` already.
-    if let Some(authority) = uri.authority() {
-        let (host, port) = host_and_port(authority);
-        return (!host.is_empty()).then(|| (host, port.unwrap_or(default)));
+    if uri.authority().is_some() {
+        return uri_server_address(uri);
     }
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
     let (host, port) = split_host(host)?;
-    Some((host, port.unwrap_or(default)))
+    Some((host, port.unwrap_or_else(|| default_port(uri))))
+}
+
+/// `server.address` and `server.port` from the URI's authority alone: for an outgoing call,
+/// whose URI the caller's code chose — a `Host` header may have come from outside (a proxy
+/// forwarding its client's), and a label from outside input is a series per value.
+pub fn uri_server_address(uri: &Uri) -> Option<(&str, u16)> {
+    // Parsed and checked by `http` already.
+    let (host, port) = host_and_port(uri.authority()?);
+    (!host.is_empty()).then(|| (host, port.unwrap_or_else(|| default_port(uri))))
+}
+
+/// The port a URI's scheme implies: 443 for `https`, else 80.
+fn default_port(uri: &Uri) -> u16 {
+    if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    }
 }
 
 /// An authority's host and port, as `http`'s `Authority::host` and `port_u16` give them (the
@@ -264,6 +275,17 @@ mod tests {
         assert_eq!(server_address(&uri, &headers), Some(("shop.example", 80)));
         headers.insert(http::header::HOST, "[::1]:3000".parse().unwrap());
         assert_eq!(server_address(&uri, &headers), Some(("[::1]", 3000)));
+        // A call's address is its URI's: the Host header is not read.
+        assert_eq!(uri_server_address(&uri), None);
+        let absolute: Uri = "http://payment.internal/charges".parse().unwrap();
+        assert_eq!(
+            uri_server_address(&absolute),
+            Some(("payment.internal", 80))
+        );
+        assert_eq!(
+            server_address(&absolute, &headers),
+            Some(("payment.internal", 80))
+        );
         let absolute: Uri = "https://api.example/x".parse().unwrap();
         assert_eq!(
             server_address(&absolute, &headers),

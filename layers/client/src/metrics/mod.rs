@@ -6,7 +6,8 @@
 //! `error.type` is the status code for a `4xx`/`5xx` answer, and for a call that got none:
 //! `timeout` (the deadline or the call's timeout), `circuit_open`, `bulkhead_full`, or `_OTHER`
 //! (a connect error, a reset). Put it innermost, under the retry, so each attempt is a sample;
-//! the labels come from the request's URI, which your code chose (no label from outside input).
+//! the labels come from the request's URI, which your code chose (no label from outside input:
+//! `server.address` and `server.port` are the URI's authority's, never a `Host` header's).
 //! With `vitals::telemetry`, the Prometheus recorder has the recommended buckets for it.
 //!
 //! The layer keeps the recorder's handle of each label set it has recorded (up to

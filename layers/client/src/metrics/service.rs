@@ -51,8 +51,69 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let downstream = self.handles.downstream(
             semconv::method_label(request.method()),
-            semconv::server_address(request.uri(), request.headers()),
+            // The URI's authority, never a `Host` header: that may come from outside.
+            semconv::uri_server_address(request.uri()),
         );
         MeasuredFuture::new(self.inner.call(request), downstream, Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Waker;
+
+    use metrics_util::debugging::DebuggingRecorder;
+
+    use super::*;
+
+    /// The labels of the one sample a call of `request` through the layer records.
+    fn labels_of(request: Request<()>) -> Vec<String> {
+        let recorder = DebuggingRecorder::new();
+        metrics::with_local_recorder(&recorder, || {
+            let mut service = ClientMetrics::new(tower::service_fn(|_: Request<()>| {
+                std::future::ready(Ok::<_, Infallible>(Response::new(())))
+            }));
+            let call = pin!(service.call(request));
+            let answered = call.poll(&mut Context::from_waker(Waker::noop()));
+            assert!(matches!(answered, Poll::Ready(Ok(_))));
+        });
+        let snapshot = recorder.snapshotter().snapshot().into_vec();
+        assert_eq!(snapshot.len(), 1, "one sample");
+        let mut labels: Vec<String> = snapshot[0]
+            .0
+            .key()
+            .labels()
+            .map(|label| format!("{}={}", label.key(), label.value()))
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    #[test]
+    fn the_server_is_the_uris_never_a_host_header() {
+        let mut relative = Request::new(());
+        *relative.uri_mut() = http::Uri::from_static("/charges");
+        relative.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("from-outside.example"),
+        );
+        assert_eq!(
+            labels_of(relative),
+            ["http.request.method=GET", "http.response.status_code=200"]
+        );
+        let mut absolute = Request::new(());
+        *absolute.uri_mut() = http::Uri::from_static("https://payment.internal/charges");
+        assert_eq!(
+            labels_of(absolute),
+            [
+                "http.request.method=GET",
+                "http.response.status_code=200",
+                "server.address=payment.internal",
+                "server.port=443",
+            ]
+        );
     }
 }
