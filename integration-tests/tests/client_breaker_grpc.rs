@@ -1,13 +1,15 @@
-//! The circuit breaker on a tonic channel over HTTP/2, against a real tonic server: a
-//! streaming call that fails after its first message says so only in its trailers
-//! (`grpc-status: 14`, its head is HTTP 200). Those calls open the breaker; streams that end
-//! with `OK` do not.
+//! vitals-client on a tonic channel over HTTP/2, against a real tonic server. The circuit
+//! breaker: a streaming call that fails after its first message says so only in its trailers
+//! (`grpc-status: 14`, its head is HTTP 200); those calls open the breaker, streams that end
+//! with `OK` do not. The client metrics: the channel's requests carry only their path, so
+//! `server.address` and `server.port` are the ones the layer was given.
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use metrics_util::debugging::DebuggingRecorder;
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -15,7 +17,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use vitals_client::{BreakerOpen, BreakerState, CircuitBreakerLayer};
+use vitals_client::{BreakerOpen, BreakerState, CircuitBreakerLayer, ClientMetricsLayer};
 
 /// What the flaky service does, and how many calls reached it.
 #[derive(Default)]
@@ -122,4 +124,63 @@ async fn a_failure_status_in_the_trailers_of_a_stream_counts_and_opens_the_break
     let source = std::error::Error::source(&status).unwrap();
     assert!(source.is::<BreakerOpen>(), "{status}: {source}");
     assert_eq!(flaky.calls.load(Ordering::SeqCst), reached);
+}
+
+/// The labels of each sample a `Check` through `layer` on a channel to a real server records.
+fn check_labels(layer: ClientMetricsLayer) -> Vec<Vec<String>> {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The recorder is this thread's while the calls run on it.
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(HealthServer::new(Flaky(Arc::default())))
+                    .serve_with_incoming(TcpIncoming::from(listener)),
+            );
+            let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client =
+                HealthClient::new(tower::ServiceBuilder::new().layer(layer).service(channel));
+            client.check(HealthCheckRequest::default()).await.unwrap();
+        });
+    });
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, ..)| {
+            let mut labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            labels.sort();
+            labels
+        })
+        .collect()
+}
+
+#[test]
+fn a_channels_calls_name_no_server_so_the_metrics_take_the_one_given() {
+    let answered = ["http.request.method=POST", "http.response.status_code=200"];
+    assert_eq!(check_labels(ClientMetricsLayer::new()), [answered]);
+    assert_eq!(
+        check_labels(ClientMetricsLayer::new().with_server("health.internal", 50051)),
+        [[
+            answered[0],
+            answered[1],
+            "server.address=health.internal",
+            "server.port=50051"
+        ]]
+    );
 }

@@ -28,6 +28,8 @@ pub const MAX_OUTCOMES: usize = 32;
 /// The handles of one [`ClientMetrics`](super::ClientMetrics) and its clones.
 #[derive(Debug, Default)]
 pub(crate) struct Handles {
+    /// `server.address` and `server.port` of calls whose URI names no server.
+    server: Option<(Box<str>, u16)>,
     /// The first triple seen.
     first: OnceLock<(Address, Arc<Downstream>)>,
     /// The others.
@@ -64,6 +66,18 @@ impl Equivalent<Address> for AddressRef<'_> {
 }
 
 impl Handles {
+    pub(crate) fn new(server: Option<(Box<str>, u16)>) -> Self {
+        Self {
+            server,
+            ..Self::default()
+        }
+    }
+
+    /// The server given for calls whose URI names none.
+    pub(crate) fn server(&self) -> Option<(&str, u16)> {
+        self.server.as_ref().map(|(host, port)| (&**host, *port))
+    }
+
     /// The handles of calls with this method to this server (host and port).
     pub(crate) fn downstream(
         &self,

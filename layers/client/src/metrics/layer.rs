@@ -7,15 +7,32 @@ use super::service::ClientMetrics;
 
 /// Records `http.client.request.duration` for every call through it (see the
 /// [module docs](crate::metrics)).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientMetricsLayer {
-    _private: (),
+    /// `server.address` and `server.port` of calls whose URI names no server.
+    server: Option<(Box<str>, u16)>,
 }
 
 impl ClientMetricsLayer {
-    /// The layer.
+    /// The layer: `server.address` and `server.port` from each call's URI.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `server.address` and `server.port` for calls whose URI names no server — a tonic
+    /// `Channel`'s requests carry only the path (the channel adds its origin below the layers
+    /// around it). A URI with an authority still names its own.
+    ///
+    /// ```
+    /// use vitals_client::ClientMetricsLayer;
+    ///
+    /// let layer = ClientMetricsLayer::new().with_server("payment.internal", 50051);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn with_server(mut self, host: impl Into<Box<str>>, port: u16) -> Self {
+        self.server = Some((host.into(), port));
+        self
     }
 }
 
@@ -23,6 +40,6 @@ impl<S> Layer<S> for ClientMetricsLayer {
     type Service = ClientMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientMetrics::new(inner)
+        ClientMetrics::new(inner, self.server.clone())
     }
 }

@@ -22,13 +22,13 @@ pub struct ClientMetrics<S> {
 }
 
 impl<S> ClientMetrics<S> {
-    pub(super) fn new(inner: S) -> Self {
+    pub(super) fn new(inner: S, server: Option<(Box<str>, u16)>) -> Self {
         // quanta calibrates its clock at its first read (~0.7 ms here): done when the stack is
         // built, not in the first call.
         let _ = Instant::now();
         Self {
             inner,
-            handles: Arc::default(),
+            handles: Arc::new(Handles::new(server)),
         }
     }
 
@@ -52,7 +52,7 @@ where
         let downstream = self.handles.downstream(
             semconv::method_label(request.method()),
             // The URI's authority, never a `Host` header: that may come from outside.
-            semconv::uri_server_address(request.uri()),
+            semconv::uri_server_address(request.uri()).or_else(|| self.handles.server()),
         );
         MeasuredFuture::new(self.inner.call(request), downstream, Instant::now())
     }
@@ -70,12 +70,15 @@ mod tests {
     use super::*;
 
     /// The labels of the one sample a call of `request` through the layer records.
-    fn labels_of(request: Request<()>) -> Vec<String> {
+    fn labels_of(request: Request<()>, server: Option<(Box<str>, u16)>) -> Vec<String> {
         let recorder = DebuggingRecorder::new();
         metrics::with_local_recorder(&recorder, || {
-            let mut service = ClientMetrics::new(tower::service_fn(|_: Request<()>| {
-                std::future::ready(Ok::<_, Infallible>(Response::new(())))
-            }));
+            let mut service = ClientMetrics::new(
+                tower::service_fn(|_: Request<()>| {
+                    std::future::ready(Ok::<_, Infallible>(Response::new(())))
+                }),
+                server,
+            );
             let call = pin!(service.call(request));
             let answered = call.poll(&mut Context::from_waker(Waker::noop()));
             assert!(matches!(answered, Poll::Ready(Ok(_))));
@@ -101,13 +104,24 @@ mod tests {
             http::HeaderValue::from_static("from-outside.example"),
         );
         assert_eq!(
-            labels_of(relative),
+            labels_of(relative.clone(), None),
             ["http.request.method=GET", "http.response.status_code=200"]
+        );
+        // A server given for calls whose URI names none, as a tonic channel's.
+        let given = || Some(("payment.internal".into(), 50051));
+        assert_eq!(
+            labels_of(relative, given()),
+            [
+                "http.request.method=GET",
+                "http.response.status_code=200",
+                "server.address=payment.internal",
+                "server.port=50051",
+            ]
         );
         let mut absolute = Request::new(());
         *absolute.uri_mut() = http::Uri::from_static("https://payment.internal/charges");
         assert_eq!(
-            labels_of(absolute),
+            labels_of(absolute, given()),
             [
                 "http.request.method=GET",
                 "http.response.status_code=200",
