@@ -1,8 +1,9 @@
 //! The recorder's handle of each label set, resolved at the set's first sample and kept.
 //!
-//! Without them a sample costs five labels built (two strings allocated for the host and the
-//! port, one for the status), then the recorder hashing the key, finding it in its registry
-//! and cloning it: ~2,200 instructions a call with the Prometheus recorder. With them: one
+//! Without them a sample costs up to five labels built (strings allocated for the host, the
+//! port and the status), then the recorder hashing the key, finding it in its registry and
+//! cloning it: ~2,200 instructions for the layer on a call to `GET /` (two labels) with the
+//! Prometheus recorder, ~700 with them. With them: one
 //! hash of the method, host and port under a shared lock when the call starts, and a scan of
 //! the few outcomes seen when it ends. The first triple and the first outcome of each are
 //! kept apart, read without a lock or a hash: a client stack calls one downstream, mostly

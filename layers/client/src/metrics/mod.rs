@@ -7,12 +7,14 @@
 //! `timeout` (the deadline or the call's timeout), `circuit_open`, `bulkhead_full`, or `_OTHER`
 //! (a connect error, a reset). Put it innermost, under the retry, so each attempt is a sample;
 //! the labels come from the request's URI, which your code chose (no label from outside input:
-//! `server.address` and `server.port` are the URI's authority's, never a `Host` header's).
+//! `server.address` and `server.port` are the URI's authority's, never a `Host` header's; for
+//! calls whose URI has none, a tonic channel's, give them with
+//! [`ClientMetricsLayer::with_server`]).
 //! With `vitals::telemetry`, the Prometheus recorder has the recommended buckets for it.
 //!
 //! The layer keeps the recorder's handle of each label set it has recorded (up to
 //! [`MAX_DOWNSTREAMS`] method, host and port triples, and [`MAX_OUTCOMES`] outcomes each): a
-//! call then finds its handle under a shared lock instead of building five label strings for
+//! call then finds its handle under a shared lock instead of building up to five labels for
 //! the recorder to hash and look up. Install the recorder before the first call, as for every
 //! layer's metrics.
 //!

@@ -108,13 +108,13 @@ mod tests {
             ["http.request.method=GET", "http.response.status_code=200"]
         );
         // A server given for calls whose URI names none, as a tonic channel's.
-        let given = || Some(("payment.internal".into(), 50051));
+        let given = || Some(("fallback.internal".into(), 50051));
         assert_eq!(
             labels_of(relative, given()),
             [
                 "http.request.method=GET",
                 "http.response.status_code=200",
-                "server.address=payment.internal",
+                "server.address=fallback.internal",
                 "server.port=50051",
             ]
         );
