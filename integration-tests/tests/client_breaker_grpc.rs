@@ -59,6 +59,22 @@ impl Health for Flaky {
     }
 }
 
+/// A tonic server of the flaky health service on a loopback port, and a channel to it.
+async fn serve(state: Arc<State>) -> tonic::transport::Channel {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(HealthServer::new(Flaky(state)))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// One `Watch` call read to its end: the stream's final status (`Ok` when it ended with `OK`).
 async fn watch<S>(client: &mut HealthClient<S>) -> Result<(), Status>
 where
@@ -82,19 +98,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_status_in_the_trailers_of_a_stream_counts_and_opens_the_breaker() {
     let flaky = Arc::new(State::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = HealthServer::new(Flaky(Arc::clone(&flaky)));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(server)
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = serve(Arc::clone(&flaky)).await;
     let layer = CircuitBreakerLayer::new("health").with_minimum_calls(4);
     let breaker = layer.handle();
     let mut client = HealthClient::new(tower::ServiceBuilder::new().layer(layer).service(channel));
@@ -137,18 +141,7 @@ fn check_labels(layer: ClientMetricsLayer) -> Vec<Vec<String>> {
     // The recorder is this thread's while the calls run on it.
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let address = listener.local_addr().unwrap();
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(HealthServer::new(Flaky(Arc::default())))
-                    .serve_with_incoming(TcpIncoming::from(listener)),
-            );
-            let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
+            let channel = serve(Arc::default()).await;
             let mut client =
                 HealthClient::new(tower::ServiceBuilder::new().layer(layer).service(channel));
             client.check(HealthCheckRequest::default()).await.unwrap();
